@@ -1,0 +1,2 @@
+// xenmig library entry point. Layers: stream (records), xen (hypervisor), engines, toolstack, transports.
+export * as stream from './stream/index.js';
