@@ -117,7 +117,8 @@ export interface MockHost {
   readonly dir: string;
   createDomain(opts: { type: DomainType; pages: number; vcpus?: number; populate?: boolean }): number;
   destroyDomain(domid: number): void;
-  listDomains(): number[];
+  /** the host's domain ids, ascending (named apart from Hypervisor.listDomains, which returns DomainInfo[]) */
+  listDomainIds(): number[];
   guestWrite(domid: number, pfn: number, offset: number, data: Uint8Array): void;
   /** runs off the main thread; resolves with the number of page writes */
   workload(domid: number, opts: { rate: number; hot?: number; seed?: number; durationMs?: number; signal?: AbortSignal }): Promise<number>;

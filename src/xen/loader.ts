@@ -1,0 +1,217 @@
+// Finds and loads the native addon (native/, built by binding.gyp or native/CMakeLists.txt).
+//
+// Flavours: 'system' (xenmig_system.node, the installed libxenctrl) and 'mock'
+// (xenmig_mock.node, docker/mock's libxenctrl). Default: 'system' when /dev/xen/privcmd exists,
+// else 'mock'; overridden by the `flavour` option, then by XENMIG_FLAVOUR=system|mock.
+// Search order: the `path` option, XENMIG_ADDON_PATH (a .node file or a directory), then the
+// package's build/Release, build/Debug, build/cmake/Release, build/cmake/Debug (cmake-js).
+// A failure names every path tried and why it was not used.
+import { existsSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { DomainType } from './types.js';
+
+export type Flavour = 'system' | 'mock';
+
+/** Raw per-domain info as the addon returns it (DomainInfo minus maxPfn/guestWidth/type). */
+export interface NativeDomainInfo {
+  domid: number;
+  hvm: boolean;
+  dying: boolean;
+  paused: boolean;
+  running: boolean;
+  blocked: boolean;
+  shutdown: boolean;
+  shutdownReason: number;
+  hap: boolean;
+  totPages: number;
+  maxPages: number;
+  sharedInfoFrame: number;
+  maxVcpuId: number;
+  onlineVcpus: number;
+}
+
+export interface NativeMapping {
+  readonly buffer: ArrayBuffer;
+  readonly errors?: Int32Array;
+  readonly pages: number;
+  readonly maxMfn?: number;
+  readonly mapped: boolean;
+  readonly inflight: number;
+  /** detaches `buffer`; true when the memory is released now, false when deferred to in-flight I/O */
+  unmap(): boolean;
+}
+
+export interface NativeInterface {
+  close(): void;
+  lastLog(): string[];
+  version(): number;
+  domainInfo(domid: number): NativeDomainInfo;
+  listDomains(): NativeDomainInfo[];
+  pause(domid: number): void;
+  unpause(domid: number): void;
+  resume(domid: number, fast: boolean): void;
+  shutdown(domid: number, reason: number): void;
+  destroy(domid: number): void;
+  nrGpfns(domid: number): number;
+  maxGpfn(domid: number): number;
+  guestWidth(domid: number): number;
+  shadowControl(domid: number, op: number): void;
+  logDirty(domid: number, op: number, bitmap: Uint8Array, pages: number, mode: number): [number, number];
+  map(domid: number, frames: BigUint64Array, prot: number): NativeMapping & { errors: Int32Array };
+  pfnTypes(domid: number, frames: BigUint64Array): void;
+  populatePhysmap(domid: number, gfns: BigUint64Array): void;
+  mapM2p(): NativeMapping & { maxMfn: number };
+  vcpuContextGet(domid: number, vcpu: number): Uint8Array;
+  vcpuContextSet(domid: number, vcpu: number, ctx: Uint8Array): void;
+  vcpuExtendedGet(domid: number, vcpu: number): Uint8Array;
+  vcpuExtendedSet(domid: number, vcpu: number, ctx: Uint8Array): void;
+  vcpuXsaveGet(domid: number, vcpu: number): Uint8Array;
+  vcpuXsaveSet(domid: number, vcpu: number, ctx: Uint8Array): void;
+  vcpuMsrsGet(domid: number, vcpu: number): Uint8Array;
+  vcpuMsrsSet(domid: number, vcpu: number, msrs: Uint8Array): void;
+  vcpuOnline(domid: number, vcpu: number): boolean;
+  hvmContextGet(domid: number): Uint8Array;
+  hvmContextSet(domid: number, ctx: Uint8Array): void;
+  hvmParamGet(domid: number, index: number): bigint;
+  hvmParamSet(domid: number, index: number, value: bigint): void;
+  tscInfoGet(domid: number): { mode: number; elapsedNsec: bigint; gtscKhz: number; incarnation: number };
+  tscInfoSet(domid: number, mode: number, elapsedNsec: bigint, gtscKhz: number, incarnation: number): void;
+  cpuPolicyGet(domid: number): [Uint8Array, Uint8Array];
+  cpuPolicySet(domid: number, cpuid: Uint8Array, msrs: Uint8Array): void;
+}
+
+export interface NativeMock {
+  DOMAIN_PV: number;
+  DOMAIN_HVM: number;
+  setHost(dir: string | null): void;
+  host(): string;
+  domainCreate(type: number, pages: number, vcpus: number, populate: boolean): number;
+  domainDestroy(domid: number): void;
+  domainList(): number[];
+  guestWrite(domid: number, pfn: number, offset: number, data: Uint8Array): void;
+  checksum(domid: number): Uint8Array;
+  workloadStart(domid: number, rate: number, hot: number, seed: number, durationMs: number): [number, Promise<number>];
+  workloadStop(id: number): void;
+}
+
+export interface NativeAddon {
+  readonly flavour: Flavour;
+  readonly sizes: {
+    vcpuContext: number;
+    vcpuContextX64: number;
+    vcpuContextX32: number;
+    extVcpuContext: number;
+    vcpuMsr: number;
+    cpuidLeaf: number;
+    msrEntry: number;
+  };
+  readonly build: { domctlInterfaceVersion: number; getinfoSingle: boolean };
+  Interface: new () => NativeInterface;
+  Mapping: abstract new () => NativeMapping;
+  writePages(fd: number, header: Uint8Array, m: NativeMapping, indices: Uint32Array): Promise<number>;
+  readPages(fd: number, m: NativeMapping, indices: Uint32Array): Promise<number>;
+  mock?: NativeMock;
+}
+
+export interface LoadOptions {
+  flavour?: Flavour;
+  /** a .node file, or a directory holding xenmig_<flavour>.node */
+  path?: string;
+}
+
+export interface LoadedAddon {
+  addon: NativeAddon;
+  flavour: Flavour;
+  path: string;
+}
+
+/** The repository / package root (this file is src/xen/loader.ts or dist/xen/loader.js). */
+export const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export const PRIVCMD = '/dev/xen/privcmd';
+
+function parseFlavour(v: string, from: string): Flavour {
+  if (v === 'system' || v === 'mock') return v;
+  throw new TypeError(`${from} must be 'system' or 'mock', got ${JSON.stringify(v)}`);
+}
+
+/** The flavour to load: option, else XENMIG_FLAVOUR, else system iff /dev/xen/privcmd exists. */
+export function selectFlavour(opt?: Flavour): Flavour {
+  if (opt !== undefined) return parseFlavour(opt, 'flavour');
+  const env = process.env.XENMIG_FLAVOUR;
+  if (env) return parseFlavour(env, 'XENMIG_FLAVOUR');
+  return existsSync(PRIVCMD) ? 'system' : 'mock';
+}
+
+/** Every path the loader would try for `flavour`, in order. */
+export function candidatePaths(flavour: Flavour, opts: LoadOptions = {}): string[] {
+  const file = `xenmig_${flavour}.node`;
+  const out: string[] = [];
+  const add = (p: string) => {
+    const abs = resolve(p);
+    out.push(abs.endsWith('.node') || !isDir(abs) ? abs : join(abs, file));
+  };
+  if (opts.path) add(opts.path);
+  if (process.env.XENMIG_ADDON_PATH) add(process.env.XENMIG_ADDON_PATH);
+  for (const d of ['build/Release', 'build/Debug', 'build/cmake/Release', 'build/cmake/Debug'])
+    out.push(join(packageRoot, d, file));
+  return out;
+}
+
+function isDir(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+const requireNative = createRequire(import.meta.url);
+const cache = new Map<string, NativeAddon>();
+
+export class AddonLoadError extends Error {
+  readonly code = 'ERR_XENMIG_ADDON';
+  constructor(
+    readonly flavour: Flavour,
+    readonly tried: { path: string; reason: string }[],
+  ) {
+    super(
+      `cannot load the xenmig native addon (flavour '${flavour}'); tried:\n` +
+        tried.map((t) => `  ${t.path}: ${t.reason}`).join('\n') +
+        `\nbuild it with 'npm run build:native' (or set XENMIG_ADDON_PATH)`,
+    );
+    this.name = 'AddonLoadError';
+  }
+}
+
+/** Loads the addon of the selected flavour; throws AddonLoadError naming every path tried. */
+export function loadAddon(opts: LoadOptions = {}): LoadedAddon {
+  const flavour = selectFlavour(opts.flavour);
+  const tried: { path: string; reason: string }[] = [];
+  for (const path of candidatePaths(flavour, opts)) {
+    const cached = cache.get(path);
+    if (cached) return { addon: cached, flavour, path };
+    if (!existsSync(path)) {
+      tried.push({ path, reason: 'not found' });
+      continue;
+    }
+    let addon: NativeAddon;
+    try {
+      addon = requireNative(path) as NativeAddon;
+    } catch (e) {
+      tried.push({ path, reason: `load failed: ${(e as Error).message.split('\n')[0]}` });
+      continue;
+    }
+    if (addon.flavour !== flavour) {
+      tried.push({ path, reason: `is the '${addon.flavour}' flavour, not '${flavour}'` });
+      continue;
+    }
+    cache.set(path, addon);
+    return { addon, flavour, path };
+  }
+  throw new AddonLoadError(flavour, tried);
+}
+
+export const DOMAIN_TYPE_CODE: Record<DomainType, number> = { pv: 1, hvm: 2 };
