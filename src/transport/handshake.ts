@@ -1,0 +1,505 @@
+// The migration handshake state machines, for both roles and both wires (xenmig control messages, or
+// xl's fixed strings). The engine plugs in the domain actions as callbacks.
+//
+// Safety rule (as xl's): the receiver runs the guest only after it has read CLEARED_TO_UNPAUSE; the
+// sender sends CLEARED_TO_UNPAUSE only after its source is stopped and renamed away, and from that
+// moment on it resumes the source only on positive proof that the receiver does not run the guest:
+// RESULT ≠ 0 followed by the receiver's own CLEARED_TO_UNPAUSE (sent after it destroyed its copy).
+//
+// Outcomes by failure point (S = sender, R = receiver; "runs" = where the guest runs at the end):
+//
+//  failure point                                   S outcome          R outcome     runs
+//  ─────────────────────────────────────────────── ────────────────── ───────────── ──────
+//  no READY / garbage / bad version / timeout      not-started        (n/a)         source
+//  stream fails (sender, EPIPE, receiver abort)    resumed            discarded     source
+//  receiver restore fails (ERROR sent back)        resumed            discarded     source
+//  no DONE / garbage / sender gone after stream    resumed            discarded     source
+//  no RECEIVED / garbage / timeout                 resumed            discarded     source
+//  sender's prepareHandover (rename) fails         resumed            discarded     source
+//  receiver: no CLEARED (EOF/garbage/timeout)      resumed (RESULT≠0  discarded     source
+//                                                  + CLEARED back)
+//  receiver's unpause fails                        resumed            discarded     source
+//  success                                         handed-over        running       destination
+//  link lost after CLEARED sent, R got CLEARED     in-doubt           running       destination
+//  link lost after CLEARED sent, R did not get it  in-doubt           discarded     NONE (*)
+//  R's unpause fails and its discard fails too     in-doubt           discard-failed NONE (*)
+//
+// (*) The unavoidable window (the two generals problem; xl calls it "failed_badly" and prints that
+// the domain state is undefined): a sender that has sent CLEARED_TO_UNPAUSE and then loses the link
+// cannot know whether the receiver got it. It never resumes then: at most one copy runs, never two;
+// the source stays stopped and renamed ("in-doubt", onInDoubt is called) for an operator or a
+// higher layer to resolve. Every other failure ends with exactly one copy running.
+//
+// The channel is closed by the handshake: gracefully on success, destroyed (so the peer sees EOF at
+// once instead of waiting for a timeout) on failure.
+
+import type { Channel } from './channel.js';
+import {
+  ControlConnection,
+  CONTROL_PROTOCOL_VERSION,
+  UnexpectedMessageError,
+} from './control.js';
+import { PeerReportedError, ProtocolError, TransportError, TransportTimeoutError, asError } from './errors.js';
+import type { WaitOptions } from './io.js';
+import type { HandshakeWire, PeerInfo } from './wire.js';
+import { xlWire } from './xl.js';
+
+export type HandshakeProtocol = 'xenmig' | 'xl';
+
+export interface HandshakeTimeouts {
+  /** sender: wait for READY / the xl banner (default 60 s) */
+  ready: number;
+  /** sender: wait for RECEIVED after the stream was written (default 300 s) */
+  received: number;
+  /** receiver: wait for DONE after the stream was read (default 60 s) */
+  done: number;
+  /** receiver: wait for CLEARED_TO_UNPAUSE after RECEIVED (default 120 s) */
+  cleared: number;
+  /** sender: wait for RESULT after CLEARED_TO_UNPAUSE (default 120 s) */
+  result: number;
+  /** sender: wait for the receiver's CLEARED_TO_UNPAUSE after RESULT ≠ 0 (default 120 s) */
+  clearedBack: number;
+  /** bound on each best-effort send on a failure path (default 2 s) */
+  bestEffort: number;
+}
+
+export const DEFAULT_HANDSHAKE_TIMEOUTS: HandshakeTimeouts = {
+  ready: 60_000,
+  received: 300_000,
+  done: 60_000,
+  cleared: 120_000,
+  result: 120_000,
+  clearedBack: 120_000,
+  bestEffort: 2_000,
+};
+
+export interface HandshakeOptions {
+  protocol?: HandshakeProtocol;
+  timeouts?: Partial<HandshakeTimeouts>;
+  /** xenmig: our version string in READY (receiver) */
+  version?: string;
+  /** xenmig: capabilities we announce in READY (receiver) */
+  capabilities?: string[];
+  /** xenmig: capabilities the receiver must announce (sender); missing → abort before the stream */
+  requiredCapabilities?: string[];
+}
+
+// ------------------------------------------------------------------------------------------------
+// xenmig wire
+
+export function xenmigWire(ch: Channel, opts: Pick<HandshakeOptions, 'version' | 'capabilities'> = {}): HandshakeWire {
+  const conn = new ControlConnection(ch.readable, ch.writable);
+  return {
+    name: 'xenmig',
+    sendReady: (o) =>
+      conn.send({ type: 'READY', protocol: CONTROL_PROTOCOL_VERSION, version: opts.version ?? '0', capabilities: opts.capabilities ?? [] }, o),
+    async awaitReady(o): Promise<PeerInfo> {
+      const m = await conn.expect('READY', o);
+      if (m.protocol !== CONTROL_PROTOCOL_VERSION) {
+        throw new ProtocolError('EPROTONOSUPPORT', `receiver speaks control protocol ${m.protocol}, we speak ${CONTROL_PROTOCOL_VERSION}`);
+      }
+      return { protocol: 'xenmig', version: m.version, capabilities: m.capabilities };
+    },
+    sendDone: (o) => conn.send({ type: 'DONE' }, o),
+    awaitDone: async (o) => void (await conn.expect('DONE', o)),
+    sendReceived: (o) => conn.send({ type: 'RECEIVED' }, o),
+    awaitReceived: async (o) => void (await conn.expect('RECEIVED', o)),
+    sendCleared: (o) => conn.send({ type: 'CLEARED_TO_UNPAUSE' }, o),
+    awaitCleared: async (o) => void (await conn.expect('CLEARED_TO_UNPAUSE', o)),
+    sendResult: (status, o) => conn.send({ type: 'RESULT', status }, o),
+    awaitResult: async (o) => (await conn.expect('RESULT', o)).status,
+    sendError: (code, message, o) => conn.send({ type: 'ERROR', code, message: message.slice(0, 4000) }, o),
+  };
+}
+
+function makeWire(ch: Channel, opts: HandshakeOptions): HandshakeWire {
+  return (opts.protocol ?? 'xenmig') === 'xl' ? xlWire(ch) : xenmigWire(ch, opts);
+}
+
+// ------------------------------------------------------------------------------------------------
+// sender
+
+export interface SenderCallbacks {
+  /**
+   * Write the whole migration stream on channel.writable (or channel.dataFd). The engine suspends
+   * the guest in here. `signal` aborts when the receiver reports an error or goes away mid-stream.
+   */
+  sendStream(channel: Channel, signal: AbortSignal): Promise<void>;
+  /**
+   * The receiver has the domain (RECEIVED). The source is stopped; make sure it cannot be run under
+   * its name any more (xl renames it to "<name>--migratedaway"). Throwing aborts the migration: the
+   * source is resumed. xl calls this point "onCleared": right before CLEARED_TO_UNPAUSE is sent.
+   */
+  prepareHandover(): Promise<void>;
+  /**
+   * Before the handover (or after a proven failure at the receiver): make the source run again (undo
+   * the rename if done, resume if suspended). Must be idempotent: it is called whenever sendStream
+   * was started, also if the guest was never suspended.
+   */
+  resumeSource(reason: Error): Promise<void>;
+  /** RESULT = 0: the guest runs on the receiver; destroy the source. */
+  destroySource(): Promise<void>;
+  /** The link broke after CLEARED_TO_UNPAUSE was sent: the source stays stopped and renamed. */
+  onInDoubt?(reason: Error): Promise<void> | void;
+}
+
+export type SenderStep = 'ready' | 'stream' | 'done' | 'received' | 'prepare' | 'clear' | 'result' | 'cleared-back' | 'finished';
+export type SenderOutcome = 'not-started' | 'handed-over' | 'resumed' | 'resume-failed' | 'in-doubt';
+
+export interface SenderResult {
+  outcome: SenderOutcome;
+  /** whether the guest runs on the source at the end, as far as the sender knows */
+  sourceRuns: boolean;
+  /** the step that failed, or 'finished' */
+  step: SenderStep;
+  /** the failure (also set on 'handed-over' if destroying the source failed) */
+  error?: Error;
+  /** RESULT status from the receiver, when one was read */
+  status?: number;
+  peer?: PeerInfo;
+}
+
+export async function senderHandshake(channel: Channel, cb: SenderCallbacks, opts: HandshakeOptions = {}): Promise<SenderResult> {
+  const t = { ...DEFAULT_HANDSHAKE_TIMEOUTS, ...opts.timeouts };
+  let step: SenderStep = 'ready';
+  let peer: PeerInfo | undefined;
+  let streamStarted = false;
+  let wire: HandshakeWire;
+  try {
+    wire = makeWire(channel, opts);
+  } catch (e) {
+    channel.destroy(asError(e));
+    return { outcome: 'not-started', sourceRuns: true, step, error: asError(e) };
+  }
+
+  // Failure before CLEARED_TO_UNPAUSE left: the receiver cannot run the guest; resume the source.
+  const abortBeforeHandover = async (e: unknown): Promise<SenderResult> => {
+    const err = asError(e);
+    await bestEffort(wire.sendError(codeOf(err), err.message, { timeoutMs: t.bestEffort }), t.bestEffort);
+    channel.destroy(err);
+    if (!streamStarted) return { outcome: 'not-started', sourceRuns: true, step, error: err, peer };
+    try {
+      await cb.resumeSource(err);
+      return { outcome: 'resumed', sourceRuns: true, step, error: err, peer };
+    } catch (e2) {
+      return { outcome: 'resume-failed', sourceRuns: false, step, error: new AggregateError([err, asError(e2)], `resuming the source failed after: ${err.message}`), peer };
+    }
+  };
+  // Failure after CLEARED_TO_UNPAUSE may have reached the receiver: never resume.
+  const inDoubt = async (e: unknown, status?: number): Promise<SenderResult> => {
+    const err = asError(e);
+    channel.destroy(err);
+    try {
+      await cb.onInDoubt?.(err);
+    } catch {
+      /* reporting only */
+    }
+    return { outcome: 'in-doubt', sourceRuns: false, step, error: err, peer, status };
+  };
+
+  try {
+    peer = await wire.awaitReady({ timeoutMs: t.ready });
+    const missing = (opts.requiredCapabilities ?? []).filter((c) => !peer!.capabilities.includes(c));
+    if (missing.length) throw new ProtocolError('ENOTSUP', `receiver lacks capabilities: ${missing.join(', ')}`);
+  } catch (e) {
+    return abortBeforeHandover(e);
+  }
+
+  // Watch the reverse direction while the stream is written: the next thing the receiver sends is
+  // RECEIVED (after the stream) — or ERROR/EOF if it gives up, which must abort the stream at once.
+  step = 'stream';
+  const abort = new AbortController();
+  const received = settle(wire.awaitReceived({ signal: abort.signal }));
+  void received.then((r) => {
+    if (!r.ok && !abort.signal.aborted) abort.abort(r.error);
+  });
+  streamStarted = true;
+  try {
+    const sending = cb.sendStream(channel, abort.signal);
+    sending.catch(() => undefined); // settled below or abandoned after an abort
+    await raceAbort(sending, abort.signal);
+  } catch (e) {
+    // prefer the receiver's reason (ERROR message) over our EPIPE
+    const r = await Promise.race([received, delay(50).then(() => undefined)]);
+    return abortBeforeHandover(r && !r.ok && r.error instanceof PeerReportedError ? r.error : e);
+  }
+
+  step = 'done';
+  try {
+    await wire.sendDone({ timeoutMs: t.done });
+  } catch (e) {
+    return abortBeforeHandover(e);
+  }
+
+  step = 'received';
+  try {
+    const r = await withTimeout(received, t.received, 'RECEIVED');
+    if (!r.ok) throw r.error;
+  } catch (e) {
+    return abortBeforeHandover(e);
+  }
+
+  step = 'prepare';
+  try {
+    await cb.prepareHandover();
+  } catch (e) {
+    return abortBeforeHandover(e);
+  }
+
+  step = 'clear';
+  // Start reading the reply now: if the receiver is already gone (EOF/reset or an ERROR already
+  // queued on the reverse direction), we learn it before CLEARED_TO_UNPAUSE leaves and can still
+  // resume safely. The receiver never ends its direction before RESULT, so an early end is a failure.
+  const result = settle(wire.awaitResult({ timeoutMs: t.result }));
+  const early = await Promise.race([result, new Promise<undefined>((res) => setImmediate(() => setImmediate(() => res(undefined))))]);
+  if (early && !early.ok) return abortBeforeHandover(early.error);
+  if (early?.ok) return inDoubt(new ProtocolError('EUNEXPECTED', 'RESULT arrived before CLEARED_TO_UNPAUSE was sent'), early.value);
+  if (!channel.isOpen || channel.writable.destroyed) {
+    return abortBeforeHandover(channel.error ?? new TransportError('EPEERCLOSED', 'channel closed before CLEARED_TO_UNPAUSE'));
+  }
+  try {
+    await wire.sendCleared({ timeoutMs: t.result });
+  } catch (e) {
+    return inDoubt(e); // some bytes may have left
+  }
+
+  step = 'result';
+  const r = await result;
+  if (!r.ok) return inDoubt(r.error);
+  const status = r.value;
+
+  if (status === 0) {
+    step = 'finished';
+    await channel.close().catch(() => undefined);
+    try {
+      await cb.destroySource();
+      return { outcome: 'handed-over', sourceRuns: false, step, status, peer };
+    } catch (e) {
+      return { outcome: 'handed-over', sourceRuns: false, step, status, peer, error: asError(e) };
+    }
+  }
+
+  step = 'cleared-back';
+  try {
+    await wire.awaitCleared({ timeoutMs: t.clearedBack });
+  } catch (e) {
+    return inDoubt(e, status);
+  }
+  const err = new TransportError('EREMOTEFAIL', `receiver failed to start the guest (status ${status})`);
+  await channel.close().catch(() => undefined);
+  try {
+    await cb.resumeSource(err);
+    return { outcome: 'resumed', sourceRuns: true, step: 'finished', status, error: err, peer };
+  } catch (e2) {
+    return { outcome: 'resume-failed', sourceRuns: false, step: 'finished', status, error: new AggregateError([err, asError(e2)], 'resuming the source failed'), peer };
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// receiver
+
+export interface ReceiverCallbacks {
+  /**
+   * Read the migration stream from channel.readable (or channel.dataFd) and build the domain,
+   * paused. Must not consume bytes past the end of the stream (the handshake continues on the same
+   * direction); io.readExactly / Readable.read(n) / unshift make that easy.
+   */
+  receiveStream(channel: Channel): Promise<void>;
+  /** Cleared: rename the new domain to its real name and unpause it; return 0 when it runs. */
+  unpause(): Promise<number>;
+  /** Destroy the received (paused) copy. Called whenever receiveStream was started and we won't run. */
+  discard(reason: Error): Promise<void>;
+}
+
+export type ReceiverStep = 'ready' | 'stream' | 'done' | 'received' | 'cleared' | 'unpause' | 'result' | 'finished';
+export type ReceiverOutcome = 'running' | 'discarded' | 'discard-failed';
+
+export interface ReceiverResult {
+  outcome: ReceiverOutcome;
+  guestRuns: boolean;
+  step: ReceiverStep;
+  error?: Error;
+  /** the unpause status reported (RESULT) */
+  status?: number;
+}
+
+/** Status reported when the receiver was not cleared to unpause (xl reports -1 as byte 0xff). */
+export const STATUS_NOT_CLEARED = -1;
+/** Status reported when unpause threw without a numeric status. */
+export const STATUS_UNPAUSE_FAILED = -3;
+
+export async function receiverHandshake(channel: Channel, cb: ReceiverCallbacks, opts: HandshakeOptions = {}): Promise<ReceiverResult> {
+  const t = { ...DEFAULT_HANDSHAKE_TIMEOUTS, ...opts.timeouts };
+  let step: ReceiverStep = 'ready';
+  let started = false;
+  let wire: HandshakeWire;
+  try {
+    wire = makeWire(channel, opts);
+  } catch (e) {
+    channel.destroy(asError(e));
+    return { outcome: 'discarded', guestRuns: false, step, error: asError(e) };
+  }
+
+  const discardWith = async (err: Error, extra: Partial<ReceiverResult> = {}): Promise<ReceiverResult> => {
+    if (!started) return { outcome: 'discarded', guestRuns: false, step, error: err, ...extra };
+    try {
+      await cb.discard(err);
+      return { outcome: 'discarded', guestRuns: false, step, error: err, ...extra };
+    } catch (e2) {
+      return { outcome: 'discard-failed', guestRuns: false, step, error: new AggregateError([err, asError(e2)], `discarding the received copy failed after: ${err.message}`), ...extra };
+    }
+  };
+  // Failure before we were cleared: tell the sender (best effort), drop the link so a sender blocked
+  // in a write fails at once, discard our copy. The sender has not sent CLEARED, or will get our
+  // RESULT ≠ 0 + CLEARED (see notCleared) — it resumes.
+  const fail = async (e: unknown): Promise<ReceiverResult> => {
+    const err = asError(e);
+    await bestEffort(wire.sendError(codeOf(err), err.message, { timeoutMs: t.bestEffort }), t.bestEffort);
+    channel.destroy(err);
+    return discardWith(err);
+  };
+
+  try {
+    await wire.sendReady();
+  } catch (e) {
+    return fail(e);
+  }
+
+  step = 'stream';
+  started = true;
+  try {
+    await cb.receiveStream(channel);
+  } catch (e) {
+    return fail(e);
+  }
+
+  step = 'done';
+  try {
+    await wire.awaitDone({ timeoutMs: t.done });
+  } catch (e) {
+    return fail(e);
+  }
+
+  step = 'received';
+  try {
+    await wire.sendReceived();
+  } catch (e) {
+    return fail(e);
+  }
+
+  step = 'cleared';
+  try {
+    await wire.awaitCleared({ timeoutMs: t.cleared });
+  } catch (e) {
+    // As xl: report failure (status ≠ 0), destroy our copy, then grant the sender permission to resume.
+    const err = asError(e);
+    await bestEffort(wire.sendResult(STATUS_NOT_CLEARED, { timeoutMs: t.bestEffort }), t.bestEffort);
+    const r = await discardWith(err, { status: STATUS_NOT_CLEARED });
+    if (r.outcome === 'discarded') {
+      await bestEffort(wire.sendCleared({ timeoutMs: t.bestEffort }), t.bestEffort);
+      // close gracefully: a reset could drop the RESULT/CLEARED bytes still in flight
+      await channel.close({ timeoutMs: t.bestEffort }).catch(() => undefined);
+    } else {
+      channel.destroy(err);
+    }
+    return r;
+  }
+
+  step = 'unpause';
+  let status: number;
+  let unpauseError: Error | undefined;
+  try {
+    status = await cb.unpause();
+    if (!Number.isInteger(status)) throw new TypeError(`unpause returned ${String(status)}`);
+  } catch (e) {
+    unpauseError = asError(e);
+    status = STATUS_UNPAUSE_FAILED;
+  }
+
+  step = 'result';
+  if (status === 0) {
+    // We run. Whether or not the sender hears it, it will not resume (it sent CLEARED).
+    let err: Error | undefined;
+    try {
+      await wire.sendResult(0, { timeoutMs: t.result });
+      await channel.close();
+    } catch (e) {
+      err = asError(e);
+      channel.destroy(err);
+    }
+    return { outcome: 'running', guestRuns: true, step: 'finished', status: 0, error: err };
+  }
+  const err = unpauseError ?? new TransportError('EUNPAUSE', `unpause failed with status ${status}`);
+  await bestEffort(wire.sendResult(status, { timeoutMs: t.bestEffort }), t.bestEffort);
+  const r = await discardWith(err, { status });
+  if (r.outcome === 'discarded') {
+    await bestEffort(wire.sendCleared({ timeoutMs: t.bestEffort }), t.bestEffort);
+    await channel.close({ timeoutMs: t.bestEffort }).catch(() => undefined);
+  } else {
+    channel.destroy(err); // no permission to resume: the sender ends in-doubt, nobody runs
+  }
+  return r;
+}
+
+// ------------------------------------------------------------------------------------------------
+// helpers
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: Error };
+
+function settle<T>(p: Promise<T>): Promise<Settled<T>> {
+  return p.then(
+    (value) => ({ ok: true as const, value }),
+    (e: unknown) => ({ ok: false as const, error: asError(e) }),
+  );
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+async function bestEffort(p: Promise<unknown>, ms: number): Promise<void> {
+  p.catch(() => undefined);
+  await Promise.race([p.catch(() => undefined), delay(ms)]);
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  if (!ms || ms <= 0) return p;
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new TransportTimeoutError(what, ms)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(asError(signal.reason));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(asError(signal.reason));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+function codeOf(e: Error): string {
+  const c = (e as { code?: unknown }).code;
+  return typeof c === 'string' ? c : e instanceof UnexpectedMessageError ? 'EUNEXPECTED' : 'EFAIL';
+}
+
+export type { WaitOptions };
