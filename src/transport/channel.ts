@@ -217,7 +217,8 @@ export class Channel extends EventEmitter {
     try {
       await this.#onClose?.(err);
     } catch (e) {
-      if (!this.error) this.error = e as Error;
+      // the release step may know the real reason (e.g. the ssh child's exit status behind an EPIPE)
+      this.error = e as Error;
     }
     this.emit('close', this.error);
     this.#resolveClosed();

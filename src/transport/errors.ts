@@ -65,11 +65,12 @@ export class ChildExitError extends TransportError {
   readonly exitCode: number | null;
   readonly signal: string | null;
   readonly stderr: string;
-  constructor(command: string, exitCode: number | null, signal: string | null, stderr: string) {
+  constructor(command: string, exitCode: number | null, signal: string | null, stderr: string, options?: { cause?: unknown }) {
     super(
       'ECHILDEXIT',
       `${command} exited ${signal ? `on signal ${signal}` : `with status ${exitCode}`}` +
         (stderr.trim() ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''),
+      options,
     );
     this.name = 'ChildExitError';
     this.exitCode = exitCode;

@@ -62,13 +62,36 @@ function pipeFd(s: Readable | Writable): number | undefined {
 }
 
 /** Spawn ssh and return the channel over its stdin/stdout. Rejects if ssh cannot be started. */
-export async function sshChannel(o: SshOptions): Promise<Channel> {
-  const argv = sshArgv(o);
+export function sshChannel(o: SshOptions): Promise<Channel> {
+  const label = `ssh ${o.user ? o.user + '@' : ''}${o.host}${o.port ? ':' + o.port : ''}`;
+  return spawnChannel(sshArgv(o), { ...o, label, kind: 'ssh' });
+}
+
+export interface SpawnChannelOptions {
+  /** for messages (default: argv[0]) */
+  label?: string;
+  kind?: 'ssh' | 'fd';
+  forwardStderr?: boolean;
+  env?: NodeJS.ProcessEnv;
+  /** default 'sender' (the child is the receiver) */
+  role?: ChannelRole;
+  idleTimeoutMs?: number;
+  exitTimeoutMs?: number;
+}
+
+/**
+ * Run a command and use its stdin (bytes to the peer) and stdout (bytes from the peer) as a channel:
+ * the generic "pipe to a program" transport that ssh is a case of (also `sh -c '...'` runes as xl
+ * uses them). Rejects if the program cannot be started.
+ */
+export async function spawnChannel(argv: string[], o: SpawnChannelOptions = {}): Promise<Channel> {
+  if (argv.length === 0) throw new TransportConfigError('empty command');
   const child: ChildProcess = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: o.env ?? process.env });
   await new Promise<void>((resolve, reject) => {
     child.once('spawn', resolve);
     child.once('error', reject);
   });
+  child.on('error', () => undefined); // e.g. kill() after exit; exit is observed below
   let stderr = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (d: string) => {
@@ -80,27 +103,35 @@ export async function sshChannel(o: SshOptions): Promise<Channel> {
   );
   const stdin = child.stdin!;
   const stdout = child.stdout!;
-  const label = `ssh ${o.user ? o.user + '@' : ''}${o.host}`;
+  const label = o.label ?? argv[0]!;
+  const exitMs = o.exitTimeoutMs ?? 10_000;
   let closing = false;
   const channel = new Channel({
-    kind: 'ssh',
+    kind: o.kind ?? 'fd',
     role: o.role ?? 'sender',
-    description: `${label}${o.port ? ':' + o.port : ''}`,
+    description: label,
     readable: { stream: stdout },
     writable: { stream: stdin },
     readFd: pipeFd(stdout),
     writeFd: pipeFd(stdin),
     idleTimeoutMs: o.idleTimeoutMs,
-    drainOnCloseMs: o.exitTimeoutMs ?? 10_000,
+    drainOnCloseMs: exitMs,
     async onClose(err) {
       closing = true;
+      let killed = false;
       if (child.exitCode === null && child.signalCode === null) {
-        if (err) child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGTERM'), err ? 2_000 : (o.exitTimeoutMs ?? 10_000));
-        const t2 = setTimeout(() => child.kill('SIGKILL'), (err ? 2_000 : (o.exitTimeoutMs ?? 10_000)) + 5_000);
+        // after an error (often EPIPE because the child is dying) give it a moment to exit by itself
+        const grace = err ? 200 : exitMs;
+        const t = setTimeout(() => ((killed = true), child.kill('SIGTERM')), grace);
+        const t2 = setTimeout(() => child.kill('SIGKILL'), grace + 5_000);
         await exited;
         clearTimeout(t);
         clearTimeout(t2);
+      }
+      const { code, signal } = await exited;
+      // a child that failed by itself explains a broken pipe better than EPIPE does
+      if (err && !killed && !(err instanceof ChildExitError) && (code !== 0 || signal !== null)) {
+        throw new ChildExitError(label, code, signal, stderr, { cause: err });
       }
     },
   });
