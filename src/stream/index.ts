@@ -38,3 +38,4 @@ export * from './source.js';
 export * from './reader.js';
 export * from './writer.js';
 export * from './validator.js';
+export { concatBytes, bytesEqual, copyBytes } from './bytes.js';
