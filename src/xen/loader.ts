@@ -151,7 +151,7 @@ export function candidatePaths(flavour: Flavour, opts: LoadOptions = {}): string
   const out: string[] = [];
   const add = (p: string) => {
     const abs = resolve(p);
-    out.push(abs.endsWith('.node') || !isDir(abs) ? abs : join(abs, file));
+    out.push(abs.endsWith('.node') && !isDir(abs) ? abs : join(abs, file));
   };
   if (opts.path) add(opts.path);
   if (process.env.XENMIG_ADDON_PATH) add(process.env.XENMIG_ADDON_PATH);
@@ -192,14 +192,14 @@ export function loadAddon(opts: LoadOptions = {}): LoadedAddon {
   const tried: { path: string; reason: string }[] = [];
   for (const path of candidatePaths(flavour, opts)) {
     const cached = cache.get(path);
-    if (cached) return { addon: cached, flavour, path };
+    if (cached && cached.flavour === flavour) return { addon: cached, flavour, path };
     if (!existsSync(path)) {
       tried.push({ path, reason: 'not found' });
       continue;
     }
     let addon: NativeAddon;
     try {
-      addon = requireNative(path) as NativeAddon;
+      addon = cached ?? (requireNative(path) as NativeAddon);
     } catch (e) {
       tried.push({ path, reason: `load failed: ${(e as Error).message.split('\n')[0]}` });
       continue;

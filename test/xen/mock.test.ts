@@ -1,0 +1,704 @@
+// The addon against the mock libxenctrl (docker/mock): every call, its error paths, and the
+// memory semantics the engines rely on (log-dirty, pause, mappings, page I/O).
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  bitmapBytes,
+  isXenError,
+  openMockHost,
+  SHUTDOWN,
+  type MockHypervisor,
+  type Mapping,
+} from '../../src/xen/index.js';
+import { ensureBuilt, hasMockSources } from './helpers.js';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+
+function exposeGc(): () => void {
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc') as () => void;
+}
+
+const PAGE = 4096;
+const shm = existsSync('/dev/shm') ? '/dev/shm' : '/tmp';
+
+function expectXenError(fn: () => unknown, code: string, syscall?: string | RegExp): Error {
+  let err: unknown;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  expect(err, 'expected a XenError').toBeDefined();
+  expect(isXenError(err), `not a XenError: ${String(err)}`).toBe(true);
+  const x = err as Error & { code: string; errno: number; syscall: string };
+  expect(x.code).toBe(code);
+  expect(x.errno).toBeGreaterThan(0);
+  if (syscall instanceof RegExp) expect(x.syscall).toMatch(syscall);
+  else if (syscall) expect(x.syscall).toBe(syscall);
+  return x;
+}
+
+function fill(buf: Uint8Array, seed: number): void {
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < buf.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    buf[i] = x & 0xff;
+  }
+}
+
+function bitsSet(bitmap: Uint8Array, pages: number): number[] {
+  const out: number[] = [];
+  for (let p = 0; p < pages; p++) if (bitmap[p >> 3]! & (1 << (p & 7))) out.push(p);
+  return out;
+}
+
+function range(n: number, start = 0): bigint[] {
+  return Array.from({ length: n }, (_, i) => BigInt(start + i));
+}
+
+/** A FIFO with a non-blocking read end and a blocking write end (Node has no pipe(2)). */
+function fifo(dir: string, name: string): { r: number; w: number; close(): void } {
+  const path = join(dir, name);
+  const mk = spawnSync('mkfifo', [path]);
+  if (mk.status !== 0) throw new Error(`mkfifo failed: ${mk.stderr}`);
+  const r = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  const w = openSync(path, constants.O_WRONLY);
+  let closed = false;
+  return {
+    r,
+    w,
+    close() {
+      if (closed) return;
+      closed = true;
+      for (const fd of [r, w])
+        try {
+          closeSync(fd);
+        } catch {
+          /* already closed by the test */
+        }
+    },
+  };
+}
+
+describe.runIf(hasMockSources)('addon against the mock', () => {
+  let dir: string;
+  let hv: MockHypervisor;
+  let hvm: number; // 1024-page HVM domain, running
+  const HVM_PAGES = 1024;
+
+  beforeAll(() => {
+    ensureBuilt();
+    dir = mkdtempSync(join(shm, 'xenmig-addon-test-'));
+    hv = openMockHost(dir);
+    hvm = hv.createDomain({ type: 'hvm', pages: HVM_PAGES, vcpus: 2 });
+  });
+
+  afterAll(() => {
+    try {
+      hv?.close();
+    } finally {
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  describe('handle, version, domains', () => {
+    it('is the mock flavour on the chosen host directory', () => {
+      expect(hv.flavour).toBe('mock');
+      expect(hv.dir).toBe(dir);
+    });
+
+    it('reports Xen 4.17', () => {
+      expect(hv.version()).toEqual({ major: 4, minor: 17 });
+    });
+
+    it('describes an HVM domain', () => {
+      const info = hv.domainInfo(hvm);
+      expect(info).toMatchObject({
+        domid: hvm,
+        type: 'hvm',
+        dying: false,
+        paused: false,
+        shutdown: false,
+        shutdownReason: null,
+        maxVcpuId: 1,
+        onlineVcpus: 2,
+        guestWidth: 8,
+        maxPfn: HVM_PAGES - 1,
+      });
+      expect(info.totPages).toBeGreaterThanOrEqual(HVM_PAGES);
+      expect(info.maxPages).toBeGreaterThanOrEqual(info.totPages);
+      expect(hv.nrGpfns(hvm)).toBe(HVM_PAGES);
+      expect(hv.maxGpfn(hvm)).toBe(HVM_PAGES - 1);
+    });
+
+    it('describes a PV domain (64-bit, shared info frame, max pfn from Xen)', () => {
+      const pv = hv.createDomain({ type: 'pv', pages: 512 });
+      try {
+        const info = hv.domainInfo(pv);
+        expect(info.type).toBe('pv');
+        expect(info.guestWidth).toBe(8);
+        expect(info.sharedInfoFrame).toBeGreaterThan(0);
+        expect(info.maxPfn).toBeGreaterThanOrEqual(511);
+      } finally {
+        hv.destroyDomain(pv);
+      }
+    });
+
+    it('lists domains (ids and infos)', () => {
+      expect(hv.listDomainIds()).toContain(hvm);
+      const infos = hv.listDomains();
+      expect(infos.map((i) => i.domid)).toContain(hvm);
+      expect(infos.find((i) => i.domid === hvm)!.type).toBe('hvm');
+    });
+
+    it('fails for a domain that does not exist: ESRCH from the named libxenctrl call', () => {
+      const missing = 0x7000;
+      const e = expectXenError(() => hv.domainInfo(missing), 'ESRCH', /^xc_domain_getinfo/);
+      expect(e.message).toContain(`domid ${missing}`);
+      expectXenError(() => hv.pause(missing), 'ESRCH', 'xc_domain_pause');
+      expectXenError(() => hv.unpause(missing), 'ESRCH', 'xc_domain_unpause');
+      expectXenError(() => hv.nrGpfns(missing), 'ESRCH', 'xc_domain_nr_gpfns');
+      expectXenError(() => hv.logDirtyEnable(missing), 'ESRCH', 'xc_shadow_control');
+      expectXenError(() => hv.vcpuContextGet(missing, 0), 'ESRCH', 'xc_vcpu_getcontext');
+      expectXenError(() => hv.hvmContextGet(missing), 'ESRCH', 'xc_domain_hvm_getcontext');
+      expectXenError(() => hv.tscInfoGet(missing), 'ESRCH', 'xc_domain_get_tsc_info');
+      expectXenError(() => hv.map(missing, new BigUint64Array([0n]), 'r'), 'ESRCH', 'xenforeignmemory_map');
+      expect((e as Error & { errno: number }).errno).toBe(3);
+    });
+
+    it('validates arguments in TypeScript before any native call', () => {
+      expect(() => hv.domainInfo(-1)).toThrow(RangeError);
+      expect(() => hv.domainInfo(0x7ff0)).toThrow(/domid must be in 0\.\.32751, got 32752/);
+      expect(() => hv.domainInfo(1.5)).toThrow(TypeError);
+      expect(() => hv.domainInfo('1' as never)).toThrow(/domid must be a number/);
+      expect(() => hv.pause(NaN)).toThrow(TypeError);
+      expect(() => hv.shutdown(hvm, 256)).toThrow(RangeError);
+      expect(() => hv.resume(hvm, 1 as never)).toThrow(/fast must be a boolean/);
+      expect(() => hv.vcpuContextGet(hvm, -1)).toThrow(RangeError);
+      expect(() => hv.vcpuContextSet(hvm, 0, new Uint8Array(6000))).toThrow(/ctx must be 1\.\.5168 bytes/);
+      expect(() => hv.vcpuMsrsSet(hvm, 0, new Uint8Array(17))).toThrow(/multiple of 16/);
+      expect(() => hv.hvmParamGet(hvm, 39)).toThrow(RangeError);
+      expect(() => hv.hvmParamSet(hvm, 1, 5 as never)).toThrow(/value must be a bigint/);
+      expect(() => hv.hvmParamSet(hvm, 1, -1n)).toThrow(RangeError);
+      expect(() => hv.cpuPolicySet(hvm, new Uint8Array(25), new Uint8Array(0))).toThrow(/multiple of 24/);
+      expect(() => hv.map(hvm, new BigUint64Array(0), 'r')).toThrow(/frames must not be empty/);
+      expect(() => hv.map(hvm, new BigUint64Array([1n << 40n]), 'r')).toThrow(/beyond the largest frame/);
+      expect(() => hv.map(hvm, [0n] as never, 'r')).toThrow(/BigUint64Array/);
+      expect(() => hv.map(hvm, new BigUint64Array([0n]), 'w' as never)).toThrow(/prot must be/);
+      expect(() => hv.pfnTypes(hvm, new BigUint64Array([~0n & 0xffffffffffffffffn]))).toThrow(RangeError);
+      expect(() => hv.logDirtyClean(hvm, new Uint8Array(8), 65)).toThrow(/bitmap too small: 65 pages need 16 bytes, got 8/);
+      expect(() => hv.logDirtyPeek(hvm, new Uint8Array(8), 0)).toThrow(RangeError);
+      expect(() => hv.logDirtyClean(hvm, new Uint16Array(8) as never, 64)).toThrow(TypeError);
+      expect(() => hv.guestWrite(hvm, 0, 4000, new Uint8Array(200))).toThrow(/data must be 1\.\.96 bytes/);
+      expect(() => hv.createDomain({ type: 'kvm' as never, pages: 1 })).toThrow(TypeError);
+      expect(() => hv.createDomain({ type: 'hvm', pages: 0 })).toThrow(RangeError);
+    });
+
+    it('a pfn beyond the domain is the mock guest-write error, not a crash', () => {
+      expect(() => hv.guestWrite(hvm, HVM_PAGES + 10, 0, new Uint8Array(4))).toThrow();
+    });
+  });
+
+  describe('mappings', () => {
+    it('maps a batch as ONE ArrayBuffer, coherent with other mappings of the same frames', () => {
+      const frames = new BigUint64Array(range(16, 100));
+      const w = hv.map(hvm, frames, 'rw');
+      const r = hv.map(hvm, frames, 'r');
+      try {
+        expect(w.pages).toBe(16);
+        expect(w.bytes.byteLength).toBe(16 * PAGE);
+        expect(w.bytes.buffer.byteLength).toBe(16 * PAGE);
+        expect(Array.from(w.errors)).toEqual(new Array(16).fill(0));
+        const pat = new Uint8Array(16 * PAGE);
+        fill(pat, 7);
+        w.bytes.set(pat);
+        expect(Buffer.compare(r.bytes, pat)).toBe(0);
+        expect(w.domid).toBe(hvm);
+        expect(w.mapped).toBe(true);
+      } finally {
+        w.unmap();
+        r.unmap();
+      }
+    });
+
+    it('reports per-page errors in errors[], not by throwing; failed pages read as zeros', () => {
+      const frames = new BigUint64Array([1n, 2n, BigInt(HVM_PAGES + 5000), 3n]);
+      const m = hv.map(hvm, frames, 'r');
+      try {
+        expect(m.errors[0]).toBe(0);
+        expect(m.errors[1]).toBe(0);
+        expect(m.errors[2]).toBeGreaterThan(0);
+        expect(m.errors[3]).toBe(0);
+        const bad = m.bytes.subarray(2 * PAGE, 3 * PAGE);
+        expect(bad.every((b) => b === 0)).toBe(true);
+      } finally {
+        m.unmap();
+      }
+    });
+
+    it('unmap() detaches the ArrayBuffer: length 0, no access to freed memory, idempotent', () => {
+      const m = hv.map(hvm, new BigUint64Array(range(4)), 'rw');
+      const view = m.bytes;
+      const buffer = view.buffer;
+      view[0] = 0xaa;
+      m.unmap();
+      expect(m.mapped).toBe(false);
+      expect(m.bytes.byteLength).toBe(0);
+      expect(view.byteLength).toBe(0);
+      expect(buffer.byteLength).toBe(0);
+      expect(view[0]).toBeUndefined();
+      expect(() => new Uint8Array(buffer)).not.toThrow();
+      expect(new Uint8Array(buffer).length).toBe(0);
+      m.unmap();
+      expect(() => m[Symbol.dispose]()).not.toThrow();
+    });
+
+    it('Symbol.dispose unmaps (using)', () => {
+      let kept: Mapping | undefined;
+      {
+        using m = hv.map(hvm, new BigUint64Array([5n]), 'r');
+        kept = m;
+        expect(m.mapped).toBe(true);
+      }
+      expect(kept!.mapped).toBe(false);
+      expect(kept!.bytes.byteLength).toBe(0);
+    });
+
+    it('mapping a destroyed domain fails; an existing mapping stays safe to unmap', () => {
+      const d = hv.createDomain({ type: 'hvm', pages: 64 });
+      const m = hv.map(d, new BigUint64Array(range(4)), 'rw');
+      m.bytes[0] = 1;
+      hv.destroyDomain(d);
+      expectXenError(() => hv.map(d, new BigUint64Array(range(4)), 'r'), 'ESRCH', 'xenforeignmemory_map');
+      expectXenError(() => hv.domainInfo(d), 'ESRCH');
+      m.unmap();
+      expect(m.bytes.byteLength).toBe(0);
+    });
+
+    it('maps and unmaps 100,000 batches with stable RSS', () => {
+      const gc = exposeGc();
+      const frames = new BigUint64Array(range(8, 200));
+      const round = (n: number) => {
+        for (let i = 0; i < n; i++) {
+          const m = hv.map(hvm, frames, i & 1 ? 'r' : 'rw');
+          if (m.bytes[i % (8 * PAGE)] === 256) throw new Error('unreachable');
+          m.unmap();
+        }
+      };
+      round(10_000);
+      gc();
+      const before = process.memoryUsage().rss;
+      round(90_000);
+      gc();
+      const after = process.memoryUsage().rss;
+      const growth = after - before;
+      // 90,000 leaked 32 KiB mappings would be ~2.8 GiB of address space and far more RSS
+      // than this bound; leaked native objects (~200 B each) would be ~18 MiB.
+      expect(growth).toBeLessThan(24 * 1024 * 1024);
+    }, 300_000);
+
+    it('a mapping dropped without unmap() is released by its finalizer', async () => {
+      const gc = exposeGc();
+      const countMaps = () => readFileSync('/proc/self/maps', 'utf8').split('\n').length;
+      gc();
+      await sleep(10);
+      const base = countMaps();
+      (() => {
+        for (let i = 0; i < 2000; i++) hv.map(hvm, new BigUint64Array([BigInt(i % 500), BigInt(600 + (i % 100))]), 'r');
+      })();
+      const peak = countMaps();
+      expect(peak - base).toBeGreaterThanOrEqual(1000);
+      for (let i = 0; i < 10 && countMaps() - base > 100; i++) {
+        gc();
+        await sleep(20);
+      }
+      expect(countMaps() - base).toBeLessThan(100);
+    });
+  });
+
+  describe('log-dirty', () => {
+    it('PEEK reports guest writes without clearing; CLEAN reports each write exactly once', () => {
+      const pages = hv.nrGpfns(hvm);
+      const bitmap = new Uint8Array(bitmapBytes(pages));
+      hv.logDirtyEnable(hvm);
+      try {
+        hv.logDirtyClean(hvm, bitmap, pages); // start from a clean log
+        expect(bitsSet(bitmap, pages).every((p) => p < pages)).toBe(true);
+        hv.logDirtyClean(hvm, bitmap, pages);
+        expect(bitsSet(bitmap, pages)).toEqual([]);
+
+        for (const p of [3, 70, 130, 1023]) hv.guestWrite(hvm, p, 8, new Uint8Array([1, 2, 3]));
+        bitmap.fill(0xff);
+        const peek1 = hv.logDirtyPeek(hvm, bitmap, pages);
+        expect(bitsSet(bitmap, pages)).toEqual([3, 70, 130, 1023]);
+        expect(peek1.dirtyCount).toBe(4);
+        bitmap.fill(0);
+        hv.logDirtyPeek(hvm, bitmap, pages);
+        expect(bitsSet(bitmap, pages)).toEqual([3, 70, 130, 1023]);
+
+        const clean = hv.logDirtyClean(hvm, bitmap, pages);
+        expect(bitsSet(bitmap, pages)).toEqual([3, 70, 130, 1023]);
+        expect(clean.dirtyCount).toBe(4);
+        hv.logDirtyClean(hvm, bitmap, pages);
+        expect(bitsSet(bitmap, pages)).toEqual([]);
+      } finally {
+        hv.logDirtyOff(hvm);
+      }
+    });
+
+    it("a workload's writes appear in CLEAN exactly once, within its hot set", async () => {
+      const pages = hv.nrGpfns(hvm);
+      const bitmap = new Uint8Array(bitmapBytes(pages));
+      hv.logDirtyEnable(hvm);
+      try {
+        hv.logDirtyClean(hvm, bitmap, pages);
+        const before = hv.checksum(hvm);
+        const writes = await hv.workload(hvm, { rate: 20_000, hot: 64, seed: 42, durationMs: 150 });
+        expect(writes).toBeGreaterThan(0);
+        expect(hv.checksum(hvm)).not.toBe(before);
+        const stats = hv.logDirtyClean(hvm, bitmap, pages);
+        const dirty = bitsSet(bitmap, pages);
+        expect(dirty.length).toBeGreaterThan(0);
+        expect(dirty.length).toBeLessThanOrEqual(Math.min(64, writes));
+        expect(stats.dirtyCount).toBe(dirty.length);
+        hv.logDirtyClean(hvm, bitmap, pages);
+        expect(bitsSet(bitmap, pages)).toEqual([]);
+      } finally {
+        hv.logDirtyOff(hvm);
+      }
+    });
+
+    it('CLEAN needs log-dirty on; errors carry the libxen log line', () => {
+      const pages = hv.nrGpfns(hvm);
+      let err: unknown;
+      try {
+        hv.logDirtyClean(hvm, new Uint8Array(bitmapBytes(pages)), pages);
+      } catch (e) {
+        err = e;
+      }
+      if (err === undefined) return; // a mock that allows CLEAN with log-dirty off is not wrong
+      expect(isXenError(err)).toBe(true);
+      expect((err as Error & { syscall: string }).syscall).toBe('xc_logdirty_control');
+      expect((err as Error).message).toMatch(/^xc_logdirty_control failed: .+: .+/);
+    });
+  });
+
+  describe('pause, shutdown, resume', () => {
+    it('pause blocks guest writes: checksum stable while paused, changes after unpause', async () => {
+      const ac = new AbortController();
+      const done = hv.workload(hvm, { rate: 5_000, hot: 128, seed: 9, signal: ac.signal });
+      try {
+        await sleep(50);
+        hv.pause(hvm);
+        expect(hv.domainInfo(hvm).paused).toBe(true);
+        const c1 = hv.checksum(hvm);
+        await sleep(150);
+        expect(hv.checksum(hvm)).toBe(c1);
+        hv.unpause(hvm);
+        expect(hv.domainInfo(hvm).paused).toBe(false);
+        await sleep(150);
+        expect(hv.checksum(hvm)).not.toBe(c1);
+      } finally {
+        ac.abort();
+      }
+      expect(await done).toBeGreaterThan(0);
+    });
+
+    it('shutdown with a reason is visible in domainInfo; resume clears it', () => {
+      const d = hv.createDomain({ type: 'hvm', pages: 64 });
+      try {
+        hv.shutdown(d, SHUTDOWN.suspend);
+        const info = hv.domainInfo(d);
+        expect(info.shutdown).toBe(true);
+        expect(info.shutdownReason).toBe(SHUTDOWN.suspend);
+        hv.resume(d, true);
+        expect(hv.domainInfo(d).shutdown).toBe(false);
+        hv.shutdown(d, SHUTDOWN.suspend);
+        hv.resume(d, false);
+        expect(hv.domainInfo(d).shutdown).toBe(false);
+        hv.destroy(d);
+        expectXenError(() => hv.domainInfo(d), 'ESRCH');
+      } finally {
+        try {
+          hv.destroyDomain(d);
+        } catch {
+          /* destroyed above */
+        }
+      }
+    });
+  });
+
+  describe('page I/O', () => {
+    it('writePages + readPages round-trip a set of pages exactly through a pipe', async () => {
+      const src = hv.createDomain({ type: 'hvm', pages: 512 });
+      const dst = hv.createDomain({ type: 'hvm', pages: 512, populate: true });
+      const p = fifo(dir, 'roundtrip');
+      try {
+        const frames = new BigUint64Array(range(300));
+        const ms = hv.map(src, frames, 'rw');
+        const md = hv.map(dst, frames, 'rw');
+        const pat = new Uint8Array(300 * PAGE);
+        fill(pat, 1234);
+        ms.bytes.set(pat);
+        // a shuffled selection with runs (merged iovecs) and gaps; larger than the pipe buffer
+        const idx: number[] = [];
+        for (let i = 0; i < 300; i++) if (i % 7 !== 3) idx.push(i);
+        for (let i = idx.length - 1; i > 0; i -= 5) [idx[i], idx[i - 3]] = [idx[i - 3]!, idx[i]!];
+        const indices = Uint32Array.from(idx);
+        const [nw, nr] = await Promise.all([
+          hv.writePages(p.w, new Uint8Array(0), ms, indices),
+          hv.readPages(p.r, md, indices),
+        ]);
+        expect(nw).toBe(indices.length * PAGE);
+        expect(nr).toBe(indices.length * PAGE);
+        for (let i = 0; i < 300; i++) {
+          const got = md.bytes.subarray(i * PAGE, (i + 1) * PAGE);
+          if (i % 7 !== 3) expect(Buffer.compare(got, pat.subarray(i * PAGE, (i + 1) * PAGE)), `page ${i}`).toBe(0);
+          else expect(got.every((b) => b === 0), `page ${i} untouched`).toBe(true);
+        }
+        ms.unmap();
+        md.unmap();
+      } finally {
+        p.close();
+        hv.destroyDomain(src);
+        hv.destroyDomain(dst);
+      }
+    });
+
+    it('writePages writes the header, then the pages in index order', async () => {
+      const m = hv.map(hvm, new BigUint64Array(range(4, 40)), 'rw');
+      const file = join(dir, 'out.bin');
+      const fd = openSync(file, 'w');
+      try {
+        fill(m.bytes, 77);
+        const header = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        const n = await hv.writePages(fd, header, m, new Uint32Array([2, 0, 3]));
+        expect(n).toBe(12 + 3 * PAGE);
+        const out = readFileSync(file);
+        const want = Buffer.concat([
+          header,
+          m.bytes.subarray(2 * PAGE, 3 * PAGE),
+          m.bytes.subarray(0, PAGE),
+          m.bytes.subarray(3 * PAGE, 4 * PAGE),
+        ]);
+        expect(Buffer.compare(out, want)).toBe(0);
+      } finally {
+        closeSync(fd);
+        m.unmap();
+      }
+    });
+
+    it('readPages rejects with ENODATA on EOF; writePages with EPIPE when nobody reads', async () => {
+      const m = hv.map(hvm, new BigUint64Array(range(2, 50)), 'rw');
+      const p = fifo(dir, 'eof');
+      try {
+        writeSync(p.w, new Uint8Array(PAGE + 100));
+        closeSync(p.w);
+        await expect(hv.readPages(p.r, m, new Uint32Array([0, 1]))).rejects.toMatchObject({
+          code: 'ENODATA',
+          syscall: 'readv',
+        });
+      } finally {
+        p.close();
+      }
+      const q = fifo(dir, 'epipe');
+      try {
+        closeSync(q.r);
+        await expect(hv.writePages(q.w, new Uint8Array(4), m, new Uint32Array([0]))).rejects.toMatchObject({
+          code: 'EPIPE',
+          errno: 32,
+          syscall: 'writev',
+        });
+      } finally {
+        q.close();
+        m.unmap();
+      }
+    });
+
+    it('validates page I/O arguments', async () => {
+      const r = hv.map(hvm, new BigUint64Array([1n, BigInt(HVM_PAGES + 9999)]), 'r');
+      try {
+        await expect(hv.readPages(0, r, new Uint32Array([0]))).rejects.toThrow(/prot 'rw'/);
+        await expect(hv.writePages(1, new Uint8Array(0), r, new Uint32Array([2]))).rejects.toThrow(RangeError);
+        await expect(hv.writePages(1, new Uint8Array(0), r, new Uint32Array([1]))).rejects.toThrow(/failed to map/);
+        await expect(hv.writePages(-1, new Uint8Array(0), r, new Uint32Array([0]))).rejects.toThrow(RangeError);
+        await expect(hv.writePages(1, new Uint8Array(0), {} as never, new Uint32Array([0]))).rejects.toThrow(TypeError);
+        await expect(hv.writePages(1, new Uint8Array(0), r, [0] as never)).rejects.toThrow(/Uint32Array/);
+      } finally {
+        r.unmap();
+      }
+      await expect(hv.writePages(1, new Uint8Array(0), r, new Uint32Array([0]))).rejects.toThrow(/unmapped/);
+    });
+
+    it('unmap() during readPages detaches at once and defers the real unmap', async () => {
+      const m = hv.map(hvm, new BigUint64Array(range(2, 60)), 'rw');
+      const p = fifo(dir, 'inflight');
+      try {
+        const pending = hv.readPages(p.r, m, new Uint32Array([0, 1]));
+        await sleep(20);
+        m.unmap();
+        expect(m.mapped).toBe(false);
+        expect(m.bytes.byteLength).toBe(0);
+        writeSync(p.w, new Uint8Array(2 * PAGE).fill(5));
+        expect(await pending).toBe(2 * PAGE);
+      } finally {
+        p.close();
+      }
+      // the data landed in guest memory even though JS had let go of the mapping
+      const check = hv.map(hvm, new BigUint64Array(range(2, 60)), 'r');
+      expect(check.bytes.every((b) => b === 5)).toBe(true);
+      check.unmap();
+    });
+  });
+
+  describe('physmap, page types, M2P (PV)', () => {
+    it('populatePhysmap backs an empty HVM domain', () => {
+      const d = hv.createDomain({ type: 'hvm', pages: 64, populate: false });
+      try {
+        expect(hv.domainInfo(d).paused).toBe(true);
+        const gfns = new BigUint64Array(range(16));
+        hv.populatePhysmap(d, gfns);
+        expect(Array.from(gfns)).toEqual(range(16));
+        const m = hv.map(d, new BigUint64Array(range(16)), 'rw');
+        expect(Array.from(m.errors)).toEqual(new Array(16).fill(0));
+        m.unmap();
+        expect(hv.domainInfo(d).totPages).toBeGreaterThanOrEqual(16);
+      } finally {
+        hv.destroyDomain(d);
+      }
+    });
+
+    it('maps the M2P; a PV guest maps by mfn, and page types come back in bits 31-28', () => {
+      const pv = hv.createDomain({ type: 'pv', pages: 256 });
+      const m2p = hv.mapM2p();
+      try {
+        expect(m2p.maxMfn).toBeGreaterThan(0);
+        expect(m2p.table.length).toBe(m2p.maxMfn);
+        // the guest's RAM frames: the m2p entries that name one of its pfns
+        const mfns: bigint[] = [];
+        const info = hv.domainInfo(pv);
+        for (let mfn = 0; mfn < m2p.table.length && mfns.length < 2048; mfn++) {
+          const pfn = m2p.table[mfn]!;
+          if (pfn <= BigInt(info.maxPfn) && mfn >= 0x1000) mfns.push(BigInt(mfn));
+        }
+        expect(mfns.length).toBeGreaterThan(0);
+        const types = new BigUint64Array(mfns.slice(0, 512));
+        hv.pfnTypes(pv, types);
+        const kinds = new Set(Array.from(types, (t) => Number((t >> 28n) & 0xfn)));
+        expect(kinds.has(0)).toBe(true); // NOTAB data pages
+        expect([...kinds].some((k) => (k & 7) >= 1 && (k & 7) <= 4)).toBe(true); // page tables
+        const m = hv.map(pv, new BigUint64Array(mfns.slice(0, 4)), 'r');
+        expect(Array.from(m.errors)).toEqual([0, 0, 0, 0]);
+        m.unmap();
+        // a pfn is not an mfn for PV: pfn 0 fails per page (as on real Xen)
+        const bad = hv.map(pv, new BigUint64Array([0n]), 'r');
+        expect(bad.errors[0]).toBeGreaterThan(0);
+        bad.unmap();
+      } finally {
+        m2p.unmap();
+        hv.destroyDomain(pv);
+      }
+    });
+  });
+
+  describe('vCPU, HVM and platform state', () => {
+    it('vCPU basic context round-trips', () => {
+      hv.pause(hvm);
+      try {
+        const ctx = hv.vcpuContextGet(hvm, 0);
+        expect(ctx.byteLength).toBe(5168);
+        const changed = Uint8Array.from(ctx);
+        changed[8] = (changed[8]! + 1) & 0xff; // inside user_regs
+        hv.vcpuContextSet(hvm, 0, changed);
+        expect(Buffer.compare(hv.vcpuContextGet(hvm, 0), changed)).toBe(0);
+        expect(hv.vcpuOnline(hvm, 0)).toBe(true);
+        expect(hv.vcpuOnline(hvm, 1)).toBe(true);
+        expect(() => hv.vcpuOnline(hvm, 5)).toThrow();
+        expectXenError(() => hv.vcpuContextGet(hvm, 5), 'EINVAL', 'xc_vcpu_getcontext');
+      } finally {
+        hv.unpause(hvm);
+      }
+    });
+
+    it('extended context, XSAVE and MSRs round-trip as opaque bytes', () => {
+      const pv = hv.createDomain({ type: 'pv', pages: 128 });
+      try {
+        hv.pause(pv);
+        const ext = hv.vcpuExtendedGet(pv, 0);
+        expect(ext.byteLength).toBeGreaterThan(8);
+        hv.vcpuExtendedSet(pv, 0, ext);
+        expect(Buffer.compare(hv.vcpuExtendedGet(pv, 0), ext)).toBe(0);
+
+        const xs = hv.vcpuXsaveGet(pv, 0);
+        if (xs.byteLength > 0) {
+          const x2 = Uint8Array.from(xs);
+          x2[40] = x2[40]! ^ 0x5a;
+          hv.vcpuXsaveSet(pv, 0, x2);
+          expect(Buffer.compare(hv.vcpuXsaveGet(pv, 0), x2)).toBe(0);
+        }
+
+        const msrs = hv.vcpuMsrsGet(pv, 0);
+        expect(msrs.byteLength % 16).toBe(0);
+        hv.vcpuMsrsSet(pv, 0, msrs);
+        expect(Buffer.compare(hv.vcpuMsrsGet(pv, 0), msrs)).toBe(0);
+      } finally {
+        hv.destroyDomain(pv);
+      }
+    });
+
+    it('HVM context (size query + fetch), params, TSC info and CPU policy round-trip', () => {
+      const d = hv.createDomain({ type: 'hvm', pages: 64 });
+      try {
+        hv.pause(d);
+        const ctx = hv.hvmContextGet(d);
+        expect(ctx.byteLength).toBeGreaterThan(0);
+        hv.hvmContextSet(d, ctx);
+        expect(Buffer.compare(hv.hvmContextGet(d), ctx)).toBe(0);
+
+        hv.hvmParamSet(d, 1, 0x1234n); // STORE_PFN
+        expect(hv.hvmParamGet(d, 1)).toBe(0x1234n);
+
+        const tsc = { mode: 1, elapsedNsec: 123_456_789_000n, gtscKhz: 2_000_000, incarnation: 3 };
+        hv.tscInfoSet(d, tsc);
+        expect(hv.tscInfoGet(d)).toEqual(tsc);
+
+        const pol = hv.cpuPolicyGet(d);
+        expect(pol.cpuid.byteLength % 24).toBe(0);
+        expect(pol.msrs.byteLength % 16).toBe(0);
+        expect(pol.cpuid.byteLength).toBeGreaterThan(0);
+        hv.cpuPolicySet(d, pol.cpuid, pol.msrs);
+        const again = hv.cpuPolicyGet(d);
+        expect(Buffer.compare(again.cpuid, pol.cpuid)).toBe(0);
+        expect(Buffer.compare(again.msrs, pol.msrs)).toBe(0);
+      } finally {
+        hv.destroyDomain(d);
+      }
+    });
+
+    it('HVM context of a PV guest fails with EINVAL (as on real Xen)', () => {
+      const pv = hv.createDomain({ type: 'pv', pages: 64 });
+      try {
+        expectXenError(() => hv.hvmContextGet(pv), 'EINVAL', 'xc_domain_hvm_getcontext');
+      } finally {
+        hv.destroyDomain(pv);
+      }
+    });
+  });
+
+  it('after close() every call fails with EBADF; mappings made before stay valid', () => {
+    const other = openMockHost(dir);
+    const m = other.map(hvm, new BigUint64Array([7n]), 'rw');
+    other.close();
+    expectXenError(() => other.domainInfo(hvm), 'EBADF');
+    m.bytes[0] = 9;
+    m.unmap();
+    other.close();
+  });
+});
