@@ -258,7 +258,7 @@ export class StreamReader implements AsyncIterable<StreamItem> {
     let layer: 'libxl' | 'libxc' = wrapped ? 'libxl' : 'libxc';
     let libxcHeaders = coloBack; // true = not needed or already read
     let afterCheckpointEnd = false;
-    let pendingPayload: { remaining: number; busy: Promise<void> | null } | null = null;
+    let pendingPayload: { remaining: number; busy: Promise<void> | null; at: number; idx: number; done: number; total: number } | null = null;
 
     for (;;) {
       // A lazy PAGE_DATA payload the consumer did not take is skipped now.
@@ -266,9 +266,8 @@ export class StreamReader implements AsyncIterable<StreamItem> {
         const p = pendingPayload;
         if (p.busy) await p.busy;
         if (p.remaining > 0) {
-          const at = src.position;
           const k = await src.skip(p.remaining);
-          if (k < p.remaining) throw truncated('PAGE_DATA page data', at, k, p.remaining, 'libxc', 'PAGE_DATA');
+          if (k < p.remaining) throw truncated('a record body', p.at, p.done + k, p.total, 'libxc', 'PAGE_DATA', p.idx);
           p.remaining = 0;
         }
         pendingPayload = null;
@@ -348,7 +347,7 @@ export class StreamReader implements AsyncIterable<StreamItem> {
           if (data.length < payloadLen) throw truncated('a record body', at, 16 + 8 * count + data.length, 8 + padded, recLayer, name, idx);
           rec.data = data;
         } else {
-          const p = { remaining: payloadLen, busy: null as Promise<void> | null };
+          const p = { remaining: payloadLen, busy: null as Promise<void> | null, at, idx, done: 16 + 8 * count, total: 8 + padded };
           pendingPayload = p;
           const take = async (target: Uint8Array | null): Promise<void> => {
             if (p.remaining !== payloadLen || p.busy)
