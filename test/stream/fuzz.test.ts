@@ -1,0 +1,225 @@
+// Mutation fuzzer: every mutated input must either parse + validate or raise a StreamError —
+// no other exception, no hang (per-input time bound), bounded memory.
+// XENMIG_FUZZ_ITERATIONS (default 100000) and XENMIG_FUZZ_SEED control the run.
+import { describe, it, expect } from 'vitest';
+import {
+  StreamError,
+  StreamReader,
+  StreamValidator,
+  readAll,
+  type LibxcRecord,
+  type ReaderOptions,
+  type StreamType,
+} from '../../src/stream/index.js';
+import {
+  build,
+  chunked,
+  CKPT,
+  DHDR_HVM,
+  EMU,
+  HVMCTX,
+  HVMPAR,
+  hvmParts,
+  IHDR2,
+  LIBXL_HDR,
+  LX_CKEND,
+  LX_CTX,
+  pvParts,
+  TSC,
+  XL_HDR,
+  xlHvmParts,
+  type Part,
+} from './helpers.js';
+
+const ITERATIONS = Number(process.env.XENMIG_FUZZ_ITERATIONS ?? 100_000);
+const SEED = Number(process.env.XENMIG_FUZZ_SEED ?? 0x5eed);
+const PER_INPUT_MS = 1000;
+
+/** xorshift32 */
+function rng(seed: number) {
+  let x = seed >>> 0 || 1;
+  const next = () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+  return { next, int: (n: number) => next() % n, pick: <T,>(a: readonly T[]) => a[next() % a.length]! };
+}
+
+// Small seeds: page data with mostly data-less entries so mutations hit structure.
+const pd = (entries: [number, number][]): LibxcRecord => {
+  const withData = entries.filter(([, t]) => t < 13);
+  const data = new Uint8Array(withData.length * 4096);
+  return { name: 'PAGE_DATA', count: entries.length, reserved: 0, pfns: Float64Array.from(entries.map((e) => e[0])), types: Uint8Array.from(entries.map((e) => e[1])), dataPages: withData.length, data };
+};
+const smallPd: Part = { xc: pd([[1, 15], [2, 13], [3, 14], [4, 0]]) };
+const swapPd = (parts: Part[]) => parts.map((p) => (!(p instanceof Uint8Array) && 'xc' in p && p.xc.name === 'PAGE_DATA' ? smallPd : p));
+const hvmBody = swapPd(hvmParts()).slice(0, -1);
+const remus: Part[] = [LIBXL_HDR, { xl: LX_CTX }, ...hvmBody, { xc: CKPT }, { xl: EMU }, { xl: LX_CKEND }, smallPd, { xc: TSC }, { xc: HVMCTX }, { xc: HVMPAR }, { xc: CKPT }, { xl: LX_CKEND }];
+const colo: Part[] = [XL_HDR, LIBXL_HDR, { xl: LX_CTX }, ...hvmBody, { xc: CKPT }, { xl: EMU }, { xl: LX_CKEND }, { xl: { name: 'CHECKPOINT_STATE', controlId: 0 } }, smallPd, { xc: TSC }, { xc: HVMCTX }, { xc: CKPT }];
+
+interface Seed {
+  name: string;
+  bytes: Uint8Array;
+  streamType: StreamType;
+  format?: ReaderOptions['format'];
+  /** offsets of record headers and headers (structural hot spots) */
+  hot: number[];
+}
+const seedDefs: [string, Part[], StreamType, ReaderOptions['format']?][] = [
+  ['pv', swapPd(pvParts()), 'plain'],
+  ['hvm', swapPd(hvmParts()), 'plain'],
+  ['xl-hvm', swapPd(xlHvmParts()), 'plain'],
+  ['hvm-v2', [IHDR2, DHDR_HVM, smallPd, { xc: TSC }, { xc: HVMPAR }, { xc: HVMCTX }, { xc: { name: 'END' } }], 'plain'],
+  ['remus', remus, 'remus'],
+  ['colo', colo, 'colo'],
+  ['colo-back', [{ xl: { name: 'CHECKPOINT_STATE', controlId: 2 } }, { xc: { name: 'CHECKPOINT_DIRTY_PFN_LIST', pfns: new BigUint64Array([1n, 9n]) } }], 'plain', 'colo-back'],
+];
+
+async function makeSeeds(): Promise<Seed[]> {
+  const out: Seed[] = [];
+  for (const [name, parts, streamType, format] of seedDefs) {
+    const bytes = build(parts);
+    const { items } = await readAll(bytes, format ? { format } : {});
+    const hot = items.map((i) => i.offset);
+    out.push({ name, bytes, streamType, ...(format ? { format } : {}), hot });
+  }
+  return out;
+}
+
+type Rng = ReturnType<typeof rng>;
+const le32 = (b: Uint8Array, o: number, v: number) => {
+  b[o] = v & 0xff;
+  b[o + 1] = (v >>> 8) & 0xff;
+  b[o + 2] = (v >>> 16) & 0xff;
+  b[o + 3] = (v >>> 24) & 0xff;
+};
+
+function mutate(s: Seed, r: Rng): Uint8Array {
+  let b: Uint8Array = new Uint8Array(s.bytes);
+  const n = 1 + (r.int(4) === 0 ? r.int(4) : 0);
+  for (let m = 0; m < n; m++) {
+    const len = b.length;
+    const pos = () => (r.int(2) === 0 && s.hot.length ? Math.min(len - 1, r.pick(s.hot) + r.int(24)) : r.int(Math.max(1, len)));
+    switch (r.int(9)) {
+      case 0: {
+        if (len) { const p = pos(); b[p] = b[p]! ^ (1 << r.int(8)); }
+        break;
+      }
+      case 1: {
+        if (len) b[pos()] = r.pick([0, 0xff, 1, 0x80, 0x7f, r.int(256)]);
+        break;
+      }
+      case 2:
+        b = b.subarray(0, r.int(len + 1));
+        break;
+      case 3: {
+        const p = r.int(len + 1);
+        const ins = new Uint8Array(r.pick([1, 4, 8, 16, r.int(64)]));
+        for (let i = 0; i < ins.length; i++) ins[i] = r.int(3) === 0 ? r.int(256) : 0;
+        const c = new Uint8Array(len + ins.length);
+        c.set(b.subarray(0, p));
+        c.set(ins, p);
+        c.set(b.subarray(p), p + ins.length);
+        b = c;
+        break;
+      }
+      case 4: {
+        const p = r.int(len + 1);
+        const e = Math.min(len, p + r.int(24) + 1);
+        const c = new Uint8Array(len - (e - p));
+        c.set(b.subarray(0, p));
+        c.set(b.subarray(e), p);
+        b = c;
+        break;
+      }
+      case 5:
+      case 6: {
+        // length / count field edits at a record header (+4) or just after it (+8: counts)
+        const h = r.pick(s.hot) + r.pick([4, 4, 8, 0]);
+        if (h + 4 <= len) {
+          const cur = b[h]! | (b[h + 1]! << 8) | (b[h + 2]! << 16) | (b[h + 3]! * 0x1000000);
+          le32(b, h, r.pick([cur + 1, cur - 1, cur + 8, cur - 8, cur + 4096, 0, 0xffffffff, 0x8000000, 0x8000001, r.next(), cur * 2]) >>> 0);
+        }
+        break;
+      }
+      case 7: {
+        // duplicate a structural slice (repeat a record)
+        const a = r.pick(s.hot);
+        const k = r.pick([8, 16, 24, 32]);
+        if (a + k <= len) {
+          const c = new Uint8Array(len + k);
+          c.set(b.subarray(0, a + k));
+          c.set(b.subarray(a), a + k);
+          b = c;
+        }
+        break;
+      }
+      case 8: {
+        // set a type field to a random/known value
+        const h = r.pick(s.hot);
+        if (h + 4 <= len) le32(b, h, r.pick([r.int(0x14), r.int(7), 0x80000000 | r.int(16), 0xb, 0xe, 0xf, 0x10, 5]));
+        break;
+      }
+    }
+  }
+  return b;
+}
+
+describe('mutation fuzzer', () => {
+  it(`${ITERATIONS} mutated inputs: StreamError or success, nothing else`, async () => {
+    const seeds = await makeSeeds();
+    // seeds themselves are valid
+    for (const s of seeds) {
+      const rd = new StreamReader(s.bytes, s.format ? { format: s.format } : {});
+      const v = new StreamValidator({ streamType: s.streamType, backChannel: s.format === 'colo-back' });
+      for await (const it of rd) v.check(it);
+      v.finish(rd.summary);
+    }
+    const r = rng(SEED);
+    const rssStart = process.memoryUsage().rss;
+    let ok = 0;
+    let rejected = 0;
+    let worst = 0;
+    const codes = new Map<string, number>();
+    for (let i = 0; i < ITERATIONS; i++) {
+      const s = seeds[i % seeds.length]!;
+      const bytes = mutate(s, r);
+      const mode = r.int(8);
+      const opts: ReaderOptions = { lazyPageData: mode === 1, ...(s.format ? { format: s.format } : r.int(4) === 0 ? { format: r.pick(['xl', 'libxl', 'libxc', 'colo-back'] as const) } : {}) };
+      const input = mode === 2 ? chunked(bytes, [1 + r.int(13), 1 + r.int(200)]) : bytes;
+      const t0 = performance.now();
+      try {
+        const rd = new StreamReader(input, opts);
+        const v = new StreamValidator({ streamType: r.int(5) === 0 ? 'auto' : s.streamType, backChannel: rd.summary.format === 'colo-back' || opts.format === 'colo-back' });
+        for await (const it of rd) {
+          v.check(it);
+          if (it.kind === 'record' && it.record.name === 'PAGE_DATA' && it.record.readPayloadInto && r.int(2) === 0)
+            await it.record.readPayloadInto(new Uint8Array(it.record.dataPages * 4096));
+        }
+        v.finish(rd.summary);
+        ok++;
+      } catch (e) {
+        if (!(e instanceof StreamError)) {
+          throw new Error(`seed ${s.name} iteration ${i}: non-StreamError ${String(e)}\ninput: ${Buffer.from(bytes).toString('hex')}`);
+        }
+        expect(typeof e.code).toBe('string');
+        codes.set(e.code, (codes.get(e.code) ?? 0) + 1);
+        rejected++;
+      }
+      const dt = performance.now() - t0;
+      if (dt > worst) worst = dt;
+      if (dt > PER_INPUT_MS) throw new Error(`seed ${s.name} iteration ${i} took ${dt.toFixed(0)} ms`);
+    }
+    const rssGrowth = process.memoryUsage().rss - rssStart;
+    // eslint-disable-next-line no-console
+    console.log(`fuzz: ${ITERATIONS} inputs, ${ok} accepted, ${rejected} rejected, worst ${worst.toFixed(1)} ms, rss +${(rssGrowth / 2 ** 20).toFixed(0)} MiB`, Object.fromEntries(codes));
+    expect(ok + rejected).toBe(ITERATIONS);
+    expect(rejected).toBeGreaterThan(ITERATIONS / 4);
+    expect(codes.size).toBeGreaterThan(12);
+    expect(rssGrowth).toBeLessThan(256 * 2 ** 20);
+  });
+});
