@@ -253,7 +253,13 @@ export async function senderHandshake(channel: Channel, cb: SenderCallbacks, opt
   const result = settle(wire.awaitResult({ timeoutMs: t.result }));
   const early = await Promise.race([result, new Promise<undefined>((res) => setImmediate(() => setImmediate(() => res(undefined))))]);
   if (early && !early.ok) return abortBeforeHandover(early.error);
-  if (early?.ok) return inDoubt(new ProtocolError('EUNEXPECTED', 'RESULT arrived before CLEARED_TO_UNPAUSE was sent'), early.value);
+  if (early?.ok) {
+    // The receiver gave up before we cleared it (e.g. its CLEARED timeout fired): RESULT ≠ 0 says its
+    // copy does not run, and without our CLEARED it may not run it — resume. RESULT = 0 here is a
+    // peer that started the guest without permission: never resume then.
+    if (early.value !== 0) return abortBeforeHandover(new TransportError('EREMOTEFAIL', `receiver gave up before it was cleared (status ${early.value})`));
+    return inDoubt(new ProtocolError('EUNEXPECTED', 'receiver reported a running guest before it was cleared'), early.value);
+  }
   if (!channel.isOpen || channel.writable.destroyed) {
     return abortBeforeHandover(channel.error ?? new TransportError('EPEERCLOSED', 'channel closed before CLEARED_TO_UNPAUSE'));
   }
@@ -305,7 +311,11 @@ export interface ReceiverCallbacks {
    * direction); io.readExactly / Readable.read(n) / unshift make that easy.
    */
   receiveStream(channel: Channel): Promise<void>;
-  /** Cleared: rename the new domain to its real name and unpause it; return 0 when it runs. */
+  /**
+   * Cleared: rename the new domain to its real name and unpause it; return 0 when it runs, else a
+   * non-zero status (xl convention: a negative libxl error code). Non-zero or a throw means the copy
+   * does not run; it is then discarded and the sender is granted permission to resume.
+   */
   unpause(): Promise<number>;
   /** Destroy the received (paused) copy. Called whenever receiveStream was started and we won't run. */
   discard(reason: Error): Promise<void>;
@@ -323,9 +333,10 @@ export interface ReceiverResult {
   status?: number;
 }
 
-/** Status reported when the receiver was not cleared to unpause (xl reports -1 as byte 0xff). */
-export const STATUS_NOT_CLEARED = -1;
-/** Status reported when unpause threw without a numeric status. */
+// RESULT status values follow xl's rc convention: 0 = running; libxl error codes are negative.
+/** Status reported when the receiver was not cleared to unpause (xl's rc 1: byte 0xff on xl's wire). */
+export const STATUS_NOT_CLEARED = 1;
+/** Status reported when unpause threw without a numeric status (libxl ERROR_FAIL). */
 export const STATUS_UNPAUSE_FAILED = -3;
 
 export async function receiverHandshake(channel: Channel, cb: ReceiverCallbacks, opts: HandshakeOptions = {}): Promise<ReceiverResult> {

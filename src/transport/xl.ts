@@ -36,10 +36,14 @@ async function readFixed(ch: Channel, msg: Buffer, what: string, o: WaitOptions 
   }
 }
 
-/** The status byte xl would send: 0 stays 0, anything else becomes a non-zero byte (xl: -rc). */
+/**
+ * The status byte xl sends for an rc: `(char)-rc` (xl_migrate.c), so 0 stays 0, libxl's negative error
+ * codes become small positive bytes (ERROR_FAIL -3 → 3) and xl's own rc 1 ("GO message not read")
+ * becomes 0xff. A non-zero rc that would wrap to 0 is sent as 0xff.
+ */
 export function xlStatusByte(status: number): number {
   if (status === 0) return 0;
-  const b = (status < 0 ? -status : status) & 0xff;
+  const b = -status & 0xff;
   return b === 0 ? 0xff : b;
 }
 
