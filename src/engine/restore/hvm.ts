@@ -1,0 +1,105 @@
+// x86 HVM (and PVH) restore operations: xg_sr_restore_x86_hvm.c's role.
+import { encodeLibxcBody, type LibxcRecord } from '../../stream/index.js';
+import { MigrationError, MigrationErrorCode } from '../errors.js';
+import type { RestoreContext, RestoreOps } from './types.js';
+
+export const HVM_PARAM_STORE_PFN = 1;
+export const HVM_PARAM_PAE_ENABLED = 4;
+export const HVM_PARAM_IOREQ_PFN = 5;
+export const HVM_PARAM_BUFIOREQ_PFN = 6;
+
+/** Largest gfn a restore may populate in an HVM domain: 2^40 bytes of guest-physical space. */
+export const HVM_MAX_RESTORE_PFN = 2 ** 28 - 1;
+
+/** CPU policy records are stashed and applied once, at STATIC_DATA_END (shared with PV). */
+export class PolicyStash {
+  cpuid: Uint8Array | null = null;
+  msrs: Uint8Array | null = null;
+
+  take(rec: LibxcRecord): boolean {
+    if (rec.name === 'X86_CPUID_POLICY') {
+      this.cpuid = encodeLibxcBody(rec);
+      return true;
+    }
+    if (rec.name === 'X86_MSR_POLICY') {
+      this.msrs = encodeLibxcBody(rec);
+      return true;
+    }
+    return false;
+  }
+
+  apply(ctx: RestoreContext): { cpuid: boolean; msr: boolean } {
+    const missing = { cpuid: this.cpuid === null, msr: this.msrs === null };
+    if (this.cpuid || this.msrs) ctx.xen.cpuPolicySet(ctx.domid, this.cpuid ?? new Uint8Array(0), this.msrs ?? new Uint8Array(0));
+    return missing;
+  }
+}
+
+export function applyTsc(ctx: RestoreContext, rec: LibxcRecord): boolean {
+  if (rec.name !== 'X86_TSC_INFO') return false;
+  ctx.xen.tscInfoSet(ctx.domid, { mode: rec.mode, elapsedNsec: rec.nsec, gtscKhz: rec.khz, incarnation: rec.incarnation });
+  return true;
+}
+
+export function hvmRestoreOps(): RestoreOps {
+  let context: Uint8Array | null = null;
+  const policy = new PolicyStash();
+  let maxPfn = 0;
+
+  const clearPage = (ctx: RestoreContext, gfn: bigint) => {
+    if (gfn > BigInt(maxPfn)) return;
+    // the page must exist to be cleared; populate it if the stream did not send it
+    const m = ctx.xen.map(ctx.domid, new BigUint64Array([gfn]), 'rw');
+    try {
+      if (m.errors[0] === 0) m.bytes.fill(0);
+    } finally {
+      m.unmap();
+    }
+  };
+
+  return {
+    domainHeaderType: 2,
+    localises: false,
+    setup(ctx) {
+      // Real Xen accepts any gfn up to the guest's physical address width; bound it so a hostile
+      // stream cannot make us allocate bookkeeping for 2^52 pfns.
+      maxPfn = Math.max(ctx.info.maxPfn, Math.min(HVM_MAX_RESTORE_PFN, ctx.xen.nrGpfns(ctx.domid) - 1));
+    },
+    maxPfn: () => maxPfn,
+    populate(ctx, pfns) {
+      const a = new BigUint64Array(pfns.length);
+      for (let i = 0; i < pfns.length; i++) a[i] = BigInt(pfns[i]!);
+      ctx.xen.populatePhysmap(ctx.domid, a);
+    },
+    pfnToFrame: (pfn) => pfn,
+    processRecord(ctx, rec) {
+      switch (rec.name) {
+        case 'X86_TSC_INFO':
+          return applyTsc(ctx, rec);
+        case 'HVM_CONTEXT':
+          if (rec.data.length === 0) throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, 'empty HVM_CONTEXT', { domid: ctx.domid });
+          context = rec.data; // applied at stream completion; the last one wins
+          return true;
+        case 'HVM_PARAMS':
+          for (const p of rec.params) {
+            const index = Number(p.index);
+            if (index === HVM_PARAM_PAE_ENABLED) continue; // dropped, as libxc does
+            if (index === HVM_PARAM_STORE_PFN || index === HVM_PARAM_IOREQ_PFN || index === HVM_PARAM_BUFIOREQ_PFN) clearPage(ctx, p.value);
+            ctx.xen.hvmParamSet(ctx.domid, index, p.value);
+          }
+          return true;
+        case 'X86_CPUID_POLICY':
+        case 'X86_MSR_POLICY':
+          return policy.take(rec);
+        default:
+          return false;
+      }
+    },
+    staticDataComplete: (ctx) => policy.apply(ctx),
+    streamComplete(ctx) {
+      if (!context) throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'stream completed without HVM_CONTEXT', { domid: ctx.domid });
+      ctx.xen.hvmContextSet(ctx.domid, context);
+    },
+    cleanup() {},
+  };
+}

@@ -1,0 +1,374 @@
+// The libxc-layer restore engine (xg_sr_restore.c's role): headers, then records until END, with
+// checkpoint buffering for Remus/COLO. Page payloads are read straight into mapped guest memory:
+// the data-bearing pages of a PAGE_DATA batch are mapped as one region and the payload is read into
+// it in one go (PV page tables are then localised in place).
+import {
+  pageTypeHasData,
+  PageType,
+  StreamError,
+  StreamErrorCode,
+  type LibxcRecord,
+  type LibxcRecordItem,
+  type PageDataRecord,
+  type StreamItem,
+} from '../../stream/index.js';
+import type { Hypervisor, Mapping } from '../../xen/types.js';
+import { PfnBitmap } from '../bitmap.js';
+import type { StreamCursor } from '../cursor.js';
+import { MigrationError, MigrationErrorCode, throwIfAborted } from '../errors.js';
+import { hvmRestoreOps } from './hvm.js';
+import type { RestoreCallbacks, RestoreContext, RestoreOps, RestoreStats, RestoreStreamType } from './types.js';
+
+const PAGE_SIZE = 4096;
+
+export interface LibxcRestoreOptions {
+  xen: Hypervisor;
+  domid: number;
+  /** positioned at the libxc image header (after LIBXC_CONTEXT for wrapped streams) */
+  cursor: StreamCursor;
+  streamType?: RestoreStreamType;
+  callbacks?: RestoreCallbacks;
+  signal?: AbortSignal;
+  ops?: RestoreOps;
+  /** Largest checkpoint buffered before it is applied (default: twice the domain's memory span). */
+  maxCheckpointBytes?: number;
+}
+
+interface Buffered {
+  item: LibxcRecordItem;
+  payload: Uint8Array | null;
+}
+
+export async function restoreOpsFor(xen: Hypervisor, domid: number): Promise<RestoreOps> {
+  const info = xen.domainInfo(domid);
+  if (info.type === 'hvm') return hvmRestoreOps();
+  const { pvRestoreOps } = await import('./pv.js');
+  return pvRestoreOps();
+}
+
+class RestoreEngine implements RestoreContext {
+  readonly xen: Hypervisor;
+  readonly domid: number;
+  readonly info;
+  readonly streamType: RestoreStreamType;
+  private ops!: RestoreOps;
+  private readonly cursor: StreamCursor;
+  private readonly cb: RestoreCallbacks;
+  private populated!: PfnBitmap;
+  private maxPfn = 0;
+  private buffering = false;
+  private buffer: Buffered[] = [];
+  private bufferedBytes = 0;
+  private maxBuffered = 0;
+  private staticDone = false;
+  private verify = false;
+  private lastItem: StreamItem | null = null;
+  private readonly t0 = performance.now();
+  private readonly stats: RestoreStats;
+
+  constructor(private readonly opts: LibxcRestoreOptions) {
+    this.xen = opts.xen;
+    this.domid = opts.domid;
+    this.cursor = opts.cursor;
+    this.streamType = opts.streamType ?? 'plain';
+    this.cb = opts.callbacks ?? {};
+    this.info = this.xen.domainInfo(this.domid);
+    this.stats = {
+      domid: this.domid,
+      domainType: this.info.type,
+      streamType: this.streamType,
+      records: 0,
+      pages: 0,
+      holes: 0,
+      checkpoints: 0,
+      endedBy: 'END',
+      verifyMismatches: 0,
+      totalMs: 0,
+    };
+    if (this.streamType !== 'plain' && !this.cb.checkpoint)
+      throw new MigrationError(MigrationErrorCode.ERR_CALLBACK, `${this.streamType} restore needs the checkpoint callback`);
+  }
+
+  private mismatch(msg: string, item?: StreamItem, pfn?: number): MigrationError {
+    const where = item ? ` at offset ${item.offset} (record ${item.index}, ${item.name})` : '';
+    return new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, `${msg}${where}`, { domid: this.domid, ...(pfn !== undefined ? { pfn } : {}) });
+  }
+
+  async run(): Promise<RestoreStats> {
+    try {
+      this.ops = this.opts.ops ?? (await restoreOpsFor(this.xen, this.domid));
+      await this.readHeaders();
+      await this.ops.setup(this);
+      this.maxPfn = this.ops.maxPfn(this);
+      this.populated = new PfnBitmap(this.maxPfn + 1);
+      this.maxBuffered = this.opts.maxCheckpointBytes ?? Math.min(2 * (this.maxPfn + 1) * PAGE_SIZE + (64 << 20), 2 ** 40);
+
+      for (;;) {
+        throwIfAborted(this.opts.signal);
+        let item: StreamItem | null;
+        try {
+          item = await this.cursor.next();
+        } catch (e) {
+          if (this.buffering) return await this.failover(e);
+          throw e;
+        }
+        if (item === null) {
+          if (this.buffering) return await this.failover(new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'stream ended inside a checkpoint'));
+          throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'libxc stream ended without END', { domid: this.domid });
+        }
+        this.lastItem = item;
+        if (item.kind !== 'record' || item.layer !== 'libxc') {
+          throw new StreamError(StreamErrorCode.ERR_ORDER, `unexpected ${item.name} inside the libxc stream`, {
+            offset: item.offset,
+            recordIndex: item.index,
+            recordType: item.name,
+            layer: item.layer,
+          });
+        }
+        this.stats.records++;
+        const name = item.record.name;
+        if (this.buffering && name !== 'END' && name !== 'CHECKPOINT') {
+          await this.bufferRecord(item);
+          continue;
+        }
+        if (name === 'END') {
+          // buffered records of an incomplete checkpoint are discarded (xg_sr_restore.c)
+          this.buffer = [];
+          break;
+        }
+        if (name === 'CHECKPOINT') {
+          const r = await this.handleCheckpoint();
+          if (r === 'failover') return await this.failover(new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'toolstack reported failover'));
+          continue;
+        }
+        await this.processRecord(item, null);
+      }
+      await this.complete();
+      return this.finish('END');
+    } finally {
+      try {
+        this.ops?.cleanup(this);
+      } catch {
+        /* best effort */
+      }
+    }
+  }
+
+  private finish(endedBy: 'END' | 'failover'): RestoreStats {
+    this.stats.endedBy = endedBy;
+    this.stats.totalMs = performance.now() - this.t0;
+    return this.stats;
+  }
+
+  private async readHeaders(): Promise<void> {
+    const ih = await this.cursor.next();
+    if (!ih || ih.kind !== 'image-header') throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'no libxc image header');
+    const dh = await this.cursor.next();
+    if (!dh || dh.kind !== 'domain-header') throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'no libxc domain header');
+    const want = this.info.type === 'hvm' ? 2 : 1;
+    const ops = this.opts.ops ?? this.ops;
+    if (dh.header.type !== want || ops.domainHeaderType !== want) {
+      const names: Record<number, string> = { 1: 'x86 PV', 2: 'x86 HVM' };
+      throw this.mismatch(`unable to restore ${names[dh.header.type] ?? `type ${dh.header.type}`} stream into ${names[want]} domain`, dh);
+    }
+    if (dh.header.pageShift !== 12) throw this.mismatch(`invalid page size 2^${dh.header.pageShift}`, dh);
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  private async handleCheckpoint(): Promise<'ok' | 'failover'> {
+    if (this.streamType === 'plain') {
+      const it = this.lastItem!;
+      throw new StreamError(StreamErrorCode.ERR_ORDER, 'CHECKPOINT record in a plain stream', {
+        offset: it.offset,
+        recordIndex: it.index,
+        recordType: 'CHECKPOINT',
+        layer: 'libxc',
+      });
+    }
+    const r = await this.cb.checkpoint!();
+    if (r === 'failover') {
+      if (this.buffering) return 'failover';
+      throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'channel broke before the first complete checkpoint', { domid: this.domid });
+    }
+    if (r !== 'success') throw new MigrationError(MigrationErrorCode.ERR_CALLBACK, 'toolstack failed to process its checkpoint records', { domid: this.domid });
+    if (this.buffering) {
+      const records = this.buffer;
+      this.buffer = [];
+      this.bufferedBytes = 0;
+      for (const b of records) await this.processRecord(b.item, b.payload);
+    } else {
+      this.buffering = true;
+    }
+    this.stats.checkpoints++;
+    if (this.streamType === 'colo') {
+      // the secondary runs between checkpoints: state is loaded at each one
+      await this.ops.streamComplete(this);
+    }
+    await this.cb.checkpointApplied?.(this.stats.checkpoints);
+    this.cb.progress?.({ records: this.stats.records, pages: this.stats.pages, bytes: this.lastItem!.offset, checkpoints: this.stats.checkpoints });
+    return 'ok';
+  }
+
+  private async bufferRecord(item: LibxcRecordItem): Promise<void> {
+    let payload: Uint8Array | null = null;
+    let size = item.size;
+    const r = item.record;
+    if (r.name === 'PAGE_DATA') {
+      const len = r.dataPages * PAGE_SIZE;
+      if (this.bufferedBytes + len > this.maxBuffered)
+        throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, `checkpoint exceeds ${this.maxBuffered} buffered bytes`, { domid: this.domid });
+      payload = new Uint8Array(len);
+      if (r.readPayloadInto) await r.readPayloadInto(payload);
+      else if (r.data) payload.set(r.data);
+      // keep the header part only; the record's views die with the next item
+      item = { ...item, record: { ...r, pfns: r.pfns.slice(), types: r.types.slice(), data: null } };
+      size = len;
+    } else {
+      item = { ...item, record: cloneRecord(r) };
+    }
+    this.bufferedBytes += size;
+    if (this.bufferedBytes > this.maxBuffered)
+      throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, `checkpoint exceeds ${this.maxBuffered} buffered bytes`, { domid: this.domid });
+    this.buffer.push({ item, payload });
+  }
+
+  private async failover(cause: unknown): Promise<RestoreStats> {
+    // discard the partial checkpoint; the domain holds the last complete one
+    this.buffer = [];
+    this.bufferedBytes = 0;
+    if (this.streamType !== 'colo') await this.complete();
+    const s = this.finish('failover');
+    (s as RestoreStats & { failoverCause?: unknown }).failoverCause = cause;
+    return s;
+  }
+
+  private async complete(): Promise<void> {
+    if (!this.staticDone) {
+      // v2 streams and degenerate ones: the policy step still happens once
+      this.staticDataEnd();
+    }
+    await this.ops.streamComplete(this);
+  }
+
+  private staticDataEnd(): void {
+    if (this.staticDone) return;
+    this.staticDone = true;
+    const missing = this.ops.staticDataComplete(this);
+    this.cb.staticDataDone?.(missing);
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  private async processRecord(item: LibxcRecordItem, payload: Uint8Array | null): Promise<void> {
+    const r = item.record;
+    switch (r.name) {
+      case 'PAGE_DATA':
+        if (!this.staticDone) this.staticDataEnd(); // v2: implied at the first PAGE_DATA
+        await this.processPageData(item, r, payload);
+        return;
+      case 'STATIC_DATA_END':
+        this.staticDataEnd();
+        return;
+      case 'VERIFY':
+        this.verify = true;
+        return;
+      case 'X86_PV_P2M_FRAMES':
+        if (!this.staticDone) this.staticDataEnd(); // v2: implied at the first P2M_FRAMES
+        break;
+      default:
+        break;
+    }
+    const handled = await this.ops.processRecord(this, r);
+    if (!handled) {
+      throw new StreamError(StreamErrorCode.ERR_DOMAIN_TYPE, `${r.name} record not handled for a ${this.info.type.toUpperCase()} domain`, {
+        offset: item.offset,
+        recordIndex: item.index,
+        recordType: item.name,
+        layer: 'libxc',
+      });
+    }
+  }
+
+  private async processPageData(item: LibxcRecordItem, r: PageDataRecord, payload: Uint8Array | null): Promise<void> {
+    const n = r.count;
+    const { pfns, types } = r;
+    // validate every entry before touching the domain
+    for (let i = 0; i < n; i++) {
+      const pfn = pfns[i]!;
+      if (pfn > this.maxPfn) throw this.mismatch(`pfn ${pfn} beyond the domain's max pfn ${this.maxPfn}`, item, pfn);
+    }
+    // populate what needs RAM and is not backed yet
+    const toPopulate: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t = types[i]!;
+      if (t === PageType.XTAB || t === PageType.BROKEN) continue;
+      const pfn = pfns[i]!;
+      if (!this.populated.get(pfn)) {
+        this.populated.set(pfn);
+        toPopulate.push(pfn);
+      }
+    }
+    if (toPopulate.length) this.ops.populate(this, toPopulate);
+
+    const dataIdx: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t = types[i]!;
+      if (pageTypeHasData(t)) dataIdx.push(i);
+      else this.stats.holes++;
+      if (this.ops.setPageType && t !== PageType.XTAB && t !== PageType.BROKEN) this.ops.setPageType(pfns[i]!, t);
+    }
+    if (dataIdx.length === 0) return;
+    const frames = new BigUint64Array(dataIdx.length);
+    for (let j = 0; j < dataIdx.length; j++) frames[j] = BigInt(this.ops.pfnToFrame(pfns[dataIdx[j]!]!));
+    let m: Mapping | null = null;
+    try {
+      m = this.xen.map(this.domid, frames, 'rw');
+      for (let j = 0; j < m.errors.length; j++) {
+        if (m.errors[j] !== 0) throw new MigrationError(MigrationErrorCode.ERR_MAP_FAILED, `failed to map pfn ${pfns[dataIdx[j]!]} (errno ${m.errors[j]})`, { domid: this.domid, pfn: pfns[dataIdx[j]!] });
+      }
+      const target = m.bytes;
+      if (this.verify) {
+        const incoming = payload ?? (await readPayload(r));
+        for (let j = 0; j < dataIdx.length; j++) {
+          const a = incoming.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE);
+          const b = target.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE);
+          if (Buffer.compare(a, b) !== 0) this.stats.verifyMismatches++;
+        }
+        return;
+      }
+      if (payload) target.set(payload);
+      else if (r.readPayloadInto) await r.readPayloadInto(target);
+      else if (r.data) target.set(r.data);
+      else throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'PAGE_DATA without payload');
+      if (this.ops.localises && this.ops.localisePage) {
+        for (let j = 0; j < dataIdx.length; j++) {
+          const t = types[dataIdx[j]!]!;
+          if ((t >= PageType.L1TAB && t <= PageType.L4TAB) || (t >= PageType.L1TAB_PIN && t <= PageType.L4TAB_PIN))
+            this.ops.localisePage(this, t, target.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE), pfns[dataIdx[j]!]!);
+        }
+      }
+      this.stats.pages += dataIdx.length;
+    } finally {
+      m?.unmap();
+    }
+  }
+}
+
+async function readPayload(r: PageDataRecord): Promise<Uint8Array> {
+  if (r.data) return r.data;
+  const b = new Uint8Array(r.dataPages * PAGE_SIZE);
+  await r.readPayloadInto!(b);
+  return b;
+}
+
+/** Records other than PAGE_DATA own their bytes (the decoders copy blobs), so they can be kept. */
+function cloneRecord(r: LibxcRecord): LibxcRecord {
+  return r;
+}
+
+export async function libxcRestore(opts: LibxcRestoreOptions): Promise<RestoreStats> {
+  return new RestoreEngine(opts).run();
+}
+
+export type { Hypervisor };

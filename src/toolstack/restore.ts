@@ -1,0 +1,221 @@
+// Toolstack-layer restore (libxl's role): read the xl header and config, build or check the
+// destination domain, read libxl records, hand the stream to the libxc engine at LIBXC_CONTEXT,
+// read the libxl part of each checkpoint (up to CHECKPOINT_END) when the engine asks, apply
+// emulator state, and finally unpause (or leave paused). A half-restored domain is destroyed, or
+// left paused when asked, and the error says which.
+import { StreamError, StreamErrorCode, StreamReader, type StreamInput, type StreamItem } from '../stream/index.js';
+import type { Hypervisor } from '../xen/types.js';
+import { StreamCursor } from '../engine/cursor.js';
+import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
+import { libxcRestore } from '../engine/restore/restore.js';
+import type { CheckpointResult, RestoreCallbacks, RestoreStats, RestoreStreamType } from '../engine/restore/types.js';
+import { domainTypeOf, parseDomainConfig, type DomainConfig } from './config.js';
+import { noEmulator, type EmulatorState, type EmulatorStateProvider } from './emulator.js';
+
+export interface DomainBuilder {
+  /** Create an empty, paused domain for the config; returns its domid. */
+  create(config: DomainConfig): Promise<number> | number;
+  destroy(domid: number): Promise<void> | void;
+}
+
+export interface DomainRestoreOptions {
+  xen: Hypervisor;
+  input: StreamInput | StreamReader | StreamCursor;
+  /** restore into this existing (created, empty) domain ... */
+  domid?: number;
+  /** ... or build one from the stream's config */
+  builder?: DomainBuilder;
+  /** config when the stream has no xl header (libxl / libxc streams) and a domain must be built */
+  config?: DomainConfig;
+  paused?: boolean;
+  /** what happens to a half-restored domain: 'destroy' (default) or 'pause' */
+  onFailure?: 'destroy' | 'pause';
+  streamType?: RestoreStreamType;
+  callbacks?: RestoreCallbacks;
+  emulator?: EmulatorStateProvider;
+  signal?: AbortSignal;
+  /** reserved fields / padding: 'error' (default, strict) or 'warn' */
+  strictness?: 'error' | 'warn';
+  /** called once the domain exists (before memory arrives) */
+  onDomain?: (domid: number) => void;
+  /** the stream may carry more after END (e.g. a migration handshake): stop there */
+  stopAtEnd?: boolean;
+}
+
+export interface DomainRestoreResult {
+  domid: number;
+  config: DomainConfig | null;
+  stats: RestoreStats;
+  format: string;
+  unpaused: boolean;
+}
+
+function orderError(item: StreamItem, detail: string): StreamError {
+  return new StreamError(StreamErrorCode.ERR_ORDER, detail, { offset: item.offset, recordIndex: item.index, recordType: item.name, layer: item.layer });
+}
+
+export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainRestoreResult> {
+  const { xen } = opts;
+  const streamType = opts.streamType ?? 'plain';
+  const emulator = opts.emulator ?? noEmulator;
+  const strict = opts.strictness ?? 'error';
+  const cursor =
+    opts.input instanceof StreamCursor
+      ? opts.input
+      : new StreamCursor(opts.input, {
+          reader: { lazyPageData: true, ...(opts.stopAtEnd ? { afterEnd: 'stop' as const } : {}) },
+          validator: { streamType, reserved: strict, padding: strict },
+        });
+
+  let domid: number | undefined = opts.domid;
+  let built = false;
+  let config: DomainConfig | null = opts.config ?? null;
+  let pendingEmu: EmulatorState[] = [];
+
+  const ensureDomain = async (): Promise<number> => {
+    if (domid !== undefined) {
+      if (config) {
+        const want = domainTypeOf(config.kind);
+        const have = xen.domainInfo(domid).type;
+        if (want !== have)
+          throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, `stream config is a ${config.kind} guest but domain ${domid} is ${have}`, { domid });
+      }
+      return domid;
+    }
+    if (!opts.builder) throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, 'no destination domain: give a domid or a domain builder');
+    if (!config) throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, 'the stream carries no domain config (no xl header): give one');
+    domid = await opts.builder.create(config);
+    built = true;
+    opts.onDomain?.(domid);
+    return domid;
+  };
+
+  const takeEmulator = (item: StreamItem): boolean => {
+    if (item.kind !== 'record' || item.layer !== 'libxl') return false;
+    const r = item.record;
+    if (r.name === 'EMULATOR_XENSTORE_DATA' || r.name === 'EMULATOR_CONTEXT') {
+      let s = pendingEmu.find((e) => e.emulatorId === r.emulatorId && e.index === r.index);
+      if (!s) {
+        s = { emulatorId: r.emulatorId, index: r.index };
+        pendingEmu.push(s);
+      }
+      if (r.name === 'EMULATOR_XENSTORE_DATA') s.xenstore = r.entries;
+      else s.context = r.data;
+      return true;
+    }
+    return false;
+  };
+  const applyEmulator = async () => {
+    const list = pendingEmu;
+    pendingEmu = [];
+    for (const s of list) await emulator.restore(domid!, s);
+  };
+
+  // the libxl part of a checkpoint: buffered until CHECKPOINT_END, then processed
+  const checkpoint = async (): Promise<CheckpointResult> => {
+    const held: StreamItem[] = [];
+    try {
+      for (;;) {
+        const item = await cursor.next();
+        if (!item) return 'failover';
+        if (item.kind === 'record' && item.layer === 'libxl' && item.record.name === 'CHECKPOINT_END') break;
+        held.push(item);
+      }
+    } catch {
+      return 'failover';
+    }
+    try {
+      for (const item of held) {
+        if (!takeEmulator(item)) throw orderError(item, `${item.name} not allowed in the libxl part of a checkpoint`);
+      }
+      await applyEmulator();
+      return 'success';
+    } catch {
+      return 'error';
+    }
+  };
+  const callbacks: RestoreCallbacks = { ...opts.callbacks };
+  if (streamType !== 'plain') callbacks.checkpoint = opts.callbacks?.checkpoint ?? checkpoint;
+
+  let stats: RestoreStats | null = null;
+  try {
+    // headers
+    let item = await cursor.next();
+    if (item?.kind === 'xl-header') {
+      const text = item.header.configText;
+      if (text !== undefined && !opts.config) config = parseDomainConfig(text);
+      item = await cursor.next();
+    }
+    const format = cursor.reader.summary.format ?? 'libxc';
+    if (item?.kind === 'libxl-header') {
+      // libxl records until LIBXC_CONTEXT
+      for (;;) {
+        item = await cursor.next();
+        if (!item) throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'libxl stream ended before LIBXC_CONTEXT');
+        if (item.kind === 'record' && item.layer === 'libxl' && item.record.name === 'LIBXC_CONTEXT') break;
+        if (!takeEmulator(item)) throw orderError(item, `${item.name} before LIBXC_CONTEXT`);
+      }
+      item = null;
+    } else if (item) {
+      cursor.unshift(item); // bare libxc stream: the image header is next
+    }
+    const target = await ensureDomain();
+    stats = await libxcRestore({
+      xen,
+      domid: target,
+      cursor,
+      streamType,
+      callbacks,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+    if (stats.endedBy === 'END' && format !== 'libxc' && streamType === 'plain') {
+      // libxl records after the libxc stream, up to END
+      for (;;) {
+        const it = await cursor.next();
+        if (!it) throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'libxl stream ended without END');
+        if (it.kind === 'record' && it.layer === 'libxl' && it.record.name === 'END') break;
+        if (!takeEmulator(it)) throw orderError(it, `${it.name} after the libxc stream`);
+      }
+      if (!opts.stopAtEnd) {
+        // trailing bytes are an error: the reader checks them when asked for more
+        const extra = await cursor.next();
+        if (extra) throw orderError(extra, `${extra.name} after END`);
+        cursor.finish();
+      }
+    } else if (stats.endedBy === 'END' && format === 'libxc' && !opts.stopAtEnd) {
+      const extra = await cursor.next();
+      if (extra) throw orderError(extra, `${extra.name} after END`);
+      cursor.finish();
+    }
+    await applyEmulator();
+    let unpaused = false;
+    if (!opts.paused) {
+      const info = xen.domainInfo(target);
+      if (info.shutdown) xen.resume(target, false);
+      if (xen.domainInfo(target).paused) xen.unpause(target);
+      unpaused = true;
+    }
+    return { domid: target, config, stats, format, unpaused };
+  } catch (e) {
+    if (domid !== undefined) {
+      const what = opts.onFailure ?? 'destroy';
+      try {
+        if (what === 'destroy' && (built || opts.domid !== undefined)) {
+          if (built && opts.builder) await opts.builder.destroy(domid);
+          else xen.destroy(domid);
+          Object.assign(e as object, { destination: 'destroyed', domid });
+        } else {
+          try {
+            xen.pause(domid);
+          } catch {
+            /* already paused */
+          }
+          Object.assign(e as object, { destination: 'left paused', domid });
+        }
+      } catch (de) {
+        Object.assign(e as object, { destination: 'cleanup failed', cleanupError: de, domid });
+      }
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,156 @@
+// Toolstack-layer save (libxl's role): the xl header with the domain config, the libxl stream
+// around the libxc one (LIBXC_CONTEXT ... emulator records, END), the suspend/resume policy, and the
+// guarantee that a guest is never lost: if anything fails after the source was suspended, it is
+// resumed before the error is reported.
+import { encodeLibxlHeader, encodeLibxlRecord, encodeXlHeader, StreamWriter } from '../stream/index.js';
+import type { Writable } from 'node:stream';
+import type { Hypervisor } from '../xen/types.js';
+import { abortError, MigrationError, MigrationErrorCode } from '../engine/errors.js';
+import { libxcSave, SHUTDOWN_SUSPEND } from '../engine/save/save.js';
+import type { SaveCallbacks, SaveStats, StreamType } from '../engine/save/types.js';
+import type { PrecopyPolicy } from '../engine/policy.js';
+import { configFromDomain, type DomainConfig } from './config.js';
+import { noEmulator, type EmulatorState, type EmulatorStateProvider } from './emulator.js';
+
+export type SaveFormat = 'xl' | 'libxl' | 'libxc';
+
+export interface DomainSaveOptions {
+  xen: Hypervisor;
+  domid: number;
+  /** where the stream goes: a Writable, an fd, or a StreamWriter already positioned */
+  out: Writable | number | StreamWriter;
+  /** 'xl' (default: what `xl save` writes and `xl restore` reads), 'libxl' or bare 'libxc' */
+  format?: SaveFormat;
+  /** domain config for the xl header; default: a minimal one from the domain's info */
+  config?: DomainConfig;
+  live?: boolean;
+  streamType?: StreamType;
+  /** replace any libxc-layer callback (suspend, postcopy, checkpoint, ...) */
+  callbacks?: Partial<SaveCallbacks>;
+  precopyPolicy?: PrecopyPolicy;
+  emulator?: EmulatorStateProvider;
+  signal?: AbortSignal;
+  bandwidth?: number;
+  staging?: boolean;
+  /** ms to wait for the guest to reach the suspended state (libxl: 60 s) */
+  suspendTimeoutMs?: number;
+  onProgress?: SaveCallbacks['progress'];
+}
+
+export interface DomainSaveResult {
+  stats: SaveStats;
+  config: DomainConfig;
+  /** the source is suspended (plain save) — the caller destroys, resumes or hands it over */
+  suspended: boolean;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Default suspend: SHUTDOWN_suspend as libxl does for guests without a suspend event channel. */
+export async function suspendDomain(xen: Hypervisor, domid: number, timeoutMs = 60_000, signal?: AbortSignal): Promise<void> {
+  xen.shutdown(domid, SHUTDOWN_SUSPEND);
+  const t0 = Date.now();
+  for (;;) {
+    const info = xen.domainInfo(domid);
+    if (info.shutdown && info.shutdownReason === SHUTDOWN_SUSPEND) return;
+    if (info.shutdown)
+      throw new MigrationError(MigrationErrorCode.ERR_NOT_SUSPENDED, `guest shut down with reason ${info.shutdownReason} instead of suspending`, { domid });
+    if (Date.now() - t0 > timeoutMs) throw new MigrationError(MigrationErrorCode.ERR_NOT_SUSPENDED, `guest did not suspend within ${timeoutMs} ms`, { domid });
+    if (signal?.aborted) throw abortError(signal);
+    await sleep(5);
+  }
+}
+
+/** Resume a suspended source (cooperative resume, as libxl does after a failed migration). */
+export function resumeDomain(xen: Hypervisor, domid: number): void {
+  const info = xen.domainInfo(domid);
+  if (info.shutdown || info.paused) {
+    if (info.shutdown) xen.resume(domid, true);
+    const after = xen.domainInfo(domid);
+    if (after.paused) xen.unpause(domid);
+  }
+}
+
+export function toWriter(out: Writable | number | StreamWriter): StreamWriter {
+  return out instanceof StreamWriter ? out : new StreamWriter(out);
+}
+
+/**
+ * Save a domain: xl header, libxl header, LIBXC_CONTEXT, the libxc stream, emulator records, END.
+ * On any failure after the guest was suspended, the guest is resumed and the error rethrown (with
+ * `guestResumed: true`). On success the guest stays suspended; the caller decides its fate.
+ */
+export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveResult> {
+  const { xen, domid } = opts;
+  const format = opts.format ?? 'xl';
+  const emulator = opts.emulator ?? noEmulator;
+  const w = toWriter(opts.out);
+  const info = xen.domainInfo(domid);
+  const config = opts.config ?? configFromDomain(info);
+  let suspended = false;
+  let emulatorState: EmulatorState | null = null;
+
+  const user = opts.callbacks ?? {};
+  const callbacks: SaveCallbacks = {
+    ...user,
+    suspend: async () => {
+      if (user.suspend) await user.suspend();
+      else await suspendDomain(xen, domid, opts.suspendTimeoutMs, opts.signal);
+      suspended = true;
+      // libxl saves the device model while the guest is suspended
+      emulatorState = await emulator.save(domid);
+    },
+    postcopy: async () => {
+      if (user.postcopy) await user.postcopy();
+      else resumeDomain(xen, domid);
+      suspended = false;
+    },
+    checkpoint: async () => {
+      if (emulatorState) await writeEmulatorRecords(w, emulatorState);
+      await w.writeRaw(encodeLibxlRecord({ name: 'CHECKPOINT_END' }));
+      return user.checkpoint ? user.checkpoint() : 'stop';
+    },
+  };
+  if (opts.precopyPolicy) callbacks.precopyPolicy = opts.precopyPolicy;
+  if (opts.onProgress) callbacks.progress = opts.onProgress;
+
+  try {
+    if (format === 'xl') await w.writeRaw(encodeXlHeader({ configText: config.text }));
+    if (format !== 'libxc') {
+      await w.writeRaw(encodeLibxlHeader(), encodeLibxlRecord({ name: 'LIBXC_CONTEXT' }));
+    }
+    const stats = await libxcSave({
+      xen,
+      domid,
+      out: w,
+      live: opts.live ?? false,
+      streamType: opts.streamType ?? 'plain',
+      callbacks,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.bandwidth ? { bandwidth: opts.bandwidth } : {}),
+      ...(opts.staging !== undefined ? { staging: opts.staging } : {}),
+    });
+    if (format !== 'libxc' && (opts.streamType ?? 'plain') === 'plain') {
+      if (emulatorState) await writeEmulatorRecords(w, emulatorState);
+      await w.writeRaw(encodeLibxlRecord({ name: 'END' }));
+    }
+    return { stats, config, suspended };
+  } catch (e) {
+    if (suspended) {
+      try {
+        resumeDomain(xen, domid);
+        Object.assign(e as object, { guestResumed: true });
+      } catch (re) {
+        Object.assign(e as object, { guestResumed: false, resumeError: re });
+      }
+    }
+    throw e;
+  }
+}
+
+async function writeEmulatorRecords(w: StreamWriter, s: EmulatorState): Promise<void> {
+  if (s.xenstore && s.xenstore.length)
+    await w.writeRaw(encodeLibxlRecord({ name: 'EMULATOR_XENSTORE_DATA', emulatorId: s.emulatorId, index: s.index, entries: s.xenstore }));
+  if (s.context)
+    await w.writeRaw(encodeLibxlRecord({ name: 'EMULATOR_CONTEXT', emulatorId: s.emulatorId, index: s.index, data: s.context }));
+}
