@@ -18,6 +18,9 @@ import {
 } from '../../src/stream/index.js';
 import { libxcRecordArb, libxlRecordArb, streamShapeArb, buildStream } from './gen.js';
 import { chunked } from './helpers.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const RUNS = Number(process.env.XENMIG_PROPERTY_RUNS ?? 200);
 
@@ -102,5 +105,25 @@ describe('stream properties', () => {
       }),
       { numRuns: 15 },
     );
+  });
+
+  it('fd / path sources with any read-ahead size give the same bytes (eager and lazy, blocking or not)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xenmig-prop-'));
+    try {
+      let n = 0;
+      await fc.assert(
+        fc.asyncProperty(streamShapeArb, fc.integer({ min: 1, max: 20000 }), fc.boolean(), fc.boolean(), async (shape, chunkSize, lazy, blocking) => {
+          const { bytes, streamType } = buildStream(shape);
+          const file = join(dir, `s${n++}.bin`);
+          writeFileSync(file, bytes);
+          const res = await reencode(file, { chunkSize, lazyPageData: lazy, blockingReads: blocking }, streamType);
+          expect(Buffer.compare(Buffer.from(res.bytes), Buffer.from(bytes))).toBe(0);
+          rmSync(file);
+        }),
+        { numRuns: Math.max(20, RUNS / 2) },
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
