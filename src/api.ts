@@ -1,0 +1,377 @@
+// The scripting API: save, restore, migrate and receive as promises, with AbortSignal, progress,
+// replaceable callbacks and a precopy policy. The CLI is a thin shell over these.
+import { createWriteStream, existsSync } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
+import { once } from 'node:events';
+import { ReadableByteSource } from './stream/readable-source.js';
+import { StreamWriter, type StreamInput } from './stream/index.js';
+import type { Hypervisor } from './xen/types.js';
+import { openHypervisor, openMockHost, type MockHypervisor } from './xen/hypervisor.js';
+import { makePrecopyPolicy, type PolicyOptions, type PrecopyPolicy } from './engine/policy.js';
+import type { SaveCallbacks, SaveProgress, SaveStats } from './engine/save/types.js';
+import type { RestoreStats } from './engine/restore/types.js';
+import { saveDomain, resumeDomain, type SaveFormat } from './toolstack/save.js';
+import { restoreDomain, type DomainBuilder } from './toolstack/restore.js';
+import { domainTypeOf, type DomainConfig } from './toolstack/config.js';
+import type { EmulatorStateProvider } from './toolstack/emulator.js';
+import {
+  listen,
+  openDestination,
+  receiverHandshake,
+  senderHandshake,
+  stdioChannel,
+  type Channel,
+  type HandshakeProtocol,
+  type ReceiverResult,
+  type SenderResult,
+  type TlsMaterial,
+} from './transport/index.js';
+
+// ---------------------------------------------------------------------------------------------
+// hypervisor selection
+
+export interface XenOptions {
+  /** an open hypervisor handle (otherwise one is opened and closed by the call) */
+  xen?: Hypervisor;
+  /** 'system' (real Xen) or 'mock'; default: system when /dev/xen/privcmd exists */
+  flavour?: 'system' | 'mock';
+  /** mock host directory (default $XENMIG_MOCK_HOST, else /dev/shm/xenmig-mock-<uid>) */
+  host?: string;
+}
+
+export function openXen(o: XenOptions = {}): { xen: Hypervisor; owned: boolean } {
+  if (o.xen) return { xen: o.xen, owned: false };
+  const flavour = o.flavour ?? (process.env.XENMIG_FLAVOUR as 'system' | 'mock' | undefined) ?? (existsSync('/dev/xen/privcmd') ? 'system' : 'mock');
+  if (flavour === 'mock') return { xen: openMockHost(o.host ?? process.env.XENMIG_MOCK_HOST), owned: true };
+  return { xen: openHypervisor({ flavour: 'system' }), owned: true };
+}
+
+/** Builds destination domains on a mock host from the stream's config. */
+export function mockBuilder(host: MockHypervisor): DomainBuilder {
+  return {
+    create(config: DomainConfig) {
+      const pages = Math.ceil(config.maxMemKb / 4);
+      return host.createDomain({ type: domainTypeOf(config.kind), pages, vcpus: config.maxVcpus, populate: false });
+    },
+    destroy(domid: number) {
+      host.destroyDomain(domid);
+    },
+  };
+}
+
+function defaultBuilder(xen: Hypervisor): DomainBuilder | undefined {
+  if (xen.flavour === 'mock') return mockBuilder(xen as MockHypervisor);
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// common options
+
+export interface TransferOptions extends XenOptions {
+  signal?: AbortSignal;
+  onProgress?: (p: SaveProgress) => void;
+  /** replace any libxc-layer callback (suspend, postcopy, checkpoint, precopyPolicy, ...) */
+  callbacks?: Partial<SaveCallbacks>;
+  /** the precopy policy, or the knobs of the built-in one */
+  policy?: PrecopyPolicy | PolicyOptions;
+  /** bandwidth cap for the live rounds, bytes/s */
+  bandwidth?: number;
+  emulator?: EmulatorStateProvider;
+  config?: DomainConfig;
+}
+
+function policyOf(p: TransferOptions['policy']): PrecopyPolicy | undefined {
+  if (!p) return undefined;
+  return typeof p === 'function' ? p : makePrecopyPolicy(p);
+}
+
+async function closeWritable(ws: Writable): Promise<void> {
+  if (ws.writableFinished) return;
+  ws.end();
+  await once(ws, 'finish');
+}
+
+// ---------------------------------------------------------------------------------------------
+// save / restore
+
+export interface SaveOptions extends TransferOptions {
+  live?: boolean;
+  /** after a successful save: resume the guest (default: destroy it, as `xl save`) */
+  keepRunning?: boolean;
+  format?: SaveFormat;
+}
+
+export interface SaveResult {
+  domid: number;
+  stats: SaveStats;
+  /** what happened to the source after the save */
+  source: 'destroyed' | 'running';
+}
+
+/** Save a domain to a file path, an fd, or a Writable. */
+export async function save(domid: number, target: string | number | Writable, opts: SaveOptions = {}): Promise<SaveResult> {
+  const { xen, owned } = openXen(opts);
+  const ws = typeof target === 'string' ? createWriteStream(target) : null;
+  try {
+    const out = ws ?? target;
+    const policy = policyOf(opts.policy);
+    const r = await saveDomain({
+      xen,
+      domid,
+      out: out as Writable | number,
+      live: opts.live ?? false,
+      ...(opts.format ? { format: opts.format } : {}),
+      ...(opts.callbacks ? { callbacks: opts.callbacks } : {}),
+      ...(policy ? { precopyPolicy: policy } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      ...(opts.bandwidth ? { bandwidth: opts.bandwidth } : {}),
+      ...(opts.emulator ? { emulator: opts.emulator } : {}),
+      ...(opts.config ? { config: opts.config } : {}),
+    });
+    if (ws) await closeWritable(ws);
+    if (opts.keepRunning) {
+      resumeDomain(xen, domid);
+      return { domid, stats: r.stats, source: 'running' };
+    }
+    xen.destroy(domid);
+    return { domid, stats: r.stats, source: 'destroyed' };
+  } catch (e) {
+    ws?.destroy();
+    throw e;
+  } finally {
+    if (owned) xen.close();
+  }
+}
+
+export interface RestoreOptions extends XenOptions {
+  /** restore into this existing, empty domain (default: build one from the stream's config) */
+  domid?: number;
+  paused?: boolean;
+  onFailure?: 'destroy' | 'pause';
+  signal?: AbortSignal;
+  emulator?: EmulatorStateProvider;
+  config?: DomainConfig;
+  builder?: DomainBuilder;
+  strictness?: 'error' | 'warn';
+}
+
+export interface RestoreResult {
+  domid: number;
+  stats: RestoreStats;
+  config: DomainConfig | null;
+}
+
+/** Restore from a file path, fd, Readable or bytes. */
+export async function restore(source: string | number | Readable | Uint8Array, opts: RestoreOptions = {}): Promise<RestoreResult> {
+  const { xen, owned } = openXen(opts);
+  try {
+    const input: StreamInput = isReadable(source) ? new ReadableByteSource(source) : (source as StreamInput);
+    const builder = opts.builder ?? defaultBuilder(xen);
+    const r = await restoreDomain({
+      xen,
+      input,
+      ...(opts.domid !== undefined ? { domid: opts.domid } : {}),
+      ...(builder ? { builder } : {}),
+      paused: opts.paused ?? false,
+      onFailure: opts.onFailure ?? 'destroy',
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.emulator ? { emulator: opts.emulator } : {}),
+      ...(opts.config ? { config: opts.config } : {}),
+      ...(opts.strictness ? { strictness: opts.strictness } : {}),
+    });
+    return { domid: r.domid, stats: r.stats, config: r.config };
+  } finally {
+    if (owned) xen.close();
+  }
+}
+
+function isReadable(x: unknown): x is Readable {
+  return !!x && typeof x === 'object' && typeof (x as Readable).read === 'function' && typeof (x as Readable).on === 'function';
+}
+
+// ---------------------------------------------------------------------------------------------
+// migrate / receive
+
+export interface ConnectionOptions {
+  tls?: TlsMaterial;
+  insecure?: boolean;
+  /** ssh: the command run remotely (default: xenmig receive -) */
+  remoteCommand?: string[];
+  /** ssh: the ssh program and leading arguments (default ['ssh']) */
+  sshCommand?: string[];
+  protocol?: HandshakeProtocol;
+}
+
+export interface MigrateOptions extends TransferOptions, ConnectionOptions {
+  /** an already open channel (otherwise DEST is opened) */
+  channel?: Channel;
+  live?: boolean;
+}
+
+export interface MigrateResult {
+  domid: number;
+  stats: SaveStats | null;
+  handshake: SenderResult;
+  /** ms from the suspend to the receiver's RESULT (the guest's downtime as the sender sees it) */
+  downtimeMs: number | null;
+}
+
+export async function migrate(domid: number, dest: string, opts: MigrateOptions = {}): Promise<MigrateResult> {
+  const { xen, owned } = openXen(opts);
+  let stats: SaveStats | null = null;
+  let suspendedAt = 0;
+  try {
+    const channel =
+      opts.channel ??
+      (await openDestination(dest, {
+        role: 'sender',
+        ssh: { ...(opts.sshCommand ? { sshCommand: opts.sshCommand } : {}), ...(opts.remoteCommand ? { remoteCommand: opts.remoteCommand } : {}) },
+        tcp: { ...(opts.tls ? { tls: opts.tls } : {}), ...(opts.insecure ? { insecure: true } : {}) },
+      }));
+    const policy = policyOf(opts.policy);
+    const userSuspend = opts.callbacks?.suspend;
+    const handshake = await senderHandshake(
+      channel,
+      {
+        sendStream: async (ch, signal) => {
+          const s = opts.signal ? AbortSignal.any([opts.signal, signal]) : signal;
+          const w = new StreamWriter(ch.writable);
+          const r = await saveDomain({
+            xen,
+            domid,
+            out: w,
+            live: opts.live ?? true,
+            callbacks: {
+              ...opts.callbacks,
+              suspend: async () => {
+                suspendedAt = performance.now();
+                if (userSuspend) await userSuspend();
+                else {
+                  const { suspendDomain } = await import('./toolstack/save.js');
+                  await suspendDomain(xen, domid, 60_000, s);
+                }
+              },
+            },
+            ...(policy ? { precopyPolicy: policy } : {}),
+            signal: s,
+            ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+            ...(opts.bandwidth ? { bandwidth: opts.bandwidth } : {}),
+            ...(opts.emulator ? { emulator: opts.emulator } : {}),
+            ...(opts.config ? { config: opts.config } : {}),
+          });
+          stats = r.stats;
+        },
+        prepareHandover: async () => {},
+        resumeSource: async () => {
+          resumeDomain(xen, domid);
+        },
+        destroySource: async () => {
+          xen.destroy(domid);
+        },
+      },
+      { ...(opts.protocol ? { protocol: opts.protocol } : {}) },
+    );
+    const downtimeMs = suspendedAt ? performance.now() - suspendedAt : null;
+    if (handshake.outcome !== 'handed-over') {
+      const e = handshake.error ?? new Error(`migration failed at step ${handshake.step}`);
+      Object.assign(e, { handshake, sourceRuns: handshake.sourceRuns });
+      throw e;
+    }
+    return { domid, stats, handshake, downtimeMs };
+  } finally {
+    if (owned) xen.close();
+  }
+}
+
+export interface ReceiveOptions extends XenOptions, ConnectionOptions {
+  /** listen on host:port (TCP); default: stdin/stdout */
+  listen?: { host?: string; port: number };
+  /** an already open channel */
+  channel?: Channel;
+  paused?: boolean;
+  emulator?: EmulatorStateProvider;
+  builder?: DomainBuilder;
+  signal?: AbortSignal;
+  /** called with the bound port once listening */
+  onListening?: (port: number) => void;
+}
+
+export interface ReceiveResult {
+  domid: number | null;
+  stats: RestoreStats | null;
+  handshake: ReceiverResult;
+}
+
+export async function receive(opts: ReceiveOptions = {}): Promise<ReceiveResult> {
+  const { xen, owned } = openXen(opts);
+  let listener: Awaited<ReturnType<typeof listen>> | null = null;
+  try {
+    let channel = opts.channel;
+    if (!channel) {
+      if (opts.listen) {
+        listener = await listen({
+          ...(opts.listen.host ? { host: opts.listen.host } : {}),
+          port: opts.listen.port,
+          ...(opts.tls ? { tls: opts.tls } : {}),
+          ...(opts.insecure ? { insecure: true } : {}),
+        });
+        opts.onListening?.(listener.address().port);
+        channel = await listener.accept();
+      } else {
+        channel = stdioChannel({ role: 'receiver' });
+      }
+    }
+    let domid: number | null = null;
+    let stats: RestoreStats | null = null;
+    const builder = opts.builder ?? defaultBuilder(xen);
+    const handshake = await receiverHandshake(
+      channel,
+      {
+        receiveStream: async (ch) => {
+          const r = await restoreDomain({
+            xen,
+            input: new ReadableByteSource(ch.readable),
+            ...(builder ? { builder } : {}),
+            paused: true,
+            stopAtEnd: true,
+            onDomain: (d) => {
+              domid = d;
+            },
+            ...(opts.signal ? { signal: opts.signal } : {}),
+            ...(opts.emulator ? { emulator: opts.emulator } : {}),
+          });
+          domid = r.domid;
+          stats = r.stats;
+        },
+        unpause: async () => {
+          if (opts.paused) return 0;
+          const info = xen.domainInfo(domid!);
+          if (info.shutdown) xen.resume(domid!, false);
+          xen.unpause(domid!);
+          return 0;
+        },
+        discard: async () => {
+          if (domid !== null) {
+            try {
+              if (builder) await builder.destroy(domid);
+              else xen.destroy(domid);
+            } catch {
+              /* already gone */
+            }
+          }
+        },
+      },
+      { ...(opts.protocol ? { protocol: opts.protocol } : {}) },
+    );
+    if (!handshake.guestRuns) {
+      const e = handshake.error ?? new Error(`receive failed at step ${handshake.step}`);
+      Object.assign(e, { handshake });
+      throw e;
+    }
+    return { domid, stats, handshake };
+  } finally {
+    await listener?.close();
+    if (owned) xen.close();
+  }
+}
