@@ -105,6 +105,7 @@ export class Channel extends EventEmitter {
     this.closed = new Promise<void>((res) => (this.#resolveClosed = res));
     if (typeof init.readable.stream !== 'function') this.#adopt(this.#r, init.readable.stream);
     if (typeof init.writable.stream !== 'function') this.#adopt(this.#w, init.writable.stream);
+    // (a duplex socket is adopted twice: one error listener per role, idle timer on the read role only)
   }
 
   /** bytes from the peer: reverse direction on the sender, forward (the stream) on the receiver */
@@ -160,7 +161,7 @@ export class Channel extends EventEmitter {
     // Record the first error and tear the whole channel down with it. Listening here also keeps an
     // unobserved stream error from crashing the process; consumers still see the error themselves.
     v.on('error', (e: Error) => this.destroy(e));
-    if (v === (this.#r.value as unknown) && this.#idleTimeoutMs > 0) this.#armIdle(v as unknown as Readable);
+    if ((l as unknown) === this.#r && this.#idleTimeoutMs > 0) this.#armIdle(v as unknown as Readable);
   }
 
   #armIdle(r: Readable): void {
@@ -198,12 +199,10 @@ export class Channel extends EventEmitter {
       try {
         const w = this.#w.value;
         if (w && !w.destroyed) await endWritable(w, { what: 'flushing the channel' }).catch(() => undefined);
+        // wait (bounded) for the peer's EOF, discarding what it still sends, so that closing a socket
+        // with unread data does not turn into a reset that could destroy our last bytes in flight
         const r = this.#r.value;
-        if (r && !r.destroyed && !r.readableEnded && this.#drainOnCloseMs > 0 && r !== (w as unknown)) {
-          await drain(r, this.#drainOnCloseMs);
-        } else if (r && r === (w as unknown) && !r.destroyed && this.#drainOnCloseMs > 0) {
-          await drain(r, this.#drainOnCloseMs); // duplex socket: wait for the peer's FIN
-        }
+        if (r && !r.destroyed && !r.readableEnded && this.#drainOnCloseMs > 0) await drain(r, this.#drainOnCloseMs);
       } finally {
         clearTimeout(timer);
         this.destroy();

@@ -6,29 +6,42 @@
 // moment on it resumes the source only on positive proof that the receiver does not run the guest:
 // RESULT ≠ 0 followed by the receiver's own CLEARED_TO_UNPAUSE (sent after it destroyed its copy).
 //
-// Outcomes by failure point (S = sender, R = receiver; "runs" = where the guest runs at the end):
+// Outcomes by failure point (S = sender, R = receiver; "runs" = where the guest runs at the end).
+// Each row is a test in test/transport/handshake.test.ts, for both wires (xl: banner / "ready to
+// unpause" / GO / report+byte / GO back stand for READY / RECEIVED / CLEARED / RESULT / CLEARED back;
+// xl has no DONE and no ERROR — there the peer learns of an abort by EOF):
 //
-//  failure point                                   S outcome          R outcome     runs
-//  ─────────────────────────────────────────────── ────────────────── ───────────── ──────
-//  no READY / garbage / bad version / timeout      not-started        (n/a)         source
-//  stream fails (sender, EPIPE, receiver abort)    resumed            discarded     source
-//  receiver restore fails (ERROR sent back)        resumed            discarded     source
-//  no DONE / garbage / sender gone after stream    resumed            discarded     source
-//  no RECEIVED / garbage / timeout                 resumed            discarded     source
-//  sender's prepareHandover (rename) fails         resumed            discarded     source
-//  receiver: no CLEARED (EOF/garbage/timeout)      resumed (RESULT≠0  discarded     source
-//                                                  + CLEARED back)
-//  receiver's unpause fails                        resumed            discarded     source
-//  success                                         handed-over        running       destination
-//  link lost after CLEARED sent, R got CLEARED     in-doubt           running       destination
-//  link lost after CLEARED sent, R did not get it  in-doubt           discarded     NONE (*)
-//  R's unpause fails and its discard fails too     in-doubt           discard-failed NONE (*)
+//  failure point                                      S outcome     R outcome       runs
+//  ────────────────────────────────────────────────── ───────────── ─────────────── ───────────
+//  link lost before READY; garbage/other version/     not-started   discarded       source
+//    missing capability/timeout instead of READY
+//  link lost after READY, during the stream, around   resumed       discarded       source
+//    DONE or RECEIVED; sender's sendStream fails
+//  receiver's receiveStream fails (ERROR → S aborts   resumed       discarded       source
+//    its stream at once)
+//  no RECEIVED in time                                resumed       discarded       source
+//  sender's prepareHandover (rename) fails            resumed       discarded       source
+//  R not cleared (EOF/garbage/timeout): RESULT≠0,     resumed       discarded       source
+//    discard, CLEARED back (if R's RESULT≠0 is
+//    already there when S is about to clear, S
+//    resumes without clearing)
+//  R's unpause fails (≠0 or throws): RESULT≠0,        resumed       discarded       source
+//    discard, CLEARED back
+//  success                                            handed-over   running         destination
+//  link lost after CLEARED reached R, or before/      in-doubt      running         destination
+//    instead of RESULT (incl. RESULT timeout)
+//  link lost after CLEARED left S, before R got it    in-doubt      discarded       NONE (*)
+//  R's unpause fails and the link is lost before      in-doubt      discarded       NONE (*)
+//    CLEARED comes back
+//  R's unpause fails and its discard fails too        in-doubt      discard-failed  NONE (*)
+//  resumeSource itself fails                          resume-failed discarded       NONE
 //
 // (*) The unavoidable window (the two generals problem; xl calls it "failed_badly" and prints that
 // the domain state is undefined): a sender that has sent CLEARED_TO_UNPAUSE and then loses the link
 // cannot know whether the receiver got it. It never resumes then: at most one copy runs, never two;
 // the source stays stopped and renamed ("in-doubt", onInDoubt is called) for an operator or a
-// higher layer to resolve. Every other failure ends with exactly one copy running.
+// higher layer to resolve. Every other failure of the link or of one step ends with exactly one
+// copy running.
 //
 // The channel is closed by the handshake: gracefully on success, destroyed (so the peer sees EOF at
 // once instead of waiting for a timeout) on failure.

@@ -212,3 +212,31 @@ describe('ControlConnection', () => {
     b.destroy();
   });
 });
+
+describe('Remus-style heartbeats and acknowledgements', () => {
+  it('each heartbeat restarts the watchdog; a silent peer trips it', async () => {
+    const [a, b] = await socketPair();
+    const primary = new ControlConnection(new PassThrough(), a);
+    const secondary = new ControlConnection(b, new PassThrough());
+    const hb = primary.startHeartbeat(20);
+    // ACKs flow between heartbeats; the 100 ms watchdog never fires while heartbeats arrive
+    const t0 = Date.now();
+    setTimeout(() => void primary.send({ type: 'ACK', checkpoint: 1 }), 300);
+    expect(await secondary.expect('ACK', { timeoutMs: 100 })).toEqual({ type: 'ACK', checkpoint: 1 });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    hb.stop();
+    await expect(secondary.receive({ timeoutMs: 100 })).rejects.toBeInstanceOf(TransportTimeoutError);
+    a.destroy();
+    b.destroy();
+  });
+
+  it('a heartbeat sender notices a dead peer', async () => {
+    const [a, b] = await socketPair();
+    const primary = new ControlConnection(new PassThrough(), a);
+    a.on('error', () => undefined);
+    const failed = new Promise<Error>((resolve) => primary.startHeartbeat(10, resolve));
+    b.resetAndDestroy();
+    expect(await failed).toBeInstanceOf(PeerClosedError);
+    a.destroy();
+  });
+});

@@ -194,6 +194,38 @@ describe('insecure plain TCP', () => {
     await l.close();
   });
 
+  it('pauseReading hands the raw fd over: read-ahead bytes + raw reads = the exact stream', async () => {
+    const l = await listen({ host: '127.0.0.1', port: 0, insecure: true });
+    const [sender, receiver] = await Promise.all([connectTcp({ host: '127.0.0.1', port: l.address().port, insecure: true }), l.accept({ timeoutMs: 10_000 })]);
+    const data = randomPayload(2 * MiB);
+    const writing = (async () => {
+      for (let i = 0; i < data.length; i += 64 * 1024) await writeAll(sender.writable, data.subarray(i, i + 64 * 1024));
+    })();
+    // the engine reads a record header through the stream ...
+    const head = await readExactly(receiver.readable, 16, { timeoutMs: 10_000 });
+    // ... then switches to the fd (as the native addon's readv would)
+    const leftover = receiver.pauseReading();
+    const rest = Buffer.alloc(data.length - 16 - leftover.length);
+    const { readSync } = await import('node:fs');
+    let got = 0;
+    const deadline = Date.now() + 20_000;
+    while (got < rest.length && Date.now() < deadline) {
+      try {
+        const n = readSync(receiver.readFd!, rest, got, rest.length - got, null);
+        if (n === 0) break;
+        got += n;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e; // the fd is non-blocking
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    }
+    await writing;
+    expect(Buffer.concat([head, leftover, rest]).equals(data)).toBe(true);
+    sender.destroy();
+    receiver.destroy();
+    await l.close();
+  });
+
   it('a TLS client cannot connect to an insecure listener, and the listener yields no channel', async () => {
     const l = await listen({ host: '127.0.0.1', port: 0, insecure: true });
     await expect(connectTcp({ host: '127.0.0.1', port: l.address().port, tls: clientTls(), helloTimeoutMs: 3_000 })).rejects.toBeInstanceOf(ConnectionRefusedError);
