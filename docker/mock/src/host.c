@@ -316,7 +316,7 @@ long frames_alloc(struct host *h, uint32_t domid, uint64_t n, int contiguous, ui
     for (uint64_t i = 0; i < n; i++) {
         if (runleft == 0) {
             cur = MOCK_FIRST_GUEST_MFN + splitmix64(&hm->rng) % span;
-            runleft = 1 + splitmix64(&hm->rng) % 48;
+            runleft = 1 + splitmix64(&hm->rng) % 16;
         }
         uint64_t scanned = 0;
         while (h->frames[cur].owner) {
