@@ -10,7 +10,7 @@ import { openHypervisor, openMockHost, type MockHypervisor } from './xen/hypervi
 import { makePrecopyPolicy, type PolicyOptions, type PrecopyPolicy } from './engine/policy.js';
 import type { SaveCallbacks, SaveProgress, SaveStats } from './engine/save/types.js';
 import type { RestoreStats } from './engine/restore/types.js';
-import { saveDomain, resumeDomain, type SaveFormat } from './toolstack/save.js';
+import { saveDomain, resumeDomain, zeroCopySafe, type SaveFormat } from './toolstack/save.js';
 import { restoreDomain, type DomainBuilder } from './toolstack/restore.js';
 import { domainTypeOf, type DomainConfig } from './toolstack/config.js';
 import type { EmulatorStateProvider } from './toolstack/emulator.js';
@@ -46,12 +46,17 @@ export function openXen(o: XenOptions = {}): { xen: Hypervisor; owned: boolean }
   return { xen: openHypervisor({ flavour: 'system' }), owned: true };
 }
 
+export const MOCK_HVM_GFN_SPAN = 0x100000;
+
 /** Builds destination domains on a mock host from the stream's config. */
 export function mockBuilder(host: MockHypervisor): DomainBuilder {
   return {
     create(config: DomainConfig) {
-      const pages = Math.ceil(config.maxMemKb / 4);
-      return host.createDomain({ type: domainTypeOf(config.kind), pages, vcpus: config.maxVcpus, populate: false });
+      const type = domainTypeOf(config.kind);
+      // A mock HVM domain's size is its gfn span: cover the 4 GiB below which Xen puts the special
+      // pages (store, console, ioreq) of HVM/PVH guests; memory is only allocated when populated.
+      const pages = Math.max(Math.ceil(config.maxMemKb / 4), type === 'hvm' ? MOCK_HVM_GFN_SPAN : 0);
+      return host.createDomain({ type, pages, vcpus: config.maxVcpus, populate: false });
     },
     destroy(domid: number) {
       host.destroyDomain(domid);
@@ -241,6 +246,7 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
             xen,
             domid,
             out: w,
+            zeroCopy: zeroCopySafe(ch.writable),
             live: opts.live ?? true,
             callbacks: {
               ...opts.callbacks,

@@ -99,3 +99,27 @@ export class PfnBitmap {
     for (let p = this.size; p < this.bytes.length * 8; p++) this.clear(p);
   }
 }
+
+/** A set of pfns over a large, sparsely used range (restore: which pfns are populated). */
+export class SparsePfnSet {
+  private static readonly CHUNK_BITS = 15; // 32768 pfns (128 MiB of guest memory) per 4 KiB chunk
+  private readonly chunks = new Map<number, Uint8Array>();
+
+  has(pfn: number): boolean {
+    const c = this.chunks.get(Math.floor(pfn / 2 ** SparsePfnSet.CHUNK_BITS));
+    if (!c) return false;
+    const bit = pfn % 2 ** SparsePfnSet.CHUNK_BITS;
+    return (c[bit >>> 3]! & (1 << (bit & 7))) !== 0;
+  }
+
+  add(pfn: number): void {
+    const key = Math.floor(pfn / 2 ** SparsePfnSet.CHUNK_BITS);
+    let c = this.chunks.get(key);
+    if (!c) {
+      c = new Uint8Array(2 ** SparsePfnSet.CHUNK_BITS / 8);
+      this.chunks.set(key, c);
+    }
+    const bit = pfn % 2 ** SparsePfnSet.CHUNK_BITS;
+    c[bit >>> 3]! |= 1 << (bit & 7);
+  }
+}

@@ -4,6 +4,8 @@
 // resumed before the error is reported.
 import { encodeLibxlHeader, encodeLibxlRecord, encodeXlHeader, StreamWriter } from '../stream/index.js';
 import type { Writable } from 'node:stream';
+import { Socket } from 'node:net';
+import { WriteStream } from 'node:fs';
 import type { Hypervisor } from '../xen/types.js';
 import { abortError, MigrationError, MigrationErrorCode } from '../engine/errors.js';
 import { libxcSave, SHUTDOWN_SUSPEND } from '../engine/save/save.js';
@@ -35,6 +37,13 @@ export interface DomainSaveOptions {
   /** ms to wait for the guest to reach the suspended state (libxl: 60 s) */
   suspendTimeoutMs?: number;
   onProgress?: SaveCallbacks['progress'];
+  /** page views go to `out` uncopied (default: when `out` is an fd, a socket or a file stream) */
+  zeroCopy?: boolean;
+}
+
+/** Sinks that are done with a chunk once its write completed (the kernel has copied it). */
+export function zeroCopySafe(out: Writable | number | StreamWriter): boolean {
+  return typeof out === 'number' || out instanceof Socket || out instanceof WriteStream;
 }
 
 export interface DomainSaveResult {
@@ -129,6 +138,7 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.bandwidth ? { bandwidth: opts.bandwidth } : {}),
       ...(opts.staging !== undefined ? { staging: opts.staging } : {}),
+      zeroCopy: opts.zeroCopy ?? zeroCopySafe(opts.out),
     });
     if (format !== 'libxc' && (opts.streamType ?? 'plain') === 'plain') {
       if (emulatorState) await writeEmulatorRecords(w, emulatorState);

@@ -44,7 +44,7 @@ export function applyTsc(ctx: RestoreContext, rec: LibxcRecord): boolean {
 export function hvmRestoreOps(): RestoreOps {
   let context: Uint8Array | null = null;
   const policy = new PolicyStash();
-  let maxPfn = 0;
+  let maxPfn = HVM_MAX_RESTORE_PFN;
 
   const clearPage = (ctx: RestoreContext, gfn: bigint) => {
     if (gfn > BigInt(maxPfn)) return;
@@ -61,9 +61,10 @@ export function hvmRestoreOps(): RestoreOps {
     domainHeaderType: 2,
     localises: false,
     setup(ctx) {
-      // Real Xen accepts any gfn up to the guest's physical address width; bound it so a hostile
-      // stream cannot make us allocate bookkeeping for 2^52 pfns.
-      maxPfn = Math.max(ctx.info.maxPfn, Math.min(HVM_MAX_RESTORE_PFN, ctx.xen.nrGpfns(ctx.domid) - 1));
+      // Real Xen accepts any gfn up to the guest's physical address width (libxc checks nothing);
+      // xenmig bounds it at 1 TiB of guest-physical space. The hypervisor refuses what the domain
+      // cannot hold (populate fails), so nothing is ever written outside the domain.
+      maxPfn = HVM_MAX_RESTORE_PFN;
     },
     maxPfn: () => maxPfn,
     populate(ctx, pfns) {

@@ -13,7 +13,7 @@ import {
   type StreamItem,
 } from '../../stream/index.js';
 import type { Hypervisor, Mapping } from '../../xen/types.js';
-import { PfnBitmap } from '../bitmap.js';
+import { SparsePfnSet } from '../bitmap.js';
 import type { StreamCursor } from '../cursor.js';
 import { MigrationError, MigrationErrorCode, throwIfAborted } from '../errors.js';
 import { hvmRestoreOps } from './hvm.js';
@@ -54,7 +54,7 @@ class RestoreEngine implements RestoreContext {
   private ops!: RestoreOps;
   private readonly cursor: StreamCursor;
   private readonly cb: RestoreCallbacks;
-  private populated!: PfnBitmap;
+  private readonly populated = new SparsePfnSet();
   private maxPfn = 0;
   private buffering = false;
   private buffer: Buffered[] = [];
@@ -100,8 +100,7 @@ class RestoreEngine implements RestoreContext {
       await this.readHeaders();
       await this.ops.setup(this);
       this.maxPfn = this.ops.maxPfn(this);
-      this.populated = new PfnBitmap(this.maxPfn + 1);
-      this.maxBuffered = this.opts.maxCheckpointBytes ?? Math.min(2 * (this.maxPfn + 1) * PAGE_SIZE + (64 << 20), 2 ** 40);
+      this.maxBuffered = this.opts.maxCheckpointBytes ?? 2 * Math.max(this.info.maxPages, this.info.totPages) * PAGE_SIZE + (64 << 20);
 
       for (;;) {
         throwIfAborted(this.opts.signal);
@@ -304,8 +303,8 @@ class RestoreEngine implements RestoreContext {
       const t = types[i]!;
       if (t === PageType.XTAB || t === PageType.BROKEN) continue;
       const pfn = pfns[i]!;
-      if (!this.populated.get(pfn)) {
-        this.populated.set(pfn);
+      if (!this.populated.has(pfn)) {
+        this.populated.add(pfn);
         toPopulate.push(pfn);
       }
     }

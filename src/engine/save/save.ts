@@ -48,6 +48,12 @@ export interface LibxcSaveOptions {
   staging?: boolean;
   /** Debug: PEEK-only verification pass (VERIFY record + all pages again), plain live streams. */
   verify?: boolean;
+  /**
+   * Hand views of the foreign mapping straight to `out` (no copy). Only safe when `out` is done
+   * with the bytes once a write resolves: an fd, a socket, a file stream. A Writable that keeps
+   * chunks (a PassThrough, a pipe into another stream) must get copies: default false.
+   */
+  zeroCopy?: boolean;
 }
 
 /** Pick the ops table for a domain. PV is loaded lazily (it maps guest structures). */
@@ -458,6 +464,10 @@ class SaveEngine implements SaveContext {
           if (runStart < dataIdx.length) chunks.push(bytes.subarray(runStart * PAGE_SIZE));
         } else {
           chunks.push(bytes);
+        }
+        if (!this.opts.zeroCopy && !this.staging) {
+          // the sink may keep what it is given after the mapping is gone: give it a copy
+          for (let c = 0; c < chunks.length; c++) if (chunks[c]!.buffer === bytes.buffer) chunks[c] = chunks[c]!.slice();
         }
       }
       const { bytes: header } = encodePageDataHeader({ pfns, types });
