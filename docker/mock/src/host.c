@@ -14,6 +14,8 @@
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;      /* g_host, g_doms, g_dir */
 static pthread_mutex_t g_frames_mu = PTHREAD_MUTEX_INITIALIZER; /* with the host flock */
 static struct host *g_host;
+static struct host *g_old_hosts[64];    /* kept mapped: other threads may still use them */
+static unsigned g_nold;
 static struct dom *g_doms;
 static char g_dir[4096];
 static int g_dir_set;
@@ -241,7 +243,12 @@ int xenmig_mock_set_host(const char *dir)
         return -1;
     pthread_mutex_lock(&g_mu);
     drop_all_locked();
-    /* Old host mappings are leaked on purpose: other threads may still use them. */
+    if (g_host) {
+        if (g_nold < sizeof(g_old_hosts) / sizeof(g_old_hosts[0]))
+            g_old_hosts[g_nold++] = g_host;
+        else
+            host_close(g_host);   /* many switches: the oldest users are long gone */
+    }
     g_host = h;
     snprintf(g_dir, sizeof(g_dir), "%s", want);
     g_dir_set = 1;
