@@ -220,12 +220,22 @@ export interface MigrateResult {
   handshake: SenderResult;
   /** ms from the suspend to the receiver's RESULT (the guest's downtime as the sender sees it) */
   downtimeMs: number | null;
+  /**
+   * Sender-side milestones, ms after the suspend callback started (null when no suspend happened):
+   * streamEnd = the last stream byte was handed to the channel; received = the receiver's RECEIVED
+   * arrived (it has read and applied the complete stream: the destination holds the full state);
+   * handshakeDone = the handshake returned (RESULT read, channel closed, source destroyed) — the
+   * instant downtimeMs is taken at, so it includes the channel's close, not only guest downtime.
+   */
+  timings: { streamEndMs: number | null; receivedMs: number | null; handshakeDoneMs: number | null };
 }
 
 export async function migrate(domid: number, dest: string, opts: MigrateOptions = {}): Promise<MigrateResult> {
   const { xen, owned } = openXen(opts);
   let stats: SaveStats | null = null;
   let suspendedAt = 0;
+  let streamEndAt = 0;
+  let receivedAt = 0;
   try {
     const channel =
       opts.channel ??
@@ -267,8 +277,11 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
             ...(opts.config ? { config: opts.config } : {}),
           });
           stats = r.stats;
+          streamEndAt = performance.now();
         },
-        prepareHandover: async () => {},
+        prepareHandover: async () => {
+          receivedAt = performance.now();
+        },
         resumeSource: async () => {
           resumeDomain(xen, domid);
         },
@@ -278,13 +291,16 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
       },
       { ...(opts.protocol ? { protocol: opts.protocol } : {}) },
     );
-    const downtimeMs = suspendedAt ? performance.now() - suspendedAt : null;
+    const resultAt = performance.now();
+    const downtimeMs = suspendedAt ? resultAt - suspendedAt : null;
+    const since = (t: number) => (suspendedAt && t ? t - suspendedAt : null);
+    const timings = { streamEndMs: since(streamEndAt), receivedMs: since(receivedAt), handshakeDoneMs: since(resultAt) };
     if (handshake.outcome !== 'handed-over') {
       const e = handshake.error ?? new Error(`migration failed at step ${handshake.step}`);
       Object.assign(e, { handshake, sourceRuns: handshake.sourceRuns });
       throw e;
     }
-    return { domid, stats, handshake, downtimeMs };
+    return { domid, stats, handshake, downtimeMs, timings };
   } finally {
     if (owned) xen.close();
   }
