@@ -44,7 +44,7 @@
           "sources": ["<@(addon_sources)"],
           "include_dirs": ["docker/mock/include"],
           "defines": ["XENMIG_MOCK=1"],
-          "ldflags": ["-Wl,-rpath,'$$ORIGIN:$$ORIGIN/lib.target'"]
+          "ldflags": ["-Wl,--no-as-needed", "-Wl,-rpath,'$$ORIGIN:$$ORIGIN/lib.target'"]
         }
       ]
     }],

@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -93,5 +94,19 @@ function buildCmake() {
   });
 }
 
+// One build at a time per checkout (parallel test files, npm scripts): re-run under flock(1).
+function underLock() {
+  if (process.env.XENMIG_BUILD_LOCKED === root) return false;
+  const probeFlock = spawnSync('flock', ['--version'], { stdio: 'ignore' });
+  if (probeFlock.status !== 0) return false;
+  const lock = join(tmpdir(), `xenmig-build-${createHash('sha256').update(root).digest('hex').slice(0, 16)}.lock`);
+  const r = spawnSync('flock', [lock, process.execPath, fileURLToPath(import.meta.url), ...args], {
+    stdio: 'inherit',
+    env: { ...process.env, XENMIG_BUILD_LOCKED: root },
+  });
+  process.exit(r.status ?? 1);
+}
+
+if (!args.includes('--cmake')) underLock();
 if (args.includes('--cmake')) buildCmake();
 else buildGyp(args.includes('--rebuild'));

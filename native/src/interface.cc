@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common.h"
@@ -38,6 +39,7 @@ class Interface : public Napi::ObjectWrap<Interface> {
             InstanceMethod<&Interface::PfnTypes>("pfnTypes"),
             InstanceMethod<&Interface::PopulatePhysmap>("populatePhysmap"),
             InstanceMethod<&Interface::MapM2p>("mapM2p"),
+            InstanceMethod<&Interface::PinTables>("pinTables"),
             InstanceMethod<&Interface::VcpuContextGet>("vcpuContextGet"),
             InstanceMethod<&Interface::VcpuContextSet>("vcpuContextSet"),
             InstanceMethod<&Interface::VcpuExtendedGet>("vcpuExtendedGet"),
@@ -390,6 +392,29 @@ class Interface : public Napi::ObjectWrap<Interface> {
     return env.Undefined();
   }
 
+  // pinTables(domid, mfns, levels): one xc_mmuext_op with MMUEXT_PIN_L<level>_TABLE per frame.
+  Napi::Value PinTables(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    uint32_t domid = ArgU32(info, 0, "domid");
+    auto mfns = ArgU64Array(info, 1, "mfns");
+    auto levels = ArgBytes(info, 2, "levels");
+    if (levels.second != mfns.second) throw Napi::RangeError::New(env, "mfns and levels differ in length");
+    std::vector<struct mmuext_op> ops(mfns.second);
+    for (size_t i = 0; i < mfns.second; i++) {
+      uint8_t lv = levels.first[i];
+      if (lv < 1 || lv > 4) throw Napi::RangeError::New(env, "levels must be 1..4");
+      memset(&ops[i], 0, sizeof ops[i]);
+      ops[i].cmd = MMUEXT_PIN_L1_TABLE + (lv - 1);
+      ops[i].arg1.mfn = mfns.first[i];
+    }
+    auto &h = H(env, "xc_mmuext_op");
+    XENMIG_REQUIRE(env, xc_mmuext_op);
+    errno = 0;
+    if (xc_mmuext_op(h.xch, ops.data(), ops.size(), domid) < 0)
+      Fail(env, "xc_mmuext_op", errno, Dom(domid) + ", " + std::to_string(ops.size()) + " pins");
+    return env.Undefined();
+  }
+
   // mapM2p() -> native Mapping over the read-only M2P (maxMfn entries), with `maxMfn` set.
   Napi::Value MapM2p(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
@@ -404,8 +429,10 @@ class Interface : public Napi::ObjectWrap<Interface> {
     if (!m2p) Fail(env, "xc_map_m2p", errno, "max mfn " + std::to_string(maxMfn));
     // libxc maps the M2P in 2 MiB chunks: ROUNDUP(max_mfn * sizeof(xen_pfn_t), 21).
     const size_t chunk = size_t(1) << 21;
-    size_t bytes = maxMfn * sizeof(xen_pfn_t);
-    size_t mapped = (bytes + chunk - 1) & ~(chunk - 1);
+    size_t mapped = (maxMfn * sizeof(xen_pfn_t) + chunk - 1) & ~(chunk - 1);
+    // Xen reports max_page (a count) and the mock the highest mfn: show maxMfn + 1 entries when
+    // the 2 MiB rounding maps them, so both read every frame's entry.
+    size_t bytes = std::min<size_t>((maxMfn + 1) * sizeof(xen_pfn_t), mapped);
     Napi::Object m = NewMapping(env, h_, RegionKind::Munmap, m2p, mapped / kPage, mapped, bytes);
     m.Set("maxMfn", Napi::Number::New(env, static_cast<double>(maxMfn)));
     return m;

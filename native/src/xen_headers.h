@@ -53,6 +53,7 @@ int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num, xen
 #pragma weak xc__hypercall_buffer_alloc
 #pragma weak xc__hypercall_buffer_free
 #pragma weak xc_get_pfn_type_batch
+#pragma weak xc_mmuext_op
 #pragma weak xc_domain_populate_physmap_exact
 #pragma weak xc_maximum_ram_page
 #pragma weak xc_map_m2p

@@ -35,6 +35,8 @@ export const MAX_VCPU_ID = 0xffff;
 export const HVM_NR_PARAMS = 39;
 /** Most pages one map() call takes (4 GiB of address space). */
 export const MAX_MAP_PAGES = 1 << 20;
+/** Most page tables one pinTables() call takes (libxc's MAX_PIN_BATCH). */
+export const MAX_PIN_BATCH = 1024;
 
 export const SHADOW_OP_OFF = 0;
 export const SHADOW_OP_ENABLE_LOGDIRTY = 2;
@@ -351,6 +353,16 @@ export class NativeHypervisor implements Hypervisor {
     const n = this.native.mapM2p();
     const table = new BigUint64Array(n.buffer);
     return { table, maxMfn: n.maxMfn, unmap: () => void n.unmap() };
+  }
+
+  pinTables(domid: number, mfns: BigUint64Array, levels: Uint8Array): void {
+    checkDomid(domid);
+    frames('mfns', mfns, MAX_PIN_BATCH);
+    if (!(levels instanceof Uint8Array)) throw new TypeError(`levels must be a Uint8Array, got ${describe(levels)}`);
+    if (levels.length !== mfns.length) throw new RangeError(`levels has ${levels.length} entries, mfns ${mfns.length}`);
+    for (let i = 0; i < levels.length; i++)
+      if (levels[i]! < 1 || levels[i]! > 4) throw new RangeError(`levels[${i}] = ${levels[i]} is not a page-table level 1..4`);
+    this.native.pinTables(domid, mfns, levels);
   }
 
   vcpuContextGet(domid: number, vcpu: number): Uint8Array {

@@ -63,6 +63,7 @@ export interface NativeInterface {
   pfnTypes(domid: number, frames: BigUint64Array): void;
   populatePhysmap(domid: number, gfns: BigUint64Array): void;
   mapM2p(): NativeMapping & { maxMfn: number };
+  pinTables(domid: number, mfns: BigUint64Array, levels: Uint8Array): void;
   vcpuContextGet(domid: number, vcpu: number): Uint8Array;
   vcpuContextSet(domid: number, vcpu: number, ctx: Uint8Array): void;
   vcpuExtendedGet(domid: number, vcpu: number): Uint8Array;

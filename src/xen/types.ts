@@ -90,6 +90,8 @@ export interface Hypervisor {
   populatePhysmap(domid: number, gfns: BigUint64Array): void;
   /** PV: the machine-to-phys table (read-only mapping as a BigUint64Array view) and max mfn */
   mapM2p(): { table: BigUint64Array; maxMfn: number; unmap(): void };
+  /** PV: pin page tables (xc_mmuext_op MMUEXT_PIN_L<level>_TABLE), one batch of at most 1024 */
+  pinTables(domid: number, mfns: BigUint64Array, levels: Uint8Array): void;
 
   vcpuContextGet(domid: number, vcpu: number): Uint8Array;
   vcpuContextSet(domid: number, vcpu: number, ctx: Uint8Array): void;

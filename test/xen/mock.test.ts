@@ -254,8 +254,7 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
       expect(view.byteLength).toBe(0);
       expect(buffer.byteLength).toBe(0);
       expect(view[0]).toBeUndefined();
-      expect(() => new Uint8Array(buffer)).not.toThrow();
-      expect(new Uint8Array(buffer).length).toBe(0);
+      expect(() => new Uint8Array(buffer)).toThrow(/detached/);
       m.unmap();
       expect(() => m[Symbol.dispose]()).not.toThrow();
     });
@@ -282,26 +281,42 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
       expect(m.bytes.byteLength).toBe(0);
     });
 
-    it('maps and unmaps 100,000 batches with stable RSS', () => {
+    it('maps and unmaps 100,000 batches with stable RSS', async () => {
       const gc = exposeGc();
       const frames = new BigUint64Array(range(8, 200));
-      const round = (n: number) => {
-        for (let i = 0; i < n; i++) {
-          const m = hv.map(hvm, frames, i & 1 ? 'r' : 'rw');
-          if (m.bytes[i % (8 * PAGE)] === 256) throw new Error('unreachable');
-          m.unmap();
+      // in chunks of 1,000 with an event-loop turn between them, as an engine awaits its I/O
+      // per batch: Node runs external-buffer finalizers from the event loop, so a single
+      // synchronous burst holds ~0.5 KiB per mapping until it yields (not a leak, a high-water mark)
+      const round = async (n: number) => {
+        for (let done = 0; done < n; done += 1000) {
+          for (let i = done; i < done + 1000; i++) {
+            const m = hv.map(hvm, frames, i & 1 ? 'r' : 'rw');
+            if (m.bytes[i % (8 * PAGE)] === 256) throw new Error('unreachable');
+            m.unmap();
+          }
+          await new Promise((r) => setImmediate(r));
         }
       };
-      round(10_000);
-      gc();
+      const settle = async () => {
+        for (let i = 0; i < 3; i++) {
+          gc();
+          await sleep(10); // finalizers of external buffers run from the event loop
+        }
+      };
+      await round(10_000);
+      await settle();
       const before = process.memoryUsage().rss;
-      round(90_000);
-      gc();
+      const mapsBefore = readFileSync('/proc/self/maps', 'utf8').split('\n').length;
+      await round(90_000);
+      await settle();
       const after = process.memoryUsage().rss;
+      const mapsAfter = readFileSync('/proc/self/maps', 'utf8').split('\n').length;
+      console.log(`map/unmap x90,000: RSS ${(before / 2 ** 20).toFixed(1)} -> ${(after / 2 ** 20).toFixed(1)} MiB`);
+      expect(mapsAfter - mapsBefore).toBeLessThan(50); // no mapping left behind
       const growth = after - before;
-      // 90,000 leaked 32 KiB mappings would be ~2.8 GiB of address space and far more RSS
-      // than this bound; leaked native objects (~200 B each) would be ~18 MiB.
-      expect(growth).toBeLessThan(24 * 1024 * 1024);
+      // leaked mappings would show in /proc/self/maps (and hit vm.max_map_count); leaked native
+      // objects of ~200 B per mapping would be ~18 MiB over 90,000
+      expect(growth).toBeLessThan(16 * 1024 * 1024);
     }, 300_000);
 
     it('a mapping dropped without unmap() is released by its finalizer', async () => {
@@ -450,8 +465,10 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
         // a shuffled selection with runs (merged iovecs) and gaps; larger than the pipe buffer
         const idx: number[] = [];
         for (let i = 0; i < 300; i++) if (i % 7 !== 3) idx.push(i);
-        for (let i = idx.length - 1; i > 0; i -= 5) [idx[i], idx[i - 3]] = [idx[i - 3]!, idx[i]!];
+        for (let i = idx.length - 1; i >= 3; i -= 5) [idx[i], idx[i - 3]] = [idx[i - 3]!, idx[i]!];
+        expect(new Set(idx).size).toBe(idx.length);
         const indices = Uint32Array.from(idx);
+        const before = Uint8Array.from(md.bytes);
         const [nw, nr] = await Promise.all([
           hv.writePages(p.w, new Uint8Array(0), ms, indices),
           hv.readPages(p.r, md, indices),
@@ -461,7 +478,7 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
         for (let i = 0; i < 300; i++) {
           const got = md.bytes.subarray(i * PAGE, (i + 1) * PAGE);
           if (i % 7 !== 3) expect(Buffer.compare(got, pat.subarray(i * PAGE, (i + 1) * PAGE)), `page ${i}`).toBe(0);
-          else expect(got.every((b) => b === 0), `page ${i} untouched`).toBe(true);
+          else expect(Buffer.compare(got, before.subarray(i * PAGE, (i + 1) * PAGE)), `page ${i} untouched`).toBe(0);
         }
         ms.unmap();
         md.unmap();
@@ -575,29 +592,46 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
       }
     });
 
-    it('maps the M2P; a PV guest maps by mfn, and page types come back in bits 31-28', () => {
+    it('PV: maps by mfn (shared info, page tables from CR3); page types in bits 31-28; the M2P', () => {
       const pv = hv.createDomain({ type: 'pv', pages: 256 });
       const m2p = hv.mapM2p();
       try {
-        expect(m2p.maxMfn).toBeGreaterThan(0);
-        expect(m2p.table.length).toBe(m2p.maxMfn);
-        // the guest's RAM frames: the m2p entries that name one of its pfns
-        const mfns: bigint[] = [];
         const info = hv.domainInfo(pv);
-        for (let mfn = 0; mfn < m2p.table.length && mfns.length < 2048; mfn++) {
-          const pfn = m2p.table[mfn]!;
-          if (pfn <= BigInt(info.maxPfn) && mfn >= 0x1000) mfns.push(BigInt(mfn));
-        }
-        expect(mfns.length).toBeGreaterThan(0);
-        const types = new BigUint64Array(mfns.slice(0, 512));
+        // shared info: arch.max_pfn (offset 3088 in the x86_64 layout) is the guest's pfn count
+        const shinfo = hv.map(pv, new BigUint64Array([BigInt(info.sharedInfoFrame)]), 'r');
+        expect(shinfo.errors[0]).toBe(0);
+        const maxPfnField = new DataView(shinfo.bytes.buffer).getBigUint64(3088, true);
+        expect(Number(maxPfnField)).toBe(info.maxPfn + 1);
+        shinfo.unmap();
+
+        // vCPU0's CR3 (ctrlreg[3] at offset 5008) names the L4 page table's mfn
+        const ctx = hv.vcpuContextGet(pv, 0);
+        const cr3 = new DataView(ctx.buffer, ctx.byteOffset).getBigUint64(5008, true);
+        const l4 = cr3 >> 12n;
+        expect(l4).toBeGreaterThan(0n);
+        const types = new BigUint64Array([l4]);
         hv.pfnTypes(pv, types);
-        const kinds = new Set(Array.from(types, (t) => Number((t >> 28n) & 0xfn)));
-        expect(kinds.has(0)).toBe(true); // NOTAB data pages
-        expect([...kinds].some((k) => (k & 7) >= 1 && (k & 7) <= 4)).toBe(true); // page tables
-        const m = hv.map(pv, new BigUint64Array(mfns.slice(0, 4)), 'r');
-        expect(Array.from(m.errors)).toEqual([0, 0, 0, 0]);
-        m.unmap();
-        // a pfn is not an mfn for PV: pfn 0 fails per page (as on real Xen)
+        expect(Number((types[0]! >> 28n) & 7n)).toBe(4); // L4TAB (maybe | LPINTAB)
+
+        // follow a guest (non-Xen) L4 slot to an L3 table
+        const l4map = hv.map(pv, new BigUint64Array([l4]), 'r');
+        const ptes = new BigUint64Array(l4map.bytes.buffer);
+        let l3 = 0n;
+        for (let slot = 0; slot < 512 && !l3; slot++)
+          if ((slot < 256 || slot > 271) && ptes[slot]! & 1n) l3 = (ptes[slot]! & 0x000ffffffffff000n) >> 12n;
+        l4map.unmap();
+        expect(l3).toBeGreaterThan(0n);
+        const t3 = new BigUint64Array([l3]);
+        hv.pfnTypes(pv, t3);
+        expect(Number((t3[0]! >> 28n) & 7n)).toBe(3); // L3TAB
+
+        // the M2P maps those frames back to pfns of the guest
+        expect(m2p.maxMfn).toBeGreaterThan(Number(l4));
+        expect(m2p.table.length).toBeGreaterThanOrEqual(m2p.maxMfn);
+        expect(m2p.table[Number(l4)]!).toBeLessThanOrEqual(BigInt(info.maxPfn));
+        expect(m2p.table[Number(l3)]!).toBeLessThanOrEqual(BigInt(info.maxPfn));
+
+        // a pfn is not an mfn for PV: frame 0 fails per page (as on real Xen)
         const bad = hv.map(pv, new BigUint64Array([0n]), 'r');
         expect(bad.errors[0]).toBeGreaterThan(0);
         bad.unmap();
@@ -615,7 +649,7 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
         const ctx = hv.vcpuContextGet(hvm, 0);
         expect(ctx.byteLength).toBe(5168);
         const changed = Uint8Array.from(ctx);
-        changed[8] = (changed[8]! + 1) & 0xff; // inside user_regs
+        changed[600] = (changed[600]! + 1) & 0xff; // user_regs.rax
         hv.vcpuContextSet(hvm, 0, changed);
         expect(Buffer.compare(hv.vcpuContextGet(hvm, 0), changed)).toBe(0);
         expect(hv.vcpuOnline(hvm, 0)).toBe(true);
@@ -655,6 +689,7 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
 
     it('HVM context (size query + fetch), params, TSC info and CPU policy round-trip', () => {
       const d = hv.createDomain({ type: 'hvm', pages: 64 });
+      const fresh = hv.createDomain({ type: 'hvm', pages: 64, populate: false }); // never ran
       try {
         hv.pause(d);
         const ctx = hv.hvmContextGet(d);
@@ -667,18 +702,25 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
 
         const tsc = { mode: 1, elapsedNsec: 123_456_789_000n, gtscKhz: 2_000_000, incarnation: 3 };
         hv.tscInfoSet(d, tsc);
-        expect(hv.tscInfoGet(d)).toEqual(tsc);
+        // as Xen's tsc_set_info: the incarnation moves on by one
+        expect(hv.tscInfoGet(d)).toEqual({ ...tsc, incarnation: 4 });
 
         const pol = hv.cpuPolicyGet(d);
         expect(pol.cpuid.byteLength % 24).toBe(0);
         expect(pol.msrs.byteLength % 16).toBe(0);
         expect(pol.cpuid.byteLength).toBeGreaterThan(0);
-        hv.cpuPolicySet(d, pol.cpuid, pol.msrs);
-        const again = hv.cpuPolicyGet(d);
+        hv.cpuPolicySet(fresh, pol.cpuid, pol.msrs);
+        const again = hv.cpuPolicyGet(fresh);
         expect(Buffer.compare(again.cpuid, pol.cpuid)).toBe(0);
         expect(Buffer.compare(again.msrs, pol.msrs)).toBe(0);
+
+        // once a domain has run, Xen refuses a new CPU policy; the error carries libxc's log line
+        const ran = hvm;
+        const e = expectXenError(() => hv.cpuPolicySet(ran, pol.cpuid, pol.msrs), 'EEXIST', 'xc_set_domain_cpu_policy');
+        expect(e.message).toMatch(/^xc_set_domain_cpu_policy failed: File exists \(domid \d+, .*\): .*already run/);
       } finally {
         hv.destroyDomain(d);
+        hv.destroyDomain(fresh);
       }
     });
 
