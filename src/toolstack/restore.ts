@@ -40,6 +40,8 @@ export interface DomainRestoreOptions {
   onDomain?: (domid: number) => void;
   /** the stream may carry more after END (e.g. a migration handshake): stop there */
   stopAtEnd?: boolean;
+  /** Remus, HVM: load register state at each applied checkpoint (the backup is resumable as is) */
+  completeEachCheckpoint?: boolean;
 }
 
 export interface DomainRestoreResult {
@@ -167,6 +169,7 @@ export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainR
       streamType,
       callbacks,
       ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.completeEachCheckpoint ? { completeEachCheckpoint: true } : {}),
     });
     if (stats.endedBy === 'END' && format !== 'libxc' && streamType === 'plain') {
       // libxl records after the libxc stream, up to END

@@ -32,6 +32,8 @@ export interface LibxcRestoreOptions {
   ops?: RestoreOps;
   /** Largest checkpoint buffered before it is applied (default: twice the domain's memory span). */
   maxCheckpointBytes?: number;
+  /** Remus, HVM: load the register state at every applied checkpoint (not only at failover). */
+  completeEachCheckpoint?: boolean;
 }
 
 interface Buffered {
@@ -200,13 +202,41 @@ class RestoreEngine implements RestoreContext {
       this.buffering = true;
     }
     this.stats.checkpoints++;
-    if (this.streamType === 'colo') {
-      // the secondary runs between checkpoints: state is loaded at each one
+    if (this.streamType === 'colo' || (this.opts.completeEachCheckpoint && this.info.type === 'hvm')) {
+      // COLO: the secondary runs between checkpoints, state is loaded at each one. Remus (HVM,
+      // optional): loading the register state at each checkpoint is idempotent and keeps the backup
+      // resumable as it is, so a failover only unpauses.
       await this.ops.streamComplete(this);
     }
     await this.cb.checkpointApplied?.(this.stats.checkpoints);
     this.cb.progress?.({ records: this.stats.records, pages: this.stats.pages, bytes: this.lastItem!.offset, checkpoints: this.stats.checkpoints });
+    if (this.streamType === 'colo') {
+      // xg_sr_restore.c handle_checkpoint (COLO): postcopy, wait_checkpoint, suspend, then the
+      // secondary's dirty pfns on the back channel
+      for (const step of ['postcopy', 'waitCheckpoint', 'suspend'] as const) {
+        const f = this.cb[step];
+        if (!f) continue;
+        const r = await f.call(this.cb);
+        if (r === 'failover') return 'failover';
+        if (r !== 'ok') throw new MigrationError(MigrationErrorCode.ERR_CALLBACK, `COLO ${step} callback failed`, { domid: this.domid });
+      }
+      if (this.cb.sendDirtyPfns) await this.cb.sendDirtyPfns(this.secondaryDirtyPfns());
+    }
     return 'ok';
+  }
+
+  /** COLO: CLEAN the secondary's log-dirty bitmap (enabled by the toolstack when it started the SVM). */
+  private secondaryDirtyPfns(): Float64Array {
+    const pages = this.xen.nrGpfns(this.domid);
+    const bitmap = new Uint8Array(Math.ceil(pages / 64) * 8);
+    this.xen.logDirtyClean(this.domid, bitmap, pages, false);
+    const out: number[] = [];
+    for (let i = 0; i < bitmap.length; i++) {
+      const b = bitmap[i]!;
+      if (b === 0) continue;
+      for (let k = 0; k < 8; k++) if (b & (1 << k)) out.push(i * 8 + k);
+    }
+    return Float64Array.from(out);
   }
 
   private async bufferRecord(item: LibxcRecordItem): Promise<void> {
