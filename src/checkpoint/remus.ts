@@ -1,0 +1,461 @@
+// Remus / COLO primary: an initial live migration into the backup, then a checkpoint every interval
+// (suspend → dirty set → end-of-checkpoint records → CHECKPOINT → resume → emulator records +
+// CHECKPOINT_END → wait for ACK(n) → release held output → sleep the rest of the interval). No END
+// while replicating: the stream ends by EOF. See /work/shared/design.md ("The seam of the seed").
+//
+// Split brain: the primary owns the guest while the backup acknowledges. When ACKs stop (timeout,
+// broken channel) the primary either pauses the guest (default: the backup may be taking over) or
+// keeps it running unreplicated (`onBackupLoss: 'continue'`), and logs the decision with the
+// checkpoint numbers. A guest is never lost: it is paused or running on this host.
+import { openSync, closeSync } from 'node:fs';
+import { CheckpointState, encodeLibxcRecord, encodeLibxlRecord, StreamWriter } from '../stream/index.js';
+import type { Hypervisor } from '../xen/types.js';
+import { openXen, type XenOptions } from '../api.js';
+import { saveDomain, suspendDomain, resumeDomain, zeroCopySafe } from '../toolstack/save.js';
+import type { DomainConfig } from '../toolstack/config.js';
+import type { EmulatorStateProvider } from '../toolstack/emulator.js';
+import type { SaveStats } from '../engine/save/types.js';
+import { ControlConnection, openDestination, type Channel, type TlsMaterial } from '../transport/index.js';
+import { BackChannelDecoder, STATE_NAMES, type BackRecord } from './backchannel.js';
+import type { CheckpointStat, Logger, OutputComparator, ReplicationHooks } from './types.js';
+
+export interface RemusOptions extends XenOptions {
+  /** checkpoint interval, ms (default 200, as `xl remus`) */
+  intervalMs?: number;
+  /** discard the stream (`xl remus -b`): measures the primary's overhead, no backup, no ACKs */
+  blackhole?: boolean;
+  /** COLO instead of Remus: the secondary runs too; checkpoints on divergence or timer */
+  colo?: boolean;
+  /** ACK(n) must arrive within this many ms of CHECKPOINT_END (default max(2000, 10 × interval)) */
+  ackTimeoutMs?: number;
+  /** when ACKs stop: pause the guest (default) or let it continue unreplicated */
+  onBackupLoss?: 'pause' | 'continue';
+  /** an open channel to the backup (else `dest` is opened) */
+  channel?: Channel;
+  tls?: TlsMaterial;
+  insecure?: boolean;
+  sshCommand?: string[];
+  remoteCommand?: string[];
+  hooks?: ReplicationHooks;
+  /** COLO: divergence detector (default: none, checkpoints on the timer only) */
+  comparator?: OutputComparator;
+  /** copy the dirty set while suspended and transmit after the resume (default true) */
+  staging?: boolean;
+  /** stop after this many checkpoints (tests, benchmarks) */
+  maxCheckpoints?: number;
+  emulator?: EmulatorStateProvider;
+  config?: DomainConfig;
+  signal?: AbortSignal;
+  log?: Logger;
+  /** the backup's READY must arrive within this many ms (default 30000) */
+  readyTimeoutMs?: number;
+  /** test hook: called while the guest is suspended for checkpoint n (e.g. record its checksum) */
+  onSuspended?: (n: number, xen: Hypervisor, domid: number) => void | Promise<void>;
+  /** called in the interval sleep (benchmarks: dirty a known set of pages) */
+  onIdle?: (n: number) => void | Promise<void>;
+}
+
+export interface RemusResult {
+  domid: number;
+  checkpoints: number;
+  lastAcked: number;
+  /** why replication ended */
+  reason: 'stopped' | 'max-checkpoints' | 'backup-lost' | 'aborted';
+  /** the guest on this host afterwards */
+  guest: 'running' | 'paused';
+  error?: Error;
+  stats: SaveStats | null;
+}
+
+export interface RemusHandle extends AsyncIterable<CheckpointStat> {
+  readonly domid: number;
+  /** resolves when replication ends (never rejects: the error, if any, is in the result) */
+  readonly done: Promise<RemusResult>;
+  /** the last checkpoint the backup acknowledged */
+  readonly lastAcked: number;
+  /**
+   * End replication after the current checkpoint. The guest keeps running here; the stream gets a
+   * libxc END, which tells a xenmig backup to discard its replica (no takeover).
+   */
+  stop(): Promise<RemusResult>;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (ms <= 0) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+
+class BackupLost extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BackupLost';
+  }
+}
+
+/** The reverse direction of the channel: ACKs, heartbeats, COLO back-channel records. */
+class ReverseReader {
+  lastAcked = 0;
+  error: Error | null = null;
+  lastSeenAt = Date.now();
+  private waiters = new Set<() => void>();
+  private readonly back: BackRecord[] = [];
+  private readonly decoder = new BackChannelDecoder();
+  private failed!: () => void;
+  /** resolves when the back channel failed */
+  readonly errored = new Promise<void>((resolve) => {
+    this.failed = resolve;
+  });
+
+  constructor(private readonly conn: ControlConnection) {}
+
+  start(): void {
+    void (async () => {
+      try {
+        for (;;) {
+          const m = await this.conn.receive({ skipHeartbeats: false });
+          this.lastSeenAt = Date.now();
+          if (m.type === 'ACK') this.lastAcked = Math.max(this.lastAcked, m.checkpoint);
+          else if (m.type === 'BACKCHANNEL') this.back.push(...this.decoder.push(m.data));
+          else if (m.type === 'ERROR') throw new BackupLost(`backup reported ${m.code}: ${m.message}`);
+          this.wake();
+        }
+      } catch (e) {
+        this.error = e instanceof Error ? e : new Error(String(e));
+        this.failed();
+        this.wake();
+      }
+    })();
+  }
+
+  private wake(): void {
+    const w = [...this.waiters];
+    this.waiters.clear();
+    for (const f of w) f();
+  }
+
+  private async until<T>(test: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
+    const t0 = Date.now();
+    for (;;) {
+      const v = test();
+      if (v !== undefined) return v;
+      if (this.error) throw new BackupLost(`back channel failed while waiting for ${what}: ${this.error.message}`);
+      const left = timeoutMs - (Date.now() - t0);
+      if (left <= 0) throw new BackupLost(`no ${what} within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          this.waiters.delete(f);
+          resolve();
+        }, left);
+        const f = () => {
+          clearTimeout(t);
+          resolve();
+        };
+        this.waiters.add(f);
+      });
+    }
+  }
+
+  waitAck(n: number, timeoutMs: number): Promise<number> {
+    return this.until(() => (this.lastAcked >= n ? this.lastAcked : undefined), timeoutMs, `ACK(${n})`);
+  }
+
+  /** Next back-channel record, which must be the given kind (and state). */
+  async nextBack(want: { kind: 'state'; state: number } | { kind: 'dirty' }, timeoutMs: number): Promise<BackRecord> {
+    const name = want.kind === 'state' ? `CHECKPOINT_STATE(${STATE_NAMES[want.state]})` : 'CHECKPOINT_DIRTY_PFN_LIST';
+    const r = await this.until(() => this.back.shift(), timeoutMs, name);
+    if (r.kind !== want.kind || (want.kind === 'state' && r.kind === 'state' && r.state !== want.state)) {
+      const got = r.kind === 'state' ? `CHECKPOINT_STATE(${STATE_NAMES[r.state] ?? r.state})` : 'CHECKPOINT_DIRTY_PFN_LIST';
+      throw new BackupLost(`back channel: expected ${name}, got ${got}`);
+    }
+    return r;
+  }
+}
+
+/** Start replicating domain `domid` to `dest` (tcp://, ssh://, -, or a file path = no ACKs). */
+export function remus(domid: number, dest: string, opts: RemusOptions = {}): RemusHandle {
+  const queue: CheckpointStat[] = [];
+  const readers: ((r: IteratorResult<CheckpointStat>) => void)[] = [];
+  let finished = false;
+  let stopRequested = false;
+  let lastAcked = 0;
+  const push = (s: CheckpointStat) => {
+    const r = readers.shift();
+    if (r) r({ value: s, done: false });
+    else queue.push(s);
+  };
+  const end = () => {
+    finished = true;
+    for (const r of readers.splice(0)) r({ value: undefined, done: true });
+  };
+  const stopCtl = new AbortController();
+  const done = run(domid, dest, opts, {
+    push,
+    stopRequested: () => stopRequested,
+    stopSignal: stopCtl.signal,
+    acked: (n) => {
+      lastAcked = n;
+    },
+  }).finally(end);
+  return {
+    domid,
+    done,
+    get lastAcked() {
+      return lastAcked;
+    },
+    stop() {
+      stopRequested = true;
+      stopCtl.abort();
+      return done;
+    },
+    [Symbol.asyncIterator]() {
+      return {
+        next: () =>
+          new Promise<IteratorResult<CheckpointStat>>((resolve) => {
+            const s = queue.shift();
+            if (s) resolve({ value: s, done: false });
+            else if (finished) resolve({ value: undefined, done: true });
+            else readers.push(resolve);
+          }),
+        return: async () => ({ value: undefined, done: true }),
+      };
+    },
+  };
+}
+
+interface RunCtl {
+  push(s: CheckpointStat): void;
+  stopRequested(): boolean;
+  stopSignal: AbortSignal;
+  acked(n: number): void;
+}
+
+async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl): Promise<RemusResult> {
+  const log: Logger = opts.log ?? ((l) => process.stderr.write(l + '\n'));
+  const { xen, owned } = openXen(opts);
+  const intervalMs = opts.intervalMs ?? 200;
+  const ackTimeoutMs = opts.ackTimeoutMs ?? Math.max(2000, 10 * intervalMs);
+  const onLoss = opts.onBackupLoss ?? 'pause';
+  const colo = !!opts.colo;
+  const hooks = opts.hooks ?? {};
+  const t0 = performance.now();
+  let channel: Channel | null = null;
+  let nullFd: number | null = null;
+  let reverse: ReverseReader | null = null;
+  let checkpoints = 0;
+  let reason = 'stopped' as RemusResult['reason'];
+  let failure: Error | undefined;
+  let stats: SaveStats | null = null;
+  let lastAcked = 0;
+
+  // count each checkpoint's dirty set where the engine reads it (the final CLEAN)
+  let lastDirty = 0;
+  const counted = new Proxy(xen, {
+    get(t, p) {
+      if (p === 'logDirtyClean') {
+        return (d: number, b: Uint8Array, pages: number, final?: boolean) => {
+          const st = t.logDirtyClean(d, b, pages, final);
+          if (final) lastDirty = st.dirtyCount;
+          return st;
+        };
+      }
+      const v = Reflect.get(t, p, t) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+    },
+  }) as Hypervisor;
+
+  try {
+    let out: StreamWriter;
+    let zeroCopy: boolean;
+    if (opts.blackhole) {
+      nullFd = openSync('/dev/null', 'w');
+      out = new StreamWriter(nullFd);
+      zeroCopy = true;
+    } else {
+      channel =
+        opts.channel ??
+        (await openDestination(dest, {
+          role: 'sender',
+          ssh: { ...(opts.sshCommand ? { sshCommand: opts.sshCommand } : {}), ...(opts.remoteCommand ? { remoteCommand: opts.remoteCommand } : {}) },
+          tcp: { ...(opts.tls ? { tls: opts.tls } : {}), ...(opts.insecure ? { insecure: true } : {}) },
+        }));
+      if (channel.kind !== 'file') {
+        const conn = new ControlConnection(channel.readable, channel.writable);
+        const ready = await conn.expect('READY', { timeoutMs: opts.readyTimeoutMs ?? 30_000 });
+        const need = colo ? 'colo' : 'remus';
+        if (!ready.capabilities.includes(need)) throw new Error(`the backup does not offer ${need} (capabilities: ${ready.capabilities.join(', ')})`);
+        reverse = new ReverseReader(conn);
+        reverse.start();
+      } else if (colo) {
+        throw new Error('COLO needs a back channel (tcp://, ssh:// or -), not a file');
+      }
+      out = new StreamWriter(channel.writable);
+      zeroCopy = zeroCopySafe(channel.writable);
+    }
+
+    const backTimeout = ackTimeoutMs;
+    let suspendAt = 0;
+    let pauseMs = 0;
+    let bytesAt = 0;
+    let secondaryDirty = 0;
+    let lost: BackupLost | null = null;
+
+    const finishCheckpoint = async (n: number, ackMs: number) => {
+      const bytes = out.bytesWritten - bytesAt;
+      bytesAt = out.bytesWritten;
+      ctl.push({ checkpoint: n, dirtyPages: lastDirty + secondaryDirty, bytes, pauseMs, ackMs, atMs: performance.now() - t0 });
+      secondaryDirty = 0;
+    };
+
+    const waitAck = async (n: number): Promise<number> => {
+      if (!reverse) return 0;
+      const t = performance.now();
+      lastAcked = await reverse.waitAck(n, ackTimeoutMs);
+      ctl.acked(lastAcked);
+      await hooks.commit?.(n);
+      return performance.now() - t;
+    };
+
+    const r = await saveDomain({
+      xen: counted,
+      domid,
+      out,
+      zeroCopy,
+      format: 'xl',
+      live: true,
+      streamType: colo ? 'colo' : 'remus',
+      staging: opts.staging ?? true,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.emulator ? { emulator: opts.emulator } : {}),
+      ...(opts.config ? { config: opts.config } : {}),
+      callbacks: {
+        suspend: async () => {
+          const n = checkpoints + 1;
+          suspendAt = performance.now();
+          await suspendDomain(xen, domid, 60_000, opts.signal);
+          await hooks.postsuspend?.(n);
+          await opts.onSuspended?.(n, xen, domid);
+          // COLO, after the first checkpoint: the SVM suspends too
+          if (colo && n > 1) await reverse!.nextBack({ kind: 'state', state: CheckpointState.SVM_SUSPENDED }, backTimeout);
+        },
+        secondaryDirtyPfns: async () => {
+          const r = await reverse!.nextBack({ kind: 'dirty' }, backTimeout);
+          const pfns = (r as { pfns: BigUint64Array }).pfns;
+          secondaryDirty = pfns.length;
+          return pfns;
+        },
+        postcopy: async () => {
+          const n = checkpoints + 1;
+          await hooks.preresume?.(n);
+          if (colo) await reverse!.nextBack({ kind: 'state', state: CheckpointState.SVM_READY }, backTimeout);
+          resumeDomain(xen, domid);
+          pauseMs = performance.now() - suspendAt;
+          if (colo) await reverse!.nextBack({ kind: 'state', state: CheckpointState.SVM_RESUMED }, backTimeout);
+        },
+        // called after the toolstack wrote the emulator records and CHECKPOINT_END
+        checkpoint: async () => {
+          const n = ++checkpoints;
+          if (colo) {
+            // COLO: the secondary resumes with this state; the wait happens in waitCheckpoint
+            return 'again';
+          }
+          let ackMs = 0;
+          try {
+            ackMs = await waitAck(n);
+          } catch (e) {
+            lost = e as BackupLost;
+            await finishCheckpoint(n, -1);
+            return 'stop';
+          }
+          await finishCheckpoint(n, ackMs);
+          if (opts.maxCheckpoints && n >= opts.maxCheckpoints) {
+            reason = 'max-checkpoints';
+            return 'stop';
+          }
+          if (ctl.stopRequested() || opts.signal?.aborted) return 'stop';
+          await opts.onIdle?.(n);
+          await sleep(intervalMs - (performance.now() - suspendAt), ctl.stopSignal);
+          if (ctl.stopRequested() || opts.signal?.aborted) return 'stop';
+          return 'again';
+        },
+        waitCheckpoint: async () => {
+          const n = checkpoints;
+          // the secondary runs with checkpoint n: the output up to it may go
+          await hooks.commit?.(n);
+          lastAcked = n;
+          ctl.acked(n);
+          await finishCheckpoint(n, 0);
+          if (opts.maxCheckpoints && n >= opts.maxCheckpoints) {
+            reason = 'max-checkpoints';
+            return 'stop';
+          }
+          if (ctl.stopRequested() || opts.signal?.aborted) return 'stop';
+          await opts.onIdle?.(n);
+          const ac = new AbortController();
+          const timer = sleep(Math.max(0, intervalMs - (performance.now() - suspendAt)), AbortSignal.any([ac.signal, ctl.stopSignal]));
+          const diverged = opts.comparator ? opts.comparator(ac.signal).catch(() => undefined) : new Promise<void>(() => {});
+          await Promise.race([timer, diverged, reverse!.errored]);
+          ac.abort();
+          if (reverse!.error) {
+            lost = new BackupLost(`back channel failed: ${reverse!.error.message}`);
+            return 'stop';
+          }
+          if (ctl.stopRequested() || opts.signal?.aborted) return 'stop';
+          await out.writeRaw(encodeLibxlRecord({ name: 'CHECKPOINT_STATE', controlId: CheckpointState.NEW }));
+          return 'again';
+        },
+      },
+    });
+    stats = r.stats;
+    if (lost) throw lost;
+    if (reason !== 'max-checkpoints') reason = opts.signal?.aborted ? 'aborted' : 'stopped';
+    // a deliberate end: a libxc END tells a xenmig backup to discard its replica (no takeover)
+    if (channel) await out.writeRaw(encodeLibxcRecord({ name: 'END' }));
+    log(`primary: replication of domain ${domid} ${reason} after checkpoint ${checkpoints} (last acknowledged ${lastAcked}); guest keeps running here`);
+  } catch (e) {
+    failure = e instanceof Error ? e : new Error(String(e));
+    reason = opts.signal?.aborted && !(e instanceof BackupLost) ? 'aborted' : 'backup-lost';
+  } finally {
+    try {
+      channel?.destroy();
+    } catch {
+      /* gone */
+    }
+    if (nullFd !== null) closeSync(nullFd);
+  }
+
+  let guest: RemusResult['guest'] = 'running';
+  if (failure) {
+    // the guest must not be lost: it is running (saveDomain resumed it) or we pause it here
+    try {
+      resumeIfSuspended(xen, domid);
+      if (reason === 'backup-lost' && onLoss === 'pause') {
+        xen.pause(domid);
+        guest = 'paused';
+      }
+    } catch (pe) {
+      log(`primary: could not ${onLoss} domain ${domid}: ${(pe as Error).message}`);
+    }
+    log(
+      `primary: backup lost after checkpoint ${checkpoints} (last acknowledged ${lastAcked}): ${failure.message}; ` +
+        (guest === 'paused' ? `guest paused here (the backup may take over; resume it by hand if it does not)` : 'guest continues here unreplicated'),
+    );
+    await hooks.stopped?.(failure.message, lastAcked);
+  } else {
+    await hooks.stopped?.(reason, lastAcked);
+  }
+  if (owned) xen.close();
+  return { domid, checkpoints, lastAcked, reason, guest, ...(failure ? { error: failure } : {}), stats };
+}
+
+function resumeIfSuspended(xen: Hypervisor, domid: number): void {
+  const info = xen.domainInfo(domid);
+  if (info.shutdown) resumeDomain(xen, domid);
+}
+

@@ -1,0 +1,215 @@
+// xenmig remus DOMID DEST : continuous replication of a running domain (Remus; --colo for COLO),
+// as `xl remus`. The backup side is `xenmig remus-receive` (also reachable as `receive --remus` /
+// `receive --colo` through addReplicaReceiveOptions / runReplicaReceive below).
+import { appendFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { openXen } from '../../api.js';
+import { remus, receiveReplica, type CheckpointStat } from '../../checkpoint/index.js';
+import type { Hypervisor, MockHost } from '../../xen/types.js';
+import {
+  addHostOptions,
+  choice,
+  EXIT,
+  Log,
+  parseDomid,
+  parseIntArg,
+  printError,
+  Progress,
+  signalAbort,
+  signalExit,
+  tlsFrom,
+  writeOut,
+  xenOptions,
+  type LogFormat,
+} from '../util.js';
+
+interface RemusCli {
+  host?: string;
+  flavour?: 'system' | 'mock';
+  intervalMs: number;
+  blackhole?: boolean;
+  json?: boolean;
+  colo?: boolean;
+  ackTimeoutMs?: number;
+  onBackupLoss: 'pause' | 'continue';
+  maxCheckpoints?: number;
+  insecure?: boolean;
+  cert?: string;
+  key?: string;
+  ca?: string;
+  logFormat: LogFormat;
+  checksumLog?: string;
+}
+
+export interface ReplicaReceiveCli {
+  host?: string;
+  flavour?: 'system' | 'mock';
+  colo?: boolean;
+  listen?: string;
+  insecure?: boolean;
+  cert?: string;
+  key?: string;
+  ca?: string;
+  failoverTimeoutMs?: number;
+  heartbeatMs?: number;
+  paused?: boolean;
+  json?: boolean;
+  logFormat: LogFormat;
+  checksumLog?: string;
+}
+
+/** Debug (mock): one JSON line per event with the guest's checksum, written synchronously. */
+function checksumLogger(path: string | undefined, xen: Hypervisor) {
+  if (!path) return null;
+  if (xen.flavour !== 'mock') throw new Error('--checksum-log needs the mock hypervisor');
+  const mock = xen as unknown as MockHost;
+  return (event: Record<string, unknown>, domid: number) => {
+    appendFileSync(path, JSON.stringify({ ...event, checksum: mock.checksum(domid) }) + '\n');
+  };
+}
+
+function parseHostPort(s: string): { host?: string; port: number } {
+  const i = s.lastIndexOf(':');
+  const port = Number(i >= 0 ? s.slice(i + 1) : s);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--listen needs [host:]port, got "${s}"`);
+  const host = i > 0 ? s.slice(0, i).replace(/^\[|\]$/g, '') : undefined;
+  return { ...(host ? { host } : {}), port };
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('remus')
+    .description('replicate a running domain continuously to a backup (Remus; --colo for COLO)')
+    .argument('<domid>', 'domain id', parseDomid)
+    .argument('<dest>', 'tcp://host:port, ssh://host, - (stdio), or a file (no acknowledgements)')
+    .option('-i, --interval-ms <ms>', 'checkpoint interval', parseIntArg('interval-ms', 1, 3_600_000), 200)
+    .option('-b, --blackhole', 'discard the stream (measure the overhead; no backup)')
+    .option('--colo', 'COLO: the secondary runs too; checkpoint on divergence or the interval')
+    .option('--ack-timeout-ms <ms>', 'backup lost when ACK(n) does not come within MS (default max(2000, 10 x interval))', parseIntArg('ack-timeout-ms', 1))
+    .option('--on-backup-loss <what>', 'pause the guest (default) or let it continue unreplicated', choice('on-backup-loss', ['pause', 'continue'] as const), 'pause')
+    .option('--max-checkpoints <n>', 'stop after N checkpoints', parseIntArg('max-checkpoints', 1))
+    .option('--insecure', 'plain TCP (both ends must say so)')
+    .option('--cert <file>', 'TLS certificate')
+    .option('--key <file>', 'TLS key')
+    .option('--ca <file>', 'TLS CA')
+    .option('--json', 'one JSON line per checkpoint on stdout')
+    .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text')
+    .option('--checksum-log <file>', 'debug (mock): append the guest checksum taken while suspended for each checkpoint');
+  addHostOptions(cmd).action(async (domid: number, dest: string, o: RemusCli) => {
+    process.exitCode = await runRemus(domid, dest, o);
+  });
+
+  const rcv = program.command('remus-receive').description('receive a Remus / COLO replica (backup side; same as receive --remus / --colo)');
+  addReplicaReceiveOptions(rcv).action(async (o: ReplicaReceiveCli) => {
+    process.exitCode = await runReplicaReceive(o);
+  });
+}
+
+/** The backup-side options, for `remus-receive` and for `receive --remus/--colo`. */
+export function addReplicaReceiveOptions(cmd: Command, withColo = true): Command {
+  if (withColo) cmd.option('--colo', 'COLO secondary (runs between checkpoints)');
+  cmd
+    .option('--listen <[host:]port>', 'listen for the primary on TCP (default: stdin/stdout)')
+    .option('--insecure', 'plain TCP (both ends must say so)')
+    .option('--cert <file>', 'TLS certificate')
+    .option('--key <file>', 'TLS key')
+    .option('--ca <file>', 'TLS CA')
+    .option('--failover-timeout-ms <ms>', 'no data from the primary for MS = failover; never take over sooner (default 5000)', parseIntArg('failover-timeout-ms', 1))
+    .option('--heartbeat-ms <ms>', 'heartbeat period towards the primary (default 250)', parseIntArg('heartbeat-ms', 1))
+    .option('--paused', 'leave the replica paused after a failover')
+    .option('--json', 'JSON lines on stdout (listening port, result)')
+    .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text')
+    .option('--checksum-log <file>', 'debug (mock): append the replica checksum after each applied checkpoint and at failover');
+  return addHostOptions(cmd);
+}
+
+function fmtStat(s: CheckpointStat): string {
+  return `checkpoint ${s.checkpoint}: ${s.dirtyPages} pages, ${(s.bytes / 1024).toFixed(0)} KiB, pause ${s.pauseMs.toFixed(2)} ms, ack ${s.ackMs < 0 ? 'lost' : s.ackMs.toFixed(2) + ' ms'}`;
+}
+
+async function runRemus(domid: number, dest: string, o: RemusCli): Promise<number> {
+  const log = new Log(o.logFormat);
+  const progress = new Progress();
+  log.setProgressClear(progress.clear);
+  const sig = signalAbort();
+  let xen: Hypervisor | null = null;
+  try {
+    xen = openXen(xenOptions(o)).xen;
+    const ck = checksumLogger(o.checksumLog, xen);
+    const tls = tlsFrom(o);
+    const h = remus(domid, dest, {
+      xen,
+      intervalMs: o.intervalMs,
+      ...(o.blackhole ? { blackhole: true } : {}),
+      ...(o.colo ? { colo: true } : {}),
+      ...(o.ackTimeoutMs ? { ackTimeoutMs: o.ackTimeoutMs } : {}),
+      onBackupLoss: o.onBackupLoss,
+      ...(o.maxCheckpoints ? { maxCheckpoints: o.maxCheckpoints } : {}),
+      ...(o.insecure ? { insecure: true } : {}),
+      ...(tls ? { tls } : {}),
+      log: (l) => log.info(l),
+      ...(ck ? { onSuspended: (n: number, _x: Hypervisor, d: number) => ck({ side: 'primary', checkpoint: n }, d) } : {}),
+    });
+    sig.signal.addEventListener('abort', () => void h.stop(), { once: true });
+    for await (const s of h) {
+      if (o.json) await writeOut(JSON.stringify(s) + '\n');
+      else progress.update(fmtStat(s));
+    }
+    const r = await h.done;
+    progress.clear();
+    if (o.json) await writeOut(JSON.stringify({ result: r.reason, checkpoints: r.checkpoints, lastAcked: r.lastAcked, guest: r.guest, error: r.error?.message }) + '\n');
+    if (r.error) {
+      log.warn(`replication ended: ${r.error.message}`, { checkpoint: r.checkpoints, lastAcked: r.lastAcked, guest: r.guest });
+      return EXIT.FAILED;
+    }
+    return signalExit(sig.received()) ?? EXIT.OK;
+  } catch (e) {
+    progress.clear();
+    printError(e, log);
+    return EXIT.FAILED;
+  } finally {
+    sig.dispose();
+    xen?.close();
+  }
+}
+
+export async function runReplicaReceive(o: ReplicaReceiveCli): Promise<number> {
+  const log = new Log(o.logFormat);
+  const sig = signalAbort();
+  let xen: Hypervisor | null = null;
+  try {
+    xen = openXen(xenOptions(o)).xen;
+    const ck = checksumLogger(o.checksumLog, xen);
+    const tls = tlsFrom(o);
+    const r = await receiveReplica({
+      xen,
+      ...(o.colo ? { colo: true } : {}),
+      ...(o.listen ? { listen: parseHostPort(o.listen) } : {}),
+      ...(o.insecure ? { insecure: true } : {}),
+      ...(tls ? { tls } : {}),
+      ...(o.failoverTimeoutMs ? { failoverTimeoutMs: o.failoverTimeoutMs } : {}),
+      ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}),
+      ...(o.paused ? { paused: true } : {}),
+      signal: sig.signal,
+      log: (l) => log.info(l),
+      onListening: (port) => {
+        if (o.json) void writeOut(JSON.stringify({ listening: port }) + '\n');
+        else log.info(`listening on port ${port}`);
+      },
+      ...(ck
+        ? {
+            onCheckpoint: (n: number, _x: Hypervisor, d: number) => ck({ side: 'backup', checkpoint: n }, d),
+            onFailover: (n: number, _x: Hypervisor, d: number) => ck({ side: 'backup', failover: n }, d),
+          }
+        : {}),
+    });
+    if (o.json) await writeOut(JSON.stringify({ result: r.outcome, domid: r.domid, checkpoint: r.checkpoint, guest: r.guest, cause: r.cause?.message }) + '\n');
+    return r.outcome === 'failed' ? EXIT.FAILED : EXIT.OK;
+  } catch (e) {
+    printError(e, log);
+    return EXIT.FAILED;
+  } finally {
+    sig.dispose();
+    xen?.close();
+  }
+}
