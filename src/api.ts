@@ -7,6 +7,7 @@ import { ReadableByteSource } from './stream/readable-source.js';
 import { StreamWriter, type StreamInput } from './stream/index.js';
 import type { Hypervisor } from './xen/types.js';
 import { openHypervisor, openMockHost, type MockHypervisor } from './xen/hypervisor.js';
+import { abortError } from './engine/errors.js';
 import { makePrecopyPolicy, type PolicyOptions, type PrecopyPolicy } from './engine/policy.js';
 import type { SaveCallbacks, SaveProgress, SaveStats } from './engine/save/types.js';
 import type { RestoreStats } from './engine/restore/types.js';
@@ -246,6 +247,15 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
       }));
     const policy = policyOf(opts.policy);
     const userSuspend = opts.callbacks?.suspend;
+    // An abort (e.g. SIGINT) before the stream is complete drops the link: the handshake then fails
+    // before CLEARED_TO_UNPAUSE and resumes the source, also when it waits for the peer (READY, a
+    // blocked write). After the stream it is left to finish (dropping then could only leave it in doubt).
+    let streamDone = false;
+    const onAbort = () => {
+      if (!streamDone) channel.destroy(abortError(opts.signal));
+    };
+    if (opts.signal?.aborted) onAbort();
+    else opts.signal?.addEventListener('abort', onAbort, { once: true });
     const handshake = await senderHandshake(
       channel,
       {
@@ -277,6 +287,7 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
             ...(opts.config ? { config: opts.config } : {}),
           });
           stats = r.stats;
+          streamDone = true;
           streamEndAt = performance.now();
         },
         prepareHandover: async () => {
@@ -291,6 +302,7 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
       },
       { ...(opts.protocol ? { protocol: opts.protocol } : {}) },
     );
+    opts.signal?.removeEventListener('abort', onAbort);
     const resultAt = performance.now();
     const downtimeMs = suspendedAt ? resultAt - suspendedAt : null;
     const since = (t: number) => (suspendedAt && t ? t - suspendedAt : null);
@@ -317,6 +329,12 @@ export interface ReceiveOptions extends XenOptions, ConnectionOptions {
   signal?: AbortSignal;
   /** called with the bound port once listening */
   onListening?: (port: number) => void;
+  /**
+   * Milestones: 'stream' = the sender's stream starts (READY sent), 'domain' = the destination domain
+   * exists (its id given), 'received' = the whole stream was read and applied (before RECEIVED is
+   * sent), 'unpause' = cleared to unpause, before the guest is started.
+   */
+  onStage?: (stage: 'stream' | 'domain' | 'received' | 'unpause', domid: number | null) => void;
 }
 
 export interface ReceiveResult {
@@ -351,6 +369,7 @@ export async function receive(opts: ReceiveOptions = {}): Promise<ReceiveResult>
       channel,
       {
         receiveStream: async (ch) => {
+          opts.onStage?.('stream', null);
           const r = await restoreDomain({
             xen,
             input: new ReadableByteSource(ch.readable),
@@ -359,14 +378,17 @@ export async function receive(opts: ReceiveOptions = {}): Promise<ReceiveResult>
             stopAtEnd: true,
             onDomain: (d) => {
               domid = d;
+              opts.onStage?.('domain', d);
             },
             ...(opts.signal ? { signal: opts.signal } : {}),
             ...(opts.emulator ? { emulator: opts.emulator } : {}),
           });
           domid = r.domid;
           stats = r.stats;
+          opts.onStage?.('received', domid);
         },
         unpause: async () => {
+          opts.onStage?.('unpause', domid);
           if (opts.paused) return 0;
           const info = xen.domainInfo(domid!);
           if (info.shutdown) xen.resume(domid!, false);
