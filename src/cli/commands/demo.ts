@@ -1,0 +1,137 @@
+// xenmig demo : two temporary mock hosts, an HVM guest with a running workload on the first, live
+// migration to the second through a pipe between two real processes (sender | receiver), and the
+// proof: the guest's checksum at suspend equals the destination's checksum.
+import type { Command } from 'commander';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EXIT, fmtBytes, parseIntArg, parseSize, writeOut } from '../util.js';
+import type { QueryMigrate } from '../stats.js';
+
+const CLI = fileURLToPath(new URL('../main.js', import.meta.url));
+
+export function register(program: Command): void {
+  program
+    .command('demo')
+    .description('live-migrate a busy HVM guest between two temporary mock hosts and check its memory')
+    .option('--memory <size>', 'guest memory', (s) => parseSize(s, 'memory'), 256 * 1024 * 1024)
+    .option('--rate <pages>', 'workload page writes per second', parseIntArg('rate', 1), 1000)
+    .option('--keep', 'keep the temporary hosts (their directories are printed)')
+    .action(async (o: { memory: number; rate: number; keep?: boolean }) => {
+      process.exitCode = await demo(o);
+    });
+}
+
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+}
+
+function exited(c: ChildProcess): Promise<Exit> {
+  let stdout = '';
+  c.stdout?.setEncoding('utf8');
+  c.stdout?.on('data', (d: string) => (stdout += d));
+  return new Promise((resolve, reject) => {
+    c.once('error', reject);
+    c.once('close', (code, signal) => resolve({ code, signal, stdout }));
+  });
+}
+
+async function cli(args: string[]): Promise<string> {
+  const c = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const r = await exited(c);
+  if (r.code !== 0) throw new Error(`xenmig ${args.join(' ')} failed (${r.code ?? r.signal})`);
+  return r.stdout.trim();
+}
+
+async function demo(o: { memory: number; rate: number; keep?: boolean }): Promise<number> {
+  const say = (s: string) => writeOut(s + '\n');
+  const base = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'xenmig-demo-'));
+  const hostA = join(base, 'host-a');
+  const hostB = join(base, 'host-b');
+  mkdirSync(hostA);
+  mkdirSync(hostB);
+  const children: ChildProcess[] = [];
+  const onSignal = (sig: NodeJS.Signals) => {
+    for (const c of children) if (c.exitCode === null && c.pid) c.kill('SIGTERM');
+    if (!o.keep) rmSync(base, { recursive: true, force: true });
+    process.exit(sig === 'SIGINT' ? EXIT.SIGINT : EXIT.SIGTERM);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const progressEnv = { ...process.env, ...(process.stderr.isTTY ? { XENMIG_PROGRESS: '1' } : {}) };
+  try {
+    await say(`hosts: ${hostA} -> ${hostB}`);
+    const domid = Number(await cli(['mock', 'create', '--type', 'hvm', '--memory', String(o.memory), '--vcpus', '2', '--host', hostA]));
+    await say(`created HVM domain ${domid} (${fmtBytes(o.memory)}, 2 vCPUs) on host A`);
+
+    // the workload: a separate process dirtying guest memory until the domain leaves host A
+    const workload = spawn(process.execPath, [CLI, 'mock', 'workload', String(domid), '--rate', String(o.rate), '--host', hostA], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(workload);
+    const workloadDone = exited(workload);
+    await new Promise<void>((resolve, reject) => {
+      let err = '';
+      workload.stderr!.setEncoding('utf8');
+      workload.stderr!.on('data', (d: string) => {
+        err += d;
+        if (err.includes('workload running')) resolve();
+      });
+      workload.once('close', () => reject(new Error(`workload exited early: ${err.trim()}`)));
+    });
+    await say(`workload running: ${o.rate} page writes/s`);
+
+    // receiver and sender, their stdin/stdout joined directly (sender stdout -> receiver stdin, and back)
+    const suspendFile = join(base, 'at-suspend.json');
+    const statsFile = join(base, 'stats.json');
+    const receiver = spawn(process.execPath, [CLI, 'receive', '-', '--host', hostB], { stdio: ['pipe', 'pipe', 'inherit'] });
+    children.push(receiver);
+    const sender = spawn(
+      process.execPath,
+      [CLI, 'migrate', String(domid), '-', '--host', hostA, '--checksum-at-suspend', suspendFile, '--stats-file', statsFile],
+      { stdio: [receiver.stdout!, receiver.stdin!, 'inherit'], env: progressEnv },
+    );
+    children.push(sender);
+    // the pipes now belong to the two processes: drop our copies so each sees the other's EOF
+    receiver.stdin!.destroy();
+    receiver.stdout!.destroy();
+    const [s, r] = await Promise.all([exited(sender), exited(receiver)]);
+    if (s.code !== 0 || r.code !== 0) {
+      await say(`migration failed: sender exit ${s.code ?? s.signal}, receiver exit ${r.code ?? r.signal}`);
+      return EXIT.FAILED;
+    }
+    const w = await Promise.race([workloadDone, new Promise<null>((res) => setTimeout(() => res(null), 5000).unref())]);
+    if (w === null) workload.kill('SIGINT');
+    const writes = (w ?? (await workloadDone)).stdout.trim();
+
+    const atSuspend = JSON.parse(readFileSync(suspendFile, 'utf8')) as { checksum: string; suspended: boolean };
+    const q = JSON.parse(readFileSync(statsFile, 'utf8')) as QueryMigrate;
+    const dests = JSON.parse(await cli(['mock', 'list', '--json', '--host', hostB])) as { domid: number; state: string }[];
+    if (dests.length !== 1) throw new Error(`expected one domain on host B, found ${dests.length}`);
+    const dest = dests[0]!;
+    const destSum = await cli(['mock', 'checksum', String(dest.domid), '--host', hostB]);
+    const sources = JSON.parse(await cli(['mock', 'list', '--json', '--host', hostA])) as unknown[];
+    const equal = destSum === atSuspend.checksum;
+    const rounds = (q.xenmig.rounds as { kind: string; pages: number }[]) ?? [];
+    const live = rounds.filter((x) => x.kind === 'live').length;
+    await say(`migrated: domain ${domid} on host A -> domain ${dest.domid} on host B (${dest.state}); ${sources.length} domains left on host A`);
+    await say(`workload page writes on host A: ${writes}`);
+    await say(`rounds: ${rounds.length} (${live} live + ${rounds.length - live} final), pages sent: ${q.ram?.normal}, bytes: ${fmtBytes(q.ram?.transferred ?? 0)}`);
+    await say(`total time: ${q['total-time']} ms, downtime: ${q.downtime} ms, throughput: ${q.ram?.mbps} Mbit/s`);
+    await say(`checksum at suspend (host A): ${atSuspend.checksum}`);
+    await say(`checksum on host B:           ${destSum}`);
+    await say(equal ? 'checksums match' : 'CHECKSUMS DIFFER');
+    return equal && atSuspend.suspended ? EXIT.OK : EXIT.FAILED;
+  } catch (e) {
+    process.stderr.write(`xenmig: demo failed: ${(e as Error).message}\n`);
+    return EXIT.FAILED;
+  } finally {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null && c.pid) c.kill('SIGTERM');
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    if (o.keep) await say(`kept ${base}`);
+    else rmSync(base, { recursive: true, force: true });
+  }
+}

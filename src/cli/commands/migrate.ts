@@ -1,0 +1,142 @@
+// xenmig migrate DOMID DEST : live-migrate a domain to `-` (stdio), ssh://[user@]host[:port] or
+// tcp://host:port (mutual TLS, or --insecure on both ends). The source is destroyed only after the
+// receiver reported the guest running; on any failure before that it is resumed.
+import type { Command } from 'commander';
+import { writeFileSync } from 'node:fs';
+import { migrate, openXen } from '../../api.js';
+import { parseDestination, type HandshakeProtocol, type SenderResult } from '../../transport/index.js';
+import { checksumAtSuspend } from '../hooks.js';
+import { Clock, progressHandler, queryMigrate, summaryLine } from '../stats.js';
+import {
+  addHostOptions,
+  addOutputOptions,
+  addTransferOptions,
+  choice,
+  EXIT,
+  Log,
+  parseDomid,
+  printError,
+  Progress,
+  signalAbort,
+  signalExit,
+  splitWords,
+  tlsFrom,
+  UsageError,
+  writeOut,
+  xenOptions,
+} from '../util.js';
+import { policyFrom, type TransferCliOptions } from './save.js';
+
+interface MigrateCliOptions extends TransferCliOptions {
+  cert?: string;
+  key?: string;
+  ca?: string;
+  insecure?: boolean;
+  sshCommand?: string;
+  remoteCommand?: string;
+  protocol: HandshakeProtocol;
+  live: boolean;
+  statsFile?: string;
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('migrate')
+    .description('live-migrate a domain to DEST: - (stdin/stdout), ssh://[user@]host[:port] or tcp://host:port')
+    .argument('<domid>', 'domain id', parseDomid)
+    .argument('<dest>', 'destination')
+    .option('--cert <file>', 'TLS: our certificate (PEM)')
+    .option('--key <file>', 'TLS: its private key (PEM)')
+    .option('--ca <file>', 'TLS: CA the receiver’s certificate must chain to (PEM)')
+    .option('--insecure', 'plain TCP without authentication (the receiver must use --insecure too)')
+    .option('--ssh-command <cmd>', 'ssh program and options (default: ssh)')
+    .option('--remote-command <cmd>', 'command run on the ssh host (default: xenmig receive -)')
+    .option('--protocol <p>', 'handshake: xenmig or xl (to/from xl migrate-receive)', choice('protocol', ['xenmig', 'xl'] as const), 'xenmig')
+    .option('--no-live', 'suspend first, then copy (no live rounds)')
+    .option('--stats-file <file>', 'also write the final JSON statistics to FILE')
+    .option('--checksum-at-suspend <file>', 'debug (mock): record the guest checksum once it is suspended');
+  addOutputOptions(addTransferOptions(addHostOptions(cmd))).action(async (domid: number, dest: string, o: MigrateCliOptions) => {
+    process.exitCode = await runMigrate(domid, dest, o);
+  });
+}
+
+function outcomeText(h: SenderResult | undefined): string {
+  switch (h?.outcome) {
+    case 'not-started':
+      return 'the source was not touched and runs';
+    case 'resumed':
+      return 'the source was resumed and runs';
+    case 'in-doubt':
+      return 'IN DOUBT: the source stays stopped (the receiver may run the guest); resolve by hand';
+    case 'resume-failed':
+      return 'the source could NOT be resumed';
+    default:
+      return '';
+  }
+}
+
+async function runMigrate(domid: number, dest: string, o: MigrateCliOptions): Promise<number> {
+  const log = new Log(o.logFormat);
+  const progress = new Progress();
+  log.setProgressClear(progress.clear);
+  const clock = new Clock();
+  const sig = signalAbort();
+  let xen: ReturnType<typeof openXen>['xen'] | null = null;
+  let guestBytes = 0;
+  const stdio = dest === '-';
+  const jsonOut = stdio ? process.stderr : process.stdout;
+  const emit = async (q: object) => {
+    const s = JSON.stringify(q) + '\n';
+    if (o.statsFile) writeFileSync(o.statsFile, s);
+    if (o.json) await writeOut(s, jsonOut);
+  };
+  try {
+    const d = parseDestination(dest);
+    if (d.kind === 'file') throw new UsageError(`migrate needs -, ssh://… or tcp://… (use xenmig save for files): ${dest}`);
+    const tls = tlsFrom(o);
+    if (d.kind === 'tcp' && !tls && !o.insecure) throw new UsageError('tcp:// needs --cert, --key and --ca (mutual TLS), or --insecure');
+    xen = openXen(xenOptions(o)).xen;
+    guestBytes = xen.domainInfo(domid).totPages * 4096;
+    const policy = policyFrom(o);
+    log.info(`migrating domain ${domid} to ${dest}`);
+    const r = await migrate(domid, dest, {
+      xen,
+      live: o.live,
+      signal: sig.signal,
+      onProgress: progressHandler(progress, clock),
+      protocol: o.protocol,
+      ...(tls ? { tls } : {}),
+      ...(o.insecure ? { insecure: true } : {}),
+      ...(o.sshCommand ? { sshCommand: splitWords(o.sshCommand) } : {}),
+      ...(o.remoteCommand ? { remoteCommand: splitWords(o.remoteCommand) } : {}),
+      ...(o.checksumAtSuspend ? { callbacks: checksumAtSuspend(xen, domid, o.checksumAtSuspend, sig.signal) } : {}),
+      ...(policy ? { policy } : {}),
+      ...(o.bandwidth ? { bandwidth: o.bandwidth } : {}),
+    });
+    progress.clear();
+    const q = queryMigrate({
+      clock,
+      stats: r.stats,
+      guestBytes,
+      downtimeMs: r.downtimeMs,
+      extra: { outcome: r.handshake.outcome, peer: r.handshake.peer ?? null, timings: r.timings },
+    });
+    log.info(`migrated domain ${domid}: ${summaryLine(q)}`);
+    if (r.handshake.error) log.warn(`destroying the source failed: ${r.handshake.error.message}`);
+    await emit(q);
+    return EXIT.OK;
+  } catch (e) {
+    progress.clear();
+    const signal = sig.received();
+    const h = (e as { handshake?: SenderResult }).handshake;
+    printError(e, log);
+    const text = outcomeText(h);
+    if (text) log.info(text, { step: h?.step });
+    await emit(queryMigrate({ clock, stats: null, guestBytes, downtimeMs: null, error: e, cancelled: signal !== null, extra: { outcome: h?.outcome ?? 'not-started', step: h?.step } }));
+    if (h && !h.sourceRuns) return EXIT.IN_DOUBT;
+    return signalExit(signal) ?? ((e as { code?: string }).code === 'ERR_USAGE' ? EXIT.USAGE : EXIT.FAILED);
+  } finally {
+    sig.dispose();
+    xen?.close();
+  }
+}

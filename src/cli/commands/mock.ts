@@ -1,0 +1,132 @@
+// xenmig mock …: drive the simulated Xen host (a directory; --host or XENMIG_MOCK_HOST).
+import type { Command } from 'commander';
+import { openXen } from '../../api.js';
+import type { MockHypervisor } from '../../xen/hypervisor.js';
+import type { DomainInfo } from '../../xen/types.js';
+import { domainState } from '../state.js';
+import { addHostOptions, choice, EXIT, Log, parseDomid, parseIntArg, parseSize, printError, signalAbort, UsageError, writeOut, xenOptions } from '../util.js';
+
+type HostOpts = { host?: string; flavour?: 'system' | 'mock' };
+
+function openMock(o: HostOpts): MockHypervisor {
+  const { xen } = openXen({ ...xenOptions(o), flavour: 'mock' });
+  return xen as MockHypervisor;
+}
+
+async function withHost(o: HostOpts, f: (h: MockHypervisor) => Promise<number> | number): Promise<number> {
+  let h: MockHypervisor | null = null;
+  try {
+    h = openMock(o);
+    return await f(h);
+  } catch (e) {
+    printError(e);
+    return EXIT.FAILED;
+  } finally {
+    h?.close();
+  }
+}
+
+function stateWord(i: DomainInfo): string {
+  if (i.dying) return 'dying';
+  if (i.shutdown) return i.shutdownReason === 2 ? 'suspended' : `shutdown(${i.shutdownReason})`;
+  if (i.paused) return 'paused';
+  return 'running';
+}
+
+export function infoJson(i: DomainInfo): Record<string, unknown> {
+  return { domid: i.domid, type: i.type, state: stateWord(i), paused: i.paused, shutdown: i.shutdown, shutdownReason: i.shutdownReason, pages: i.totPages, maxPages: i.maxPages, vcpus: i.maxVcpuId + 1 };
+}
+
+export function register(program: Command): void {
+  const mock = program.command('mock').description('the simulated Xen host (a directory shared between processes)');
+
+  addHostOptions(
+    mock
+      .command('create')
+      .description('create a domain (running, memory populated); prints its domid')
+      .requiredOption('--type <type>', 'hvm or pv', choice('type', ['hvm', 'pv'] as const))
+      .requiredOption('--memory <size>', 'memory size (e.g. 64M)', (s) => parseSize(s, 'memory'))
+      .option('--vcpus <n>', 'vCPUs', parseIntArg('vcpus', 1, 512), 1),
+  ).action(async (o: HostOpts & { type: 'hvm' | 'pv'; memory: number; vcpus: number }) => {
+    process.exitCode = await withHost(o, async (h) => {
+      if (o.memory % 4096) throw new UsageError('--memory must be a multiple of 4 KiB');
+      const domid = h.createDomain({ type: o.type, pages: o.memory / 4096, vcpus: o.vcpus });
+      await writeOut(`${domid}\n`);
+      return EXIT.OK;
+    });
+  });
+
+  addHostOptions(mock.command('list').description('list the host’s domains').option('--json', 'JSON array')).action(
+    async (o: HostOpts & { json?: boolean }) => {
+      process.exitCode = await withHost(o, async (h) => {
+        const infos: DomainInfo[] = [];
+        for (const d of h.listDomainIds()) {
+          try {
+            infos.push(h.domainInfo(d));
+          } catch {
+            /* destroyed meanwhile */
+          }
+        }
+        if (o.json) await writeOut(JSON.stringify(infos.map(infoJson)) + '\n');
+        else await writeOut(infos.map((i) => `${i.domid}\t${i.type}\t${stateWord(i)}\t${(i.totPages * 4) / 1024} MiB\t${i.maxVcpuId + 1} vCPUs`).join('\n') + (infos.length ? '\n' : ''));
+        return EXIT.OK;
+      });
+    },
+  );
+
+  addHostOptions(mock.command('destroy').description('destroy a domain').argument('<domid>', 'domain id', parseDomid)).action(
+    async (domid: number, o: HostOpts) => {
+      process.exitCode = await withHost(o, (h) => {
+        h.destroyDomain(domid);
+        return EXIT.OK;
+      });
+    },
+  );
+
+  addHostOptions(
+    mock
+      .command('workload')
+      .description('dirty guest memory until --duration ends, SIGINT/SIGTERM, or the domain is destroyed')
+      .argument('<domid>', 'domain id', parseDomid)
+      .requiredOption('--rate <pages>', 'page writes per second', parseIntArg('rate', 1))
+      .option('--hot <pages>', 'write among the first PAGES data pages only (default all)', parseIntArg('hot', 0), 0)
+      .option('--duration <s>', 'stop after S seconds (default: run until stopped)', parseIntArg('duration', 0), 0)
+      .option('--seed <n>', 'seed of the deterministic write pattern', parseIntArg('seed', 0), 0),
+  ).action(async (domid: number, o: HostOpts & { rate: number; hot: number; duration: number; seed: number }) => {
+    const sig = signalAbort();
+    const log = new Log();
+    process.exitCode = await withHost(o, async (h) => {
+      h.domainInfo(domid); // fails clearly for a missing domain
+      log.info(`workload running on domain ${domid}`, { rate: o.rate, hot: o.hot || undefined, seed: o.seed });
+      const writes = await h.workload(domid, { rate: o.rate, hot: o.hot, seed: o.seed, durationMs: o.duration * 1000, signal: sig.signal });
+      let gone = false;
+      try {
+        h.domainInfo(domid);
+      } catch {
+        gone = true;
+      }
+      log.info(`workload stopped`, { writes, reason: sig.received() ?? (gone ? 'domain gone' : 'duration') });
+      await writeOut(`${writes}\n`);
+      return EXIT.OK;
+    });
+    sig.dispose();
+  });
+
+  addHostOptions(mock.command('checksum').description('SHA-256 of the guest’s memory and state').argument('<domid>', 'domain id', parseDomid)).action(
+    async (domid: number, o: HostOpts) => {
+      process.exitCode = await withHost(o, async (h) => {
+        await writeOut(h.checksum(domid) + '\n');
+        return EXIT.OK;
+      });
+    },
+  );
+
+  addHostOptions(mock.command('state').description('register state summary as JSON (vCPUs, HVM context/params, TSC)').argument('<domid>', 'domain id', parseDomid)).action(
+    async (domid: number, o: HostOpts) => {
+      process.exitCode = await withHost(o, async (h) => {
+        await writeOut(JSON.stringify(domainState(h, domid)) + '\n');
+        return EXIT.OK;
+      });
+    },
+  );
+}

@@ -1,0 +1,55 @@
+// xenmig restore FILE|- [DOMID] : restore a saved domain (as `xl restore`); prints the domid.
+import type { Command } from 'commander';
+import { restore } from '../../api.js';
+import { addHostOptions, choice, EXIT, jsonReplacer, Log, parseDomid, printError, signalAbort, signalExit, writeOut, xenOptions } from '../util.js';
+
+interface RestoreCliOptions {
+  host?: string;
+  flavour?: 'system' | 'mock';
+  paused?: boolean;
+  onFailure: 'destroy' | 'pause';
+  lenient?: boolean;
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  addHostOptions(
+    program
+      .command('restore')
+      .description('restore a domain from a save file (- = stdin); prints the new domain id')
+      .argument('<file>', 'save file, - for stdin')
+      .argument('[domid]', 'restore into this existing, empty domain (default: create one from the file’s config)', parseDomid)
+      .option('--paused', 'leave the restored domain paused')
+      .option('--on-failure <what>', 'a half-restored domain is destroyed or left paused', choice('on-failure', ['destroy', 'pause'] as const), 'destroy')
+      .option('--lenient', 'accept non-zero reserved fields and padding (as libxc restore)')
+      .option('--json', 'print the result as JSON'),
+  ).action(async (file: string, domid: number | undefined, o: RestoreCliOptions) => {
+    process.exitCode = await runRestore(file, domid, o);
+  });
+}
+
+async function runRestore(file: string, domid: number | undefined, o: RestoreCliOptions): Promise<number> {
+  const log = new Log();
+  const sig = signalAbort();
+  try {
+    const r = await restore(file === '-' ? 0 : file, {
+      ...xenOptions(o),
+      ...(domid !== undefined ? { domid } : {}),
+      paused: o.paused ?? false,
+      onFailure: o.onFailure,
+      signal: sig.signal,
+      ...(o.lenient ? { strictness: 'warn' as const } : {}),
+    });
+    if (o.json) await writeOut(JSON.stringify({ domid: r.domid, stats: r.stats, config: r.config ? { kind: r.config.kind, name: r.config.name, maxMemKb: r.config.maxMemKb, maxVcpus: r.config.maxVcpus } : null }, jsonReplacer) + '\n');
+    else await writeOut(`${r.domid}\n`);
+    log.info(`restored domain ${r.domid}${o.paused ? ' (paused)' : ''}`, { pages: r.stats.pages, records: r.stats.records, ms: Math.round(r.stats.totalMs) });
+    return EXIT.OK;
+  } catch (e) {
+    printError(e);
+    const d = (e as { destination?: string; domid?: number }).destination;
+    if (d) log.info(`the half-restored domain ${(e as { domid?: number }).domid} was ${d}`);
+    return signalExit(sig.received()) ?? EXIT.FAILED;
+  } finally {
+    sig.dispose();
+  }
+}

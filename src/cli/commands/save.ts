@@ -1,0 +1,103 @@
+// xenmig save DOMID FILE : save a domain to a file (- = stdout), as `xl save`.
+import type { Command } from 'commander';
+import { openXen, save } from '../../api.js';
+import type { PolicyOptions } from '../../engine/policy.js';
+import type { SaveFormat } from '../../toolstack/save.js';
+import { checksumAtSuspend } from '../hooks.js';
+import { Clock, progressHandler, queryMigrate, summaryLine } from '../stats.js';
+import {
+  addHostOptions,
+  addOutputOptions,
+  addTransferOptions,
+  choice,
+  EXIT,
+  Log,
+  parseDomid,
+  printError,
+  Progress,
+  signalAbort,
+  signalExit,
+  writeOut,
+  xenOptions,
+  type LogFormat,
+} from '../util.js';
+
+export interface TransferCliOptions {
+  host?: string;
+  flavour?: 'system' | 'mock';
+  bandwidth?: number;
+  downtimeMs?: number;
+  maxIterations?: number;
+  json?: boolean;
+  logFormat: LogFormat;
+  checksumAtSuspend?: string;
+}
+
+export function policyFrom(o: TransferCliOptions): PolicyOptions | undefined {
+  const p: PolicyOptions = {};
+  if (o.downtimeMs !== undefined) p.downtimeMs = o.downtimeMs;
+  if (o.maxIterations !== undefined) p.maxIterations = o.maxIterations;
+  return Object.keys(p).length ? p : undefined;
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('save')
+    .description('save a domain to a file (- = stdout); the domain is destroyed unless --keep-running')
+    .argument('<domid>', 'domain id', parseDomid)
+    .argument('<file>', 'output file, - for stdout')
+    .option('--live', 'live rounds with log-dirty before the suspend')
+    .option('--keep-running', 'resume the guest after the save instead of destroying it')
+    .option('--format <fmt>', 'xl (as xl save), libxl or libxc', choice('format', ['xl', 'libxl', 'libxc'] as const), 'xl')
+    .option('--checksum-at-suspend <file>', 'debug (mock): record the guest checksum once it is suspended');
+  addOutputOptions(addTransferOptions(addHostOptions(cmd))).action(
+    async (domid: number, file: string, o: TransferCliOptions & { live?: boolean; keepRunning?: boolean; format: SaveFormat }) => {
+      process.exitCode = await runSave(domid, file, o);
+    },
+  );
+}
+
+async function runSave(domid: number, file: string, o: TransferCliOptions & { live?: boolean; keepRunning?: boolean; format: SaveFormat }): Promise<number> {
+  const log = new Log(o.logFormat);
+  const progress = new Progress();
+  log.setProgressClear(progress.clear);
+  const clock = new Clock();
+  const sig = signalAbort();
+  let xen: ReturnType<typeof openXen>['xen'] | null = null;
+  let guestBytes = 0;
+  const toStdout = file === '-';
+  const jsonOut = toStdout ? process.stderr : process.stdout;
+  try {
+    xen = openXen(xenOptions(o)).xen;
+    const info = xen.domainInfo(domid);
+    guestBytes = info.totPages * 4096;
+    const policy = policyFrom(o);
+    const r = await save(domid, toStdout ? 1 : file, {
+      xen,
+      live: o.live ?? false,
+      keepRunning: o.keepRunning ?? false,
+      format: o.format,
+      signal: sig.signal,
+      onProgress: progressHandler(progress, clock),
+      ...(o.checksumAtSuspend ? { callbacks: checksumAtSuspend(xen, domid, o.checksumAtSuspend, sig.signal) } : {}),
+      ...(policy ? { policy } : {}),
+      ...(o.bandwidth ? { bandwidth: o.bandwidth } : {}),
+    });
+    progress.clear();
+    const q = queryMigrate({ clock, stats: r.stats, guestBytes, downtimeMs: r.stats.suspendedMs, extra: { source: r.source, format: o.format } });
+    log.info(`saved domain ${domid}: ${summaryLine(q)}; source ${r.source}`);
+    if (o.json) await writeOut(JSON.stringify(q) + '\n', jsonOut);
+    return EXIT.OK;
+  } catch (e) {
+    progress.clear();
+    const signal = sig.received();
+    const resumed = (e as { guestResumed?: boolean }).guestResumed;
+    printError(e, log);
+    if (resumed !== undefined) log.info(resumed ? `domain ${domid} resumed` : `domain ${domid} could NOT be resumed`);
+    if (o.json) await writeOut(JSON.stringify(queryMigrate({ clock, stats: null, guestBytes, downtimeMs: null, error: e, cancelled: signal !== null })) + '\n', jsonOut);
+    return signalExit(signal) ?? EXIT.FAILED;
+  } finally {
+    sig.dispose();
+    xen?.close();
+  }
+}

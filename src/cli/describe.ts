@@ -1,0 +1,330 @@
+// Decoded one-line summaries of stream items for `xenmig inspect` (text and JSON share the fields).
+import { DOMAIN_TYPE_X86_HVM, DOMAIN_TYPE_X86_PV, PageType, type StreamItem } from '../stream/index.js';
+import { parseDomainConfig } from '../toolstack/config.js';
+import { jsonReplacer } from './util.js';
+
+const PAGE_TYPE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(PageType).map(([k, v]) => [v, k]));
+
+/** HVM_PARAM_* names (xen/include/public/hvm/params.h). */
+const HVM_PARAM_NAMES: Record<number, string> = {
+  0: 'CALLBACK_IRQ',
+  1: 'STORE_PFN',
+  2: 'STORE_EVTCHN',
+  4: 'PAE_ENABLED',
+  5: 'IOREQ_PFN',
+  6: 'BUFIOREQ_PFN',
+  9: 'VIRIDIAN',
+  10: 'TIMER_MODE',
+  11: 'HPET_ENABLED',
+  12: 'IDENT_PT',
+  13: 'DM_DOMAIN',
+  14: 'ACPI_S_STATE',
+  15: 'VM86_TSS',
+  16: 'VPT_ALIGN',
+  17: 'CONSOLE_PFN',
+  18: 'CONSOLE_EVTCHN',
+  19: 'ACPI_IOPORTS_LOCATION',
+  24: 'NESTEDHVM',
+  26: 'BUFIOREQ_EVTCHN',
+  27: 'PAGING_RING_PFN',
+  28: 'MONITOR_RING_PFN',
+  29: 'SHARING_RING_PFN',
+  31: 'TRIPLE_FAULT_REASON',
+  32: 'IOREQ_SERVER_PFN',
+  33: 'NR_IOREQ_SERVER_PAGES',
+  34: 'VM_GENERATION_ID_ADDR',
+  35: 'ALTP2M',
+  36: 'X87_FIP_WIDTH',
+  37: 'VM86_TSS_SIZED',
+  38: 'MCA_CAP',
+};
+
+/** HVM save record type codes (xen/include/public/arch-x86/hvm/save.h). */
+const HVM_SAVE_TYPES: Record<number, string> = {
+  0: 'END',
+  1: 'HEADER',
+  2: 'CPU',
+  3: 'PIC',
+  4: 'IOAPIC',
+  5: 'LAPIC',
+  6: 'LAPIC_REGS',
+  7: 'PCI_IRQ',
+  8: 'ISA_IRQ',
+  9: 'PCI_LINK',
+  10: 'PIT',
+  11: 'RTC',
+  12: 'HPET',
+  13: 'PMTIMER',
+  14: 'MTRR',
+  15: 'VIRIDIAN_DOMAIN',
+  16: 'CPU_XSAVE',
+  17: 'VIRIDIAN_VCPU',
+  18: 'VMCE_VCPU',
+  19: 'TSC_ADJUST',
+  20: 'CPU_MSR',
+};
+
+const EMULATORS = ['unknown', 'qemu-traditional', 'qemu-upstream'];
+const CHECKPOINT_STATES = ['NEW', 'SVM_SUSPENDED', 'SVM_READY', 'SVM_RESUMED'];
+const TSC_MODES = ['default', 'always_emulate', 'native', 'native_paravirt', 'pvrdtscp'];
+
+export interface Described {
+  offset: number;
+  index: number;
+  layer: string;
+  type: string;
+  /** numeric record type (records only) */
+  typeNumber?: number;
+  /** body length (records) or header size */
+  length: number;
+  /** bytes occupied in the stream (record header + body + padding) */
+  size: number;
+  /** decoded fields */
+  info: Record<string, unknown>;
+  /** the human summary */
+  summary: string;
+}
+
+/** Decodes the HVM context blob's save records: which types, which vCPU instances. */
+export function hvmContextSummary(d: Uint8Array): { records: number; vcpus: number[]; types: string[]; ok: boolean } {
+  const dv = new DataView(d.buffer, d.byteOffset, d.byteLength);
+  const vcpus: number[] = [];
+  const types = new Set<string>();
+  let off = 0;
+  let records = 0;
+  while (off + 8 <= d.length) {
+    const code = dv.getUint16(off, true);
+    const inst = dv.getUint16(off + 2, true);
+    const len = dv.getUint32(off + 4, true);
+    records++;
+    types.add(HVM_SAVE_TYPES[code] ?? `type${code}`);
+    if (code === 2) vcpus.push(inst);
+    off += 8 + len;
+    if (code === 0) return { records, vcpus, types: [...types], ok: off <= d.length };
+  }
+  return { records, vcpus, types: [...types], ok: false };
+}
+
+export class PfnRanges {
+  readonly ranges: [number, number][] = [];
+  add(pfn: number): void {
+    const last = this.ranges[this.ranges.length - 1];
+    if (last && pfn === last[1] + 1) last[1] = pfn;
+    else if (!(last && pfn >= last[0] && pfn <= last[1])) this.ranges.push([pfn, pfn]);
+  }
+  text(max = 6): string {
+    const r = this.ranges.map(([a, b]) => (a === b ? hex(a) : `${hex(a)}-${hex(b)}`));
+    return r.length <= max ? r.join(',') : `${r.slice(0, max).join(',')},… (${r.length} ranges)`;
+  }
+}
+
+function hex(n: number | bigint): string {
+  return '0x' + n.toString(16);
+}
+
+/** Running state an inspector needs across items (domain type, checkpoint numbers). */
+export class Describer {
+  private checkpoint = 0;
+
+  describe(item: StreamItem): Described {
+    const base = { offset: item.offset, index: item.index, layer: item.layer, type: item.name };
+    const info: Record<string, unknown> = {};
+    let summary = '';
+    if (item.kind !== 'record') {
+      switch (item.kind) {
+        case 'xl-header': {
+          const h = item.header;
+          info.mandatoryFlags = h.mandatoryFlags;
+          info.optionalFlags = h.optionalFlags;
+          info.optionalDataLength = h.optionalData.length;
+          summary = `flags ${hex(h.mandatoryFlags)}, ${h.optionalData.length} bytes of config`;
+          if (h.configText !== undefined) {
+            try {
+              const c = parseDomainConfig(h.configText);
+              info.config = { kind: c.kind, name: c.name, maxMemKb: c.maxMemKb, maxVcpus: c.maxVcpus };
+              summary += `: ${c.kind}${c.name ? ` "${c.name}"` : ''}, ${Math.round(c.maxMemKb / 1024)} MiB, ${c.maxVcpus} vCPU${c.maxVcpus === 1 ? '' : 's'}`;
+            } catch (e) {
+              info.configError = (e as Error).message;
+              summary += ` (unparsable: ${(e as Error).message})`;
+            }
+          }
+          break;
+        }
+        case 'libxl-header':
+          info.version = item.header.version;
+          info.options = item.header.options;
+          summary = `version ${item.header.version}, options ${hex(item.header.options)}${item.header.options & 2 ? ' (legacy)' : ''}`;
+          break;
+        case 'image-header':
+          info.version = item.header.version;
+          info.options = item.header.options;
+          summary = `libxc stream version ${item.header.version}, ${item.header.options & 1 ? 'big' : 'little'}-endian`;
+          break;
+        case 'domain-header': {
+          const h = item.header;
+          const dt = h.type === DOMAIN_TYPE_X86_PV ? 'x86 PV' : h.type === DOMAIN_TYPE_X86_HVM ? 'x86 HVM' : `type ${h.type}`;
+          Object.assign(info, { domainType: dt, pageShift: h.pageShift, xen: `${h.xenMajor}.${h.xenMinor}` });
+          summary = `${dt}, page shift ${h.pageShift}, saved by Xen ${h.xenMajor}.${h.xenMinor}`;
+          break;
+        }
+      }
+      return { ...base, length: item.size, size: item.size, info, summary };
+    }
+    const r = item.record;
+    switch (r.name) {
+      case 'PAGE_DATA': {
+        const types: Record<string, number> = {};
+        const ranges = new PfnRanges();
+        for (let i = 0; i < r.count; i++) {
+          const t = PAGE_TYPE_NAMES[r.types[i]!] ?? `0x${r.types[i]!.toString(16)}`;
+          types[t] = (types[t] ?? 0) + 1;
+          ranges.add(r.pfns[i]!);
+        }
+        Object.assign(info, { count: r.count, dataPages: r.dataPages, pageTypes: types, pfnRanges: ranges.ranges });
+        summary = pageSummary(r.count, r.dataPages, ranges, types, 1);
+        break;
+      }
+      case 'X86_PV_INFO':
+        Object.assign(info, { guestWidth: r.guestWidth, ptLevels: r.ptLevels });
+        summary = `guest width ${r.guestWidth} (${r.guestWidth * 8}-bit), ${r.ptLevels} page-table levels`;
+        break;
+      case 'X86_PV_P2M_FRAMES':
+        Object.assign(info, { startPfn: r.startPfn, endPfn: r.endPfn, frames: r.frames.length });
+        summary = `pfns ${hex(r.startPfn)}-${hex(r.endPfn)}, ${r.frames.length} frames`;
+        break;
+      case 'X86_PV_VCPU_BASIC':
+      case 'X86_PV_VCPU_EXTENDED':
+      case 'X86_PV_VCPU_XSAVE':
+        Object.assign(info, { vcpu: r.vcpuId, contextBytes: r.context.length });
+        summary = `vCPU ${r.vcpuId}, ${r.context.length} bytes`;
+        break;
+      case 'X86_PV_VCPU_MSRS':
+        Object.assign(info, { vcpu: r.vcpuId, msrs: r.msrs.length });
+        summary = `vCPU ${r.vcpuId}, ${r.msrs.length} MSRs`;
+        break;
+      case 'SHARED_INFO':
+      case 'TOOLSTACK':
+        summary = `${r.data.length} bytes`;
+        break;
+      case 'HVM_CONTEXT': {
+        const c = hvmContextSummary(r.data);
+        Object.assign(info, { bytes: r.data.length, vcpus: c.vcpus, saveRecords: c.records, saveTypes: c.types });
+        summary = `${r.data.length} bytes, ${c.records} save records, vCPUs ${c.vcpus.join(',') || 'none'}${c.ok ? '' : ' (no END: malformed)'}`;
+        break;
+      }
+      case 'HVM_PARAMS': {
+        const ps = r.params.map((p) => ({ index: Number(p.index), name: HVM_PARAM_NAMES[Number(p.index)] ?? `param${p.index}`, value: p.value }));
+        info.params = ps;
+        summary = `${ps.length} params: ` + ps.map((p) => `${p.name}=${hex(p.value)}`).join(' ');
+        break;
+      }
+      case 'X86_TSC_INFO':
+        Object.assign(info, { mode: r.mode, khz: r.khz, nsec: r.nsec, incarnation: r.incarnation });
+        summary = `mode ${r.mode} (${TSC_MODES[r.mode] ?? '?'}), ${r.khz} kHz, elapsed ${r.nsec} ns, incarnation ${r.incarnation}`;
+        break;
+      case 'X86_CPUID_POLICY':
+        info.leaves = r.leaves.length;
+        summary = `${r.leaves.length} CPUID leaves`;
+        break;
+      case 'X86_MSR_POLICY':
+        info.msrs = r.msrs.length;
+        summary = `${r.msrs.length} MSRs`;
+        break;
+      case 'CHECKPOINT':
+        this.checkpoint++;
+        info.checkpoint = this.checkpoint;
+        summary = `checkpoint ${this.checkpoint}`;
+        break;
+      case 'CHECKPOINT_END':
+        info.checkpoint = this.checkpoint;
+        summary = `end of checkpoint ${this.checkpoint}`;
+        break;
+      case 'CHECKPOINT_STATE':
+        info.controlId = r.controlId;
+        summary = `control ${r.controlId} (${CHECKPOINT_STATES[r.controlId] ?? '?'}), checkpoint ${this.checkpoint}`;
+        break;
+      case 'CHECKPOINT_DIRTY_PFN_LIST':
+        info.pfns = r.pfns.length;
+        summary = `${r.pfns.length} pfns`;
+        break;
+      case 'EMULATOR_XENSTORE_DATA':
+        Object.assign(info, { emulator: EMULATORS[r.emulatorId] ?? r.emulatorId, emulatorId: r.emulatorId, instance: r.index, entries: r.entries.length });
+        summary = `emulator ${r.emulatorId} (${EMULATORS[r.emulatorId] ?? '?'}) #${r.index}, ${r.entries.length} xenstore entries`;
+        break;
+      case 'EMULATOR_CONTEXT':
+        Object.assign(info, { emulator: EMULATORS[r.emulatorId] ?? r.emulatorId, emulatorId: r.emulatorId, instance: r.index, bytes: r.data.length });
+        summary = `emulator ${r.emulatorId} (${EMULATORS[r.emulatorId] ?? '?'}) #${r.index}, ${r.data.length} bytes`;
+        break;
+      case 'UNKNOWN':
+        info.optional = (r.type & 0x80000000) !== 0;
+        summary = `unknown ${info.optional ? 'optional ' : ''}record ${hex(r.type)}`;
+        break;
+      default:
+        summary = '';
+    }
+    if (item.badPaddingAt >= 0) {
+      info.badPaddingAt = item.badPaddingAt;
+      summary += ` (non-zero padding at ${item.badPaddingAt})`;
+    }
+    return { ...base, typeNumber: item.type, length: item.bodyLength, size: item.size, info, summary };
+  }
+}
+
+export function pageSummary(count: number, dataPages: number, ranges: PfnRanges, types: Record<string, number>, records: number): string {
+  const t = Object.entries(types)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+  return `${records > 1 ? `${records} records, ` : ''}${count} pfns (${dataPages} with data) pfns ${ranges.text()} types ${t}`;
+}
+
+/** Consecutive PAGE_DATA records folded into one line. */
+export class PageFold {
+  records = 0;
+  count = 0;
+  dataPages = 0;
+  length = 0;
+  size = 0;
+  first: Described | null = null;
+  lastIndex = 0;
+  readonly types: Record<string, number> = {};
+  readonly ranges = new PfnRanges();
+
+  add(d: Described): void {
+    this.first ??= d;
+    this.records++;
+    this.lastIndex = d.index;
+    this.count += d.info.count as number;
+    this.dataPages += d.info.dataPages as number;
+    this.length += d.length;
+    this.size += d.size;
+    for (const [k, v] of Object.entries(d.info.pageTypes as Record<string, number>)) this.types[k] = (this.types[k] ?? 0) + v;
+    for (const [a, b] of d.info.pfnRanges as [number, number][]) for (let p = a; p <= b; p++) this.ranges.add(p);
+  }
+
+  result(): Described {
+    const f = this.first!;
+    return {
+      offset: f.offset,
+      index: f.index,
+      layer: f.layer,
+      type: 'PAGE_DATA',
+      typeNumber: 1,
+      length: this.length,
+      size: this.size,
+      info: { records: this.records, lastIndex: this.lastIndex, count: this.count, dataPages: this.dataPages, pageTypes: this.types, pfnRanges: this.ranges.ranges },
+      summary: pageSummary(this.count, this.dataPages, this.ranges, this.types, this.records),
+    };
+  }
+}
+
+export function formatText(d: Described): string {
+  const off = `${d.offset.toString().padStart(10)} 0x${d.offset.toString(16).padStart(8, '0')}`;
+  return `${off}  ${d.layer.padEnd(5)}  ${d.type.padEnd(24)} ${String(d.length).padStart(9)}  ${d.summary}`;
+}
+
+export function formatJson(d: Described): string {
+  return JSON.stringify(
+    { offset: d.offset, index: d.index, layer: d.layer, type: d.type, ...(d.typeNumber !== undefined ? { typeNumber: d.typeNumber } : {}), length: d.length, size: d.size, ...d.info, summary: d.summary },
+    jsonReplacer,
+  );
+}

@@ -1,0 +1,102 @@
+// Final statistics in the shape of QEMU's query-migrate reply (status, total-time, downtime,
+// setup-time, ram {...}), plus xenmig's own details (per-round list, handshake outcome).
+import type { RoundStats, SaveProgress, SaveStats } from '../engine/save/types.js';
+import { fmtBytes, fmtRate, Progress } from './util.js';
+
+export interface QueryMigrate {
+  status: 'completed' | 'failed' | 'cancelled';
+  'total-time': number;
+  downtime?: number;
+  'setup-time'?: number;
+  ram?: {
+    transferred: number;
+    total: number;
+    duplicate: number;
+    normal: number;
+    'normal-bytes': number;
+    remaining: number;
+    mbps: number;
+    'dirty-sync-count': number;
+    'pages-per-second': number;
+  };
+  'error-desc'?: string;
+  xenmig: Record<string, unknown>;
+}
+
+/** Times the command measured itself (ms since the command started). */
+export class Clock {
+  readonly t0 = performance.now();
+  firstPageAt: number | null = null;
+  now(): number {
+    return performance.now() - this.t0;
+  }
+}
+
+export function queryMigrate(a: {
+  clock: Clock;
+  stats: SaveStats | null;
+  /** guest memory in bytes */
+  guestBytes: number;
+  downtimeMs: number | null;
+  error?: unknown;
+  cancelled?: boolean;
+  extra?: Record<string, unknown>;
+}): QueryMigrate {
+  const total = Math.round(a.clock.now());
+  const s = a.stats;
+  const q: QueryMigrate = {
+    status: a.error === undefined ? 'completed' : a.cancelled ? 'cancelled' : 'failed',
+    'total-time': total,
+    xenmig: { ...(a.extra ?? {}) },
+  };
+  if (a.downtimeMs !== null) q.downtime = Math.round(a.downtimeMs);
+  if (a.clock.firstPageAt !== null) q['setup-time'] = Math.round(a.clock.firstPageAt);
+  if (s) {
+    const rounds: RoundStats[] = s.rounds;
+    const secs = s.totalMs / 1000;
+    q.ram = {
+      transferred: s.bytes,
+      total: a.guestBytes,
+      // xenmig does not detect zero pages: every page is sent as data
+      duplicate: 0,
+      normal: s.pages,
+      'normal-bytes': s.pages * 4096,
+      remaining: 0,
+      mbps: secs > 0 ? Math.round(((s.bytes * 8) / secs / 1e6) * 1000) / 1000 : 0,
+      'dirty-sync-count': rounds.length,
+      'pages-per-second': secs > 0 ? Math.round(s.pages / secs) : 0,
+    };
+    q.xenmig = {
+      ...q.xenmig,
+      domid: s.domid,
+      'domain-type': s.domainType,
+      live: s.live,
+      'suspended-ms': Math.round(s.suspendedMs),
+      rounds: rounds.map((r) => ({ iteration: r.iteration, kind: r.kind, pages: r.pages, bytes: r.bytes, ms: Math.round(r.ms * 10) / 10 })),
+    };
+  }
+  if (a.error !== undefined) {
+    const e = a.error as { message?: string; code?: string };
+    q['error-desc'] = `${e.code ? e.code + ': ' : ''}${e.message ?? String(a.error)}`;
+  }
+  return q;
+}
+
+/** The TTY progress bar for save/migrate. */
+export function progressHandler(progress: Progress, clock: Clock): (p: SaveProgress) => void {
+  return (p) => {
+    if (clock.firstPageAt === null && p.bytes > 0 && (p.phase === 'live' || p.phase === 'final')) clock.firstPageAt = clock.now();
+    if (!progress.enabled) return;
+    const round = p.phase === 'live' ? `round ${p.iteration}` : p.phase;
+    const dirty = p.phase === 'live' || p.phase === 'final' || p.phase === 'checkpoint' ? `  dirty ${p.roundPages - p.roundSent}/${p.roundPages} pages` : '';
+    const dt = Number.isFinite(p.expectedDowntimeMs) && p.phase === 'live' ? `  exp. downtime ${Math.round(p.expectedDowntimeMs)} ms` : '';
+    progress.update(`${round}${dirty}  ${fmtBytes(p.bytes)}  ${fmtRate(p.bytesPerSecond)}${dt}`, p.phase !== 'live');
+  };
+}
+
+export function summaryLine(q: QueryMigrate): string {
+  const parts = [`${q.status} in ${q['total-time']} ms`];
+  if (q.ram) parts.push(`${q.ram['dirty-sync-count']} rounds`, `${q.ram.normal} pages`, `${fmtBytes(q.ram.transferred)}`, `${q.ram.mbps} Mbit/s`);
+  if (q.downtime !== undefined) parts.push(`downtime ${q.downtime} ms`);
+  return parts.join(', ');
+}
