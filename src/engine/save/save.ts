@@ -394,6 +394,7 @@ class SaveEngine implements SaveContext {
     const n = pfns.length;
     const ops = this.ops;
     const frames = new BigUint64Array(n);
+    const fw = new Uint32Array(frames.buffer);
     const types = new Uint8Array(n);
     const valid: number[] = [];
     for (let i = 0; i < n; i++) {
@@ -403,16 +404,18 @@ class SaveEngine implements SaveContext {
         types[i] = PageType.XTAB;
         if (live) this.deferred.set(pfns[i]!);
       } else {
-        frames[i] = BigInt(f);
+        setFrame(frames, fw, i, f);
         valid.push(i);
       }
     }
     if (valid.length > 0) {
       const q = new BigUint64Array(valid.length);
-      for (let j = 0; j < valid.length; j++) q[j] = frames[valid[j]!]!;
+      const qw = new Uint32Array(q.buffer);
+      copyFrames(q, qw, frames, fw, valid);
       this.xen.pfnTypes(this.domid, q);
       for (let j = 0; j < valid.length; j++) {
-        const t = Number((q[j]! >> 28n) & 0xfn);
+        // XEN_DOMCTL_PFINFO_* type: bits 31-28 of the (64-bit) word
+        const t = LITTLE_ENDIAN ? qw[2 * j]! >>> 28 : Number((q[j]! >> 28n) & 0xfn);
         if (!pageTypeValid(t))
           throw new MigrationError(MigrationErrorCode.ERR_PAGE_TYPE, `unknown page type ${t} for pfn ${pfns[valid[j]!]}`, { domid: this.domid, pfn: pfns[valid[j]!] });
         types[valid[j]!] = t;
@@ -426,7 +429,7 @@ class SaveEngine implements SaveContext {
     try {
       if (dataIdx.length > 0) {
         const mf = new BigUint64Array(dataIdx.length);
-        for (let j = 0; j < dataIdx.length; j++) mf[j] = frames[dataIdx[j]!]!;
+        copyFrames(mf, new Uint32Array(mf.buffer), frames, fw, dataIdx);
         mapping = this.xen.map(this.domid, mf, 'r');
         const errs = mapping.errors;
         for (let j = 0; j < errs.length; j++) {
@@ -559,6 +562,32 @@ class SaveEngine implements SaveContext {
       bytesPerSecond: rate,
       expectedDowntimeMs: expectedDowntimeMs(this.roundPages - this.roundSent, rate),
     });
+  }
+}
+
+// Frame numbers are moved into and between BigUint64Arrays through 32-bit word views on
+// little-endian hosts: no BigInt allocation per page in the batch loop.
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+function setFrame(big: BigUint64Array, w: Uint32Array, i: number, f: number): void {
+  if (LITTLE_ENDIAN && f <= 0xffffffff) {
+    w[2 * i] = f;
+    w[2 * i + 1] = 0;
+  } else {
+    big[i] = BigInt(f);
+  }
+}
+
+/** dst[j] = src[idx[j]] for every j (idx covering all of src in order: one block copy). */
+function copyFrames(dst: BigUint64Array, dw: Uint32Array, src: BigUint64Array, sw: Uint32Array, idx: readonly number[]): void {
+  if (idx.length === src.length) {
+    dst.set(src);
+    return;
+  }
+  for (let j = 0; j < idx.length; j++) {
+    const i = idx[j]!;
+    dw[2 * j] = sw[2 * i]!;
+    dw[2 * j + 1] = sw[2 * i + 1]!;
   }
 }
 
