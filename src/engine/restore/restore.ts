@@ -129,7 +129,12 @@ class RestoreEngine implements RestoreContext {
         this.stats.records++;
         const name = item.record.name;
         if (this.buffering && name !== 'END' && name !== 'CHECKPOINT') {
-          await this.bufferRecord(item);
+          try {
+            await this.bufferRecord(item);
+          } catch (e) {
+            if (e instanceof BufferReadError) return await this.failover(e.cause);
+            throw e;
+          }
           continue;
         }
         if (name === 'END') {
@@ -248,8 +253,13 @@ class RestoreEngine implements RestoreContext {
       if (this.bufferedBytes + len > this.maxBuffered)
         throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, `checkpoint exceeds ${this.maxBuffered} buffered bytes`, { domid: this.domid });
       payload = new Uint8Array(len);
-      if (r.readPayloadInto) await r.readPayloadInto(payload);
-      else if (r.data) payload.set(r.data);
+      try {
+        if (r.readPayloadInto) await r.readPayloadInto(payload);
+        else if (r.data) payload.set(r.data);
+      } catch (e) {
+        // a read error inside a buffered checkpoint is a broken channel (xg_sr_restore.c: failover)
+        throw new BufferReadError(e);
+      }
       // keep the header part only; the record's views die with the next item
       item = { ...item, record: { ...r, pfns: r.pfns.slice(), types: r.types.slice(), data: null } };
       size = len;
@@ -381,6 +391,13 @@ class RestoreEngine implements RestoreContext {
     } finally {
       m?.unmap();
     }
+  }
+}
+
+/** The channel failed while a checkpoint's payload was being buffered. */
+class BufferReadError extends Error {
+  constructor(override readonly cause: unknown) {
+    super('read error while buffering a checkpoint');
   }
 }
 
