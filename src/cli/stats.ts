@@ -79,7 +79,9 @@ export function queryMigrate(a: {
     const e = a.error as { message?: string; code?: string };
     q['error-desc'] = `${e.code ? e.code + ': ' : ''}${e.message ?? String(a.error)}`;
   }
-  return q;
+  // xenmig's own part last, after QEMU's fields
+  const { xenmig, ...rest } = q;
+  return { ...rest, xenmig };
 }
 
 /** The TTY progress bar for save/migrate. */
