@@ -32,6 +32,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("build", hdr);
   InitInterface(env, exports, data);
   InitMapping(env, exports, data);
+  InitBuilder(env, exports);
 #ifdef XENMIG_MOCK
   InitMock(env, exports);
 #endif

@@ -102,8 +102,15 @@ class PageIo : public Napi::AsyncWorker {
 
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Keep(Napi::Value v) { keep_ = Napi::Persistent(v.As<Napi::Object>()); }
+  void HasHeader(bool h) { header_ = h; }
 
   void Execute() override {
+#ifdef MADV_POPULATE_READ
+    // Fault the pages in before writev: a fault taken inside the copy into a pipe holds the pipe
+    // locked while the reader waits. privcmd mappings are populated already (EINVAL, ignored).
+    if (write_)
+      for (size_t k = header_ ? 1 : 0; k < iov_.size(); k++) madvise(iov_[k].iov_base, iov_[k].iov_len, MADV_POPULATE_READ);
+#endif
     size_t i = 0;
     while (i < iov_.size()) {
       int cnt = static_cast<int>(std::min<size_t>(IOV_MAX, iov_.size() - i));
@@ -167,6 +174,7 @@ class PageIo : public Napi::AsyncWorker {
   size_t done_ = 0;
   int err_ = 0;
   bool eof_ = false;
+  bool header_ = false;
   Napi::ObjectReference keep_;
 };
 
@@ -212,6 +220,7 @@ Napi::Value WritePages(const Napi::CallbackInfo &info) {
   total += AddPages(env, iov, *m->region, idx.first, idx.second);
   auto *w = new PageIo(env, true, fd, m->region, std::move(iov), total);
   w->Keep(info[1]);
+  w->HasHeader(header.second != 0);
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;
