@@ -10,6 +10,7 @@
     "xen_mock%": "<!(node native/probe.mjs has-mock)",
     "addon_sources": [
       "native/src/addon.cc",
+      "native/src/builder.cc",
       "native/src/common.cc",
       "native/src/interface.cc",
       "native/src/mapping.cc",

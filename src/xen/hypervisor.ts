@@ -281,8 +281,14 @@ export class NativeHypervisor implements Hypervisor {
     try {
       this.native.shadowControl(domid, SHADOW_OP_ENABLE_LOGDIRTY);
     } catch (first) {
-      if (!isXenError(first) || first.code === 'ESRCH') throw first;
-      this.native.shadowControl(domid, SHADOW_OP_OFF);
+      // EOPNOTSUPP: no shadow paging for this (PV) guest; retrying cannot help, and OFF would fail
+      // with EINVAL and hide the cause (seen on Debian's Xen 4.17, test/realxen).
+      if (!isXenError(first) || first.code === 'ESRCH' || first.code === 'EOPNOTSUPP') throw first;
+      try {
+        this.native.shadowControl(domid, SHADOW_OP_OFF);
+      } catch {
+        throw first;
+      }
       this.native.shadowControl(domid, SHADOW_OP_ENABLE_LOGDIRTY);
     }
   }

@@ -1,0 +1,243 @@
+// The real-host domain builder: creates the empty destination domain of a restore or incoming
+// migration the way libxl does before it hands the stream to libxc, and finishes it afterwards.
+//
+// create(config)  xc_domain_create (PV: no flags; PVH: hvm|hap with only the LAPIC emulated) with
+//                 the config's vCPUs, grant/maptrack frames, grant version and event channels;
+//                 max memory = target + 1 MiB (libxl's LIBXL_MAXMEM_CONSTANT); PV: the e820 limit;
+//                 the xenstore and console event channels (in that order, both to dom0, so a fresh
+//                 domain gets the same port numbers the guest already uses); PVH: HVM_PARAM_STORE_EVTCHN
+//                 and HVM_PARAM_CONSOLE_EVTCHN; the xenstore skeleton (/local/domain/N with the
+//                 guest-writable dirs, /vm/<uuid>, /libxl/N/type).
+// finish(domid)   after the stream, while still paused: reads where the xenstore and console rings
+//                 are (PVH: HVM params; PV: start info via vCPU 0's rdx), seeds the grant table
+//                 (reserved entries for xenconsoled and xenstored), writes memory/store/console/cpu
+//                 entries and introduces the domain to xenstored (xenconsoled then attaches).
+// destroy(domid)  destroys the domain and removes what create() wrote.
+// Full HVM guests need a device model (QEMU) and are refused.
+import { randomBytes } from 'node:crypto';
+import type { Hypervisor } from '../xen/types.js';
+import { loadAddon } from '../xen/loader.js';
+import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
+import type { DomainConfig } from './config.js';
+import type { DomainBuilder } from './restore.js';
+import { Xenstore, type XsPerm } from './xenstore.js';
+
+const CDF_HVM = 1 << 0;
+const CDF_HAP = 1 << 1;
+const X86_EMU_LAPIC = 1 << 0;
+const HVM_PARAM_STORE_PFN = 1;
+const HVM_PARAM_STORE_EVTCHN = 2;
+const HVM_PARAM_CONSOLE_PFN = 17;
+const HVM_PARAM_CONSOLE_EVTCHN = 18;
+/** libxl: LIBXL_MAXMEM_CONSTANT (KiB) added to the target for Xen's max pages */
+const MAXMEM_CONSTANT_KB = 1024;
+/** vcpu_guest_context_x86_64_t: user_regs.rdx (a PV guest's start info mfn after restore) */
+const VCPU64_RDX = 616;
+const START_INFO_STORE_MFN = 56;
+const START_INFO_CONSOLE_MFN = 72;
+
+interface NativeBuilder {
+  createDomain(flags: number, maxVcpus: number, emulationFlags: number, handle: Uint8Array, maxGrantFrames: number, maxMaptrackFrames: number, grantVersion: number, maxEvtchnPort: number): number;
+  setMaxMem(domid: number, kb: number): void;
+  setMemmapLimit(domid: number, kb: number): void;
+  evtchnAllocUnbound(domid: number, remote: number): number;
+  gnttabSeed(domid: number, hvm: boolean, consoleGfn: number, storeGfn: number, consoleDomid: number, storeDomid: number): void;
+}
+
+interface Built {
+  config: DomainConfig;
+  hvm: boolean;
+  uuid: string;
+  storePort: number;
+  consolePort: number;
+}
+
+export interface XenBuilder extends DomainBuilder {
+  /** After the stream, before unpausing: grant seed, xenstore entries, introduce. */
+  finish(domid: number): Promise<{ storeGfn: number; consoleGfn: number }>;
+  /** domids this builder created and has not destroyed */
+  readonly domains: ReadonlyMap<number, Readonly<Built>>;
+}
+
+function obj(v: unknown): Record<string, unknown> {
+  return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+}
+
+function num(v: unknown, dflt: number): number {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : dflt;
+}
+
+function uuidBytes(uuid: unknown): { text: string; bytes: Uint8Array } {
+  if (typeof uuid === 'string' && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(uuid) && !/^[0-]+$/.test(uuid))
+    return { text: uuid.toLowerCase(), bytes: Uint8Array.from(Buffer.from(uuid.replace(/-/g, ''), 'hex')) };
+  const b = randomBytes(16);
+  b[6] = (b[6]! & 0x0f) | 0x40;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const h = b.toString('hex');
+  return { text: `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`, bytes: Uint8Array.from(b) };
+}
+
+/** The system addon's builder calls (native/src/builder.cc). */
+function nativeBuilder(): NativeBuilder {
+  const { addon } = loadAddon({ flavour: 'system' });
+  const b = (addon as unknown as { builder?: NativeBuilder }).builder;
+  if (!b) throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, 'this addon has no domain builder calls (rebuild native/: npm run build:native)');
+  return b;
+}
+
+export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string } = {}): XenBuilder {
+  if (xen.flavour !== 'system') throw new TypeError('xenBuilder needs the system flavour (the mock host has mockBuilder)');
+  const nb = nativeBuilder();
+  const built = new Map<number, Built>();
+  const xs = () => Xenstore.open(opts.xenstorePath);
+
+  async function skeleton(s: Xenstore, domid: number, b: Built): Promise<void> {
+    const dom = `/local/domain/${domid}`;
+    const vm = `/vm/${b.uuid}`;
+    const ro: XsPerm[] = ['n0', `r${domid}`];
+    const rw: XsPerm[] = ['n0', `b${domid}`];
+    await s.rm(dom);
+    await s.mkdir(dom);
+    await s.setPerms(dom, ro);
+    await s.mkdir(vm);
+    await s.setPerms(vm, ro);
+    await s.write(`${vm}/uuid`, b.uuid);
+    await s.write(`${vm}/name`, b.config.name ?? `xenmig-${domid}`);
+    await s.write(`${dom}/vm`, vm);
+    await s.write(`${dom}/name`, b.config.name ?? `xenmig-${domid}`);
+    await s.write(`${dom}/domid`, String(domid));
+    for (const d of ['cpu', 'memory']) {
+      await s.mkdir(`${dom}/${d}`);
+      await s.setPerms(`${dom}/${d}`, ro);
+    }
+    for (const d of ['device', 'control', 'data', 'drivers', 'feature', 'attr', 'error', 'device/suspend/event-channel', 'control/shutdown', 'control/sysrq']) {
+      await s.mkdir(`${dom}/${d}`);
+      await s.setPerms(`${dom}/${d}`, rw);
+    }
+    await s.mkdir(`/libxl/${domid}`);
+    await s.setPerms(`/libxl/${domid}`, ['n0']);
+    await s.write(`/libxl/${domid}/type`, b.config.kind);
+  }
+
+  return {
+    domains: built,
+    async create(config: DomainConfig): Promise<number> {
+      if (config.kind === 'hvm')
+        throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, 'full HVM guests need a device model; the real-host builder builds PV and PVH domains');
+      const hvm = config.kind === 'pvh';
+      const c = obj(config.json['c_info']);
+      const bi = obj(config.json['b_info']);
+      const { text: uuid, bytes: handle } = uuidBytes(c['uuid']);
+      const grantVersion = num(bi['max_grant_version'], 2) || 2;
+      const domid = nb.createDomain(
+        hvm ? CDF_HVM | (c['hap'] === false ? 0 : CDF_HAP) : 0,
+        config.maxVcpus,
+        hvm ? X86_EMU_LAPIC : 0,
+        handle,
+        num(bi['max_grant_frames'], 64) || 64,
+        num(bi['max_maptrack_frames'], 1024) || 1024,
+        grantVersion,
+        num(bi['event_channels'], 1023) || 1023,
+      );
+      try {
+        const target = num(bi['target_memkb'], config.maxMemKb) || config.maxMemKb;
+        nb.setMaxMem(domid, target + MAXMEM_CONSTANT_KB);
+        if (!hvm) nb.setMemmapLimit(domid, config.maxMemKb + num(obj(bi['type.pv'])['slack_memkb'], 0));
+        const storePort = nb.evtchnAllocUnbound(domid, 0);
+        const consolePort = nb.evtchnAllocUnbound(domid, 0);
+        if (hvm) {
+          xen.hvmParamSet(domid, HVM_PARAM_STORE_EVTCHN, BigInt(storePort));
+          xen.hvmParamSet(domid, HVM_PARAM_CONSOLE_EVTCHN, BigInt(consolePort));
+        }
+        const b: Built = { config, hvm, uuid, storePort, consolePort };
+        const s = await xs();
+        try {
+          await skeleton(s, domid, b);
+        } finally {
+          s.close();
+        }
+        built.set(domid, b);
+        return domid;
+      } catch (e) {
+        try {
+          xen.destroy(domid);
+        } catch {
+          /* keep the first error */
+        }
+        throw e;
+      }
+    },
+
+    async finish(domid: number) {
+      const b = built.get(domid);
+      if (!b) throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, `domain ${domid} was not created by this builder`, { domid });
+      let storeGfn: number;
+      let consoleGfn: number;
+      if (b.hvm) {
+        storeGfn = Number(xen.hvmParamGet(domid, HVM_PARAM_STORE_PFN));
+        consoleGfn = Number(xen.hvmParamGet(domid, HVM_PARAM_CONSOLE_PFN));
+      } else {
+        const ctx = xen.vcpuContextGet(domid, 0);
+        const si = new DataView(ctx.buffer, ctx.byteOffset, ctx.byteLength).getBigUint64(VCPU64_RDX, true);
+        const m = xen.map(domid, BigUint64Array.of(si), 'r');
+        try {
+          if (m.errors[0]) throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, `cannot map start info mfn ${si}: errno ${m.errors[0]}`, { domid });
+          const v = new DataView(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength);
+          storeGfn = Number(v.getBigUint64(START_INFO_STORE_MFN, true));
+          consoleGfn = Number(v.getBigUint64(START_INFO_CONSOLE_MFN, true));
+        } finally {
+          m.unmap();
+        }
+      }
+      nb.gnttabSeed(domid, b.hvm, consoleGfn, storeGfn, 0, 0);
+      const bi = obj(b.config.json['b_info']);
+      const dom = `/local/domain/${domid}`;
+      const s = await xs();
+      try {
+        await s.write(`${dom}/memory/static-max`, String(b.config.maxMemKb));
+        await s.write(`${dom}/memory/target`, String(num(bi['target_memkb'], b.config.maxMemKb)));
+        await s.write(`${dom}/memory/videoram`, String(num(bi['video_memkb'], 0)));
+        await s.write(`${dom}/store/port`, String(b.storePort));
+        await s.write(`${dom}/store/ring-ref`, String(storeGfn));
+        for (let i = 0; i < b.config.maxVcpus; i++) await s.write(`${dom}/cpu/${i}/availability`, 'online');
+        // the primary console, served by xenconsoled (libxl__device_console_add's entries)
+        const con = `${dom}/console`;
+        const be = `/local/domain/0/backend/console/${domid}/0`;
+        await s.mkdir(con);
+        await s.setPerms(con, ['n0', `r${domid}`]);
+        for (const [k, v] of [['backend', be], ['backend-id', '0'], ['limit', '1048576'], ['type', 'xenconsoled'], ['output', 'pty'], ['tty', ''], ['port', String(b.consolePort)], ['ring-ref', String(consoleGfn)]] as const)
+          await s.write(`${con}/${k}`, v);
+        await s.mkdir(be);
+        await s.setPerms(be, ['n0', `r${domid}`]);
+        for (const [k, v] of [['frontend', con], ['frontend-id', String(domid)], ['online', '1'], ['state', '1'], ['protocol', 'vt100']] as const) await s.write(`${be}/${k}`, v);
+        await s.introduce(domid, storeGfn, b.storePort);
+      } finally {
+        s.close();
+      }
+      return { storeGfn, consoleGfn };
+    },
+
+    async destroy(domid: number) {
+      const b = built.get(domid);
+      try {
+        xen.destroy(domid);
+      } finally {
+        built.delete(domid);
+        try {
+          const s = await xs();
+          try {
+            await s.release(domid).catch(() => undefined);
+            await s.rm(`/local/domain/${domid}`);
+            await s.rm(`/local/domain/0/backend/console/${domid}`);
+            await s.rm(`/libxl/${domid}`);
+            if (b) await s.rm(`/vm/${b.uuid}`);
+          } finally {
+            s.close();
+          }
+        } catch {
+          /* xenstore cleanup is best effort */
+        }
+      }
+    },
+  };
+}

@@ -1,0 +1,160 @@
+// Helpers for the in-dom0 scenario of the xenmig real-Xen rig: processes, console ticks, results.
+import { spawn } from 'node:child_process';
+import { appendFileSync, readFileSync, readdirSync, existsSync } from 'node:fs';
+
+export const CONSOLE_DIR = '/var/log/xen/console';
+export const uptime = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Run a program; resolves {rc, out, err} (never rejects; rc -1 on spawn failure or timeout). */
+export function run(argv, { timeoutMs = 120_000, input } = {}) {
+  return new Promise((resolve) => {
+    let out = '';
+    let err = '';
+    let done = false;
+    const p = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    const t = setTimeout(() => {
+      err += `\n[rig] timeout after ${timeoutMs} ms`;
+      p.kill('SIGKILL');
+    }, timeoutMs);
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    p.on('error', (e) => {
+      if (done) return;
+      done = true;
+      clearTimeout(t);
+      resolve({ rc: -1, out, err: err + String(e) });
+    });
+    p.on('close', (code, sig) => {
+      if (done) return;
+      done = true;
+      clearTimeout(t);
+      resolve({ rc: code ?? (sig ? -1 : 0), out, err });
+    });
+    if (input !== undefined) p.stdin.end(input);
+    else p.stdin.end();
+  });
+}
+
+export async function xl(args, o) {
+  return run(['xl', ...args], o);
+}
+
+/** domid of a domain by name, or null */
+export async function domidOf(name) {
+  const r = await xl(['domid', name], { timeoutMs: 20_000 });
+  return r.rc === 0 ? Number(r.out.trim()) : null;
+}
+
+/** `xl list` rows: {name, domid, memMiB, vcpus, state} */
+export async function xlList() {
+  const r = await xl(['list'], { timeoutMs: 20_000 });
+  return r.out
+    .split('\n')
+    .slice(1)
+    .filter((l) => l.trim())
+    .map((l) => {
+      const f = l.trim().split(/\s+/);
+      return { name: f[0], domid: Number(f[1]), memMiB: Number(f[2]), vcpus: Number(f[3]), state: f[4] };
+    });
+}
+
+/** Highest GUEST_TICK number in the console logs of a guest (any log whose name starts with it:
+ * migration gives the incoming domain a temporary name). The guest's counter lives in its memory,
+ * so after a restore the numbers continue: a tick above the pre-step maximum proves the same guest
+ * runs again. */
+export function lastTick(name) {
+  if (!existsSync(CONSOLE_DIR)) return 0;
+  let max = 0;
+  for (const f of readdirSync(CONSOLE_DIR)) {
+    if (!f.startsWith(`guest-${name}`)) continue;
+    const text = readFileSync(`${CONSOLE_DIR}/${f}`, 'latin1');
+    for (const m of text.matchAll(/GUEST_TICK (\d+)/g)) max = Math.max(max, Number(m[1]));
+  }
+  return max;
+}
+
+/** Wait until the guest's tick counter passes `after` by `n`; returns the new last tick or throws. */
+export async function waitTicks(name, after, { n = 2, timeoutMs = 60_000 } = {}) {
+  const t0 = Date.now();
+  for (;;) {
+    const t = lastTick(name);
+    if (t >= after + n) return t;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`guest ${name}: no new console ticks within ${timeoutMs} ms (last tick ${t}, needed > ${after + n - 1})`);
+    await sleep(500);
+  }
+}
+
+/** The guest's libxl config (JSON text) as `xl list -l` prints it (what `xl save` puts in its header). */
+export async function xlConfigText(name) {
+  const r = await xl(['list', '-l', name], { timeoutMs: 30_000 });
+  if (r.rc !== 0) throw new Error(`xl list -l ${name}: rc ${r.rc}: ${r.err}`);
+  let j = JSON.parse(r.out);
+  if (Array.isArray(j)) j = j[0];
+  return JSON.stringify(j.config ?? j, null, 4) + '\n';
+}
+
+/** Cooperative suspend as libxl does for PV-aware guests without a suspend event channel
+ * (libxl_dom_suspend.c, reference §3.10 step 3): write control/shutdown = "suspend" and wait for
+ * the guest to shut down with reason suspend (2). */
+export function xenstoreSuspend(xen, domid, timeoutMs = 60_000) {
+  return async () => {
+    const r = await run(['xenstore-write', `/local/domain/${domid}/control/shutdown`, 'suspend'], { timeoutMs: 20_000 });
+    if (r.rc !== 0) throw new Error(`xenstore-write control/shutdown: rc ${r.rc} ${r.err}`);
+    const t0 = Date.now();
+    for (;;) {
+      const i = xen.domainInfo(domid);
+      if (i.shutdown && i.shutdownReason === 2) return;
+      if (i.shutdown) throw new Error(`guest shut down with reason ${i.shutdownReason} instead of suspending`);
+      if (Date.now() - t0 > timeoutMs) throw new Error(`guest ${domid} did not suspend within ${timeoutMs} ms`);
+      await sleep(20);
+    }
+  };
+}
+
+/** Results: one JSON line per step in OUT/results.jsonl. status: pass | fail | unsupported | todo */
+export class Results {
+  constructor(dir) {
+    this.file = `${dir}/results.jsonl`;
+  }
+  record(r) {
+    const line = { t: uptime(), ...r };
+    appendFileSync(this.file, JSON.stringify(line) + '\n');
+    console.log(`RIG RESULT ${r.status.toUpperCase()} ${r.id} ${r.name} (${r.ms ?? '-'} ms)${r.detail ? ': ' + String(r.detail).slice(0, 400) : ''}`);
+  }
+}
+
+export class Unsupported extends Error {}
+export class Todo extends Error {}
+
+export function errInfo(e) {
+  if (!(e instanceof Error)) return String(e);
+  const x = /** @type {any} */ (e);
+  const parts = [x.code && `code=${x.code}`, x.errno !== undefined && `errno=${x.errno}`, x.syscall && `syscall=${x.syscall}`].filter(Boolean);
+  return `${e.message}${parts.length ? ' [' + parts.join(' ') + ']' : ''}`;
+}
+
+/** Run one step: fn resolves to a detail string (pass) or throws (fail / Unsupported / Todo). */
+export async function step(results, id, name, fn, timeoutMs = 240_000) {
+  const t0 = Date.now();
+  console.log(`RIG STEP ${id} ${name} t=${uptime()}`);
+  let timer;
+  try {
+    const detail = await Promise.race([
+      fn(),
+      new Promise((_, rej) => (timer = setTimeout(() => rej(new Error(`step timed out after ${timeoutMs} ms`)), timeoutMs))),
+    ]);
+    results.record({ id, name, status: 'pass', ms: Date.now() - t0, detail: detail ?? '' });
+    return true;
+  } catch (e) {
+    const status = e instanceof Unsupported ? 'unsupported' : e instanceof Todo ? 'todo' : 'fail';
+    results.record({ id, name, status, ms: Date.now() - t0, detail: errInfo(e) + (status === 'fail' && e?.stack ? '\n' + e.stack.split('\n').slice(1, 6).join('\n') : '') });
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}

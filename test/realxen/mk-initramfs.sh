@@ -1,0 +1,59 @@
+#!/bin/bash
+# xenmig real-Xen rig, stage 2: the dom0 initramfs.
+# Carries busybox, Debian's Xen 4.17 tools (xl, xenstored, xenconsoled, libxl-save-helper, xenstore
+# utils) with their libraries, the Xen kernel modules, a guest kernel + a ticking guest initrd,
+# the host's node, the built project (dist/, package.json, commander, build/Release/xenmig_system.node
+# and the libraries ldd names) and this directory's scenario. /init (init.sh) runs the scenario and
+# writes /out as a tar stream onto /dev/vda.
+# Usage: mk-initramfs.sh [WORKDIR] [OUT]
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+W=${1:-${XENLAB_DIR:-$REPO/.xenlab}}
+OUT=${2:-$W/dom0.cpio.gz}
+R=$W/root
+KVER=$(cat "$R/.stamp")
+XB=usr/lib/xen-4.17/bin
+BB=/bin/busybox
+T=$(mktemp -d "$W/initramfs.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+mkdir -p "$T"/{bin,proc,sys,dev,tmp,etc/xen,root,out,lib/modules,guest,usr/bin,$XB} \
+         "$T"/var/{lib/xen,lib/xenstored,log/xen/console,run/xen,run/xenstored,lock}
+cp "$BB" "$T/bin/busybox"; ln -s busybox "$T/bin/sh"
+for b in xl xenstored xenconsoled libxl-save-helper xen-init-dom0; do cp -a "$R/$XB/$b" "$T/$XB/"; done
+cp -a "$R/usr/bin/xenstore" "$T/usr/bin/"
+for l in read write ls list exists rm watch chmod; do ln -sf xenstore "$T/usr/bin/xenstore-$l"; done
+ELF=("$T/$XB"/* "$T/usr/bin/xenstore")
+# node (stripped copy of the host's) and the project
+cp -L "$(command -v node)" "$T/usr/bin/node"; strip "$T/usr/bin/node"; ELF+=("$T/usr/bin/node")
+P=$T/opt/xenmig
+mkdir -p "$P/build/Release" "$P/node_modules" "$P/test/realxen"
+cp -a "$REPO/dist" "$REPO/package.json" "$P/"
+cp -a "$REPO/node_modules/commander" "$P/node_modules/"
+cp -L "$REPO/build/Release/xenmig_system.node" "$P/build/Release/"; ELF+=("$P/build/Release/xenmig_system.node")
+cp "$HERE"/scenario.mjs "$HERE"/helpers.mjs "$HERE"/receiver.mjs "$HERE"/steps.mjs "$P/test/realxen/"
+# libraries (host copies: same Debian release as the packages)
+for f in "${ELF[@]}"; do
+  ldd "$f" 2>/dev/null | awk '/=>/ && $3 ~ /^\// {print $3}'
+done | sort -u | while read -r lib; do mkdir -p "$T$(dirname "$lib")"; cp -L "$lib" "$T$lib"; done
+mkdir -p "$T/lib64"; cp -L /lib64/ld-linux-x86-64.so.2 "$T/lib64/"
+# glibc dlopens libgcc_s for pthread_cancel (xl aborts at exit without it)
+cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$T/lib/x86_64-linux-gnu/"
+# kernel modules, in dependency order
+for m in xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs virtio_pci virtio_blk; do
+  modprobe -d "$R" -S "$KVER" --show-depends "$m" | awk '$1=="insmod"{print $2}'
+done | awk '!s[$0]++' | while read -r ko; do cp "$ko" "$T/lib/modules/"; basename "$ko" >> "$T/lib/modules/order"; done
+# guest: same kernel, initrd whose init prints a tick every second on hvc0
+G=$(mktemp -d "$W/guest.XXXXXX")
+mkdir -p "$G"/{bin,proc,dev}
+cp "$BB" "$G/bin/busybox"; for a in sh mount cat sleep; do ln -s busybox "$G/bin/$a"; done
+cp "$HERE/guest-init.sh" "$G/init"; chmod +x "$G/init"
+(cd "$G" && find . | cpio -o -H newc --quiet | gzip -1) > "$T/guest/initrd.gz"; rm -rf "$G"
+cp "$R/boot/vmlinuz-$KVER" "$T/guest/vmlinuz"
+printf '# xenmig rig\n' > "$T/etc/xen/xl.conf"
+for ty in pv pvh; do
+  sed "s/@TYPE@/$ty/g" "$HERE/guest.cfg.in" > "$T/etc/xen/g-$ty.cfg"
+done
+cp "$HERE/init.sh" "$T/init"; chmod +x "$T/init"
+(cd "$T" && find . | cpio -o -H newc --quiet | gzip -1) > "$OUT"
+echo "mk-initramfs: $OUT ($(stat -c %s "$OUT") bytes)"
