@@ -143,3 +143,57 @@ describe('remus: the primary is killed (SIGKILL) at random moments', () => {
     expect(outcomes.some((o) => /->(\d+)$/.test(o) && Number(/->(\d+)$/.exec(o)![1]) >= 50), outcomes.join(' ')).toBe(true);
   });
 });
+
+describe('remus: the backup is lost', () => {
+  for (const policy of ['pause', 'continue'] as const) {
+    it(`--on-backup-loss ${policy}: the primary ${policy === 'pause' ? 'pauses' : 'keeps running'} its guest and logs the checkpoint numbers`, async () => {
+      const d = A().createDomain({ type: 'hvm', pages: 32, populate: true });
+      const { proc: backup, port } = await startBackup(join(dirs.root, `loss-${policy}.log`), ['--failover-timeout-ms', '60000']);
+      const primary = new Proc(CLI, ['remus', String(d), `tcp://127.0.0.1:${port}`, '--host', dirs.a, '--insecure', '-i', '10', '--ack-timeout-ms', '500', '--on-backup-loss', policy, '--json']);
+      await primary.waitFor((j) => (j.checkpoint as number) >= 5, 'checkpoint 5');
+      backup.kill('SIGKILL');
+      await backup.exited;
+      const pe = await primary.exited;
+      expect(pe.code).toBe(1);
+      const res = primary.json.at(-1)!;
+      expect(res).toMatchObject({ result: 'backup-lost', guest: policy === 'pause' ? 'paused' : 'running' });
+      const acked = res.lastAcked as number;
+      expect(acked).toBeGreaterThanOrEqual(5);
+      expect(primary.stderr).toMatch(new RegExp(`backup lost after checkpoint \\d+ \\(last acknowledged ${acked}\\)`));
+      const info = A().domainInfo(d);
+      expect(info.shutdown).toBe(false); // never left suspended
+      expect(info.paused).toBe(policy === 'pause');
+      // the backup's half-received replica died with it; clean the host
+      for (const x of B().listDomainIds()) B().destroyDomain(x);
+      A().destroyDomain(d);
+    });
+  }
+});
+
+describe('remus: a silent primary (no FIN, no data)', () => {
+  it('the backup fails over by its watchdog to a complete checkpoint', async () => {
+    const d = A().createDomain({ type: 'hvm', pages: 32, populate: true });
+    const logA = join(dirs.root, 'silent-primary.log');
+    const logB = join(dirs.root, 'silent-backup.log');
+    const before = new Set(B().listDomainIds());
+    const { proc: backup, port } = await startBackup(logB, ['--failover-timeout-ms', '500']);
+    const primary = new Proc(CLI, ['remus', String(d), `tcp://127.0.0.1:${port}`, '--host', dirs.a, '--insecure', '-i', '10', '--ack-timeout-ms', '100000', '--json', '--checksum-log', logA]);
+    await primary.waitFor((j) => (j.checkpoint as number) >= 5, 'checkpoint 5');
+    primary.kill('SIGSTOP'); // the connection stays open: only the watchdog can notice
+    const be = await backup.exited;
+    primary.kill('SIGKILL');
+    await primary.exited;
+    expect(be.code, backup.stderr).toBe(0);
+    const res = backup.json.at(-1)!;
+    expect(res.result).toBe('failover');
+    expect(String(res.cause)).toMatch(/timed out/);
+    const acked = Math.max(...primary.json.map((j) => (typeof j.checkpoint === 'number' ? j.checkpoint : 0)));
+    expect(res.checkpoint as number).toBeGreaterThanOrEqual(acked);
+    const captured = new Map(checksumLog(logA).map((e) => [e.checkpoint as number, e.checksum as string]));
+    const fo = checksumLog(logB).find((e) => e.failover !== undefined)!;
+    expect(fo.checksum).toBe(captured.get(res.checkpoint as number));
+    expect(backup.stderr).toMatch(new RegExp(`failover to checkpoint ${res.checkpoint}`));
+    for (const x of B().listDomainIds()) if (!before.has(x)) B().destroyDomain(x);
+    A().destroyDomain(d);
+  });
+});
