@@ -11,13 +11,20 @@ export interface DomainState {
   vcpusOnline: number[];
   /** HVM: sha256 and length of the HVM context blob, and the vCPU instances it holds */
   hvmContext?: { sha256: string; bytes: number; vcpus: number[] };
-  /** HVM: every readable non-zero param */
+  /** HVM: the non-zero params the migration stream carries (the rest are set by the domain builder) */
   hvmParams?: Record<string, string>;
   /** PV: sha256 of each online vCPU's extended context, xsave area and MSRs */
   pvVcpus?: Record<string, { extended: string; xsave: string; msrs: string }>;
   /** TSC mode, kHz and elapsed ns (the incarnation is bumped by a restore, as on Xen) */
   tsc: { mode: number; gtscKhz: number; elapsedNsec: string };
 }
+
+/**
+ * The HVM params libxc's save sends (xg_sr_save_x86_hvm.c): STORE_PFN, IOREQ_PFN, BUFIOREQ_PFN,
+ * PAGING/MONITOR/SHARING_RING_PFN, VM86_TSS_SIZED, CONSOLE_PFN, ACPI_IOPORTS_LOCATION, VIRIDIAN,
+ * IDENT_PT, VM_GENERATION_ID_ADDR, IOREQ_SERVER_PFN, NR_IOREQ_SERVER_PAGES, X87_FIP_WIDTH, MCA_CAP.
+ */
+export const MIGRATED_HVM_PARAMS = [1, 5, 6, 27, 28, 29, 37, 17, 19, 9, 12, 34, 32, 33, 36, 38];
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -31,7 +38,8 @@ export function domainState(xen: Hypervisor, domid: number): DomainState {
     const ctx = xen.hvmContextGet(domid);
     s.hvmContext = { sha256: sha(ctx), bytes: ctx.length, vcpus: hvmContextSummary(ctx).vcpus };
     const params: Record<string, string> = {};
-    for (let i = 0; i < HVM_NR_PARAMS; i++) {
+    for (const i of MIGRATED_HVM_PARAMS) {
+      if (i >= HVM_NR_PARAMS) continue;
       try {
         const v = xen.hvmParamGet(domid, i);
         if (v !== 0n) params[i] = '0x' + v.toString(16);

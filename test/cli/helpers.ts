@@ -35,6 +35,8 @@ export interface CliOptions {
   stdio?: StdioOptions;
   input?: string | Buffer;
   cwd?: string;
+  /** leave a piped stdout alone (binary relays) */
+  rawStdout?: boolean;
 }
 
 /** The test's environment without a default mock host (every command names its host). */
@@ -65,8 +67,10 @@ export function startCli(args: string[], o: CliOptions = {}): Running {
       }
     }
   };
-  child.stdout?.setEncoding('utf8');
-  child.stdout?.on('data', (d: string) => (stdout += d));
+  if (!o.rawStdout) {
+    child.stdout?.setEncoding('utf8');
+    child.stdout?.on('data', (d: string) => (stdout += d));
+  }
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (d: string) => {
     stderr += d;

@@ -75,6 +75,13 @@ function outcomeText(h: SenderResult | undefined): string {
   }
 }
 
+/** An operation ended by SIGINT/SIGTERM reports ERR_ABORTED, with the way it ended as detail. */
+export function abortedBy(signal: NodeJS.Signals, e: unknown): Error & { code: string } {
+  const c = e as { code?: string; message?: string };
+  if (c?.code === 'ERR_ABORTED') return c as Error & { code: string };
+  return Object.assign(new Error(`interrupted by ${signal} (${c?.code ? c.code + ': ' : ''}${c?.message ?? String(e)})`), { code: 'ERR_ABORTED' });
+}
+
 async function runMigrate(domid: number, dest: string, o: MigrateCliOptions): Promise<number> {
   const log = new Log(o.logFormat);
   const progress = new Progress();
@@ -129,9 +136,11 @@ async function runMigrate(domid: number, dest: string, o: MigrateCliOptions): Pr
     progress.clear();
     const signal = sig.received();
     const h = (e as { handshake?: SenderResult }).handshake;
-    printError(e, log);
-    const text = outcomeText(h);
-    if (text) log.info(text, { step: h?.step });
+    const usage = (e as { code?: string }).code === 'ERR_USAGE';
+    printError(signal ? abortedBy(signal, e) : e, log);
+    // without a handshake the failure came before it (options, connect, TLS): the domain was not touched
+    const text = h ? outcomeText(h) : usage ? '' : outcomeText({ outcome: 'not-started' } as SenderResult);
+    if (text) log.info(text, h ? { step: h.step } : {});
     await emit(queryMigrate({ clock, stats: null, guestBytes, downtimeMs: null, error: e, cancelled: signal !== null, extra: { outcome: h?.outcome ?? 'not-started', step: h?.step } }));
     if (h && !h.sourceRuns) return EXIT.IN_DOUBT;
     return signalExit(signal) ?? ((e as { code?: string }).code === 'ERR_USAGE' ? EXIT.USAGE : EXIT.FAILED);

@@ -92,7 +92,7 @@ async function runSave(domid: number, file: string, o: TransferCliOptions & { li
     progress.clear();
     const signal = sig.received();
     const resumed = (e as { guestResumed?: boolean }).guestResumed;
-    printError(e, log);
+    printError(signal && (e as { code?: string }).code !== 'ERR_ABORTED' ? Object.assign(new Error(`interrupted by ${signal} (${(e as Error).message})`), { code: 'ERR_ABORTED' }) : e, log);
     if (resumed !== undefined) log.info(resumed ? `domain ${domid} resumed` : `domain ${domid} could NOT be resumed`);
     if (o.json) await writeOut(JSON.stringify(queryMigrate({ clock, stats: null, guestBytes, downtimeMs: null, error: e, cancelled: signal !== null })) + '\n', jsonOut);
     return signalExit(signal) ?? EXIT.FAILED;
