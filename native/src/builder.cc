@@ -45,6 +45,15 @@ Napi::Value CreateDomain(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, domid);
 }
 
+// Xen 4.17 still allocates the vCPUs in XEN_DOMCTL_max_vcpus (same count as at creation).
+Napi::Value SetMaxVcpus(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  uint32_t domid = ArgU32(info, 0, "domid");
+  uint32_t n = ArgU32(info, 1, "maxVcpus");
+  if (xc_domain_max_vcpus(Xch(env, "xc_domain_max_vcpus"), domid, n) != 0) ThrowXen(env, "xc_domain_max_vcpus", errno);
+  return env.Undefined();
+}
+
 Napi::Value SetMaxMem(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   uint32_t domid = ArgU32(info, 0, "domid");
@@ -89,6 +98,7 @@ Napi::Value GnttabSeed(const Napi::CallbackInfo &info) {
 Napi::Object InitBuilder(Napi::Env env, Napi::Object exports) {
   Napi::Object b = Napi::Object::New(env);
   b.Set("createDomain", Napi::Function::New<CreateDomain>(env, "createDomain"));
+  b.Set("setMaxVcpus", Napi::Function::New<SetMaxVcpus>(env, "setMaxVcpus"));
   b.Set("setMaxMem", Napi::Function::New<SetMaxMem>(env, "setMaxMem"));
   b.Set("setMemmapLimit", Napi::Function::New<SetMemmapLimit>(env, "setMemmapLimit"));
   b.Set("evtchnAllocUnbound", Napi::Function::New<EvtchnAllocUnbound>(env, "evtchnAllocUnbound"));

@@ -13,6 +13,8 @@ import type { SaveCallbacks, SaveStats, StreamType } from '../engine/save/types.
 import type { PrecopyPolicy } from '../engine/policy.js';
 import { configFromDomain, type DomainConfig } from './config.js';
 import { noEmulator, type EmulatorState, type EmulatorStateProvider } from './emulator.js';
+import { requestSuspend, suspendsThroughXenstore } from './xenstore.js';
+import { libxlStoredConfig } from './libxl-config.js';
 
 export type SaveFormat = 'xl' | 'libxl' | 'libxc';
 
@@ -55,9 +57,11 @@ export interface DomainSaveResult {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Default suspend: SHUTDOWN_suspend as libxl does for guests without a suspend event channel. */
+/** Default suspend, as libxl without a suspend event channel: xenstore control/shutdown for guests with PV drivers on a real host, else SHUTDOWN_suspend. */
 export async function suspendDomain(xen: Hypervisor, domid: number, timeoutMs = 60_000, signal?: AbortSignal): Promise<void> {
-  xen.shutdown(domid, SHUTDOWN_SUSPEND);
+  // real host, guest with PV drivers: ask through xenstore, as libxl does (test/realxen)
+  if (suspendsThroughXenstore(xen, domid)) await requestSuspend(domid);
+  else xen.shutdown(domid, SHUTDOWN_SUSPEND);
   const t0 = Date.now();
   for (;;) {
     const info = xen.domainInfo(domid);
@@ -95,7 +99,7 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
   const emulator = opts.emulator ?? noEmulator;
   const w = toWriter(opts.out);
   const info = xen.domainInfo(domid);
-  const config = opts.config ?? configFromDomain(info);
+  const config = opts.config ?? (xen.flavour === 'system' ? libxlStoredConfig(domid) : null) ?? configFromDomain(info);
   let suspended = false;
   let emulatorState: EmulatorState | null = null;
 

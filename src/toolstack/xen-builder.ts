@@ -1,7 +1,7 @@
 // The real-host domain builder: creates the empty destination domain of a restore or incoming
 // migration the way libxl does before it hands the stream to libxc, and finishes it afterwards.
 //
-// create(config)  xc_domain_create (PV: no flags; PVH: hvm|hap with only the LAPIC emulated) with
+// create(config)  xc_domain_create + xc_domain_max_vcpus (PV: no flags; PVH: hvm|hap with only the LAPIC emulated) with
 //                 the config's vCPUs, grant/maptrack frames, grant version and event channels;
 //                 max memory = target + 1 MiB (libxl's LIBXL_MAXMEM_CONSTANT); PV: the e820 limit;
 //                 the xenstore and console event channels (in that order, both to dom0, so a fresh
@@ -38,6 +38,7 @@ const START_INFO_CONSOLE_MFN = 72;
 
 interface NativeBuilder {
   createDomain(flags: number, maxVcpus: number, emulationFlags: number, handle: Uint8Array, maxGrantFrames: number, maxMaptrackFrames: number, grantVersion: number, maxEvtchnPort: number): number;
+  setMaxVcpus(domid: number, maxVcpus: number): void;
   setMaxMem(domid: number, kb: number): void;
   setMemmapLimit(domid: number, kb: number): void;
   evtchnAllocUnbound(domid: number, remote: number): number;
@@ -140,6 +141,7 @@ export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string } = {}
         num(bi['event_channels'], 1023) || 1023,
       );
       try {
+        nb.setMaxVcpus(domid, config.maxVcpus);
         const target = num(bi['target_memkb'], config.maxMemKb) || config.maxMemKb;
         nb.setMaxMem(domid, target + MAXMEM_CONSTANT_KB);
         if (!hvm) nb.setMemmapLimit(domid, config.maxMemKb + num(obj(bi['type.pv'])['slack_memkb'], 0));

@@ -149,3 +149,33 @@ function z(s: string): Buffer {
 function opName(t: number): string {
   return Object.entries(XS).find(([, v]) => v === t)?.[0] ?? `op ${t}`;
 }
+
+const HVM_PARAM_CALLBACK_IRQ = 0;
+
+/**
+ * How a guest must be asked to suspend (libxl_dom_suspend.c; reference §3.10): a guest with PV
+ * drivers (every PV guest; an HVM/PVH guest with HVM_PARAM_CALLBACK_IRQ set) suspends cooperatively
+ * when the toolstack writes control/shutdown = "suspend" (a remote SHUTDOWN_suspend would stop it
+ * without its suspend hypercall, so its xenstore/console connections and, for PV, its start info
+ * would not survive the restore). Only the system flavour on a real host has a xenstore.
+ */
+export function suspendsThroughXenstore(xen: { flavour: string; domainInfo(d: number): { type: string }; hvmParamGet(d: number, i: number): bigint }, domid: number): boolean {
+  if (xen.flavour !== 'system') return false;
+  if (!XENSTORED_SOCKETS.some((s) => existsSync(s)) && !process.env.XENSTORED_PATH) return false;
+  if (xen.domainInfo(domid).type === 'pv') return true;
+  try {
+    return xen.hvmParamGet(domid, HVM_PARAM_CALLBACK_IRQ) !== 0n;
+  } catch {
+    return false;
+  }
+}
+
+/** Writes control/shutdown = "suspend" for the guest (the caller waits for SHUTDOWN_suspend). */
+export async function requestSuspend(domid: number): Promise<void> {
+  const s = await Xenstore.open();
+  try {
+    await s.write(`/local/domain/${domid}/control/shutdown`, 'suspend');
+  } finally {
+    s.close();
+  }
+}

@@ -74,6 +74,18 @@ export function lastTick(name) {
   return max;
 }
 
+/** Number of GUEST_TICK lines in the guest's console logs (after a Remus failover the replica
+ * resumes from a checkpoint, so its numbers repeat some the primary printed: count lines). */
+export function tickLines(name) {
+  if (!existsSync(CONSOLE_DIR)) return 0;
+  let n = 0;
+  for (const f of readdirSync(CONSOLE_DIR)) {
+    if (!f.startsWith(`guest-${name}`)) continue;
+    n += (readFileSync(`${CONSOLE_DIR}/${f}`, 'latin1').match(/GUEST_TICK \d+/g) ?? []).length;
+  }
+  return n;
+}
+
 /** Wait until the guest's tick counter passes `after` by `n`; returns the new last tick or throws. */
 export async function waitTicks(name, after, { n = 2, timeoutMs = 60_000 } = {}) {
   const t0 = Date.now();

@@ -31,7 +31,7 @@ mkdir -p "$P/build/Release" "$P/node_modules" "$P/test/realxen"
 cp -a "$REPO/dist" "$REPO/package.json" "$P/"
 cp -a "$REPO/node_modules/commander" "$P/node_modules/"
 cp -L "$REPO/build/Release/xenmig_system.node" "$P/build/Release/"; ELF+=("$P/build/Release/xenmig_system.node")
-cp "$HERE"/scenario.mjs "$HERE"/helpers.mjs "$HERE"/receiver.mjs "$HERE"/steps.mjs "$P/test/realxen/"
+cp "$HERE"/*.mjs "$P/test/realxen/"
 # libraries (host copies: same Debian release as the packages)
 for f in "${ELF[@]}"; do
   ldd "$f" 2>/dev/null | awk '/=>/ && $3 ~ /^\// {print $3}'

@@ -10,7 +10,7 @@ import { parseDomainConfig } from '../../dist/toolstack/config.js';
 import { spawnChannel } from '../../dist/transport/index.js';
 import { xenBuilder } from '../../dist/toolstack/xen-builder.js';
 import {
-  run, xl, domidOf, xlList, lastTick, waitTicks, xlConfigText, xenstoreSuspend, Results, step,
+  run, xl, domidOf, xlList, lastTick, tickLines, waitTicks, xlConfigText, Results, step,
   Unsupported, Todo, assert, errInfo, sleep, uptime,
 } from './helpers.mjs';
 
@@ -33,6 +33,17 @@ async function guestUp(ty, timeoutMs = 150_000) {
   assert(id !== null, `${name} does not exist`);
   const t = await waitTicks(name, lastTick(name), { n: 2, timeoutMs });
   return { id, t };
+}
+
+/** A later step needs the guest: if an earlier step lost it, create a fresh one (noted in the result). */
+async function ensureGuest(ty) {
+  if ((await domidOf(`g-${ty}`)) !== null) return '';
+  const r = await xl(['create', `/etc/xen/g-${ty}.cfg`], { timeoutMs: 120_000 });
+  assert(r.rc === 0, `re-creating g-${ty} (lost by an earlier step): ${r.err.slice(-300)}`);
+  await guestUp(ty, 200_000);
+  ids[ty] = await domidOf(`g-${ty}`);
+  cfg[ty] = await xlConfigText(`g-${ty}`);
+  return ` [fresh g-${ty}: an earlier step lost it]`;
 }
 
 // ---- rig ----------------------------------------------------------------------------------------
@@ -310,20 +321,27 @@ for (const [ty, live] of [['pv', false], ['pvh', true]]) {
   let before = 0;
   await step(R, `2.1.${ty}`, `xenmig save of the ${ty.toUpperCase()} guest (${live ? 'live' : 'non-live'})`, async () => {
     const id = ids[ty];
-    try {
-      const r = await save(id, file, { xen, live, config: parseDomainConfig(cfg[ty]), callbacks: { suspend: xenstoreSuspend(xen, id) } });
-      before = lastTick(`g-${ty}`);
-      saved = true;
-      const gone = (await domidOf(`g-${ty}`)) === null;
-      assert(gone, 'source still exists after save');
-      return `${statSync(file).size} bytes, source ${r.source}, stats ${JSON.stringify(r.stats, (k, v) => (typeof v === 'bigint' ? String(v) : v)).slice(0, 300)}`;
-    } catch (e) {
-      throw classify(e);
+    // the CLI, as a user runs it: default suspend (control/shutdown through xenstore on a real
+    // host) and the domain's stored libxl config in the xl header (toolstack/save.ts)
+    const r = await run(['node', 'dist/cli/main.js', 'save', ...(live ? ['--live'] : []), String(id), file], { timeoutMs: 280_000 });
+    writeFileSync(`${OUT}/xenmig-save-${ty}.log`, r.out + r.err);
+    if (r.rc !== 0) {
+      const msg = (r.out + r.err).trim().slice(-800);
+      if (/not implemented/i.test(msg)) throw new Todo(`xenmig: ${msg}`);
+      if (/EOPNOTSUPP/.test(msg)) throw new Unsupported(msg);
+      throw new Error(`xenmig save rc ${r.rc}: ${msg}`);
     }
+    before = lastTick(`g-${ty}`);
+    saved = true;
+    const gone = (await domidOf(`g-${ty}`)) === null;
+    assert(gone, 'source still exists after save');
+    return `${statSync(file).size} bytes; ${(r.out + r.err).trim().split('\n').slice(-2).join(' / ').slice(0, 400)}`;
   }, 300_000);
   await step(R, `2.2.${ty}`, `xenmig verify of the ${ty.toUpperCase()} save file`, async () => {
     if (!saved) throw new Todo('no xenmig save file (the save step did not produce one)');
-    return verifyFile(file);
+    const r = await run(['node', 'dist/cli/main.js', 'verify', file], { timeoutMs: 120_000 });
+    assert(r.rc === 0, `xenmig verify rc ${r.rc}: ${(r.out + r.err).slice(-600)}`);
+    return `xenmig verify: ${(r.out + r.err).trim().split('\n').slice(-2).join(' / ').slice(0, 300)}`;
   });
   await step(R, `2.3.${ty}`, `xl restore of the xenmig ${ty.toUpperCase()} save file, guest runs`, async () => {
     if (!saved) throw new Todo('no xenmig save file (the save step did not produce one)');
@@ -341,7 +359,7 @@ for (const [ty, live] of [['pv', false], ['pvh', true]]) {
 await step(R, '2.4.pv', 'xenmig live save of the PV guest (needs log-dirty)', async () => {
   const id = ids.pv;
   try {
-    await save(id, '/tmp/xenmig-pv-live.save', { xen, live: true, keepRunning: true, config: parseDomainConfig(cfg.pv), callbacks: { suspend: xenstoreSuspend(xen, id) } });
+    await save(id, '/tmp/xenmig-pv-live.save', { xen, live: true, keepRunning: true, config: parseDomainConfig(cfg.pv) });
   } catch (e) {
     if (/EOPNOTSUPP/.test(errInfo(e))) throw new Unsupported(`PV live save: log-dirty needs shadow paging, absent in this Xen (${errInfo(e)})`);
     throw classify(e);
@@ -355,18 +373,23 @@ await step(R, '2.4.pv', 'xenmig live save of the PV guest (needs log-dirty)', as
 async function migrateTo(receiverArgv, label) {
   const ty = 'pvh';
   const name = `g-${ty}`;
+  const fresh = await ensureGuest(ty);
   const src = ids[ty];
   const before = lastTick(name);
   // Same host: xl's receiver renames "<name>--incoming" to <name> before unpausing, which fails
   // while the source still holds the name. xl's sender renames its source to <name>--migratedaway
   // first (xl.h handshake step 4); xenmig's sender does not touch xenstore, so the scenario does it.
   const rn = await xl(['rename', name, `${name}--migratedaway`]);
-  assert(rn.rc === 0, `xl rename: ${rn.err}`);
+  if (rn.rc !== 0) {
+    // a domain xenmig built has no libxl state; its name is only in xenstore
+    const w = await run(['xenstore-write', `/local/domain/${src}/name`, `${name}--migratedaway`]);
+    assert(w.rc === 0, `rename: xl: ${rn.err.trim()}; xenstore-write: ${w.err.trim()}`);
+  }
   const channel = await spawnChannel(receiverArgv, { role: 'sender', label, forwardStderr: true });
   const t0 = Date.now();
   let res;
   try {
-    res = await migrate(src, '-', { xen, channel, protocol: label === 'xl' ? 'xl' : 'xenmig', live: true, config: parseDomainConfig(cfg[ty]), callbacks: { suspend: xenstoreSuspend(xen, src) } });
+    res = await migrate(src, '-', { xen, channel, protocol: label === 'xl' ? 'xl' : 'xenmig', live: true, config: parseDomainConfig(cfg[ty]) });
   } catch (e) {
     if ((await domidOf(`${name}--migratedaway`)) !== null) await xl(['rename', `${name}--migratedaway`, name]);
     throw classify(e);
@@ -384,28 +407,17 @@ async function migrateTo(receiverArgv, label) {
   const list = (await xlList()).map((r) => `${r.name}:${r.domid}`).join(' ');
   assert(srcGone || !list.includes(`:${src} `), `source domid ${src} still exists (${list})`);
   ids[ty] = dst;
-  return `domid ${src} -> ${dst} in ${ms} ms, downtime ${Math.round(res.downtimeMs ?? -1)} ms, ticks ${before} -> ${t}; xl list: ${list}`;
+  return `${fresh}domid ${src} -> ${dst} in ${ms} ms, downtime ${Math.round(res.downtimeMs ?? -1)} ms, ticks ${before} -> ${t}; xl list: ${list}`;
 }
 
 await step(R, '4.pvh', 'xenmig migrate (live, PVH) to xl migrate-receive on the same host: guest runs at the destination, source gone', () => migrateTo(['xl', 'migrate-receive'], 'xl'), 300_000);
-
-// ---- 5: Remus -----------------------------------------------------------------------------------
-await step(R, '5', 'xenmig remus to xl migrate-receive -r, failover to the backup', async () => {
-  const r = await run(['node', 'dist/cli/main.js', 'remus', '--help'], { timeoutMs: 30_000 });
-  if (r.rc !== 0 || !/remus/i.test(r.out)) throw new Todo('xenmig has no remus command yet');
-  throw new Todo('remus command present; the rig scenario for it is not written yet');
-});
-
-// ---- 6: xenmig -> xenmig ------------------------------------------------------------------------
-await step(R, '6.pvh', 'xenmig migrate (live, PVH) to a xenmig receiver on the same host', async () => {
-  return migrateTo(['node', 'test/realxen/receiver.mjs'], 'xenmig');
-}, 300_000);
 
 // ---- 3: xl save -> xenmig restore ---------------------------------------------------------------
 for (const ty of GUESTS) {
   await step(R, `3.${ty}`, `xl save of the ${ty.toUpperCase()} guest -> xenmig restore, guest runs`, async () => {
     const name = `g-${ty}`;
     const file = `/tmp/xl-${ty}.save`;
+    const fresh = await ensureGuest(ty);
     const r = await xl(['save', name, file], { timeoutMs: 180_000 });
     assert(r.rc === 0, `xl save rc ${r.rc}: ${r.err.slice(-400)}`);
     const before = lastTick(name);
@@ -420,7 +432,7 @@ for (const ty of GUESTS) {
       const ms = Date.now() - t0;
       const t = await waitTicks(name, before, { n: 2, timeoutMs: 90_000 });
       ids[ty] = res.domid;
-      return `restored as domid ${res.domid} in ${ms} ms, ticks ${before} -> ${t}`;
+      return `${fresh}restored as domid ${res.domid} in ${ms} ms, ticks ${before} -> ${t}`;
     } catch (e) {
       // leave a running guest behind for whatever follows
       if ((await domidOf(name)) === null) await xl(['restore', file], { timeoutMs: 180_000 });
@@ -429,6 +441,74 @@ for (const ty of GUESTS) {
       if (existsSync(file)) unlinkSync(file);
     }
   }, 300_000);
+}
+
+// ---- 6: xenmig -> xenmig ------------------------------------------------------------------------
+await step(R, '6.pvh', 'xenmig migrate (live, PVH) to a xenmig receiver on the same host', async () => {
+  return migrateTo(['node', 'test/realxen/receiver.mjs'], 'xenmig');
+}, 300_000);
+
+// ---- 5: Remus -----------------------------------------------------------------------------------
+await step(R, '5.xl', 'xenmig remus (PVH) to xl migrate-receive -r as the backup', async () => {
+  // remus() (src/checkpoint/remus.ts) has no protocol option: it speaks only xenmig's control
+  // protocol, so an xl backup cannot be driven by it yet.
+  throw new Todo("xenmig remus speaks only xenmig's control protocol; xl's Remus wire (xl migrate-receive -r) is not implemented");
+});
+
+await step(R, '5.pvh', 'xenmig remus (PVH) to a xenmig backup; primary killed -> the backup resumes the guest', async () => {
+  const name = 'g-pvh';
+  const fresh = await ensureGuest('pvh');
+  const src = ids.pvh;
+  const cfgFile = '/tmp/g-pvh-config.json';
+  writeFileSync(cfgFile, cfg.pvh);
+  if (existsSync('/tmp/remus-backup.json')) unlinkSync('/tmp/remus-backup.json');
+  const { spawn } = await import('node:child_process');
+  const p = spawn('node', ['test/realxen/remus-primary.mjs', String(src), cfgFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let acked = 0;
+  let lastLine = '';
+  p.stdout.setEncoding('utf8');
+  p.stdout.on('data', (d) => {
+    for (const l of d.split('\n').filter(Boolean)) {
+      lastLine = l;
+      try {
+        acked = Math.max(acked, JSON.parse(l).lastAcked ?? 0);
+      } catch {}
+    }
+  });
+  const t0 = Date.now();
+  while (acked < 3) {
+    if (p.exitCode !== null) throw new Error(`remus primary exited (${p.exitCode}) after ${acked} acked checkpoints: ${lastLine}`);
+    if (Date.now() - t0 > 240_000) {
+      p.kill('SIGKILL');
+      throw new Error(`only ${acked} checkpoints acknowledged in 240 s: ${lastLine}`);
+    }
+    await sleep(500);
+  }
+  const replicateMs = Date.now() - t0;
+  // the primary host fails: the replicating process dies and its guest is gone
+  const before = tickLines(name);
+  p.kill('SIGKILL');
+  await xl(['destroy', String(src)]);
+  const t1 = Date.now();
+  while (!existsSync('/tmp/remus-backup.json')) {
+    if (Date.now() - t1 > 90_000) throw new Error('the backup reported nothing within 90 s of the failure');
+    await sleep(500);
+  }
+  const b = JSON.parse(readFileSync('/tmp/remus-backup.json', 'utf8'));
+  assert(b.outcome === 'failover' && b.guest === 'running', `backup: ${JSON.stringify(b)}`);
+  const t = await waitLines(name, before, 2, 90_000);
+  ids.pvh = b.domid;
+  return `${fresh}${acked} checkpoints acked in ${replicateMs} ms; failover at checkpoint ${b.checkpoint} -> domid ${b.domid} running ${Date.now() - t1} ms after the failure (console lines ${before} -> ${t})`;
+}, 420_000);
+
+async function waitLines(name, before, n, timeoutMs) {
+  const t0 = Date.now();
+  for (;;) {
+    const t = tickLines(name);
+    if (t >= before + n) return t;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`guest ${name}: ${t - before} new console ticks within ${timeoutMs} ms`);
+    await sleep(500);
+  }
 }
 
 writeFileSync(`${OUT}/facts.json`, JSON.stringify(facts));

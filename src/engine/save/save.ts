@@ -243,9 +243,14 @@ class SaveEngine implements SaveContext {
   private enableLogDirty(): void {
     try {
       this.xen.logDirtyEnable(this.domid);
-    } catch {
-      // as libxc: it may already be on (e.g. VRAM tracking); switch off and on again
-      this.xen.logDirtyOff(this.domid);
+    } catch (first) {
+      // as libxc: it may already be on (e.g. VRAM tracking); switch off and on again. If OFF fails
+      // too (a PV guest without shadow paging: EINVAL), the first error is the cause (EOPNOTSUPP).
+      try {
+        this.xen.logDirtyOff(this.domid);
+      } catch {
+        throw first;
+      }
       this.xen.logDirtyEnable(this.domid);
     }
     this.logDirtyOn = true;
