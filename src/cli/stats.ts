@@ -86,13 +86,20 @@ export function queryMigrate(a: {
 
 /** The TTY progress bar for save/migrate. */
 export function progressHandler(progress: Progress, clock: Clock): (p: SaveProgress) => void {
+  let bytesAtFirst = 0;
   return (p) => {
-    if (clock.firstPageAt === null && p.bytes > 0 && (p.phase === 'live' || p.phase === 'final')) clock.firstPageAt = clock.now();
+    if (clock.firstPageAt === null && p.bytes > 0 && (p.phase === 'live' || p.phase === 'final')) {
+      clock.firstPageAt = clock.now();
+      bytesAtFirst = p.bytes;
+    }
     if (!progress.enabled) return;
+    // the engine's rate is known after the first round; until then measure it here
+    const secs = clock.firstPageAt !== null ? (clock.now() - clock.firstPageAt) / 1000 : 0;
+    const rate = p.bytesPerSecond > 0 ? p.bytesPerSecond : secs > 0.05 ? (p.bytes - bytesAtFirst) / secs : 0;
     const round = p.phase === 'live' ? `round ${p.iteration}` : p.phase;
     const dirty = p.phase === 'live' || p.phase === 'final' || p.phase === 'checkpoint' ? `  dirty ${p.roundPages - p.roundSent}/${p.roundPages} pages` : '';
     const dt = Number.isFinite(p.expectedDowntimeMs) && p.phase === 'live' ? `  exp. downtime ${Math.round(p.expectedDowntimeMs)} ms` : '';
-    progress.update(`${round}${dirty}  ${fmtBytes(p.bytes)}  ${fmtRate(p.bytesPerSecond)}${dt}`, p.phase !== 'live');
+    progress.update(`${round}${dirty}  ${fmtBytes(p.bytes)}  ${fmtRate(rate)}${dt}`, p.phase !== 'live');
   };
 }
 

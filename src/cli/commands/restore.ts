@@ -1,7 +1,7 @@
 // xenmig restore FILE|- [DOMID] : restore a saved domain (as `xl restore`); prints the domid.
 import type { Command } from 'commander';
 import { restore } from '../../api.js';
-import { addHostOptions, choice, EXIT, jsonReplacer, Log, parseDomid, printError, signalAbort, signalExit, writeOut, xenOptions } from '../util.js';
+import { addHostOptions, choice, EXIT, jsonReplacer, Log, parseDomid, printError, signalAbort, signalExit, writeOut, xenOptions, type LogFormat } from '../util.js';
 
 interface RestoreCliOptions {
   host?: string;
@@ -10,6 +10,7 @@ interface RestoreCliOptions {
   onFailure: 'destroy' | 'pause';
   lenient?: boolean;
   json?: boolean;
+  logFormat: LogFormat;
 }
 
 export function register(program: Command): void {
@@ -22,14 +23,15 @@ export function register(program: Command): void {
       .option('--paused', 'leave the restored domain paused')
       .option('--on-failure <what>', 'a half-restored domain is destroyed or left paused', choice('on-failure', ['destroy', 'pause'] as const), 'destroy')
       .option('--lenient', 'accept non-zero reserved fields and padding (as libxc restore)')
-      .option('--json', 'print the result as JSON'),
+      .option('--json', 'print the result as JSON')
+      .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text'),
   ).action(async (file: string, domid: number | undefined, o: RestoreCliOptions) => {
     process.exitCode = await runRestore(file, domid, o);
   });
 }
 
 async function runRestore(file: string, domid: number | undefined, o: RestoreCliOptions): Promise<number> {
-  const log = new Log();
+  const log = new Log(o.logFormat);
   const sig = signalAbort();
   try {
     const r = await restore(file === '-' ? 0 : file, {
@@ -45,7 +47,7 @@ async function runRestore(file: string, domid: number | undefined, o: RestoreCli
     log.info(`restored domain ${r.domid}${o.paused ? ' (paused)' : ''}`, { pages: r.stats.pages, records: r.stats.records, ms: Math.round(r.stats.totalMs) });
     return EXIT.OK;
   } catch (e) {
-    printError(e);
+    printError(e, log);
     const d = (e as { destination?: string; domid?: number }).destination;
     if (d) log.info(`the half-restored domain ${(e as { domid?: number }).domid} was ${d}`);
     return signalExit(sig.received()) ?? EXIT.FAILED;
