@@ -2,6 +2,7 @@
 #ifdef XENMIG_MOCK
 #include <cstring>
 #include <map>
+#include <thread>
 
 #include "common.h"
 
@@ -100,46 +101,29 @@ Napi::Value Checksum(const Napi::CallbackInfo &info) {
   return out;
 }
 
-class Workload : public Napi::AsyncWorker {
- public:
-  Workload(Napi::Env env, uint32_t id, std::shared_ptr<StopFlag> flag, uint32_t domid, uint64_t rate, uint64_t hot,
-           uint64_t seed, uint64_t ms)
-      : Napi::AsyncWorker(env, "xenmig.mockWorkload"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        id_(id),
-        flag_(std::move(flag)),
-        domid_(domid),
-        rate_(rate),
-        hot_(hot),
-        seed_(seed),
-        ms_(ms) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-  void Execute() override {
-    errno = 0;
-    n_ = xenmig_mock_workload(domid_, rate_, hot_, seed_, ms_, &flag_->stop);
-    if (n_ < 0) err_ = errno;
-  }
-  void OnOK() override {
-    g_workloads.erase(id_);
-    if (n_ < 0)
-      deferred_.Reject(MakeXenError(Env(), "xenmig_mock_workload", err_, Dom(domid_)).Value());
-    else
-      deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(n_)));
-  }
-  void OnError(const Napi::Error &e) override {
-    g_workloads.erase(id_);
-    deferred_.Reject(e.Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  uint32_t id_;
-  std::shared_ptr<StopFlag> flag_;
-  uint32_t domid_;
-  uint64_t rate_, hot_, seed_, ms_;
-  long long n_ = 0;
-  int err_ = 0;
+// A workload runs on its own thread, not in libuv's pool: it may run until stopped, and must not
+// starve page I/O (four workloads would otherwise occupy the whole default pool).
+struct WorkloadJob {
+  uint32_t id;
+  std::shared_ptr<StopFlag> flag;
+  uint32_t domid;
+  uint64_t rate, hot, seed, ms;
+  long long n = 0;
+  int err = 0;
+  Napi::Promise::Deferred deferred;
+  Napi::ThreadSafeFunction done;
 };
+
+void WorkloadDone(Napi::Env env, Napi::Function, WorkloadJob *job) {
+  g_workloads.erase(job->id);
+  if (env != nullptr) {
+    if (job->n < 0)
+      job->deferred.Reject(MakeXenError(env, "xenmig_mock_workload", job->err, Dom(job->domid)).Value());
+    else
+      job->deferred.Resolve(Napi::Number::New(env, static_cast<double>(job->n)));
+  }
+  delete job;
+}
 
 // workloadStart(domid, rate, hot, seed, durationMs) -> [id, Promise<page writes>]
 Napi::Value WorkloadStart(const Napi::CallbackInfo &info) {
@@ -152,12 +136,20 @@ Napi::Value WorkloadStart(const Napi::CallbackInfo &info) {
   XENMIG_REQUIRE(env, xenmig_mock_workload);
   uint32_t id = g_nextWorkload++;
   auto flag = std::make_shared<StopFlag>();
+  auto *job = new WorkloadJob{id, flag, domid, rate, hot, seed, ms, 0, 0, Napi::Promise::Deferred::New(env), {}};
+  job->done = Napi::ThreadSafeFunction::New(env, Napi::Function(), "xenmig.mockWorkload", 0, 1);
   g_workloads[id] = flag;
-  auto *w = new Workload(env, id, flag, domid, rate, hot, seed, ms);
   Napi::Array r = Napi::Array::New(env, 2);
   r.Set(0u, Napi::Number::New(env, id));
-  r.Set(1u, w->Promise());
-  w->Queue();
+  r.Set(1u, job->deferred.Promise());
+  std::thread([job] {
+    errno = 0;
+    job->n = xenmig_mock_workload(job->domid, job->rate, job->hot, job->seed, job->ms, &job->flag->stop);
+    if (job->n < 0) job->err = errno;
+    Napi::ThreadSafeFunction done = job->done;
+    if (done.BlockingCall(job, WorkloadDone) != napi_ok) delete job;  // environment gone
+    done.Release();
+  }).detach();
   return r;
 }
 

@@ -539,6 +539,28 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
       }
     });
 
+    it('running workloads do not starve page I/O (workloads have their own threads)', async () => {
+      const ac = new AbortController();
+      const runs = Array.from({ length: 5 }, (_, k) =>
+        hv.workload(hvm, { rate: 200, hot: 16, seed: k, signal: ac.signal }),
+      );
+      const m = hv.map(hvm, new BigUint64Array(range(2, 900)), 'r');
+      const file = join(dir, 'starve.bin');
+      const fd = openSync(file, 'w');
+      try {
+        const n = await Promise.race([
+          hv.writePages(fd, new Uint8Array(0), m, new Uint32Array([0, 1])),
+          sleep(5000).then(() => -1),
+        ]);
+        expect(n).toBe(2 * PAGE);
+      } finally {
+        closeSync(fd);
+        m.unmap();
+        ac.abort();
+      }
+      for (const r of await Promise.all(runs)) expect(r).toBeGreaterThanOrEqual(0);
+    });
+
     it('validates page I/O arguments', async () => {
       const r = hv.map(hvm, new BigUint64Array([1n, BigInt(HVM_PAGES + 9999)]), 'r');
       try {
