@@ -99,9 +99,9 @@ export function addHostOptions(cmd: Command): Command {
 }
 
 export function xenOptions(o: { host?: string; flavour?: 'system' | 'mock' }): XenOptions {
-  const host = o.host ?? process.env.XENMIG_MOCK_HOST;
-  // a mock host directory implies the mock flavour
-  const flavour = o.flavour ?? (o.host ? 'mock' : undefined);
+  const host = o.host ?? (process.env.XENMIG_MOCK_HOST || undefined);
+  // a mock host directory (--host or XENMIG_MOCK_HOST) selects the mock flavour
+  const flavour = o.flavour ?? (host ? 'mock' : undefined);
   return { ...(host ? { host } : {}), ...(flavour ? { flavour } : {}) };
 }
 

@@ -69,6 +69,13 @@ describe('xenmig mock', () => {
     }
   });
 
+  it('XENMIG_MOCK_HOST selects the host when --host is not given', async () => {
+    const d = await createDomain(host.dir, 'hvm', '4M');
+    const r = await cli(['mock', 'list', '--json'], { env: { XENMIG_MOCK_HOST: host.dir } });
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { domid: number }[]).map((x) => x.domid)).toContain(d);
+  });
+
   it('bad arguments are usage errors (exit 2)', async () => {
     for (const args of [
       ['mock', 'create', '--type', 'arm', '--memory', '4M'],

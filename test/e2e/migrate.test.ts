@@ -155,6 +155,17 @@ describe('live migration succeeds', () => {
     await expectMigrated(s, sd, rd);
   });
 
+  it('HVM over - with xl’s handshake (--protocol xl on both ends)', async () => {
+    const s = await setup('hvm');
+    const receiver = track(startCli(['receive', '-', '--protocol', 'xl', '--host', s.B], { stdio: ['pipe', 'pipe', 'pipe'], rawStdout: true }));
+    const sender = track(startCli(senderArgs(s, '-', ['--protocol', 'xl']), { stdio: [receiver.child.stdout!, receiver.child.stdin!, 'pipe'] }));
+    receiver.child.stdin!.destroy();
+    receiver.child.stdout!.destroy();
+    const [sd, rd] = await Promise.all([sender.done, receiver.done]);
+    await expectMigrated(s, sd, rd);
+    expect(JSON.parse(readFileSync(s.stats, 'utf8')).xenmig.peer.protocol).toBe('xl');
+  });
+
   it('HVM over tcp:// with mutual TLS', async () => {
     const s = await setup('hvm');
     const receiver = track(startCli(['receive', '--listen', '127.0.0.1:0', ...tlsArgs(pki.server), '--host', s.B]));
@@ -170,9 +181,15 @@ describe('live migration succeeds', () => {
   it('HVM over ssh:// (a fake ssh running the remote command)', async () => {
     const s = await setup('hvm');
     const remote = `${process.execPath} ${CLI} receive - --host ${s.B}`;
-    const sender = track(startCli(senderArgs(s, 'ssh://tester@fakehost:2222', ['--ssh-command', `${process.execPath} ${ssh.path}`, '--remote-command', remote])));
+    const sender = track(
+      startCli(senderArgs(s, 'ssh://tester@fakehost:2222', ['--ssh-command', `${process.execPath} ${ssh.path}`, '--remote-command', remote, '--log-format', 'json'])),
+    );
     const sd = await sender.done;
     await expectMigrated(s, sd, { ...sd });
+    // --log-format json: every log line on stderr is a JSON object
+    const logs = sd.stderr.trim().split('\n').map((l) => JSON.parse(l) as { level: string; msg: string });
+    expect(logs.length).toBeGreaterThan(0);
+    expect(logs.every((l) => l.level === 'info' && typeof l.msg === 'string')).toBe(true);
     const argv = ssh.argv();
     expect(argv).toEqual(expect.arrayContaining(['-p', '2222', '-l', 'tester', 'fakehost', '--']));
     expect(argv.at(-1)).toContain('receive - --host');
