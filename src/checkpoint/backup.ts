@@ -19,7 +19,7 @@ import type { EmulatorStateProvider } from '../toolstack/emulator.js';
 import type { RestoreStats } from '../engine/restore/types.js';
 import { suspendDomain } from '../toolstack/save.js';
 import { ControlConnection, listen, stdioChannel, TransportTimeoutError, type Channel, type TlsMaterial } from '../transport/index.js';
-import { encodeDirtyPfns, encodeState } from './backchannel.js';
+import { encodeDirtyPfns, encodeState, STATE_NAMES } from './backchannel.js';
 import type { Logger } from './types.js';
 
 export interface ReplicaOptions extends XenOptions {
@@ -45,6 +45,10 @@ export interface ReplicaOptions extends XenOptions {
   onCheckpoint?: (n: number, xen: Hypervisor, domid: number) => void | Promise<void>;
   /** test hook: the replica holds this checkpoint and is about to be resumed */
   onFailover?: (n: number, xen: Hypervisor, domid: number) => void | Promise<void>;
+  /** test hook (COLO): the SVM runs again after checkpoint n */
+  onResumed?: (n: number, xen: Hypervisor, domid: number) => void | Promise<void>;
+  /** test hook: each COLO state-exchange step ('send SVM_READY', 'recv NEW', ...) */
+  trace?: (event: string, checkpoint: number) => void;
 }
 
 export interface ReplicaResult {
@@ -143,6 +147,11 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
     const builder = opts.builder ?? (xen.flavour === 'mock' ? mockBuilder(xen as MockHypervisor) : undefined);
     let svmRunning = false;
     const back = (b: Uint8Array) => send({ type: 'BACKCHANNEL', data: b });
+    const trace = opts.trace ?? (() => {});
+    const sendState = async (state: number) => {
+      await back(encodeState(state));
+      trace(`send ${STATE_NAMES[state]}`, applied);
+    };
 
     let stats: RestoreStats;
     try {
@@ -167,7 +176,7 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
           ...(colo
             ? {
                 postcopy: async () => {
-                  await back(encodeState(CheckpointState.SVM_READY));
+                  await sendState(CheckpointState.SVM_READY);
                   const d = domid!;
                   const info = xen.domainInfo(d);
                   if (!svmRunning) {
@@ -177,7 +186,8 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
                   }
                   if (info.shutdown) xen.resume(d, true);
                   if (xen.domainInfo(d).paused) xen.unpause(d);
-                  await back(encodeState(CheckpointState.SVM_RESUMED));
+                  await sendState(CheckpointState.SVM_RESUMED);
+                  await opts.onResumed?.(applied, xen, d);
                   return 'ok' as const;
                 },
                 waitCheckpoint: async () => {
@@ -188,17 +198,25 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
                     return 'failover' as const;
                   }
                   if (!item) return 'failover' as const;
-                  if (item.kind === 'record' && item.layer === 'libxl' && item.record.name === 'CHECKPOINT_STATE' && item.record.controlId === CheckpointState.NEW)
+                  if (item.kind === 'record' && item.layer === 'libxl' && item.record.name === 'CHECKPOINT_STATE' && item.record.controlId === CheckpointState.NEW) {
+                    trace('recv NEW', applied);
                     return 'ok' as const;
+                  }
+                  if (item.kind === 'record' && item.layer === 'libxc' && item.record.name === 'END') {
+                    // the primary ended replication: let the engine see END (the replica is discarded)
+                    cursor.unshift(item);
+                    return 'ok' as const;
+                  }
                   throw new Error(`COLO secondary: expected CHECKPOINT_STATE(NEW), got ${item.name}`);
                 },
                 suspend: async () => {
                   await suspendDomain(xen, domid!, 60_000);
-                  await back(encodeState(CheckpointState.SVM_SUSPENDED));
+                  await sendState(CheckpointState.SVM_SUSPENDED);
                   return 'ok' as const;
                 },
                 sendDirtyPfns: async (pfns: Float64Array) => {
                   await back(encodeDirtyPfns(pfns));
+                  trace(`send DIRTY_PFN_LIST(${[...pfns].join(',')})`, applied);
                 },
               }
             : {}),

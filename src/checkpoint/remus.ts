@@ -53,6 +53,8 @@ export interface RemusOptions extends XenOptions {
   onSuspended?: (n: number, xen: Hypervisor, domid: number) => void | Promise<void>;
   /** called in the interval sleep (benchmarks: dirty a known set of pages) */
   onIdle?: (n: number) => void | Promise<void>;
+  /** test hook: each COLO state-exchange step ('recv SVM_READY', 'send NEW', 'recv DIRTY_PFN_LIST(3)', ...) */
+  trace?: (event: string, checkpoint: number) => void;
 }
 
 export interface RemusResult {
@@ -305,6 +307,12 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
     let bytesAt = 0;
     let secondaryDirty = 0;
     let lost: BackupLost | null = null;
+    let current = 0; // the checkpoint being taken
+    const trace = opts.trace ?? (() => {});
+    const recvState = async (state: number) => {
+      await reverse!.nextBack({ kind: 'state', state }, backTimeout);
+      trace(`recv ${STATE_NAMES[state]}`, current);
+    };
 
     const finishCheckpoint = async (n: number, ackMs: number) => {
       const bytes = out.bytesWritten - bytesAt;
@@ -336,27 +344,27 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
       ...(opts.config ? { config: opts.config } : {}),
       callbacks: {
         suspend: async () => {
-          const n = checkpoints + 1;
+          const n = (current = checkpoints + 1);
           suspendAt = performance.now();
           await suspendDomain(xen, domid, 60_000, opts.signal);
           await hooks.postsuspend?.(n);
           await opts.onSuspended?.(n, xen, domid);
           // COLO, after the first checkpoint: the SVM suspends too
-          if (colo && n > 1) await reverse!.nextBack({ kind: 'state', state: CheckpointState.SVM_SUSPENDED }, backTimeout);
+          if (colo && n > 1) await recvState(CheckpointState.SVM_SUSPENDED);
         },
         secondaryDirtyPfns: async () => {
           const r = await reverse!.nextBack({ kind: 'dirty' }, backTimeout);
           const pfns = (r as { pfns: BigUint64Array }).pfns;
           secondaryDirty = pfns.length;
+          trace(`recv DIRTY_PFN_LIST(${[...pfns].join(',')})`, current);
           return pfns;
         },
         postcopy: async () => {
-          const n = checkpoints + 1;
-          await hooks.preresume?.(n);
-          if (colo) await reverse!.nextBack({ kind: 'state', state: CheckpointState.SVM_READY }, backTimeout);
+          await hooks.preresume?.(current);
+          if (colo) await recvState(CheckpointState.SVM_READY);
           resumeDomain(xen, domid);
           pauseMs = performance.now() - suspendAt;
-          if (colo) await reverse!.nextBack({ kind: 'state', state: CheckpointState.SVM_RESUMED }, backTimeout);
+          if (colo) await recvState(CheckpointState.SVM_RESUMED);
         },
         // called after the toolstack wrote the emulator records and CHECKPOINT_END
         checkpoint: async () => {
@@ -408,6 +416,7 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
           }
           if (ctl.stopRequested() || opts.signal?.aborted) return 'stop';
           await out.writeRaw(encodeLibxlRecord({ name: 'CHECKPOINT_STATE', controlId: CheckpointState.NEW }));
+          trace('send NEW', n);
           return 'again';
         },
       },
@@ -416,7 +425,14 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
     if (lost) throw lost;
     if (reason !== 'max-checkpoints') reason = opts.signal?.aborted ? 'aborted' : 'stopped';
     // a deliberate end: a libxc END tells a xenmig backup to discard its replica (no takeover)
-    if (channel) await out.writeRaw(encodeLibxcRecord({ name: 'END' }));
+    if (channel) {
+      // COLO: the stream resumes after a CHECKPOINT_STATE(NEW); END follows it
+      if (colo && checkpoints > 0) await out.writeRaw(encodeLibxlRecord({ name: 'CHECKPOINT_STATE', controlId: CheckpointState.NEW }));
+      await out.writeRaw(encodeLibxcRecord({ name: 'END' }));
+      // close gracefully: destroying a socket with unread heartbeats in it sends RST, and the
+      // backup could lose the END
+      await channel.close({ timeoutMs: 2000 }).catch(() => undefined);
+    }
     log(`primary: replication of domain ${domid} ${reason} after checkpoint ${checkpoints} (last acknowledged ${lastAcked}); guest keeps running here`);
   } catch (e) {
     failure = e instanceof Error ? e : new Error(String(e));
