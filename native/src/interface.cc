@@ -359,7 +359,8 @@ class Interface : public Napi::ObjectWrap<Interface> {
       errors[i] = e;
       if (e) {
         void *p = static_cast<uint8_t *>(addr) + i * kPage;
-        mmap(p, kPage, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        mmap(p, kPage, (prot & PROT_WRITE) ? PROT_READ | PROT_WRITE : PROT_READ,
+             MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       }
     }
     m.Set("errors", errors);

@@ -14,7 +14,7 @@ import {
   type MockHypervisor,
   type Mapping,
 } from '../../src/xen/index.js';
-import { ensureBuilt, hasMockSources } from './helpers.js';
+import { ensureBuilt, hasMockSources, mockAddonPath } from './helpers.js';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
@@ -63,13 +63,13 @@ function range(n: number, start = 0): bigint[] {
   return Array.from({ length: n }, (_, i) => BigInt(start + i));
 }
 
-/** A FIFO with a non-blocking read end and a blocking write end (Node has no pipe(2)). */
+/** A FIFO, both ends non-blocking so page I/O takes its EAGAIN + poll path (Node has no pipe(2)). */
 function fifo(dir: string, name: string): { r: number; w: number; close(): void } {
   const path = join(dir, name);
   const mk = spawnSync('mkfifo', [path]);
   if (mk.status !== 0) throw new Error(`mkfifo failed: ${mk.stderr}`);
   const r = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  const w = openSync(path, constants.O_WRONLY);
+  const w = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
   let closed = false;
   return {
     r,
@@ -754,6 +754,30 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
         hv.destroyDomain(pv);
       }
     });
+  });
+
+  it("libxen's messages go to the collecting logger, never to stderr", () => {
+    const script = `
+      const a = require(${JSON.stringify(mockAddonPath)});
+      a.mock.setHost(${JSON.stringify(dir)});
+      const h = new a.Interface();
+      const out = [];
+      for (const f of [() => h.domainInfo(30000), () => h.pause(30000), () => h.map(30000, new BigUint64Array([0n]), 1),
+                       () => h.hvmParamGet(30000, 1), () => h.cpuPolicySet(${hvm}, new Uint8Array(0), new Uint8Array(0))]) {
+        try { f(); out.push('ok'); } catch (e) { out.push(e.code + ' ' + e.syscall); }
+      }
+      out.push(h.lastLog().length > 0 ? 'logged' : 'nothing logged');
+      process.stdout.write(out.join('\\n'));`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.split('\n');
+    expect(lines.slice(0, 4)).toEqual([
+      'ESRCH xc_domain_getinfo',
+      'ESRCH xc_domain_pause',
+      'ESRCH xenforeignmemory_map',
+      'ESRCH xc_hvm_param_get',
+    ]);
+    expect(lines[5]).toBe('logged');
   });
 
   it('after close() every call fails with EBADF; mappings made before stay valid', () => {
