@@ -95,3 +95,45 @@ export async function decode(input: Uint8Array | AsyncIterable<Uint8Array>): Pro
   }
   return { pages, records };
 }
+
+export interface Digest {
+  /** per pfn: type, sha256 of the page (null without data), sha256 with bytes 32..88 zeroed */
+  pages: Map<number, { type: number; hash: string | null; hashMasked: string | null }>;
+  /** full data of the pfns `keep` selects (they must be known from earlier records) */
+  kept: Map<number, Uint8Array>;
+  records: LibxcRecord[];
+}
+
+/** Like decode(), but pages are kept as hashes (a 128 MiB guest stays small). */
+export async function digest(input: Uint8Array | AsyncIterable<Uint8Array>, keep: (pfn: number, records: LibxcRecord[]) => boolean = () => false): Promise<Digest> {
+  const { createHash } = await import('node:crypto');
+  const r = new StreamReader(input);
+  const pages: Digest['pages'] = new Map();
+  const kept = new Map<number, Uint8Array>();
+  const records: LibxcRecord[] = [];
+  for await (const it of r) {
+    if (it.kind !== 'record' || it.layer !== 'libxc') continue;
+    const rec = it.record;
+    if (rec.name !== 'PAGE_DATA') {
+      records.push(rec);
+      continue;
+    }
+    let d = 0;
+    for (let i = 0; i < rec.count; i++) {
+      const t = rec.types[i]!;
+      const pfn = rec.pfns[i]!;
+      const has = t <= 4 || (t >= 9 && t <= 12);
+      if (!has) {
+        pages.set(pfn, { type: t, hash: null, hashMasked: null });
+        continue;
+      }
+      const page = rec.data!.subarray(d * 4096, (d + 1) * 4096);
+      d++;
+      const masked = Buffer.from(page);
+      masked.fill(0, 32, 88);
+      pages.set(pfn, { type: t, hash: createHash('sha256').update(page).digest('hex'), hashMasked: createHash('sha256').update(masked).digest('hex') });
+      if (keep(pfn, records)) kept.set(pfn, page.slice());
+    }
+  }
+  return { pages, kept, records };
+}
