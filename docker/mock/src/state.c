@@ -94,6 +94,7 @@ void pv_suspend_hook(struct host *h, struct dom *d)
         st->store_mfn = p;
     if ((p = pv_mfn_to_pfn(h, d, st->console.domU.mfn)) != ~0ULL)
         st->console.domU.mfn = p;
+    guest_mark_dirty(d, L.start_info);   /* a guest write: live migration must resend it */
     d->vcpus[0].ctx.user_regs.rax = 0;
 }
 
@@ -113,6 +114,7 @@ void pv_resume_hook(struct host *h, struct dom *d, int fast)
             st->store_mfn = d->p2m[st->store_mfn];
         if (st->console.domU.mfn < d->m->nr_pages && d->p2m[st->console.domU.mfn] != INVALID_MFN)
             st->console.domU.mfn = d->p2m[st->console.domU.mfn];
+        guest_mark_dirty(d, L.start_info);
     }
     if (fast)
         d->vcpus[0].ctx.user_regs.rax = 1;

@@ -42,11 +42,18 @@ export interface PvFacts {
   cr3PinnedL4: boolean;
 }
 
-export function inspectPvDomain(xen: Hypervisor, domid: number): PvFacts {
-  const info = xen.domainInfo(domid);
-  const sh = mapAll(xen, domid, [info.sharedInfoFrame])[0]!;
-  const maxPfnField = u64(sh, 3088);
-  const n = maxPfnField; // the mock guest: pfns 0..n-1
+/** The mock guest's layout (docker/README.md), pfns of its special pages. */
+export function mockLayout(n: number) {
+  const nl1 = Math.ceil(n / 512);
+  const nl2 = Math.ceil(nl1 / 512);
+  const np2m = Math.ceil(n / 512);
+  const nmid = Math.ceil(np2m / 512);
+  const first = n - (3 + 1 + 1 + nl2 + nl1 + 1 + nmid + np2m);
+  return { startInfo: first, l4: first + 3, l3: first + 4, l2: first + 5, l1: first + 5 + nl2, p2mTop: first + 5 + nl2 + nl1, p2mMid: first + 6 + nl2 + nl1, p2mLeaf: n - np2m, nl1, np2m };
+}
+
+/** pfn -> mfn of a mock guest, read from its page tables' direct map. */
+export function directMap(xen: Hypervisor, domid: number, n: number): Float64Array {
   const ctx = xen.vcpuContextGet(domid, 0);
   const cv = new DataView(ctx.buffer, ctx.byteOffset, ctx.byteLength);
   const l4Mfn = Number(cv.getBigUint64(4984 + 24, true) >> 12n);
@@ -60,6 +67,17 @@ export function inspectPvDomain(xen: Hypervisor, domid: number): PvFacts {
   const l1s = mapAll(xen, domid, l1Mfns);
   const mfn = new Float64Array(n);
   for (let p = 0; p < n; p++) mfn[p] = pteMfn(l1s[Math.floor(p / 512)]!, (p % 512) * 8);
+  return mfn;
+}
+
+export function inspectPvDomain(xen: Hypervisor, domid: number): PvFacts {
+  const info = xen.domainInfo(domid);
+  const sh = mapAll(xen, domid, [info.sharedInfoFrame])[0]!;
+  const maxPfnField = u64(sh, 3088);
+  const n = maxPfnField; // the mock guest: pfns 0..n-1
+  const ctx = xen.vcpuContextGet(domid, 0);
+  const l4Mfn = Number(new DataView(ctx.buffer, ctx.byteOffset, ctx.byteLength).getBigUint64(4984 + 24, true) >> 12n);
+  const mfn = directMap(xen, domid, n);
 
   const m2p = xen.mapM2p();
   const m2pv = new DataView(m2p.table.buffer, m2p.table.byteOffset, m2p.table.byteLength);

@@ -7,7 +7,7 @@ import { StreamCursor } from '../../../src/engine/cursor.js';
 import { libxcRestore } from '../../../src/engine/restore/restore.js';
 import type { RestoreOps } from '../../../src/engine/restore/types.js';
 import { libxcSave } from '../../../src/engine/save/save.js';
-import type { SaveCallbacks } from '../../../src/engine/save/types.js';
+import type { SaveCallbacks, SaveStats } from '../../../src/engine/save/types.js';
 import { StreamReader, StreamWriter, type LibxcRecord } from '../../../src/stream/index.js';
 import type { Hypervisor } from '../../../src/xen/types.js';
 import { packageRoot } from '../../../src/xen/loader.js';
@@ -41,11 +41,11 @@ export class Sink extends Writable {
 export async function saveLibxc(
   xen: Hypervisor,
   domid: number,
-  opts: { live?: boolean; suspend?: () => Promise<void>; callbacks?: Partial<SaveCallbacks> } = {},
+  opts: { live?: boolean; suspend?: () => Promise<void>; callbacks?: Partial<SaveCallbacks>; onStats?: (s: SaveStats) => void } = {},
 ): Promise<Buffer> {
   const sink = new Sink();
   const out = new StreamWriter(sink);
-  await libxcSave({
+  const stats = await libxcSave({
     xen,
     domid,
     out,
@@ -59,6 +59,7 @@ export async function saveLibxc(
       ...opts.callbacks,
     },
   });
+  opts.onStats?.(stats);
   await out.end();
   return sink.bytes();
 }
