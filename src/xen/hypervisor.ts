@@ -33,6 +33,8 @@ export const MAX_PAGES = 2 ** 40;
 export const MAX_VCPU_ID = 0xffff;
 /** HVM_NR_PARAMS in Xen 4.17 */
 export const HVM_NR_PARAMS = 39;
+/** Entries per pfnTypes / populatePhysmap hypercall (Xen refuses more than 1024 page types). */
+const BATCH = 1024;
 /** Most pages one map() call takes (4 GiB of address space). */
 export const MAX_MAP_PAGES = 1 << 20;
 /** Most page tables one pinTables() call takes (libxc's MAX_PIN_BATCH). */
@@ -345,14 +347,20 @@ export class NativeHypervisor implements Hypervisor {
     }
   }
 
+  /** In place, in batches of 1024 (Xen's XEN_DOMCTL_getpageframeinfo3 limit). */
   pfnTypes(domid: number, frameList: BigUint64Array): void {
     checkDomid(domid);
-    this.native.pfnTypes(domid, frames('frames', frameList));
+    frames('frames', frameList);
+    for (let i = 0; i < frameList.length; i += BATCH)
+      this.native.pfnTypes(domid, frameList.subarray(i, Math.min(i + BATCH, frameList.length)));
   }
 
+  /** Order-0 extents, in batches of 1024; PV: in place, gfns become the allocated mfns. */
   populatePhysmap(domid: number, gfns: BigUint64Array): void {
     checkDomid(domid);
-    this.native.populatePhysmap(domid, frames('gfns', gfns));
+    frames('gfns', gfns);
+    for (let i = 0; i < gfns.length; i += BATCH)
+      this.native.populatePhysmap(domid, gfns.subarray(i, Math.min(i + BATCH, gfns.length)));
   }
 
   mapM2p(): { table: BigUint64Array; maxMfn: number; unmap(): void } {

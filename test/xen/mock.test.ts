@@ -600,9 +600,12 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
 
   describe('physmap, page types, M2P (PV)', () => {
     it('populatePhysmap backs an empty HVM domain', () => {
-      const d = hv.createDomain({ type: 'hvm', pages: 64, populate: false });
+      const d = hv.createDomain({ type: 'hvm', pages: 4096, populate: false });
       try {
         expect(hv.domainInfo(d).paused).toBe(true);
+        const hole = new BigUint64Array([20n]);
+        hv.pfnTypes(d, hole);
+        expect(hole[0]! >> 28n).toBe(0xfn); // XTAB: nothing there yet
         const gfns = new BigUint64Array(range(16));
         hv.populatePhysmap(d, gfns);
         expect(Array.from(gfns)).toEqual(range(16));
@@ -610,6 +613,13 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
         expect(Array.from(m.errors)).toEqual(new Array(16).fill(0));
         m.unmap();
         expect(hv.domainInfo(d).totPages).toBeGreaterThanOrEqual(16);
+        // more than one hypercall batch (1024) in one call
+        const rest = new BigUint64Array(range(2000, 16));
+        hv.populatePhysmap(d, rest);
+        const types = new BigUint64Array(range(2016));
+        hv.pfnTypes(d, types);
+        expect(types.every((t) => (t >> 28n) === 0n)).toBe(true); // NOTAB: all RAM now
+        expect(hv.domainInfo(d).totPages).toBeGreaterThanOrEqual(2016);
       } finally {
         hv.destroyDomain(d);
       }
