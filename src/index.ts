@@ -28,3 +28,4 @@ export type { SaveCallbacks, SaveProgress, SaveStats, SaveOps, RoundStats } from
 export type { RestoreCallbacks, RestoreStats, RestoreOps } from './engine/restore/types.js';
 export { makePrecopyPolicy, defaultPrecopyPolicy, type PrecopyPolicy, type PrecopyStats, type PrecopyDecision } from './engine/policy.js';
 export { MigrationError, MigrationErrorCode } from './engine/errors.js';
+export { remus, receiveReplica, type RemusOptions, type RemusResult, type RemusHandle, type ReplicaOptions, type ReplicaResult, type CheckpointStat, type ReplicationHooks, type OutputComparator } from './checkpoint/index.js';
