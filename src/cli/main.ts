@@ -26,6 +26,7 @@ export async function buildProgram(): Promise<Command> {
   await use(import('./commands/restore.js'));
   await use(import('./commands/migrate.js'));
   await use(import('./commands/receive.js'));
+  await use(import('./commands/remus.js'));
   await use(import('./commands/mock.js'));
   await use(import('./commands/demo.js'));
   for (const c of program.commands) c.exitOverride();
