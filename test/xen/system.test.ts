@@ -2,7 +2,9 @@
 // fails open() with a clear ENOENT error, printing nothing.
 import { describe, it, expect, beforeAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { openHypervisor, isXenError } from '../../src/xen/index.js';
 import { ensureBuilt, hasLibxen, hasXen, probe, root, systemAddonPath } from './helpers.js';
 
@@ -56,5 +58,31 @@ describe('system flavour', () => {
     expect(isXenError(err)).toBe(true);
     expect(err).toMatchObject({ code: 'ENOENT', errno: 2, syscall: 'xc_interface_open' });
     expect((err as Error).message).toBe('no Xen hypervisor: /dev/xen/privcmd missing');
+  });
+
+  it.runIf(hasLibxen)('the Xen >= 4.18 branch (xc_domain_getinfo_single) compiles too', () => {
+    // libxen-dev here is 4.17, so declare the 4.18 function and compile interface.cc with the macro on
+    const dir = mkdtempSync(join(tmpdir(), 'xenmig-418-'));
+    try {
+      const decl = join(dir, 'getinfo_single.h');
+      writeFileSync(
+        decl,
+        '#include <xenctrl.h>\nextern "C" int xc_domain_getinfo_single(xc_interface *, uint32_t, xc_domaininfo_t *);\n',
+      );
+      const nodeInclude = join(process.env.npm_config_nodedir ?? join(dirname(process.execPath), '..'), 'include', 'node');
+      const r = spawnSync(
+        'g++',
+        [
+          '-std=gnu++17', '-fsyntax-only', '-Wall', '-Werror', '-fexceptions',
+          '-DHAVE_XC_DOMAIN_GETINFO_SINGLE=1', '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS',
+          '-include', decl, `-I${probe('addon-api')}`, `-I${nodeInclude}`,
+          join(root, 'native', 'src', 'interface.cc'),
+        ],
+        { cwd: root, encoding: 'utf8' },
+      );
+      expect(r.status, r.stderr).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
