@@ -46,8 +46,16 @@ export function register(program: Command): void {
       .option('--paused', 'leave the received domain paused')
       .option('--protocol <p>', 'handshake: xenmig or xl', choice('protocol', ['xenmig', 'xl'] as const), 'xenmig')
       .option('--json', 'print the result as JSON (on stderr when stdout carries the replies)')
-      .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text'),
-  ).action(async (source: string | undefined, o: ReceiveCliOptions) => {
+      .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text')
+      .option('--remus', 'be the backup of `xenmig remus` (see remus-receive for all replication options)')
+      .option('--colo', 'be the COLO secondary of `xenmig remus --colo`')
+      .option('--failover-timeout-ms <ms>', 'with --remus/--colo: no data from the primary for MS = failover', (v) => Number(v)),
+  ).action(async (source: string | undefined, o: ReceiveCliOptions & { remus?: boolean; colo?: boolean; failoverTimeoutMs?: number }) => {
+    if (o.remus || o.colo) {
+      const { runReplicaReceive } = await import('./remus.js');
+      process.exitCode = await runReplicaReceive({ ...o, ...(o.colo ? { colo: true } : {}) });
+      return;
+    }
     process.exitCode = await runReceive(source, o);
   });
 }

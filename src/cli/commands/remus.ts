@@ -45,7 +45,7 @@ export interface ReplicaReceiveCli {
   host?: string;
   flavour?: 'system' | 'mock';
   colo?: boolean;
-  listen?: string;
+  listen?: string | { host?: string; port: number };
   insecure?: boolean;
   cert?: string;
   key?: string;
@@ -184,7 +184,7 @@ export async function runReplicaReceive(o: ReplicaReceiveCli): Promise<number> {
     const r = await receiveReplica({
       xen,
       ...(o.colo ? { colo: true } : {}),
-      ...(o.listen ? { listen: parseHostPort(o.listen) } : {}),
+      ...(o.listen ? { listen: typeof o.listen === 'string' ? parseHostPort(o.listen) : o.listen } : {}),
       ...(o.insecure ? { insecure: true } : {}),
       ...(tls ? { tls } : {}),
       ...(o.failoverTimeoutMs ? { failoverTimeoutMs: o.failoverTimeoutMs } : {}),
