@@ -83,11 +83,12 @@ export function pvRestoreOps(opts: PvRestoreOptions = {}): RestoreOps & { result
 
   const populate = (ctx: RestoreContext, pfns: number[]) => {
     if (!seenP2m) throw pvError(ctx, 'PAGE_DATA before X86_PV_P2M_FRAMES');
-    const need: number[] = [];
+    const want = new Set<number>();
     for (const pfn of pfns) {
       if (!(pfn >= 0 && pfn <= maxPfn)) throw pvError(ctx, `pfn ${hex(pfn)} beyond the guest's max pfn ${hex(maxPfn)}`, MigrationErrorCode.ERR_DOMAIN_MISMATCH, pfn);
-      if (p2m[pfn]! < 0 && !need.includes(pfn)) need.push(pfn);
+      if (p2m[pfn]! < 0) want.add(pfn);
     }
+    const need = [...want];
     for (let i = 0; i < need.length; i += 1024) {
       const chunk = need.slice(i, i + 1024);
       const a = BigUint64Array.from(chunk, (x) => BigInt(x));
