@@ -131,7 +131,7 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
       sendChain = sendChain.then(() => conn.send(m, { timeoutMs: failoverTimeoutMs }).catch(() => undefined));
       return sendChain;
     };
-    await send({ type: 'READY', protocol: 1, version: '0.1.0', capabilities: ['remus', 'colo'] });
+    await send({ type: 'READY', protocol: 1, version: '0.1.0', capabilities: ['remus', 'colo', `failover-timeout-ms=${failoverTimeoutMs}`] });
     hb = conn.startHeartbeat(opts.heartbeatMs ?? 250);
 
     const source = new WatchedSource(new ReadableByteSource(ch.readable), ch.readable);

@@ -241,7 +241,7 @@ interface RunCtl {
 async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl): Promise<RemusResult> {
   const log: Logger = opts.log ?? ((l) => process.stderr.write(l + '\n'));
   const { xen, owned } = openXen(opts);
-  const intervalMs = opts.intervalMs ?? 200;
+  let intervalMs = opts.intervalMs ?? 200;
   const ackTimeoutMs = opts.ackTimeoutMs ?? Math.max(2000, 10 * intervalMs);
   const onLoss = opts.onBackupLoss ?? 'pause';
   const colo = !!opts.colo;
@@ -294,6 +294,16 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
         if (!ready.capabilities.includes(need)) throw new Error(`the backup does not offer ${need} (capabilities: ${ready.capabilities.join(', ')})`);
         reverse = new ReverseReader(conn);
         reverse.start();
+        // The forward direction is the Xen stream: nothing but checkpoints can go there. They are
+        // the primary's heartbeat, so checkpoint at least twice per backup failover timeout.
+        const fo = ready.capabilities.map((c) => /^failover-timeout-ms=(\d+)$/.exec(c)).find((m) => m);
+        if (fo) {
+          const maxGap = Math.floor(Number(fo[1]) / 2);
+          if (intervalMs > maxGap) {
+            log(`primary: interval ${intervalMs} ms capped at ${maxGap} ms (half the backup's failover timeout: checkpoints are the heartbeat)`);
+            intervalMs = maxGap;
+          }
+        }
       } else if (colo) {
         throw new Error('COLO needs a back channel (tcp://, ssh:// or -), not a file');
       }

@@ -197,3 +197,19 @@ describe('remus: a silent primary (no FIN, no data)', () => {
     A().destroyDomain(d);
   });
 });
+
+describe('remus: checkpoints are the forward heartbeat', () => {
+  it('an interval longer than the backup tolerates is capped, so a healthy primary is never failed over', async () => {
+    const d = A().createDomain({ type: 'hvm', pages: 32, populate: true });
+    const { proc: backup, port } = await startBackup(join(dirs.root, 'cap.log'), ['--failover-timeout-ms', '400', '--heartbeat-ms', '50']);
+    const primary = new Proc(CLI, ['remus', String(d), `tcp://127.0.0.1:${port}`, '--host', dirs.a, '--insecure', '-i', '60000', '--max-checkpoints', '4', '--json']);
+    const pe = await primary.exited;
+    const be = await backup.exited;
+    expect(pe.code, primary.stderr).toBe(0);
+    expect(be.code, backup.stderr).toBe(0);
+    expect(primary.stderr).toMatch(/interval 60000 ms capped at 200 ms/);
+    expect(primary.json.at(-1)).toMatchObject({ result: 'max-checkpoints', lastAcked: 4 });
+    expect(backup.json.at(-1)).toMatchObject({ result: 'discarded', checkpoint: 4 });
+    A().destroyDomain(d);
+  });
+});
