@@ -57,6 +57,8 @@ export function pvRestoreOps(opts: PvRestoreOptions = {}): RestoreOps & { result
   let shinfo: Uint8Array | null = null;
   const policy = new PolicyStash();
   let results: PvRestoreResults | null = null;
+  /** pfns pinned by an earlier completion (pinning twice is an error in Xen) */
+  const pinned = new Set<number>();
 
   const pvError = (ctx: RestoreContext, msg: string, code: MigrationErrorCode = MigrationErrorCode.ERR_PV_STATE, pfn?: number) =>
     new MigrationError(code, msg, { domid: ctx.domid, ...(pfn !== undefined ? { pfn } : {}) });
@@ -310,7 +312,8 @@ export function pvRestoreOps(opts: PvRestoreOptions = {}): RestoreOps & { result
       };
       for (let pfn = 0; pfn <= maxPfn; pfn++) {
         const t = types[pfn]!;
-        if (!isPinned(t)) continue;
+        if (!isPinned(t) || pinned.has(pfn)) continue; // COLO completes at every checkpoint
+        pinned.add(pfn);
         const mfn = mfnOf(pfn);
         if (mfn < 0) throw pvError(ctx, `pinned table at pfn ${hex(pfn)} has no frame`, undefined, pfn);
         mf.push(mfn);
