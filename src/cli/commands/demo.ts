@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { openMockHost, type MockHypervisor } from '../../xen/hypervisor.js';
 import { EXIT, fmtBytes, parseIntArg, parseSize, writeOut } from '../util.js';
 import type { QueryMigrate } from '../stats.js';
 
@@ -40,13 +41,6 @@ function exited(c: ChildProcess): Promise<Exit> {
   });
 }
 
-async function cli(args: string[]): Promise<string> {
-  const c = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const r = await exited(c);
-  if (r.code !== 0) throw new Error(`xenmig ${args.join(' ')} failed (${r.code ?? r.signal})`);
-  return r.stdout.trim();
-}
-
 async function demo(o: { memory: number; rate: number; keep?: boolean }): Promise<number> {
   const say = (s: string) => writeOut(s + '\n');
   const base = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'xenmig-demo-'));
@@ -65,8 +59,19 @@ async function demo(o: { memory: number; rate: number; keep?: boolean }): Promis
   const progressEnv = { ...process.env, ...(process.stderr.isTTY ? { XENMIG_PROGRESS: '1' } : {}) };
   try {
     await say(`hosts: ${hostA} -> ${hostB}`);
-    const domid = Number(await cli(['mock', 'create', '--type', 'hvm', '--memory', String(o.memory), '--vcpus', '2', '--host', hostA]));
-    await say(`created HVM domain ${domid} (${fmtBytes(o.memory)}, 2 vCPUs) on host A`);
+    // host bookkeeping in this process (the mock switches its one host per process on open);
+    // the workload, the sender and the receiver are separate processes
+    const onHost = <T>(dir: string, f: (h: MockHypervisor) => T): T => {
+      const h = openMockHost(dir);
+      try {
+        return f(h);
+      } finally {
+        h.close();
+      }
+    };
+    const pages = Math.ceil(o.memory / 4096);
+    const domid = onHost(hostA, (h) => h.createDomain({ type: 'hvm', pages, vcpus: 2 }));
+    await say(`created HVM domain ${domid} (${fmtBytes(pages * 4096)}, 2 vCPUs) on host A`);
 
     // the workload: a separate process dirtying guest memory until the domain leaves host A
     const workload = spawn(process.execPath, [CLI, 'mock', 'workload', String(domid), '--rate', String(o.rate), '--host', hostA], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -106,20 +111,23 @@ async function demo(o: { memory: number; rate: number; keep?: boolean }): Promis
     if (w === null) workload.kill('SIGINT');
     const writes = (w ?? (await workloadDone)).stdout.trim();
 
-    const atSuspend = JSON.parse(readFileSync(suspendFile, 'utf8')) as { checksum: string; suspended: boolean };
+    const atSuspend = JSON.parse(readFileSync(suspendFile, 'utf8')) as { checksum: string; suspended: boolean; checksumMs: number };
     const q = JSON.parse(readFileSync(statsFile, 'utf8')) as QueryMigrate;
-    const dests = JSON.parse(await cli(['mock', 'list', '--json', '--host', hostB])) as { domid: number; state: string }[];
-    if (dests.length !== 1) throw new Error(`expected one domain on host B, found ${dests.length}`);
-    const dest = dests[0]!;
-    const destSum = await cli(['mock', 'checksum', String(dest.domid), '--host', hostB]);
-    const sources = JSON.parse(await cli(['mock', 'list', '--json', '--host', hostA])) as unknown[];
+    const sources = onHost(hostA, (h) => h.listDomainIds());
+    const { dest, destSum } = onHost(hostB, (h) => {
+      const ids = h.listDomainIds();
+      if (ids.length !== 1) throw new Error(`expected one domain on host B, found ${ids.length}`);
+      const info = h.domainInfo(ids[0]!);
+      const state = info.shutdown ? 'shut down' : info.paused ? 'paused' : 'running';
+      return { dest: { domid: ids[0]!, state }, destSum: h.checksum(ids[0]!) };
+    });
     const equal = destSum === atSuspend.checksum;
     const rounds = (q.xenmig.rounds as { kind: string; pages: number }[]) ?? [];
     const live = rounds.filter((x) => x.kind === 'live').length;
     await say(`migrated: domain ${domid} on host A -> domain ${dest.domid} on host B (${dest.state}); ${sources.length} domains left on host A`);
     await say(`workload page writes on host A: ${writes}`);
     await say(`rounds: ${rounds.length} (${live} live + ${rounds.length - live} final), pages sent: ${q.ram?.normal}, bytes: ${fmtBytes(q.ram?.transferred ?? 0)}`);
-    await say(`total time: ${q['total-time']} ms, downtime: ${q.downtime} ms, throughput: ${q.ram?.mbps} Mbit/s`);
+    await say(`total time: ${q['total-time']} ms, downtime: ${q.downtime} ms (${atSuspend.checksumMs} ms of it computing the checksum at suspend), throughput: ${q.ram?.mbps} Mbit/s`);
     await say(`checksum at suspend (host A): ${atSuspend.checksum}`);
     await say(`checksum on host B:           ${destSum}`);
     await say(equal ? 'checksums match' : 'CHECKSUMS DIFFER');
