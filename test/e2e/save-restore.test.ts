@@ -3,7 +3,7 @@
 // vector restores into a mock HVM domain and saves again to an equivalent, valid stream.
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   checksum,
@@ -17,9 +17,11 @@ import {
   ok,
   readAtSuspend,
   REPO,
+  startCli,
   startWorkload,
   tempDir,
   tempHost,
+  until,
 } from './helpers.js';
 
 const tmp = tempDir('xenmig-e2e-save-');
@@ -110,6 +112,22 @@ describe('save and restore', () => {
     await ok(['verify', file, '--format', format]);
     const first = JSON.parse((await ok(['inspect', file, '--json'])).split('\n')[0]!);
     expect(first.type).toBe({ xl: 'XL_HEADER', libxl: 'LIBXL_HEADER', libxc: 'IMAGE_HEADER' }[format]);
+  });
+
+  it('SIGINT during a live save: exit 130 with ERR_ABORTED, the guest keeps running (not destroyed), the partial file does not verify', async () => {
+    const [A] = hosts(1);
+    const d = await createDomain(A!, 'hvm', '16M');
+    const file = join(tmp.dir, 'interrupted.xl');
+    const run = startCli(['save', String(d), file, '--live', '--bandwidth', '1M', '--host', A!]);
+    await until(async () => existsSync(file) && statSync(file).size > 1 << 20, 'the save to be under way', 2000, 25);
+    run.child.kill('SIGINT');
+    const r = await run.done;
+    expect(r.code).toBe(130);
+    expect(r.stderr).toMatch(/^xenmig: ERR_ABORTED: /m);
+    const [dom] = await listDomains(A!);
+    expect(dom).toMatchObject({ domid: d, state: 'running' });
+    const v = await cli(['verify', file]);
+    expect(v.code).toBe(1);
   });
 
   it('restore --paused leaves the domain paused', async () => {
