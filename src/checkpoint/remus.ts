@@ -197,6 +197,16 @@ export function remus(domid: number, dest: string, opts: RemusOptions = {}): Rem
     for (const r of readers.splice(0)) r({ value: undefined, done: true });
   };
   const stopCtl = new AbortController();
+  // aborting = a deliberate stop (END: the backup discards its replica), never a silent drop that
+  // the backup would answer with a takeover while this guest still runs
+  opts.signal?.addEventListener(
+    'abort',
+    () => {
+      stopRequested = true;
+      stopCtl.abort();
+    },
+    { once: true },
+  );
   const done = run(domid, dest, opts, {
     push,
     stopRequested: () => stopRequested,
@@ -349,14 +359,13 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
       live: true,
       streamType: colo ? 'colo' : 'remus',
       staging: opts.staging ?? true,
-      ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.emulator ? { emulator: opts.emulator } : {}),
       ...(opts.config ? { config: opts.config } : {}),
       callbacks: {
         suspend: async () => {
           const n = (current = checkpoints + 1);
           suspendAt = performance.now();
-          await suspendDomain(xen, domid, 60_000, opts.signal);
+          await suspendDomain(xen, domid, 60_000);
           await hooks.postsuspend?.(n);
           await opts.onSuspended?.(n, xen, domid);
           // COLO, after the first checkpoint: the SVM suspends too
@@ -434,6 +443,7 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
     stats = r.stats;
     if (lost) throw lost;
     if (reason !== 'max-checkpoints') reason = opts.signal?.aborted ? 'aborted' : 'stopped';
+    // (an abort is handled as stop(): see remus())
     // a deliberate end: a libxc END tells a xenmig backup to discard its replica (no takeover)
     if (channel) {
       // COLO: the stream resumes after a CHECKPOINT_STATE(NEW); END follows it

@@ -1,0 +1,100 @@
+// The replication API in one process: stop() and abort are deliberate ends (no takeover), hooks
+// run in order, and the COLO back-channel framing is the spec's 8-byte record header.
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
+import { BackChannelDecoder, encodeDirtyPfns, encodeState, receiveReplica, remus, type CheckpointStat } from '../../src/checkpoint/index.js';
+import { CheckpointState } from '../../src/stream/index.js';
+
+describe('COLO back channel framing', () => {
+  it('CHECKPOINT_DIRTY_PFN_LIST has the 8-byte record header (not the 16 bytes Xen >= 4.18 writes)', () => {
+    const b = encodeDirtyPfns([3, 0x1234, 7]);
+    const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    expect(b.length).toBe(8 + 3 * 8);
+    expect(dv.getUint32(0, true)).toBe(0x0f);
+    expect(dv.getUint32(4, true)).toBe(24);
+    expect(dv.getBigUint64(8, true)).toBe(3n);
+    expect(dv.getBigUint64(16, true)).toBe(0x1234n);
+  });
+
+  it('CHECKPOINT_STATE is type 5 with a 4-byte body padded to 8', () => {
+    const b = encodeState(CheckpointState.SVM_RESUMED);
+    expect([...b]).toEqual([5, 0, 0, 0, 4, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]);
+  });
+
+  it('decodes records split at every byte', () => {
+    const all = new Uint8Array([...encodeState(CheckpointState.SVM_SUSPENDED), ...encodeDirtyPfns([9, 10]), ...encodeDirtyPfns([]), ...encodeState(CheckpointState.SVM_READY)]);
+    for (let cut = 0; cut <= all.length; cut++) {
+      const d = new BackChannelDecoder();
+      const out = [...d.push(all.subarray(0, cut)), ...d.push(all.subarray(cut))];
+      expect(out.map((r) => (r.kind === 'state' ? `S${r.state}` : `D${[...r.pfns].join(',')}`))).toEqual(['S1', 'D9,10', 'D', 'S2']);
+    }
+  });
+});
+
+describe('remus API in one process', () => {
+  let dir: string;
+  let xen: MockHypervisor;
+  beforeAll(() => {
+    dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'xenmig-remus-api-'));
+    xen = openMockHost(join(dir, 'host'));
+  });
+  afterAll(() => {
+    xen?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function pair(opts: { abort?: boolean }) {
+    const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
+    const events: string[] = [];
+    let port!: (n: number) => void;
+    const listening = new Promise<number>((r) => (port = r));
+    const backup = receiveReplica({ xen, listen: { host: '127.0.0.1', port: 0 }, insecure: true, failoverTimeoutMs: 5000, onListening: port, log: () => {} });
+    const ac = new AbortController();
+    const h = remus(d, `tcp://127.0.0.1:${await listening}`, {
+      xen,
+      insecure: true,
+      intervalMs: 5,
+      log: () => {},
+      ...(opts.abort ? { signal: ac.signal } : {}),
+      hooks: {
+        postsuspend: async (n) => void events.push(`postsuspend ${n}`),
+        preresume: async (n) => void events.push(`preresume ${n}`),
+        commit: async (n) => void events.push(`commit ${n}`),
+        stopped: async (why, acked) => void events.push(`stopped ${why} ${acked}`),
+      },
+    });
+    const seen: CheckpointStat[] = [];
+    for await (const s of h) {
+      seen.push(s);
+      if (s.checkpoint === 3) {
+        if (opts.abort) ac.abort();
+        else void h.stop();
+      }
+    }
+    return { d, h, r: await h.done, b: await backup, events, seen };
+  }
+
+  it('stop(): the guest keeps running here, the backup discards its replica, hooks ran in order', async () => {
+    const { d, r, b, events, seen } = await pair({});
+    expect(r).toMatchObject({ reason: 'stopped', guest: 'running', lastAcked: seen.at(-1)!.checkpoint });
+    expect(b.outcome).toBe('discarded');
+    expect(xen.domainInfo(d).paused || xen.domainInfo(d).shutdown).toBe(false);
+    const n = seen.at(-1)!.checkpoint;
+    const want: string[] = [];
+    for (let k = 1; k <= n; k++) want.push(`postsuspend ${k}`, `preresume ${k}`, `commit ${k}`);
+    want.push(`stopped stopped ${n}`);
+    expect(events).toEqual(want);
+    xen.destroyDomain(d);
+  });
+
+  it('an abort signal is a deliberate stop too (no takeover by the backup)', async () => {
+    const { d, r, b } = await pair({ abort: true });
+    expect(r).toMatchObject({ reason: 'aborted', guest: 'running' });
+    expect(r.error).toBeUndefined();
+    expect(b.outcome).toBe('discarded');
+    xen.destroyDomain(d);
+  });
+});
