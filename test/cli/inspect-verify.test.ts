@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { createReadStream, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
-import { CLI, cleanEnv, cli, gunzipVector, REPO, tempDir, VECTORS, type Done } from './helpers.js';
+import { CLI, cleanEnv, cli, createDomain, gunzipVector, ok, REPO, tempDir, tempHost, VECTORS, type Done } from './helpers.js';
 
 const tmp = tempDir('xenmig-cli-inspect-');
 let pv = '';
@@ -254,5 +254,31 @@ describe('broken files', () => {
     const r = await cli(['verify', pvh, '--format', 'nonsense']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('--format');
+  });
+});
+
+describe('checkpointed (Remus) streams', () => {
+  it('inspect numbers the checkpoints; verify needs --stream-type remus for them', async () => {
+    const h = tempHost();
+    try {
+      const d = await createDomain(h.dir, 'hvm', '8M');
+      const file = join(h.dir, 'remus.xl');
+      await ok(['remus', String(d), file, '--max-checkpoints', '3', '--interval-ms', '50', '--host', h.dir]);
+      const lines = await inspectJson(file);
+      const ck = lines.filter((l) => l.type === 'CHECKPOINT').map((l) => l.checkpoint);
+      const ends = lines.filter((l) => l.type === 'CHECKPOINT_END').map((l) => l.checkpoint);
+      expect(ck).toEqual([1, 2, 3]);
+      expect(ends).toEqual([1, 2, 3]);
+      // each CHECKPOINT_END directly follows its CHECKPOINT
+      lines.forEach((l, i) => l.type === 'CHECKPOINT_END' && expect(lines[i - 1]!.type).toBe('CHECKPOINT'));
+      const remus = JSON.parse((await cli(['verify', file, '--stream-type', 'remus', '--json'])).stdout);
+      expect(remus.valid).toBe(true);
+      expect(remus.facts.checkpoints).toBe(3);
+      const plain = await cli(['verify', file]);
+      expect(plain.code).toBe(1);
+      expect(plain.stderr).toMatch(/^xenmig: ERR_ORDER: .*CHECKPOINT/m);
+    } finally {
+      h.cleanup();
+    }
   });
 });
