@@ -256,4 +256,25 @@ describe('malformed PV streams', () => {
       xen.destroy(e);
     }
   });
+
+  it('pinTables checks its arguments and reports what Xen refuses', () => {
+    const d = xen.createDomain({ type: 'pv', pages: 600, vcpus: 1 });
+    try {
+      const ctx = xen.vcpuContextGet(d, 0);
+      const l4 = new DataView(ctx.buffer, ctx.byteOffset).getBigUint64(4984 + 24, true) >> 12n;
+      expect(() => xen.pinTables(d, BigUint64Array.of(l4), Uint8Array.of(4, 4))).toThrow(RangeError);
+      expect(() => xen.pinTables(d, BigUint64Array.of(l4), Uint8Array.of(5))).toThrow(/level 1..4/);
+      expect(() => xen.pinTables(d, new BigUint64Array(1025).fill(l4), new Uint8Array(1025).fill(4))).toThrow(/at most 1024/);
+      // the builder pinned the L4 already: Xen says EINVAL
+      let err: unknown;
+      try {
+        xen.pinTables(d, BigUint64Array.of(l4), Uint8Array.of(4));
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toMatchObject({ code: 'EINVAL', syscall: 'xc_mmuext_op' });
+    } finally {
+      xen.destroy(d);
+    }
+  });
 });
