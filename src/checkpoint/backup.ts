@@ -18,7 +18,7 @@ import { restoreDomain, type DomainBuilder } from '../toolstack/restore.js';
 import type { EmulatorStateProvider } from '../toolstack/emulator.js';
 import type { RestoreStats } from '../engine/restore/types.js';
 import { suspendDomain } from '../toolstack/save.js';
-import { ControlConnection, listen, stdioChannel, TransportTimeoutError, type Channel, type TlsMaterial } from '../transport/index.js';
+import { ControlConnection, listen, stdioChannel, TransportTimeoutError, writeAll, XL_MIGRATE_RECEIVER_BANNER, type Channel, type TlsMaterial } from '../transport/index.js';
 import { encodeDirtyPfns, encodeState, STATE_NAMES } from './backchannel.js';
 import type { Logger } from './types.js';
 
@@ -47,6 +47,8 @@ export interface ReplicaOptions extends XenOptions {
   onFailover?: (n: number, xen: Hypervisor, domid: number) => void | Promise<void>;
   /** test hook (COLO): the SVM runs again after checkpoint n */
   onResumed?: (n: number, xen: Hypervisor, domid: number) => void | Promise<void>;
+  /** 'xenmig' (default) or 'xl' (as `xl migrate-receive -r`: banner, no ACKs/heartbeats, raw COLO records) */
+  protocol?: 'xenmig' | 'xl';
   /** test hook: each COLO state-exchange step ('send SVM_READY', 'recv NEW', ...) */
   trace?: (event: string, checkpoint: number) => void;
 }
@@ -131,8 +133,17 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
       sendChain = sendChain.then(() => conn.send(m, { timeoutMs: failoverTimeoutMs }).catch(() => undefined));
       return sendChain;
     };
-    await send({ type: 'READY', protocol: 1, version: '0.1.0', capabilities: ['remus', 'colo', `failover-timeout-ms=${failoverTimeoutMs}`] });
-    hb = conn.startHeartbeat(opts.heartbeatMs ?? 250);
+    const xl = opts.protocol === 'xl';
+    const sendRaw = (b: Uint8Array) => {
+      sendChain = sendChain.then(() => writeAll(ch.writable, b, { timeoutMs: failoverTimeoutMs }).catch(() => undefined));
+      return sendChain;
+    };
+    if (xl) {
+      await sendRaw(XL_MIGRATE_RECEIVER_BANNER);
+    } else {
+      await send({ type: 'READY', protocol: 1, version: '0.1.0', capabilities: ['remus', 'colo', `failover-timeout-ms=${failoverTimeoutMs}`] });
+      hb = conn.startHeartbeat(opts.heartbeatMs ?? 250);
+    }
 
     const source = new WatchedSource(new ReadableByteSource(ch.readable), ch.readable);
     watchdog = setInterval(
@@ -146,7 +157,7 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
     const cursor = new StreamCursor(source, { reader: { lazyPageData: true }, validator: { streamType, reserved: 'error', padding: 'error' } });
     const builder = opts.builder ?? (xen.flavour === 'mock' ? mockBuilder(xen as MockHypervisor) : undefined);
     let svmRunning = false;
-    const back = (b: Uint8Array) => send({ type: 'BACKCHANNEL', data: b });
+    const back = (b: Uint8Array) => (xl ? sendRaw(b) : send({ type: 'BACKCHANNEL', data: b }));
     const trace = opts.trace ?? (() => {});
     const sendState = async (state: number) => {
       await back(encodeState(state));
@@ -171,7 +182,7 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
           checkpointApplied: async (n) => {
             applied = n;
             await opts.onCheckpoint?.(n, xen, domid!);
-            if (!colo) await send({ type: 'ACK', checkpoint: n });
+            if (!colo && !xl) await send({ type: 'ACK', checkpoint: n });
           },
           ...(colo
             ? {

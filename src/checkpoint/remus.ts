@@ -15,7 +15,8 @@ import { saveDomain, suspendDomain, resumeDomain, zeroCopySafe } from '../toolst
 import type { DomainConfig } from '../toolstack/config.js';
 import type { EmulatorStateProvider } from '../toolstack/emulator.js';
 import type { SaveStats } from '../engine/save/types.js';
-import { ControlConnection, openDestination, type Channel, type TlsMaterial } from '../transport/index.js';
+import type { Readable } from 'node:stream';
+import { ControlConnection, openDestination, readExactly, XL_MIGRATE_RECEIVER_BANNER, type Channel, type TlsMaterial } from '../transport/index.js';
 import { BackChannelDecoder, STATE_NAMES, type BackRecord } from './backchannel.js';
 import type { CheckpointStat, Logger, OutputComparator, ReplicationHooks } from './types.js';
 
@@ -49,6 +50,12 @@ export interface RemusOptions extends XenOptions {
   log?: Logger;
   /** the backup's READY must arrive within this many ms (default 30000) */
   readyTimeoutMs?: number;
+  /**
+   * 'xenmig' (default): READY, ACK(n), HEARTBEAT and BACKCHANNEL messages on the reverse direction.
+   * 'xl': as `xl remus` ⇄ `xl migrate-receive -r`: the xl banner, then the stream; no
+   * acknowledgements (checkpoints are not waited for); COLO back-channel records raw.
+   */
+  protocol?: 'xenmig' | 'xl';
   /** test hook: called while the guest is suspended for checkpoint n (e.g. record its checksum) */
   onSuspended?: (n: number, xen: Hypervisor, domid: number) => void | Promise<void>;
   /** called in the interval sleep (benchmarks: dirty a known set of pages) */
@@ -115,13 +122,22 @@ class ReverseReader {
     this.failed = resolve;
   });
 
-  constructor(private readonly conn: ControlConnection) {}
+  constructor(private readonly conn: ControlConnection | null, private readonly raw: Readable | null = null) {}
 
   start(): void {
     void (async () => {
       try {
+        if (this.raw) {
+          // xl: the reverse direction carries bare back-channel records
+          for await (const chunk of this.raw) {
+            this.lastSeenAt = Date.now();
+            this.back.push(...this.decoder.push(chunk as Uint8Array));
+            this.wake();
+          }
+          throw new Error('the secondary closed the back channel');
+        }
         for (;;) {
-          const m = await this.conn.receive({ skipHeartbeats: false });
+          const m = await this.conn!.receive({ skipHeartbeats: false });
           this.lastSeenAt = Date.now();
           if (m.type === 'ACK') this.lastAcked = Math.max(this.lastAcked, m.checkpoint);
           else if (m.type === 'BACKCHANNEL') this.back.push(...this.decoder.push(m.data));
@@ -297,7 +313,15 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
           ssh: { ...(opts.sshCommand ? { sshCommand: opts.sshCommand } : {}), ...(opts.remoteCommand ? { remoteCommand: opts.remoteCommand } : {}) },
           tcp: { ...(opts.tls ? { tls: opts.tls } : {}), ...(opts.insecure ? { insecure: true } : {}) },
         }));
-      if (channel.kind !== 'file') {
+      if (channel.kind !== 'file' && opts.protocol === 'xl') {
+        const got = await readExactly(channel.readable, XL_MIGRATE_RECEIVER_BANNER.length, { timeoutMs: opts.readyTimeoutMs ?? 30_000, what: 'the xl migration banner' });
+        if (!got.equals(XL_MIGRATE_RECEIVER_BANNER)) throw new Error(`xl migration: unexpected data instead of the banner: ${JSON.stringify(got.toString('latin1').slice(0, 60))}`);
+        // xl's Remus receiver never acknowledges; its COLO secondary writes raw records back
+        if (colo) {
+          reverse = new ReverseReader(null, channel.readable);
+          reverse.start();
+        }
+      } else if (channel.kind !== 'file') {
         const conn = new ControlConnection(channel.readable, channel.writable);
         const ready = await conn.expect('READY', { timeoutMs: opts.readyTimeoutMs ?? 30_000 });
         const need = colo ? 'colo' : 'remus';

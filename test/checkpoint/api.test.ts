@@ -98,3 +98,58 @@ describe('remus API in one process', () => {
     xen.destroyDomain(d);
   });
 });
+
+describe('the xl wire (as xl remus / xl migrate-receive -r)', () => {
+  let dir: string;
+  let xen: MockHypervisor;
+  beforeAll(() => {
+    dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'xenmig-remus-xl-'));
+    xen = openMockHost(join(dir, 'host'));
+  });
+  afterAll(() => {
+    xen?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const colo of [false, true]) {
+    it(`${colo ? 'COLO' : 'Remus'}: banner, the stream, ${colo ? 'raw back-channel records' : 'no acknowledgements'}; the replica matches each checkpoint`, async () => {
+      const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
+      const prim = new Map<number, string>();
+      const back = new Map<number, string>();
+      let port!: (n: number) => void;
+      const listening = new Promise<number>((r) => (port = r));
+      const backup = receiveReplica({
+        xen,
+        protocol: 'xl',
+        colo,
+        listen: { host: '127.0.0.1', port: 0 },
+        insecure: true,
+        failoverTimeoutMs: 5000,
+        onListening: port,
+        log: () => {},
+        onCheckpoint: (n, x, dd) => void back.set(n, (x as MockHypervisor).checksum(dd)),
+      });
+      const h = remus(d, `tcp://127.0.0.1:${await listening}`, {
+        xen,
+        protocol: 'xl',
+        colo,
+        insecure: true,
+        intervalMs: 5,
+        maxCheckpoints: 4,
+        log: () => {},
+        onSuspended: (n, x, dd) => void prim.set(n, (x as MockHypervisor).checksum(dd)),
+        onIdle: (n) => xen.guestWrite(d, n, 0, new TextEncoder().encode(`epoch ${n}`)),
+      });
+      const stats: CheckpointStat[] = [];
+      for await (const s of h) stats.push(s);
+      const r = await h.done;
+      const b = await backup;
+      expect(r.error).toBeUndefined();
+      expect(r.checkpoints).toBe(4);
+      if (!colo) expect(stats.every((s) => s.ackMs === 0)).toBe(true); // nothing to wait for on the xl wire
+      expect(b.outcome).toBe('discarded');
+      for (let k = 1; k <= 4; k++) expect(back.get(k), `checkpoint ${k}`).toBe(prim.get(k));
+      xen.destroyDomain(d);
+    });
+  }
+});

@@ -39,6 +39,7 @@ interface RemusCli {
   ca?: string;
   logFormat: LogFormat;
   checksumLog?: string;
+  protocol?: 'xenmig' | 'xl';
 }
 
 export interface ReplicaReceiveCli {
@@ -56,6 +57,7 @@ export interface ReplicaReceiveCli {
   json?: boolean;
   logFormat: LogFormat;
   checksumLog?: string;
+  protocol?: 'xenmig' | 'xl';
 }
 
 /** Debug (mock): one JSON line per event with the guest's checksum, written synchronously. */
@@ -92,6 +94,7 @@ export function register(program: Command): void {
     .option('--cert <file>', 'TLS certificate')
     .option('--key <file>', 'TLS key')
     .option('--ca <file>', 'TLS CA')
+    .option('--protocol <p>', 'xenmig (ACKs, heartbeats) or xl (as xl remus: banner, no ACKs)', choice('protocol', ['xenmig', 'xl'] as const), 'xenmig')
     .option('--json', 'one JSON line per checkpoint on stdout')
     .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text')
     .option('--checksum-log <file>', 'debug (mock): append the guest checksum taken while suspended for each checkpoint');
@@ -99,7 +102,10 @@ export function register(program: Command): void {
     process.exitCode = await runRemus(domid, dest, o);
   });
 
-  const rcv = program.command('remus-receive').description('receive a Remus / COLO replica (backup side; same as receive --remus / --colo)');
+  const rcv = program
+    .command('remus-receive')
+    .description('receive a Remus / COLO replica (backup side; same as receive --remus / --colo)')
+    .option('--protocol <p>', 'xenmig (ACKs, heartbeats) or xl (as xl migrate-receive -r)', choice('protocol', ['xenmig', 'xl'] as const), 'xenmig');
   addReplicaReceiveOptions(rcv).action(async (o: ReplicaReceiveCli) => {
     process.exitCode = await runReplicaReceive(o);
   });
@@ -145,6 +151,7 @@ async function runRemus(domid: number, dest: string, o: RemusCli): Promise<numbe
       ...(o.ackTimeoutMs ? { ackTimeoutMs: o.ackTimeoutMs } : {}),
       onBackupLoss: o.onBackupLoss,
       ...(o.maxCheckpoints ? { maxCheckpoints: o.maxCheckpoints } : {}),
+      ...(o.protocol ? { protocol: o.protocol } : {}),
       ...(o.insecure ? { insecure: true } : {}),
       ...(tls ? { tls } : {}),
       log: (l) => log.info(l),
@@ -190,6 +197,7 @@ export async function runReplicaReceive(o: ReplicaReceiveCli): Promise<number> {
       ...(o.failoverTimeoutMs ? { failoverTimeoutMs: o.failoverTimeoutMs } : {}),
       ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}),
       ...(o.paused ? { paused: true } : {}),
+      ...(o.protocol ? { protocol: o.protocol } : {}),
       signal: sig.signal,
       log: (l) => log.info(l),
       onListening: (port) => {
