@@ -153,3 +153,37 @@ describe('the xl wire (as xl remus / xl migrate-receive -r)', () => {
     });
   }
 });
+
+describe('COLO checkpoints on demand', () => {
+  it('the output comparator triggers checkpoints long before the timer', async () => {
+    const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'xenmig-colo-cmp-'));
+    const xen = openMockHost(join(dir, 'host'));
+    try {
+      const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
+      let port!: (n: number) => void;
+      const listening = new Promise<number>((r) => (port = r));
+      const backup = receiveReplica({ xen, colo: true, listen: { host: '127.0.0.1', port: 0 }, insecure: true, failoverTimeoutMs: 3_600_000, onListening: port, log: () => {} });
+      let divergences = 0;
+      const h = remus(d, `tcp://127.0.0.1:${await listening}`, {
+        xen,
+        colo: true,
+        insecure: true,
+        intervalMs: 3_600_000, // the timer alone would take an hour per checkpoint
+        maxCheckpoints: 5,
+        log: () => {},
+        comparator: async () => {
+          divergences++; // "the outputs differ": checkpoint now
+        },
+      });
+      const r = await h.done;
+      expect(r.error).toBeUndefined();
+      expect(r.checkpoints).toBe(5);
+      expect(divergences).toBe(4); // one wait between each two checkpoints
+      expect((await backup).outcome).toBe('discarded');
+      xen.destroyDomain(d);
+    } finally {
+      xen.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
