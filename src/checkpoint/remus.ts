@@ -78,7 +78,10 @@ export interface RemusResult {
 
 export interface RemusHandle extends AsyncIterable<CheckpointStat> {
   readonly domid: number;
-  /** resolves when replication ends (never rejects: the error, if any, is in the result) */
+  /**
+   * resolves when replication ends; the error, if any, is in the result (it rejects only when the
+   * hypervisor cannot be opened at all)
+   */
   readonly done: Promise<RemusResult>;
   /** the last checkpoint the backup acknowledged */
   readonly lastAcked: number;
@@ -206,7 +209,11 @@ export function remus(domid: number, dest: string, opts: RemusOptions = {}): Rem
   const push = (s: CheckpointStat) => {
     const r = readers.shift();
     if (r) r({ value: s, done: false });
-    else queue.push(s);
+    else {
+      queue.push(s);
+      // nobody iterating: keep the latest stats only (replication runs for days)
+      if (queue.length > 1000) queue.shift();
+    }
   };
   const end = () => {
     finished = true;
