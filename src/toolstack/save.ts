@@ -99,7 +99,7 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
   const emulator = opts.emulator ?? noEmulator;
   const w = toWriter(opts.out);
   const info = xen.domainInfo(domid);
-  const config = opts.config ?? (xen.flavour === 'system' ? libxlStoredConfig(domid) : null) ?? configFromDomain(info);
+  const config = opts.config ?? (xen.flavour === 'system' ? libxlStoredConfig(domid, info) : null) ?? configFromDomain(info);
   let suspended = false;
   let emulatorState: EmulatorState | null = null;
 

@@ -132,6 +132,8 @@ export class Results {
   record(r) {
     const line = { t: uptime(), ...r };
     appendFileSync(this.file, JSON.stringify(line) + '\n');
+    // also on the serial console: run.sh rebuilds results.jsonl from these if the disk copy is lost
+    console.log(`RIG JSON ${JSON.stringify(line)}`);
     console.log(`RIG RESULT ${r.status.toUpperCase()} ${r.id} ${r.name} (${r.ms ?? '-'} ms)${r.detail ? ': ' + String(r.detail).slice(0, 400) : ''}`);
   }
 }

@@ -2,7 +2,7 @@
 # xenmig real-Xen rig: fetch (cached) -> dom0 initramfs -> boot Xen 4.17 under QEMU TCG -> the
 # scenario runs in dom0 -> results copied out through a raw virtio disk (tar stream).
 # Usage: test/realxen/run.sh [WORKDIR]   (default $XENLAB_DIR, else <repo>/.xenlab)
-# Env: TIMEOUT (s, default 900)  CPU (default qemu64,+svm,+npt)  MEM (MiB, default 3072)
+# Env: TIMEOUT (s, default 1500)  CPU (default qemu64,+svm,+npt)  MEM (MiB, default 3072)
 #      SMP (default 2)  DOM0_MEM (default 1024M)  NICE (default 10)
 # Exit 0 when the scenario ran to its end (step outcomes are judged by the vitest runner,
 # realxen.rig.ts, from $W/results/latest/results.jsonl).
@@ -25,7 +25,7 @@ DOM0_MEM=${DOM0_MEM:-1024M}
 XEN_CMD="dom0_mem=$DOM0_MEM,max:$DOM0_MEM dom0_max_vcpus=1 console=com1 com1=115200,8n1 noreboot loglvl=all guest_loglvl=all"
 DOM0_CMD="console=hvc0 earlyprintk=xen panic=-1"
 set +e
-timeout "${TIMEOUT:-900}" nice -n "${NICE:-10}" qemu-system-x86_64 -accel tcg,thread=multi \
+timeout "${TIMEOUT:-1500}" nice -n "${NICE:-10}" qemu-system-x86_64 -accel tcg,thread=multi \
   -cpu "${CPU:-qemu64,+svm,+npt}" -machine pc -m "${MEM:-3072}" -smp "${SMP:-2}" \
   -nographic -monitor none -serial stdio -no-reboot \
   -kernel "$W/xen.elf" -append "$XEN_CMD" -initrd "$(esc "$W/vmlinuz") $(esc "$DOM0_CMD"),$(esc "$W/dom0.cpio.gz")" \
@@ -34,6 +34,10 @@ rc=$?
 set -e
 echo "run.sh: qemu rc=$rc wall=$(( $(date +%s) - t0 ))s" | tee -a "$RES/serial.log"
 tar xf "$W/out.img" -C "$RES" 2>/dev/null || echo "run.sh: no results on the disk" >&2
+if [ ! -s "$RES/results.jsonl" ]; then  # e.g. QEMU timed out before the copy-out: use the serial copy
+  grep -a '^RIG JSON ' "$RES/serial.log" | tr -d '\r' | sed 's/^RIG JSON //' > "$RES/results.jsonl" || true
+  grep -a '^RIG FACTS ' "$RES/serial.log" | tr -d '\r' | tail -1 | sed 's/^RIG FACTS //' > "$RES/facts.json" || true
+fi
 echo "$(( $(date +%s) - t0 ))" > "$RES/wall-seconds"
 grep -a '^RIG ' "$RES/serial.log" | tr -d '\r' || true
 node "$HERE/report.mjs" "$RES" "$HERE/RESULTS.md" || true

@@ -2,7 +2,8 @@
 // one result line (results.jsonl in the output dir): pass | fail | unsupported (a reason in Xen or
 // in this rig) | todo (xenmig does not implement it yet). Nothing here decides an outcome without
 // having tried the operation. Usage: node scenario.mjs OUTDIR
-import { readFileSync, writeFileSync, existsSync, statSync, unlinkSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, statSync, unlinkSync, readdirSync } from 'node:fs';
+import { findLibxlStoredConfig } from '../../dist/toolstack/libxl-config.js';
 import { openHypervisor, bitmapBytes } from '../../dist/xen/index.js';
 import { save, migrate, receive, restore } from '../../dist/api.js';
 import { validateStream } from '../../dist/stream/index.js';
@@ -111,6 +112,15 @@ for (const ty of GUESTS) {
   await step(R, `1.3.${ty}`, `addon: domain info of the ${ty.toUpperCase()} guest matches xl list -l`, async () => {
     cfg[ty] = await xlConfigText(`g-${ty}`);
     writeFileSync(`${OUT}/g-${ty}-config.json`, cfg[ty]);
+    // what xenmig save puts in the xl header on this host (toolstack/libxl-config.ts)
+    try {
+      const { config: stored, why } = findLibxlStoredConfig(ids[ty], xen.domainInfo(ids[ty]));
+      facts[`storedConfig_${ty}`] = stored ? `${stored.kind} ${stored.name} ${stored.maxMemKb} KiB from ${why}` : `none: ${why}`;
+    } catch (e) {
+      facts[`storedConfig_${ty}`] = `error ${errInfo(e)}`;
+    }
+    writeFileSync(`${OUT}/facts.json`, JSON.stringify(facts));
+    console.log(`RIG FACTS ${JSON.stringify(facts)}`);
     return compareInfo(`g-${ty}`, ids[ty], { type: ty === 'pv' ? 'pv' : 'hvm', hap: ty === 'pvh' ? true : undefined, config: cfg[ty] });
   });
 }
