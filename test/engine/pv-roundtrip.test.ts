@@ -8,7 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
 import { buildChild, type ChildRunner } from './helpers/pv-child-build.js';
 import { inspectPvDomain } from './helpers/pv-inspect.js';
-import { decode, newHostDir, restoreLibxc, saveLibxc } from './helpers/pv.js';
+import { libxcSave } from '../../src/engine/save/save.js';
+import { StreamWriter } from '../../src/stream/index.js';
+import { decode, newHostDir, restoreLibxc, saveLibxc, Sink } from './helpers/pv.js';
 
 const N = 3000;
 
@@ -145,5 +147,19 @@ describe('PV save/restore on the mock', () => {
     xen.guestWrite(e, 5, 0, new Uint8Array([1, 2, 3]));
     expect(xen.checksum(e)).not.toBe(sumAtSuspend);
     xen.destroy(e);
+  });
+
+  it('verify mode (live, debug): the resent pages, page tables localised, match what was restored', async () => {
+    const d = xen.createDomain({ type: 'pv', pages: N, vcpus: 1 });
+    const sink = new Sink();
+    const out = new StreamWriter(sink);
+    await libxcSave({ xen, domid: d, out, live: true, verify: true, callbacks: { suspend: async () => xen.shutdown(d, 2) } });
+    await out.end();
+    const e = xen.createDomain({ type: 'pv', pages: N, vcpus: 1, populate: false });
+    const stats = await restoreLibxc(xen, e, sink.bytes());
+    expect(stats.verifyMismatches).toBe(0);
+    expect(xen.checksum(e)).toBe(xen.checksum(d));
+    xen.destroy(e);
+    xen.destroy(d);
   });
 });

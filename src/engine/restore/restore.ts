@@ -370,7 +370,13 @@ class RestoreEngine implements RestoreContext {
       if (this.verify) {
         const incoming = payload ?? (await readPayload(r));
         for (let j = 0; j < dataIdx.length; j++) {
-          const a = incoming.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE);
+          let a = incoming.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE);
+          const t = types[dataIdx[j]!]!;
+          if (this.ops.localises && this.ops.localisePage && ((t >= PageType.L1TAB && t <= PageType.L4TAB) || (t >= PageType.L1TAB_PIN && t <= PageType.L4TAB_PIN))) {
+            // PV page tables are compared as they would have been written: localised (as libxc)
+            a = a.slice();
+            this.ops.localisePage(this, t, a, pfns[dataIdx[j]!]!);
+          }
           const b = target.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE);
           if (Buffer.compare(a, b) !== 0) this.stats.verifyMismatches++;
         }
