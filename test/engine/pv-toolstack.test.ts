@@ -50,7 +50,7 @@ describe('PV through the toolstack layer', () => {
     xen.destroy(d);
   });
 
-  it('Remus: PV checkpoints; the failover restore holds the last complete checkpoint', async () => {
+  it.each([false, true])('Remus (staging %s): PV checkpoints; the failover restore holds the last complete checkpoint', async (staging) => {
     const d = xen.createDomain({ type: 'pv', pages: N, vcpus: 1 });
     const sums: string[] = [];
     let n = 0;
@@ -62,6 +62,7 @@ describe('PV through the toolstack layer', () => {
       format: 'libxl',
       live: true,
       streamType: 'remus',
+      staging,
       callbacks: {
         suspend: async () => {
           xen.shutdown(d, 2);
