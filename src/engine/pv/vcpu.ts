@@ -68,7 +68,7 @@ export function localiseVcpu(ctx: Uint8Array, vcpu: number, env: LocaliseVcpuEnv
   const n = gdtFrames(v, env.domid, vcpu);
   for (let i = 0; i < n; i++)
     writeU64(v, VCPU64.gdtFrames + 8 * i, frame(readU64(v, VCPU64.gdtFrames + 8 * i), `GDT frame ${i}`, (t) => t === 0, 'a normal page'));
-  const isTop = (t: number) => (t & 7) === env.levels && t !== 0xf && t !== 0xd && t !== 0xe;
+  const isTop = (t: number) => (t & 7) === env.levels; // L4TAB, pinned or not
   const cr3Pfn = Number(v.getBigUint64(CR3, true) >> 12n);
   v.setBigUint64(CR3, BigInt(frame(cr3Pfn, 'cr3', isTop, `an L${env.levels} table`)) << 12n, true);
   const cr1 = v.getBigUint64(CR1, true);
