@@ -42,6 +42,11 @@ export interface RemusOptions extends XenOptions {
   comparator?: OutputComparator;
   /** copy the dirty set while suspended and transmit after the resume (default true) */
   staging?: boolean;
+  /**
+   * HVM guests that never balloon: keep foreign mappings across checkpoints (shorter pauses). A gfn
+   * re-populated with a new frame would be read through its old mapping: off by default.
+   */
+  persistentMappings?: boolean;
   /** stop after this many checkpoints (tests, benchmarks) */
   maxCheckpoints?: number;
   emulator?: EmulatorStateProvider;
@@ -390,6 +395,7 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
       live: true,
       streamType: colo ? 'colo' : 'remus',
       staging: opts.staging ?? true,
+      ...(opts.persistentMappings ? { persistentMappings: true } : {}),
       ...(opts.emulator ? { emulator: opts.emulator } : {}),
       ...(opts.config ? { config: opts.config } : {}),
       callbacks: {

@@ -41,6 +41,8 @@ export interface DomainSaveOptions {
   onProgress?: SaveCallbacks['progress'];
   /** page views go to `out` uncopied (default: when `out` is an fd, a socket or a file stream) */
   zeroCopy?: boolean;
+  /** checkpoints, HVM, no ballooning: keep foreign mappings across checkpoints (see libxcSave) */
+  persistentMappings?: boolean;
 }
 
 /** Sinks that are done with a chunk once its write completed (the kernel has copied it). */
@@ -142,6 +144,7 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.bandwidth ? { bandwidth: opts.bandwidth } : {}),
       ...(opts.staging !== undefined ? { staging: opts.staging } : {}),
+      ...(opts.persistentMappings ? { persistentMappings: true } : {}),
       zeroCopy: opts.zeroCopy ?? zeroCopySafe(opts.out),
     });
     if (format !== 'libxc' && (opts.streamType ?? 'plain') === 'plain') {

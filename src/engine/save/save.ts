@@ -54,6 +54,13 @@ export interface LibxcSaveOptions {
    * chunks (a PassThrough, a pipe into another stream) must get copies: default false.
    */
   zeroCopy?: boolean;
+  /**
+   * Checkpoints with staging, HVM: keep foreign mappings (1024-page chunks) across checkpoints
+   * instead of mapping and unmapping every batch while the guest is suspended (a shorter pause).
+   * Only for guests whose memory map does not change (no ballooning): a gfn re-populated with a new
+   * frame would still be read through the old mapping. Default false.
+   */
+  persistentMappings?: boolean;
 }
 
 /** Pick the ops table for a domain. PV is loaded lazily (it maps guest structures). */
@@ -98,6 +105,9 @@ class SaveEngine implements SaveContext {
   private staging: StagedBatch[] | null = null;
   private stagingBuf: Uint8Array | null = null;
   private stagingUsed = 0;
+  /** persistentMappings: chunk index (frame >> 10) -> mapping of that chunk */
+  private readonly chunkMaps = new Map<number, Mapping>();
+  private readonly retiredMaps: Mapping[] = [];
 
   constructor(private readonly opts: LibxcSaveOptions) {
     this.xen = opts.xen;
@@ -201,6 +211,14 @@ class SaveEngine implements SaveContext {
   }
 
   private cleanup(): void {
+    for (const m of this.chunkMaps.values()) {
+      try {
+        m.unmap();
+      } catch {
+        /* best effort */
+      }
+    }
+    this.chunkMaps.clear();
     if (this.logDirtyOn) {
       try {
         this.xen.logDirtyOff(this.domid);
@@ -432,7 +450,10 @@ class SaveEngine implements SaveContext {
     let mapping: Mapping | null = null;
     const chunks: Uint8Array[] = [];
     try {
-      if (dataIdx.length > 0) {
+      if (dataIdx.length > 0 && this.staging && this.opts.persistentMappings && !ops.normalises && this.info.type === 'hvm') {
+        // checkpoint, suspended: copy out of mappings kept from earlier checkpoints (stage() copies)
+        this.pagesFromChunks(pfns, dataIdx, chunks);
+      } else if (dataIdx.length > 0) {
         const mf = new BigUint64Array(dataIdx.length);
         copyFrames(mf, new Uint32Array(mf.buffer), frames, fw, dataIdx);
         mapping = this.xen.map(this.domid, mf, 'r');
@@ -486,6 +507,39 @@ class SaveEngine implements SaveContext {
       return total;
     } finally {
       mapping?.unmap();
+      while (this.retiredMaps.length) this.retiredMaps.pop()!.unmap();
+    }
+  }
+
+  /** persistentMappings: views of the data-bearing pages, consecutive pages merged into one view. */
+  private pagesFromChunks(pfns: Float64Array, dataIdx: number[], chunks: Uint8Array[]): void {
+    const CHUNK = MAX_BATCH_SIZE;
+    for (const i of dataIdx) {
+      const f = this.ops.pfnToFrame(pfns[i]!);
+      const key = Math.floor(f / CHUNK);
+      const off = f - key * CHUNK;
+      let m = this.chunkMaps.get(key);
+      if (!m || m.errors[off] !== 0) {
+        // absent, or that page was not mapped then (populated since): map the chunk (again); the
+        // old mapping may back views of this batch: unmapped once the batch is staged
+        if (m) this.retiredMaps.push(m);
+        const first = key * CHUNK;
+        const n = Math.min(CHUNK, this.ops.p2mSize - first);
+        const fr = new BigUint64Array(n);
+        for (let k = 0; k < n; k++) fr[k] = BigInt(first + k);
+        m = this.xen.map(this.domid, fr, 'r');
+        this.chunkMaps.set(key, m);
+        if (m.errors[off] !== 0)
+          throw new MigrationError(MigrationErrorCode.ERR_MAP_FAILED, `mapping of pfn ${pfns[i]} failed (errno ${m.errors[off]})`, { domid: this.domid, pfn: pfns[i] });
+      }
+      const bytes = m.bytes;
+      const page = bytes.subarray(off * PAGE_SIZE, (off + 1) * PAGE_SIZE);
+      const last = chunks[chunks.length - 1];
+      if (last && last.buffer === page.buffer && last.byteOffset + last.length === page.byteOffset) {
+        chunks[chunks.length - 1] = new Uint8Array(last.buffer, last.byteOffset, last.length + PAGE_SIZE);
+      } else {
+        chunks.push(page);
+      }
     }
   }
 
