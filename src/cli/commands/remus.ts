@@ -40,6 +40,7 @@ interface RemusCli {
   logFormat: LogFormat;
   checksumLog?: string;
   protocol?: 'xenmig' | 'xl';
+  persistentMappings?: boolean;
 }
 
 export interface ReplicaReceiveCli {
@@ -95,6 +96,7 @@ export function register(program: Command): void {
     .option('--key <file>', 'TLS key')
     .option('--ca <file>', 'TLS CA')
     .option('--protocol <p>', 'xenmig (ACKs, heartbeats) or xl (as xl remus: banner, no ACKs)', choice('protocol', ['xenmig', 'xl'] as const), 'xenmig')
+    .option('--persistent-mappings', 'HVM guests that never balloon: keep guest mappings across checkpoints (shorter pauses)')
     .option('--json', 'one JSON line per checkpoint on stdout')
     .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text')
     .option('--checksum-log <file>', 'debug (mock): append the guest checksum taken while suspended for each checkpoint');
@@ -152,6 +154,7 @@ async function runRemus(domid: number, dest: string, o: RemusCli): Promise<numbe
       onBackupLoss: o.onBackupLoss,
       ...(o.maxCheckpoints ? { maxCheckpoints: o.maxCheckpoints } : {}),
       ...(o.protocol ? { protocol: o.protocol } : {}),
+      ...(o.persistentMappings ? { persistentMappings: true } : {}),
       ...(o.insecure ? { insecure: true } : {}),
       ...(tls ? { tls } : {}),
       log: (l) => log.info(l),
