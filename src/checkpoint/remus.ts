@@ -322,7 +322,13 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
         opts.channel ??
         (await openDestination(dest, {
           role: 'sender',
-          ssh: { ...(opts.sshCommand ? { sshCommand: opts.sshCommand } : {}), ...(opts.remoteCommand ? { remoteCommand: opts.remoteCommand } : {}) },
+          ssh: {
+            ...(opts.sshCommand ? { sshCommand: opts.sshCommand } : {}),
+            // the far end is the backup: `xenmig receive --remus|--colo` on stdin/stdout (xl: `xl migrate-receive -r`)
+            remoteCommand:
+              opts.remoteCommand ??
+              (opts.protocol === 'xl' ? ['xl', 'migrate-receive', '-r', ...(colo ? ['--colo'] : [])] : ['xenmig', 'receive', colo ? '--colo' : '--remus']),
+          },
           tcp: { ...(opts.tls ? { tls: opts.tls } : {}), ...(opts.insecure ? { insecure: true } : {}) },
         }));
       if (channel.kind !== 'file' && opts.protocol === 'xl') {
