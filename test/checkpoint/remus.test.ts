@@ -213,3 +213,36 @@ describe('remus: checkpoints are the forward heartbeat', () => {
     A().destroyDomain(d);
   });
 });
+
+describe('remus: the link breaks before the first complete checkpoint', () => {
+  it('the backup process takes nothing over and leaves no domain behind', async () => {
+    const { remus } = await import('../../src/checkpoint/index.js');
+    const { readAll } = await import('../../src/stream/index.js');
+    const { connectTcp, ControlConnection, writeAll } = await import('../../src/transport/index.js');
+    const { readFileSync } = await import('node:fs');
+    // record a short Remus stream of a small guest
+    const d = A().createDomain({ type: 'hvm', pages: 64, populate: true });
+    const file = join(dirs.root, 'early.stream');
+    const r = await remus(d, file, { xen: A(), intervalMs: 1, maxCheckpoints: 2, log: () => {} }).done;
+    expect(r.error).toBeUndefined();
+    const stream = readFileSync(file);
+    const { items } = await readAll(stream);
+    const firstEnd = items.find((it) => it.kind === 'record' && it.name === 'CHECKPOINT_END')!;
+    const before = new Set(B().listDomainIds());
+    for (const cut of [Math.floor(firstEnd.offset / 2), firstEnd.offset + firstEnd.size - 1]) {
+      const { proc: backup, port } = await startBackup(join(dirs.root, `early-${cut}.log`), ['--failover-timeout-ms', '300']);
+      // a fake primary: READY, then a prefix of the stream, then the link drops
+      const ch = await connectTcp({ host: '127.0.0.1', port, insecure: true });
+      await new ControlConnection(ch.readable, ch.writable).expect('READY', { timeoutMs: 10_000 });
+      await writeAll(ch.writable, stream.subarray(0, cut));
+      await new Promise((res) => setTimeout(res, 50));
+      ch.destroy();
+      const be = await backup.exited;
+      expect(be.code, backup.stderr).toBe(1);
+      expect(backup.json.at(-1)).toMatchObject({ result: 'failed', checkpoint: 0 });
+      expect(backup.stderr).toMatch(/failed before a complete checkpoint/);
+      expect(B().listDomainIds().filter((x) => !before.has(x))).toEqual([]);
+    }
+    A().destroyDomain(d);
+  });
+});
