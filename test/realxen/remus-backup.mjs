@@ -13,7 +13,9 @@ try {
   const r = await receiveReplica({
     xen,
     builder,
-    failoverTimeoutMs: 5000,
+    // the primary may send nothing for several seconds while it scans a PVH guest's gfn space under
+    // TCG (the initial round has no heartbeats): 5 s (the default) declared it lost before checkpoint 1
+    failoverTimeoutMs: 30_000,
     log: (l) => process.stderr.write(`backup: ${l}\n`),
     onFailover: async (n, _x, domid) => {
       process.stderr.write(`backup: failover at checkpoint ${n}, finishing domid ${domid}\n`);
