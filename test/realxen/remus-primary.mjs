@@ -1,7 +1,8 @@
 // Remus primary for the rig (step 5): replicates DOMID to a xenmig backup (remus-backup.mjs, spawned
 // on a pipe) and prints one JSON line per acknowledged checkpoint on stdout. The scenario SIGKILLs
 // this process and destroys the guest to simulate the primary host's failure.
-// Usage: node remus-primary.mjs DOMID CONFIG.json
+// With PROTOCOL=xl the backup is `xl migrate-receive -r` (xl's Remus wire: no acknowledgements).
+// Usage: node remus-primary.mjs DOMID CONFIG.json [xenmig|xl]
 import { readFileSync } from 'node:fs';
 import { remus } from '../../dist/checkpoint/index.js';
 import { openHypervisor } from '../../dist/xen/index.js';
@@ -11,8 +12,10 @@ import { spawnChannel } from '../../dist/transport/index.js';
 const domid = Number(process.argv[2]);
 const config = parseDomainConfig(readFileSync(process.argv[3], 'utf8'));
 const xen = openHypervisor({ flavour: 'system' });
-const channel = await spawnChannel(['node', 'test/realxen/remus-backup.mjs'], { role: 'sender', label: 'remus-backup', forwardStderr: true });
-const h = remus(domid, '-', { xen, channel, config, intervalMs: 1000, log: (l) => process.stderr.write(`primary: ${l}\n`) });
+const protocol = process.argv[4] === 'xl' ? 'xl' : 'xenmig';
+const backup = protocol === 'xl' ? ['xl', 'migrate-receive', '-r'] : ['node', 'test/realxen/remus-backup.mjs'];
+const channel = await spawnChannel(backup, { role: 'sender', label: 'remus-backup', forwardStderr: true });
+const h = remus(domid, '-', { xen, channel, config, protocol, intervalMs: 1000, log: (l) => process.stderr.write(`primary: ${l}\n`) });
 for await (const st of h) process.stdout.write(JSON.stringify({ checkpoint: st.checkpoint, lastAcked: h.lastAcked, pauseMs: st.pauseMs, dirtyPages: st.dirtyPages, atMs: st.atMs }) + '\n');
 const r = await h.done;
 process.stdout.write(JSON.stringify({ done: r.reason, error: r.error ? String(r.error.message) : undefined }) + '\n');
