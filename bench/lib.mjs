@@ -44,7 +44,7 @@ export function timeShell(script, { env } = {}) {
 export function catPipeBaseline(file) {
   const bytes = statSync(file).size;
   const t = timeShell(`cat '${file}' | cat > /dev/null`);
-  return { bytes, seconds: t.seconds, rate: bytes / t.seconds };
+  return { bytes, seconds: t.seconds, rate: bytes / t.seconds, cpuSeconds: t.cpuSeconds };
 }
 
 export function fmtRate(bytesPerSecond) {

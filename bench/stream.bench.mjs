@@ -107,18 +107,23 @@ const cases = [
   { name: 'transcode (reader -> writer, /dev/null)', cmd: `exec ${nodeCmd(self, '--transcode', file)} > /dev/null` },
 ];
 const baselines = [];
+const baseCpu = []; // CPU seconds of the baseline pipeline: steadier than wall time on a busy machine
 const results = {};
 for (const c of cases) results[c.name] = [];
 for (let r = 0; r < RUNS; r++) {
   for (const c of cases) {
     const b = catPipeBaseline(file);
     baselines.push(b.rate);
+    baseCpu.push(b.cpuSeconds);
     const t = timeShell(c.cmd);
     results[c.name].push({ ...t, ratio: bytes / t.seconds / b.rate, baseRate: b.rate });
   }
 }
 console.log(`verify command: ${verifyCmd.includes('--verify') ? 'node script (validateStream(0, { blockingReads: true }))' : 'xenmig verify -'}`);
-console.log(`baseline cat FILE | cat > /dev/null: median ${fmtRate(median(baselines))} (${baselines.map((x) => (x / MiB).toFixed(0)).join(', ')} MiB/s)`);
+console.log(
+  `baseline cat FILE | cat > /dev/null: median ${fmtRate(median(baselines))} (${baselines.map((x) => (x / MiB).toFixed(0)).join(', ')} MiB/s), ` +
+    `median CPU ${median(baseCpu).toFixed(2)} s`,
+);
 let ok = true;
 for (const c of cases) {
   const rs = results[c.name];
@@ -129,7 +134,7 @@ for (const c of cases) {
   if (c.goal !== undefined && !(ratio >= c.goal && rss < 150 * MiB)) ok = false;
   console.log(
     `${c.name}: ${fmtRate(rate)} = ${ratio.toFixed(2)}x baseline (median of ${rs.map((x) => x.ratio.toFixed(2)).join(', ')})` +
-      `, peak RSS ${(rss / MiB).toFixed(0)} MiB${c.goal !== undefined ? `, goal >= ${c.goal}x and < 150 MiB` : ''}${met}`,
+      `, CPU ${median(rs.map((x) => x.cpuSeconds)).toFixed(2)} s, peak RSS ${(rss / MiB).toFixed(0)} MiB${c.goal !== undefined ? `, goal >= ${c.goal}x and < 150 MiB` : ''}${met}`,
   );
 }
 hv.destroyDomain(domid);
