@@ -38,7 +38,16 @@ async function guestUp(ty, timeoutMs = 150_000) {
 
 /** A later step needs the guest: if an earlier step lost it, create a fresh one (noted in the result). */
 async function ensureGuest(ty) {
-  if ((await domidOf(`g-${ty}`)) !== null) return '';
+  const d = await domidOf(`g-${ty}`);
+  if (d !== null) {
+    let alive = false;
+    try {
+      const i = xen.domainInfo(d);
+      alive = !i.shutdown && !i.dying;
+    } catch {}
+    if (alive) return '';
+    await xl(['destroy', String(d)]); // shut down or crashed by an earlier step
+  }
   const r = await xl(['create', `/etc/xen/g-${ty}.cfg`], { timeoutMs: 120_000 });
   assert(r.rc === 0, `re-creating g-${ty} (lost by an earlier step): ${r.err.slice(-300)}`);
   await guestUp(ty, 200_000);
