@@ -9,7 +9,7 @@ const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.ur
 
 type CommandModule = { register(program: Command): void };
 
-export async function buildProgram(): Promise<Command> {
+export async function buildProgram(argv: string[] = process.argv): Promise<Command> {
   const program = new Command();
   program
     .name('xenmig')
@@ -19,23 +19,30 @@ export async function buildProgram(): Promise<Command> {
     .configureOutput({ outputError: (s, write) => write(s.startsWith('error: ') ? `xenmig: ${s.slice(7)}` : s) })
     .exitOverride();
   const use = async (m: Promise<CommandModule>) => (await m).register(program);
-  // commands (one line each)
-  await use(import('./commands/inspect.js'));
-  await use(import('./commands/verify.js'));
-  await use(import('./commands/save.js'));
-  await use(import('./commands/restore.js'));
-  await use(import('./commands/migrate.js'));
-  await use(import('./commands/receive.js'));
-  await use(import('./commands/remus.js'));
-  await use(import('./commands/mock.js'));
-  await use(import('./commands/demo.js'));
+  // commands (one line each): [names the module registers, loader]
+  const modules: [string[], () => Promise<CommandModule>][] = [
+    [['inspect'], () => import('./commands/inspect.js')],
+    [['verify'], () => import('./commands/verify.js')],
+    [['save'], () => import('./commands/save.js')],
+    [['restore'], () => import('./commands/restore.js')],
+    [['migrate'], () => import('./commands/migrate.js')],
+    [['receive'], () => import('./commands/receive.js')],
+    [['remus', 'remus-receive'], () => import('./commands/remus.js')],
+    [['mock'], () => import('./commands/mock.js')],
+    [['demo'], () => import('./commands/demo.js')],
+  ];
+  // Load only the module of the command being run (start-up time matters for `verify -` in a
+  // pipe); everything for help, version and unknown commands.
+  const wanted = argv.slice(2).find((a) => !a.startsWith('-'));
+  const only = modules.filter(([names]) => wanted !== undefined && names.includes(wanted));
+  for (const [, load] of only.length === 1 ? only : modules) await use(load());
   for (const c of program.commands) c.exitOverride();
   return program;
 }
 
 async function main(): Promise<number> {
   try {
-    const program = await buildProgram();
+    const program = await buildProgram(process.argv);
     await program.parseAsync(process.argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
   } catch (err) {
