@@ -13,8 +13,10 @@ const domid = Number(process.argv[2]);
 const config = parseDomainConfig(readFileSync(process.argv[3], 'utf8'));
 const xen = openHypervisor({ flavour: 'system' });
 const protocol = process.argv[4] === 'xl' ? 'xl' : 'xenmig';
-const backup = protocol === 'xl' ? ['xl', 'migrate-receive', '-r'] : ['node', 'test/realxen/remus-backup.mjs'];
-const channel = await spawnChannel(backup, { role: 'sender', label: 'remus-backup', forwardStderr: true });
+// The backup's stderr goes to a file, not through this process: when the primary dies, a backup
+// writing its log into a pipe nobody reads would die of SIGPIPE/EPIPE instead of failing over.
+const backup = protocol === 'xl' ? 'exec xl migrate-receive -r' : 'exec node test/realxen/remus-backup.mjs';
+const channel = await spawnChannel(['sh', '-c', `${backup} 2>>/tmp/remus-backup.log`], { role: 'sender', label: 'remus-backup' });
 const h = remus(domid, '-', { xen, channel, config, protocol, intervalMs: 1000, log: (l) => process.stderr.write(`primary: ${l}\n`) });
 for await (const st of h) process.stdout.write(JSON.stringify({ checkpoint: st.checkpoint, lastAcked: h.lastAcked, pauseMs: st.pauseMs, dirtyPages: st.dirtyPages, atMs: st.atMs }) + '\n');
 const r = await h.done;

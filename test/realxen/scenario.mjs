@@ -475,6 +475,7 @@ async function remusFailover(protocol) {
   const cfgFile = '/tmp/g-pvh-config.json';
   writeFileSync(cfgFile, cfg.pvh);
   if (existsSync('/tmp/remus-backup.json')) unlinkSync('/tmp/remus-backup.json');
+  if (existsSync('/tmp/remus-backup.log')) unlinkSync('/tmp/remus-backup.log');
   const { spawn } = await import('node:child_process');
   const p = spawn('node', ['test/realxen/remus-primary.mjs', String(src), cfgFile, protocol], { stdio: ['ignore', 'pipe', 'inherit'] });
   let acked = 0;
@@ -525,7 +526,9 @@ async function remusFailover(protocol) {
     b = JSON.parse(readFileSync('/tmp/remus-backup.json', 'utf8'));
     assert(b.outcome === 'failover' && b.guest === 'running', `backup: ${JSON.stringify(b)}`);
   }
-  const t = await waitLines(name, before, 2, 90_000);
+  const t = await waitLines(name, before, 2, 90_000).finally(() => {
+    if (existsSync('/tmp/remus-backup.log')) writeFileSync(`${OUT}/remus-backup-${protocol}.log`, readFileSync('/tmp/remus-backup.log'));
+  });
   ids.pvh = b.domid;
   return `${fresh}${acked} checkpoints ${protocol === 'xl' ? 'sent' : 'acked'} in ${replicateMs} ms; failover at checkpoint ${b.checkpoint} -> domid ${b.domid} running ${Date.now() - t1} ms after the failure (console lines ${before} -> ${t})`;
 }
