@@ -65,9 +65,11 @@ export function mockBuilder(host: MockHypervisor): DomainBuilder {
   };
 }
 
-function defaultBuilder(xen: Hypervisor): DomainBuilder | undefined {
+async function defaultBuilder(xen: Hypervisor): Promise<DomainBuilder | undefined> {
   if (xen.flavour === 'mock') return mockBuilder(xen as MockHypervisor);
-  return undefined;
+  // a real host: build the destination domain as libxl does (src/toolstack/xen-builder.ts)
+  const { xenBuilder } = await import('./toolstack/xen-builder.js');
+  return xenBuilder(xen);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -173,7 +175,7 @@ export async function restore(source: string | number | Readable | Uint8Array, o
   const { xen, owned } = openXen(opts);
   try {
     const input: StreamInput = isReadable(source) ? new ReadableByteSource(source) : (source as StreamInput);
-    const builder = opts.builder ?? defaultBuilder(xen);
+    const builder = opts.builder ?? (opts.domid === undefined ? await defaultBuilder(xen) : undefined);
     const r = await restoreDomain({
       xen,
       input,
@@ -364,7 +366,7 @@ export async function receive(opts: ReceiveOptions = {}): Promise<ReceiveResult>
     }
     let domid: number | null = null;
     let stats: RestoreStats | null = null;
-    const builder = opts.builder ?? defaultBuilder(xen);
+    const builder = opts.builder ?? (await defaultBuilder(xen));
     const handshake = await receiverHandshake(
       channel,
       {

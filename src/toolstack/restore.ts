@@ -16,6 +16,12 @@ export interface DomainBuilder {
   /** Create an empty, paused domain for the config; returns its domid. */
   create(config: DomainConfig): Promise<number> | number;
   destroy(domid: number): Promise<void> | void;
+  /**
+   * After the stream, while the domain is still paused: whatever the toolstack must add before the
+   * guest may run (real hosts: grant table seed, xenstore entries, introduction to xenstored).
+   * Called once per restored domain, before any unpause.
+   */
+  finish?(domid: number): Promise<unknown> | unknown;
 }
 
 export interface DomainRestoreOptions {
@@ -191,6 +197,7 @@ export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainR
       cursor.finish();
     }
     await applyEmulator();
+    if (built && opts.builder?.finish) await opts.builder.finish(target);
     let unpaused = false;
     if (!opts.paused) {
       const info = xen.domainInfo(target);

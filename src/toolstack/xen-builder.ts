@@ -120,7 +120,7 @@ export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string } = {}
     await s.write(`/libxl/${domid}/type`, b.config.kind);
   }
 
-  return {
+  const api: XenBuilder = {
     domains: built,
     async create(config: DomainConfig): Promise<number> {
       if (config.kind === 'hvm')
@@ -242,4 +242,23 @@ export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string } = {}
       }
     },
   };
+  // finish() runs once per domain: restoreDomain calls it before unpausing, and callers that drive
+  // the steps themselves may call it again (they get the same result).
+  const finishing = new Map<number, Promise<{ storeGfn: number; consoleGfn: number }>>();
+  const finishOnce = api.finish.bind(api);
+  const destroyOnce = api.destroy.bind(api);
+  api.finish = (domid: number) => {
+    let p = finishing.get(domid);
+    if (!p) {
+      p = finishOnce(domid);
+      finishing.set(domid, p);
+      p.catch(() => finishing.delete(domid));
+    }
+    return p;
+  };
+  api.destroy = async (domid: number) => {
+    finishing.delete(domid);
+    return destroyOnce(domid);
+  };
+  return api;
 }
