@@ -345,25 +345,44 @@ export interface ReceiveResult {
   handshake: ReceiverResult;
 }
 
+export interface ReceiverChannelOptions extends ConnectionOptions {
+  listen?: { host?: string; port: number };
+  channel?: Channel;
+  onListening?: (port: number) => void;
+}
+
+/**
+ * The receiver's end of a migration connection: the given channel, else one accepted on
+ * `listen` (mutual TLS or --insecure), else stdin/stdout. The listener (if any) is the caller's
+ * to close.
+ */
+export async function openReceiverChannel(
+  opts: ReceiverChannelOptions,
+): Promise<{ channel: Channel; listener: Awaited<ReturnType<typeof listen>> | null }> {
+  if (opts.channel) return { channel: opts.channel, listener: null };
+  if (!opts.listen) return { channel: stdioChannel({ role: 'receiver' }), listener: null };
+  const listener = await listen({
+    ...(opts.listen.host ? { host: opts.listen.host } : {}),
+    port: opts.listen.port,
+    ...(opts.tls ? { tls: opts.tls } : {}),
+    ...(opts.insecure ? { insecure: true } : {}),
+  });
+  opts.onListening?.(listener.address().port);
+  try {
+    return { channel: await listener.accept(), listener };
+  } catch (e) {
+    await listener.close();
+    throw e;
+  }
+}
+
 export async function receive(opts: ReceiveOptions = {}): Promise<ReceiveResult> {
   const { xen, owned } = openXen(opts);
   let listener: Awaited<ReturnType<typeof listen>> | null = null;
   try {
-    let channel = opts.channel;
-    if (!channel) {
-      if (opts.listen) {
-        listener = await listen({
-          ...(opts.listen.host ? { host: opts.listen.host } : {}),
-          port: opts.listen.port,
-          ...(opts.tls ? { tls: opts.tls } : {}),
-          ...(opts.insecure ? { insecure: true } : {}),
-        });
-        opts.onListening?.(listener.address().port);
-        channel = await listener.accept();
-      } else {
-        channel = stdioChannel({ role: 'receiver' });
-      }
-    }
+    const opened = await openReceiverChannel(opts);
+    listener = opened.listener;
+    const channel = opened.channel;
     let domid: number | null = null;
     let stats: RestoreStats | null = null;
     const builder = opts.builder ?? (await defaultBuilder(xen));

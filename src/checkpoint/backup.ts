@@ -11,14 +11,14 @@
 import { ReadableByteSource } from '../stream/readable-source.js';
 import { CheckpointState, type ByteSource } from '../stream/index.js';
 import type { Hypervisor } from '../xen/types.js';
-import { mockBuilder, openXen, type XenOptions } from '../api.js';
+import { mockBuilder, openReceiverChannel, openXen, type XenOptions } from '../api.js';
 import type { MockHypervisor } from '../xen/hypervisor.js';
 import { StreamCursor } from '../engine/cursor.js';
 import { restoreDomain, type DomainBuilder } from '../toolstack/restore.js';
 import type { EmulatorStateProvider } from '../toolstack/emulator.js';
 import type { RestoreStats } from '../engine/restore/types.js';
 import { suspendDomain } from '../toolstack/save.js';
-import { ControlConnection, listen, stdioChannel, TransportTimeoutError, writeAll, XL_MIGRATE_RECEIVER_BANNER, type Channel, type TlsMaterial } from '../transport/index.js';
+import { ControlConnection, listen, TransportTimeoutError, writeAll, XL_MIGRATE_RECEIVER_BANNER, type Channel, type TlsMaterial } from '../transport/index.js';
 import { encodeDirtyPfns, encodeState, STATE_NAMES } from './backchannel.js';
 import type { Logger } from './types.js';
 
@@ -112,20 +112,9 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
   let hb: { stop(): void } | null = null;
   let watchdog: NodeJS.Timeout | null = null;
   try {
-    if (!channel) {
-      if (opts.listen) {
-        listener = await listen({
-          ...(opts.listen.host ? { host: opts.listen.host } : {}),
-          port: opts.listen.port,
-          ...(opts.tls ? { tls: opts.tls } : {}),
-          ...(opts.insecure ? { insecure: true } : {}),
-        });
-        opts.onListening?.(listener.address().port);
-        channel = await listener.accept();
-      } else {
-        channel = stdioChannel({ role: 'receiver' });
-      }
-    }
+    const opened = await openReceiverChannel(opts);
+    listener = opened.listener;
+    channel = opened.channel;
     const ch = channel;
     const conn = new ControlConnection(ch.readable, ch.writable);
     let sendChain: Promise<void> = Promise.resolve();
