@@ -15,6 +15,8 @@ import { saveDomain, resumeDomain, zeroCopySafe, type SaveFormat } from './tools
 import { restoreDomain, type DomainBuilder } from './toolstack/restore.js';
 import { domainTypeOf, type DomainConfig } from './toolstack/config.js';
 import type { EmulatorStateProvider } from './toolstack/emulator.js';
+import { MIGRATED_AWAY_SUFFIX, xenstoreNames, type DomainNames } from './toolstack/names.js';
+import { XENSTORED_SOCKETS } from './toolstack/xenstore.js';
 import {
   listen,
   openDestination,
@@ -65,7 +67,8 @@ export function mockBuilder(host: MockHypervisor): DomainBuilder {
   };
 }
 
-async function defaultBuilder(xen: Hypervisor): Promise<DomainBuilder | undefined> {
+/** The domain builder for this host: the mock's, or xenBuilder (as libxl builds) on a real host. */
+export async function defaultBuilder(xen: Hypervisor): Promise<DomainBuilder | undefined> {
   if (xen.flavour === 'mock') return mockBuilder(xen as MockHypervisor);
   // a real host: build the destination domain as libxl does (src/toolstack/xen-builder.ts)
   const { xenBuilder } = await import('./toolstack/xen-builder.js');
@@ -215,6 +218,19 @@ export interface MigrateOptions extends TransferOptions, ConnectionOptions {
   /** an already open channel (otherwise DEST is opened) */
   channel?: Channel;
   live?: boolean;
+  /**
+   * Where domain names live, for the handover rename (the stopped source becomes
+   * "<name>--migratedaway" before the receiver is cleared to start, and gets its name back if it
+   * resumes). Default: xenstore on a real host, none on the mock; `null` leaves names alone.
+   */
+  names?: DomainNames | null;
+}
+
+/** Names on this host: xenstore on a real host with a xenstored, none otherwise. */
+export function defaultNames(xen: Hypervisor): DomainNames | null {
+  if (xen.flavour !== 'system') return null;
+  if (!process.env.XENSTORED_PATH && !XENSTORED_SOCKETS.some((p) => existsSync(p))) return null;
+  return xenstoreNames();
 }
 
 export interface MigrateResult {
@@ -249,6 +265,9 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
       }));
     const policy = policyOf(opts.policy);
     const userSuspend = opts.callbacks?.suspend;
+    const names = opts.names === undefined ? defaultNames(xen) : opts.names;
+    /** the source's name before the handover rename, once renamed */
+    let renamedFrom: string | null = null;
     // An abort (e.g. SIGINT) before the stream is complete drops the link: the handshake then fails
     // before CLEARED_TO_UNPAUSE and resumes the source, also when it waits for the peer (READY, a
     // blocked write). After the stream it is left to finish (dropping then could only leave it in doubt).
@@ -294,9 +313,27 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
         },
         prepareHandover: async () => {
           receivedAt = performance.now();
+          // From here on the receiver may take the name: the source must not hold it (xl does this).
+          const name = names ? await names.name(domid) : null;
+          if (names && name && !name.endsWith(MIGRATED_AWAY_SUFFIX)) {
+            await names.rename(domid, name + MIGRATED_AWAY_SUFFIX);
+            renamedFrom = name;
+          }
         },
         resumeSource: async () => {
+          let renameError: unknown = null;
+          if (names && renamedFrom !== null) {
+            // the receiver discarded its copy: the name is free again
+            try {
+              await names.rename(domid, renamedFrom);
+              renamedFrom = null;
+            } catch (e) {
+              renameError = e;
+            }
+          }
+          // the guest runs again even if it could not get its name back (it keeps "--migratedaway")
           resumeDomain(xen, domid);
+          if (renameError) process.emitWarning(`domain ${domid} resumed as ${renamedFrom}${MIGRATED_AWAY_SUFFIX}: ${(renameError as Error).message}`, 'XenmigWarning');
         },
         destroySource: async () => {
           xen.destroy(domid);
@@ -410,6 +447,8 @@ export async function receive(opts: ReceiveOptions = {}): Promise<ReceiveResult>
         },
         unpause: async () => {
           opts.onStage?.('unpause', domid);
+          // cleared: the source has given up its name; the copy takes it (e.g. from "<name>--incoming")
+          if (builder?.start) await builder.start(domid!);
           if (opts.paused) return 0;
           const info = xen.domainInfo(domid!);
           if (info.shutdown) xen.resume(domid!, false);

@@ -11,8 +11,7 @@
 import { ReadableByteSource } from '../stream/readable-source.js';
 import { CheckpointState, type ByteSource } from '../stream/index.js';
 import type { Hypervisor } from '../xen/types.js';
-import { mockBuilder, openReceiverChannel, openXen, type XenOptions } from '../api.js';
-import type { MockHypervisor } from '../xen/hypervisor.js';
+import { defaultBuilder, openReceiverChannel, openXen, type XenOptions } from '../api.js';
 import { StreamCursor } from '../engine/cursor.js';
 import { restoreDomain, type DomainBuilder } from '../toolstack/restore.js';
 import type { EmulatorStateProvider } from '../toolstack/emulator.js';
@@ -33,6 +32,12 @@ export interface ReplicaOptions extends XenOptions {
   onListening?: (port: number) => void;
   /** no byte from the primary for this long = failover; also the takeover delay (default 5000) */
   failoverTimeoutMs?: number;
+  /**
+   * Before the first checkpoint there is nothing to take over, and a primary may be silent for a
+   * while (it scans a large gfn space before its first page): it is declared lost after this long
+   * without a byte (default 120000), or when the link closes.
+   */
+  initialTimeoutMs?: number;
   /** HEARTBEAT period on the reverse direction (default 250 ms) */
   heartbeatMs?: number;
   builder?: DomainBuilder;
@@ -105,6 +110,7 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
   const { xen, owned } = openXen(opts);
   const colo = !!opts.colo;
   const failoverTimeoutMs = opts.failoverTimeoutMs ?? 5000;
+  const initialTimeoutMs = opts.initialTimeoutMs ?? 120_000;
   let listener: Awaited<ReturnType<typeof listen>> | null = null;
   let channel: Channel | undefined = opts.channel;
   let domid: number | null = null;
@@ -137,14 +143,15 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
     const source = new WatchedSource(new ReadableByteSource(ch.readable), ch.readable);
     watchdog = setInterval(
       () => {
-        if (Date.now() - source.lastDataAt > failoverTimeoutMs) ch.destroy(new TransportTimeoutError('data from the primary', failoverTimeoutMs));
+        const limit = applied > 0 ? failoverTimeoutMs : Math.max(failoverTimeoutMs, initialTimeoutMs);
+        if (Date.now() - source.lastDataAt > limit) ch.destroy(new TransportTimeoutError('data from the primary', limit));
       },
       Math.min(100, failoverTimeoutMs / 4),
     );
     watchdog.unref();
     const streamType = colo ? 'colo' : 'remus';
     const cursor = new StreamCursor(source, { reader: { lazyPageData: true }, validator: { streamType, reserved: 'error', padding: 'error' } });
-    const builder = opts.builder ?? (xen.flavour === 'mock' ? mockBuilder(xen as MockHypervisor) : undefined);
+    const builder = opts.builder ?? (await defaultBuilder(xen));
     let svmRunning = false;
     const back = (b: Uint8Array) => (xl ? sendRaw(b) : send({ type: 'BACKCHANNEL', data: b }));
     const trace = opts.trace ?? (() => {});
@@ -243,6 +250,8 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
     await sleep(wait);
     await opts.onFailover?.(applied, xen, d);
     let guest: ReplicaResult['guest'] = 'paused';
+    // the replica takes the guest's name (built as "<name>--incoming" if the primary had it here)
+    if (builder?.start) await builder.start(d);
     if (!opts.paused) {
       const info = xen.domainInfo(d);
       if (info.shutdown) xen.resume(d, colo);

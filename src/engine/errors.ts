@@ -22,6 +22,8 @@ export const MigrationErrorCode = {
   ERR_CALLBACK: 'ERR_CALLBACK',
   /** PV guest memory structures (p2m, page tables) inconsistent */
   ERR_PV_STATE: 'ERR_PV_STATE',
+  /** another domain holds the name (a rename, or a domain that cannot take its name) */
+  ERR_NAME_IN_USE: 'ERR_NAME_IN_USE',
 } as const;
 export type MigrationErrorCode = (typeof MigrationErrorCode)[keyof typeof MigrationErrorCode];
 

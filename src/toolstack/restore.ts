@@ -22,6 +22,12 @@ export interface DomainBuilder {
    * Called once per restored domain, before any unpause.
    */
   finish?(domid: number): Promise<unknown> | unknown;
+  /**
+   * The domain is cleared to run (a migration's receiver was cleared by the sender, or a restore is
+   * about to unpause): it takes its name, which finish() may have left as "<name>--incoming" while
+   * another domain (the migration's source on the same host) held it. Throws if it cannot.
+   */
+  start?(domid: number): Promise<unknown> | unknown;
 }
 
 export interface DomainRestoreOptions {
@@ -200,6 +206,7 @@ export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainR
     if (built && opts.builder?.finish) await opts.builder.finish(target);
     let unpaused = false;
     if (!opts.paused) {
+      if (built && opts.builder?.start) await opts.builder.start(target);
       const info = xen.domainInfo(target);
       if (info.shutdown) xen.resume(target, false);
       if (xen.domainInfo(target).paused) xen.unpause(target);

@@ -12,6 +12,8 @@
 //                 are (PVH: HVM params; PV: start info via vCPU 0's rdx), seeds the grant table
 //                 (reserved entries for xenconsoled and xenstored), writes memory/store/console/cpu
 //                 entries and introduces the domain to xenstored (xenconsoled then attaches).
+// start(domid)    cleared to run: a domain that create() had to name "<name>--incoming" (another
+//                 domain, e.g. the migration's source on this host, held the name) takes its name.
 // destroy(domid)  destroys the domain and removes what create() wrote.
 // Full HVM guests need a device model (QEMU) and are refused.
 import { randomBytes } from 'node:crypto';
@@ -21,6 +23,7 @@ import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
 import type { DomainConfig } from './config.js';
 import type { DomainBuilder } from './restore.js';
 import { Xenstore, type XsPerm } from './xenstore.js';
+import { holderIn, nameForNewDomain, xenstoreNames } from './names.js';
 
 const CDF_HVM = 1 << 0;
 const CDF_HAP = 1 << 1;
@@ -51,11 +54,15 @@ interface Built {
   uuid: string;
   storePort: number;
   consolePort: number;
+  /** the config's name, while the domain is built under "<name>--incoming" (another domain has it) */
+  pendingName: string | null;
 }
 
 export interface XenBuilder extends DomainBuilder {
   /** After the stream, before unpausing: grant seed, xenstore entries, introduce. */
   finish(domid: number): Promise<{ storeGfn: number; consoleGfn: number }>;
+  /** Cleared to run: a domain built as "<name>--incoming" takes its name (ERR_NAME_IN_USE if still held). */
+  start(domid: number): Promise<void>;
   /** domids this builder created and has not destroyed */
   readonly domains: ReadonlyMap<number, Readonly<Built>>;
 }
@@ -102,10 +109,14 @@ export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string } = {}
     await s.setPerms(dom, ro);
     await s.mkdir(vm);
     await s.setPerms(vm, ro);
+    // libxl builds an incoming domain as "<name>--incoming" and renames it when cleared; here only
+    // while another domain (the migration's source on this host) holds the name
+    const { name, pending } = await nameForNewDomain({ holder: (n, except) => holderIn(s, n, except) }, domid, b.config.name ?? `xenmig-${domid}`);
+    b.pendingName = pending;
     await s.write(`${vm}/uuid`, b.uuid);
-    await s.write(`${vm}/name`, b.config.name ?? `xenmig-${domid}`);
+    await s.write(`${vm}/name`, name);
     await s.write(`${dom}/vm`, vm);
-    await s.write(`${dom}/name`, b.config.name ?? `xenmig-${domid}`);
+    await s.write(`${dom}/name`, name);
     await s.write(`${dom}/domid`, String(domid));
     for (const d of ['cpu', 'memory']) {
       await s.mkdir(`${dom}/${d}`);
@@ -151,7 +162,7 @@ export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string } = {}
           xen.hvmParamSet(domid, HVM_PARAM_STORE_EVTCHN, BigInt(storePort));
           xen.hvmParamSet(domid, HVM_PARAM_CONSOLE_EVTCHN, BigInt(consolePort));
         }
-        const b: Built = { config, hvm, uuid, storePort, consolePort };
+        const b: Built = { config, hvm, uuid, storePort, consolePort, pendingName: null };
         const s = await xs();
         try {
           await skeleton(s, domid, b);
@@ -217,6 +228,13 @@ export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string } = {}
         s.close();
       }
       return { storeGfn, consoleGfn };
+    },
+
+    async start(domid: number) {
+      const b = built.get(domid);
+      if (!b || b.pendingName === null) return;
+      await xenstoreNames(opts.xenstorePath !== undefined ? { path: opts.xenstorePath } : {}).rename(domid, b.pendingName);
+      b.pendingName = null;
     },
 
     async destroy(domid: number) {
