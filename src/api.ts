@@ -17,6 +17,7 @@ import { domainTypeOf, type DomainConfig } from './toolstack/config.js';
 import type { EmulatorStateProvider } from './toolstack/emulator.js';
 import { MIGRATED_AWAY_SUFFIX, xenstoreNames, type DomainNames } from './toolstack/names.js';
 import { XENSTORED_SOCKETS } from './toolstack/xenstore.js';
+import { destroyDomain, domainExists } from './toolstack/destroy.js';
 import {
   listen,
   openDestination,
@@ -145,7 +146,7 @@ export async function save(domid: number, target: string | number | Writable, op
       resumeDomain(xen, domid);
       return { domid, stats: r.stats, source: 'running' };
     }
-    xen.destroy(domid);
+    await destroyDomain(xen, domid);
     return { domid, stats: r.stats, source: 'destroyed' };
   } catch (e) {
     ws?.destroy();
@@ -230,7 +231,7 @@ export interface MigrateOptions extends TransferOptions, ConnectionOptions {
 export function defaultNames(xen: Hypervisor): DomainNames | null {
   if (xen.flavour !== 'system') return null;
   if (!process.env.XENSTORED_PATH && !XENSTORED_SOCKETS.some((p) => existsSync(p))) return null;
-  return xenstoreNames();
+  return xenstoreNames({ exists: (d) => domainExists(xen, d) });
 }
 
 export interface MigrateResult {
@@ -336,7 +337,7 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
           if (renameError) process.emitWarning(`domain ${domid} resumed as ${renamedFrom}${MIGRATED_AWAY_SUFFIX}: ${(renameError as Error).message}`, 'XenmigWarning');
         },
         destroySource: async () => {
-          xen.destroy(domid);
+          await destroyDomain(xen, domid);
         },
       },
       { ...(opts.protocol ? { protocol: opts.protocol } : {}) },

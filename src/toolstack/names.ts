@@ -30,12 +30,15 @@ async function withStore<T>(path: string | undefined, f: (s: Xenstore) => Promis
   }
 }
 
-/** The domain (other than `except`) named `name` in this xenstore. */
-export async function holderIn(s: Xenstore, name: string, except?: number): Promise<number | null> {
+/**
+ * The domain (other than `except`) named `name` in this xenstore. Entries a dead domain left behind
+ * (a toolstack that destroyed it without cleaning up) do not count when `exists` can tell.
+ */
+export async function holderIn(s: Xenstore, name: string, except?: number, exists?: (domid: number) => boolean): Promise<number | null> {
   for (const d of await s.directory('/local/domain')) {
     const id = Number(d);
     if (!Number.isInteger(id) || id === except) continue;
-    if ((await s.read(`/local/domain/${id}/name`)) === name) return id;
+    if ((await s.read(`/local/domain/${id}/name`)) === name && (!exists || exists(id))) return id;
   }
   return null;
 }
@@ -48,11 +51,14 @@ export async function nameForNewDomain(names: Pick<DomainNames, 'holder'>, domid
   return (await names.holder(want, domid)) === null ? { name: want, pending: null } : { name: want + INCOMING_SUFFIX, pending: want };
 }
 
-/** Names kept in xenstore (the xenstored socket at `path`, else the usual ones). */
-export function xenstoreNames(opts: { path?: string } = {}): DomainNames {
+/**
+ * Names kept in xenstore (the xenstored socket at `path`, else the usual ones). `exists` tells live
+ * domains from stale entries (e.g. `(d) => hypervisor has d`).
+ */
+export function xenstoreNames(opts: { path?: string; exists?: (domid: number) => boolean } = {}): DomainNames {
   return {
     name: (domid) => withStore(opts.path, (s) => s.read(`/local/domain/${domid}/name`)),
-    holder: (name, except) => withStore(opts.path, (s) => holderIn(s, name, except)),
+    holder: (name, except) => withStore(opts.path, (s) => holderIn(s, name, except, opts.exists)),
     rename: (domid, to) =>
       withStore(opts.path, async (s) => {
         if (!to || to.includes('/')) throw new TypeError(`bad domain name ${JSON.stringify(to)}`);
@@ -61,7 +67,7 @@ export function xenstoreNames(opts: { path?: string } = {}): DomainNames {
         if (old === null && (await s.read(`${dom}/domid`)) === null && (await s.read(`${dom}/vm`)) === null)
           throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, `domain ${domid} has no xenstore entries to rename`, { domid });
         if (old === to) return;
-        const other = await holderIn(s, to, domid);
+        const other = await holderIn(s, to, domid, opts.exists);
         if (other !== null)
           throw new MigrationError(MigrationErrorCode.ERR_NAME_IN_USE, `cannot rename domain ${domid} to ${JSON.stringify(to)}: domain ${other} has that name`, { domid });
         await s.write(`${dom}/name`, to);

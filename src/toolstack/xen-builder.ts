@@ -23,6 +23,7 @@ import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
 import type { DomainConfig } from './config.js';
 import type { DomainBuilder } from './restore.js';
 import { Xenstore, type XsPerm } from './xenstore.js';
+import { domainExists } from './destroy.js';
 import { holderIn, nameForNewDomain, xenstoreNames } from './names.js';
 
 const CDF_HVM = 1 << 0;
@@ -98,6 +99,8 @@ export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string } = {}
   const nb = nativeBuilder();
   const built = new Map<number, Built>();
   const xs = () => Xenstore.open(opts.xenstorePath);
+  /** stale xenstore entries of dead domains do not hold a name */
+  const alive = (d: number) => domainExists(xen, d);
 
   async function skeleton(s: Xenstore, domid: number, b: Built): Promise<void> {
     const dom = `/local/domain/${domid}`;
@@ -111,7 +114,7 @@ export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string } = {}
     await s.setPerms(vm, ro);
     // libxl builds an incoming domain as "<name>--incoming" and renames it when cleared; here only
     // while another domain (the migration's source on this host) holds the name
-    const { name, pending } = await nameForNewDomain({ holder: (n, except) => holderIn(s, n, except) }, domid, b.config.name ?? `xenmig-${domid}`);
+    const { name, pending } = await nameForNewDomain({ holder: (n, except) => holderIn(s, n, except, alive) }, domid, b.config.name ?? `xenmig-${domid}`);
     b.pendingName = pending;
     await s.write(`${vm}/uuid`, b.uuid);
     await s.write(`${vm}/name`, name);
@@ -233,7 +236,7 @@ export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string } = {}
     async start(domid: number) {
       const b = built.get(domid);
       if (!b || b.pendingName === null) return;
-      await xenstoreNames(opts.xenstorePath !== undefined ? { path: opts.xenstorePath } : {}).rename(domid, b.pendingName);
+      await xenstoreNames({ ...(opts.xenstorePath !== undefined ? { path: opts.xenstorePath } : {}), exists: alive }).rename(domid, b.pendingName);
       b.pendingName = null;
     },
 

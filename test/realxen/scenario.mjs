@@ -45,6 +45,7 @@ async function ensureGuest(ty) {
       alive = !i.shutdown && !i.dying;
     } catch {}
     if (alive) {
+      ids[ty] = d; // an earlier step may have brought it back under a new domid
       cfg[ty] ??= await xlConfigText(`g-${ty}`).catch(() => undefined);
       return '';
     }

@@ -9,7 +9,10 @@ import { openMockHost, type MockHypervisor } from '../../src/xen/index.js';
 import { configFromDomain } from '../../src/toolstack/config.js';
 import { nameForNewDomain, xenstoreNames, MIGRATED_AWAY_SUFFIX, INCOMING_SUFFIX } from '../../src/toolstack/names.js';
 import type { DomainBuilder } from '../../src/toolstack/restore.js';
+import { removeToolstackState } from '../../src/toolstack/destroy.js';
 import { startFakeXenstored, type FakeXenstored } from './fake-xenstored.js';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 let dir: string;
 let xen: MockHypervisor;
@@ -50,6 +53,44 @@ describe('xenstoreNames', () => {
     await expect(n.rename(5, 'a/b')).rejects.toThrow(TypeError);
     expect(await nameForNewDomain(n, 12, 'db')).toEqual({ name: `db${INCOMING_SUFFIX}`, pending: 'db' });
     expect(await nameForNewDomain(n, 12, 'web')).toEqual({ name: 'web', pending: null });
+  });
+});
+
+describe('a dead domain’s leftovers', () => {
+  it('stale entries do not hold a name when the host can tell dead from alive', async () => {
+    xs = await startFakeXenstored(dir, { ...entries(0, 'Domain-0'), ...entries(3, 'web'), ...entries(8, 'web--incoming') });
+    const alive = new Set([0, 8]);
+    const n = xenstoreNames({ path: xs.path, exists: (d) => alive.has(d) });
+    expect(await n.holder('web')).toBeNull();
+    await n.rename(8, 'web');
+    expect(xs.tree.get('/local/domain/8/name')).toBe('web');
+    // without the check the leftovers of domain 3 block the name
+    await expect(xenstoreNames({ path: xs.path }).rename(8, 'web--x').then(() => xenstoreNames({ path: xs.path }).rename(8, 'web'))).rejects.toMatchObject({ code: 'ERR_NAME_IN_USE' });
+  });
+
+  it('removeToolstackState removes the domain’s xenstore entries, backends and libxl userdata, nothing else', async () => {
+    xs = await startFakeXenstored(dir, {
+      ...entries(0, 'Domain-0'),
+      ...entries(3, 'web'),
+      ...entries(4, 'db'),
+      '/libxl/3/type': 'pvh',
+      '/libxl/4/type': 'pv',
+      '/local/domain/0/backend/console/3/0/state': '4',
+      '/local/domain/0/backend/vbd/3/51712/state': '4',
+      '/local/domain/0/backend/vbd/4/51712/state': '4',
+    });
+    const ud = join(dir, 'userdata');
+    mkdirSync(ud, { recursive: true });
+    for (const f of ['userdata-d.3.aaaa.libxl-json', 'userdata-d.34.bbbb.libxl-json', 'userdata-d.4.cccc.libxl-json']) writeFileSync(join(ud, f), '{}');
+    await removeToolstackState(3, { xenstorePath: xs.path, userdataDir: ud });
+    const keys = [...xs.tree.keys()];
+    expect(keys.filter((k) => /\/3(\/|$)|00000003/.test(k))).toEqual([]);
+    expect(xs.tree.get('/local/domain/4/name')).toBe('db');
+    expect(xs.tree.get('/libxl/4/type')).toBe('pv');
+    expect(xs.tree.get('/local/domain/0/backend/vbd/4/51712/state')).toBe('4');
+    expect(existsSync(join(ud, 'userdata-d.3.aaaa.libxl-json'))).toBe(false);
+    expect(existsSync(join(ud, 'userdata-d.34.bbbb.libxl-json'))).toBe(true);
+    expect(existsSync(join(ud, 'userdata-d.4.cccc.libxl-json'))).toBe(true);
   });
 });
 
