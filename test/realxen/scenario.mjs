@@ -536,7 +536,10 @@ async function remusFailoverSteps(protocol) {
     for (;;) {
       const d = await domidOf(name);
       if (d !== null && d !== src) {
-        b = { domid: d, checkpoint: '?' };
+        // libxc logs each checkpoint it applied ("All records processed") and the failover
+        const log = existsSync('/tmp/remus-backup.log') ? readFileSync('/tmp/remus-backup.log', 'utf8') : '';
+        assert(/Remus Failover/.test(log), `xl's backup did not log a Remus failover: ${log.slice(-400)}`);
+        b = { domid: d, checkpoint: (log.match(/All records processed/g) ?? []).length };
         break;
       }
       if (Date.now() - t1 > 120_000) throw new Error(`no ${name} from xl's backup within 120 s of the failure (${(await xlList()).map((r) => r.name + ':' + r.domid).join(' ')})`);
