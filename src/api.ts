@@ -15,9 +15,8 @@ import { saveDomain, resumeDomain, zeroCopySafe, type SaveFormat } from './tools
 import { restoreDomain, type DomainBuilder } from './toolstack/restore.js';
 import { domainTypeOf, type DomainConfig } from './toolstack/config.js';
 import type { EmulatorStateProvider } from './toolstack/emulator.js';
-import { MIGRATED_AWAY_SUFFIX, xenstoreNames, type DomainNames } from './toolstack/names.js';
-import { XENSTORED_SOCKETS } from './toolstack/xenstore.js';
-import { destroyDomain, domainExists } from './toolstack/destroy.js';
+import { hostNames, MIGRATED_AWAY_SUFFIX, type DomainNames } from './toolstack/names.js';
+import { destroyDomain } from './toolstack/destroy.js';
 import {
   listen,
   openDestination,
@@ -228,11 +227,7 @@ export interface MigrateOptions extends TransferOptions, ConnectionOptions {
 }
 
 /** Names on this host: xenstore on a real host with a xenstored, none otherwise. */
-export function defaultNames(xen: Hypervisor): DomainNames | null {
-  if (xen.flavour !== 'system') return null;
-  if (!process.env.XENSTORED_PATH && !XENSTORED_SOCKETS.some((p) => existsSync(p))) return null;
-  return xenstoreNames({ exists: (d) => domainExists(xen, d) });
-}
+export const defaultNames = hostNames;
 
 export interface MigrateResult {
   domid: number;

@@ -5,16 +5,17 @@
 // it is used when xl is installed; without it xenmig destroys the domain itself and removes the
 // xenstore entries and libxl userdata files (device backends are then left to dom0's drivers).
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, unlinkSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Hypervisor } from '../xen/types.js';
 import { Xenstore, XENSTORED_SOCKETS } from './xenstore.js';
+import { removeLibxlStoredConfig } from './libxl-config.js';
 
 export interface DestroyOptions {
   /** the xl binary, or false to never use it (default: `xl` on PATH) */
   xl?: string | false;
   xenstorePath?: string;
-  /** libxl's userdata directory (default /var/lib/xen) */
+  /** libxl's userdata directory (default $XEN_LIB_DIR, else /var/lib/xen) */
   userdataDir?: string;
 }
 
@@ -68,22 +69,7 @@ export async function removeToolstackState(domid: number, opts: Pick<DestroyOpti
       s.close();
     }
   }
-  const dir = opts.userdataDir ?? '/var/lib/xen';
-  let files: string[] = [];
-  try {
-    files = readdirSync(dir);
-  } catch {
-    /* no libxl here */
-  }
-  for (const f of files) {
-    if (f.startsWith(`userdata-d.${domid}.`)) {
-      try {
-        unlinkSync(join(dir, f));
-      } catch {
-        /* best effort */
-      }
-    }
-  }
+  removeLibxlStoredConfig(domid, opts.userdataDir, true);
 }
 
 /** Destroy domid with its toolstack state (see the file comment). */

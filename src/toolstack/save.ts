@@ -14,6 +14,7 @@ import type { PrecopyPolicy } from '../engine/policy.js';
 import { configFromDomain, type DomainConfig } from './config.js';
 import { noEmulator, type EmulatorState, type EmulatorStateProvider } from './emulator.js';
 import { requestSuspend, suspendsThroughXenstore } from './xenstore.js';
+import { hostNames } from './names.js';
 import { libxlStoredConfig } from './libxl-config.js';
 
 export type SaveFormat = 'xl' | 'libxl' | 'libxc';
@@ -101,7 +102,8 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
   const emulator = opts.emulator ?? noEmulator;
   const w = toWriter(opts.out);
   const info = xen.domainInfo(domid);
-  const config = opts.config ?? (xen.flavour === 'system' ? libxlStoredConfig(domid, info) : null) ?? configFromDomain(info);
+  // a real host: libxl's stored config, else a minimal one under the domain's name in xenstore
+  const config = opts.config ?? (xen.flavour === 'system' ? libxlStoredConfig(domid, info) : null) ?? configFromDomain(info, (await hostNames(xen)?.name(domid).catch(() => null)) ?? undefined);
   let suspended = false;
   let emulatorState: EmulatorState | null = null;
 

@@ -23,7 +23,8 @@ import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
 import type { DomainConfig } from './config.js';
 import type { DomainBuilder } from './restore.js';
 import { Xenstore, type XsPerm } from './xenstore.js';
-import { domainExists } from './destroy.js';
+import { writeLibxlStoredConfig } from './libxl-config.js';
+import { domainExists, removeToolstackState } from './destroy.js';
 import { holderIn, nameForNewDomain, xenstoreNames } from './names.js';
 
 const CDF_HVM = 1 << 0;
@@ -94,7 +95,7 @@ function nativeBuilder(): NativeBuilder {
   return b;
 }
 
-export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string } = {}): XenBuilder {
+export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string; /** libxl's userdata directory (default /var/lib/xen) */ libDir?: string } = {}): XenBuilder {
   if (xen.flavour !== 'system') throw new TypeError('xenBuilder needs the system flavour (the mock host has mockBuilder)');
   const nb = nativeBuilder();
   const built = new Map<number, Built>();
@@ -172,6 +173,14 @@ export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string } = {}
         } finally {
           s.close();
         }
+        // libxl's stored config: `xl list -l` shows it and a later save carries the real config
+        const json = structuredClone(config.json) as Record<string, unknown>;
+        json['c_info'] = { ...obj(json['c_info']), uuid, ...(config.name ? { name: config.name } : {}) };
+        try {
+          writeLibxlStoredConfig(domid, uuid, json, opts.libDir);
+        } catch {
+          /* no libxl directory here: the domain works without it */
+        }
         built.set(domid, b);
         return domid;
       } catch (e) {
@@ -241,27 +250,18 @@ export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string } = {}
     },
 
     async destroy(domid: number) {
-      const b = built.get(domid);
       try {
         xen.destroy(domid);
       } finally {
         built.delete(domid);
         try {
-          const s = await xs();
-          try {
-            await s.release(domid).catch(() => undefined);
-            await s.rm(`/local/domain/${domid}`);
-            await s.rm(`/local/domain/0/backend/console/${domid}`);
-            await s.rm(`/libxl/${domid}`);
-            if (b) await s.rm(`/vm/${b.uuid}`);
-          } finally {
-            s.close();
-          }
+          await removeToolstackState(domid, { ...(opts.xenstorePath !== undefined ? { xenstorePath: opts.xenstorePath } : {}), ...(opts.libDir !== undefined ? { userdataDir: opts.libDir } : {}) });
         } catch {
           /* xenstore cleanup is best effort */
         }
       }
     },
+
   };
   // finish() runs once per domain: restoreDomain calls it before unpausing, and callers that drive
   // the steps themselves may call it again (they get the same result).
