@@ -418,7 +418,8 @@ async function migrateTo(receiverArgv, label) {
   const t0 = Date.now();
   let res;
   try {
-    res = await migrate(src, '-', { xen, channel, protocol: label === 'xl' ? 'xl' : 'xenmig', live: true, config: parseDomainConfig(cfg[ty]) });
+    // no config given: the library saves with the domain's stored libxl config
+    res = await migrate(src, '-', { xen, channel, protocol: label === 'xl' ? 'xl' : 'xenmig', live: true });
   } catch (e) {
     throw classify(e);
   }
@@ -462,7 +463,10 @@ for (const ty of GUESTS) {
       ids[ty] = res.domid;
       const xlName = (await xlList()).find((r) => r.domid === res.domid)?.name;
       assert(xlName === name, `xl list shows domid ${res.domid} as ${xlName}`);
-      return `${fresh}restored by the CLI as domid ${res.domid} (${xlName}) in ${ms} ms, ticks ${before} -> ${t}`;
+      // the builder stored libxl's config for it, as libxl does for the domains it creates
+      const l = await xl(['list', '-l', String(res.domid)]);
+      const stored = l.rc === 0 && /"kernel"/.test(l.out) && l.out.includes(`"${name}"`);
+      return `${fresh}restored by the CLI as domid ${res.domid} (${xlName}) in ${ms} ms, ticks ${before} -> ${t}; xl list -l: ${stored ? 'config with name and kernel' : `rc ${l.rc} ${l.err.trim().slice(-120)}`}`;
     } catch (e) {
       // leave a running guest behind for whatever follows
       if ((await domidOf(name)) === null) await xl(['restore', file], { timeoutMs: 180_000 });
@@ -494,10 +498,30 @@ async function remusFailoverSteps(protocol) {
   const src = ids.pvh;
   const cfgFile = '/tmp/g-pvh-config.json';
   writeFileSync(cfgFile, cfg.pvh);
-  if (existsSync('/tmp/remus-backup.json')) unlinkSync('/tmp/remus-backup.json');
   if (existsSync('/tmp/remus-backup.log')) unlinkSync('/tmp/remus-backup.log');
   const { spawn } = await import('node:child_process');
-  const p = spawn('node', ['test/realxen/remus-primary.mjs', String(src), cfgFile, protocol], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let p;
+  let backupOut = '';
+  if (protocol === 'xl') {
+    // the API primary spawns `xl migrate-receive -r` on a pipe, as `xl remus` runs it through ssh
+    p = spawn('node', ['test/realxen/remus-primary.mjs', String(src), cfgFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  } else {
+    // both ends are the CLI as an admin runs it, separate processes over a real TCP socket; the
+    // primary saves with the domain's stored config (no config given)
+    const bk = spawn('sh', ['-c', 'exec node dist/cli/main.js remus-receive --listen 127.0.0.1:0 --insecure --json --failover-timeout-ms 30000 2>>/tmp/remus-backup.log'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    bk.stdout.setEncoding('utf8');
+    bk.stdout.on('data', (d) => (backupOut += d));
+    let port = null;
+    const tb = Date.now();
+    while (port === null) {
+      const m = /"listening":(\d+)/.exec(backupOut);
+      if (m) port = Number(m[1]);
+      else if (bk.exitCode !== null) throw new Error(`xenmig remus-receive exited (${bk.exitCode}) before listening: ${readFileSync('/tmp/remus-backup.log', 'utf8').slice(-400)}`);
+      else if (Date.now() - tb > 60_000) throw new Error('xenmig remus-receive did not listen within 60 s');
+      else await sleep(200);
+    }
+    p = spawn('node', ['dist/cli/main.js', 'remus', '--json', '-i', '1000', '--insecure', String(src), `tcp://127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  }
   let acked = 0;
   let lastLine = '';
   p.stdout.setEncoding('utf8');
@@ -505,9 +529,10 @@ async function remusFailoverSteps(protocol) {
     for (const l of d.split('\n').filter(Boolean)) {
       lastLine = l;
       try {
-        // xl's backup never acknowledges: count the checkpoints sent
+        // xl's backup never acknowledges: count the checkpoints sent; the CLI prints a checkpoint
+        // once its ACK arrived
         const j = JSON.parse(l);
-        acked = Math.max(acked, (protocol === 'xl' ? j.checkpoint : j.lastAcked) ?? 0);
+        acked = Math.max(acked, j.checkpoint ?? 0);
       } catch {}
     }
   });
@@ -546,12 +571,19 @@ async function remusFailoverSteps(protocol) {
       await sleep(1000);
     }
   } else {
-    while (!existsSync('/tmp/remus-backup.json')) {
-      if (Date.now() - t1 > 120_000) throw new Error('the backup reported nothing within 120 s of the failure');
+    for (;;) {
+      const line = backupOut.split('\n').find((l) => l.includes('"result"'));
+      if (line) {
+        const j = JSON.parse(line);
+        b = { ...j, outcome: j.result };
+        break;
+      }
+      if (Date.now() - t1 > 120_000) throw new Error(`the backup reported nothing within 120 s of the failure: ${readFileSync('/tmp/remus-backup.log', 'utf8').slice(-400)}`);
       await sleep(500);
     }
-    b = JSON.parse(readFileSync('/tmp/remus-backup.json', 'utf8'));
     assert(b.outcome === 'failover' && b.guest === 'running', `backup: ${JSON.stringify(b)}`);
+    const xlName = (await xlList()).find((r) => r.domid === b.domid)?.name;
+    assert(xlName === name, `the replica domid ${b.domid} is named ${xlName}`);
   }
   const t = await waitLines(name, before, 2, 90_000);
   ids.pvh = b.domid;
