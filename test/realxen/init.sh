@@ -5,6 +5,8 @@
 export PATH=/bin:/usr/bin:/usr/lib/xen-4.17/bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /dev/shm
+# loopback: the Remus step runs both CLI ends over TCP on 127.0.0.1
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
 echo "RIG dom0-init t=$(cut -d' ' -f1 /proc/uptime)"
 for m in $(cat /lib/modules/order); do insmod /lib/modules/$m || echo "insmod $m failed"; done
 mount -t xenfs xenfs /proc/xen
