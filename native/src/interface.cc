@@ -40,17 +40,17 @@ class Interface : public Napi::ObjectWrap<Interface> {
             InstanceMethod<&Interface::PopulatePhysmap>("populatePhysmap"),
             InstanceMethod<&Interface::MapM2p>("mapM2p"),
             InstanceMethod<&Interface::PinTables>("pinTables"),
-            InstanceMethod<&Interface::VcpuContextGet>("vcpuContextGet"),
-            InstanceMethod<&Interface::VcpuContextSet>("vcpuContextSet"),
-            InstanceMethod<&Interface::VcpuExtendedGet>("vcpuExtendedGet"),
-            InstanceMethod<&Interface::VcpuExtendedSet>("vcpuExtendedSet"),
-            InstanceMethod<&Interface::VcpuXsaveGet>("vcpuXsaveGet"),
-            InstanceMethod<&Interface::VcpuXsaveSet>("vcpuXsaveSet"),
-            InstanceMethod<&Interface::VcpuMsrsGet>("vcpuMsrsGet"),
-            InstanceMethod<&Interface::VcpuMsrsSet>("vcpuMsrsSet"),
+            InstanceMethod<&Interface::RecordGet<VcpuContext>>("vcpuContextGet"),
+            InstanceMethod<&Interface::RecordSet<VcpuContext>>("vcpuContextSet"),
+            InstanceMethod<&Interface::RecordGet<ExtContext>>("vcpuExtendedGet"),
+            InstanceMethod<&Interface::RecordSet<ExtContext>>("vcpuExtendedSet"),
+            InstanceMethod<&Interface::RecordGet<Xsave>>("vcpuXsaveGet"),
+            InstanceMethod<&Interface::RecordSet<Xsave>>("vcpuXsaveSet"),
+            InstanceMethod<&Interface::RecordGet<Msrs>>("vcpuMsrsGet"),
+            InstanceMethod<&Interface::RecordSet<Msrs>>("vcpuMsrsSet"),
             InstanceMethod<&Interface::VcpuOnline>("vcpuOnline"),
-            InstanceMethod<&Interface::HvmContextGet>("hvmContextGet"),
-            InstanceMethod<&Interface::HvmContextSet>("hvmContextSet"),
+            InstanceMethod<&Interface::RecordGet<HvmContext>>("hvmContextGet"),
+            InstanceMethod<&Interface::RecordSet<HvmContext>>("hvmContextSet"),
             InstanceMethod<&Interface::HvmParamGet>("hvmParamGet"),
             InstanceMethod<&Interface::HvmParamSet>("hvmParamSet"),
             InstanceMethod<&Interface::TscInfoGet>("tscInfoGet"),
@@ -439,76 +439,54 @@ class Interface : public Napi::ObjectWrap<Interface> {
     return m;
   }
 
-  Napi::Value VcpuContextGet(const Napi::CallbackInfo &info) {
+  // ---- vCPU and HVM context records ---------------------------------------------------------
+  // Each record is read by <name>Get(domid[, vcpu]) -> Buffer and written by
+  // <name>Set(domid[, vcpu], bytes). RecordGet / RecordSet hold the frame they share (arguments,
+  // set's size check, the handle); a record type R says what differs:
+  //   kVcpu           the second argument is a vCPU id (false: the HVM context, per domain)
+  //   kGetFn, kSetFn  the libxen function H() is opened for (the `syscall` of EBADF after close())
+  //   kArg            the JS name of set's bytes argument
+  //   Check(env, n)   set's size check, before libxen is touched (throws RangeError)
+  //   Get / Set       the XENMIG_REQUIREs and libxen calls, failing through self.Fail()
+  template <typename R>
+  Napi::Value RecordGet(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     uint32_t domid = ArgU32(info, 0, "domid");
-    uint32_t vcpu = ArgU32(info, 1, "vcpu");
-    auto &h = H(env, "xc_vcpu_getcontext");
-    XENMIG_REQUIRE(env, xc_vcpu_getcontext);
-    auto out = Napi::Buffer<uint8_t>::New(env, sizeof(vcpu_guest_context_any_t));
-    memset(out.Data(), 0, out.Length());
-    errno = 0;
-    if (xc_vcpu_getcontext(h.xch, domid, vcpu, reinterpret_cast<vcpu_guest_context_any_t *>(out.Data())) < 0)
-      Fail(env, "xc_vcpu_getcontext", errno, Dom(domid) + ", vcpu " + std::to_string(vcpu));
-    return out;
+    uint32_t vcpu = R::kVcpu ? ArgU32(info, 1, "vcpu") : 0;
+    auto &h = H(env, R::kGetFn);
+    return R::Get(*this, env, h, domid, vcpu);
   }
 
-  Napi::Value VcpuContextSet(const Napi::CallbackInfo &info) {
+  template <typename R>
+  Napi::Value RecordSet(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     uint32_t domid = ArgU32(info, 0, "domid");
-    uint32_t vcpu = ArgU32(info, 1, "vcpu");
-    auto bytes = ArgBytes(info, 2, "ctx");
-    vcpu_guest_context_any_t ctx;
-    if (bytes.second > sizeof ctx) throw Napi::RangeError::New(env, "vcpu context too large");
-    memset(&ctx, 0, sizeof ctx);
-    memcpy(&ctx, bytes.first, bytes.second);
-    auto &h = H(env, "xc_vcpu_setcontext");
-    XENMIG_REQUIRE(env, xc_vcpu_setcontext);
-    errno = 0;
-    if (xc_vcpu_setcontext(h.xch, domid, vcpu, &ctx) < 0)
-      Fail(env, "xc_vcpu_setcontext", errno, Dom(domid) + ", vcpu " + std::to_string(vcpu));
+    uint32_t vcpu = R::kVcpu ? ArgU32(info, 1, "vcpu") : 0;
+    auto bytes = ArgBytes(info, R::kVcpu ? 2 : 1, R::kArg);
+    R::Check(env, bytes.second);
+    auto &h = H(env, R::kSetFn);
+    R::Set(*this, env, h, domid, vcpu, bytes);
     return env.Undefined();
   }
 
-  // Extended context: XEN_DOMCTL_get/set_ext_vcpucontext through xc_domctl (as libxenguest does).
-  Napi::Value VcpuExtendedGet(const Napi::CallbackInfo &info) {
-    Napi::Env env = info.Env();
-    uint32_t domid = ArgU32(info, 0, "domid");
-    uint32_t vcpu = ArgU32(info, 1, "vcpu");
-    auto &h = H(env, "xc_domctl");
-    XENMIG_REQUIRE(env, xc_domctl);
-    struct xen_domctl d;
+  using Bytes = std::pair<uint8_t *, size_t>;
+
+  // Error detail of a per-vCPU call: "domid D, vcpu V".
+  static std::string Vcpu(uint32_t domid, uint32_t vcpu) { return Dom(domid) + ", vcpu " + std::to_string(vcpu); }
+
+  // A per-vCPU domctl R::kGet / R::kSet on the union member R::Of(d), zeroed but for the header.
+  template <typename R>
+  static void VcpuDomctl(xen_domctl &d, uint32_t cmd, uint32_t domid, uint32_t vcpu) {
     memset(&d, 0, sizeof d);
-    d.cmd = XEN_DOMCTL_get_ext_vcpucontext;
+    d.cmd = cmd;
     d.domain = domid;
-    d.u.ext_vcpucontext.vcpu = vcpu;
-    errno = 0;
-    if (xc_domctl(h.xch, &d) < 0)
-      Fail(env, "xc_domctl", errno, "get_ext_vcpucontext, " + Dom(domid) + ", vcpu " + std::to_string(vcpu));
-    size_t size = d.u.ext_vcpucontext.size;
-    if (size > sizeof d.u.ext_vcpucontext) size = sizeof d.u.ext_vcpucontext;
-    return Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<uint8_t *>(&d.u.ext_vcpucontext), size);
+    R::Of(d).vcpu = vcpu;
   }
 
-  Napi::Value VcpuExtendedSet(const Napi::CallbackInfo &info) {
-    Napi::Env env = info.Env();
-    uint32_t domid = ArgU32(info, 0, "domid");
-    uint32_t vcpu = ArgU32(info, 1, "vcpu");
-    auto bytes = ArgBytes(info, 2, "ctx");
-    struct xen_domctl d;
-    memset(&d, 0, sizeof d);
-    if (bytes.second > sizeof d.u.ext_vcpucontext) throw Napi::RangeError::New(env, "extended context too large");
-    auto &h = H(env, "xc_domctl");
-    XENMIG_REQUIRE(env, xc_domctl);
-    d.cmd = XEN_DOMCTL_set_ext_vcpucontext;
-    d.domain = domid;
-    memcpy(&d.u.ext_vcpucontext, bytes.first, bytes.second);
-    d.u.ext_vcpucontext.vcpu = vcpu;
-    d.u.ext_vcpucontext.size = bytes.second;
+  // Sends d; a failure is xc_domctl's error with `what` (the operation) before the vCPU.
+  void Domctl(Napi::Env env, XenHandles &h, xen_domctl &d, const char *what, uint32_t domid, uint32_t vcpu) {
     errno = 0;
-    if (xc_domctl(h.xch, &d) < 0)
-      Fail(env, "xc_domctl", errno, "set_ext_vcpucontext, " + Dom(domid) + ", vcpu " + std::to_string(vcpu));
-    return env.Undefined();
+    if (xc_domctl(h.xch, &d) < 0) Fail(env, "xc_domctl", errno, std::string(what) + ", " + Vcpu(domid, vcpu));
   }
 
   // A hypercall-safe buffer released on scope exit.
@@ -522,132 +500,179 @@ class Interface : public Napi::ObjectWrap<Interface> {
     }
   };
 
-  // XSAVE state: XEN_DOMCTL_getvcpuextstate, size query then fetch. Empty when the vCPU has none.
-  Napi::Value VcpuXsaveGet(const Napi::CallbackInfo &info) {
-    Napi::Env env = info.Env();
-    uint32_t domid = ArgU32(info, 0, "domid");
-    uint32_t vcpu = ArgU32(info, 1, "vcpu");
-    auto &h = H(env, "xc_domctl");
-    XENMIG_REQUIRE(env, xc_domctl);
-    XENMIG_REQUIRE(env, xc__hypercall_buffer_alloc);
-    XENMIG_REQUIRE(env, xc__hypercall_buffer_free);
-    struct xen_domctl d;
-    memset(&d, 0, sizeof d);
-    d.cmd = XEN_DOMCTL_getvcpuextstate;
-    d.domain = domid;
-    d.u.vcpuextstate.vcpu = vcpu;
-    errno = 0;
-    if (xc_domctl(h.xch, &d) < 0)
-      Fail(env, "xc_domctl", errno, "getvcpuextstate size, " + Dom(domid) + ", vcpu " + std::to_string(vcpu));
-    if (!d.u.vcpuextstate.xfeature_mask || !d.u.vcpuextstate.size) return Napi::Buffer<uint8_t>::New(env, 0);
-    size_t size = d.u.vcpuextstate.size;
-    HBuf buf(h.xch);
+  void *Alloc(Napi::Env env, HBuf &buf, size_t size) {
     errno = 0;
     void *p = buf.Alloc(size);
     if (!p) Fail(env, "xc_hypercall_buffer_alloc", errno ? errno : ENOMEM);
-    set_xen_guest_handle_raw(d.u.vcpuextstate.buffer, static_cast<uint64_t *>(p));
-    d.cmd = XEN_DOMCTL_getvcpuextstate;
-    d.domain = domid;
-    d.u.vcpuextstate.vcpu = vcpu;
-    errno = 0;
-    if (xc_domctl(h.xch, &d) < 0)
-      Fail(env, "xc_domctl", errno, "getvcpuextstate, " + Dom(domid) + ", vcpu " + std::to_string(vcpu));
-    if (d.u.vcpuextstate.size < size) size = d.u.vcpuextstate.size;
-    return Napi::Buffer<uint8_t>::Copy(env, static_cast<uint8_t *>(p), size);
+    return p;
   }
 
-  Napi::Value VcpuXsaveSet(const Napi::CallbackInfo &info) {
-    Napi::Env env = info.Env();
-    uint32_t domid = ArgU32(info, 0, "domid");
-    uint32_t vcpu = ArgU32(info, 1, "vcpu");
-    auto bytes = ArgBytes(info, 2, "xsave");
-    auto &h = H(env, "xc_domctl");
-    XENMIG_REQUIRE(env, xc_domctl);
-    XENMIG_REQUIRE(env, xc__hypercall_buffer_alloc);
-    XENMIG_REQUIRE(env, xc__hypercall_buffer_free);
-    HBuf buf(h.xch);
-    errno = 0;
-    void *p = buf.Alloc(bytes.second ? bytes.second : 1);
-    if (!p) Fail(env, "xc_hypercall_buffer_alloc", errno ? errno : ENOMEM);
-    memcpy(p, bytes.first, bytes.second);
-    struct xen_domctl d;
-    memset(&d, 0, sizeof d);
-    d.cmd = XEN_DOMCTL_setvcpuextstate;
-    d.domain = domid;
-    d.u.vcpuextstate.vcpu = vcpu;
-    d.u.vcpuextstate.size = bytes.second;
-    set_xen_guest_handle_raw(d.u.vcpuextstate.buffer, static_cast<uint64_t *>(p));
-    errno = 0;
-    if (xc_domctl(h.xch, &d) < 0)
-      Fail(env, "xc_domctl", errno, "setvcpuextstate, " + Dom(domid) + ", vcpu " + std::to_string(vcpu));
-    return env.Undefined();
-  }
+  // Records without a size limit on set.
+  struct Unchecked {
+    static void Check(Napi::Env, size_t) {}
+  };
 
-  // MSRs: XEN_DOMCTL_get_vcpu_msrs, count query then fetch; bytes are xen_domctl_vcpu_msr_t[].
-  Napi::Value VcpuMsrsGet(const Napi::CallbackInfo &info) {
-    Napi::Env env = info.Env();
-    uint32_t domid = ArgU32(info, 0, "domid");
-    uint32_t vcpu = ArgU32(info, 1, "vcpu");
-    auto &h = H(env, "xc_domctl");
-    XENMIG_REQUIRE(env, xc_domctl);
-    XENMIG_REQUIRE(env, xc__hypercall_buffer_alloc);
-    XENMIG_REQUIRE(env, xc__hypercall_buffer_free);
-    struct xen_domctl d;
-    memset(&d, 0, sizeof d);
-    d.cmd = XEN_DOMCTL_get_vcpu_msrs;
-    d.domain = domid;
-    d.u.vcpu_msrs.vcpu = vcpu;
-    errno = 0;
-    if (xc_domctl(h.xch, &d) < 0)
-      Fail(env, "xc_domctl", errno, "get_vcpu_msrs count, " + Dom(domid) + ", vcpu " + std::to_string(vcpu));
-    uint32_t count = d.u.vcpu_msrs.msr_count;
-    if (!count) return Napi::Buffer<uint8_t>::New(env, 0);
-    size_t size = count * sizeof(xen_domctl_vcpu_msr_t);
-    HBuf buf(h.xch);
-    errno = 0;
-    void *p = buf.Alloc(size);
-    if (!p) Fail(env, "xc_hypercall_buffer_alloc", errno ? errno : ENOMEM);
-    memset(&d, 0, sizeof d);
-    d.cmd = XEN_DOMCTL_get_vcpu_msrs;
-    d.domain = domid;
-    d.u.vcpu_msrs.vcpu = vcpu;
-    d.u.vcpu_msrs.msr_count = count;
-    set_xen_guest_handle_raw(d.u.vcpu_msrs.msrs, static_cast<xen_domctl_vcpu_msr_t *>(p));
-    errno = 0;
-    if (xc_domctl(h.xch, &d) < 0)
-      Fail(env, "xc_domctl", errno, "get_vcpu_msrs, " + Dom(domid) + ", vcpu " + std::to_string(vcpu));
-    if (d.u.vcpu_msrs.msr_count < count) count = d.u.vcpu_msrs.msr_count;
-    return Napi::Buffer<uint8_t>::Copy(env, static_cast<uint8_t *>(p), count * sizeof(xen_domctl_vcpu_msr_t));
-  }
+  // Basic context: xc_vcpu_get/setcontext on a whole vcpu_guest_context_any_t (a shorter set is
+  // zero-padded).
+  struct VcpuContext {
+    static constexpr bool kVcpu = true;
+    static constexpr const char *kGetFn = "xc_vcpu_getcontext", *kSetFn = "xc_vcpu_setcontext", *kArg = "ctx";
+    static void Check(Napi::Env env, size_t n) {
+      if (n > sizeof(vcpu_guest_context_any_t)) throw Napi::RangeError::New(env, "vcpu context too large");
+    }
+    static Napi::Value Get(Interface &self, Napi::Env env, XenHandles &h, uint32_t domid, uint32_t vcpu) {
+      XENMIG_REQUIRE(env, xc_vcpu_getcontext);
+      auto out = Napi::Buffer<uint8_t>::New(env, sizeof(vcpu_guest_context_any_t));
+      memset(out.Data(), 0, out.Length());
+      errno = 0;
+      if (xc_vcpu_getcontext(h.xch, domid, vcpu, reinterpret_cast<vcpu_guest_context_any_t *>(out.Data())) < 0)
+        self.Fail(env, kGetFn, errno, Vcpu(domid, vcpu));
+      return out;
+    }
+    static void Set(Interface &self, Napi::Env env, XenHandles &h, uint32_t domid, uint32_t vcpu, Bytes bytes) {
+      XENMIG_REQUIRE(env, xc_vcpu_setcontext);
+      vcpu_guest_context_any_t ctx;
+      memset(&ctx, 0, sizeof ctx);
+      memcpy(&ctx, bytes.first, bytes.second);
+      errno = 0;
+      if (xc_vcpu_setcontext(h.xch, domid, vcpu, &ctx) < 0) self.Fail(env, kSetFn, errno, Vcpu(domid, vcpu));
+    }
+  };
 
-  Napi::Value VcpuMsrsSet(const Napi::CallbackInfo &info) {
-    Napi::Env env = info.Env();
-    uint32_t domid = ArgU32(info, 0, "domid");
-    uint32_t vcpu = ArgU32(info, 1, "vcpu");
-    auto bytes = ArgBytes(info, 2, "msrs");
-    if (bytes.second % sizeof(xen_domctl_vcpu_msr_t))
-      throw Napi::RangeError::New(env, "msrs must be a whole number of 16-byte entries");
-    auto &h = H(env, "xc_domctl");
-    XENMIG_REQUIRE(env, xc_domctl);
-    XENMIG_REQUIRE(env, xc__hypercall_buffer_alloc);
-    XENMIG_REQUIRE(env, xc__hypercall_buffer_free);
-    HBuf buf(h.xch);
-    errno = 0;
-    void *p = buf.Alloc(bytes.second ? bytes.second : 1);
-    if (!p) Fail(env, "xc_hypercall_buffer_alloc", errno ? errno : ENOMEM);
-    memcpy(p, bytes.first, bytes.second);
-    struct xen_domctl d;
-    memset(&d, 0, sizeof d);
-    d.cmd = XEN_DOMCTL_set_vcpu_msrs;
-    d.domain = domid;
-    d.u.vcpu_msrs.vcpu = vcpu;
-    d.u.vcpu_msrs.msr_count = bytes.second / sizeof(xen_domctl_vcpu_msr_t);
-    set_xen_guest_handle_raw(d.u.vcpu_msrs.msrs, static_cast<xen_domctl_vcpu_msr_t *>(p));
-    errno = 0;
-    if (xc_domctl(h.xch, &d) < 0)
-      Fail(env, "xc_domctl", errno, "set_vcpu_msrs, " + Dom(domid) + ", vcpu " + std::to_string(vcpu));
-    return env.Undefined();
-  }
+  // Extended context: XEN_DOMCTL_get/set_ext_vcpucontext through xc_domctl (as libxenguest does);
+  // get returns the `size` bytes Xen fills in.
+  struct ExtContext {
+    static constexpr bool kVcpu = true;
+    static constexpr const char *kGetFn = "xc_domctl", *kSetFn = "xc_domctl", *kArg = "ctx";
+    static auto &Of(xen_domctl &d) { return d.u.ext_vcpucontext; }
+    static void Check(Napi::Env env, size_t n) {
+      if (n > sizeof(struct xen_domctl_ext_vcpucontext)) throw Napi::RangeError::New(env, "extended context too large");
+    }
+    static Napi::Value Get(Interface &self, Napi::Env env, XenHandles &h, uint32_t domid, uint32_t vcpu) {
+      XENMIG_REQUIRE(env, xc_domctl);
+      struct xen_domctl d;
+      VcpuDomctl<ExtContext>(d, XEN_DOMCTL_get_ext_vcpucontext, domid, vcpu);
+      self.Domctl(env, h, d, "get_ext_vcpucontext", domid, vcpu);
+      size_t size = std::min<size_t>(Of(d).size, sizeof Of(d));
+      return Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<uint8_t *>(&Of(d)), size);
+    }
+    static void Set(Interface &self, Napi::Env env, XenHandles &h, uint32_t domid, uint32_t vcpu, Bytes bytes) {
+      XENMIG_REQUIRE(env, xc_domctl);
+      struct xen_domctl d;
+      VcpuDomctl<ExtContext>(d, XEN_DOMCTL_set_ext_vcpucontext, domid, vcpu);
+      memcpy(&Of(d), bytes.first, bytes.second);
+      Of(d).vcpu = vcpu;  // the header wins over the copied bytes
+      Of(d).size = bytes.second;
+      self.Domctl(env, h, d, "set_ext_vcpucontext", domid, vcpu);
+    }
+  };
+
+  // XSAVE state and MSRs: a count query (null buffer), then a fetch into a hypercall buffer of
+  // count * kEntry bytes, cut to the count Xen reports then; empty when there is nothing to fetch.
+  // A set sends a copy of the bytes (whole entries) in one call. R gives the commands, the union
+  // member (Of), its count field (Count), what to fetch (Available), the buffer handle (Attach),
+  // the operation names of the errors, and whether the fetch starts from a zeroed domctl
+  // (kFreshFetch) or from the query's answer (XSAVE: Xen checks xfeature_mask against it).
+  template <typename R>
+  struct TwoCall : Unchecked {
+    static constexpr bool kVcpu = true;
+    static constexpr const char *kGetFn = "xc_domctl", *kSetFn = "xc_domctl", *kArg = R::kArg;
+    static Napi::Value Get(Interface &self, Napi::Env env, XenHandles &h, uint32_t domid, uint32_t vcpu) {
+      XENMIG_REQUIRE(env, xc_domctl);
+      XENMIG_REQUIRE(env, xc__hypercall_buffer_alloc);
+      XENMIG_REQUIRE(env, xc__hypercall_buffer_free);
+      struct xen_domctl d;
+      VcpuDomctl<R>(d, R::kGet, domid, vcpu);
+      self.Domctl(env, h, d, R::kQueryOp, domid, vcpu);
+      uint64_t count = R::Available(d);
+      if (!count) return Napi::Buffer<uint8_t>::New(env, 0);
+      HBuf buf(h.xch);
+      void *p = self.Alloc(env, buf, count * R::kEntry);
+      if constexpr (R::kFreshFetch) memset(&d, 0, sizeof d);
+      d.cmd = R::kGet;
+      d.domain = domid;
+      R::Of(d).vcpu = vcpu;
+      R::Count(d) = count;
+      R::Attach(d, p);
+      self.Domctl(env, h, d, R::kGetOp, domid, vcpu);
+      if (R::Count(d) < count) count = R::Count(d);
+      return Napi::Buffer<uint8_t>::Copy(env, static_cast<uint8_t *>(p), count * R::kEntry);
+    }
+    static void Set(Interface &self, Napi::Env env, XenHandles &h, uint32_t domid, uint32_t vcpu, Bytes bytes) {
+      XENMIG_REQUIRE(env, xc_domctl);
+      XENMIG_REQUIRE(env, xc__hypercall_buffer_alloc);
+      XENMIG_REQUIRE(env, xc__hypercall_buffer_free);
+      HBuf buf(h.xch);
+      void *p = self.Alloc(env, buf, bytes.second ? bytes.second : 1);
+      memcpy(p, bytes.first, bytes.second);
+      struct xen_domctl d;
+      VcpuDomctl<R>(d, R::kSet, domid, vcpu);
+      R::Count(d) = bytes.second / R::kEntry;
+      R::Attach(d, p);
+      self.Domctl(env, h, d, R::kSetOp, domid, vcpu);
+    }
+  };
+
+  // XSAVE state: XEN_DOMCTL_get/setvcpuextstate, counted in bytes; none without an xfeature_mask.
+  struct XsaveOps {
+    static constexpr uint32_t kGet = XEN_DOMCTL_getvcpuextstate, kSet = XEN_DOMCTL_setvcpuextstate;
+    static constexpr size_t kEntry = 1;
+    static constexpr bool kFreshFetch = false;
+    static constexpr const char *kArg = "xsave", *kQueryOp = "getvcpuextstate size", *kGetOp = "getvcpuextstate",
+                                *kSetOp = "setvcpuextstate";
+    static auto &Of(xen_domctl &d) { return d.u.vcpuextstate; }
+    static auto &Count(xen_domctl &d) { return d.u.vcpuextstate.size; }
+    static uint64_t Available(xen_domctl &d) { return d.u.vcpuextstate.xfeature_mask ? d.u.vcpuextstate.size : 0; }
+    static void Attach(xen_domctl &d, void *p) {
+      set_xen_guest_handle_raw(d.u.vcpuextstate.buffer, static_cast<uint64_t *>(p));
+    }
+  };
+  using Xsave = TwoCall<XsaveOps>;
+
+  // MSRs: XEN_DOMCTL_get/set_vcpu_msrs, counted in xen_domctl_vcpu_msr_t entries (16 bytes).
+  struct MsrsOps {
+    static constexpr uint32_t kGet = XEN_DOMCTL_get_vcpu_msrs, kSet = XEN_DOMCTL_set_vcpu_msrs;
+    static constexpr size_t kEntry = sizeof(xen_domctl_vcpu_msr_t);
+    static constexpr bool kFreshFetch = true;
+    static constexpr const char *kArg = "msrs", *kQueryOp = "get_vcpu_msrs count", *kGetOp = "get_vcpu_msrs",
+                                *kSetOp = "set_vcpu_msrs";
+    static auto &Of(xen_domctl &d) { return d.u.vcpu_msrs; }
+    static auto &Count(xen_domctl &d) { return d.u.vcpu_msrs.msr_count; }
+    static uint64_t Available(xen_domctl &d) { return d.u.vcpu_msrs.msr_count; }
+    static void Attach(xen_domctl &d, void *p) {
+      set_xen_guest_handle_raw(d.u.vcpu_msrs.msrs, static_cast<xen_domctl_vcpu_msr_t *>(p));
+    }
+  };
+  struct Msrs : TwoCall<MsrsOps> {
+    static void Check(Napi::Env env, size_t n) {
+      if (n % MsrsOps::kEntry) throw Napi::RangeError::New(env, "msrs must be a whole number of 16-byte entries");
+    }
+  };
+
+  // HVM context (per domain): xc_domain_hvm_getcontext size query then fetch; set sends a copy.
+  struct HvmContext : Unchecked {
+    static constexpr bool kVcpu = false;
+    static constexpr const char *kGetFn = "xc_domain_hvm_getcontext", *kSetFn = "xc_domain_hvm_setcontext",
+                                *kArg = "ctx";
+    static Napi::Value Get(Interface &self, Napi::Env env, XenHandles &h, uint32_t domid, uint32_t) {
+      XENMIG_REQUIRE(env, xc_domain_hvm_getcontext);
+      errno = 0;
+      int size = xc_domain_hvm_getcontext(h.xch, domid, nullptr, 0);
+      if (size < 0) self.Fail(env, kGetFn, errno, Dom(domid) + ", size query");
+      std::vector<uint8_t> buf(size > 0 ? size : 1);
+      errno = 0;
+      int len = xc_domain_hvm_getcontext(h.xch, domid, buf.data(), size);
+      if (len < 0) self.Fail(env, kGetFn, errno, Dom(domid));
+      if (len > size) len = size;
+      return Napi::Buffer<uint8_t>::Copy(env, buf.data(), len);
+    }
+    static void Set(Interface &self, Napi::Env env, XenHandles &h, uint32_t domid, uint32_t, Bytes bytes) {
+      XENMIG_REQUIRE(env, xc_domain_hvm_setcontext);
+      std::vector<uint8_t> buf(bytes.first, bytes.first + bytes.second);
+      errno = 0;
+      if (xc_domain_hvm_setcontext(h.xch, domid, buf.data(), buf.size()) < 0) self.Fail(env, kSetFn, errno, Dom(domid));
+    }
+  };
 
   Napi::Value VcpuOnline(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
@@ -661,35 +686,6 @@ class Interface : public Napi::ObjectWrap<Interface> {
     if (xc_vcpu_getinfo(h.xch, domid, vcpu, &vi) < 0)
       Fail(env, "xc_vcpu_getinfo", errno, Dom(domid) + ", vcpu " + std::to_string(vcpu));
     return Napi::Boolean::New(env, vi.online);
-  }
-
-  Napi::Value HvmContextGet(const Napi::CallbackInfo &info) {
-    Napi::Env env = info.Env();
-    uint32_t domid = ArgU32(info, 0, "domid");
-    auto &h = H(env, "xc_domain_hvm_getcontext");
-    XENMIG_REQUIRE(env, xc_domain_hvm_getcontext);
-    errno = 0;
-    int size = xc_domain_hvm_getcontext(h.xch, domid, nullptr, 0);
-    if (size < 0) Fail(env, "xc_domain_hvm_getcontext", errno, Dom(domid) + ", size query");
-    std::vector<uint8_t> buf(size > 0 ? size : 1);
-    errno = 0;
-    int len = xc_domain_hvm_getcontext(h.xch, domid, buf.data(), size);
-    if (len < 0) Fail(env, "xc_domain_hvm_getcontext", errno, Dom(domid));
-    if (len > size) len = size;
-    return Napi::Buffer<uint8_t>::Copy(env, buf.data(), len);
-  }
-
-  Napi::Value HvmContextSet(const Napi::CallbackInfo &info) {
-    Napi::Env env = info.Env();
-    uint32_t domid = ArgU32(info, 0, "domid");
-    auto bytes = ArgBytes(info, 1, "ctx");
-    auto &h = H(env, "xc_domain_hvm_setcontext");
-    XENMIG_REQUIRE(env, xc_domain_hvm_setcontext);
-    std::vector<uint8_t> buf(bytes.first, bytes.first + bytes.second);
-    errno = 0;
-    if (xc_domain_hvm_setcontext(h.xch, domid, buf.data(), buf.size()) < 0)
-      Fail(env, "xc_domain_hvm_setcontext", errno, Dom(domid));
-    return env.Undefined();
   }
 
   Napi::Value HvmParamGet(const Napi::CallbackInfo &info) {
