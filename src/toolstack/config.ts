@@ -55,6 +55,14 @@ export function configFromDomain(info: DomainInfo, name?: string): DomainConfig 
   return parseDomainConfig(text);
 }
 
+/** The same config under another name (c_info.name), as libxl refreshes it from the live domain. */
+export function withName(config: DomainConfig, name: string): DomainConfig {
+  if (config.name === name) return config;
+  const json = structuredClone(config.json);
+  json['c_info'] = { ...obj(json['c_info']), name };
+  return parseDomainConfig(JSON.stringify(json, null, 4) + '\n');
+}
+
 /** The libxc domain type a guest kind produces (PVH streams are HVM-type). */
 export function domainTypeOf(kind: GuestKind): 'pv' | 'hvm' {
   return kind === 'pv' ? 'pv' : 'hvm';

@@ -11,7 +11,7 @@ import { abortError, MigrationError, MigrationErrorCode } from '../engine/errors
 import { libxcSave, SHUTDOWN_SUSPEND } from '../engine/save/save.js';
 import type { SaveCallbacks, SaveStats, StreamType } from '../engine/save/types.js';
 import type { PrecopyPolicy } from '../engine/policy.js';
-import { configFromDomain, type DomainConfig } from './config.js';
+import { configFromDomain, withName, type DomainConfig } from './config.js';
 import { noEmulator, type EmulatorState, type EmulatorStateProvider } from './emulator.js';
 import { requestSuspend, suspendsThroughXenstore } from './xenstore.js';
 import { hostNames } from './names.js';
@@ -102,8 +102,15 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
   const emulator = opts.emulator ?? noEmulator;
   const w = toWriter(opts.out);
   const info = xen.domainInfo(domid);
-  // a real host: libxl's stored config, else a minimal one under the domain's name in xenstore
-  const config = opts.config ?? (xen.flavour === 'system' ? libxlStoredConfig(domid, info) : null) ?? configFromDomain(info, (await hostNames(xen)?.name(domid).catch(() => null)) ?? undefined);
+  // A real host: libxl's stored config, else a minimal one; either under the domain's live name in
+  // xenstore (libxl refreshes c_info.name the same way: a stored config can lag behind a rename,
+  // e.g. an xl Remus replica's still says "<name>--incoming" after its failover).
+  let config = opts.config;
+  if (!config) {
+    const liveName = (await hostNames(xen)?.name(domid).catch(() => null)) ?? null;
+    const stored = xen.flavour === 'system' ? libxlStoredConfig(domid, info) : null;
+    config = stored ? (liveName ? withName(stored, liveName) : stored) : configFromDomain(info, liveName ?? undefined);
+  }
   let suspended = false;
   let emulatorState: EmulatorState | null = null;
 

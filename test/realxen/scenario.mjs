@@ -498,6 +498,7 @@ async function remusFailoverSteps(protocol) {
   const src = ids.pvh;
   const cfgFile = '/tmp/g-pvh-config.json';
   writeFileSync(cfgFile, cfg.pvh);
+  const storedName = findLibxlStoredConfig(src).config?.name ?? 'none';
   if (existsSync('/tmp/remus-backup.log')) unlinkSync('/tmp/remus-backup.log');
   const { spawn } = await import('node:child_process');
   let p;
@@ -587,7 +588,7 @@ async function remusFailoverSteps(protocol) {
   }
   const t = await waitLines(name, before, 2, 90_000);
   ids.pvh = b.domid;
-  return `${fresh}${acked} checkpoints ${protocol === 'xl' ? 'sent' : 'acked'} in ${replicateMs} ms; failover at checkpoint ${b.checkpoint} -> domid ${b.domid} running ${Date.now() - t1} ms after the failure (console lines ${before} -> ${t})`;
+  return `${fresh}source domid ${src} (stored config name ${storedName}); ${acked} checkpoints ${protocol === 'xl' ? 'sent' : 'acked'} in ${replicateMs} ms; failover at checkpoint ${b.checkpoint} -> domid ${b.domid} running ${Date.now() - t1} ms after the failure (console lines ${before} -> ${t})`;
 }
 
 await step(R, '5.xl', 'xenmig remus (PVH) to xl migrate-receive -r; primary killed -> xl resumes the replica', () => remusFailover('xl'), 420_000);

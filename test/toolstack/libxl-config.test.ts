@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findLibxlStoredConfig, removeLibxlStoredConfig, writeLibxlStoredConfig } from '../../src/toolstack/libxl-config.js';
+import { parseDomainConfig, withName } from '../../src/toolstack/config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'xenmig-libxl-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -39,5 +40,16 @@ describe('libxl stored config', () => {
     expect(findLibxlStoredConfig(12, undefined, dir).config).toBeNull();
     removeLibxlStoredConfig(12, dir, true);
     expect(readdirSync(dir)).toEqual(['userdata-d.120.00000000-0000-4000-8000-000000000002.libxl-json']);
+  });
+});
+
+describe('withName', () => {
+  it('renames c_info.name and keeps everything else', () => {
+    const c = parseDomainConfig(JSON.stringify({ ...json, c_info: { ...json.c_info, name: 'g-pvh--incoming' } }));
+    const r = withName(c, 'g-pvh');
+    expect(r.name).toBe('g-pvh');
+    expect(JSON.parse(r.text)).toEqual(json);
+    expect(withName(r, 'g-pvh')).toBe(r);
+    expect(c.name).toBe('g-pvh--incoming');
   });
 });
