@@ -594,6 +594,78 @@ async function remusFailoverSteps(protocol) {
 await step(R, '5.xl', 'xenmig remus (PVH) to xl migrate-receive -r; primary killed -> xl resumes the replica', () => remusFailover('xl'), 420_000);
 await step(R, '5.pvh', 'xenmig remus (PVH) to a xenmig backup; primary killed -> the backup resumes the guest', () => remusFailover('xenmig'), 420_000);
 
+// ---- 7, 8: xl sends, xenmig receives ------------------------------------------------------------
+// xl runs its migration transport as `sh -c RUNE` with RUNE = "ssh HOST xl migrate-receive ..."; with
+// `-s ""` RUNE is the HOST argument itself, so the receiving command is xenmig's CLI.
+const XENMIG = 'node /opt/xenmig/dist/cli/main.js';
+
+await step(R, '7.xl', 'xl migrate (live, PVH) to xenmig receive --protocol xl on the same host: guest runs at the destination, source gone', async () => {
+  const name = 'g-pvh';
+  const fresh = await ensureGuest('pvh');
+  const src = ids.pvh;
+  const before = lastTick(name);
+  const t0 = Date.now();
+  const r = await xl(['migrate', '-s', '', name, `exec ${XENMIG} receive --protocol xl --json -`], { timeoutMs: 280_000 });
+  const ms = Date.now() - t0;
+  const res = r.err.split('\n').map((l) => { try { return JSON.parse(l); } catch { return null; } }).find((j) => j && j.status);
+  assert(r.rc === 0, `xl migrate rc ${r.rc}: ${r.err.trim().slice(-600)}`);
+  assert(res && res.status === 'completed', `xenmig receive: ${r.err.trim().slice(-400)}`);
+  const t = await waitTicks(name, before, { n: 2, timeoutMs: 60_000 });
+  const list = await xlList();
+  const dst = list.find((x) => x.name === name)?.domid;
+  assert(dst === res.domid && dst !== src, `xl list: ${list.map((x) => `${x.name}:${x.domid}`).join(' ')} (xenmig received domid ${res.domid})`);
+  assert(!list.some((x) => x.domid === src), `source domid ${src} still exists`);
+  ids.pvh = dst;
+  return `${fresh}domid ${src} -> ${dst} in ${ms} ms (xl migrate, ${res.stats?.pages ?? '?'} pages received), ticks ${before} -> ${t}; xl list: ${list.map((x) => `${x.name}:${x.domid}`).join(' ')}`;
+}, 300_000);
+
+await step(R, '8.xl', 'xl remus (PVH) to xenmig remus-receive --protocol xl; primary killed -> xenmig resumes the replica', async () => {
+  const name = 'g-pvh';
+  const fresh = await ensureGuest('pvh');
+  const src = ids.pvh;
+  const log = '/tmp/xl-remus-backup.log';
+  if (existsSync(log)) unlinkSync(log);
+  const { spawn } = await import('node:child_process');
+  // -F: unsafe mode, which xl requires without network buffering (-n) and disk replication (-d);
+  // the rig's guests have neither network nor disks
+  const p = spawn('xl', ['remus', '-F', '-n', '-d', '-e', '-i', '1000', '-s', '', name, `exec ${XENMIG} remus-receive --protocol xl --json --failover-timeout-ms 30000 2>>${log}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let xlOut = '';
+  p.stdout.on('data', (d) => (xlOut += d));
+  p.stderr.on('data', (d) => (xlOut += d));
+  const backupLog = () => (existsSync(log) ? readFileSync(log, 'utf8') : '');
+  // with --json the backup prints {"applied":N,...} for each checkpoint it holds completely
+  const t0 = Date.now();
+  let applied = 0;
+  while (applied < 3) {
+    applied = Math.max(0, ...backupLog().split('\n').map((l) => Number(/^\{"applied":(\d+)/.exec(l)?.[1] ?? 0)));
+    if (p.exitCode !== null) throw new Error(`xl remus exited (${p.exitCode}) after ${applied} checkpoints: ${xlOut.trim().slice(-400)} | backup: ${backupLog().trim().slice(-400)}`);
+    if (Date.now() - t0 > 240_000) {
+      p.kill('SIGKILL');
+      throw new Error(`${applied} checkpoints applied in 240 s: ${xlOut.trim().slice(-300)} | backup: ${backupLog().trim().slice(-300)}`);
+    }
+    await sleep(1000);
+  }
+  const replicateMs = Date.now() - t0;
+  const before = tickLines(name);
+  // the primary host fails: xl's replication process dies and its guest is gone
+  p.kill('SIGKILL');
+  await xl(['destroy', String(src)]);
+  const t1 = Date.now();
+  let b = null;
+  while (!b) {
+    const line = backupLog().split('\n').find((l) => l.startsWith('{') && l.includes('"result"'));
+    if (line) b = JSON.parse(line);
+    else if (Date.now() - t1 > 120_000) throw new Error(`the backup reported nothing within 120 s of the failure: ${backupLog().trim().slice(-400)}`);
+    else await sleep(500);
+  }
+  assert(b.result === 'failover' && b.guest === 'running', `backup: ${JSON.stringify(b)} ${backupLog().trim().slice(-300)}`);
+  const t = await waitLines(name, before, 2, 90_000);
+  const xlName = (await xlList()).find((r) => r.domid === b.domid)?.name;
+  assert(xlName === name, `the replica domid ${b.domid} is named ${xlName}`);
+  ids.pvh = b.domid;
+  return `${fresh}${applied} checkpoints applied in ${replicateMs} ms; failover at checkpoint ${b.checkpoint} -> domid ${b.domid} running ${Date.now() - t1} ms after the failure (console lines ${before} -> ${t})`;
+}, 420_000);
+
 async function waitLines(name, before, n, timeoutMs) {
   const t0 = Date.now();
   for (;;) {

@@ -4,7 +4,7 @@ export const EXPECTED = [
   '0.1', '0.2',
   '1.1', '1.2', '1.3.pv', '1.3.pvh', '1.4', '1.5.pv', '1.5.pvh', '1.6.pvh', '1.6.pv', '1.7', '1.8',
   '2.1.pv', '2.2.pv', '2.3.pv', '2.1.pvh', '2.2.pvh', '2.3.pvh', '2.4.pv',
-  '4.pvh', '3.pv', '3.pvh', '6.pvh', '5.xl', '5.pvh',
+  '4.pvh', '3.pv', '3.pvh', '6.pvh', '5.xl', '5.pvh', '7.xl', '8.xl',
 ];
 
 /** Support table rows: [guest, operation, xenmig->xl step ids, xl->xenmig step ids, xenmig->xenmig step ids] */
@@ -14,6 +14,6 @@ export const TABLE = [
   ['PV', 'save / restore (non-live)', ['2.1.pv', '2.2.pv', '2.3.pv'], ['3.pv'], null],
   ['PV', 'live save / live migration', ['2.4.pv', '1.6.pv'], null, null],
   ['PVH', 'save (live) / restore', ['2.1.pvh', '2.2.pvh', '2.3.pvh'], ['3.pvh'], null],
-  ['PVH', 'live migration (same host)', ['4.pvh'], null, ['6.pvh']],
-  ['PVH', 'Remus (replication, then failover to the backup)', ['5.xl'], null, ['5.pvh']],
+  ['PVH', 'live migration (same host)', ['4.pvh'], ['7.xl'], ['6.pvh']],
+  ['PVH', 'Remus (replication, then failover to the backup)', ['5.xl'], ['8.xl'], ['5.pvh']],
 ];

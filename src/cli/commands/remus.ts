@@ -125,7 +125,7 @@ export function addReplicaReceiveOptions(cmd: Command, withColo = true): Command
     .option('--failover-timeout-ms <ms>', 'no data from the primary for MS = failover; never take over sooner (default 5000)', parseIntArg('failover-timeout-ms', 1))
     .option('--heartbeat-ms <ms>', 'heartbeat period towards the primary (default 250)', parseIntArg('heartbeat-ms', 1))
     .option('--paused', 'leave the replica paused after a failover')
-    .option('--json', 'JSON lines on stdout (listening port, result)')
+    .option('--json', 'JSON lines (listening port, each applied checkpoint, result) on stdout; on stderr when stdout is the link (no --listen)')
     .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text')
     .option('--checksum-log <file>', 'debug (mock): append the replica checksum after each applied checkpoint and at failover');
   return addHostOptions(cmd);
@@ -191,6 +191,8 @@ export async function runReplicaReceive(o: ReplicaReceiveCli): Promise<number> {
     xen = openXen(xenOptions(o)).xen;
     const ck = checksumLogger(o.checksumLog, xen);
     const tls = tlsFrom(o);
+    // on stdin/stdout, stdout is the link to the primary: JSON lines go to stderr (as receive's)
+    const jsonOut = o.listen ? process.stdout : process.stderr;
     const r = await receiveReplica({
       xen,
       ...(o.colo ? { colo: true } : {}),
@@ -207,14 +209,13 @@ export async function runReplicaReceive(o: ReplicaReceiveCli): Promise<number> {
         if (o.json) void writeOut(JSON.stringify({ listening: port }) + '\n');
         else log.info(`listening on port ${port}`);
       },
-      ...(ck
-        ? {
-            onCheckpoint: (n: number, _x: Hypervisor, d: number) => ck({ side: 'backup', checkpoint: n }, d),
-            onFailover: (n: number, _x: Hypervisor, d: number) => ck({ side: 'backup', failover: n }, d),
-          }
-        : {}),
+      onCheckpoint: async (n: number, _x: Hypervisor, d: number) => {
+        ck?.({ side: 'backup', checkpoint: n }, d);
+        if (o.json) await writeOut(JSON.stringify({ applied: n, domid: d }) + '\n', jsonOut);
+      },
+      ...(ck ? { onFailover: (n: number, _x: Hypervisor, d: number) => ck({ side: 'backup', failover: n }, d) } : {}),
     });
-    if (o.json) await writeOut(JSON.stringify({ result: r.outcome, domid: r.domid, checkpoint: r.checkpoint, guest: r.guest, cause: r.cause?.message }) + '\n');
+    if (o.json) await writeOut(JSON.stringify({ result: r.outcome, domid: r.domid, checkpoint: r.checkpoint, guest: r.guest, cause: r.cause?.message }) + '\n', jsonOut);
     return r.outcome === 'failed' ? EXIT.FAILED : EXIT.OK;
   } catch (e) {
     printError(e, log);
