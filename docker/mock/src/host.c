@@ -185,6 +185,7 @@ static void dom_unmap(struct dom *d)
         munmap(d->dirty, d->dsize);
     if (d->memfd >= 0)
         close(d->memfd);
+    free(d->touch);
     free(d);
 }
 
@@ -430,7 +431,8 @@ static struct dom *dom_open(struct host *h, uint32_t domid, int allow_incomplete
     snprintf(path, sizeof(path), "%s/d%u/dirty", h->dir, domid);
     d->dsize = ((hdr.nr_pages + 63) / 64) * 8;
     d->dirty = map_file(path, d->dsize, PROT_READ | PROT_WRITE, 0, NULL);
-    if (!d->m || !d->mem || !d->dirty) {
+    d->touch = calloc(hdr.nr_pages + 1, 1);
+    if (!d->m || !d->mem || !d->dirty || !d->touch) {
         dom_unmap(d);
         errno = ESRCH;
         return NULL;
@@ -485,6 +487,19 @@ int dom_get(uint32_t domid, struct dom **out)
     *out = d;
     pthread_mutex_unlock(&g_mu);
     return 0;
+}
+
+int dom_mem_overlaps(const void *addr, size_t len)
+{
+    uintptr_t a = (uintptr_t)addr;
+    int hit = 0;
+    pthread_mutex_lock(&g_mu);
+    for (struct dom *d = g_doms; d && !hit; d = d->next) {
+        uintptr_t s = (uintptr_t)d->mem;
+        hit = d->mem && a < s + d->memsize && s < a + len;
+    }
+    pthread_mutex_unlock(&g_mu);
+    return hit;
 }
 
 void dom_put(struct dom *d)

@@ -146,7 +146,12 @@ struct dom {
     uint8_t *hvmctx;
     uint32_t *pinfo;
     uint64_t *p2m;
+    uint8_t *touch;                      /* per slot, this process only: TOUCH_* */
 };
+
+/* struct dom.touch: what this process has done with a slot of the memory file. */
+#define TOUCH_SEEN  1   /* mapped at least once (a fresh mmap) */
+#define TOUCH_WARM  2   /* lent or written through d->mem: its page is faulted into d->mem */
 
 struct host {
     char dir[4096];
@@ -193,6 +198,8 @@ void dom_unlock(struct dom *d);
 long frames_alloc(struct host *h, uint32_t domid, uint64_t n, int contiguous, uint64_t *out);
 void frames_free_domain(struct host *h, uint32_t domid);
 int dom_destroy(uint32_t domid);
+/* 1 if [addr, addr + len) overlaps the whole-memory mapping (d->mem) of a domain open here */
+int dom_mem_overlaps(const void *addr, size_t len);
 uint64_t now_ns(void);
 
 /* frame -> slot of domain d; 0 ok, else errno (EINVAL / EPERM) */

@@ -68,6 +68,7 @@ int xc_domain_populate_physmap(xc_interface *xch, uint32_t domid, unsigned long 
         for (uint64_t i = 0; i < per; i++) {
             if (!(d->pinfo[gpfn + i] & PI_PRESENT)) {
                 memset(d->mem + (gpfn + i) * MOCK_PAGE, 0, MOCK_PAGE);
+                __atomic_store_n(&d->touch[gpfn + i], TOUCH_WARM, __ATOMIC_RELAXED);
                 __atomic_store_n(&d->pinfo[gpfn + i], PI_PRESENT, __ATOMIC_RELEASE);
             }
         }
@@ -221,10 +222,94 @@ int xc_mmuext_op(xc_interface *xch, struct mmuext_op *op, unsigned int nr_ops, u
 
 /* ---- foreign mappings ------------------------------------------------------------------ */
 
-void *fm_map(xentoollog_logger *lg, xc_interface *xch, xenforeignmemory_handle *fm, uint32_t dom,
-             void *addr, int prot, int flags, size_t pages, const xen_pfn_t *arr, int *err)
+/*
+ * Lent windows. Every process that opens a domain maps its whole memory file once (d->mem, in
+ * host.c), at an address that stays put until the domain is both destroyed and unreferenced.
+ * When the frames of a xenforeignmemory_map() request resolve to one contiguous run of slots of
+ * the memory file, all of which this process has mapped before or zeroed in populate_physmap, the
+ * mock returns a pointer into that mapping instead of a fresh mmap: those pages are already
+ * faulted in and do not fault again, as privcmd populates a foreign mapping inside its ioctl. The window holds a reference on the domain (so d->mem outlives a
+ * destroy, like a real foreign mapping keeps the pages), and xenforeignmemory_unmap() of a lent
+ * window only forgets it and drops that reference. The memory file never grows: it is created
+ * at nr_pages + 1 pages, and populate_physmap only marks pages present.
+ * XENMIG_MOCK_FRESH_MAPS=1 turns lending off (every map is a fresh mmap, as before).
+ */
+struct lent {
+    struct lent *next;
+    uint8_t *addr;
+    size_t pages;
+    struct dom *d;
+};
+
+#define LENT_BITS 12
+static struct lent *g_lent[1U << LENT_BITS];
+static pthread_mutex_t g_lent_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t lent_bucket(const void *addr)
 {
-    (void)lg;
+    return (size_t)(((uint64_t)(uintptr_t)addr >> 12) * 0x9e3779b97f4a7c15ULL >> (64 - LENT_BITS));
+}
+
+static int lending_enabled(void)
+{
+    static int v = -1;
+    int cur = __atomic_load_n(&v, __ATOMIC_RELAXED);
+    if (cur < 0) {
+        const char *e = getenv("XENMIG_MOCK_FRESH_MAPS");
+        cur = !(e && *e && strcmp(e, "0") != 0);
+        __atomic_store_n(&v, cur, __ATOMIC_RELAXED);
+    }
+    return cur;
+}
+
+static int lent_add(uint8_t *addr, size_t pages, struct dom *d)
+{
+    struct lent *l = malloc(sizeof(*l));
+    if (!l)
+        return -1;
+    l->addr = addr;
+    l->pages = pages;
+    l->d = d;
+    size_t b = lent_bucket(addr);
+    pthread_mutex_lock(&g_lent_mu);
+    l->next = g_lent[b];
+    g_lent[b] = l;
+    pthread_mutex_unlock(&g_lent_mu);
+    return 0;
+}
+
+/* 1: a window lent at addr with exactly `pages` pages was forgotten (its domain reference is
+ * dropped); 0: no window starts at addr; -1: one does, with another size (nothing changed). */
+static int lent_release(const void *addr, size_t pages)
+{
+    size_t b = lent_bucket(addr);
+    struct lent *found = NULL;
+    int other_size = 0;
+    pthread_mutex_lock(&g_lent_mu);
+    for (struct lent **pp = &g_lent[b]; *pp; pp = &(*pp)->next) {
+        if ((*pp)->addr != addr)
+            continue;
+        if ((*pp)->pages != pages) {
+            other_size = 1;
+            continue;
+        }
+        found = *pp;
+        *pp = found->next;
+        break;
+    }
+    pthread_mutex_unlock(&g_lent_mu);
+    if (!found)
+        return other_size ? -1 : 0;
+    dom_put(found->d);
+    free(found);
+    return 1;
+}
+
+/* lend: the caller releases the result with xenforeignmemory_unmap() / lent_release(), never with
+ * munmap() (the compat xc_map_foreign_* calls return fresh mappings: their callers munmap them). */
+static void *fm_map_lend(xc_interface *xch, xenforeignmemory_handle *fm, uint32_t dom, void *addr,
+                         int prot, int flags, size_t pages, const xen_pfn_t *arr, int *err, int lend)
+{
 #define MAPFAIL(e, ...)                                               \
     do {                                                              \
         if (xch)                                                      \
@@ -265,6 +350,31 @@ void *fm_map(xentoollog_logger *lg, xc_interface *xch, xenforeignmemory_handle *
         dom_put(d);
         MAPFAIL(first_err, "map: d%u frame not mappable", (unsigned)dom);
     }
+    /* Fast path: every frame mappable, one contiguous run of slots, no placement asked for and
+     * some access wanted. The window is read-write whatever prot asked for (see docker/README.md). */
+    if (lend && !first_err && !addr && !(flags & MAP_FIXED) && prot && lending_enabled()) {
+        size_t i = 1;
+        while (i < pages && slots[i] == slots[0] + i)
+            i++;
+        if (i == pages && slots[0] <= d->memsize / MOCK_PAGE &&
+            pages <= d->memsize / MOCK_PAGE - slots[0]) {
+            /* Lend only pages this process has mapped before or already faulted into d->mem. On
+             * this nested VM the first touch of a page through the long-lived mapping costs more
+             * than through a fresh window at a recycled address (bench/RESULTS.md), so a page
+             * seen once, as in a single pass over the guest, keeps the fresh path. */
+            const uint8_t *t = d->touch + slots[0];
+            size_t k = 0;
+            while (k < pages && __atomic_load_n(&t[k], __ATOMIC_RELAXED))
+                k++;
+            uint8_t *w = d->mem + slots[0] * MOCK_PAGE;
+            if (k == pages && lent_add(w, pages, d) == 0) {
+                for (k = 0; k < pages; k++)
+                    __atomic_store_n(&d->touch[slots[0] + k], TOUCH_WARM, __ATOMIC_RELAXED);
+                free(slots);
+                return w;                /* keeps dom_get's reference until the unmap */
+            }
+        }
+    }
     size_t len = pages * MOCK_PAGE;
     int mprot = prot ? prot : PROT_NONE;
     int fixed = (flags & MAP_FIXED) ? MAP_FIXED : 0;
@@ -292,12 +402,22 @@ void *fm_map(xentoollog_logger *lg, xc_interface *xch, xenforeignmemory_handle *
             dom_put(d);
             MAPFAIL(e, "map: mmap of d%u memory failed", (unsigned)dom);
         }
+        for (size_t k = 0; k < run; k++)
+            if (!__atomic_load_n(&d->touch[slots[i] + k], __ATOMIC_RELAXED))
+                __atomic_store_n(&d->touch[slots[i] + k], TOUCH_SEEN, __ATOMIC_RELAXED);
         i += run;
     }
     free(slots);
     dom_put(d);
     return base;
 #undef MAPFAIL
+}
+
+void *fm_map(xentoollog_logger *lg, xc_interface *xch, xenforeignmemory_handle *fm, uint32_t dom,
+             void *addr, int prot, int flags, size_t pages, const xen_pfn_t *arr, int *err)
+{
+    (void)lg;
+    return fm_map_lend(xch, fm, dom, addr, prot, flags, pages, arr, err, 0);
 }
 
 xenforeignmemory_handle *xenforeignmemory_open(struct xentoollog_logger *logger,
@@ -337,7 +457,7 @@ int xenforeignmemory_close(xenforeignmemory_handle *fm)
 void *xenforeignmemory_map(xenforeignmemory_handle *fm, uint32_t dom, int prot, size_t pages,
                            const xen_pfn_t arr[], int err[])
 {
-    return fm_map(NULL, NULL, fm, dom, NULL, prot, 0, pages, arr, err);
+    return fm_map_lend(NULL, fm, dom, NULL, prot, 0, pages, arr, err, 1);
 }
 
 void *xenforeignmemory_map2(xenforeignmemory_handle *fm, uint32_t dom, void *addr, int prot,
@@ -347,13 +467,20 @@ void *xenforeignmemory_map2(xenforeignmemory_handle *fm, uint32_t dom, void *add
         fm_fail(fm, EINVAL, "map2: unsupported flags %#x", flags);
         return NULL;
     }
-    return fm_map(NULL, NULL, fm, dom, addr, prot, flags, pages, arr, err);
+    return fm_map_lend(NULL, fm, dom, addr, prot, flags, pages, arr, err, 1);
 }
 
 int xenforeignmemory_unmap(xenforeignmemory_handle *fm, void *addr, size_t pages)
 {
-    if (!addr || !pages)
+    if (!addr || !pages || pages > SIZE_MAX / MOCK_PAGE)
         return fm_fail(fm, EINVAL, "unmap: bad arguments");
+    int r = lent_release(addr, pages);
+    if (r > 0)
+        return 0;
+    if (r < 0)
+        return fm_fail(fm, EINVAL, "unmap: %p was mapped with another page count", addr);
+    if (dom_mem_overlaps(addr, pages * MOCK_PAGE))
+        return fm_fail(fm, EINVAL, "unmap: %p is not the start of a mapping", addr);
     if (munmap(addr, pages * MOCK_PAGE))
         return fm_fail(fm, errno, "unmap failed");
     return 0;
@@ -446,12 +573,13 @@ int xc_clear_domain_pages(xc_interface *xch, uint32_t domid, unsigned long dst_p
         return xc_fail(xch, ENOMEM, "xc_clear_domain_pages: out of memory");
     for (int i = 0; i < num; i++)
         arr[i] = dst_pfn + (unsigned long)i;
-    void *p = fm_map(NULL, xch, xch ? xch->fmem : NULL, domid, NULL, PROT_READ | PROT_WRITE, 0,
-                     (size_t)num, arr, NULL);
+    void *p = fm_map_lend(xch, xch ? xch->fmem : NULL, domid, NULL, PROT_READ | PROT_WRITE, 0,
+                          (size_t)num, arr, NULL, 1);
     free(arr);
     if (!p)
         return -1;
     memset(p, 0, (size_t)num * MOCK_PAGE);
-    munmap(p, (size_t)num * MOCK_PAGE);
+    if (lent_release(p, (size_t)num) == 0)
+        munmap(p, (size_t)num * MOCK_PAGE);
     return 0;
 }
