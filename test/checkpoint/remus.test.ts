@@ -58,7 +58,9 @@ describe('remus: checkpoints under a workload', () => {
       expect(s.pauseMs as number).toBeGreaterThan(0);
       expect(s.bytes as number).toBeGreaterThan(0);
     }
-    expect(stats[0]!.dirtyPages as number).toBeGreaterThan(0);
+    // the workload dirties pages between checkpoints (not necessarily during the short initial
+    // round, which on a fast mock can end before the workload's next write)
+    expect(stats.filter((s) => (s.dirtyPages as number) > 0).length).toBeGreaterThan(N / 2);
     expect(primary.json.at(-1)).toMatchObject({ result: 'max-checkpoints', checkpoints: N, lastAcked: N, guest: 'running' });
     // a deliberate stop: the backup discards its replica instead of taking over
     expect(backup.json.at(-1)).toMatchObject({ result: 'discarded', checkpoint: N });
