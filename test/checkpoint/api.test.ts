@@ -7,6 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
 import { BackChannelDecoder, encodeDirtyPfns, encodeState, receiveReplica, remus, type CheckpointStat } from '../../src/checkpoint/index.js';
 import { CheckpointState } from '../../src/stream/index.js';
+import { connectTcp } from '../../src/transport/index.js';
+import { mockBuilder } from '../../src/api.js';
+import { MigrationError, MigrationErrorCode } from '../../src/engine/errors.js';
 
 describe('COLO back channel framing', () => {
   it('CHECKPOINT_DIRTY_PFN_LIST has the 8-byte record header (not the 16 bytes Xen >= 4.18 writes)', () => {
@@ -87,6 +90,36 @@ describe('remus API in one process', () => {
     for (let k = 1; k <= n; k++) want.push(`postsuspend ${k}`, `preresume ${k}`, `commit ${k}`);
     want.push(`stopped stopped ${n}`);
     expect(events).toEqual(want);
+    xen.destroyDomain(d);
+  });
+
+  it('failover while another live domain still holds the name: the replica stays paused, the backup reports ERR_NAME_IN_USE', async () => {
+    const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
+    const base = mockBuilder(xen);
+    let replica = -1;
+    // as xenBuilder.start() when the primary's domain on this host still has the name
+    const builder = {
+      create: async (c: Parameters<typeof base.create>[0]) => (replica = await base.create(c)),
+      destroy: (x: number) => base.destroy(x),
+      start: async () => {
+        throw new MigrationError(MigrationErrorCode.ERR_NAME_IN_USE, 'domain 1 has that name');
+      },
+    };
+    let port!: (n: number) => void;
+    const listening = new Promise<number>((r) => (port = r));
+    const backup = receiveReplica({ xen, builder, listen: { host: '127.0.0.1', port: 0 }, insecure: true, failoverTimeoutMs: 200, onListening: port, log: () => {} });
+    backup.catch(() => undefined);
+    const channel = await connectTcp({ host: '127.0.0.1', port: await listening, insecure: true });
+    const h = remus(d, '-', { xen, channel, intervalMs: 5, log: () => {}, onBackupLoss: 'continue' });
+    for await (const s of h) {
+      // the link dies mid-replication (the backup cannot tell this from a dead primary)
+      if (s.checkpoint === 3) channel.destroy();
+    }
+    await h.done;
+    await expect(backup).rejects.toMatchObject({ code: 'ERR_NAME_IN_USE' });
+    const info = xen.domainInfo(replica);
+    expect(info.paused || info.shutdown).toBe(true);
+    xen.destroyDomain(replica);
     xen.destroyDomain(d);
   });
 
