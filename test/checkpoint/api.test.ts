@@ -1,15 +1,13 @@
 // The replication API in one process: stop() and abort are deliberate ends (no takeover), hooks
 // run in order, and the COLO back-channel framing is the spec's 8-byte record header.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
+import type { MockHypervisor } from '../../src/xen/hypervisor.js';
 import { BackChannelDecoder, encodeDirtyPfns, encodeState, receiveReplica, remus, type CheckpointStat } from '../../src/checkpoint/index.js';
 import { CheckpointState } from '../../src/stream/index.js';
 import { connectTcp } from '../../src/transport/index.js';
 import { mockBuilder } from '../../src/api.js';
 import { MigrationError, MigrationErrorCode } from '../../src/engine/errors.js';
+import { listeningPort, scratchMockHost } from './helpers.js';
 
 describe('COLO back channel framing', () => {
   it('CHECKPOINT_DIRTY_PFN_LIST has the 8-byte record header (not the 16 bytes Xen >= 4.18 writes)', () => {
@@ -38,25 +36,21 @@ describe('COLO back channel framing', () => {
 });
 
 describe('remus API in one process', () => {
-  let dir: string;
+  let host: ReturnType<typeof scratchMockHost>;
   let xen: MockHypervisor;
   beforeAll(() => {
-    dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'xenmig-remus-api-'));
-    xen = openMockHost(join(dir, 'host'));
+    host = scratchMockHost('xenmig-remus-api-');
+    xen = host.xen;
   });
-  afterAll(() => {
-    xen?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => host?.close());
 
   async function pair(opts: { abort?: boolean }) {
     const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
     const events: string[] = [];
-    let port!: (n: number) => void;
-    const listening = new Promise<number>((r) => (port = r));
-    const backup = receiveReplica({ xen, listen: { host: '127.0.0.1', port: 0 }, insecure: true, failoverTimeoutMs: 5000, onListening: port, log: () => {} });
+    const listening = listeningPort();
+    const backup = receiveReplica({ xen, listen: { host: '127.0.0.1', port: 0 }, insecure: true, failoverTimeoutMs: 5000, onListening: listening.onListening, log: () => {} });
     const ac = new AbortController();
-    const h = remus(d, `tcp://127.0.0.1:${await listening}`, {
+    const h = remus(d, `tcp://127.0.0.1:${await listening.port}`, {
       xen,
       insecure: true,
       intervalMs: 5,
@@ -105,11 +99,10 @@ describe('remus API in one process', () => {
         throw new MigrationError(MigrationErrorCode.ERR_NAME_IN_USE, 'domain 1 has that name');
       },
     };
-    let port!: (n: number) => void;
-    const listening = new Promise<number>((r) => (port = r));
-    const backup = receiveReplica({ xen, builder, listen: { host: '127.0.0.1', port: 0 }, insecure: true, failoverTimeoutMs: 200, onListening: port, log: () => {} });
+    const listening = listeningPort();
+    const backup = receiveReplica({ xen, builder, listen: { host: '127.0.0.1', port: 0 }, insecure: true, failoverTimeoutMs: 200, onListening: listening.onListening, log: () => {} });
     backup.catch(() => undefined);
-    const channel = await connectTcp({ host: '127.0.0.1', port: await listening, insecure: true });
+    const channel = await connectTcp({ host: '127.0.0.1', port: await listening.port, insecure: true });
     const h = remus(d, '-', { xen, channel, intervalMs: 5, log: () => {}, onBackupLoss: 'continue' });
     for await (const s of h) {
       // the link dies mid-replication (the backup cannot tell this from a dead primary)
@@ -133,24 +126,20 @@ describe('remus API in one process', () => {
 });
 
 describe('the xl wire (as xl remus / xl migrate-receive -r)', () => {
-  let dir: string;
+  let host: ReturnType<typeof scratchMockHost>;
   let xen: MockHypervisor;
   beforeAll(() => {
-    dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'xenmig-remus-xl-'));
-    xen = openMockHost(join(dir, 'host'));
+    host = scratchMockHost('xenmig-remus-xl-');
+    xen = host.xen;
   });
-  afterAll(() => {
-    xen?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => host?.close());
 
   for (const colo of [false, true]) {
     it(`${colo ? 'COLO' : 'Remus'}: banner, the stream, ${colo ? 'raw back-channel records' : 'no acknowledgements'}; the replica matches each checkpoint`, async () => {
       const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
       const prim = new Map<number, string>();
       const back = new Map<number, string>();
-      let port!: (n: number) => void;
-      const listening = new Promise<number>((r) => (port = r));
+      const listening = listeningPort();
       const backup = receiveReplica({
         xen,
         protocol: 'xl',
@@ -158,11 +147,11 @@ describe('the xl wire (as xl remus / xl migrate-receive -r)', () => {
         listen: { host: '127.0.0.1', port: 0 },
         insecure: true,
         failoverTimeoutMs: 5000,
-        onListening: port,
+        onListening: listening.onListening,
         log: () => {},
         onCheckpoint: (n, x, dd) => void back.set(n, (x as MockHypervisor).checksum(dd)),
       });
-      const h = remus(d, `tcp://127.0.0.1:${await listening}`, {
+      const h = remus(d, `tcp://127.0.0.1:${await listening.port}`, {
         xen,
         protocol: 'xl',
         colo,
@@ -189,15 +178,14 @@ describe('the xl wire (as xl remus / xl migrate-receive -r)', () => {
 
 describe('COLO checkpoints on demand', () => {
   it('the output comparator triggers checkpoints long before the timer', async () => {
-    const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'xenmig-colo-cmp-'));
-    const xen = openMockHost(join(dir, 'host'));
+    const host = scratchMockHost('xenmig-colo-cmp-');
+    const xen = host.xen;
     try {
       const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
-      let port!: (n: number) => void;
-      const listening = new Promise<number>((r) => (port = r));
-      const backup = receiveReplica({ xen, colo: true, listen: { host: '127.0.0.1', port: 0 }, insecure: true, failoverTimeoutMs: 3_600_000, onListening: port, log: () => {} });
+      const listening = listeningPort();
+      const backup = receiveReplica({ xen, colo: true, listen: { host: '127.0.0.1', port: 0 }, insecure: true, failoverTimeoutMs: 3_600_000, onListening: listening.onListening, log: () => {} });
       let divergences = 0;
-      const h = remus(d, `tcp://127.0.0.1:${await listening}`, {
+      const h = remus(d, `tcp://127.0.0.1:${await listening.port}`, {
         xen,
         colo: true,
         insecure: true,
@@ -215,16 +203,15 @@ describe('COLO checkpoints on demand', () => {
       expect((await backup).outcome).toBe('discarded');
       xen.destroyDomain(d);
     } finally {
-      xen.close();
-      rmSync(dir, { recursive: true, force: true });
+      host.close();
     }
   });
 });
 
 describe('persistent mappings (HVM, no ballooning)', () => {
   it('each checkpoint copied through mappings kept across checkpoints is bit-exact, also for pages populated later', async () => {
-    const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'xenmig-remus-pm-'));
-    const xen = openMockHost(join(dir, 'host'));
+    const host = scratchMockHost('xenmig-remus-pm-');
+    const xen = host.xen;
     try {
       const d = xen.createDomain({ type: 'hvm', pages: 4096, populate: false });
       xen.populatePhysmap(d, BigUint64Array.from({ length: 64 }, (_, i) => BigInt(i * 37)));
@@ -233,10 +220,9 @@ describe('persistent mappings (HVM, no ballooning)', () => {
       xen.destroyDomain(donor);
       const prim = new Map<number, string>();
       const back = new Map<number, string>();
-      let port!: (n: number) => void;
-      const listening = new Promise<number>((r) => (port = r));
-      const backup = receiveReplica({ xen, listen: { host: '127.0.0.1', port: 0 }, insecure: true, onListening: port, log: () => {}, onCheckpoint: (n, x, dd) => void back.set(n, (x as MockHypervisor).checksum(dd)) });
-      const h = remus(d, `tcp://127.0.0.1:${await listening}`, {
+      const listening = listeningPort();
+      const backup = receiveReplica({ xen, listen: { host: '127.0.0.1', port: 0 }, insecure: true, onListening: listening.onListening, log: () => {}, onCheckpoint: (n, x, dd) => void back.set(n, (x as MockHypervisor).checksum(dd)) });
+      const h = remus(d, `tcp://127.0.0.1:${await listening.port}`, {
         xen,
         insecure: true,
         intervalMs: 2,
@@ -257,8 +243,7 @@ describe('persistent mappings (HVM, no ballooning)', () => {
       expect(new Set(prim.values()).size).toBe(8);
       for (let k = 1; k <= 8; k++) expect(back.get(k), `checkpoint ${k}`).toBe(prim.get(k));
     } finally {
-      xen.close();
-      rmSync(dir, { recursive: true, force: true });
+      host.close();
     }
   });
 });

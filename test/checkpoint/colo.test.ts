@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
 import { receiveReplica, remus, type CheckpointStat } from '../../src/checkpoint/index.js';
-import { CLI, hostDirs, Proc, requireFreshBuild, WORKLOAD } from './helpers.js';
+import { CLI, hostDirs, listeningPort, Proc, requireFreshBuild, WORKLOAD } from './helpers.js';
 
 let dirs: ReturnType<typeof hostDirs>;
 let host: MockHypervisor | null = null;
@@ -30,15 +30,14 @@ describe('colo: one process, two domains (state exchange and dirty-pfn merge)', 
     const s: [number, string][] = [];
     const primSums = new Map<number, string>();
     const backSums = new Map<number, string>();
-    let port!: (n: number) => void;
-    const listening = new Promise<number>((r) => (port = r));
+    const listening = listeningPort();
     const secondary = receiveReplica({
       xen,
       colo: true,
       listen: { host: '127.0.0.1', port: 0 },
       insecure: true,
       failoverTimeoutMs: 5000,
-      onListening: port,
+      onListening: listening.onListening,
       log: () => {},
       trace: (e, n) => s.push([n, e]),
       onCheckpoint: (n, x, d) => void backSums.set(n, (x as MockHypervisor).checksum(d)),
@@ -47,7 +46,7 @@ describe('colo: one process, two domains (state exchange and dirty-pfn merge)', 
         if (n === 2) (x as MockHypervisor).guestWrite(d, SVM_PFN, 128, new TextEncoder().encode('secondary output diverged'));
       },
     });
-    const h = remus(pvm, `tcp://127.0.0.1:${await listening}`, {
+    const h = remus(pvm, `tcp://127.0.0.1:${await listening.port}`, {
       xen,
       colo: true,
       insecure: true,
