@@ -5,40 +5,30 @@
 // it is used when xl is installed; without it xenmig destroys the domain itself and removes the
 // xenstore entries and libxl userdata files (device backends are then left to dom0's drivers).
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
 import type { Hypervisor } from '../xen/types.js';
-import { Xenstore, XENSTORED_SOCKETS } from './xenstore.js';
+import { Xenstore, xenstoredPath } from './xenstore.js';
 import { removeLibxlStoredConfig } from './libxl-config.js';
 
 export interface DestroyOptions {
-  /** the xl binary, or false to never use it (default: `xl` on PATH) */
+  /** the xl binary, or false to never use it (default: `xl` on PATH; not installed = not used) */
   xl?: string | false;
   xenstorePath?: string;
   /** libxl's userdata directory (default $XEN_LIB_DIR, else /var/lib/xen) */
   userdataDir?: string;
 }
 
-function onPath(cmd: string): string | null {
-  for (const d of (process.env.PATH ?? '').split(delimiter)) {
-    if (d && existsSync(join(d, cmd))) return join(d, cmd);
-  }
-  return null;
-}
-
-function run(argv: string[], timeoutMs: number): Promise<{ rc: number | null; err: string }> {
+/** Exit status of argv (null: it could not run, e.g. not installed, or was killed after timeoutMs). */
+function run(argv: string[], timeoutMs: number): Promise<number | null> {
   return new Promise((resolve) => {
-    const p = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const p = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' });
     const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('error', (e) => {
+    p.on('error', () => {
       clearTimeout(t);
-      resolve({ rc: null, err: e.message });
+      resolve(null);
     });
     p.on('close', (rc) => {
       clearTimeout(t);
-      resolve({ rc, err });
+      resolve(rc);
     });
   });
 }
@@ -55,7 +45,7 @@ export function domainExists(xen: Hypervisor, domid: number): boolean {
 
 /** Remove what a toolstack keeps for a dead domain in xenstore and libxl's userdata directory. */
 export async function removeToolstackState(domid: number, opts: Pick<DestroyOptions, 'xenstorePath' | 'userdataDir'> = {}): Promise<void> {
-  if (opts.xenstorePath || process.env.XENSTORED_PATH || XENSTORED_SOCKETS.some((p) => existsSync(p))) {
+  if (xenstoredPath(opts.xenstorePath)) {
     const s = await Xenstore.open(opts.xenstorePath);
     try {
       const vm = await s.read(`/local/domain/${domid}/vm`);
@@ -78,11 +68,7 @@ export async function destroyDomain(xen: Hypervisor, domid: number, opts: Destro
     xen.destroy(domid);
     return;
   }
-  const xl = opts.xl === false ? null : (opts.xl ?? onPath('xl'));
-  if (xl) {
-    const r = await run([xl, 'destroy', String(domid)], 60_000);
-    if (r.rc === 0) return;
-  }
+  if (opts.xl !== false && (await run([opts.xl ?? 'xl', 'destroy', String(domid)], 60_000)) === 0) return;
   try {
     xen.destroy(domid);
   } catch (e) {

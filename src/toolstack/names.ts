@@ -6,8 +6,7 @@
 // cleared. On one host (and for two toolstacks on one xenstore) that is what keeps the two copies
 // from ever holding the same name. libxl does the same in a xenstore transaction; this client has
 // none, so a rename checks, then writes (a concurrent rename by another toolstack could interleave).
-import { existsSync } from 'node:fs';
-import { Xenstore, XENSTORED_SOCKETS } from './xenstore.js';
+import { Xenstore, xenstoredPath } from './xenstore.js';
 import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
 import type { Hypervisor } from '../xen/types.js';
 import { domainExists } from './destroy.js';
@@ -83,6 +82,6 @@ export function xenstoreNames(opts: { path?: string; exists?: (domid: number) =>
 /** Names on this host: xenstore on a real host with a xenstored, none otherwise (the mock). */
 export function hostNames(xen: Hypervisor): DomainNames | null {
   if (xen.flavour !== 'system') return null;
-  if (!process.env.XENSTORED_PATH && !XENSTORED_SOCKETS.some((p) => existsSync(p))) return null;
+  if (!xenstoredPath()) return null;
   return xenstoreNames({ exists: (d) => domainExists(xen, d) });
 }

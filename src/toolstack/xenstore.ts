@@ -19,6 +19,11 @@ export const XS = {
 
 export const XENSTORED_SOCKETS = ['/run/xenstored/socket', '/var/run/xenstored/socket'];
 
+/** The xenstored socket to use: `path`, else $XENSTORED_PATH, else the first usual one that exists; null if none. */
+export function xenstoredPath(path?: string): string | null {
+  return path ?? process.env.XENSTORED_PATH ?? XENSTORED_SOCKETS.find((s) => existsSync(s)) ?? null;
+}
+
 export class XenstoreError extends Error {
   constructor(
     readonly code: string,
@@ -49,7 +54,7 @@ export class Xenstore {
   }
 
   static async open(path?: string): Promise<Xenstore> {
-    const p = path ?? process.env.XENSTORED_PATH ?? XENSTORED_SOCKETS.find((s) => existsSync(s));
+    const p = xenstoredPath(path);
     if (!p) throw new Error(`no xenstored socket (tried ${XENSTORED_SOCKETS.join(', ')})`);
     const sock = connect(p);
     await new Promise<void>((resolve, reject) => {
@@ -161,7 +166,7 @@ const HVM_PARAM_CALLBACK_IRQ = 0;
  */
 export function suspendsThroughXenstore(xen: { flavour: string; domainInfo(d: number): { type: string }; hvmParamGet(d: number, i: number): bigint }, domid: number): boolean {
   if (xen.flavour !== 'system') return false;
-  if (!XENSTORED_SOCKETS.some((s) => existsSync(s)) && !process.env.XENSTORED_PATH) return false;
+  if (!xenstoredPath()) return false;
   if (xen.domainInfo(domid).type === 'pv') return true;
   try {
     return xen.hvmParamGet(domid, HVM_PARAM_CALLBACK_IRQ) !== 0n;
