@@ -10,8 +10,9 @@ import { createGunzip } from 'node:zlib';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = join(REPO, 'dist', 'cli', 'main.js');
-export const SHARED = join(REPO, '..', 'shared');
-export const VECTORS = join(SHARED, 'vectors');
+import { VECTORS } from '../fixtures/vectors.js';
+
+export { VECTORS };
 
 export interface Done {
   code: number | null;

@@ -8,7 +8,7 @@ import { mockBuilder } from '../../src/api.js';
 import { restoreDomain } from '../../src/toolstack/restore.js';
 import type { LibxcRecord } from '../../src/stream/index.js';
 import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
-import { digest, haveVector, newHostDir, PV_VECTOR, saveLibxc, type Digest } from './helpers/pv.js';
+import { digest, newHostDir, PV_VECTOR, saveLibxc, type Digest } from './helpers/pv.js';
 
 const gunzipped = () => createReadStream(PV_VECTOR).pipe(createGunzip({ chunkSize: 1 << 20 })) as AsyncIterable<Uint8Array>;
 
@@ -19,7 +19,7 @@ const leafKeeper = (pfn: number, records: LibxcRecord[]) => {
   return !!p2m && p2m.frames.includes(BigInt(pfn));
 };
 
-describe.skipIf(!haveVector)('the real PV vector (xl save, Xen 4.17, 128 MiB 64-bit Linux)', () => {
+describe('the real PV vector (xl save, Xen 4.17, 128 MiB 64-bit Linux)', () => {
   let host: ReturnType<typeof newHostDir>;
   let xen: MockHypervisor;
   let domid = -1;

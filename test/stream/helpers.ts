@@ -1,7 +1,4 @@
 // Shared helpers for the stream tests: vector location, small stream builders, chunking.
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { join, resolve } from 'node:path';
 import {
   encodeDomainHeader,
   encodeImageHeader,
@@ -20,10 +17,7 @@ import {
   type StreamInput,
 } from '../../src/stream/index.js';
 
-const repoRoot = resolve(fileURLToPath(new URL('../../', import.meta.url)));
-/** <repo root>/../shared/vectors (CI clones the repo next to shared/). */
-export const VECTORS = join(repoRoot, '..', 'shared', 'vectors');
-export const haveVectors = existsSync(join(VECTORS, 'xl-save-pv-128M.xlsave.gz'));
+export { VECTORS } from '../fixtures/vectors.js';
 
 export function page(fill: number): Uint8Array {
   return new Uint8Array(4096).fill(fill);

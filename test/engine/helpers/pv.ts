@@ -10,11 +10,8 @@ import { libxcSave } from '../../../src/engine/save/save.js';
 import type { SaveCallbacks, SaveStats } from '../../../src/engine/save/types.js';
 import { StreamReader, StreamWriter, type LibxcRecord } from '../../../src/stream/index.js';
 import type { Hypervisor } from '../../../src/xen/types.js';
-import { packageRoot } from '../../../src/xen/loader.js';
 
-export const SHARED = join(packageRoot, '..', 'shared');
-export const PV_VECTOR = join(SHARED, 'vectors', 'xl-save-pv-128M.xlsave.gz');
-export const haveVector = existsSync(PV_VECTOR);
+export { PV_VECTOR } from '../../fixtures/vectors.js';
 
 export function newHostDir(tag: string): { dir: string; remove(): void } {
   const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
