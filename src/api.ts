@@ -7,14 +7,15 @@ import { ReadableByteSource } from './stream/readable-source.js';
 import { StreamWriter, type StreamInput } from './stream/index.js';
 import type { Hypervisor } from './xen/types.js';
 import { openHypervisor, openMockHost, type MockHypervisor } from './xen/hypervisor.js';
-import { abortError } from './engine/errors.js';
+import { abortError, MigrationError, MigrationErrorCode } from './engine/errors.js';
 import { makePrecopyPolicy, type PolicyOptions, type PrecopyPolicy } from './engine/policy.js';
 import type { SaveCallbacks, SaveProgress, SaveStats } from './engine/save/types.js';
 import type { RestoreStats } from './engine/restore/types.js';
-import { saveDomain, resumeDomain, zeroCopySafe, type SaveFormat } from './toolstack/save.js';
+import { saveDomain, resumeDomain, sourceConfig, zeroCopySafe, type SaveFormat } from './toolstack/save.js';
+import { checkDestinationDevices, checkSourceDevices, requiredDeviceCapabilities } from './toolstack/devices.js';
 import { restoreDomain, type DomainBuilder } from './toolstack/restore.js';
 import { domainTypeOf, type DomainConfig } from './toolstack/config.js';
-import type { EmulatorStateProvider } from './toolstack/emulator.js';
+import { noEmulator, type EmulatorStateProvider } from './toolstack/emulator.js';
 import { hostNames, MIGRATED_AWAY_SUFFIX, type DomainNames } from './toolstack/names.js';
 import { destroyDomain } from './toolstack/destroy.js';
 import {
@@ -54,7 +55,13 @@ export const MOCK_HVM_GFN_SPAN = 0x100000;
 /** Builds destination domains on a mock host from the stream's config. */
 export function mockBuilder(host: MockHypervisor): DomainBuilder {
   return {
+    capabilities: [],
     create(config: DomainConfig) {
+      // the mock simulates a hypervisor, not device backends: a guest with a disk or a NIC would
+      // come up without them, so it is refused before a domain exists
+      if (config.kind === 'hvm')
+        throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED_DEVICE, 'an HVM guest needs a device model, which the mock host does not simulate');
+      checkDestinationDevices(config, { kinds: [], whyNone: 'the mock host simulates no device backends' });
       const type = domainTypeOf(config.kind);
       // A mock HVM domain's size is its gfn span: cover the 4 GiB below which Xen puts the special
       // pages (store, console, ioreq) of HVM/PVH guests; memory is only allocated when populated.
@@ -142,7 +149,7 @@ export async function save(domid: number, target: string | number | Writable, op
     });
     if (ws) await closeWritable(ws);
     if (opts.keepRunning) {
-      resumeDomain(xen, domid);
+      await resumeDomain(xen, domid);
       return { domid, stats: r.stats, source: 'running' };
     }
     await destroyDomain(xen, domid);
@@ -259,6 +266,11 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
         ssh: { ...(opts.sshCommand ? { sshCommand: opts.sshCommand } : {}), ...(opts.remoteCommand ? { remoteCommand: opts.remoteCommand } : {}) },
         tcp: { ...(opts.tls ? { tls: opts.tls } : {}), ...(opts.insecure ? { insecure: true } : {}) },
       }));
+    // what the guest needs is known before the link carries anything: refused here, the source is
+    // untouched; a xenmig receiver must announce the device kinds it can recreate (READY)
+    const config = await sourceConfig(xen, domid, opts.config);
+    checkSourceDevices(config, { emulator: !!opts.emulator && opts.emulator !== noEmulator, domid });
+    const requiredCapabilities = opts.protocol === 'xl' ? [] : requiredDeviceCapabilities(config);
     const policy = policyOf(opts.policy);
     const userSuspend = opts.callbacks?.suspend;
     const names = opts.names === undefined ? defaultNames(xen) : opts.names;
@@ -301,7 +313,7 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
             ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
             ...(opts.bandwidth ? { bandwidth: opts.bandwidth } : {}),
             ...(opts.emulator ? { emulator: opts.emulator } : {}),
-            ...(opts.config ? { config: opts.config } : {}),
+            config,
           });
           stats = r.stats;
           streamDone = true;
@@ -328,14 +340,14 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
             }
           }
           // the guest runs again even if it could not get its name back (it keeps "--migratedaway")
-          resumeDomain(xen, domid);
+          await resumeDomain(xen, domid);
           if (renameError) process.emitWarning(`domain ${domid} resumed as ${renamedFrom}${MIGRATED_AWAY_SUFFIX}: ${(renameError as Error).message}`, 'XenmigWarning');
         },
         destroySource: async () => {
           await destroyDomain(xen, domid);
         },
       },
-      { ...(opts.protocol ? { protocol: opts.protocol } : {}) },
+      { ...(opts.protocol ? { protocol: opts.protocol } : {}), requiredCapabilities },
     );
     opts.signal?.removeEventListener('abort', onAbort);
     const resultAt = performance.now();
@@ -462,7 +474,7 @@ export async function receive(opts: ReceiveOptions = {}): Promise<ReceiveResult>
           }
         },
       },
-      { ...(opts.protocol ? { protocol: opts.protocol } : {}) },
+      { ...(opts.protocol ? { protocol: opts.protocol } : {}), capabilities: [...(builder?.capabilities ?? [])] },
     );
     if (!handshake.guestRuns) {
       const e = handshake.error ?? new Error(`receive failed at step ${handshake.step}`);

@@ -133,10 +133,13 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
       sendChain = sendChain.then(() => writeAll(ch.writable, b, { timeoutMs: failoverTimeoutMs }).catch(() => undefined));
       return sendChain;
     };
+    // the builder first: READY announces the devices it can recreate at failover
+    const builder = opts.builder ?? (await defaultBuilder(xen));
     if (xl) {
       await sendRaw(XL_MIGRATE_RECEIVER_BANNER);
     } else {
-      await send({ type: 'READY', protocol: 1, version: '0.1.0', capabilities: ['remus', 'colo', `failover-timeout-ms=${failoverTimeoutMs}`] });
+      const capabilities = ['remus', 'colo', `failover-timeout-ms=${failoverTimeoutMs}`, ...(builder?.capabilities ?? [])];
+      await send({ type: 'READY', protocol: 1, version: '0.1.0', capabilities });
       hb = conn.startHeartbeat(opts.heartbeatMs ?? 250);
     }
 
@@ -151,7 +154,6 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
     watchdog.unref();
     const streamType = colo ? 'colo' : 'remus';
     const cursor = new StreamCursor(source, { reader: { lazyPageData: true }, validator: { streamType, reserved: 'error', padding: 'error' } });
-    const builder = opts.builder ?? (await defaultBuilder(xen));
     let svmRunning = false;
     const back = (b: Uint8Array) => (xl ? sendRaw(b) : send({ type: 'BACKCHANNEL', data: b }));
     const trace = opts.trace ?? (() => {});

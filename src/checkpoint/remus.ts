@@ -11,7 +11,9 @@ import { openSync, closeSync } from 'node:fs';
 import { CheckpointState, encodeLibxcRecord, encodeLibxlRecord, StreamWriter } from '../stream/index.js';
 import type { Hypervisor } from '../xen/types.js';
 import { openXen, type XenOptions } from '../api.js';
-import { saveDomain, suspendDomain, resumeDomain, zeroCopySafe } from '../toolstack/save.js';
+import { saveDomain, sourceConfig, suspendDomain, resumeDomain, zeroCopySafe } from '../toolstack/save.js';
+import { requiredDeviceCapabilities } from '../toolstack/devices.js';
+import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
 import type { DomainConfig } from '../toolstack/config.js';
 import type { EmulatorStateProvider } from '../toolstack/emulator.js';
 import type { SaveStats } from '../engine/save/types.js';
@@ -344,6 +346,10 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
         const ready = await conn.expect('READY', { timeoutMs: opts.readyTimeoutMs ?? 30_000 });
         const need = colo ? 'colo' : 'remus';
         if (!ready.capabilities.includes(need)) throw new Error(`the backup does not offer ${need} (capabilities: ${ready.capabilities.join(', ')})`);
+        // a replica that would lose the guest's disks or NICs at failover is no replica
+        const devices = requiredDeviceCapabilities(await sourceConfig(xen, domid, opts.config)).filter((c) => !ready.capabilities.includes(c));
+        if (devices.length)
+          throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED_DEVICE, `the backup cannot recreate the guest's devices (${devices.join(', ')} not offered)`, { domid });
         reverse = new ReverseReader(conn);
         reverse.start();
         // The forward direction is the Xen stream: nothing but checkpoints can go there. They are
@@ -424,8 +430,9 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
         postcopy: async () => {
           await hooks.preresume?.(current);
           if (colo) await recvState(CheckpointState.SVM_READY);
-          resumeDomain(xen, domid);
+          const told = resumeDomain(xen, domid); // the guest runs from here; xenstored is told below
           pauseMs = performance.now() - suspendAt;
+          await told;
           if (colo) await recvState(CheckpointState.SVM_RESUMED);
         },
         // called after the toolstack wrote the emulator records and CHECKPOINT_END
@@ -513,7 +520,7 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
   if (failure) {
     // the guest must not be lost: it is running (saveDomain resumed it) or we pause it here
     try {
-      resumeIfSuspended(xen, domid);
+      await resumeIfSuspended(xen, domid);
       if (reason === 'backup-lost' && onLoss === 'pause') {
         xen.pause(domid);
         guest = 'paused';
@@ -533,8 +540,8 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
   return { domid, checkpoints, lastAcked, reason, guest, ...(failure ? { error: failure } : {}), stats };
 }
 
-function resumeIfSuspended(xen: Hypervisor, domid: number): void {
+function resumeIfSuspended(xen: Hypervisor, domid: number): Promise<void> {
   const info = xen.domainInfo(domid);
-  if (info.shutdown) resumeDomain(xen, domid);
+  return info.shutdown ? resumeDomain(xen, domid) : Promise.resolve();
 }
 

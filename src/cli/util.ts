@@ -4,6 +4,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import type { XenOptions } from '../api.js';
 import type { TlsMaterial } from '../transport/index.js';
+import { parseDomainConfig, type DomainConfig } from '../toolstack/config.js';
 
 /** Exit statuses. */
 export const EXIT = {
@@ -105,8 +106,33 @@ export function xenOptions(o: { host?: string; flavour?: 'system' | 'mock' }): X
   return { ...(host ? { host } : {}), ...(flavour ? { flavour } : {}) };
 }
 
+/** --config FILE: the guest's libxl config (JSON, as `xl list -l` prints it) instead of its stored one. */
+export function addConfigOption(cmd: Command): Command {
+  return cmd.option('--config <file>', "the guest's libxl config for the stream (JSON, as xl list -l prints it; default: the domain's stored config)");
+}
+
+/** The config named by --config, or undefined; a file that is not a usable config is a usage error. */
+export function configFrom(o: { config?: string }): DomainConfig | undefined {
+  if (o.config === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(o.config, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read --config ${o.config}: ${(e as Error).message}`);
+  }
+  try {
+    let j: unknown = JSON.parse(text);
+    // `xl list -l DOMAIN` prints [{ "domid": N, "config": {...} }]
+    if (Array.isArray(j)) j = j[0];
+    const c = (j as { config?: unknown })?.config ?? j;
+    return parseDomainConfig(JSON.stringify(c, null, 4) + '\n');
+  } catch (e) {
+    throw new UsageError(`--config ${o.config}: ${(e as Error).message}`);
+  }
+}
+
 export function addTransferOptions(cmd: Command): Command {
-  return cmd
+  return addConfigOption(cmd)
     .option('--bandwidth <rate>', 'cap the live rounds at RATE bytes/s (K/M/G suffixes, binary)', (s) => parseSize(s, 'bandwidth'))
     .option('--downtime-ms <n>', 'stop the live rounds once the rest fits in N ms', parseIntArg('downtime-ms', 1))
     .option('--max-iterations <n>', 'at most N live rounds (default 5, as libxc)', parseIntArg('max-iterations', 0, 1000));

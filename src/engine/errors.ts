@@ -24,6 +24,10 @@ export const MigrationErrorCode = {
   ERR_PV_STATE: 'ERR_PV_STATE',
   /** another domain holds the name (a rename, or a domain that cannot take its name) */
   ERR_NAME_IN_USE: 'ERR_NAME_IN_USE',
+  /** a device of the guest cannot be carried over (refused before the domain is touched) */
+  ERR_UNSUPPORTED_DEVICE: 'ERR_UNSUPPORTED_DEVICE',
+  /** setting up a device of the destination failed (the half-built domain is destroyed) */
+  ERR_DEVICE: 'ERR_DEVICE',
 } as const;
 export type MigrationErrorCode = (typeof MigrationErrorCode)[keyof typeof MigrationErrorCode];
 

@@ -63,6 +63,14 @@ export function withName(config: DomainConfig, name: string): DomainConfig {
   return parseDomainConfig(JSON.stringify(json, null, 4) + '\n');
 }
 
+/** The same config as another guest kind (c_info.type). */
+export function withKind(config: DomainConfig, kind: GuestKind): DomainConfig {
+  if (config.kind === kind) return config;
+  const json = structuredClone(config.json);
+  json['c_info'] = { ...obj(json['c_info']), type: kind };
+  return parseDomainConfig(JSON.stringify(json, null, 4) + '\n');
+}
+
 /** The libxc domain type a guest kind produces (PVH streams are HVM-type). */
 export function domainTypeOf(kind: GuestKind): 'pv' | 'hvm' {
   return kind === 'pv' ? 'pv' : 'hvm';

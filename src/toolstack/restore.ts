@@ -13,7 +13,16 @@ import { domainTypeOf, parseDomainConfig, type DomainConfig } from './config.js'
 import { noEmulator, type EmulatorState, type EmulatorStateProvider } from './emulator.js';
 
 export interface DomainBuilder {
-  /** Create an empty, paused domain for the config; returns its domid. */
+  /**
+   * What this builder can set up beyond memory and vCPUs (e.g. "device-vbd", "device-vif"): a
+   * xenmig receiver announces them before any page is sent, so a sender refuses a guest whose
+   * devices the receiver could not recreate.
+   */
+  readonly capabilities?: readonly string[];
+  /**
+   * Create an empty, paused domain for the config; returns its domid. Refuses (throws, creating
+   * nothing) a config it cannot build completely, e.g. a device it cannot attach.
+   */
   create(config: DomainConfig): Promise<number> | number;
   destroy(domid: number): Promise<void> | void;
   /**

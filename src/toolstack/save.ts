@@ -11,9 +11,10 @@ import { abortError, MigrationError, MigrationErrorCode } from '../engine/errors
 import { libxcSave, SHUTDOWN_SUSPEND } from '../engine/save/save.js';
 import type { SaveCallbacks, SaveStats, StreamType } from '../engine/save/types.js';
 import type { PrecopyPolicy } from '../engine/policy.js';
-import { configFromDomain, withName, type DomainConfig } from './config.js';
+import { configFromDomain, withKind, withName, type DomainConfig } from './config.js';
+import { checkSourceDevices } from './devices.js';
 import { noEmulator, type EmulatorState, type EmulatorStateProvider } from './emulator.js';
-import { requestSuspend, suspendsThroughXenstore } from './xenstore.js';
+import { hasDeviceModel, requestSuspend, suspendsThroughXenstore, xenstoredPath, xenstoreResume } from './xenstore.js';
 import { hostNames } from './names.js';
 import { libxlStoredConfig } from './libxl-config.js';
 
@@ -77,14 +78,41 @@ export async function suspendDomain(xen: Hypervisor, domid: number, timeoutMs = 
   }
 }
 
-/** Resume a suspended source (cooperative resume, as libxl does after a failed migration). */
-export function resumeDomain(xen: Hypervisor, domid: number): void {
+/**
+ * Resume a suspended source (cooperative resume, as libxl does after a failed migration and after
+ * each checkpoint). The guest runs when this returns; the promise settles once xenstored has been
+ * told (XS_RESUME, real hosts: without it xenstored keeps the domain marked as shut down and a later
+ * suspend by libxl waits for a shutdown it never reports). Never rejects: a failed XS_RESUME is a
+ * warning, the guest runs either way.
+ */
+export function resumeDomain(xen: Hypervisor, domid: number): Promise<void> {
   const info = xen.domainInfo(domid);
-  if (info.shutdown || info.paused) {
-    if (info.shutdown) xen.resume(domid, true);
-    const after = xen.domainInfo(domid);
-    if (after.paused) xen.unpause(domid);
-  }
+  if (!info.shutdown && !info.paused) return Promise.resolve();
+  if (info.shutdown) xen.resume(domid, true);
+  const after = xen.domainInfo(domid);
+  if (after.paused) xen.unpause(domid);
+  if (!info.shutdown || xen.flavour !== 'system' || !xenstoredPath()) return Promise.resolve();
+  return xenstoreResume(domid).catch((e: unknown) => {
+    process.emitWarning(`domain ${domid} runs again, but xenstored was not told (XS_RESUME): ${(e as Error).message}`, 'XenmigWarning');
+  });
+}
+
+/**
+ * The config a save carries: the caller's, else on a real host libxl's stored config, else a minimal
+ * one; either under the domain's live name in xenstore (libxl refreshes c_info.name the same way: a
+ * stored config can lag behind a rename, e.g. an xl Remus replica's still says "<name>--incoming"
+ * after its failover). An HVM domain without a stored config whose device model is registered in
+ * xenstore is an "hvm" guest (not PVH), so that it is refused rather than saved without its QEMU.
+ */
+export async function sourceConfig(xen: Hypervisor, domid: number, given?: DomainConfig): Promise<DomainConfig> {
+  if (given) return given;
+  const info = xen.domainInfo(domid);
+  const liveName = (await hostNames(xen)?.name(domid).catch(() => null)) ?? null;
+  const stored = xen.flavour === 'system' ? libxlStoredConfig(domid, info) : null;
+  if (stored) return liveName ? withName(stored, liveName) : stored;
+  const config = configFromDomain(info, liveName ?? undefined);
+  if (info.type === 'hvm' && xen.flavour === 'system' && (await hasDeviceModel(domid))) return withKind(config, 'hvm');
+  return config;
 }
 
 export function toWriter(out: Writable | number | StreamWriter): StreamWriter {
@@ -100,17 +128,10 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
   const { xen, domid } = opts;
   const format = opts.format ?? 'xl';
   const emulator = opts.emulator ?? noEmulator;
+  const config = await sourceConfig(xen, domid, opts.config);
+  // before the first byte: what no destination could restore from this stream
+  checkSourceDevices(config, { emulator: opts.emulator !== undefined && opts.emulator !== noEmulator, domid });
   const w = toWriter(opts.out);
-  const info = xen.domainInfo(domid);
-  // A real host: libxl's stored config, else a minimal one; either under the domain's live name in
-  // xenstore (libxl refreshes c_info.name the same way: a stored config can lag behind a rename,
-  // e.g. an xl Remus replica's still says "<name>--incoming" after its failover).
-  let config = opts.config;
-  if (!config) {
-    const liveName = (await hostNames(xen)?.name(domid).catch(() => null)) ?? null;
-    const stored = xen.flavour === 'system' ? libxlStoredConfig(domid, info) : null;
-    config = stored ? (liveName ? withName(stored, liveName) : stored) : configFromDomain(info, liveName ?? undefined);
-  }
   let suspended = false;
   let emulatorState: EmulatorState | null = null;
 
@@ -126,7 +147,7 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
     },
     postcopy: async () => {
       if (user.postcopy) await user.postcopy();
-      else resumeDomain(xen, domid);
+      else await resumeDomain(xen, domid);
       suspended = false;
     },
     checkpoint: async () => {
@@ -164,7 +185,7 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
   } catch (e) {
     if (suspended) {
       try {
-        resumeDomain(xen, domid);
+        await resumeDomain(xen, domid);
         Object.assign(e as object, { guestResumed: true });
       } catch (re) {
         Object.assign(e as object, { guestResumed: false, resumeError: re });

@@ -15,6 +15,8 @@
 // start(domid)    cleared to run: a domain that create() had to name "<name>--incoming" (another
 //                 domain, e.g. the migration's source on this host, held the name) takes its name.
 // destroy(domid)  destroys the domain and removes what create() wrote.
+// Disks and NICs: checked in create() (refused there, before anything exists, when this host cannot
+// attach them), attached in finish() through libxl (src/toolstack/devices.ts).
 // Full HVM guests need a device model (QEMU) and are refused.
 import { randomBytes } from 'node:crypto';
 import type { Hypervisor } from '../xen/types.js';
@@ -24,7 +26,8 @@ import type { DomainConfig } from './config.js';
 import type { DomainBuilder } from './restore.js';
 import { Xenstore, type XsPerm } from './xenstore.js';
 import { writeLibxlStoredConfig } from './libxl-config.js';
-import { domainExists, removeToolstackState } from './destroy.js';
+import { destroyDomain, domainExists } from './destroy.js';
+import { attachDevices, checkDestinationDevices, DEVICE_CAPABILITY, findProgram, localDeviceHost, type GuestDevices } from './devices.js';
 import { holderIn, nameForNewDomain, xenstoreNames } from './names.js';
 
 const CDF_HVM = 1 << 0;
@@ -58,6 +61,8 @@ interface Built {
   consolePort: number;
   /** the config's name, while the domain is built under "<name>--incoming" (another domain has it) */
   pendingName: string | null;
+  /** disks and NICs, attached by finish() through libxl */
+  devices: GuestDevices;
 }
 
 export interface XenBuilder extends DomainBuilder {
@@ -95,9 +100,19 @@ function nativeBuilder(): NativeBuilder {
   return b;
 }
 
-export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string; /** libxl's userdata directory (default /var/lib/xen) */ libDir?: string } = {}): XenBuilder {
+export interface XenBuilderOptions {
+  xenstorePath?: string;
+  /** libxl's userdata directory (default /var/lib/xen) */
+  libDir?: string;
+  /** the xl binary that attaches devices (default: xl on PATH; none = guests with devices are refused) */
+  xl?: string | null;
+}
+
+export function xenBuilder(xen: Hypervisor, opts: XenBuilderOptions = {}): XenBuilder {
   if (xen.flavour !== 'system') throw new TypeError('xenBuilder needs the system flavour (the mock host has mockBuilder)');
   const nb = nativeBuilder();
+  const xl = opts.xl === undefined ? findProgram('xl') : opts.xl;
+  const deviceHost = localDeviceHost(xl);
   const built = new Map<number, Built>();
   const xs = () => Xenstore.open(opts.xenstorePath);
   /** stale xenstore entries of dead domains do not hold a name */
@@ -137,9 +152,15 @@ export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string; /** l
 
   const api: XenBuilder = {
     domains: built,
+    capabilities: deviceHost.kinds.map((k) => DEVICE_CAPABILITY[k]),
     async create(config: DomainConfig): Promise<number> {
       if (config.kind === 'hvm')
-        throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, 'full HVM guests need a device model; the real-host builder builds PV and PVH domains');
+        throw new MigrationError(
+          MigrationErrorCode.ERR_UNSUPPORTED_DEVICE,
+          'full HVM guests need a device model (QEMU), which xenmig cannot start yet; restore HVM guests with xl restore',
+        );
+      // everything the domain needs beyond memory is checked before anything is created
+      const devices = checkDestinationDevices(config, deviceHost);
       const hvm = config.kind === 'pvh';
       const c = obj(config.json['c_info']);
       const bi = obj(config.json['b_info']);
@@ -166,7 +187,7 @@ export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string; /** l
           xen.hvmParamSet(domid, HVM_PARAM_STORE_EVTCHN, BigInt(storePort));
           xen.hvmParamSet(domid, HVM_PARAM_CONSOLE_EVTCHN, BigInt(consolePort));
         }
-        const b: Built = { config, hvm, uuid, storePort, consolePort, pendingName: null };
+        const b: Built = { config, hvm, uuid, storePort, consolePort, pendingName: null, devices };
         const s = await xs();
         try {
           await skeleton(s, domid, b);
@@ -239,6 +260,8 @@ export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string; /** l
       } finally {
         s.close();
       }
+      // disks and NICs through libxl, as its own restore adds them: after the stream, while paused
+      if (b.devices.disks.length || b.devices.nics.length) await attachDevices(domid, b.devices, xl ? { xl } : {});
       return { storeGfn, consoleGfn };
     },
 
@@ -250,15 +273,16 @@ export function xenBuilder(xen: Hypervisor, opts: { xenstorePath?: string; /** l
     },
 
     async destroy(domid: number) {
+      // through xl when installed: libxl removes attached devices (backends, hotplug: loop devices,
+      // bridge ports) with the domain; else the hypervisor call plus xenstore/userdata cleanup
       try {
-        xen.destroy(domid);
+        await destroyDomain(xen, domid, {
+          xl: xl ?? false,
+          ...(opts.xenstorePath !== undefined ? { xenstorePath: opts.xenstorePath } : {}),
+          ...(opts.libDir !== undefined ? { userdataDir: opts.libDir } : {}),
+        });
       } finally {
         built.delete(domid);
-        try {
-          await removeToolstackState(domid, { ...(opts.xenstorePath !== undefined ? { xenstorePath: opts.xenstorePath } : {}), ...(opts.libDir !== undefined ? { userdataDir: opts.libDir } : {}) });
-        } catch {
-          /* xenstore cleanup is best effort */
-        }
       }
     },
 

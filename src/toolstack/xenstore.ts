@@ -14,6 +14,7 @@ export const XS = {
   INTRODUCE: 8,
   RELEASE: 9,
   GET_DOMAIN_PATH: 10,
+  RESUME: 18,
   ERROR: 16,
 } as const;
 
@@ -144,6 +145,32 @@ export class Xenstore {
 
   async release(domid: number): Promise<void> {
     await this.request(XS.RELEASE, z(String(domid)), `domain ${domid}`);
+  }
+
+  /** The domain runs again after a suspend (libxl's xs_resume_domain). */
+  async resume(domid: number): Promise<void> {
+    await this.request(XS.RESUME, z(String(domid)), `domain ${domid}`);
+  }
+}
+
+/** Whether a device model (QEMU) is registered for the domain (libxl's device-model directory). */
+export async function hasDeviceModel(domid: number, path?: string): Promise<boolean> {
+  if (!xenstoredPath(path)) return false;
+  const s = await Xenstore.open(path);
+  try {
+    return (await s.read(`/local/domain/0/device-model/${domid}/state`)) !== null;
+  } finally {
+    s.close();
+  }
+}
+
+/** XS_RESUME for a domain that was suspended and runs again. */
+export async function xenstoreResume(domid: number, path?: string): Promise<void> {
+  const s = await Xenstore.open(path);
+  try {
+    await s.resume(domid);
+  } finally {
+    s.close();
   }
 }
 

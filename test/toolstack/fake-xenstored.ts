@@ -1,10 +1,10 @@
 // A small xenstored for tests: the xs_wire protocol (16-byte header: type, req id, tx id, length)
 // on a unix socket, over a flat map of paths. Enough for src/toolstack/xenstore.ts: READ, WRITE,
-// MKDIR, RM, DIRECTORY, SET_PERMS, INTRODUCE, RELEASE; errors as XS_ERROR with an errno name.
+// MKDIR, RM, DIRECTORY, SET_PERMS, INTRODUCE, RELEASE, RESUME; errors as XS_ERROR with an errno name.
 import net from 'node:net';
 import { join } from 'node:path';
 
-const T = { DIRECTORY: 1, READ: 2, INTRODUCE: 8, RELEASE: 9, WRITE: 11, MKDIR: 12, RM: 13, SET_PERMS: 14, ERROR: 16 } as const;
+const T = { DIRECTORY: 1, READ: 2, INTRODUCE: 8, RELEASE: 9, WRITE: 11, MKDIR: 12, RM: 13, SET_PERMS: 14, ERROR: 16, RESUME: 18 } as const;
 
 export interface FakeXenstored {
   path: string;
@@ -82,6 +82,7 @@ export async function startFakeXenstored(dir: string, initial: Record<string, st
             break;
           case T.INTRODUCE:
           case T.RELEASE:
+          case T.RESUME:
             reply = ok;
             break;
           default:

@@ -12,6 +12,7 @@ import {
   addOutputOptions,
   addTransferOptions,
   choice,
+  configFrom,
   EXIT,
   Log,
   parseDomid,
@@ -106,8 +107,10 @@ async function runMigrate(domid: number, dest: string, o: MigrateCliOptions): Pr
     guestBytes = xen.domainInfo(domid).totPages * 4096;
     const policy = policyFrom(o);
     log.info(`migrating domain ${domid} to ${dest}`);
+    const config = configFrom(o);
     const r = await migrate(domid, dest, {
       xen,
+      ...(config ? { config } : {}),
       live: o.live,
       signal: sig.signal,
       onProgress: progressHandler(progress, clock),

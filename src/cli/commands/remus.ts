@@ -7,8 +7,10 @@ import { openXen } from '../../api.js';
 import { remus, receiveReplica, type CheckpointStat } from '../../checkpoint/index.js';
 import type { Hypervisor, MockHost } from '../../xen/types.js';
 import {
+  addConfigOption,
   addHostOptions,
   choice,
+  configFrom,
   EXIT,
   Log,
   parseDomid,
@@ -25,6 +27,7 @@ import {
 
 interface RemusCli {
   host?: string;
+  config?: string;
   flavour?: 'system' | 'mock';
   intervalMs: number;
   blackhole?: boolean;
@@ -100,7 +103,7 @@ export function register(program: Command): void {
     .option('--json', 'one JSON line per checkpoint on stdout')
     .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text')
     .option('--checksum-log <file>', 'debug (mock): append the guest checksum taken while suspended for each checkpoint');
-  addHostOptions(cmd).action(async (domid: number, dest: string, o: RemusCli) => {
+  addConfigOption(addHostOptions(cmd)).action(async (domid: number, dest: string, o: RemusCli) => {
     process.exitCode = await runRemus(domid, dest, o);
   });
 
@@ -145,8 +148,10 @@ async function runRemus(domid: number, dest: string, o: RemusCli): Promise<numbe
     xen = openXen(xenOptions(o)).xen;
     const ck = checksumLogger(o.checksumLog, xen);
     const tls = tlsFrom(o);
+    const config = configFrom(o);
     const h = remus(domid, dest, {
       xen,
+      ...(config ? { config } : {}),
       intervalMs: o.intervalMs,
       ...(o.blackhole ? { blackhole: true } : {}),
       ...(o.colo ? { colo: true } : {}),
@@ -176,7 +181,7 @@ async function runRemus(domid: number, dest: string, o: RemusCli): Promise<numbe
   } catch (e) {
     progress.clear();
     printError(e, log);
-    return EXIT.FAILED;
+    return (e as { code?: string }).code === 'ERR_USAGE' ? EXIT.USAGE : EXIT.FAILED;
   } finally {
     sig.dispose();
     xen?.close();

@@ -10,6 +10,7 @@ import {
   addOutputOptions,
   addTransferOptions,
   choice,
+  configFrom,
   EXIT,
   Log,
   parseDomid,
@@ -31,6 +32,7 @@ export interface TransferCliOptions {
   json?: boolean;
   logFormat: LogFormat;
   checksumAtSuspend?: string;
+  config?: string;
 }
 
 export function policyFrom(o: TransferCliOptions): PolicyOptions | undefined {
@@ -72,8 +74,10 @@ async function runSave(domid: number, file: string, o: TransferCliOptions & { li
     const info = xen.domainInfo(domid);
     guestBytes = info.totPages * 4096;
     const policy = policyFrom(o);
+    const config = configFrom(o);
     const r = await save(domid, toStdout ? 1 : file, {
       xen,
+      ...(config ? { config } : {}),
       live: o.live ?? false,
       keepRunning: o.keepRunning ?? false,
       format: o.format,
@@ -95,7 +99,7 @@ async function runSave(domid: number, file: string, o: TransferCliOptions & { li
     printError(signal && (e as { code?: string }).code !== 'ERR_ABORTED' ? Object.assign(new Error(`interrupted by ${signal} (${(e as Error).message})`), { code: 'ERR_ABORTED' }) : e, log);
     if (resumed !== undefined) log.info(resumed ? `domain ${domid} resumed` : `domain ${domid} could NOT be resumed`);
     if (o.json) await writeOut(JSON.stringify(queryMigrate({ clock, stats: null, guestBytes, downtimeMs: null, error: e, cancelled: signal !== null })) + '\n', jsonOut);
-    return signalExit(signal) ?? EXIT.FAILED;
+    return signalExit(signal) ?? ((e as { code?: string }).code === 'ERR_USAGE' ? EXIT.USAGE : EXIT.FAILED);
   } finally {
     sig.dispose();
     xen?.close();
