@@ -1,7 +1,8 @@
 // Remus / COLO primary: an initial live migration into the backup, then a checkpoint every interval
 // (suspend → dirty set → end-of-checkpoint records → CHECKPOINT → resume → emulator records +
 // CHECKPOINT_END → wait for ACK(n) → release held output → sleep the rest of the interval). No END
-// while replicating: the stream ends by EOF. See /work/shared/design.md ("The seam of the seed").
+// while replicating: the stream ends by EOF. The seam between the libxc and
+// toolstack layers is the callbacks: src/checkpoint/README.md.
 //
 // Split brain: the primary owns the guest while the backup acknowledges. When ACKs stop (timeout,
 // broken channel) the primary either pauses the guest (default: the backup may be taking over) or

@@ -6,7 +6,7 @@
 //   - the other three are sent WITH their terminating NUL (sizeof),
 //   - the report is followed by one status byte: 0 = the receiver's copy runs; non-zero = it does
 //     not, and the receiver then sends the "cleared to unpause" string back so the sender resumes.
-// (Spec: /work/shared/spec/xen-migration-reference.md §2.8.)
+// (These are the bytes xl 4.17 sends and expects; the real-Xen rig runs both directions against xl.)
 //
 // Sequence:   receiver → banner → sender;  sender → xl header + libxl stream → receiver;
 //             receiver → READY_MSG → sender; sender renames its domain "<name>--migratedaway";

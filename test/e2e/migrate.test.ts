@@ -196,26 +196,8 @@ describe('live migration succeeds', () => {
   });
 });
 
-/**
- * PV save/restore is being written (src/engine/save/pv.ts, src/engine/restore/pv.ts); until then they throw ERR_UNSUPPORTED.
- * Probe it through the CLI: the PV case activates by itself once both directions work.
- */
-async function pvSupported(): Promise<boolean> {
-  const h = tempHost();
-  try {
-    const d = await createDomain(h.dir, 'pv', '16M');
-    const f = join(h.dir, 'probe.xl');
-    const s = await startCli(['save', String(d), f, '--host', h.dir]).done;
-    if (s.code !== 0 && s.stderr.includes('ERR_UNSUPPORTED')) return false;
-    const r = await startCli(['restore', f, '--host', h.dir]).done;
-    return !(r.code !== 0 && r.stderr.includes('ERR_UNSUPPORTED'));
-  } finally {
-    h.cleanup();
-  }
-}
-const PV = await pvSupported();
 
-describe.skipIf(!PV)('live migration of a PV guest', () => {
+describe('live migration of a PV guest', () => {
   it('PV over - while a workload dirties memory: destination = source at suspend', async () => {
     const s = await setup('pv', '32M');
     const { sender, receiver } = pipePair(s);

@@ -1,6 +1,6 @@
 // Helpers for the in-dom0 scenario of the xenmig real-Xen rig: processes, console ticks, results.
 import { spawn } from 'node:child_process';
-import { appendFileSync, readFileSync, readdirSync, existsSync } from 'node:fs';
+import { appendFileSync, readFileSync, readdirSync, existsSync, openSync, readSync, closeSync } from 'node:fs';
 
 export const CONSOLE_DIR = '/var/log/xen/console';
 export const uptime = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
@@ -171,4 +171,56 @@ export async function step(results, id, name, fn, timeoutMs = 240_000) {
 
 export function assert(cond, msg) {
   if (!cond) throw new Error(msg);
+}
+
+// ---- the guests' disk and network ---------------------------------------------------------------
+// Every tick the rig guests send "XENMIG_UDP <type> <n>" to dom0's bridge address and write
+// "XENMIG_DISK <type> <n>" onto the first sector of their disk (a file in dom0, loop-attached).
+
+export const DISK_DIR = '/var/lib/xenmig-rig';
+export const UDP_PORT = 5555;
+
+/** Records the datagrams of the guests: per type the highest counter, the count, the last arrival. */
+export class UdpObserver {
+  constructor() {
+    this.max = {};
+    this.count = {};
+    this.lastAt = {};
+  }
+  async start() {
+    const { createSocket } = await import('node:dgram');
+    this.sock = createSocket('udp4');
+    this.sock.on('message', (m) => {
+      const g = /XENMIG_UDP (\w+) (\d+)/.exec(m.toString('latin1'));
+      if (!g) return;
+      const [, ty, n] = g;
+      this.max[ty] = Math.max(this.max[ty] ?? 0, Number(n));
+      this.count[ty] = (this.count[ty] ?? 0) + 1;
+      this.lastAt[ty] = Date.now();
+      this.last = { ...(this.last ?? {}), [ty]: Number(n) };
+    });
+    await new Promise((res, rej) => {
+      this.sock.once('error', rej);
+      this.sock.bind(UDP_PORT, '0.0.0.0', res);
+    });
+    this.sock.unref();
+  }
+}
+
+/** The counter on the guest's disk (read from the image file in dom0), or 0. */
+export function diskCounter(ty) {
+  try {
+    const fd = openSync(`${DISK_DIR}/g-${ty}.img`, 'r');
+    const buf = Buffer.alloc(64);
+    try {
+      readSync(fd, buf, 0, 64, 0);
+    } finally {
+      closeSync(fd);
+    }
+    const b = buf.toString('latin1');
+    const m = /XENMIG_DISK (\w+) (\d+)/.exec(b);
+    return m && m[1] === ty ? Number(m[2]) : 0;
+  } catch {
+    return 0;
+  }
 }

@@ -24,6 +24,10 @@ for b in xl xenstored xenconsoled libxl-save-helper xen-init-dom0; do cp -a "$R/
 cp -a "$R/usr/bin/xenstore" "$T/usr/bin/"
 for l in read write ls list exists rm watch chmod; do ln -sf xenstore "$T/usr/bin/xenstore-$l"; done
 ELF=("$T/$XB"/* "$T/usr/bin/xenstore")
+# guests with a disk and a NIC: libxl runs Xen's hotplug scripts itself (bash; locking.sh needs
+# flock, which busybox lacks); busybox provides ip, brctl, losetup, logger
+mkdir -p "$T/etc/xen/scripts"; cp -a "$R/etc/xen/scripts/." "$T/etc/xen/scripts/"
+cp -L /bin/bash "$T/bin/bash"; cp -L "$(command -v flock)" "$T/usr/bin/flock"; ELF+=("$T/bin/bash" "$T/usr/bin/flock")
 # node (stripped copy of the host's) and the project
 cp -L "$(command -v node)" "$T/usr/bin/node"; strip "$T/usr/bin/node"; ELF+=("$T/usr/bin/node")
 P=$T/opt/xenmig
@@ -40,19 +44,29 @@ mkdir -p "$T/lib64"; cp -L /lib64/ld-linux-x86-64.so.2 "$T/lib64/"
 # glibc dlopens libgcc_s for pthread_cancel (xl aborts at exit without it)
 cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$T/lib/x86_64-linux-gnu/"
 # kernel modules, in dependency order
-for m in xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs virtio_pci virtio_blk; do
+for m in xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs virtio_pci virtio_blk xen-blkback xen-netback loop bridge; do
   modprobe -d "$R" -S "$KVER" --show-depends "$m" | awk '$1=="insmod"{print $2}'
 done | awk '!s[$0]++' | while read -r ko; do cp "$ko" "$T/lib/modules/"; basename "$ko" >> "$T/lib/modules/order"; done
-# guest: same kernel, initrd whose init prints a tick every second on hvc0
+# guest: same kernel; an initrd whose init ticks every second on hvc0, on its disk and over UDP
+# (xen-blkfront, xen-netfront; bash for /dev/udp, which busybox's nc cannot send)
 G=$(mktemp -d "$W/guest.XXXXXX")
-mkdir -p "$G"/{bin,proc,dev}
-cp "$BB" "$G/bin/busybox"; for a in sh mount cat sleep; do ln -s busybox "$G/bin/$a"; done
+mkdir -p "$G"/{bin,proc,dev,sys,lib/modules}
+cp "$BB" "$G/bin/busybox"; for a in sh mount cat sleep insmod ip dd cut sed; do ln -s busybox "$G/bin/$a"; done
+cp -L /bin/bash "$G/bin/bash"
+ldd /bin/bash | awk '/=>/ && $3 ~ /^\// {print $3}' | while read -r lib; do mkdir -p "$G$(dirname "$lib")"; cp -L "$lib" "$G$lib"; done
+mkdir -p "$G/lib64"; cp -L /lib64/ld-linux-x86-64.so.2 "$G/lib64/"
+for m in xen-blkfront xen-netfront; do
+  modprobe -d "$R" -S "$KVER" --show-depends "$m" | awk '$1=="insmod"{print $2}' | while read -r ko; do cp "$ko" "$G/lib/modules/"; done
+done
 cp "$HERE/guest-init.sh" "$G/init"; chmod +x "$G/init"
+cp "$HERE/guest-tick.sh" "$G/tick.sh"
 (cd "$G" && find . | cpio -o -H newc --quiet | gzip -1) > "$T/guest/initrd.gz"; rm -rf "$G"
 cp "$R/boot/vmlinuz-$KVER" "$T/guest/vmlinuz"
 printf '# xenmig rig\n' > "$T/etc/xen/xl.conf"
+n=10
 for ty in pv pvh; do
-  sed "s/@TYPE@/$ty/g" "$HERE/guest.cfg.in" > "$T/etc/xen/g-$ty.cfg"
+  n=$((n + 1))
+  sed -e "s/@TYPE@/$ty/g" -e "s/@N@/$n/g" "$HERE/guest.cfg.in" > "$T/etc/xen/g-$ty.cfg"
 done
 cp "$HERE/init.sh" "$T/init"; chmod +x "$T/init"
 (cd "$T" && find . | cpio -o -H newc --quiet | gzip -1) > "$OUT"

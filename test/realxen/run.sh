@@ -30,7 +30,7 @@ echo "-cpu ${CPU:-qemu64,+svm,+npt} -smp ${SMP:-1} -m ${MEM:-3072}" > "$RES/qemu
 set +e
 timeout "${TIMEOUT:-1500}" nice -n "${NICE:-10}" qemu-system-x86_64 -accel tcg,thread=multi \
   -cpu "${CPU:-qemu64,+svm,+npt}" -machine pc -m "${MEM:-3072}" -smp "${SMP:-1}" \
-  -nographic -monitor none -serial stdio -no-reboot \
+  -nographic -monitor none -serial stdio -no-reboot -nic none \
   -kernel "$W/xen.elf" -append "$XEN_CMD" -initrd "$(esc "$W/vmlinuz") $(esc "$DOM0_CMD"),$(esc "$W/dom0.cpio.gz")" \
   -drive "file=$W/out.img,format=raw,if=virtio" > "$RES/serial.log" 2>&1
 rc=$?

@@ -11,7 +11,7 @@ import { parseDomainConfig } from '../../dist/toolstack/config.js';
 import { spawnChannel } from '../../dist/transport/index.js';
 import {
   run, xl, domidOf, xlList, lastTick, tickLines, waitTicks, xlConfigText, Results, step,
-  Unsupported, Todo, assert, errInfo, sleep, uptime,
+  Unsupported, Todo, assert, errInfo, sleep, uptime, UdpObserver, diskCounter,
 } from './helpers.mjs';
 
 const OUT = process.argv[2] ?? '/out';
@@ -20,6 +20,50 @@ const PAGE = 4096;
 const GUESTS = ['pv', 'pvh'];
 const xen = openHypervisor({ flavour: 'system' });
 const facts = {};
+// the guests' datagrams arrive here (dom0's bridge address, 169.254.0.1)
+const obs = new UdpObserver();
+await obs.start();
+
+/** What the guest's devices show now: highest UDP counter and datagram count seen, disk counter. */
+function io(ty) {
+  return { udp: obs.max[ty] ?? 0, n: obs.count[ty] ?? 0, disk: diskCounter(ty) };
+}
+
+/**
+ * The guest's disk and network work where it runs now: taken right after a step, when the source is
+ * gone, so what arrives later comes from the destination. Normal steps: new datagrams carry counters
+ * above any seen before and the disk's counter moves past its value at `after` (same memory, same
+ * disk). Failover: the replica resumes from a checkpoint, so its counters restart somewhat lower:
+ * at least `floor` (a counter the replica held; a rebooted guest would count from 1).
+ */
+async function ioRuns(ty, after, { timeoutMs = 60_000, floor = null } = {}) {
+  const t0 = Date.now();
+  for (;;) {
+    const now = io(ty);
+    const udpOk = now.n >= after.n + 2 && (floor === null ? now.udp >= after.udp + 2 : (obs.last?.[ty] ?? 0) >= floor);
+    const diskOk = now.disk !== after.disk && now.disk >= (floor ?? after.disk + 1);
+    if (udpOk && diskOk)
+      return `udp ${after.udp} -> ${floor === null ? now.udp : obs.last[ty]} (+${now.n - after.n} datagrams), disk ${after.disk} -> ${now.disk}`;
+    if (Date.now() - t0 > timeoutMs)
+      throw new Error(`g-${ty}'s devices after the step: ${udpOk ? 'udp ok' : `udp: ${now.n - after.n} new datagrams, last ${obs.last?.[ty]}, max ${now.udp} (had ${after.udp})`}; ${diskOk ? 'disk ok' : `disk counter ${now.disk} (had ${after.disk}${floor !== null ? `, floor ${floor}` : ''})`} within ${timeoutMs} ms`);
+    await sleep(500);
+  }
+}
+
+/** xl block-list / network-list of a domain: one vbd and one vif, both connected (state 4). */
+async function devicesConnected(domid) {
+  const rows = async (cmd) => {
+    const r = await xl([cmd, String(domid)]);
+    assert(r.rc === 0, `xl ${cmd} ${domid}: rc ${r.rc} ${r.err.trim().slice(-200)}`);
+    return r.out.split('\n').slice(1).filter((l) => l.trim()).map((l) => l.trim().split(/\s+/));
+  };
+  const vbd = await rows('block-list');
+  const vif = await rows('network-list');
+  // block-list: Vdev BE handle state ...; network-list: Idx BE Mac handle state ...
+  assert(vbd.length === 1 && vbd[0][3] === '4', `xl block-list ${domid}: ${JSON.stringify(vbd)}`);
+  assert(vif.length === 1 && vif[0][4] === '4', `xl network-list ${domid}: ${JSON.stringify(vif)}`);
+  return `xl block-list: vbd ${vbd[0][0]} state 4; network-list: vif ${vif[0][0]} ${vif[0][2]} state 4`;
+}
 
 function classify(e) {
   const m = String(e?.message ?? e);
@@ -96,6 +140,7 @@ await step(R, '0.2', 'rig: PV and PVH guests created and ticking', async () => {
     }
     s.push(`g-${ty} domid ${up.id} tick ${up.t}`);
   }
+  for (const ty of GUESTS) s.push(`g-${ty}: ${await ioRuns(ty, io(ty), { timeoutMs: 90_000 })}; ${await devicesConnected(await domidOf(`g-${ty}`))}`);
   return s.join(', ');
 }, 300_000);
 
@@ -354,6 +399,7 @@ for (const [ty, live] of [['pv', false], ['pvh', true]]) {
   const file = `/tmp/xenmig-${ty}.save`;
   let saved = false;
   let before = 0;
+  let beforeIo = null;
   await step(R, `2.1.${ty}`, `xenmig save of the ${ty.toUpperCase()} guest (${live ? 'live' : 'non-live'})`, async () => {
     const id = ids[ty];
     // the CLI, as a user runs it: default suspend (control/shutdown through xenstore on a real
@@ -367,6 +413,7 @@ for (const [ty, live] of [['pv', false], ['pvh', true]]) {
       throw new Error(`xenmig save rc ${r.rc}: ${msg}`);
     }
     before = lastTick(`g-${ty}`);
+    beforeIo = io(ty);
     saved = true;
     const gone = (await domidOf(`g-${ty}`)) === null;
     assert(gone, 'source still exists after save');
@@ -381,7 +428,7 @@ for (const [ty, live] of [['pv', false], ['pvh', true]]) {
   await step(R, `2.3.${ty}`, `xl restore of the xenmig ${ty.toUpperCase()} save file, guest runs`, async () => {
     if (!saved) throw new Todo('no xenmig save file (the save step did not produce one)');
     const t = await xlRestoreRuns(ty, file, before);
-    return `ticks ${before} -> ${t} (counter continued: same guest memory)`;
+    return `ticks ${before} -> ${t} (counter continued: same guest memory); ${await ioRuns(ty, beforeIo)}`;
   }, 300_000);
   if (existsSync(file)) unlinkSync(file);
   if ((await domidOf(`g-${ty}`)) === null) {
@@ -424,6 +471,7 @@ async function migrateTo(receiverArgv, label) {
     throw classify(e);
   }
   const ms = Date.now() - t0;
+  const after = io(ty);
   const t = await waitTicks(name, before, { n: 2, timeoutMs: 60_000 });
   const dst = await domidOf(name);
   assert(dst !== null && dst !== src, `destination domain: ${dst}`);
@@ -436,7 +484,8 @@ async function migrateTo(receiverArgv, label) {
   const list = (await xlList()).map((r) => `${r.name}:${r.domid}`).join(' ');
   assert(srcGone || !list.includes(`:${src} `), `source domid ${src} still exists (${list})`);
   ids[ty] = dst;
-  return `${fresh}domid ${src} -> ${dst} in ${ms} ms, downtime ${Math.round(res.downtimeMs ?? -1)} ms, ticks ${before} -> ${t}; xl list: ${list}`;
+  const dev = `${await ioRuns(ty, after)}; ${await devicesConnected(dst)}`;
+  return `${fresh}domid ${src} -> ${dst} in ${ms} ms, downtime ${Math.round(res.downtimeMs ?? -1)} ms, ticks ${before} -> ${t}; ${dev}; xl list: ${list}`;
 }
 
 await step(R, '4.pvh', 'xenmig migrate (live, PVH) to xl migrate-receive on the same host: guest runs at the destination, source gone', () => migrateTo(['xl', 'migrate-receive'], 'xl'), 300_000);
@@ -454,6 +503,7 @@ for (const ty of GUESTS) {
       // the CLI as an admin runs it: on a real host it builds the domain itself (xenBuilder) and
       // finishes it (grant seed, xenstore, console) before unpausing
       const t0 = Date.now();
+      const savedIo = io(ty);
       const c = await run(['node', 'dist/cli/main.js', 'restore', '--json', file], { timeoutMs: 280_000 });
       const ms = Date.now() - t0;
       assert(c.rc === 0, `xenmig restore rc ${c.rc}: ${(c.err || c.out).trim().slice(-600)}`);
@@ -466,7 +516,8 @@ for (const ty of GUESTS) {
       // the builder stored libxl's config for it, as libxl does for the domains it creates
       const l = await xl(['list', '-l', String(res.domid)]);
       const stored = l.rc === 0 && /"kernel"/.test(l.out) && l.out.includes(`"${name}"`);
-      return `${fresh}restored by the CLI as domid ${res.domid} (${xlName}) in ${ms} ms, ticks ${before} -> ${t}; xl list -l: ${stored ? 'config with name and kernel' : `rc ${l.rc} ${l.err.trim().slice(-120)}`}`;
+      const dev = `${await ioRuns(ty, savedIo)}; ${await devicesConnected(res.domid)}`;
+      return `${fresh}restored by the CLI as domid ${res.domid} (${xlName}) in ${ms} ms, ticks ${before} -> ${t}; ${dev}; xl list -l: ${stored ? 'config with name and kernel' : `rc ${l.rc} ${l.err.trim().slice(-120)}`}`;
     } catch (e) {
       // leave a running guest behind for whatever follows
       if ((await domidOf(name)) === null) await xl(['restore', file], { timeoutMs: 180_000 });
@@ -547,6 +598,8 @@ async function remusFailoverSteps(protocol) {
     await sleep(500);
   }
   const replicateMs = Date.now() - t0;
+  // a counter the replica holds: the guest's counter when 3 checkpoints had been taken
+  const floor = Math.max(1, (obs.last?.pvh ?? 0) - 30);
   // the primary host fails: everything on it stops at once. Freeze the replicating process, take its
   // guest away, then kill the process (its link to the backup closes). The guest goes first: on one
   // host, xl's backup renames its replica "<name>--incoming" to <name> at failover, which libxl
@@ -555,6 +608,7 @@ async function remusFailoverSteps(protocol) {
   p.kill('SIGSTOP');
   await xl(['destroy', String(src)]);
   p.kill('SIGKILL');
+  const failedIo = io('pvh');
   const t1 = Date.now();
   let b;
   if (protocol === 'xl') {
@@ -588,7 +642,8 @@ async function remusFailoverSteps(protocol) {
   }
   const t = await waitLines(name, before, 2, 90_000);
   ids.pvh = b.domid;
-  return `${fresh}source domid ${src} (stored config name ${storedName}); ${acked} checkpoints ${protocol === 'xl' ? 'sent' : 'acked'} in ${replicateMs} ms; failover at checkpoint ${b.checkpoint} -> domid ${b.domid} running ${Date.now() - t1} ms after the failure (console lines ${before} -> ${t})`;
+  const dev = `${await ioRuns('pvh', failedIo, { floor, timeoutMs: 90_000 })}; ${await devicesConnected(b.domid)}`;
+  return `${fresh}source domid ${src} (stored config name ${storedName}); ${acked} checkpoints ${protocol === 'xl' ? 'sent' : 'acked'} in ${replicateMs} ms; failover at checkpoint ${b.checkpoint} -> domid ${b.domid} running ${Date.now() - t1} ms after the failure (console lines ${before} -> ${t}); ${dev}`;
 }
 
 await step(R, '5.xl', 'xenmig remus (PVH) to xl migrate-receive -r; primary killed -> xl resumes the replica', () => remusFailover('xl'), 420_000);
@@ -607,6 +662,7 @@ await step(R, '7.xl', 'xl migrate (live, PVH) to xenmig receive --protocol xl on
   const t0 = Date.now();
   const r = await xl(['migrate', '-s', '', name, `exec ${XENMIG} receive --protocol xl --json -`], { timeoutMs: 280_000 });
   const ms = Date.now() - t0;
+  const after = io('pvh');
   const res = r.err.split('\n').map((l) => { try { return JSON.parse(l); } catch { return null; } }).find((j) => j && j.status);
   assert(r.rc === 0, `xl migrate rc ${r.rc}: ${r.err.trim().slice(-600)}`);
   assert(res && res.status === 'completed', `xenmig receive: ${r.err.trim().slice(-400)}`);
@@ -616,7 +672,8 @@ await step(R, '7.xl', 'xl migrate (live, PVH) to xenmig receive --protocol xl on
   assert(dst === res.domid && dst !== src, `xl list: ${list.map((x) => `${x.name}:${x.domid}`).join(' ')} (xenmig received domid ${res.domid})`);
   assert(!list.some((x) => x.domid === src), `source domid ${src} still exists`);
   ids.pvh = dst;
-  return `${fresh}domid ${src} -> ${dst} in ${ms} ms (xl migrate, ${res.stats?.pages ?? '?'} pages received), ticks ${before} -> ${t}; xl list: ${list.map((x) => `${x.name}:${x.domid}`).join(' ')}`;
+  const dev = `${await ioRuns('pvh', after)}; ${await devicesConnected(dst)}`;
+  return `${fresh}${dev}; domid ${src} -> ${dst} in ${ms} ms (xl migrate, ${res.stats?.pages ?? '?'} pages received), ticks ${before} -> ${t}; xl list: ${list.map((x) => `${x.name}:${x.domid}`).join(' ')}`;
 }, 300_000);
 
 await step(R, '8.xl', 'xl remus (PVH) to xenmig remus-receive --protocol xl; primary killed -> xenmig resumes the replica', async () => {
@@ -626,8 +683,8 @@ await step(R, '8.xl', 'xl remus (PVH) to xenmig remus-receive --protocol xl; pri
   const log = '/tmp/xl-remus-backup.log';
   if (existsSync(log)) unlinkSync(log);
   const { spawn } = await import('node:child_process');
-  // -F: unsafe mode, which xl requires without network buffering (-n) and disk replication (-d);
-  // the rig's guests have neither network nor disks
+  // -F: unsafe mode, which xl requires without network buffering (-n) and disk replication (-d),
+  // both of which Debian's xl lacks (the guest's disk is shared on this one host)
   const p = spawn('xl', ['remus', '-F', '-n', '-d', '-e', '-i', '1000', '-s', '', name, `exec ${XENMIG} remus-receive --protocol xl --json --failover-timeout-ms 30000 2>>${log}`], { stdio: ['ignore', 'pipe', 'pipe'] });
   let xlOut = '';
   p.stdout.on('data', (d) => (xlOut += d));
@@ -647,9 +704,11 @@ await step(R, '8.xl', 'xl remus (PVH) to xenmig remus-receive --protocol xl; pri
   }
   const replicateMs = Date.now() - t0;
   const before = tickLines(name);
+  const floor = Math.max(1, (obs.last?.pvh ?? 0) - 30);
   // the primary host fails: xl's replication process dies and its guest is gone
   p.kill('SIGKILL');
   await xl(['destroy', String(src)]);
+  const failedIo = io('pvh');
   const t1 = Date.now();
   let b = null;
   while (!b) {
@@ -663,8 +722,55 @@ await step(R, '8.xl', 'xl remus (PVH) to xenmig remus-receive --protocol xl; pri
   const xlName = (await xlList()).find((r) => r.domid === b.domid)?.name;
   assert(xlName === name, `the replica domid ${b.domid} is named ${xlName}`);
   ids.pvh = b.domid;
-  return `${fresh}${applied} checkpoints applied in ${replicateMs} ms; failover at checkpoint ${b.checkpoint} -> domid ${b.domid} running ${Date.now() - t1} ms after the failure (console lines ${before} -> ${t})`;
+  const dev = `${await ioRuns('pvh', failedIo, { floor, timeoutMs: 90_000 })}; ${await devicesConnected(b.domid)}`;
+  return `${fresh}${dev}; ${applied} checkpoints applied in ${replicateMs} ms; failover at checkpoint ${b.checkpoint} -> domid ${b.domid} running ${Date.now() - t1} ms after the failure (console lines ${before} -> ${t})`;
 }, 420_000);
+
+// ---- 9: refused up front, the source runs on ------------------------------------------------------
+/** The guest still runs where it ran, untouched: same domid, not paused or shut down, ticking. */
+async function stillRuns(ty, src) {
+  const i = xen.domainInfo(src);
+  assert(!i.paused && !i.shutdown, `source domid ${src}: paused ${i.paused}, shutdown ${i.shutdown}`);
+  assert((await domidOf(`g-${ty}`)) === src, `g-${ty} is no longer domid ${src}`);
+  const t = await waitTicks(`g-${ty}`, lastTick(`g-${ty}`), { n: 2, timeoutMs: 60_000 });
+  return `source domid ${src} runs on (tick ${t}); ${await ioRuns(ty, io(ty))}`;
+}
+
+await step(R, '9.1', 'xenmig migrate to a xenmig receiver that cannot attach the disk and NIC (no xl there): refused before the stream, source runs', async () => {
+  const fresh = await ensureGuest('pvh');
+  const src = ids.pvh;
+  // the receiver's PATH has no xl, so its builder announces no device kinds in READY
+  const channel = await spawnChannel(['env', 'PATH=/bin:/usr/bin', '/usr/bin/node', 'dist/cli/main.js', 'receive', '-'], { role: 'sender', label: 'xenmig', forwardStderr: true });
+  let err = null;
+  try {
+    await migrate(src, '-', { xen, channel, protocol: 'xenmig', live: true });
+  } catch (e) {
+    err = e;
+  }
+  assert(err, 'the migration succeeded although the receiver cannot attach devices');
+  assert(err.handshake?.outcome === 'not-started', `outcome ${err.handshake?.outcome}: ${errInfo(err)}`);
+  assert(/device-vbd|device-vif/.test(errInfo(err)), `error: ${errInfo(err)}`);
+  return `${fresh}refused: ${errInfo(err).slice(0, 300)}; ${await stillRuns('pvh', src)}`;
+}, 300_000);
+
+await step(R, '9.2', 'xenmig save of a guest whose config has a PCI passthrough device: refused before the guest is touched', async () => {
+  const fresh = await ensureGuest('pvh');
+  const src = ids.pvh;
+  const json = JSON.parse(cfg.pvh);
+  json.pcidevs = [{ dev: 0, bus: 1, func: 0, domain: 0 }];
+  const file = '/tmp/xenmig-refused.save';
+  let err = null;
+  try {
+    await save(src, file, { xen, config: parseDomainConfig(JSON.stringify(json)) });
+  } catch (e) {
+    err = e;
+  }
+  assert(err?.code === 'ERR_UNSUPPORTED_DEVICE', `save: ${err ? errInfo(err) : 'succeeded'}`);
+  const size = existsSync(file) ? statSync(file).size : -1;
+  if (existsSync(file)) unlinkSync(file);
+  assert(size <= 0, `the refused save wrote ${size} bytes`);
+  return `${fresh}refused (${errInfo(err).slice(0, 200)}); file ${size < 0 ? 'not created' : 'empty'}; ${await stillRuns('pvh', src)}`;
+}, 300_000);
 
 async function waitLines(name, before, n, timeoutMs) {
   const t0 = Date.now();
