@@ -57,10 +57,11 @@ export function queryMigrate(a: {
     q.ram = {
       transferred: s.bytes,
       total: a.guestBytes,
-      // xenmig does not detect zero pages: every page is sent as data
+      // xenmig does not detect zero pages: every page with contents is sent as data ("normal");
+      // page entries without contents (holes, pfns without a frame) are counted apart, in xenmig.holes
       duplicate: 0,
-      normal: s.pages,
-      'normal-bytes': s.pages * 4096,
+      normal: s.dataPages,
+      'normal-bytes': s.dataPages * 4096,
       remaining: 0,
       mbps: secs > 0 ? Math.round(((s.bytes * 8) / secs / 1e6) * 1000) / 1000 : 0,
       'dirty-sync-count': rounds.length,
@@ -72,6 +73,7 @@ export function queryMigrate(a: {
       'domain-type': s.domainType,
       live: s.live,
       'suspended-ms': Math.round(s.suspendedMs),
+      holes: s.pages - s.dataPages,
       rounds: rounds.map((r) => ({ iteration: r.iteration, kind: r.kind, pages: r.pages, bytes: r.bytes, ms: Math.round(r.ms * 10) / 10 })),
     };
   }

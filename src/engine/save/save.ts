@@ -126,6 +126,7 @@ class SaveEngine implements SaveContext {
       live: this.live,
       rounds: [],
       pages: 0,
+      dataPages: 0,
       bytes: 0,
       totalMs: 0,
       suspendedMs: 0,
@@ -447,6 +448,7 @@ class SaveEngine implements SaveContext {
     // map every data-bearing entry in one call
     const dataIdx: number[] = [];
     for (let i = 0; i < n; i++) if (pageTypeHasData(types[i]!)) dataIdx.push(i);
+    this.stats.dataPages += dataIdx.length;
     let mapping: Mapping | null = null;
     const chunks: Uint8Array[] = [];
     try {
@@ -486,6 +488,7 @@ class SaveEngine implements SaveContext {
                 });
               // inconsistent while the guest runs: XTAB now, again after the suspend
               types[dataIdx[j]!] = PageType.XTAB;
+              this.stats.dataPages--;
               this.deferred.set(pfns[dataIdx[j]!]!);
             }
             runStart = j + 1;

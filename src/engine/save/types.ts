@@ -60,8 +60,10 @@ export interface SaveStats {
   streamType: StreamType;
   live: boolean;
   rounds: RoundStats[];
-  /** pages sent, all rounds */
+  /** page entries sent, all rounds (holes and pfns without a frame included) */
   pages: number;
+  /** of those, pages sent with their contents */
+  dataPages: number;
   /** bytes written by the libxc layer */
   bytes: number;
   totalMs: number;
