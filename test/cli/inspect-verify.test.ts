@@ -258,7 +258,7 @@ describe('broken files', () => {
 });
 
 describe('checkpointed (Remus) streams', () => {
-  it('inspect numbers the checkpoints; verify needs --stream-type remus for them', async () => {
+  it('inspect numbers the checkpoints; verify detects a checkpointed stream by itself', async () => {
     const h = tempHost();
     try {
       const d = await createDomain(h.dir, 'hvm', '8M');
@@ -274,7 +274,10 @@ describe('checkpointed (Remus) streams', () => {
       const remus = JSON.parse((await cli(['verify', file, '--stream-type', 'remus', '--json'])).stdout);
       expect(remus.valid).toBe(true);
       expect(remus.facts.checkpoints).toBe(3);
-      const plain = await cli(['verify', file]);
+      const auto = JSON.parse((await cli(['verify', file, '--json'])).stdout);
+      expect(auto.valid).toBe(true);
+      expect(auto.facts.checkpoints).toBe(3);
+      const plain = await cli(['verify', file, '--stream-type', 'plain']);
       expect(plain.code).toBe(1);
       expect(plain.stderr).toMatch(/^xenmig: ERR_ORDER: .*CHECKPOINT/m);
     } finally {

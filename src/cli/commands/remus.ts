@@ -20,6 +20,7 @@ import {
   signalAbort,
   signalExit,
   tlsFrom,
+  UsageError,
   writeOut,
   xenOptions,
   type LogFormat,
@@ -87,7 +88,7 @@ export function register(program: Command): void {
     .command('remus')
     .description('replicate a running domain continuously to a backup (Remus; --colo for COLO)')
     .argument('<domid>', 'domain id', parseDomid)
-    .argument('<dest>', 'tcp://host:port, ssh://host, - (stdio), or a file (no acknowledgements)')
+    .argument('[dest]', 'tcp://host:port, ssh://host, - (stdio), or a file (no acknowledgements); none with --blackhole')
     .option('-i, --interval-ms <ms>', 'checkpoint interval', parseIntArg('interval-ms', 1, 3_600_000), 200)
     .option('-b, --blackhole', 'discard the stream (measure the overhead; no backup)')
     .option('--colo', 'COLO: the secondary runs too; checkpoint on divergence or the interval')
@@ -103,7 +104,7 @@ export function register(program: Command): void {
     .option('--json', 'one JSON line per checkpoint on stdout')
     .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text')
     .option('--checksum-log <file>', 'debug (mock): append the guest checksum taken while suspended for each checkpoint');
-  addConfigOption(addHostOptions(cmd)).action(async (domid: number, dest: string, o: RemusCli) => {
+  addConfigOption(addHostOptions(cmd)).action(async (domid: number, dest: string | undefined, o: RemusCli) => {
     process.exitCode = await runRemus(domid, dest, o);
   });
 
@@ -138,7 +139,7 @@ function fmtStat(s: CheckpointStat): string {
   return `checkpoint ${s.checkpoint}: ${s.dirtyPages} pages, ${(s.bytes / 1024).toFixed(0)} KiB, pause ${s.pauseMs.toFixed(2)} ms, ack ${s.ackMs < 0 ? 'lost' : s.ackMs.toFixed(2) + ' ms'}`;
 }
 
-async function runRemus(domid: number, dest: string, o: RemusCli): Promise<number> {
+async function runRemus(domid: number, dest: string | undefined, o: RemusCli): Promise<number> {
   const log = new Log(o.logFormat);
   const progress = new Progress();
   log.setProgressClear(progress.clear);
@@ -149,7 +150,9 @@ async function runRemus(domid: number, dest: string, o: RemusCli): Promise<numbe
     const ck = checksumLogger(o.checksumLog, xen);
     const tls = tlsFrom(o);
     const config = configFrom(o);
-    const h = remus(domid, dest, {
+    if (dest === undefined && !o.blackhole) throw new UsageError('remus needs a destination (or --blackhole, as xl remus -b)');
+    if (dest !== undefined && o.blackhole) throw new UsageError('--blackhole discards the stream: give no destination');
+    const h = remus(domid, dest ?? '/dev/null', {
       xen,
       ...(config ? { config } : {}),
       intervalMs: o.intervalMs,

@@ -17,7 +17,7 @@ export function register(program: Command): void {
     .description('check that a migration stream / save file is valid (- = stdin)')
     .argument('<file>', 'save file or stream, - for stdin')
     .option('--format <fmt>', 'xl, libxl, libxc or auto', choice('format', ['auto', 'xl', 'libxl', 'libxc', 'colo-back'] as const), 'auto')
-    .option('--stream-type <type>', 'plain, remus, colo or auto', choice('stream-type', ['plain', 'remus', 'colo', 'auto'] as const), 'plain')
+    .option('--stream-type <type>', 'plain, remus, colo, or auto (checkpointed when it has checkpoints)', choice('stream-type', ['plain', 'remus', 'colo', 'auto'] as const), 'auto')
     .option('--lenient', 'non-zero reserved fields and padding are warnings (as libxc restore), not errors')
     .option('--json', 'print the result as JSON')
     .option('-q, --quiet', 'print nothing on success')
