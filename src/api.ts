@@ -149,7 +149,7 @@ export async function save(domid: number, target: string | number | Writable, op
     });
     if (ws) await closeWritable(ws);
     if (opts.keepRunning) {
-      await resumeDomain(xen, domid);
+      await r.resumeSource();
       return { domid, stats: r.stats, source: 'running' };
     }
     await destroyDomain(xen, domid);
@@ -276,6 +276,8 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
     const names = opts.names === undefined ? defaultNames(xen) : opts.names;
     /** the source's name before the handover rename, once renamed */
     let renamedFrom: string | null = null;
+    /** resumes the source and its device model, once the stream was saved */
+    let resumeSaved: (() => Promise<void>) | null = null;
     // An abort (e.g. SIGINT) before the stream is complete drops the link: the handshake then fails
     // before CLEARED_TO_UNPAUSE and resumes the source, also when it waits for the peer (READY, a
     // blocked write). After the stream it is left to finish (dropping then could only leave it in doubt).
@@ -316,6 +318,7 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
             config,
           });
           stats = r.stats;
+          resumeSaved = r.resumeSource;
           streamDone = true;
           streamEndAt = performance.now();
         },
@@ -340,7 +343,7 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
             }
           }
           // the guest runs again even if it could not get its name back (it keeps "--migratedaway")
-          await resumeDomain(xen, domid);
+          await (resumeSaved ?? (() => resumeDomain(xen, domid)))();
           if (renameError) process.emitWarning(`domain ${domid} resumed as ${renamedFrom}${MIGRATED_AWAY_SUFFIX}: ${(renameError as Error).message}`, 'XenmigWarning');
         },
         destroySource: async () => {

@@ -13,10 +13,17 @@ export interface EmulatorState {
 }
 
 export interface EmulatorStateProvider {
-  /** Capture the device model's state while the guest is suspended; null = no device model. */
-  save(domid: number): Promise<EmulatorState | null>;
+  /**
+   * Capture the device model's state while the guest is suspended (the device model stops);
+   * null = no device model. `live`: for a migration (the guest goes on elsewhere), not a snapshot.
+   */
+  save(domid: number, opts?: { live?: boolean }): Promise<EmulatorState | null>;
   /** Hand restored state to the destination's device model. */
   restore(domid: number, state: EmulatorState): Promise<void>;
+  /** The source runs again after save() (a failed migration, --keep-running, a checkpoint). */
+  resume?(domid: number): Promise<void>;
+  /** The device model marks what it writes into guest memory in the dirty log (libxc's switch_qemu_logdirty). */
+  switchLogdirty?(domid: number, enable: boolean): Promise<void>;
 }
 
 /** No device model (PV, PVH, and mock guests unless a test plugs one in). */

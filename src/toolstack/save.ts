@@ -13,6 +13,7 @@ import type { SaveCallbacks, SaveStats, StreamType } from '../engine/save/types.
 import type { PrecopyPolicy } from '../engine/policy.js';
 import { configFromDomain, withKind, withName, type DomainConfig } from './config.js';
 import { checkSourceDevices } from './devices.js';
+import { qemuDeviceModel } from './qmp.js';
 import { noEmulator, type EmulatorState, type EmulatorStateProvider } from './emulator.js';
 import { hasDeviceModel, requestSuspend, suspendsThroughXenstore, xenstoredPath, xenstoreResume } from './xenstore.js';
 import { hostNames } from './names.js';
@@ -47,6 +48,17 @@ export interface DomainSaveOptions {
   persistentMappings?: boolean;
 }
 
+/**
+ * The device model provider a save uses when the caller gives none: an HVM guest on a real host
+ * whose QEMU answers on libxl's QMP socket gets the QMP provider; everything else has no device
+ * model (PV, PVH, the mock), and an HVM guest without a reachable QEMU is refused by the caller.
+ */
+export function defaultEmulator(xen: Hypervisor, domid: number, config: DomainConfig): EmulatorStateProvider {
+  if (xen.flavour !== 'system' || config.kind !== 'hvm') return noEmulator;
+  const dm = qemuDeviceModel();
+  return dm.present(domid) ? dm : noEmulator;
+}
+
 /** Sinks that are done with a chunk once its write completed (the kernel has copied it). */
 export function zeroCopySafe(out: Writable | number | StreamWriter): boolean {
   return typeof out === 'number' || out instanceof Socket || out instanceof WriteStream;
@@ -57,6 +69,8 @@ export interface DomainSaveResult {
   config: DomainConfig;
   /** the source is suspended (plain save) — the caller destroys, resumes or hands it over */
   suspended: boolean;
+  /** run the source again: the domain, and its device model if the save stopped one */
+  resumeSource(): Promise<void>;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -127,13 +141,18 @@ export function toWriter(out: Writable | number | StreamWriter): StreamWriter {
 export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveResult> {
   const { xen, domid } = opts;
   const format = opts.format ?? 'xl';
-  const emulator = opts.emulator ?? noEmulator;
   const config = await sourceConfig(xen, domid, opts.config);
+  const emulator = opts.emulator ?? defaultEmulator(xen, domid, config);
   // before the first byte: what no destination could restore from this stream
-  checkSourceDevices(config, { emulator: opts.emulator !== undefined && opts.emulator !== noEmulator, domid });
+  checkSourceDevices(config, { emulator: emulator !== noEmulator, domid });
   const w = toWriter(opts.out);
   let suspended = false;
   let emulatorState: EmulatorState | null = null;
+  /** the device model was stopped by save(): it must run again wherever the guest resumes here */
+  const resumeEmulator = async () => {
+    if (!emulatorState || !emulator.resume) return;
+    await emulator.resume(domid);
+  };
 
   const user = opts.callbacks ?? {};
   const callbacks: SaveCallbacks = {
@@ -143,12 +162,13 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
       else await suspendDomain(xen, domid, opts.suspendTimeoutMs, opts.signal);
       suspended = true;
       // libxl saves the device model while the guest is suspended
-      emulatorState = await emulator.save(domid);
+      emulatorState = await emulator.save(domid, { live: opts.live ?? false });
     },
     postcopy: async () => {
       if (user.postcopy) await user.postcopy();
       else await resumeDomain(xen, domid);
       suspended = false;
+      await resumeEmulator();
     },
     checkpoint: async () => {
       if (emulatorState) await writeEmulatorRecords(w, emulatorState);
@@ -158,6 +178,7 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
   };
   if (opts.precopyPolicy) callbacks.precopyPolicy = opts.precopyPolicy;
   if (opts.onProgress) callbacks.progress = opts.onProgress;
+  if (emulator.switchLogdirty && !user.switchQemuLogdirty) callbacks.switchQemuLogdirty = (enable) => emulator.switchLogdirty!(domid, enable);
 
   try {
     if (format === 'xl') await w.writeRaw(encodeXlHeader({ configText: config.text }));
@@ -181,11 +202,12 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
       if (emulatorState) await writeEmulatorRecords(w, emulatorState);
       await w.writeRaw(encodeLibxlRecord({ name: 'END' }));
     }
-    return { stats, config, suspended };
+    return { stats, config, suspended, resumeSource: () => resumeDomain(xen, domid).then(resumeEmulator) };
   } catch (e) {
     if (suspended) {
       try {
         await resumeDomain(xen, domid);
+        await resumeEmulator();
         Object.assign(e as object, { guestResumed: true });
       } catch (re) {
         Object.assign(e as object, { guestResumed: false, resumeError: re });

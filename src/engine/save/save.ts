@@ -92,6 +92,8 @@ class SaveEngine implements SaveContext {
   private dirty!: PfnBitmap;
   private deferred!: PfnBitmap;
   private logDirtyOn = false;
+  /** the device model tracks its writes (switchQemuLogdirty(true) was answered) */
+  private qemuLogdirty = false;
   private readonly stats: SaveStats;
   private readonly t0 = performance.now();
   private suspendedAt = 0;
@@ -146,6 +148,10 @@ class SaveEngine implements SaveContext {
     try {
       this.ops = this.opts.ops ?? (await saveOpsFor(this.xen, this.domid));
       await this.ops.setup(this);
+      if (this.ops.domainHeaderType === 2 && this.cb.switchQemuLogdirty) {
+        await this.cb.switchQemuLogdirty(true);
+        this.qemuLogdirty = true;
+      }
       const size = this.ops.p2mSize;
       this.dirty = new PfnBitmap(size);
       this.deferred = new PfnBitmap(size);
@@ -200,6 +206,10 @@ class SaveEngine implements SaveContext {
       return this.finishStats();
     } finally {
       this.cleanup();
+      if (this.qemuLogdirty) {
+        this.qemuLogdirty = false;
+        await this.cb.switchQemuLogdirty!(false).catch(() => undefined); // best effort, as libxc
+      }
     }
   }
 

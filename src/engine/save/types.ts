@@ -21,6 +21,11 @@ export interface SaveCallbacks {
   waitCheckpoint?(): Promise<'again' | 'stop'>;
   /** COLO: the secondary's dirty pfns for this checkpoint (read from the back channel). */
   secondaryDirtyPfns?(): Promise<ArrayLike<number | bigint>>;
+  /**
+   * HVM: the device model must track its own writes to guest memory in the dirty log — on (true)
+   * at the engine's setup, off (false) at its cleanup (libxc's switch_qemu_logdirty).
+   */
+  switchQemuLogdirty?(enable: boolean): Promise<void>;
   /** Live phase: decide after each round (libxc's built-in policy when absent). */
   precopyPolicy?: PrecopyPolicy;
   /** Progress, at most every 1024 pages and at each phase change. */
