@@ -1,0 +1,13 @@
+// Network output buffering for Remus (see buffer.ts): the backends, their netlink messages.
+export {
+  openNetBuffer,
+  vifInterfaces,
+  PlugNetBuffer,
+  NfqueueNetBuffer,
+  NetBufferError,
+  NetBufferErrorCode,
+  type NetBuffer,
+  type NetBufferBackend,
+  type NetBufferOptions,
+} from './buffer.js';
+export * as messages from './messages.js';
