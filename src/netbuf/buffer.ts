@@ -411,34 +411,67 @@ export class NfqueueNetBuffer implements NetBuffer {
 }
 
 /**
- * Sets up output buffering for `interfaces`: the plug backend, or (backend 'auto', the default)
- * the nfqueue backend when this kernel has no sch_plug. Throws NetBufferError before anything is
- * left behind when neither can work.
+ * The plug backend, or (when this kernel has no sch_plug) the nfqueue backend: chosen in setup(),
+ * which throws NetBufferError, leaving nothing behind, when neither can work.
  */
-export function openNetBuffer(opts: NetBufferOptions & { backend?: NetBufferBackend | 'auto' }): NetBuffer {
-  const backend = opts.backend ?? 'auto';
-  if (backend === 'nfqueue') {
-    const b = new NfqueueNetBuffer(opts);
-    b.setup();
-    return b;
+export class AutoNetBuffer implements NetBuffer {
+  readonly interfaces: readonly string[];
+  #chosen: NetBuffer | null = null;
+  constructor(private readonly opts: NetBufferOptions) {
+    this.interfaces = checkNames(opts.interfaces);
   }
-  const p = new PlugNetBuffer(opts);
-  try {
-    p.setup();
-    return p;
-  } catch (e) {
-    if (backend === 'plug' || !(e instanceof NetBufferError) || e.code !== NetBufferErrorCode.ERR_NET_BUFFER_UNSUPPORTED) throw e;
-    opts.log?.(`network buffering: ${e.message}; using the nfqueue backend`);
-    const b = new NfqueueNetBuffer(opts);
+  get backend(): string {
+    return this.#chosen?.backend ?? 'auto';
+  }
+  setup(): void {
+    const p = new PlugNetBuffer(this.opts);
     try {
-      b.setup();
-    } catch (e2) {
-      if (e2 instanceof NetBufferError)
-        throw new NetBufferError(e2.code, `no network buffering backend works here: plug: ${e.message}; nfqueue: ${e2.message}`, { ...(e2.iface ? { iface: e2.iface } : {}), cause: e2 });
-      throw e2;
+      p.setup();
+      this.#chosen = p;
+      return;
+    } catch (e) {
+      if (!(e instanceof NetBufferError) || e.code !== NetBufferErrorCode.ERR_NET_BUFFER_UNSUPPORTED) throw e;
+      this.opts.log?.(`network buffering: ${e.message}; using the nfqueue backend`);
+      const b = new NfqueueNetBuffer(this.opts);
+      try {
+        b.setup();
+      } catch (e2) {
+        if (e2 instanceof NetBufferError)
+          throw new NetBufferError(e2.code, `no network buffering backend works here: plug: ${e.message}; nfqueue: ${e2.message}`, { ...(e2.iface ? { iface: e2.iface } : {}), cause: e2 });
+        throw e2;
+      }
+      this.#chosen = b;
     }
-    return b;
   }
+  #b(): NetBuffer {
+    if (!this.#chosen) throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER, 'network buffering is not set up');
+    return this.#chosen;
+  }
+  plug(n: number): void {
+    this.#b().plug(n);
+  }
+  release(n: number): void {
+    this.#b().release(n);
+  }
+  releaseAll(): void {
+    this.#chosen?.releaseAll();
+  }
+  teardown(): void {
+    this.#chosen?.teardown();
+  }
+}
+
+/** A NetBuffer of the given backend ('auto': plug, else nfqueue), not yet set up. */
+export function createNetBuffer(opts: NetBufferOptions & { backend?: NetBufferBackend | 'auto' }): NetBuffer {
+  const backend = opts.backend ?? 'auto';
+  return backend === 'plug' ? new PlugNetBuffer(opts) : backend === 'nfqueue' ? new NfqueueNetBuffer(opts) : new AutoNetBuffer(opts);
+}
+
+/** createNetBuffer(), set up. */
+export function openNetBuffer(opts: NetBufferOptions & { backend?: NetBufferBackend | 'auto' }): NetBuffer {
+  const b = createNetBuffer(opts);
+  b.setup();
+  return b;
 }
 
 /** The dom0 backend interfaces of a guest's vifs, from its libxl config (`nics`). */

@@ -1,6 +1,8 @@
 // Network output buffering for Remus (see buffer.ts): the backends, their netlink messages.
 export {
   openNetBuffer,
+  createNetBuffer,
+  AutoNetBuffer,
   vifInterfaces,
   PlugNetBuffer,
   NfqueueNetBuffer,
