@@ -128,6 +128,36 @@ describe.skipIf(unavailable !== null)('network output buffering in a network nam
     });
   }
 
+  it('xenmig remus (CLI, mock host) with the real backend on the veth: replicates, output released, nothing left', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { openMockHost } = await import('../../src/xen/hypervisor.js');
+    const root = mkdtempSync('/dev/shm/xenmig-netbuf-remus-');
+    const xen = openMockHost(join(root, 'host'));
+    try {
+      const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
+      const cli = join(import.meta.dirname, '..', 'checkpoint', 'fixtures', 'cli.mjs');
+      const p = new LineProc(topo.dom0, [process.execPath, cli, 'remus', String(d), join(root, 's.stream'), '--host', join(root, 'host'),
+        '-i', '100', '--max-checkpoints', '10', '--json', '--net-buffer-interfaces', 'v0']);
+      received();
+      const words: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        words.push(`r${i}`);
+        send(`r${i}`);
+        await sleep(40);
+      }
+      const code = await p.exited;
+      expect(code, p.stderr).toBe(0);
+      expect(p.lines.map((l) => JSON.parse(l) as { result?: string }).at(-1)).toMatchObject({ result: 'max-checkpoints' });
+      // everything sent during the run came out (released per checkpoint, the rest at the end), in order
+      expect(await arrive(words.length)).toEqual(words);
+      send('after-remus');
+      expect(await arrive(1)).toEqual(['after-remus']);
+    } finally {
+      xen.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   it('nfqueue backend: a SIGKILLed primary leaves no rule behind (the table belongs to its socket)', async () => {
     const d = new LineProc(topo.dom0, [process.execPath, join(FIX, 'driver.mjs'), 'v0', 'nfqueue']);
     expect(await d.waitFor(/^(ready|error) /)).toBe('ready nfqueue');
