@@ -14,7 +14,8 @@
       "native/src/common.cc",
       "native/src/interface.cc",
       "native/src/mapping.cc",
-      "native/src/mock.cc"
+      "native/src/mock.cc",
+      "native/src/netlink.cc"
     ]
   },
   "target_defaults": {

@@ -33,6 +33,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitInterface(env, exports, data);
   InitMapping(env, exports, data);
   InitBuilder(env, exports);
+  InitNetlink(env, exports);
 #ifdef XENMIG_MOCK
   InitMock(env, exports);
 #endif

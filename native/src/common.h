@@ -69,6 +69,7 @@ std::pair<uint32_t *, size_t> ArgU32Array(const Napi::CallbackInfo &info, size_t
 Napi::Object InitInterface(Napi::Env env, Napi::Object exports, AddonData *data);
 Napi::Object InitMapping(Napi::Env env, Napi::Object exports, AddonData *data);
 Napi::Object InitBuilder(Napi::Env env, Napi::Object exports);  // builder.cc: real-host domain creation
+Napi::Object InitNetlink(Napi::Env env, Napi::Object exports);  // netlink.cc: generic netlink sockets
 #ifdef XENMIG_MOCK
 Napi::Object InitMock(Napi::Env env, Napi::Object exports);
 #endif

@@ -22,6 +22,7 @@ import type { Readable } from 'node:stream';
 import { ControlConnection, openDestination, readExactly, XL_MIGRATE_RECEIVER_BANNER, type Channel, type TlsMaterial } from '../transport/index.js';
 import { BackChannelDecoder, STATE_NAMES, type BackRecord } from './backchannel.js';
 import type { CheckpointStat, Logger, OutputComparator, ReplicationHooks } from './types.js';
+import type { NetBuffer } from '../netbuf/buffer.js';
 
 export interface RemusOptions extends XenOptions {
   /** checkpoint interval, ms (default 200, as `xl remus`) */
@@ -41,6 +42,13 @@ export interface RemusOptions extends XenOptions {
   sshCommand?: string[];
   remoteCommand?: string[];
   hooks?: ReplicationHooks;
+  /**
+   * Network output buffering (src/netbuf/): set up before the guest is touched (a failure refuses
+   * the replication), plugged in each suspend, epoch n released on ACK(n) (or, without ACKs, once
+   * checkpoint n is written), everything released when the guest runs on here, removed at the end.
+   * Remus only (COLO compares output instead).
+   */
+  netBuffer?: NetBuffer;
   /** COLO: divergence detector (default: none, checkpoints on the timer only) */
   comparator?: OutputComparator;
   /** copy the dirty set while suspended and transmit after the resume (default true) */
@@ -76,8 +84,8 @@ export interface RemusResult {
   domid: number;
   checkpoints: number;
   lastAcked: number;
-  /** why replication ended */
-  reason: 'stopped' | 'max-checkpoints' | 'backup-lost' | 'aborted';
+  /** why replication ended ('refused': network buffering could not be set up; nothing was started) */
+  reason: 'stopped' | 'max-checkpoints' | 'backup-lost' | 'aborted' | 'refused';
   /** the guest on this host afterwards */
   guest: 'running' | 'paused';
   error?: Error;
@@ -281,6 +289,17 @@ interface RunCtl {
 
 async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl): Promise<RemusResult> {
   const log: Logger = opts.log ?? ((l) => process.stderr.write(l + '\n'));
+  const netBuffer = opts.netBuffer ?? null;
+  if (netBuffer) {
+    try {
+      if (opts.colo) throw new Error('network buffering is for Remus; COLO compares the output instead');
+      netBuffer.setup();
+    } catch (e) {
+      const error = e instanceof Error ? e : new Error(String(e));
+      log(`primary: replication of domain ${domid} refused, guest untouched: ${error.message}`);
+      return { domid, checkpoints: 0, lastAcked: 0, reason: 'refused', guest: 'running', error, stats: null };
+    }
+  }
   const { xen, owned } = openXen(opts);
   let intervalMs = opts.intervalMs ?? 200;
   const ackTimeoutMs = opts.ackTimeoutMs ?? Math.max(2000, 10 * intervalMs);
@@ -395,6 +414,7 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
       const t = performance.now();
       lastAcked = await reverse.waitAck(n, ackTimeoutMs);
       ctl.acked(lastAcked);
+      netBuffer?.release(n);
       await hooks.commit?.(n);
       return performance.now() - t;
     };
@@ -416,6 +436,8 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
           const n = (current = checkpoints + 1);
           suspendAt = performance.now();
           await suspendDomain(xen, domid, 60_000);
+          // what the guest sent up to this suspend is epoch n: held until checkpoint n is safe
+          netBuffer?.plug(n);
           await hooks.postsuspend?.(n);
           await opts.onSuspended?.(n, xen, domid);
           // COLO, after the first checkpoint: the SVM suspends too
@@ -451,6 +473,8 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
             await finishCheckpoint(n, -1);
             return 'stop';
           }
+          // no ACKs (xl's receiver, blackhole, a file): checkpoint n is safe once written (as libxl)
+          if (!reverse) netBuffer?.release(n);
           await finishCheckpoint(n, ackMs);
           if (opts.maxCheckpoints && n >= opts.maxCheckpoints) {
             reason = 'max-checkpoints';
@@ -533,12 +557,31 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
       `primary: backup lost after checkpoint ${checkpoints} (last acknowledged ${lastAcked}): ${failure.message}; ` +
         (guest === 'paused' ? `guest paused here (the backup may take over; resume it by hand if it does not)` : 'guest continues here unreplicated'),
     );
+    closeNetBuffer(netBuffer, guest, log);
     await hooks.stopped?.(failure.message, lastAcked);
   } else {
+    closeNetBuffer(netBuffer, guest, log);
     await hooks.stopped?.(reason, lastAcked);
   }
   if (owned) xen.close();
   return { domid, checkpoints, lastAcked, reason, guest, ...(failure ? { error: failure } : {}), stats };
+}
+
+/**
+ * The end of replication: a guest that runs on here lets its held output go (it is the only copy
+ * now); a paused guest's held output is dropped (its replica may take over). Then everything set up
+ * for buffering is removed.
+ */
+function closeNetBuffer(b: NetBuffer | null, guest: RemusResult['guest'], log: Logger): void {
+  if (!b) return;
+  if (guest === 'running') {
+    try {
+      b.releaseAll();
+    } catch (e) {
+      log(`primary: releasing the held network output failed: ${(e as Error).message}`);
+    }
+  }
+  b.teardown();
 }
 
 function resumeIfSuspended(xen: Hypervisor, domid: number): Promise<void> {

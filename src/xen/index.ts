@@ -15,3 +15,13 @@ export {
   type OpenOptions,
 } from './hypervisor.js';
 export { loadAddon, selectFlavour, candidatePaths, AddonLoadError, PRIVCMD, type Flavour, type LoadOptions } from './loader.js';
+export {
+  openNetlink,
+  NetlinkSocket,
+  netlinkError,
+  parseMessages,
+  parseError,
+  NETLINK_ROUTE,
+  NETLINK_NETFILTER,
+  type NetlinkMessage,
+} from './netlink.js';

@@ -97,6 +97,16 @@ export interface NativeMock {
   workloadStop(id: number): void;
 }
 
+/** Generic netlink sockets (native/src/netlink.cc): no message is built or parsed natively. */
+export interface NativeNetlink {
+  open(protocol: number, rcvbuf: number): number;
+  /** sends `message`, then stores the replies already queued into `out` (>= 32 KiB; empty = send only) */
+  request(fd: number, message: Uint8Array, out: Uint8Array): number;
+  /** stores what is queued (>= 32 KiB buffer), without blocking */
+  recv(fd: number, out: Uint8Array): number;
+  close(fd: number): void;
+}
+
 export interface NativeAddon {
   readonly flavour: Flavour;
   readonly sizes: {
@@ -114,6 +124,8 @@ export interface NativeAddon {
   writePages(fd: number, header: Uint8Array, m: NativeMapping, indices: Uint32Array): Promise<number>;
   readPages(fd: number, m: NativeMapping, indices: Uint32Array): Promise<number>;
   mock?: NativeMock;
+  /** absent from addons built before netlink.cc existed */
+  netlink?: NativeNetlink;
 }
 
 export interface LoadOptions {

@@ -6,6 +6,9 @@ import type { Command } from 'commander';
 import { openXen } from '../../api.js';
 import { remus, receiveReplica, type CheckpointStat } from '../../checkpoint/index.js';
 import type { Hypervisor, MockHost } from '../../xen/types.js';
+import { createNetBuffer, vifInterfaces, type NetBuffer } from '../../netbuf/index.js';
+import type { DomainConfig } from '../../toolstack/config.js';
+import { libxlStoredConfig } from '../../toolstack/libxl-config.js';
 import {
   addConfigOption,
   addHostOptions,
@@ -45,6 +48,10 @@ interface RemusCli {
   checksumLog?: string;
   protocol?: 'xenmig' | 'xl';
   persistentMappings?: boolean;
+  netBuffer?: boolean;
+  unsafe?: boolean;
+  netBufferInterfaces?: string;
+  netBufferBackend?: 'auto' | 'plug' | 'nfqueue';
 }
 
 export interface ReplicaReceiveCli {
@@ -103,7 +110,11 @@ export function register(program: Command): void {
     .option('--persistent-mappings', 'HVM guests that never balloon: keep guest mappings across checkpoints (shorter pauses)')
     .option('--json', 'one JSON line per checkpoint on stdout')
     .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text')
-    .option('--checksum-log <file>', 'debug (mock): append the guest checksum taken while suspended for each checkpoint');
+    .option('--checksum-log <file>', 'debug (mock): append the guest checksum taken while suspended for each checkpoint')
+    .option('--no-net-buffer', 'replicate a guest with vifs without holding its network output (unsafe: clients may see output the replica never produced)')
+    .option('--unsafe', 'replicate without network buffering (as xl remus -n; future: without disk replication)')
+    .option('--net-buffer-interfaces <if,...>', "buffer these dom0 interfaces instead of the config's vifs (vifD.N)")
+    .option('--net-buffer-backend <b>', 'auto (plug, else nfqueue when the kernel has no sch_plug), plug or nfqueue', choice('net-buffer-backend', ['auto', 'plug', 'nfqueue'] as const), 'auto');
   addConfigOption(addHostOptions(cmd)).action(async (domid: number, dest: string | undefined, o: RemusCli) => {
     process.exitCode = await runRemus(domid, dest, o);
   });
@@ -149,10 +160,12 @@ async function runRemus(domid: number, dest: string | undefined, o: RemusCli): P
     xen = openXen(xenOptions(o)).xen;
     const ck = checksumLogger(o.checksumLog, xen);
     const tls = tlsFrom(o);
-    const config = configFrom(o);
     if (dest === undefined && !o.blackhole) throw new UsageError('remus needs a destination (or --blackhole, as xl remus -b)');
     if (dest !== undefined && o.blackhole) throw new UsageError('--blackhole discards the stream: give no destination');
+    const config = remusConfig(xen, domid, o);
+    const netBuffer = remusNetBuffer(domid, config, o, log);
     const h = remus(domid, dest ?? '/dev/null', {
+      ...(netBuffer ? { netBuffer } : {}),
       xen,
       ...(config ? { config } : {}),
       intervalMs: o.intervalMs,
@@ -176,6 +189,10 @@ async function runRemus(domid: number, dest: string | undefined, o: RemusCli): P
     const r = await h.done;
     progress.clear();
     if (o.json) await writeOut(JSON.stringify({ result: r.reason, checkpoints: r.checkpoints, lastAcked: r.lastAcked, guest: r.guest, error: r.error?.message }) + '\n');
+    if (r.reason === 'refused') {
+      log.warn(`replication refused, guest untouched: ${r.error?.message}; to replicate without holding its network output give --no-net-buffer (or --unsafe)`);
+      return EXIT.FAILED;
+    }
     if (r.error) {
       log.warn(`replication ended: ${r.error.message}`, { checkpoint: r.checkpoints, lastAcked: r.lastAcked, guest: r.guest });
       return EXIT.FAILED;
@@ -189,6 +206,28 @@ async function runRemus(domid: number, dest: string | undefined, o: RemusCli): P
     sig.dispose();
     xen?.close();
   }
+}
+
+/** The domain config: --config, else libxl's stored one on a real host, else none (a minimal one is made). */
+/** The config of the replicated guest: --config, else libxl's stored one on a real host (its vifs are buffered). */
+function remusConfig(xen: Hypervisor, domid: number, o: { config?: string }): DomainConfig | null {
+  return configFrom(o) ?? (xen.flavour === 'system' ? libxlStoredConfig(domid, xen.domainInfo(domid)) : null);
+}
+
+/**
+ * Network buffering for the guest's vifs (or --net-buffer-interfaces), set up by remus() before it
+ * touches the guest; none when the guest has no vif, for COLO, or when the operator said
+ * --no-net-buffer / --unsafe (logged as unsafe).
+ */
+function remusNetBuffer(domid: number, config: DomainConfig | null, o: RemusCli, log: Log): NetBuffer | null {
+  const explicit = o.netBufferInterfaces?.split(',').map((s) => s.trim()).filter(Boolean);
+  const vifs = explicit ?? (config ? vifInterfaces(config.json, domid) : []);
+  if (vifs.length === 0 || o.colo) return null;
+  if (o.netBuffer === false || o.unsafe) {
+    log.warn(`replicating without network buffering (${o.unsafe ? '--unsafe' : '--no-net-buffer'}): output of ${vifs.join(', ')} leaves before the backup holds the checkpoint that produced it`);
+    return null;
+  }
+  return createNetBuffer({ interfaces: vifs, backend: o.netBufferBackend ?? 'auto', log: (l) => log.info(l), ...(o.flavour ? { flavour: o.flavour } : {}) });
 }
 
 export async function runReplicaReceive(o: ReplicaReceiveCli): Promise<number> {
