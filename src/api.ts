@@ -11,7 +11,7 @@ import { abortError, MigrationError, MigrationErrorCode } from './engine/errors.
 import { makePrecopyPolicy, type PolicyOptions, type PrecopyPolicy } from './engine/policy.js';
 import type { SaveCallbacks, SaveProgress, SaveStats } from './engine/save/types.js';
 import type { RestoreStats } from './engine/restore/types.js';
-import { saveDomain, resumeDomain, sourceConfig, zeroCopySafe, type SaveFormat } from './toolstack/save.js';
+import { defaultEmulator, saveDomain, resumeDomain, sourceConfig, zeroCopySafe, type SaveFormat } from './toolstack/save.js';
 import { checkDestinationDevices, checkSourceDevices, requiredDeviceCapabilities } from './toolstack/devices.js';
 import { restoreDomain, type DomainBuilder } from './toolstack/restore.js';
 import { domainTypeOf, type DomainConfig } from './toolstack/config.js';
@@ -269,7 +269,8 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
     // what the guest needs is known before the link carries anything: refused here, the source is
     // untouched; a xenmig receiver must announce the device kinds it can recreate (READY)
     const config = await sourceConfig(xen, domid, opts.config);
-    checkSourceDevices(config, { emulator: !!opts.emulator && opts.emulator !== noEmulator, domid });
+    const emulator = opts.emulator ?? defaultEmulator(xen, domid, config);
+    checkSourceDevices(config, { emulator: emulator !== noEmulator, domid });
     const requiredCapabilities = opts.protocol === 'xl' ? [] : requiredDeviceCapabilities(config);
     const policy = policyOf(opts.policy);
     const userSuspend = opts.callbacks?.suspend;
@@ -314,7 +315,7 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
             signal: s,
             ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
             ...(opts.bandwidth ? { bandwidth: opts.bandwidth } : {}),
-            ...(opts.emulator ? { emulator: opts.emulator } : {}),
+            emulator,
             config,
           });
           stats = r.stats;

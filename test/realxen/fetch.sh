@@ -9,7 +9,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 W=${1:-${XENLAB_DIR:-$REPO/.xenlab}}
 mkdir -p "$W/debs"
 need=""
-for p in qemu-system-x86 busybox-static cpio gzip kmod binutils libxen-dev; do
+for p in qemu-system-x86 qemu-system-xen seabios busybox-static cpio gzip kmod binutils libxen-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then

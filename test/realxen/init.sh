@@ -25,6 +25,8 @@ mkdir -p /var/lib/xenmig-rig
 for ty in pv pvh; do dd if=/dev/zero of=/var/lib/xenmig-rig/g-$ty.img bs=1M count=4 2>/dev/null; done
 echo "RIG toolstack-up t=$(cut -d' ' -f1 /proc/uptime)"
 cd /opt/xenmig
+# RIG_HVM=1 on the host (run.sh): the HVM steps, with xenmig's QMP device-model provider
+if grep -q "rig_hvm=1" /proc/cmdline; then export RIG_HVM=1 XENMIG_HVM_QMP=1; fi
 XENMIG_FLAVOUR=system node test/realxen/scenario.mjs /out 2>&1
 echo "RIG scenario rc=$? t=$(cut -d' ' -f1 /proc/uptime)"
 cp /var/log/xen/console/*.log /out/ 2>/dev/null

@@ -28,6 +28,14 @@ ELF=("$T/$XB"/* "$T/usr/bin/xenstore")
 # flock, which busybox lacks); busybox provides ip, brctl, losetup, logger
 mkdir -p "$T/etc/xen/scripts"; cp -a "$R/etc/xen/scripts/." "$T/etc/xen/scripts/"
 cp -L /bin/bash "$T/bin/bash"; cp -L "$(command -v flock)" "$T/usr/bin/flock"; ELF+=("$T/bin/bash" "$T/usr/bin/flock")
+# an HVM guest: Debian's qemu-xen device model (where libxl looks for it), hvmloader, SeaBIOS, and
+# the QEMU option ROMs a direct kernel boot uses
+mkdir -p "$T/usr/libexec" "$T/usr/lib/xen-4.17/boot" "$T/usr/share/seabios" "$T/usr/share/qemu/keymaps"
+cp -L /usr/libexec/xen-qemu-system-i386 "$T/usr/libexec/"; ELF+=("$T/usr/libexec/xen-qemu-system-i386")
+cp -L "$R/usr/lib/xen-4.17/boot/hvmloader" "$T/usr/lib/xen-4.17/boot/"
+cp -L /usr/share/seabios/bios-256k.bin "$T/usr/share/seabios/"
+for f in linuxboot_dma.bin linuxboot.bin kvmvapic.bin vgabios-stdvga.bin; do [ -e "/usr/share/qemu/$f" ] && cp -L "/usr/share/qemu/$f" "$T/usr/share/qemu/"; done
+cp -L /usr/share/qemu/keymaps/en-us "$T/usr/share/qemu/keymaps/" 2>/dev/null || true
 # node (stripped copy of the host's) and the project
 cp -L "$(command -v node)" "$T/usr/bin/node"; strip "$T/usr/bin/node"; ELF+=("$T/usr/bin/node")
 P=$T/opt/xenmig
@@ -44,7 +52,7 @@ mkdir -p "$T/lib64"; cp -L /lib64/ld-linux-x86-64.so.2 "$T/lib64/"
 # glibc dlopens libgcc_s for pthread_cancel (xl aborts at exit without it)
 cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$T/lib/x86_64-linux-gnu/"
 # kernel modules, in dependency order
-for m in xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs virtio_pci virtio_blk xen-blkback xen-netback loop bridge; do
+for m in xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs virtio_pci virtio_blk xen-blkback xen-netback loop bridge ifb sch_plug sch_ingress act_mirred cls_u32; do
   modprobe -d "$R" -S "$KVER" --show-depends "$m" | awk '$1=="insmod"{print $2}'
 done | awk '!s[$0]++' | while read -r ko; do cp "$ko" "$T/lib/modules/"; basename "$ko" >> "$T/lib/modules/order"; done
 # guest: same kernel; an initrd whose init ticks every second on hvc0, on its disk and over UDP
@@ -68,6 +76,7 @@ for ty in pv pvh; do
   n=$((n + 1))
   sed -e "s/@TYPE@/$ty/g" -e "s/@N@/$n/g" "$HERE/guest.cfg.in" > "$T/etc/xen/g-$ty.cfg"
 done
+cp "$HERE/guest-hvm.cfg" "$T/etc/xen/g-hvm.cfg"
 cp "$HERE/init.sh" "$T/init"; chmod +x "$T/init"
 (cd "$T" && find . | cpio -o -H newc --quiet | gzip -1) > "$OUT"
 echo "mk-initramfs: $OUT ($(stat -c %s "$OUT") bytes)"
