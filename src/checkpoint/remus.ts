@@ -12,6 +12,7 @@ import { CheckpointState, encodeLibxcRecord, encodeLibxlRecord, StreamWriter } f
 import type { Hypervisor } from '../xen/types.js';
 import { openXen, type XenOptions } from '../api.js';
 import { saveDomain, suspendDomain, resumeDomain, zeroCopySafe } from '../toolstack/save.js';
+import { lockDomain } from '../toolstack/domain-lock.js';
 import type { DomainConfig } from '../toolstack/config.js';
 import type { EmulatorStateProvider } from '../toolstack/emulator.js';
 import type { SaveStats } from '../engine/save/types.js';
@@ -74,7 +75,7 @@ export interface RemusResult {
   checkpoints: number;
   lastAcked: number;
   /** why replication ended */
-  reason: 'stopped' | 'max-checkpoints' | 'backup-lost' | 'aborted';
+  reason: 'stopped' | 'max-checkpoints' | 'backup-lost' | 'no-replica' | 'aborted';
   /** the guest on this host afterwards */
   guest: 'running' | 'paused';
   error?: Error;
@@ -235,7 +236,7 @@ export function remus(domid: number, dest: string, opts: RemusOptions = {}): Rem
     },
     { once: true },
   );
-  const done = run(domid, dest, opts, {
+  const done = runLocked(domid, dest, opts, {
     push,
     stopRequested: () => stopRequested,
     stopSignal: stopCtl.signal,
@@ -274,6 +275,21 @@ interface RunCtl {
   stopRequested(): boolean;
   stopSignal: AbortSignal;
   acked(n: number): void;
+}
+
+/** The domain is this replication's for its whole run: a second operation on it is refused (ERR_DOMAIN_BUSY). */
+async function runLocked(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl): Promise<RemusResult> {
+  const { xen, owned } = openXen(opts);
+  try {
+    const lock = lockDomain(xen, domid, opts.colo ? 'colo' : 'remus');
+    try {
+      return await run(domid, dest, { ...opts, xen }, ctl);
+    } finally {
+      lock.release();
+    }
+  } finally {
+    if (owned) xen.close();
+  }
 }
 
 async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl): Promise<RemusResult> {
@@ -510,20 +526,28 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
   }
 
   let guest: RemusResult['guest'] = 'running';
+  // A replica may exist once the backup acknowledged a checkpoint (without ACKs — xl's protocol, a
+  // file — once one was written whole). Before that there is nothing that could take over: pausing
+  // would only stop the guest, so it keeps running and the error says why.
+  const replicaMayExist = opts.blackhole ? false : opts.protocol === 'xl' || channel?.kind === 'file' ? checkpoints > 0 : lastAcked > 0;
   if (failure) {
     // the guest must not be lost: it is running (saveDomain resumed it) or we pause it here
     try {
       resumeIfSuspended(xen, domid);
-      if (reason === 'backup-lost' && onLoss === 'pause') {
+      if (reason === 'backup-lost' && onLoss === 'pause' && replicaMayExist) {
         xen.pause(domid);
         guest = 'paused';
       }
     } catch (pe) {
       log(`primary: could not ${onLoss} domain ${domid}: ${(pe as Error).message}`);
     }
+    if (!replicaMayExist && reason === 'backup-lost') reason = 'no-replica';
     log(
-      `primary: backup lost after checkpoint ${checkpoints} (last acknowledged ${lastAcked}): ${failure.message}; ` +
-        (guest === 'paused' ? `guest paused here (the backup may take over; resume it by hand if it does not)` : 'guest continues here unreplicated'),
+      reason === 'no-replica'
+        ? `primary: no replica of domain ${domid} was ever established (no checkpoint acknowledged): ${failure.message}; ` +
+            `nothing can take over, so the guest keeps running here, unreplicated`
+        : `primary: backup lost after checkpoint ${checkpoints} (last acknowledged ${lastAcked}): ${failure.message}; ` +
+            (guest === 'paused' ? `guest paused here (the backup may take over; resume it by hand if it does not)` : 'guest continues here unreplicated'),
     );
     await hooks.stopped?.(failure.message, lastAcked);
   } else {

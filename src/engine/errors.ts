@@ -24,6 +24,10 @@ export const MigrationErrorCode = {
   ERR_PV_STATE: 'ERR_PV_STATE',
   /** another domain holds the name (a rename, or a domain that cannot take its name) */
   ERR_NAME_IN_USE: 'ERR_NAME_IN_USE',
+  /** restore into an existing domain that is not empty or has already run */
+  ERR_DOMAIN_NOT_EMPTY: 'ERR_DOMAIN_NOT_EMPTY',
+  /** the save file cannot be opened for writing (missing directory, a directory, permissions) */
+  ERR_SAVE_FILE: 'ERR_SAVE_FILE',
 } as const;
 export type MigrationErrorCode = (typeof MigrationErrorCode)[keyof typeof MigrationErrorCode];
 

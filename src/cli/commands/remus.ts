@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { openXen } from '../../api.js';
 import { remus, receiveReplica, type CheckpointStat } from '../../checkpoint/index.js';
 import type { Hypervisor, MockHost } from '../../xen/types.js';
+import { parseDestination } from '../../transport/index.js';
 import {
   addHostOptions,
   choice,
@@ -18,6 +19,7 @@ import {
   signalAbort,
   signalExit,
   tlsFrom,
+  UsageError,
   writeOut,
   xenOptions,
   type LogFormat,
@@ -142,9 +144,12 @@ async function runRemus(domid: number, dest: string, o: RemusCli): Promise<numbe
   const sig = signalAbort();
   let xen: Hypervisor | null = null;
   try {
+    const tls = tlsFrom(o);
+    // options first: a replication that cannot connect is refused before the domain is touched
+    if (!o.blackhole && parseDestination(dest).kind === 'tcp' && !tls && !o.insecure)
+      throw new UsageError('tcp:// needs --cert, --key and --ca (mutual TLS), or --insecure (on both ends)');
     xen = openXen(xenOptions(o)).xen;
     const ck = checksumLogger(o.checksumLog, xen);
-    const tls = tlsFrom(o);
     const h = remus(domid, dest, {
       xen,
       intervalMs: o.intervalMs,
@@ -176,7 +181,7 @@ async function runRemus(domid: number, dest: string, o: RemusCli): Promise<numbe
   } catch (e) {
     progress.clear();
     printError(e, log);
-    return EXIT.FAILED;
+    return (e as { code?: string }).code === 'ERR_USAGE' ? EXIT.USAGE : EXIT.FAILED;
   } finally {
     sig.dispose();
     xen?.close();
