@@ -202,7 +202,7 @@ describe('migrate states the source\'s true state', () => {
     }
     const r = await cli(['migrate', String(d), 'tcp://127.0.0.1:1', '--insecure', '--host', h]);
     expect(r.code, r.stderr).toBe(1);
-    expect(r.stderr).toMatch(/the source was not touched by this migration; it is paused/);
+    expect(r.stderr).toMatch(/the source was not touched and is paused/);
     expect(r.stderr).not.toMatch(/runs/);
     expect(await stateOf(h, d)).toMatchObject({ paused: true });
   });
@@ -212,7 +212,7 @@ describe('migrate states the source\'s true state', () => {
     const d = await createDomain(h, 'hvm', '16M');
     const r = await cli(['migrate', String(d), 'tcp://127.0.0.1:1', '--insecure', '--host', h]);
     expect(r.code, r.stderr).toBe(1);
-    expect(r.stderr).toMatch(/the source was not touched by this migration; it is running/);
+    expect(r.stderr).toMatch(/the source was not touched and runs/);
   });
 });
 

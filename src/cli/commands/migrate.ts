@@ -77,15 +77,16 @@ export function sourceState(xen: Hypervisor | null, domid: number): string {
 
 /** What happened to the source, with its state checked with the hypervisor (never assumed). */
 function outcomeText(h: SenderResult | undefined, state: string): string {
+  const now = state === 'running' ? 'runs' : `is ${state}`;
   switch (h?.outcome) {
     case 'not-started':
-      return `the source was not touched by this migration; it is ${state}`;
+      return `the source was not touched and ${now}`;
     case 'resumed':
-      return `the source was resumed; it is ${state}`;
+      return `the source was resumed and ${now}`;
     case 'in-doubt':
-      return `IN DOUBT: the source stays stopped (the receiver may run the guest); resolve by hand; it is ${state}`;
+      return `IN DOUBT: the source stays stopped (the receiver may run the guest); resolve by hand (the source ${now})`;
     case 'resume-failed':
-      return `the source could NOT be resumed; it is ${state}`;
+      return `the source could NOT be resumed and ${now}`;
     default:
       return '';
   }
