@@ -6,7 +6,8 @@
 // Split brain: the primary owns the guest while the backup acknowledges. When ACKs stop (timeout,
 // broken channel) the primary either pauses the guest (default: the backup may be taking over) or
 // keeps it running unreplicated (`onBackupLoss: 'continue'`), and logs the decision with the
-// checkpoint numbers. A guest is never lost: it is paused or running on this host.
+// checkpoint numbers. Before the first ACK no replica exists that could take over: the guest keeps
+// running and the result says 'no-replica'. A guest is never lost: it is paused or running here.
 import { openSync, closeSync } from 'node:fs';
 import { CheckpointState, encodeLibxcRecord, encodeLibxlRecord, StreamWriter } from '../stream/index.js';
 import type { Hypervisor } from '../xen/types.js';
@@ -30,7 +31,7 @@ export interface RemusOptions extends XenOptions {
   colo?: boolean;
   /** ACK(n) must arrive within this many ms of CHECKPOINT_END (default max(2000, 10 × interval)) */
   ackTimeoutMs?: number;
-  /** when ACKs stop: pause the guest (default) or let it continue unreplicated */
+  /** when ACKs stop after at least one ACK: pause the guest (default) or let it continue unreplicated */
   onBackupLoss?: 'pause' | 'continue';
   /** an open channel to the backup (else `dest` is opened) */
   channel?: Channel;

@@ -157,7 +157,7 @@ describe('remus before the first ACK: nothing to protect, the guest keeps runnin
         const port = Number(/listening on port (\d+)/.exec(await backup.waitErr(/listening on port \d+/))![1]);
         return [`tcp://127.0.0.1:${port}`, '--insecure'];
       },
-      /./,
+      /refused the plain TCP connection/,
     ],
     ['a backup that never acknowledges', async () => [`tcp://127.0.0.1:${await mutedBackup()}`, '--insecure', '--ack-timeout-ms', '500'], /no ACK\(1\) within 500 ms/],
   ];

@@ -91,7 +91,7 @@ export function register(program: Command): void {
     .option('-b, --blackhole', 'discard the stream (measure the overhead; no backup)')
     .option('--colo', 'COLO: the secondary runs too; checkpoint on divergence or the interval')
     .option('--ack-timeout-ms <ms>', 'backup lost when ACK(n) does not come within MS (default max(2000, 10 x interval))', parseIntArg('ack-timeout-ms', 1))
-    .option('--on-backup-loss <what>', 'pause the guest (default) or let it continue unreplicated', choice('on-backup-loss', ['pause', 'continue'] as const), 'pause')
+    .option('--on-backup-loss <what>', 'after the first ACK: pause the guest (default) or let it continue unreplicated', choice('on-backup-loss', ['pause', 'continue'] as const), 'pause')
     .option('--max-checkpoints <n>', 'stop after N checkpoints', parseIntArg('max-checkpoints', 1))
     .option('--insecure', 'plain TCP (both ends must say so)')
     .option('--cert <file>', 'TLS certificate')
