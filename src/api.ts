@@ -200,8 +200,9 @@ export async function restore(source: string | number | Readable | Uint8Array, o
   const { xen, owned } = openXen(opts);
   // restoring into an existing domain: it is ours for the restore (restoreDomain then checks that it
   // is empty and never ran); a domain the restore builds is new and nobody else's
-  const lock = opts.domid !== undefined ? lockDomain(xen, opts.domid, 'restore') : null;
+  let lock: ReturnType<typeof lockDomain> | null = null;
   try {
+    if (opts.domid !== undefined) lock = lockDomain(xen, opts.domid, 'restore');
     const input: StreamInput = isReadable(source) ? new ReadableByteSource(source) : (source as StreamInput);
     const builder = opts.builder ?? (opts.domid === undefined ? await defaultBuilder(xen) : undefined);
     const r = await restoreDomain({
