@@ -1,8 +1,8 @@
 // The scripting API: save, restore, migrate and receive as promises, with AbortSignal, progress,
 // replaceable callbacks and a precopy policy. The CLI is a thin shell over these.
-import { createWriteStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { open as openFile, type FileHandle } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
-import { once } from 'node:events';
 import { ReadableByteSource } from './stream/readable-source.js';
 import { StreamWriter, type StreamInput } from './stream/index.js';
 import type { Hypervisor } from './xen/types.js';
@@ -18,6 +18,7 @@ import { domainTypeOf, type DomainConfig } from './toolstack/config.js';
 import { noEmulator, type EmulatorStateProvider } from './toolstack/emulator.js';
 import { hostNames, MIGRATED_AWAY_SUFFIX, type DomainNames } from './toolstack/names.js';
 import { destroyDomain } from './toolstack/destroy.js';
+import { lockDomain } from './toolstack/domain-lock.js';
 import {
   listen,
   openDestination,
@@ -103,12 +104,6 @@ function policyOf(p: TransferOptions['policy']): PrecopyPolicy | undefined {
   return typeof p === 'function' ? p : makePrecopyPolicy(p);
 }
 
-async function closeWritable(ws: Writable): Promise<void> {
-  if (ws.writableFinished) return;
-  ws.end();
-  await once(ws, 'finish');
-}
-
 // ---------------------------------------------------------------------------------------------
 // save / restore
 
@@ -126,12 +121,35 @@ export interface SaveResult {
   source: 'destroyed' | 'running';
 }
 
+/**
+ * Open a save file for writing, before the domain is touched: a missing directory, a directory or
+ * a file that cannot be written is an ERR_SAVE_FILE error (with the errno's code as `errno`).
+ * Opened off the main thread: a FIFO waits for its reader without blocking signals.
+ */
+export async function openSaveFile(path: string, domid: number): Promise<FileHandle> {
+  try {
+    return await openFile(path, 'w', 0o600);
+  } catch (e) {
+    const x = e as NodeJS.ErrnoException;
+    const why =
+      x.code === 'ENOENT' ? 'its directory does not exist' : x.code === 'EISDIR' ? 'it is a directory' : x.code === 'EACCES' ? 'permission denied' : x.message;
+    throw Object.assign(
+      new MigrationError(MigrationErrorCode.ERR_SAVE_FILE, `cannot write the save file ${path}: ${why}; domain ${domid} was not touched`, { cause: e }),
+      { path },
+    );
+  }
+}
+
 /** Save a domain to a file path, an fd, or a Writable. */
 export async function save(domid: number, target: string | number | Writable, opts: SaveOptions = {}): Promise<SaveResult> {
   const { xen, owned } = openXen(opts);
-  const ws = typeof target === 'string' ? createWriteStream(target) : null;
+  let file: FileHandle | null = null;
+  let lock: ReturnType<typeof lockDomain> | null = null;
   try {
-    const out = ws ?? target;
+    // refused before the domain is touched: another operation holds it, or the file cannot be written
+    lock = lockDomain(xen, domid, 'save');
+    if (typeof target === 'string') file = await openSaveFile(target, domid);
+    const out = file ? file.fd : target;
     const policy = policyOf(opts.policy);
     const r = await saveDomain({
       xen,
@@ -147,17 +165,20 @@ export async function save(domid: number, target: string | number | Writable, op
       ...(opts.emulator ? { emulator: opts.emulator } : {}),
       ...(opts.config ? { config: opts.config } : {}),
     });
-    if (ws) await closeWritable(ws);
+    if (file) {
+      const f = file;
+      file = null;
+      await f.close();
+    }
     if (opts.keepRunning) {
       await r.resumeSource();
       return { domid, stats: r.stats, source: 'running' };
     }
     await destroyDomain(xen, domid);
     return { domid, stats: r.stats, source: 'destroyed' };
-  } catch (e) {
-    ws?.destroy();
-    throw e;
   } finally {
+    await file?.close().catch(() => undefined);
+    lock?.release();
     if (owned) xen.close();
   }
 }
@@ -183,7 +204,11 @@ export interface RestoreResult {
 /** Restore from a file path, fd, Readable or bytes. */
 export async function restore(source: string | number | Readable | Uint8Array, opts: RestoreOptions = {}): Promise<RestoreResult> {
   const { xen, owned } = openXen(opts);
+  // restoring into an existing domain: it is ours for the restore (restoreDomain then checks that it
+  // is empty and never ran); a domain the restore builds is new and nobody else's
+  let lock: ReturnType<typeof lockDomain> | null = null;
   try {
+    if (opts.domid !== undefined) lock = lockDomain(xen, opts.domid, 'restore');
     const input: StreamInput = isReadable(source) ? new ReadableByteSource(source) : (source as StreamInput);
     const builder = opts.builder ?? (opts.domid === undefined ? await defaultBuilder(xen) : undefined);
     const r = await restoreDomain({
@@ -200,6 +225,7 @@ export async function restore(source: string | number | Readable | Uint8Array, o
     });
     return { domid: r.domid, stats: r.stats, config: r.config };
   } finally {
+    lock?.release();
     if (owned) xen.close();
   }
 }
@@ -258,7 +284,10 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
   let suspendedAt = 0;
   let streamEndAt = 0;
   let receivedAt = 0;
+  let lock: ReturnType<typeof lockDomain> | null = null;
   try {
+    // before anything else (even the connection): a second operation on the domain is refused here
+    lock = lockDomain(xen, domid, 'migrate');
     const channel =
       opts.channel ??
       (await openDestination(dest, {
@@ -365,6 +394,7 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
     }
     return { domid, stats, handshake, downtimeMs, timings };
   } finally {
+    lock?.release();
     if (owned) xen.close();
   }
 }

@@ -30,6 +30,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   hdr.Set("getinfoSingle", Napi::Boolean::New(env, false));
 #endif
   exports.Set("build", hdr);
+  exports.Set("lockFile", Napi::Function::New(env, LockFile, "lockFile"));
   InitInterface(env, exports, data);
   InitMapping(env, exports, data);
   InitBuilder(env, exports);

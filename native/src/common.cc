@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include <fcntl.h>
+
 namespace xenmig {
 
 namespace {
@@ -165,6 +167,26 @@ std::pair<uint32_t *, size_t> ArgU32Array(const Napi::CallbackInfo &info, size_t
     ThrowType(info.Env(), name, "a Uint32Array");
   auto a = v.As<Napi::Uint32Array>();
   return {a.Data(), a.ElementLength()};
+}
+
+// lockFile(fd, op) -> bool: an open-file-description record lock on the whole file
+// (fcntl F_OFD_SETLK; op 0 = unlock, 1 = exclusive, 2 = shared), never waiting. false when another
+// open file description holds a conflicting lock (EAGAIN/EACCES); any other failure throws. The
+// kernel drops the lock when the last descriptor of the description closes (a killed holder too);
+// it conflicts with classic POSIX fcntl locks such as libxl's.
+Napi::Value LockFile(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = ArgI32(info, 0, "fd");
+  uint32_t op = ArgU32(info, 1, "op");
+  if (op > 2) throw Napi::RangeError::New(env, "op must be 0 (unlock), 1 (exclusive) or 2 (shared)");
+  struct flock fl;
+  std::memset(&fl, 0, sizeof(fl));
+  fl.l_type = op == 0 ? F_UNLCK : op == 1 ? F_WRLCK : F_RDLCK;
+  fl.l_whence = SEEK_SET;  // l_start = l_len = 0: the whole file; l_pid must be 0 for OFD locks
+  if (fcntl(fd, F_OFD_SETLK, &fl) == 0) return Napi::Boolean::New(env, true);
+  int err = errno;
+  if (op != 0 && (err == EAGAIN || err == EACCES)) return Napi::Boolean::New(env, false);
+  ThrowXen(env, "fcntl", err, "F_OFD_SETLK fd " + std::to_string(fd));
 }
 
 }  // namespace xenmig

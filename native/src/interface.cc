@@ -140,6 +140,8 @@ class Interface : public Napi::ObjectWrap<Interface> {
     o.Set("sharedInfoFrame", Napi::Number::New(env, static_cast<double>(d.shared_info_frame)));
     o.Set("maxVcpuId", Napi::Number::New(env, d.max_vcpu_id));
     o.Set("onlineVcpus", Napi::Number::New(env, d.nr_online_vcpus));
+    o.Set("handle", Napi::Buffer<uint8_t>::Copy(env, d.handle, sizeof(d.handle)));
+    o.Set("cpuTime", Napi::Number::New(env, static_cast<double>(d.cpu_time)));
     return o;
   }
 
@@ -160,6 +162,8 @@ class Interface : public Napi::ObjectWrap<Interface> {
     o.Set("sharedInfoFrame", Napi::Number::New(env, static_cast<double>(d.shared_info_frame)));
     o.Set("maxVcpuId", Napi::Number::New(env, d.max_vcpu_id));
     o.Set("onlineVcpus", Napi::Number::New(env, d.nr_online_vcpus));
+    o.Set("handle", Napi::Buffer<uint8_t>::Copy(env, d.handle, sizeof(d.handle)));
+    o.Set("cpuTime", Napi::Number::New(env, static_cast<double>(d.cpu_time)));
     return o;
   }
 #endif

@@ -7,7 +7,8 @@
 // Split brain: the primary owns the guest while the backup acknowledges. When ACKs stop (timeout,
 // broken channel) the primary either pauses the guest (default: the backup may be taking over) or
 // keeps it running unreplicated (`onBackupLoss: 'continue'`), and logs the decision with the
-// checkpoint numbers. A guest is never lost: it is paused or running on this host.
+// checkpoint numbers. Before the first ACK no replica exists that could take over: the guest keeps
+// running and the result says 'no-replica'. A guest is never lost: it is paused or running here.
 import { openSync, closeSync } from 'node:fs';
 import { CheckpointState, encodeLibxcRecord, encodeLibxlRecord, StreamWriter } from '../stream/index.js';
 import type { Hypervisor } from '../xen/types.js';
@@ -15,6 +16,7 @@ import { openXen, type XenOptions } from '../api.js';
 import { saveDomain, sourceConfig, suspendDomain, resumeDomain, zeroCopySafe } from '../toolstack/save.js';
 import { requiredDeviceCapabilities } from '../toolstack/devices.js';
 import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
+import { lockDomain } from '../toolstack/domain-lock.js';
 import type { DomainConfig } from '../toolstack/config.js';
 import type { EmulatorStateProvider } from '../toolstack/emulator.js';
 import type { SaveStats } from '../engine/save/types.js';
@@ -33,7 +35,7 @@ export interface RemusOptions extends XenOptions {
   colo?: boolean;
   /** ACK(n) must arrive within this many ms of CHECKPOINT_END (default max(2000, 10 × interval)) */
   ackTimeoutMs?: number;
-  /** when ACKs stop: pause the guest (default) or let it continue unreplicated */
+  /** when ACKs stop after at least one ACK: pause the guest (default) or let it continue unreplicated */
   onBackupLoss?: 'pause' | 'continue';
   /** an open channel to the backup (else `dest` is opened) */
   channel?: Channel;
@@ -84,8 +86,8 @@ export interface RemusResult {
   domid: number;
   checkpoints: number;
   lastAcked: number;
-  /** why replication ended ('refused': network buffering could not be set up; nothing was started) */
-  reason: 'stopped' | 'max-checkpoints' | 'backup-lost' | 'aborted' | 'refused';
+  /** why replication ended ('refused': network buffering could not be set up, nothing was started; 'no-replica': lost before any replica existed, the guest runs on) */
+  reason: 'stopped' | 'max-checkpoints' | 'backup-lost' | 'no-replica' | 'aborted' | 'refused';
   /** the guest on this host afterwards */
   guest: 'running' | 'paused';
   error?: Error;
@@ -246,7 +248,7 @@ export function remus(domid: number, dest: string, opts: RemusOptions = {}): Rem
     },
     { once: true },
   );
-  const done = run(domid, dest, opts, {
+  const done = runLocked(domid, dest, opts, {
     push,
     stopRequested: () => stopRequested,
     stopSignal: stopCtl.signal,
@@ -285,6 +287,21 @@ interface RunCtl {
   stopRequested(): boolean;
   stopSignal: AbortSignal;
   acked(n: number): void;
+}
+
+/** The domain is this replication's for its whole run: a second operation on it is refused (ERR_DOMAIN_BUSY). */
+async function runLocked(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl): Promise<RemusResult> {
+  const { xen, owned } = openXen(opts);
+  try {
+    const lock = lockDomain(xen, domid, opts.colo ? 'colo' : 'remus');
+    try {
+      return await run(domid, dest, { ...opts, xen }, ctl);
+    } finally {
+      lock.release();
+    }
+  } finally {
+    if (owned) xen.close();
+  }
 }
 
 async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl): Promise<RemusResult> {
@@ -542,20 +559,28 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
   }
 
   let guest: RemusResult['guest'] = 'running';
+  // A replica may exist once the backup acknowledged a checkpoint (without ACKs — xl's protocol, a
+  // file — once one was written whole). Before that there is nothing that could take over: pausing
+  // would only stop the guest, so it keeps running and the error says why.
+  const replicaMayExist = opts.blackhole ? false : opts.protocol === 'xl' || channel?.kind === 'file' ? checkpoints > 0 : lastAcked > 0;
   if (failure) {
     // the guest must not be lost: it is running (saveDomain resumed it) or we pause it here
     try {
       await resumeIfSuspended(xen, domid);
-      if (reason === 'backup-lost' && onLoss === 'pause') {
+      if (reason === 'backup-lost' && onLoss === 'pause' && replicaMayExist) {
         xen.pause(domid);
         guest = 'paused';
       }
     } catch (pe) {
       log(`primary: could not ${onLoss} domain ${domid}: ${(pe as Error).message}`);
     }
+    if (!replicaMayExist && reason === 'backup-lost') reason = 'no-replica';
     log(
-      `primary: backup lost after checkpoint ${checkpoints} (last acknowledged ${lastAcked}): ${failure.message}; ` +
-        (guest === 'paused' ? `guest paused here (the backup may take over; resume it by hand if it does not)` : 'guest continues here unreplicated'),
+      reason === 'no-replica'
+        ? `primary: no replica of domain ${domid} was ever established (no checkpoint acknowledged): ${failure.message}; ` +
+            `nothing can take over, so the guest keeps running here, unreplicated`
+        : `primary: backup lost after checkpoint ${checkpoints} (last acknowledged ${lastAcked}): ${failure.message}; ` +
+            (guest === 'paused' ? `guest paused here (the backup may take over; resume it by hand if it does not)` : 'guest continues here unreplicated'),
     );
     closeNetBuffer(netBuffer, guest, log);
     await hooks.stopped?.(failure.message, lastAcked);

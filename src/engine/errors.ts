@@ -28,6 +28,10 @@ export const MigrationErrorCode = {
   ERR_UNSUPPORTED_DEVICE: 'ERR_UNSUPPORTED_DEVICE',
   /** setting up a device of the destination failed (the half-built domain is destroyed) */
   ERR_DEVICE: 'ERR_DEVICE',
+  /** restore into an existing domain that is not empty or has already run */
+  ERR_DOMAIN_NOT_EMPTY: 'ERR_DOMAIN_NOT_EMPTY',
+  /** the save file cannot be opened for writing (missing directory, a directory, permissions) */
+  ERR_SAVE_FILE: 'ERR_SAVE_FILE',
 } as const;
 export type MigrationErrorCode = (typeof MigrationErrorCode)[keyof typeof MigrationErrorCode];
 

@@ -160,6 +160,10 @@ export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainR
   const callbacks: RestoreCallbacks = { ...opts.callbacks };
   if (streamType !== 'plain') callbacks.checkpoint = opts.callbacks?.checkpoint ?? checkpoint;
 
+  // An existing domain: refused before the stream is read unless it is empty and never ran. On any
+  // failure later it is never destroyed (this restore did not create it): it is left paused.
+  if (opts.domid !== undefined) checkEmptyNeverRan(xen, opts.domid);
+
   let stats: RestoreStats | null = null;
   try {
     // headers
@@ -226,17 +230,15 @@ export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainR
     if (domid !== undefined) {
       const what = opts.onFailure ?? 'destroy';
       try {
-        if (what === 'destroy' && (built || opts.domid !== undefined)) {
-          if (built && opts.builder) await opts.builder.destroy(domid);
+        if (what === 'destroy' && built) {
+          if (opts.builder) await opts.builder.destroy(domid);
           else xen.destroy(domid);
           Object.assign(e as object, { destination: 'destroyed', domid });
         } else {
-          try {
-            xen.pause(domid);
-          } catch {
-            /* already paused */
-          }
-          Object.assign(e as object, { destination: 'left paused', domid });
+          // asked to keep it, or not ours to destroy: paused — as the hypervisor confirms
+          const state = pauseIfPresent(xen, domid);
+          const destination = state === 'paused' ? (built ? 'left paused' : 'left paused (it was not created by this restore)') : state;
+          Object.assign(e as object, { destination, domid });
         }
       } catch (de) {
         Object.assign(e as object, { destination: 'cleanup failed', cleanupError: de, domid });
@@ -244,4 +246,42 @@ export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainR
     }
     throw e;
   }
+}
+
+/**
+ * Restore into an existing domain only when it is empty and never ran: no memory (tot_pages 0) and
+ * no CPU time used (cpu_time 0: its vCPUs were never scheduled, i.e. it was created paused and never
+ * unpaused). Without cpu_time from the hypervisor: no memory and paused. Anything else holds a guest
+ * (or held one) that a restore would overwrite.
+ */
+export function checkEmptyNeverRan(xen: Hypervisor, domid: number): void {
+  const info = xen.domainInfo(domid);
+  const ran = info.cpuTime !== undefined ? info.cpuTime > 0 : !info.paused;
+  if (info.totPages === 0 && !ran && !info.dying && !info.shutdown) return;
+  const why = [
+    info.totPages > 0 ? `it has ${info.totPages} pages of memory` : '',
+    ran ? (info.cpuTime !== undefined ? 'it has already run' : 'it is not paused') : '',
+    info.dying ? 'it is being destroyed' : '',
+    info.shutdown ? 'it is shut down' : '',
+  ].filter(Boolean);
+  throw new MigrationError(
+    MigrationErrorCode.ERR_DOMAIN_NOT_EMPTY,
+    `refusing to restore into domain ${domid}: ${why.join(', ')}. A restore goes only into an empty domain that never ran ` +
+      `(created paused, no memory); leave DOMID out to restore into a new domain. Domain ${domid} was not touched`,
+  );
+}
+
+/** Pause domid if it still exists; what the hypervisor then says: 'paused', 'gone' or 'not paused'. */
+function pauseIfPresent(xen: Hypervisor, domid: number): string {
+  const state = () => {
+    try {
+      return xen.domainInfo(domid).paused ? 'paused' : 'not paused';
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ESRCH') return 'gone';
+      throw e;
+    }
+  };
+  if (state() === 'not paused') xen.pause(domid);
+  const s = state();
+  return s === 'gone' ? 'gone (the domain no longer exists)' : s;
 }

@@ -175,6 +175,12 @@ function checkIndices(m: NativeBackedMapping, v: unknown): Uint32Array {
   return v;
 }
 
+/** 16 handle bytes as Xen prints a uuid (8-4-4-4-12 lower-case hex). */
+export function uuidText(h: Uint8Array): string {
+  const x = Buffer.from(h.buffer, h.byteOffset, h.byteLength).toString('hex').padEnd(32, '0');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
+}
+
 // ---- Hypervisor ------------------------------------------------------------------------------
 
 export interface OpenOptions extends LoadOptions {}
@@ -232,6 +238,8 @@ export class NativeHypervisor implements Hypervisor {
       // shared_info.arch.max_pfn - 1, the guest's own max pfn.
       maxPfn: this.native.maxGpfn(raw.domid),
       guestWidth: type === 'hvm' ? 8 : this.native.guestWidth(raw.domid),
+      ...(raw.handle ? { uuid: uuidText(raw.handle) } : {}),
+      ...(raw.cpuTime !== undefined ? { cpuTime: raw.cpuTime } : {}),
     };
   }
 

@@ -30,6 +30,10 @@ export interface NativeDomainInfo {
   sharedInfoFrame: number;
   maxVcpuId: number;
   onlineVcpus: number;
+  /** xen_domain_handle_t (the domain's uuid; all zeros when none was given) */
+  handle?: Uint8Array;
+  /** ns of CPU the domain's vCPUs have used (0: never ran) */
+  cpuTime?: number;
 }
 
 export interface NativeMapping {
@@ -119,6 +123,8 @@ export interface NativeAddon {
     msrEntry: number;
   };
   readonly build: { domctlInterfaceVersion: number; getinfoSingle: boolean };
+  /** fcntl(fd, F_OFD_SETLK) on the whole file, never waiting: op 0 unlock, 1 exclusive, 2 shared; false = held elsewhere */
+  lockFile?(fd: number, op: 0 | 1 | 2): boolean;
   Interface: new () => NativeInterface;
   Mapping: abstract new () => NativeMapping;
   writePages(fd: number, header: Uint8Array, m: NativeMapping, indices: Uint32Array): Promise<number>;

@@ -25,6 +25,10 @@ export interface DomainInfo {
   maxPfn: number;
   /** 4 or 8 for PV guests (xc_domain_get_guest_width); 8 for HVM */
   guestWidth: number;
+  /** the domain handle as a uuid (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx; all zeros when none was given) */
+  uuid?: string;
+  /** ns of CPU time used by its vCPUs: 0 = it never ran */
+  cpuTime?: number;
 }
 
 export interface XenError extends Error {

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { migrate, openXen } from '../../api.js';
 import { parseDestination, type HandshakeProtocol, type SenderResult } from '../../transport/index.js';
+import type { Hypervisor } from '../../xen/types.js';
 import { checksumAtSuspend } from '../hooks.js';
 import { Clock, progressHandler, queryMigrate, summaryLine } from '../stats.js';
 import {
@@ -61,16 +62,32 @@ export function register(program: Command): void {
   });
 }
 
-function outcomeText(h: SenderResult | undefined): string {
+/** The source's state as the hypervisor reports it now. */
+export function sourceState(xen: Hypervisor | null, domid: number): string {
+  if (!xen) return 'in an unknown state (the hypervisor could not be opened)';
+  try {
+    const i = xen.domainInfo(domid);
+    if (i.dying) return 'being destroyed';
+    if (i.shutdown) return i.shutdownReason === 2 ? 'suspended' : `shut down (reason ${i.shutdownReason})`;
+    return i.paused ? 'paused' : 'running';
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ESRCH') return 'gone (no such domain)';
+    return `in an unknown state (${(e as Error).message})`;
+  }
+}
+
+/** What happened to the source, with its state checked with the hypervisor (never assumed). */
+function outcomeText(h: SenderResult | undefined, state: string): string {
+  const now = state === 'running' ? 'runs' : `is ${state}`;
   switch (h?.outcome) {
     case 'not-started':
-      return 'the source was not touched and runs';
+      return `the source was not touched and ${now}`;
     case 'resumed':
-      return 'the source was resumed and runs';
+      return `the source was resumed and ${now}`;
     case 'in-doubt':
-      return 'IN DOUBT: the source stays stopped (the receiver may run the guest); resolve by hand';
+      return `IN DOUBT: the source stays stopped (the receiver may run the guest); resolve by hand (the source ${now})`;
     case 'resume-failed':
-      return 'the source could NOT be resumed';
+      return `the source could NOT be resumed and ${now}`;
     default:
       return '';
   }
@@ -142,7 +159,7 @@ async function runMigrate(domid: number, dest: string, o: MigrateCliOptions): Pr
     const usage = (e as { code?: string }).code === 'ERR_USAGE';
     printError(signal ? abortedBy(signal, e) : e, log);
     // without a handshake the failure came before it (options, connect, TLS): the domain was not touched
-    const text = h ? outcomeText(h) : usage ? '' : outcomeText({ outcome: 'not-started' } as SenderResult);
+    const text = usage ? '' : outcomeText(h ?? ({ outcome: 'not-started' } as SenderResult), sourceState(xen, domid));
     if (text) log.info(text, h ? { step: h.step } : {});
     await emit(queryMigrate({ clock, stats: null, guestBytes, downtimeMs: null, error: e, cancelled: signal !== null, extra: { outcome: h?.outcome ?? 'not-started', step: h?.step } }));
     if (h && !h.sourceRuns) return EXIT.IN_DOUBT;

@@ -46,11 +46,12 @@ export function register(program: Command): void {
       .description('create a domain (running, memory populated); prints its domid')
       .requiredOption('--type <type>', 'hvm or pv', choice('type', ['hvm', 'pv'] as const))
       .requiredOption('--memory <size>', 'memory size (e.g. 64M)', (s) => parseSize(s, 'memory'))
-      .option('--vcpus <n>', 'vCPUs', parseIntArg('vcpus', 1, 512), 1),
-  ).action(async (o: HostOpts & { type: 'hvm' | 'pv'; memory: number; vcpus: number }) => {
+      .option('--vcpus <n>', 'vCPUs', parseIntArg('vcpus', 1, 512), 1)
+      .option('--empty', 'an empty domain that never ran (paused, no memory): a target for restore FILE DOMID'),
+  ).action(async (o: HostOpts & { type: 'hvm' | 'pv'; memory: number; vcpus: number; empty?: boolean }) => {
     process.exitCode = await withHost(o, async (h) => {
       if (o.memory % 4096) throw new UsageError('--memory must be a multiple of 4 KiB');
-      const domid = h.createDomain({ type: o.type, pages: o.memory / 4096, vcpus: o.vcpus });
+      const domid = h.createDomain({ type: o.type, pages: o.memory / 4096, vcpus: o.vcpus, populate: !o.empty });
       await writeOut(`${domid}\n`);
       return EXIT.OK;
     });

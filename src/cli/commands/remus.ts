@@ -9,6 +9,7 @@ import type { Hypervisor, MockHost } from '../../xen/types.js';
 import { createNetBuffer, vifInterfaces, type NetBuffer } from '../../netbuf/index.js';
 import type { DomainConfig } from '../../toolstack/config.js';
 import { libxlStoredConfig } from '../../toolstack/libxl-config.js';
+import { parseDestination } from '../../transport/index.js';
 import {
   addConfigOption,
   addHostOptions,
@@ -100,7 +101,7 @@ export function register(program: Command): void {
     .option('-b, --blackhole', 'discard the stream (measure the overhead; no backup)')
     .option('--colo', 'COLO: the secondary runs too; checkpoint on divergence or the interval')
     .option('--ack-timeout-ms <ms>', 'backup lost when ACK(n) does not come within MS (default max(2000, 10 x interval))', parseIntArg('ack-timeout-ms', 1))
-    .option('--on-backup-loss <what>', 'pause the guest (default) or let it continue unreplicated', choice('on-backup-loss', ['pause', 'continue'] as const), 'pause')
+    .option('--on-backup-loss <what>', 'after the first ACK: pause the guest (default) or let it continue unreplicated', choice('on-backup-loss', ['pause', 'continue'] as const), 'pause')
     .option('--max-checkpoints <n>', 'stop after N checkpoints', parseIntArg('max-checkpoints', 1))
     .option('--insecure', 'plain TCP (both ends must say so)')
     .option('--cert <file>', 'TLS certificate')
@@ -157,11 +158,14 @@ async function runRemus(domid: number, dest: string | undefined, o: RemusCli): P
   const sig = signalAbort();
   let xen: Hypervisor | null = null;
   try {
-    xen = openXen(xenOptions(o)).xen;
-    const ck = checksumLogger(o.checksumLog, xen);
     const tls = tlsFrom(o);
+    // options first: a replication that cannot connect is refused before the domain is touched
     if (dest === undefined && !o.blackhole) throw new UsageError('remus needs a destination (or --blackhole, as xl remus -b)');
     if (dest !== undefined && o.blackhole) throw new UsageError('--blackhole discards the stream: give no destination');
+    if (dest !== undefined && parseDestination(dest).kind === 'tcp' && !tls && !o.insecure)
+      throw new UsageError('tcp:// needs --cert, --key and --ca (mutual TLS), or --insecure (on both ends)');
+    xen = openXen(xenOptions(o)).xen;
+    const ck = checksumLogger(o.checksumLog, xen);
     const config = remusConfig(xen, domid, o);
     const netBuffer = remusNetBuffer(domid, config, o, log);
     const h = remus(domid, dest ?? '/dev/null', {

@@ -49,7 +49,10 @@ async function runRestore(file: string, domid: number | undefined, o: RestoreCli
   } catch (e) {
     printError(e, log);
     const d = (e as { destination?: string; domid?: number }).destination;
-    if (d) log.info(`the half-restored domain ${(e as { domid?: number }).domid} was ${d}`);
+    const dd = (e as { domid?: number }).domid;
+    if (d?.startsWith('gone')) log.info(`domain ${dd} no longer exists`);
+    else if (d === 'not paused') log.info(`the half-restored domain ${dd} could NOT be paused`);
+    else if (d) log.info(`the half-restored domain ${dd} was ${d}`);
     return signalExit(sig.received()) ?? EXIT.FAILED;
   } finally {
     sig.dispose();
