@@ -9,6 +9,7 @@ import { localisePageTable, presentPfns } from '../pv/pagetable.js';
 import { localiseVcpu } from '../pv/vcpu.js';
 import { applyTsc, PolicyStash } from './hvm.js';
 import type { RestoreContext, RestoreOps } from './types.js';
+import { isXenError } from '../../xen/hypervisor.js';
 
 /** entries per p2m page (64-bit guest) */
 const FPP = 512;
@@ -60,6 +61,15 @@ export function pvRestoreOps(opts: PvRestoreOptions = {}): RestoreOps & { result
   /** pfns pinned by an earlier completion (pinning twice is an error in Xen) */
   const pinned = new Set<number>();
 
+  /** Xen refusing the guest's page tables (type conflicts, cycles, writable mappings of tables). */
+  const refused = (ctx: RestoreContext, f: () => void, what: string) => {
+    try {
+      f();
+    } catch (e) {
+      if (!isXenError(e)) throw e;
+      throw new MigrationError(MigrationErrorCode.ERR_PV_STATE, `Xen refused the ${what}: ${e.code} (the stream's page tables are invalid)`, { domid: ctx.domid, cause: e });
+    }
+  };
   const pvError = (ctx: RestoreContext, msg: string, code: MigrationErrorCode = MigrationErrorCode.ERR_PV_STATE, pfn?: number) =>
     new MigrationError(code, msg, { domid: ctx.domid, ...(pfn !== undefined ? { pfn } : {}) });
 
@@ -294,7 +304,8 @@ export function pvRestoreOps(opts: PvRestoreOptions = {}): RestoreOps & { result
         const s = vcpus[id]!;
         if (basic) {
           if (id === 0) startInfo(ctx, basic);
-          ctx.xen.vcpuContextSet(ctx.domid, id, basic);
+          // loading cr3 makes Xen validate and type the whole page-table tree
+          refused(ctx, () => ctx.xen.vcpuContextSet(ctx.domid, id, basic), `vcpu${id}'s context (its cr3 page-table tree)`);
         }
         if (s.extended) ctx.xen.vcpuExtendedSet(ctx.domid, id, s.extended);
         if (s.xsave) ctx.xen.vcpuXsaveSet(ctx.domid, id, s.xsave);
@@ -306,7 +317,7 @@ export function pvRestoreOps(opts: PvRestoreOptions = {}): RestoreOps & { result
       let lv: number[] = [];
       const flush = () => {
         if (!mf.length) return;
-        ctx.xen.pinTables(ctx.domid, BigUint64Array.from(mf, (x) => BigInt(x)), Uint8Array.from(lv));
+        refused(ctx, () => ctx.xen.pinTables(ctx.domid, BigUint64Array.from(mf, (x) => BigInt(x)), Uint8Array.from(lv)), `pin of ${mf.length} page tables`);
         mf = [];
         lv = [];
       };
