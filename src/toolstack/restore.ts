@@ -79,6 +79,7 @@ export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainR
       : new StreamCursor(opts.input, {
           reader: { lazyPageData: true, ...(opts.stopAtEnd ? { afterEnd: 'stop' as const } : {}) },
           validator: { streamType, reserved: strict, padding: strict },
+          ...(opts.signal ? { signal: opts.signal } : {}),
         });
 
   let domid: number | undefined = opts.domid;

@@ -1,7 +1,7 @@
 // Runs `xenmig ARGS` as a real process under supervision: a deadline, and a watchdog on its
 // resident memory (polled from /proc, so a runaway process is stopped long before it can hurt the
 // machine). Reports the exit status, output and the peak RSS seen (VmHWM).
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { CLI, cleanEnv, REPO } from '../cli/helpers.js';
 
@@ -23,8 +23,8 @@ export interface SuperviseOptions {
   /** bytes written to stdin (then closed), or 'open' to keep stdin open and silent */
   input?: Buffer | 'open';
   env?: NodeJS.ProcessEnv;
-  /** called once the process runs (e.g. to signal it later) */
-  onStart?: (pid: number) => void;
+  /** called once the process runs (e.g. to feed or signal it later) */
+  onStart?: (child: ChildProcess) => void;
   everyMs?: number;
 }
 
@@ -55,7 +55,7 @@ export function supervise(args: string[], o: SuperviseOptions): Promise<Supervis
     child.stdin!.on('error', () => undefined); // the process may refuse the stream early
     child.stdin!.end(o.input);
   } else if (o.input === 'open') child.stdin!.on('error', () => undefined);
-  if (child.pid !== undefined) o.onStart?.(child.pid);
+  o.onStart?.(child);
   const poll = setInterval(() => {
     if (child.pid === undefined || child.exitCode !== null) return;
     peak = Math.max(peak, hwmKb(child.pid));
@@ -76,7 +76,7 @@ export function supervise(args: string[], o: SuperviseOptions): Promise<Supervis
     child.once('close', (code, signal) => {
       clearInterval(poll);
       clearTimeout(deadline);
-      if (o.input === 'open') child.stdin!.destroy();
+      if (o.input === 'open') child.stdin?.destroy();
       resolve({ code, signal, stdout, stderr, peakRssKb: peak, killed, ms: performance.now() - t0 });
     });
   });

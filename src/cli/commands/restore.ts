@@ -34,7 +34,9 @@ async function runRestore(file: string, domid: number | undefined, o: RestoreCli
   const log = new Log(o.logFormat);
   const sig = signalAbort();
   try {
-    const r = await restore(file === '-' ? 0 : file, {
+    // stdin as a stream, not fd 0: a thread-pool read blocked on a silent pipe would keep the
+    // process from exiting after an interrupt
+    const r = await restore(file === '-' ? process.stdin : file, {
       ...xenOptions(o),
       ...(domid !== undefined ? { domid } : {}),
       paused: o.paused ?? false,

@@ -15,7 +15,7 @@ import {
 import type { Hypervisor, Mapping } from '../../xen/types.js';
 import { SparsePfnSet } from '../bitmap.js';
 import type { StreamCursor } from '../cursor.js';
-import { MigrationError, MigrationErrorCode, throwIfAborted } from '../errors.js';
+import { abortable, MigrationError, MigrationErrorCode, throwIfAborted } from '../errors.js';
 import { hvmRestoreOps } from './hvm.js';
 import type { RestoreCallbacks, RestoreContext, RestoreOps, RestoreStats, RestoreStreamType } from './types.js';
 
@@ -254,7 +254,7 @@ class RestoreEngine implements RestoreContext {
         throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, `checkpoint exceeds ${this.maxBuffered} buffered bytes`, { domid: this.domid });
       payload = new Uint8Array(len);
       try {
-        if (r.readPayloadInto) await r.readPayloadInto(payload);
+        if (r.readPayloadInto) await abortable(r.readPayloadInto(payload), this.opts.signal);
         else if (r.data) payload.set(r.data);
       } catch (e) {
         // a read error inside a buffered checkpoint is a broken channel (xg_sr_restore.c: failover)
@@ -361,6 +361,7 @@ class RestoreEngine implements RestoreContext {
     const frames = new BigUint64Array(dataIdx.length);
     for (let j = 0; j < dataIdx.length; j++) frames[j] = BigInt(this.ops.pfnToFrame(pfns[dataIdx[j]!]!));
     let m: Mapping | null = null;
+    let pending: Promise<unknown> | null = null;
     try {
       m = this.xen.map(this.domid, frames, 'rw');
       for (let j = 0; j < m.errors.length; j++) {
@@ -368,7 +369,7 @@ class RestoreEngine implements RestoreContext {
       }
       const target = m.bytes;
       if (this.verify) {
-        const incoming = payload ?? (await readPayload(r));
+        const incoming = payload ?? (await abortable(readPayload(r), this.opts.signal));
         for (let j = 0; j < dataIdx.length; j++) {
           let a = incoming.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE);
           const t = types[dataIdx[j]!]!;
@@ -383,7 +384,12 @@ class RestoreEngine implements RestoreContext {
         return;
       }
       if (payload) target.set(payload);
-      else if (r.readPayloadInto) await r.readPayloadInto(target);
+      else if (r.readPayloadInto) {
+        // an abort leaves the read behind: the mapping stays until it settled (it writes into it)
+        pending = r.readPayloadInto(target);
+        await abortable(pending, this.opts.signal);
+        pending = null;
+      }
       else if (r.data) target.set(r.data);
       else throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'PAGE_DATA without payload');
       if (this.ops.localises && this.ops.localisePage) {
@@ -395,7 +401,9 @@ class RestoreEngine implements RestoreContext {
       }
       this.stats.pages += dataIdx.length;
     } finally {
-      m?.unmap();
+      const mapping = m;
+      if (pending) void pending.catch(() => undefined).finally(() => mapping?.unmap());
+      else mapping?.unmap();
     }
   }
 }
