@@ -4,7 +4,7 @@ import { createWriteStream, existsSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { once } from 'node:events';
 import { ReadableByteSource } from './stream/readable-source.js';
-import { StreamWriter, type StreamInput } from './stream/index.js';
+import { StreamWriter, type StreamInput, type StreamWarning } from './stream/index.js';
 import type { Hypervisor } from './xen/types.js';
 import { openHypervisor, openMockHost, type MockHypervisor } from './xen/hypervisor.js';
 import { abortError } from './engine/errors.js';
@@ -171,6 +171,8 @@ export interface RestoreResult {
   domid: number;
   stats: RestoreStats;
   config: DomainConfig | null;
+  /** what the stream validator let through with a warning (e.g. unknown optional records) */
+  warnings: StreamWarning[];
 }
 
 /** Restore from a file path, fd, Readable or bytes. */
@@ -191,7 +193,7 @@ export async function restore(source: string | number | Readable | Uint8Array, o
       ...(opts.config ? { config: opts.config } : {}),
       ...(opts.strictness ? { strictness: opts.strictness } : {}),
     });
-    return { domid: r.domid, stats: r.stats, config: r.config };
+    return { domid: r.domid, stats: r.stats, config: r.config, warnings: r.warnings };
   } finally {
     if (owned) xen.close();
   }

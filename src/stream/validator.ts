@@ -217,7 +217,7 @@ export class StreamValidator {
         this.seg = 'libxc';
         return;
       case 'UNKNOWN':
-        this.warn(StreamErrorCode.ERR_UNKNOWN_MANDATORY_RECORD, `unknown optional libxl record 0x${r.type.toString(16)} (libxl itself rejects unknown records)`, item);
+        this.warn(StreamErrorCode.WARN_UNKNOWN_OPTIONAL_RECORD, `unknown optional libxl record 0x${r.type.toString(16)} (libxl itself rejects unknown records)`, item);
         return;
     }
   }
@@ -290,11 +290,11 @@ export class StreamValidator {
           if (!v2) throw this.err(StreamErrorCode.ERR_ORDER, 'X86_PV_P2M_FRAMES before STATIC_DATA_END', item);
           this.sde = true;
         }
-        if (r.startPfn > r.endPfn) throw this.err(StreamErrorCode.ERR_BAD_VALUE, `p2m_start_pfn ${r.startPfn} > p2m_end_pfn ${r.endPfn}`, item, off + 8);
+        if (r.startPfn > r.endPfn) throw this.err(StreamErrorCode.ERR_BAD_VALUE, `p2m_start_pfn 0x${r.startPfn.toString(16)} > p2m_end_pfn 0x${r.endPfn.toString(16)}`, item, off + 8);
         const fpp = 4096 / this.facts.guestWidth!;
         const want = 8 + 8 * (Math.floor(r.endPfn / fpp) + 1 - Math.floor(r.startPfn / fpp));
         if (item.bodyLength !== want)
-          throw this.err(StreamErrorCode.ERR_BAD_LENGTH, `X86_PV_P2M_FRAMES body_length ${item.bodyLength} (expected ${want} for pfns ${r.startPfn}..${r.endPfn})`, item);
+          throw this.err(StreamErrorCode.ERR_BAD_LENGTH, `X86_PV_P2M_FRAMES body_length ${item.bodyLength} (expected ${want} for pfns 0x${r.startPfn.toString(16)}..0x${r.endPfn.toString(16)})`, item);
         this.p2m = true;
         return;
       }
@@ -388,7 +388,7 @@ export class StreamValidator {
         }
         return;
       case 'UNKNOWN':
-        this.warn(StreamErrorCode.ERR_UNKNOWN_MANDATORY_RECORD, `unknown optional libxc record 0x${r.type.toString(16)} skipped`, item);
+        this.warn(StreamErrorCode.WARN_UNKNOWN_OPTIONAL_RECORD, `unknown optional libxc record 0x${r.type.toString(16)} skipped`, item);
         return;
     }
   }

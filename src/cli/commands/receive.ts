@@ -105,7 +105,7 @@ async function runReceive(source: string | undefined, o: ReceiveCliOptions): Pro
     const h = (e as { handshake?: { outcome: string; step: string } }).handshake;
     if (h) log.info(`received copy ${h.outcome}`, { step: h.step });
     if (o.json) await writeOut(JSON.stringify({ status: 'failed', outcome: h?.outcome ?? null, 'error-desc': (e as Error).message }) + '\n', jsonOut);
-    return signalExit(sig.received()) ?? EXIT.FAILED;
+    return signalExit(sig.received()) ?? (e instanceof UsageError ? EXIT.USAGE : EXIT.FAILED);
   } finally {
     sig.signal.removeEventListener('abort', onAbort);
     sig.dispose();

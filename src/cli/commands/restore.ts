@@ -44,7 +44,8 @@ async function runRestore(file: string, domid: number | undefined, o: RestoreCli
       signal: sig.signal,
       ...(o.lenient ? { strictness: 'warn' as const } : {}),
     });
-    if (o.json) await writeOut(JSON.stringify({ domid: r.domid, stats: r.stats, config: r.config ? { kind: r.config.kind, name: r.config.name, maxMemKb: r.config.maxMemKb, maxVcpus: r.config.maxVcpus } : null }, jsonReplacer) + '\n');
+    for (const w of r.warnings) log.warn(`${w.code}: ${w.message}`, { offset: w.offset, record: w.recordType });
+    if (o.json) await writeOut(JSON.stringify({ domid: r.domid, stats: r.stats, warnings: r.warnings, config: r.config ? { kind: r.config.kind, name: r.config.name, maxMemKb: r.config.maxMemKb, maxVcpus: r.config.maxVcpus } : null }, jsonReplacer) + '\n');
     else await writeOut(`${r.domid}\n`);
     log.info(`restored domain ${r.domid}${o.paused ? ' (paused)' : ''}`, { pages: r.stats.pages, records: r.stats.records, ms: Math.round(r.stats.totalMs) });
     return EXIT.OK;

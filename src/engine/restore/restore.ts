@@ -17,6 +17,7 @@ import { SparsePfnSet } from '../bitmap.js';
 import type { StreamCursor } from '../cursor.js';
 import { abortable, MigrationError, MigrationErrorCode, throwIfAborted } from '../errors.js';
 import { hvmRestoreOps } from './hvm.js';
+import { hex } from '../pv/layout.js';
 import type { RestoreCallbacks, RestoreContext, RestoreOps, RestoreStats, RestoreStreamType } from './types.js';
 
 const PAGE_SIZE = 4096;
@@ -315,6 +316,10 @@ class RestoreEngine implements RestoreContext {
       case 'X86_PV_P2M_FRAMES':
         if (!this.staticDone) this.staticDataEnd(); // v2: implied at the first P2M_FRAMES
         break;
+      case 'UNKNOWN':
+        // an unknown optional record (the reader refuses unknown mandatory ones): libxc skips it;
+        // the stream validator in front of the engine has recorded the warning
+        return;
       default:
         break;
     }
@@ -335,7 +340,7 @@ class RestoreEngine implements RestoreContext {
     // validate every entry before touching the domain
     for (let i = 0; i < n; i++) {
       const pfn = pfns[i]!;
-      if (pfn > this.maxPfn) throw this.mismatch(`pfn ${pfn} beyond the domain's max pfn ${this.maxPfn}`, item, pfn);
+      if (pfn > this.maxPfn) throw this.mismatch(`pfn ${hex(pfn)} beyond the domain's max pfn ${hex(this.maxPfn)}`, item, pfn);
     }
     // populate what needs RAM and is not backed yet
     const toPopulate: number[] = [];
@@ -365,7 +370,7 @@ class RestoreEngine implements RestoreContext {
     try {
       m = this.xen.map(this.domid, frames, 'rw');
       for (let j = 0; j < m.errors.length; j++) {
-        if (m.errors[j] !== 0) throw new MigrationError(MigrationErrorCode.ERR_MAP_FAILED, `failed to map pfn ${pfns[dataIdx[j]!]} (errno ${m.errors[j]})`, { domid: this.domid, pfn: pfns[dataIdx[j]!] });
+        if (m.errors[j] !== 0) throw new MigrationError(MigrationErrorCode.ERR_MAP_FAILED, `failed to map pfn ${hex(pfns[dataIdx[j]!]!)} (errno ${m.errors[j]})`, { domid: this.domid, pfn: pfns[dataIdx[j]!] });
       }
       const target = m.bytes;
       if (this.verify) {
