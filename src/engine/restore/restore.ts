@@ -21,6 +21,8 @@ import { hex } from '../pv/layout.js';
 import type { RestoreCallbacks, RestoreContext, RestoreOps, RestoreStats, RestoreStreamType } from './types.js';
 
 const PAGE_SIZE = 4096;
+/** Bytes of bookkeeping counted per buffered checkpoint record on top of its stream size. */
+const BUFFERED_RECORD_OVERHEAD = 256;
 
 export interface LibxcRestoreOptions {
   xen: Hypervisor;
@@ -58,6 +60,7 @@ class RestoreEngine implements RestoreContext {
   private readonly cursor: StreamCursor;
   private readonly cb: RestoreCallbacks;
   private readonly populated = new SparsePfnSet();
+  private populatedCount = 0;
   private maxPfn = 0;
   private buffering = false;
   private buffer: Buffered[] = [];
@@ -247,7 +250,9 @@ class RestoreEngine implements RestoreContext {
 
   private async bufferRecord(item: LibxcRecordItem): Promise<void> {
     let payload: Uint8Array | null = null;
-    let size = item.size;
+    // what a buffered record costs: its bytes (payload, pfns) plus the objects that hold them, so
+    // that records without data (XTAB entries, small records) count too
+    const size = item.size + BUFFERED_RECORD_OVERHEAD;
     const r = item.record;
     if (r.name === 'PAGE_DATA') {
       const len = r.dataPages * PAGE_SIZE;
@@ -263,7 +268,6 @@ class RestoreEngine implements RestoreContext {
       }
       // keep the header part only; the record's views die with the next item
       item = { ...item, record: { ...r, pfns: r.pfns.slice(), types: r.types.slice(), data: null } };
-      size = len;
     } else {
       item = { ...item, record: cloneRecord(r) };
     }
@@ -353,7 +357,21 @@ class RestoreEngine implements RestoreContext {
         toPopulate.push(pfn);
       }
     }
-    if (toPopulate.length) this.ops.populate(this, toPopulate);
+    if (toPopulate.length) {
+      // memory is bounded by the domain's size (its config), not by the stream or the gfn space
+      const limit = this.info.maxPages;
+      if (this.populatedCount + toPopulate.length > limit) {
+        const first = toPopulate[Math.max(0, limit - this.populatedCount)]!;
+        throw this.mismatch(
+          `the stream populates more than the domain's ${limit} pages (${(limit * PAGE_SIZE) / 2 ** 20} MiB, its configured maximum): ` +
+            `pfn ${hex(first)} would be page ${this.populatedCount + toPopulate.indexOf(first) + 1}`,
+          item,
+          first,
+        );
+      }
+      this.populatedCount += toPopulate.length;
+      this.ops.populate(this, toPopulate);
+    }
 
     const dataIdx: number[] = [];
     for (let i = 0; i < n; i++) {
