@@ -86,3 +86,19 @@ export async function withTableAttack(stream: Uint8Array, attack: TableAttack): 
   }
   return out;
 }
+
+/** A copy of `stream` with random entries of random page tables pointing at other page tables. */
+export async function withRandomPtes(stream: Uint8Array, rand: () => number): Promise<Buffer> {
+  const pages = [...(await tablePages(stream)).values()];
+  const out = Buffer.from(stream);
+  if (!pages.length) return out;
+  const n = 1 + (rand() % 64);
+  for (let k = 0; k < n; k++) {
+    const p = pages[rand() % pages.length]!;
+    const target = rand() % 4 === 0 ? rand() % 0x10000 : pages[rand() % pages.length]!.pfn;
+    const flags = rand() % 2 ? PTE_FLAGS : PTE_FLAGS & ~PTE_RW;
+    const e = (BigInt(target) << 12n) | flags | (rand() % 8 === 0 ? 0x80n : 0n);
+    out.writeBigUInt64LE(e, p.offset + 8 * (rand() % 512));
+  }
+  return out;
+}

@@ -26,6 +26,9 @@ export interface SuperviseOptions {
   /** called once the process runs (e.g. to feed or signal it later) */
   onStart?: (child: ChildProcess) => void;
   everyMs?: number;
+  /** the CLI entry and working directory (default: this work tree's dist/cli/main.js) */
+  cli?: string;
+  cwd?: string;
 }
 
 function hwmKb(pid: number): number {
@@ -40,8 +43,8 @@ function hwmKb(pid: number): number {
 
 export function supervise(args: string[], o: SuperviseOptions): Promise<Supervised> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [CLI, ...args], {
-    cwd: REPO,
+  const child = spawn(process.execPath, [o.cli ?? CLI, ...args], {
+    cwd: o.cwd ?? REPO,
     env: cleanEnv(o.env),
     stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
