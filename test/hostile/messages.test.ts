@@ -86,6 +86,19 @@ describe('unknown optional records, number formats, usage errors', () => {
     }
   });
 
+  it('emulator records without a device-model provider: a typed ERR_UNSUPPORTED (found by the campaign)', async () => {
+    const segs = clone(hvm);
+    const body = Buffer.alloc(16);
+    body.writeUInt32LE(2, 0); // emulator id: qemu upstream
+    segs.splice(libxcEnd(segs) + 1, 0, rec('libxl', 3, body)); // EMULATOR_CONTEXT after the libxc END
+    const got = await attempt(segs);
+    expect(got.ok).toBe(false);
+    if (!got.ok) {
+      expect(got.e.code, String(got.e)).toBe('ERR_UNSUPPORTED');
+      expect(got.e.message).toMatch(/no device model provider/);
+    }
+  });
+
   it('`receive foo` is a usage error: exit 2', async () => {
     const r = await cli(['receive', 'foo', '--host', host.dir]);
     expect(r.code, r.stderr).toBe(2);
