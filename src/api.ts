@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { ReadableByteSource } from './stream/readable-source.js';
-import { StreamWriter, type StreamInput } from './stream/index.js';
+import { StreamWriter, type StreamInput, type StreamWarning } from './stream/index.js';
 import type { Hypervisor } from './xen/types.js';
 import { openHypervisor, openMockHost, type MockHypervisor } from './xen/hypervisor.js';
 import { abortError, MigrationError, MigrationErrorCode } from './engine/errors.js';
@@ -52,6 +52,8 @@ export function openXen(o: XenOptions = {}): { xen: Hypervisor; owned: boolean }
 }
 
 export const MOCK_HVM_GFN_SPAN = 0x100000;
+/** What a builder allows above the configured memory (libxl's LIBXL_MAXMEM_CONSTANT), KiB. */
+export const MAXMEM_SLACK_KB = 1024;
 
 /** Builds destination domains on a mock host from the stream's config. */
 export function mockBuilder(host: MockHypervisor): DomainBuilder {
@@ -67,7 +69,16 @@ export function mockBuilder(host: MockHypervisor): DomainBuilder {
       // A mock HVM domain's size is its gfn span: cover the 4 GiB below which Xen puts the special
       // pages (store, console, ioreq) of HVM/PVH guests; memory is only allocated when populated.
       const pages = Math.max(Math.ceil(config.maxMemKb / 4), type === 'hvm' ? MOCK_HVM_GFN_SPAN : 0);
-      return host.createDomain({ type, pages, vcpus: config.maxVcpus, populate: false });
+      const domid = host.createDomain({ type, pages, vcpus: config.maxVcpus, populate: false });
+      // The span is address space; the memory the domain may hold is what its config says (plus
+      // libxl's constant slack), as a real builder sets it: a restore cannot populate more.
+      try {
+        host.setMaxMem(domid, config.maxMemKb + MAXMEM_SLACK_KB);
+      } catch (e) {
+        host.destroyDomain(domid);
+        throw e;
+      }
+      return domid;
     },
     destroy(domid: number) {
       host.destroyDomain(domid);
@@ -199,6 +210,8 @@ export interface RestoreResult {
   domid: number;
   stats: RestoreStats;
   config: DomainConfig | null;
+  /** what the stream validator let through with a warning (e.g. unknown optional records) */
+  warnings: StreamWarning[];
 }
 
 /** Restore from a file path, fd, Readable or bytes. */
@@ -223,7 +236,7 @@ export async function restore(source: string | number | Readable | Uint8Array, o
       ...(opts.config ? { config: opts.config } : {}),
       ...(opts.strictness ? { strictness: opts.strictness } : {}),
     });
-    return { domid: r.domid, stats: r.stats, config: r.config };
+    return { domid: r.domid, stats: r.stats, config: r.config, warnings: r.warnings };
   } finally {
     lock?.release();
     if (owned) xen.close();
@@ -399,7 +412,7 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
   }
 }
 
-export interface ReceiveOptions extends XenOptions, ConnectionOptions {
+export interface ReceiveOptions extends XenOptions, ConnectionOptions, Pick<ReceiverChannelOptions, 'helloTimeoutMs' | 'idleTimeoutMs' | 'onRefused'> {
   /** listen on host:port (TCP); default: stdin/stdout */
   listen?: { host?: string; port: number };
   /** an already open channel */
@@ -428,7 +441,17 @@ export interface ReceiverChannelOptions extends ConnectionOptions {
   listen?: { host?: string; port: number };
   channel?: Channel;
   onListening?: (port: number) => void;
+  /** TCP: bound on a client's TLS handshake + transport hello (default 10 s); slower ones are refused */
+  helloTimeoutMs?: number;
+  /** TCP: the connection is dropped when the sender sends nothing for this long (default 60 s; 0 = off) */
+  idleTimeoutMs?: number;
+  /** TCP: a client was refused (failed authentication, bad hello, hello timeout); it is closed */
+  onRefused?: (err: Error, remote: string) => void;
 }
+
+/** Defaults of the receiving side's idle bounds (README: "Resource bounds"). */
+export const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
+export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
 
 /**
  * The receiver's end of a migration connection: the given channel, else one accepted on
@@ -445,10 +468,16 @@ export async function openReceiverChannel(
     port: opts.listen.port,
     ...(opts.tls ? { tls: opts.tls } : {}),
     ...(opts.insecure ? { insecure: true } : {}),
+    helloTimeoutMs: opts.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS,
+    idleTimeoutMs: opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
   });
+  if (opts.onRefused) listener.on('refused', opts.onRefused);
   opts.onListening?.(listener.address().port);
   try {
-    return { channel: await listener.accept(), listener };
+    const channel = await listener.accept();
+    // one migration per listener: later clients are not accepted (closing completes when it ends)
+    void listener.close();
+    return { channel, listener };
   } catch (e) {
     await listener.close();
     throw e;

@@ -61,6 +61,21 @@ Napi::Value DomainDestroy(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
+// A builder's XEN_DOMCTL_max_mem (the mock flavour has no builder calls; one flat call here).
+Napi::Value SetMaxMem(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  uint32_t domid = ArgU32(info, 0, "domid");
+  uint64_t kb = ArgU64(info, 1, "maxMemKb");
+  errno = 0;
+  xc_interface *xch = xc_interface_open(nullptr, nullptr, 0);
+  if (!xch) ThrowXen(env, "xc_interface_open", errno ? errno : EACCES);
+  int r = xc_domain_setmaxmem(xch, domid, kb);
+  int err = errno;
+  xc_interface_close(xch);
+  if (r != 0) ThrowXen(env, "xc_domain_setmaxmem", err, Dom(domid));
+  return env.Undefined();
+}
+
 Napi::Value DomainList(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   XENMIG_REQUIRE(env, xenmig_mock_domain_list);
@@ -169,6 +184,7 @@ Napi::Object InitMock(Napi::Env env, Napi::Object exports) {
   m.Set("domainCreate", Napi::Function::New(env, DomainCreate, "domainCreate"));
   m.Set("domainDestroy", Napi::Function::New(env, DomainDestroy, "domainDestroy"));
   m.Set("domainList", Napi::Function::New(env, DomainList, "domainList"));
+  m.Set("setMaxMem", Napi::Function::New(env, SetMaxMem, "setMaxMem"));
   m.Set("guestWrite", Napi::Function::New(env, GuestWrite, "guestWrite"));
   m.Set("checksum", Napi::Function::New(env, Checksum, "checksum"));
   m.Set("workloadStart", Napi::Function::New(env, WorkloadStart, "workloadStart"));

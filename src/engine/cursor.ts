@@ -9,6 +9,7 @@ import {
   type StreamItem,
   type ValidatorOptions,
 } from '../stream/index.js';
+import { abortable } from './errors.js';
 
 export class StreamCursor {
   readonly reader: StreamReader;
@@ -16,8 +17,11 @@ export class StreamCursor {
   private readonly it: AsyncIterator<StreamItem>;
   private done = false;
   private pushedBack: StreamItem | null = null;
+  private readonly signal: AbortSignal | undefined;
 
-  constructor(input: StreamInput | StreamReader, opts: { reader?: ReaderOptions; validator?: ValidatorOptions } = {}) {
+  /** `signal`: an abort ends a wait for the next item at once (with an ERR_ABORTED error). */
+  constructor(input: StreamInput | StreamReader, opts: { reader?: ReaderOptions; validator?: ValidatorOptions; signal?: AbortSignal } = {}) {
+    this.signal = opts.signal;
     this.reader = input instanceof StreamReader ? input : new StreamReader(input, { lazyPageData: true, ...opts.reader });
     this.validator = new StreamValidator(opts.validator);
     this.it = this.reader[Symbol.asyncIterator]();
@@ -31,7 +35,7 @@ export class StreamCursor {
       return p;
     }
     if (this.done) return null;
-    const r = await this.it.next();
+    const r = await abortable(this.it.next(), this.signal);
     if (r.done) {
       this.done = true;
       return null;

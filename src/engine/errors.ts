@@ -53,6 +53,36 @@ export function abortError(signal: AbortSignal | undefined): MigrationError {
   return new MigrationError(MigrationErrorCode.ERR_ABORTED, `aborted${r?.message ? `: ${r.message}` : ''}`);
 }
 
+/**
+ * `p`, or an abort error as soon as `signal` aborts (a read waiting on a stalled input must not
+ * keep an interrupted operation alive). An abandoned `p` may still settle later: its rejection is
+ * swallowed here.
+ */
+export function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) {
+    p.catch(() => undefined);
+    return Promise.reject(abortError(signal));
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      p.catch(() => undefined);
+      reject(abortError(signal));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw abortError(signal);
 }

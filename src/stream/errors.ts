@@ -24,6 +24,8 @@ export const StreamErrorCode = {
   ERR_BAD_VALUE: 'ERR_BAD_VALUE',
   /** Unknown record type without the optional bit. */
   ERR_UNKNOWN_MANDATORY_RECORD: 'ERR_UNKNOWN_MANDATORY_RECORD',
+  /** Warning only: an unknown record with the optional bit (31), skipped (as libxc restore does). */
+  WARN_UNKNOWN_OPTIONAL_RECORD: 'WARN_UNKNOWN_OPTIONAL_RECORD',
   /** TOOLSTACK (0x0b): obsolete, never sent by any release, rejected by libxc restore. */
   ERR_OBSOLETE_RECORD: 'ERR_OBSOLETE_RECORD',
   /** Record not valid for the stream's domain type (PV record in HVM stream or vice versa). */

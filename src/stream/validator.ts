@@ -67,8 +67,17 @@ export interface ValidationFacts {
 
 type Segment = 'pre' | 'libxc' | 'post' | 'ckpt' | 'ckptEnd' | 'done';
 
+/** Warnings kept per code; later ones are only counted (`suppressedWarnings`), so memory stays flat. */
+export const MAX_WARNINGS_PER_CODE = 20;
+/** Distinct unknown record types counted by name in `facts.counts`; the rest share one key per layer. */
+const MAX_UNKNOWN_COUNT_KEYS = 32;
+
 export class StreamValidator {
   readonly warnings: StreamWarning[] = [];
+  /** Warnings not kept in `warnings` (over MAX_WARNINGS_PER_CODE), by code. */
+  readonly suppressedWarnings: Partial<Record<StreamErrorCode, number>> = {};
+  private readonly warningsByCode = new Map<StreamErrorCode, number>();
+  private unknownKeys = 0;
   readonly facts: ValidationFacts = {
     version: null,
     domainType: null,
@@ -113,10 +122,20 @@ export class StreamValidator {
 
   private soft(kind: 'reserved' | 'padding', code: StreamErrorCode, detail: string, item: StreamItem, offset: number): void {
     if ((this.opts[kind] ?? 'error') === 'error') throw this.err(code, detail, item, offset);
+    if (this.tooMany(code)) return;
     this.warnings.push({ code, message: detail, offset, recordIndex: item.index, recordType: item.name, layer: item.layer });
   }
 
+  private tooMany(code: StreamErrorCode): boolean {
+    const n = (this.warningsByCode.get(code) ?? 0) + 1;
+    this.warningsByCode.set(code, n);
+    if (n <= MAX_WARNINGS_PER_CODE) return false;
+    this.suppressedWarnings[code] = (this.suppressedWarnings[code] ?? 0) + 1;
+    return true;
+  }
+
   private warn(code: StreamErrorCode, detail: string, item: StreamItem): void {
+    if (this.tooMany(code)) return;
     this.warnings.push({ code, message: detail, offset: item.offset, recordIndex: item.index, recordType: item.name, layer: item.layer });
   }
 
@@ -132,7 +151,9 @@ export class StreamValidator {
   check(item: StreamItem): void {
     this.facts.bytes = item.offset + item.size;
     if (item.kind !== 'record') return this.checkHeader(item);
-    const key = `${item.layer}:${item.name}`;
+    let key = `${item.layer}:${item.name}`;
+    if (!(key in this.facts.counts) && item.name.startsWith('UNKNOWN(') && ++this.unknownKeys > MAX_UNKNOWN_COUNT_KEYS)
+      key = `${item.layer}:UNKNOWN(other types)`;
     this.facts.counts[key] = (this.facts.counts[key] ?? 0) + 1;
     if (item.badPaddingAt >= 0) this.soft('padding', StreamErrorCode.ERR_NONZERO_PADDING, 'record padding is not zero', item, item.badPaddingAt);
     if (this.finalEnd) throw this.err(StreamErrorCode.ERR_ORDER, 'record after the final END', item);
@@ -217,7 +238,7 @@ export class StreamValidator {
         this.seg = 'libxc';
         return;
       case 'UNKNOWN':
-        this.warn(StreamErrorCode.ERR_UNKNOWN_MANDATORY_RECORD, `unknown optional libxl record 0x${r.type.toString(16)} (libxl itself rejects unknown records)`, item);
+        this.warn(StreamErrorCode.WARN_UNKNOWN_OPTIONAL_RECORD, `unknown optional libxl record 0x${r.type.toString(16)} (libxl itself rejects unknown records)`, item);
         return;
     }
   }
@@ -290,11 +311,11 @@ export class StreamValidator {
           if (!v2) throw this.err(StreamErrorCode.ERR_ORDER, 'X86_PV_P2M_FRAMES before STATIC_DATA_END', item);
           this.sde = true;
         }
-        if (r.startPfn > r.endPfn) throw this.err(StreamErrorCode.ERR_BAD_VALUE, `p2m_start_pfn ${r.startPfn} > p2m_end_pfn ${r.endPfn}`, item, off + 8);
+        if (r.startPfn > r.endPfn) throw this.err(StreamErrorCode.ERR_BAD_VALUE, `p2m_start_pfn 0x${r.startPfn.toString(16)} > p2m_end_pfn 0x${r.endPfn.toString(16)}`, item, off + 8);
         const fpp = 4096 / this.facts.guestWidth!;
         const want = 8 + 8 * (Math.floor(r.endPfn / fpp) + 1 - Math.floor(r.startPfn / fpp));
         if (item.bodyLength !== want)
-          throw this.err(StreamErrorCode.ERR_BAD_LENGTH, `X86_PV_P2M_FRAMES body_length ${item.bodyLength} (expected ${want} for pfns ${r.startPfn}..${r.endPfn})`, item);
+          throw this.err(StreamErrorCode.ERR_BAD_LENGTH, `X86_PV_P2M_FRAMES body_length ${item.bodyLength} (expected ${want} for pfns 0x${r.startPfn.toString(16)}..0x${r.endPfn.toString(16)})`, item);
         this.p2m = true;
         return;
       }
@@ -388,7 +409,7 @@ export class StreamValidator {
         }
         return;
       case 'UNKNOWN':
-        this.warn(StreamErrorCode.ERR_UNKNOWN_MANDATORY_RECORD, `unknown optional libxc record 0x${r.type.toString(16)} skipped`, item);
+        this.warn(StreamErrorCode.WARN_UNKNOWN_OPTIONAL_RECORD, `unknown optional libxc record 0x${r.type.toString(16)} skipped`, item);
         return;
     }
   }
@@ -412,7 +433,10 @@ export class StreamValidator {
 
 export interface ValidationReport {
   facts: ValidationFacts;
+  /** the first MAX_WARNINGS_PER_CODE warnings of each code */
   warnings: StreamWarning[];
+  /** how many more of each code there were */
+  suppressedWarnings: Partial<Record<StreamErrorCode, number>>;
   summary: ReaderSummary;
 }
 
@@ -432,5 +456,5 @@ export async function validateStream(
   }
   v ??= new StreamValidator({ ...opts, backChannel: opts.backChannel ?? reader.summary.format === 'colo-back' });
   const facts = v.finish(reader.summary);
-  return { facts, warnings: v.warnings, summary: reader.summary };
+  return { facts, warnings: v.warnings, suppressedWarnings: v.suppressedWarnings, summary: reader.summary };
 }

@@ -1,6 +1,7 @@
 // Device-model (emulator) state: the libxl layer's EMULATOR_XENSTORE_DATA / EMULATOR_CONTEXT
 // records. Pluggable: xenmig has no qemu of its own; PV and PVH guests have no device model.
 import { EmulatorId } from '../stream/index.js';
+import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
 
 export interface EmulatorState {
   /** 0 unknown, 1 qemu-traditional, 2 qemu-upstream */
@@ -30,7 +31,11 @@ export interface EmulatorStateProvider {
 export const noEmulator: EmulatorStateProvider = {
   save: async () => null,
   restore: async (domid) => {
-    throw new Error(`emulator records received for domain ${domid} but no device model provider is configured`);
+    throw new MigrationError(
+      MigrationErrorCode.ERR_UNSUPPORTED,
+      `emulator records received for domain ${domid} but no device model provider is configured (a full HVM guest needs an EmulatorStateProvider)`,
+      { domid },
+    );
   },
 };
 

@@ -3,7 +3,7 @@
 // read the libxl part of each checkpoint (up to CHECKPOINT_END) when the engine asks, apply
 // emulator state, and finally unpause (or leave paused). A half-restored domain is destroyed, or
 // left paused when asked, and the error says which.
-import { StreamError, StreamErrorCode, StreamReader, type StreamInput, type StreamItem } from '../stream/index.js';
+import { StreamError, StreamErrorCode, StreamReader, type StreamInput, type StreamItem, type StreamWarning } from '../stream/index.js';
 import type { Hypervisor } from '../xen/types.js';
 import { StreamCursor } from '../engine/cursor.js';
 import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
@@ -71,6 +71,8 @@ export interface DomainRestoreResult {
   stats: RestoreStats;
   format: string;
   unpaused: boolean;
+  /** what the stream validator let through with a warning (e.g. unknown optional records) */
+  warnings: StreamWarning[];
 }
 
 function orderError(item: StreamItem, detail: string): StreamError {
@@ -88,6 +90,7 @@ export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainR
       : new StreamCursor(opts.input, {
           reader: { lazyPageData: true, ...(opts.stopAtEnd ? { afterEnd: 'stop' as const } : {}) },
           validator: { streamType, reserved: strict, padding: strict },
+          ...(opts.signal ? { signal: opts.signal } : {}),
         });
 
   let domid: number | undefined = opts.domid;
@@ -225,7 +228,7 @@ export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainR
       if (xen.domainInfo(target).paused) xen.unpause(target);
       unpaused = true;
     }
-    return { domid: target, config, stats, format, unpaused };
+    return { domid: target, config, stats, format, unpaused, warnings: cursor.validator.warnings };
   } catch (e) {
     if (domid !== undefined) {
       const what = opts.onFailure ?? 'destroy';

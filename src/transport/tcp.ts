@@ -305,6 +305,8 @@ export async function listen(o: ListenOptions): Promise<MigrationListener> {
       onAuthenticated(s);
     });
     server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
+      // a failed or timed-out TLS handshake (e.g. a client that never sends a byte): close it
+      s.destroy();
       listener._refuse(new ConnectionRefusedError(`TLS handshake failed: ${err.message}`, { cause: err }), `${s.remoteAddress}:${s.remotePort}`);
     });
   } else {

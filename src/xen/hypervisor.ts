@@ -493,6 +493,13 @@ export class MockHypervisor extends NativeHypervisor implements MockHost {
     this.#mock.domainDestroy(checkDomid(domid));
   }
 
+  /** The most memory the domain may hold (XEN_DOMCTL_max_mem, as a builder sets it), KiB. */
+  setMaxMem(domid: number, maxMemKb: number): void {
+    checkDomid(domid);
+    integer('maxMemKb', maxMemKb, 4, MAX_PAGES * 4);
+    this.#mock.setMaxMem(domid, maxMemKb);
+  }
+
   /** The simulated host's domain ids, ascending (xenmig_mock_domain_list). */
   listDomainIds(): number[] {
     return this.#mock.domainList();

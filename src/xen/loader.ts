@@ -95,6 +95,7 @@ export interface NativeMock {
   domainCreate(type: number, pages: number, vcpus: number, populate: boolean): number;
   domainDestroy(domid: number): void;
   domainList(): number[];
+  setMaxMem(domid: number, maxMemKb: number): void;
   guestWrite(domid: number, pfn: number, offset: number, data: Uint8Array): void;
   checksum(domid: number): Uint8Array;
   workloadStart(domid: number, rate: number, hot: number, seed: number, durationMs: number): [number, Promise<number>];

@@ -1,5 +1,6 @@
 // Mutation fuzzer: every mutated input must either parse + validate or raise a StreamError —
-// no other exception, no hang (per-input time bound), bounded memory.
+// no other exception, no hang (per-input time bound), bounded memory — and reach the same verdict
+// (code and offset, or the same facts) whether it arrives as one buffer or in odd chunks, eager or lazy.
 // XENMIG_FUZZ_ITERATIONS (default 100000) and XENMIG_FUZZ_SEED control the run.
 import { describe, it, expect } from 'vitest';
 import {
@@ -169,6 +170,26 @@ function mutate(s: Seed, r: Rng): Uint8Array {
   return b;
 }
 
+/** Reads and validates `input`; the verdict is a comparable summary of the outcome. */
+async function outcome(input: Uint8Array | AsyncIterable<Uint8Array>, opts: ReaderOptions, streamType: StreamType, readPayloads: boolean): Promise<{ error: unknown; verdict: string }> {
+  try {
+    const rd = new StreamReader(input, opts);
+    let v: StreamValidator | null = null;
+    for await (const it of rd) {
+      v ??= new StreamValidator({ streamType, backChannel: rd.summary.format === 'colo-back' || opts.format === 'colo-back' });
+      v.check(it);
+      if (readPayloads && it.kind === 'record' && it.record.name === 'PAGE_DATA' && it.record.readPayloadInto)
+        await it.record.readPayloadInto(new Uint8Array(it.record.dataPages * 4096));
+    }
+    v ??= new StreamValidator({ streamType, backChannel: rd.summary.format === 'colo-back' || opts.format === 'colo-back' });
+    const f = v.finish(rd.summary);
+    return { error: null, verdict: `ok ${f.pageEntries}/${f.dataPages}/${f.checkpoints}/${f.partialCheckpoint}/${f.bytes}` };
+  } catch (e) {
+    const x = e as { code?: string; offset?: number };
+    return { error: e, verdict: `${x.code} @${x.offset}` };
+  }
+}
+
 describe('mutation fuzzer', () => {
   it(`${ITERATIONS} mutated inputs: StreamError or success, nothing else`, async () => {
     const seeds = await makeSeeds();
@@ -185,39 +206,47 @@ describe('mutation fuzzer', () => {
     let rejected = 0;
     let worst = 0;
     const codes = new Map<string, number>();
+    // eslint-disable-next-line no-console
+    console.log(`fuzz: seed ${SEED} (XENMIG_FUZZ_SEED), ${ITERATIONS} inputs`);
     for (let i = 0; i < ITERATIONS; i++) {
       const s = seeds[i % seeds.length]!;
       const bytes = mutate(s, r);
       const mode = r.int(8);
       const opts: ReaderOptions = { lazyPageData: mode === 1, ...(s.format ? { format: s.format } : r.int(4) === 0 ? { format: r.pick(['xl', 'libxl', 'libxc', 'colo-back'] as const) } : {}) };
       const input = mode === 2 ? chunked(bytes, [1 + r.int(13), 1 + r.int(200)]) : bytes;
+      const streamType: StreamType = r.int(5) === 0 ? 'auto' : s.streamType;
+      const readPayloads = r.int(2) === 0;
       const t0 = performance.now();
-      try {
-        const rd = new StreamReader(input, opts);
-        const v = new StreamValidator({ streamType: r.int(5) === 0 ? 'auto' : s.streamType, backChannel: rd.summary.format === 'colo-back' || opts.format === 'colo-back' });
-        for await (const it of rd) {
-          v.check(it);
-          if (it.kind === 'record' && it.record.name === 'PAGE_DATA' && it.record.readPayloadInto && r.int(2) === 0)
-            await it.record.readPayloadInto(new Uint8Array(it.record.dataPages * 4096));
-        }
-        v.finish(rd.summary);
-        ok++;
-      } catch (e) {
-        if (!(e instanceof StreamError)) {
-          throw new Error(`seed ${s.name} iteration ${i}: non-StreamError ${String(e)}\ninput: ${Buffer.from(bytes).toString('hex')}`);
-        }
-        expect(typeof e.code).toBe('string');
+      const got = await outcome(input, opts, streamType, readPayloads);
+      const dt = performance.now() - t0;
+      if (got.error !== null && !(got.error instanceof StreamError)) {
+        throw new Error(`seed ${SEED} iteration ${i} (${s.name}): non-StreamError ${String(got.error)}\ninput: ${Buffer.from(bytes).toString('hex')}`);
+      }
+      // the same bytes as one eager buffer: chunking, lazy payloads and payload reads must not change
+      // the verdict (same code at the same offset, or the same facts)
+      const ref = await outcome(bytes, { ...(opts.format ? { format: opts.format } : {}) }, streamType, false);
+      // Lazy payloads (mode 1) legitimately see a record's own field errors before they learn that
+      // its payload is cut off: the eager reference then reports ERR_TRUNCATED at that record.
+      const lazyFirst =
+        opts.lazyPageData === true &&
+        ref.error instanceof StreamError &&
+        ref.error.code === 'ERR_TRUNCATED' &&
+        got.error instanceof StreamError &&
+        (got.error.offset ?? -1) >= (ref.error.offset ?? Infinity);
+      if (got.verdict !== ref.verdict && !lazyFirst) {
+        throw new Error(`seed ${SEED} iteration ${i} (${s.name}, mode ${mode}): ${got.verdict} but as one buffer ${ref.verdict}\ninput: ${Buffer.from(bytes).toString('hex')}`);
+      }
+      if (got.error) {
+        const e = got.error as StreamError;
         codes.set(e.code, (codes.get(e.code) ?? 0) + 1);
         rejected++;
-      }
-      const dt = performance.now() - t0;
+      } else ok++;
       if (dt > worst) worst = dt;
-      if (dt > PER_INPUT_MS) throw new Error(`seed ${s.name} iteration ${i} took ${dt.toFixed(0)} ms`);
+      if (dt > PER_INPUT_MS) throw new Error(`seed ${SEED} iteration ${i} (${s.name}) took ${dt.toFixed(0)} ms`);
     }
     const rssGrowth = process.memoryUsage().rss - rssStart;
     // eslint-disable-next-line no-console
     console.log(`fuzz: ${ITERATIONS} inputs, ${ok} accepted, ${rejected} rejected, worst ${worst.toFixed(1)} ms, rss +${(rssGrowth / 2 ** 20).toFixed(0)} MiB`, Object.fromEntries(codes));
-    expect(ok + rejected).toBe(ITERATIONS);
     expect(rejected).toBeGreaterThan(ITERATIONS / 4);
     expect(codes.size).toBeGreaterThan(12);
     expect(rssGrowth).toBeLessThan(256 * 2 ** 20);

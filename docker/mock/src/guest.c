@@ -151,14 +151,27 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* One validation of a tree (what Xen does when a table is pinned or loaded in cr3). As in Xen, a
+ * frame has one page-table type at a time: `level[slot]` records the type each frame takes in this
+ * walk, so a frame met again as the same kind of table is not walked twice (Xen takes another
+ * type reference) and one met as another kind (an L4 used as its own L3, an L3 as an L2 ...) is
+ * refused with EINVAL. Each frame is therefore visited at most once: the walk is bounded by the
+ * domain's size whatever the tables say (self-references and cycles included). */
+struct ptwalk {
+    struct ptlist tables, rw_targets;
+    uint8_t *level;                     /* per slot: 0, or the level it is typed as in this walk */
+};
+
 /* Validate the table at slot (of `level`) and everything below it. */
-static int pt_walk(struct host *h, struct dom *d, uint64_t slot, int level,
-                   struct ptlist *tables, struct ptlist *rw_targets)
+static int pt_walk(struct host *h, struct dom *d, uint64_t slot, int level, struct ptwalk *w)
 {
     uint32_t t = d->pinfo[slot] & XEN_DOMCTL_PFINFO_LTABTYPE_MASK;
     if (t && t != ((uint32_t)level << XEN_DOMCTL_PFINFO_LTAB_SHIFT))
         return EINVAL;                              /* in use as another kind of table */
-    if (pl_push(tables, slot << 3 | (uint64_t)level))
+    if (w->level[slot])
+        return w->level[slot] == level ? 0 : EINVAL;  /* validated already / another kind */
+    w->level[slot] = (uint8_t)level;
+    if (pl_push(&w->tables, slot << 3 | (uint64_t)level))
         return ENOMEM;
     const uint64_t *pt = (const uint64_t *)(d->mem + slot * MOCK_PAGE);
     for (int i = 0; i < 512; i++) {
@@ -172,7 +185,7 @@ static int pt_walk(struct host *h, struct dom *d, uint64_t slot, int level,
         if (frame_to_slot(h, d, mfn, &cslot))
             return EINVAL;                          /* maps a frame the guest does not own */
         if (level == 1) {
-            if ((e & PTE_RW) && pl_push(rw_targets, cslot))
+            if ((e & PTE_RW) && pl_push(&w->rw_targets, cslot))
                 return ENOMEM;
             continue;
         }
@@ -180,7 +193,11 @@ static int pt_walk(struct host *h, struct dom *d, uint64_t slot, int level,
             return EINVAL;                          /* superpages are not simulated */
         if (cslot >= d->m->nr_pages)
             return EINVAL;
-        int r = pt_walk(h, d, cslot, level - 1, tables, rw_targets);
+        uint32_t ct = d->pinfo[cslot] & XEN_DOMCTL_PFINFO_LTABTYPE_MASK;
+        if (!(e & PTE_RW) && (w->level[cslot] == level ||
+                              ct == ((uint32_t)level << XEN_DOMCTL_PFINFO_LTAB_SHIFT)))
+            continue;                               /* a read-only linear page table: no descent */
+        int r = pt_walk(h, d, cslot, level - 1, w);
         if (r)
             return r;
     }
@@ -197,8 +214,12 @@ int pv_type_tree(struct host *h, struct dom *d, uint64_t mfn, int level, int pin
         return EINVAL;
     if (pin && (d->pinfo[slot] & XEN_DOMCTL_PFINFO_LPINTAB))
         return EINVAL;                              /* already pinned */
-    struct ptlist tables = { 0 }, rw = { 0 };
-    int r = pt_walk(h, d, slot, level, &tables, &rw);
+    struct ptwalk w = { { 0 }, { 0 }, calloc(d->m->nr_pages, 1) };
+    if (!w.level)
+        return ENOMEM;
+    int r = pt_walk(h, d, slot, level, &w);
+    struct ptlist tables = w.tables, rw = w.rw_targets;
+    free(w.level);
     if (!r && rw.n) {
         /* no writable mapping of a page table may exist */
         uint64_t *ts = malloc(tables.n * sizeof(*ts));

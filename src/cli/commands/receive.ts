@@ -18,6 +18,16 @@ interface ReceiveCliOptions {
   protocol: HandshakeProtocol;
   json?: boolean;
   logFormat: LogFormat;
+  helloTimeoutMs?: number;
+  idleTimeoutMs?: number;
+}
+
+function parseMs(name: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${name} takes milliseconds, got "${v}"`);
+    return n;
+  };
 }
 
 function parseListen(s: string): { host?: string; port: number } {
@@ -43,6 +53,8 @@ export function register(program: Command): void {
       .option('--key <file>', 'TLS: its private key (PEM)')
       .option('--ca <file>', 'TLS: CA client certificates must chain to (PEM)')
       .option('--insecure', 'plain TCP without authentication (the sender must use --insecure too)')
+      .option('--hello-timeout-ms <ms>', 'TCP: a client must finish its TLS handshake and hello within MS (default 10000)', parseMs('--hello-timeout-ms'))
+      .option('--idle-timeout-ms <ms>', 'TCP: drop the sender after MS without a byte from it, in any phase (default 60000; 0 = never)', parseMs('--idle-timeout-ms'))
       .option('--paused', 'leave the received domain paused')
       .option('--protocol <p>', 'handshake: xenmig or xl', choice('protocol', ['xenmig', 'xl'] as const), 'xenmig')
       .option('--json', 'print the result as JSON (on stderr when stdout carries the replies)')
@@ -88,6 +100,9 @@ async function runReceive(source: string | undefined, o: ReceiveCliOptions): Pro
       paused: o.paused ?? false,
       protocol: o.protocol,
       signal: sig.signal,
+      ...(o.helloTimeoutMs !== undefined ? { helloTimeoutMs: o.helloTimeoutMs } : {}),
+      ...(o.idleTimeoutMs !== undefined ? { idleTimeoutMs: o.idleTimeoutMs } : {}),
+      onRefused: (err, remote) => log.warn(`refused the connection from ${remote}: ${err.message}`, { remote }),
       onListening: (port) => log.info(`listening on ${o.listen?.host ?? '*'}:${port}`, { port }),
       onStage: (s, domid) => {
         stage = s;
@@ -105,7 +120,7 @@ async function runReceive(source: string | undefined, o: ReceiveCliOptions): Pro
     const h = (e as { handshake?: { outcome: string; step: string } }).handshake;
     if (h) log.info(`received copy ${h.outcome}`, { step: h.step });
     if (o.json) await writeOut(JSON.stringify({ status: 'failed', outcome: h?.outcome ?? null, 'error-desc': (e as Error).message }) + '\n', jsonOut);
-    return signalExit(sig.received()) ?? EXIT.FAILED;
+    return signalExit(sig.received()) ?? (e instanceof UsageError ? EXIT.USAGE : EXIT.FAILED);
   } finally {
     sig.signal.removeEventListener('abort', onAbort);
     sig.dispose();

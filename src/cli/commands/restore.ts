@@ -34,7 +34,9 @@ async function runRestore(file: string, domid: number | undefined, o: RestoreCli
   const log = new Log(o.logFormat);
   const sig = signalAbort();
   try {
-    const r = await restore(file === '-' ? 0 : file, {
+    // stdin as a stream, not fd 0: a thread-pool read blocked on a silent pipe would keep the
+    // process from exiting after an interrupt
+    const r = await restore(file === '-' ? process.stdin : file, {
       ...xenOptions(o),
       ...(domid !== undefined ? { domid } : {}),
       paused: o.paused ?? false,
@@ -42,7 +44,8 @@ async function runRestore(file: string, domid: number | undefined, o: RestoreCli
       signal: sig.signal,
       ...(o.lenient ? { strictness: 'warn' as const } : {}),
     });
-    if (o.json) await writeOut(JSON.stringify({ domid: r.domid, stats: r.stats, config: r.config ? { kind: r.config.kind, name: r.config.name, maxMemKb: r.config.maxMemKb, maxVcpus: r.config.maxVcpus } : null }, jsonReplacer) + '\n');
+    for (const w of r.warnings) log.warn(`${w.code}: ${w.message}`, { offset: w.offset, record: w.recordType });
+    if (o.json) await writeOut(JSON.stringify({ domid: r.domid, stats: r.stats, warnings: r.warnings, config: r.config ? { kind: r.config.kind, name: r.config.name, maxMemKb: r.config.maxMemKb, maxVcpus: r.config.maxVcpus } : null }, jsonReplacer) + '\n');
     else await writeOut(`${r.domid}\n`);
     log.info(`restored domain ${r.domid}${o.paused ? ' (paused)' : ''}`, { pages: r.stats.pages, records: r.stats.records, ms: Math.round(r.stats.totalMs) });
     return EXIT.OK;

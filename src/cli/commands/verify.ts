@@ -49,7 +49,11 @@ async function verify(file: string, o: VerifyOptions): Promise<number> {
     const facts = v.finish(reader.summary);
     progress.clear();
     for (const w of v.warnings) process.stderr.write(`xenmig: warning: ${w.code}: ${w.message}${w.offset !== undefined ? ` [at offset ${w.offset}, #${w.recordIndex} ${w.recordType}]` : ''}\n`);
-    if (o.json) await writeOut(JSON.stringify({ valid: true, format: reader.summary.format, facts, warnings: v.warnings, items: reader.summary.items }, jsonReplacer) + '\n');
+    for (const [code, n] of Object.entries(v.suppressedWarnings)) process.stderr.write(`xenmig: warning: ${code}: ${n} more not shown\n`);
+    if (o.json)
+      await writeOut(
+        JSON.stringify({ valid: true, format: reader.summary.format, facts, warnings: v.warnings, suppressedWarnings: v.suppressedWarnings, items: reader.summary.items }, jsonReplacer) + '\n',
+      );
     else if (!o.quiet) await writeOut(okLine(reader.summary.format ?? '?', facts, reader.summary.items) + '\n');
     return EXIT.OK;
   } catch (e) {

@@ -40,7 +40,7 @@ export function normalisePageTable(env: NormaliseEnv, level: number, src: Uint8A
   const s = words(src);
   const d = words(dst);
   d.set(s);
-  const where = pfn !== undefined ? ` in the L${level} table at pfn ${pfn}` : ` in an L${level} table`;
+  const where = pfn !== undefined ? ` in the L${level} table at pfn ${hex(pfn)}` : ` in an L${level} table`;
   for (let i = 0; i < 512; i++) {
     if (level === 4 && i >= XEN_L4_FIRST && i <= XEN_L4_LAST) {
       // Xen's own mappings: the destination's Xen rebuilds them
@@ -98,7 +98,7 @@ export function localisePageTable(env: LocaliseEnv, level: number, page: Uint8Ar
     const p = pteFrame(lo, w[2 * i + 1]!);
     const mfn = env.mfnOfPfn(p);
     if (mfn < 0)
-      throw new MigrationError(MigrationErrorCode.ERR_PV_STATE, `entry ${i} of the L${level} table at pfn ${pfn} names pfn ${hex(p)}, which the guest does not have`, {
+      throw new MigrationError(MigrationErrorCode.ERR_PV_STATE, `entry ${i} of the L${level} table at pfn ${hex(pfn)} names pfn ${hex(p)}, which the guest does not have`, {
         domid: env.domid,
         pfn,
       });

@@ -1,5 +1,6 @@
 // x86 HVM (and PVH) restore operations: xg_sr_restore_x86_hvm.c's role.
 import { encodeLibxcBody, type LibxcRecord } from '../../stream/index.js';
+import { HVM_NR_PARAMS } from '../../xen/hypervisor.js';
 import { MigrationError, MigrationErrorCode } from '../errors.js';
 import type { RestoreContext, RestoreOps } from './types.js';
 
@@ -82,7 +83,14 @@ export function hvmRestoreOps(): RestoreOps {
           context = rec.data; // applied at stream completion; the last one wins
           return true;
         case 'HVM_PARAMS':
-          for (const p of rec.params) {
+          for (const [i, p] of rec.params.entries()) {
+            // checked as a 64-bit value: Number() would round 2^64-1 to 18446744073709552000
+            if (p.index >= BigInt(HVM_NR_PARAMS))
+              throw new MigrationError(
+                MigrationErrorCode.ERR_DOMAIN_MISMATCH,
+                `HVM_PARAMS entry ${i}: index 0x${p.index.toString(16)} is not an HVM parameter (0..${HVM_NR_PARAMS - 1})`,
+                { domid: ctx.domid },
+              );
             const index = Number(p.index);
             if (index === HVM_PARAM_PAE_ENABLED) continue; // dropped, as libxc does
             if (index === HVM_PARAM_STORE_PFN || index === HVM_PARAM_IOREQ_PFN || index === HVM_PARAM_BUFIOREQ_PFN) clearPage(ctx, p.value);

@@ -9,6 +9,7 @@ import { localisePageTable, presentPfns } from '../pv/pagetable.js';
 import { localiseVcpu } from '../pv/vcpu.js';
 import { applyTsc, PolicyStash } from './hvm.js';
 import type { RestoreContext, RestoreOps } from './types.js';
+import { isXenError } from '../../xen/hypervisor.js';
 
 /** entries per p2m page (64-bit guest) */
 const FPP = 512;
@@ -60,6 +61,18 @@ export function pvRestoreOps(opts: PvRestoreOptions = {}): RestoreOps & { result
   /** pfns pinned by an earlier completion (pinning twice is an error in Xen) */
   const pinned = new Set<number>();
 
+  /** Xen refusing what the stream gives it (page tables: type conflicts, cycles, writable mappings). */
+  const refused = (ctx: RestoreContext, f: () => void, what: string) => {
+    try {
+      f();
+    } catch (e) {
+      // the wrapper's argument checks (sizes this hypervisor does not take) are the stream's fault too
+      if (e instanceof RangeError) throw new MigrationError(MigrationErrorCode.ERR_PV_STATE, `the stream's ${what} cannot be loaded: ${e.message}`, { domid: ctx.domid, cause: e });
+      if (!isXenError(e)) throw e;
+      const why = what.includes('page-table') || what.startsWith('pin') ? " (the stream's page tables are invalid)" : '';
+      throw new MigrationError(MigrationErrorCode.ERR_PV_STATE, `Xen refused the ${what}: ${e.code}${why}`, { domid: ctx.domid, cause: e });
+    }
+  };
   const pvError = (ctx: RestoreContext, msg: string, code: MigrationErrorCode = MigrationErrorCode.ERR_PV_STATE, pfn?: number) =>
     new MigrationError(code, msg, { domid: ctx.domid, ...(pfn !== undefined ? { pfn } : {}) });
 
@@ -294,11 +307,13 @@ export function pvRestoreOps(opts: PvRestoreOptions = {}): RestoreOps & { result
         const s = vcpus[id]!;
         if (basic) {
           if (id === 0) startInfo(ctx, basic);
-          ctx.xen.vcpuContextSet(ctx.domid, id, basic);
+          // loading cr3 makes Xen validate and type the whole page-table tree
+          refused(ctx, () => ctx.xen.vcpuContextSet(ctx.domid, id, basic), `vcpu${id}'s context (its cr3 page-table tree)`);
         }
-        if (s.extended) ctx.xen.vcpuExtendedSet(ctx.domid, id, s.extended);
-        if (s.xsave) ctx.xen.vcpuXsaveSet(ctx.domid, id, s.xsave);
-        if (s.msrs) ctx.xen.vcpuMsrsSet(ctx.domid, id, s.msrs);
+        const { extended, xsave, msrs } = s;
+        if (extended) refused(ctx, () => ctx.xen.vcpuExtendedSet(ctx.domid, id, extended), `vcpu${id}'s extended context (${extended.length} bytes)`);
+        if (xsave) refused(ctx, () => ctx.xen.vcpuXsaveSet(ctx.domid, id, xsave), `vcpu${id}'s xsave area (${xsave.length} bytes)`);
+        if (msrs) refused(ctx, () => ctx.xen.vcpuMsrsSet(ctx.domid, id, msrs), `vcpu${id}'s MSRs`);
       }
 
       // 2. pin the page tables the sender had pinned
@@ -306,7 +321,7 @@ export function pvRestoreOps(opts: PvRestoreOptions = {}): RestoreOps & { result
       let lv: number[] = [];
       const flush = () => {
         if (!mf.length) return;
-        ctx.xen.pinTables(ctx.domid, BigUint64Array.from(mf, (x) => BigInt(x)), Uint8Array.from(lv));
+        refused(ctx, () => ctx.xen.pinTables(ctx.domid, BigUint64Array.from(mf, (x) => BigInt(x)), Uint8Array.from(lv)), `pin of ${mf.length} page tables`);
         mf = [];
         lv = [];
       };

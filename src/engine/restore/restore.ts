@@ -15,11 +15,14 @@ import {
 import type { Hypervisor, Mapping } from '../../xen/types.js';
 import { SparsePfnSet } from '../bitmap.js';
 import type { StreamCursor } from '../cursor.js';
-import { MigrationError, MigrationErrorCode, throwIfAborted } from '../errors.js';
+import { abortable, MigrationError, MigrationErrorCode, throwIfAborted } from '../errors.js';
 import { hvmRestoreOps } from './hvm.js';
+import { hex } from '../pv/layout.js';
 import type { RestoreCallbacks, RestoreContext, RestoreOps, RestoreStats, RestoreStreamType } from './types.js';
 
 const PAGE_SIZE = 4096;
+/** Bytes of bookkeeping counted per buffered checkpoint record on top of its stream size. */
+const BUFFERED_RECORD_OVERHEAD = 256;
 
 export interface LibxcRestoreOptions {
   xen: Hypervisor;
@@ -57,6 +60,7 @@ class RestoreEngine implements RestoreContext {
   private readonly cursor: StreamCursor;
   private readonly cb: RestoreCallbacks;
   private readonly populated = new SparsePfnSet();
+  private populatedCount = 0;
   private maxPfn = 0;
   private buffering = false;
   private buffer: Buffered[] = [];
@@ -246,7 +250,9 @@ class RestoreEngine implements RestoreContext {
 
   private async bufferRecord(item: LibxcRecordItem): Promise<void> {
     let payload: Uint8Array | null = null;
-    let size = item.size;
+    // what a buffered record costs: its bytes (payload, pfns) plus the objects that hold them, so
+    // that records without data (XTAB entries, small records) count too
+    const size = item.size + BUFFERED_RECORD_OVERHEAD;
     const r = item.record;
     if (r.name === 'PAGE_DATA') {
       const len = r.dataPages * PAGE_SIZE;
@@ -254,7 +260,7 @@ class RestoreEngine implements RestoreContext {
         throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, `checkpoint exceeds ${this.maxBuffered} buffered bytes`, { domid: this.domid });
       payload = new Uint8Array(len);
       try {
-        if (r.readPayloadInto) await r.readPayloadInto(payload);
+        if (r.readPayloadInto) await abortable(r.readPayloadInto(payload), this.opts.signal);
         else if (r.data) payload.set(r.data);
       } catch (e) {
         // a read error inside a buffered checkpoint is a broken channel (xg_sr_restore.c: failover)
@@ -262,7 +268,6 @@ class RestoreEngine implements RestoreContext {
       }
       // keep the header part only; the record's views die with the next item
       item = { ...item, record: { ...r, pfns: r.pfns.slice(), types: r.types.slice(), data: null } };
-      size = len;
     } else {
       item = { ...item, record: cloneRecord(r) };
     }
@@ -315,6 +320,10 @@ class RestoreEngine implements RestoreContext {
       case 'X86_PV_P2M_FRAMES':
         if (!this.staticDone) this.staticDataEnd(); // v2: implied at the first P2M_FRAMES
         break;
+      case 'UNKNOWN':
+        // an unknown optional record (the reader refuses unknown mandatory ones): libxc skips it;
+        // the stream validator in front of the engine has recorded the warning
+        return;
       default:
         break;
     }
@@ -335,7 +344,7 @@ class RestoreEngine implements RestoreContext {
     // validate every entry before touching the domain
     for (let i = 0; i < n; i++) {
       const pfn = pfns[i]!;
-      if (pfn > this.maxPfn) throw this.mismatch(`pfn ${pfn} beyond the domain's max pfn ${this.maxPfn}`, item, pfn);
+      if (pfn > this.maxPfn) throw this.mismatch(`pfn ${hex(pfn)} beyond the domain's max pfn ${hex(this.maxPfn)}`, item, pfn);
     }
     // populate what needs RAM and is not backed yet
     const toPopulate: number[] = [];
@@ -348,7 +357,21 @@ class RestoreEngine implements RestoreContext {
         toPopulate.push(pfn);
       }
     }
-    if (toPopulate.length) this.ops.populate(this, toPopulate);
+    if (toPopulate.length) {
+      // memory is bounded by the domain's size (its config), not by the stream or the gfn space
+      const limit = this.info.maxPages;
+      if (this.populatedCount + toPopulate.length > limit) {
+        const first = toPopulate[Math.max(0, limit - this.populatedCount)]!;
+        throw this.mismatch(
+          `the stream populates more than the domain's ${limit} pages (${(limit * PAGE_SIZE) / 2 ** 20} MiB, its configured maximum): ` +
+            `pfn ${hex(first)} would be page ${this.populatedCount + toPopulate.indexOf(first) + 1}`,
+          item,
+          first,
+        );
+      }
+      this.populatedCount += toPopulate.length;
+      this.ops.populate(this, toPopulate);
+    }
 
     const dataIdx: number[] = [];
     for (let i = 0; i < n; i++) {
@@ -361,14 +384,15 @@ class RestoreEngine implements RestoreContext {
     const frames = new BigUint64Array(dataIdx.length);
     for (let j = 0; j < dataIdx.length; j++) frames[j] = BigInt(this.ops.pfnToFrame(pfns[dataIdx[j]!]!));
     let m: Mapping | null = null;
+    let pending: Promise<unknown> | null = null;
     try {
       m = this.xen.map(this.domid, frames, 'rw');
       for (let j = 0; j < m.errors.length; j++) {
-        if (m.errors[j] !== 0) throw new MigrationError(MigrationErrorCode.ERR_MAP_FAILED, `failed to map pfn ${pfns[dataIdx[j]!]} (errno ${m.errors[j]})`, { domid: this.domid, pfn: pfns[dataIdx[j]!] });
+        if (m.errors[j] !== 0) throw new MigrationError(MigrationErrorCode.ERR_MAP_FAILED, `failed to map pfn ${hex(pfns[dataIdx[j]!]!)} (errno ${m.errors[j]})`, { domid: this.domid, pfn: pfns[dataIdx[j]!] });
       }
       const target = m.bytes;
       if (this.verify) {
-        const incoming = payload ?? (await readPayload(r));
+        const incoming = payload ?? (await abortable(readPayload(r), this.opts.signal));
         for (let j = 0; j < dataIdx.length; j++) {
           let a = incoming.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE);
           const t = types[dataIdx[j]!]!;
@@ -383,7 +407,12 @@ class RestoreEngine implements RestoreContext {
         return;
       }
       if (payload) target.set(payload);
-      else if (r.readPayloadInto) await r.readPayloadInto(target);
+      else if (r.readPayloadInto) {
+        // an abort leaves the read behind: the mapping stays until it settled (it writes into it)
+        pending = r.readPayloadInto(target);
+        await abortable(pending, this.opts.signal);
+        pending = null;
+      }
       else if (r.data) target.set(r.data);
       else throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'PAGE_DATA without payload');
       if (this.ops.localises && this.ops.localisePage) {
@@ -395,7 +424,9 @@ class RestoreEngine implements RestoreContext {
       }
       this.stats.pages += dataIdx.length;
     } finally {
-      m?.unmap();
+      const mapping = m;
+      if (pending) void pending.catch(() => undefined).finally(() => mapping?.unmap());
+      else mapping?.unmap();
     }
   }
 }

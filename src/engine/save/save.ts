@@ -23,6 +23,7 @@ import type { Hypervisor, Mapping } from '../../xen/types.js';
 import { PfnBitmap } from '../bitmap.js';
 import { abortError, MigrationError, MigrationErrorCode, throwIfAborted } from '../errors.js';
 import { defaultPrecopyPolicy, expectedDowntimeMs, Pacer, type PrecopyStats } from '../policy.js';
+import { hex } from '../pv/layout.js';
 import { hvmSaveOps } from './hvm.js';
 import type { RoundStats, SaveCallbacks, SaveContext, SaveOps, SaveProgress, SaveStats, StreamType } from './types.js';
 
@@ -372,7 +373,7 @@ class SaveEngine implements SaveContext {
       for (let i = 0; i < list.length; i++) {
         const p = Number(list[i]!);
         if (!(p >= 0 && p < size))
-          throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, `secondary reported dirty pfn ${p} beyond the p2m (${size})`, { domid: this.domid, pfn: p });
+          throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, `secondary reported dirty pfn ${hex(p)} beyond the p2m (${size} pfns)`, { domid: this.domid, pfn: p });
         this.dirty.set(p);
       }
     }
@@ -451,7 +452,7 @@ class SaveEngine implements SaveContext {
         // XEN_DOMCTL_PFINFO_* type: bits 31-28 of the (64-bit) word
         const t = LITTLE_ENDIAN ? qw[2 * j]! >>> 28 : Number((q[j]! >> 28n) & 0xfn);
         if (!pageTypeValid(t))
-          throw new MigrationError(MigrationErrorCode.ERR_PAGE_TYPE, `unknown page type ${t} for pfn ${pfns[valid[j]!]}`, { domid: this.domid, pfn: pfns[valid[j]!] });
+          throw new MigrationError(MigrationErrorCode.ERR_PAGE_TYPE, `unknown page type ${t} for pfn ${hex(pfns[valid[j]!]!)}`, { domid: this.domid, pfn: pfns[valid[j]!] });
         types[valid[j]!] = t;
       }
     }
@@ -472,7 +473,7 @@ class SaveEngine implements SaveContext {
         const errs = mapping.errors;
         for (let j = 0; j < errs.length; j++) {
           if (errs[j] !== 0)
-            throw new MigrationError(MigrationErrorCode.ERR_MAP_FAILED, `mapping of pfn ${pfns[dataIdx[j]!]} failed (errno ${errs[j]})`, {
+            throw new MigrationError(MigrationErrorCode.ERR_MAP_FAILED, `mapping of pfn ${hex(pfns[dataIdx[j]!]!)} failed (errno ${errs[j]})`, {
               domid: this.domid,
               pfn: pfns[dataIdx[j]!],
             });
@@ -492,7 +493,7 @@ class SaveEngine implements SaveContext {
               chunks.push(dst);
             } else {
               if (!live)
-                throw new MigrationError(MigrationErrorCode.ERR_PV_STATE, `page table at pfn ${pfns[dataIdx[j]!]} cannot be normalised`, {
+                throw new MigrationError(MigrationErrorCode.ERR_PV_STATE, `page table at pfn ${hex(pfns[dataIdx[j]!]!)} cannot be normalised`, {
                   domid: this.domid,
                   pfn: pfns[dataIdx[j]!],
                 });
@@ -543,7 +544,7 @@ class SaveEngine implements SaveContext {
         m = this.xen.map(this.domid, fr, 'r');
         this.chunkMaps.set(key, m);
         if (m.errors[off] !== 0)
-          throw new MigrationError(MigrationErrorCode.ERR_MAP_FAILED, `mapping of pfn ${pfns[i]} failed (errno ${m.errors[off]})`, { domid: this.domid, pfn: pfns[i] });
+          throw new MigrationError(MigrationErrorCode.ERR_MAP_FAILED, `mapping of pfn ${hex(pfns[i]!)} failed (errno ${m.errors[off]})`, { domid: this.domid, pfn: pfns[i] });
       }
       const bytes = m.bytes;
       const page = bytes.subarray(off * PAGE_SIZE, (off + 1) * PAGE_SIZE);
