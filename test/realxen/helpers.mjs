@@ -149,7 +149,11 @@ export function errInfo(e) {
 }
 
 /** Run one step: fn resolves to a detail string (pass) or throws (fail / Unsupported / Todo). */
+/** RIG_ONLY=id,id,... (run.sh passes it to dom0): run only these steps, to iterate on one (never in CI). */
+const ONLY = process.env.RIG_ONLY ? new Set(process.env.RIG_ONLY.split(',')) : null;
+
 export async function step(results, id, name, fn, timeoutMs = 240_000) {
+  if (ONLY && !ONLY.has(id)) return false;
   const t0 = Date.now();
   console.log(`RIG STEP ${id} ${name} t=${uptime()}`);
   let timer;

@@ -27,6 +27,7 @@ echo "RIG toolstack-up t=$(cut -d' ' -f1 /proc/uptime)"
 cd /opt/xenmig
 # RIG_HVM=1 on the host (run.sh): the HVM steps, with xenmig's QMP device-model provider
 if grep -q "rig_hvm=1" /proc/cmdline; then export RIG_HVM=1 XENMIG_HVM_QMP=1; fi
+RIG_ONLY=$(sed -n 's/.*rig_only=\([^ ]*\).*/\1/p' /proc/cmdline); [ -n "$RIG_ONLY" ] && export RIG_ONLY
 XENMIG_FLAVOUR=system node test/realxen/scenario.mjs /out 2>&1
 echo "RIG scenario rc=$? t=$(cut -d' ' -f1 /proc/uptime)"
 cp /var/log/xen/console/*.log /out/ 2>/dev/null

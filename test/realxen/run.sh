@@ -25,7 +25,7 @@ rm -f "$W/out.img"; truncate -s 512M "$W/out.img"
 esc() { printf '%s' "$1" | sed 's/,/,,/g'; }   # QEMU multiboot module list: a literal comma is ",,"
 DOM0_MEM=${DOM0_MEM:-1024M}
 XEN_CMD="dom0_mem=$DOM0_MEM,max:$DOM0_MEM dom0_max_vcpus=1 console=com1 com1=115200,8n1 noreboot loglvl=all guest_loglvl=all"
-DOM0_CMD="console=hvc0 earlyprintk=xen panic=-1 rig_hvm=${RIG_HVM:-0}"
+DOM0_CMD="console=hvc0 earlyprintk=xen panic=-1 rig_hvm=${RIG_HVM:-0} rig_only=${RIG_ONLY:-}"
 echo "-cpu ${CPU:-qemu64,+svm,+npt} -smp ${SMP:-1} -m ${MEM:-3072}" > "$RES/qemu-args.txt"
 set +e
 timeout "${TIMEOUT:-1500}" nice -n "${NICE:-10}" qemu-system-x86_64 -accel tcg,thread=multi \

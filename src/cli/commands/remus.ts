@@ -166,12 +166,15 @@ async function runRemus(domid: number, dest: string | undefined, o: RemusCli): P
       throw new UsageError('tcp:// needs --cert, --key and --ca (mutual TLS), or --insecure (on both ends)');
     xen = openXen(xenOptions(o)).xen;
     const ck = checksumLogger(o.checksumLog, xen);
-    const config = remusConfig(xen, domid, o);
+    // the stream carries --config when given; else remus() takes the domain's stored config under
+    // its live name (an xl Remus replica's stored config can still say "<name>--incoming")
+    const given = configFrom(o);
+    const config = given ?? remusConfig(xen, domid);
     const netBuffer = remusNetBuffer(domid, config, o, log);
     const h = remus(domid, dest ?? '/dev/null', {
       ...(netBuffer ? { netBuffer } : {}),
       xen,
-      ...(config ? { config } : {}),
+      ...(given ? { config: given } : {}),
       intervalMs: o.intervalMs,
       ...(o.blackhole ? { blackhole: true } : {}),
       ...(o.colo ? { colo: true } : {}),
@@ -213,9 +216,9 @@ async function runRemus(domid: number, dest: string | undefined, o: RemusCli): P
 }
 
 /** The domain config: --config, else libxl's stored one on a real host, else none (a minimal one is made). */
-/** The config of the replicated guest: --config, else libxl's stored one on a real host (its vifs are buffered). */
-function remusConfig(xen: Hypervisor, domid: number, o: { config?: string }): DomainConfig | null {
-  return configFrom(o) ?? (xen.flavour === 'system' ? libxlStoredConfig(domid, xen.domainInfo(domid)) : null);
+/** libxl's stored config of the replicated guest on a real host (its vifs are buffered). */
+function remusConfig(xen: Hypervisor, domid: number): DomainConfig | null {
+  return xen.flavour === 'system' ? libxlStoredConfig(domid, xen.domainInfo(domid)) : null;
 }
 
 /**
