@@ -2,7 +2,7 @@
 # xenmig real-Xen rig: fetch (cached) -> dom0 initramfs -> boot Xen 4.17 under QEMU TCG -> the
 # scenario runs in dom0 -> results copied out through a raw virtio disk (tar stream).
 # Usage: test/realxen/run.sh [WORKDIR]   (default $XENLAB_DIR, else <repo>/.xenlab)
-# Env: TIMEOUT (s, default 1500)  CPU (default qemu64,+svm,+npt)  MEM (MiB, default 3072)
+# Env: TIMEOUT (s, default 2700)  CPU (default qemu64,+svm,+npt)  MEM (MiB, default 3072)
 #      SMP (default 1)  DOM0_MEM (default 1024M)  NICE (default 10)
 # One emulated CPU: with two (multi-threaded TCG) PVH guests sometimes triple-faulted, at boot too,
 # with no xenmig code running; with one, no run has shown it, and the scenario is faster.
@@ -28,7 +28,7 @@ XEN_CMD="dom0_mem=$DOM0_MEM,max:$DOM0_MEM dom0_max_vcpus=1 console=com1 com1=115
 DOM0_CMD="console=hvc0 earlyprintk=xen panic=-1 rig_hvm=${RIG_HVM:-0} rig_only=${RIG_ONLY:-}"
 echo "-cpu ${CPU:-qemu64,+svm,+npt} -smp ${SMP:-1} -m ${MEM:-3072}" > "$RES/qemu-args.txt"
 set +e
-timeout "${TIMEOUT:-1500}" nice -n "${NICE:-10}" qemu-system-x86_64 -accel tcg,thread=multi \
+timeout "${TIMEOUT:-2700}" nice -n "${NICE:-10}" qemu-system-x86_64 -accel tcg,thread=multi \
   -cpu "${CPU:-qemu64,+svm,+npt}" -machine pc -m "${MEM:-3072}" -smp "${SMP:-1}" \
   -nographic -monitor "unix:$RES/monitor.sock,server=on,wait=off" -serial stdio -no-reboot -nic none \
   -kernel "$W/xen.elf" -append "$XEN_CMD" -initrd "$(esc "$W/vmlinuz") $(esc "$DOM0_CMD"),$(esc "$W/dom0.cpio.gz")" \
