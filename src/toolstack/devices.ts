@@ -170,10 +170,9 @@ export function guestDevices(config: DomainConfig): GuestDevices {
 
 /** The receiver capabilities a guest needs (xenmig protocol: checked against READY before any page). */
 export function requiredDeviceCapabilities(config: DomainConfig): string[] {
-  const d = guestDevices(config);
   const caps: string[] = [];
   if (list(config.json['disks']).length) caps.push(DEVICE_CAPABILITY.vbd);
-  if (d.nics.length || list(config.json['nics']).length) caps.push(DEVICE_CAPABILITY.vif);
+  if (list(config.json['nics']).length) caps.push(DEVICE_CAPABILITY.vif);
   return caps;
 }
 
