@@ -66,7 +66,7 @@ export interface ReaderOptions {
    * migration handshake — continue reading from `reader.source`).
    */
   afterEnd?: 'check' | 'stop';
-  /** Read-ahead size for fd/path inputs (default 1 MiB). */
+  /** Read-ahead size for fd/path inputs (default 1 MiB; 128 KiB with blockingReads). */
   chunkSize?: number;
   /**
    * fd/path inputs: blocking reads (readSync). Much faster on pipes, but blocks the event loop
