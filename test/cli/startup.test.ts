@@ -17,5 +17,4 @@ describe('xenmig start-up', () => {
     for (const c of ['inspect', 'verify', 'save', 'restore', 'migrate', 'receive', 'remus', 'remus-receive', 'mock', 'demo'])
       expect(help).toMatch(new RegExp(`^\\s+${c}\\b`, 'm'));
   });
-
 });
