@@ -176,6 +176,6 @@ export function cloopBinary() {
 
 /** "engine/C-loop X.XXx" for two durations (lower is better; goal <= 1.25x). */
 export function cloopRatio(engineSeconds, cloopSeconds) {
-  const r = engineSeconds / cloopSeconds;
+  const r = engineSeconds / Math.max(cloopSeconds, 0.01); // GNU time counts in 10 ms steps
   return { ratio: r, text: `engine/C-loop ${r.toFixed(2)}x (C loop ${cloopSeconds.toFixed(2)} s, goal <= 1.25x)` };
 }
