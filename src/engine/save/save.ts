@@ -471,13 +471,10 @@ class SaveEngine implements SaveContext {
     return sent;
   }
 
-  /** Write (or stage) a prepared batch; resolves once its bytes were handed over. */
-  private emitBatch(b: PreparedBatch): Promise<void> {
-    if (this.staging) {
-      this.stage(b.header, b.chunks);
-      return Promise.resolve();
-    }
-    return this.out.writeRaw(b.header, ...b.chunks);
+  /** Write (or stage) a prepared batch; resolves once its bytes were handed over (never throws synchronously). */
+  private async emitBatch(b: PreparedBatch): Promise<void> {
+    if (this.staging) this.stage(b.header, b.chunks);
+    else await this.out.writeRaw(b.header, ...b.chunks);
   }
 
   /**
