@@ -41,6 +41,7 @@ export class ByteReader {
 
   /** Exactly n bytes (rejects with EndOfInput when the peer closes first). */
   async read(n: number): Promise<Buffer> {
+    if (n === 0) return Buffer.alloc(0);
     while (this.buffered < n) {
       if (this.ended) throw this.ended;
       if (this.sock.isPaused()) this.sock.resume();

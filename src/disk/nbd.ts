@@ -281,6 +281,7 @@ export async function serveNbdConnection(
       return { reason: 'protocol-error', requests, error: e };
     }
     // the socket failed under a write: the client is gone
+    opts.log?.(`nbd: connection ended: ${(e as Error).message}`);
     return { reason: 'closed', requests };
   } finally {
     sock.destroy();
