@@ -148,7 +148,7 @@ console.log(
 const xen = openMockHost(join(dir, 'host'));
 const pauseOf = async (withDisk) => {
   const d = xen.createDomain({ type: 'hvm', pages: 256, populate: true });
-  xen.unpause(d);
+  if (xen.domainInfo(d).paused) xen.unpause(d);
   const pauses = [];
   let v = 0;
   const h = remus(d, '-', {
