@@ -83,6 +83,8 @@ export class ByteReader {
 
 /** Write, waiting for the socket to drain when its buffer is full. */
 export function writeOut(sock: Duplex, b: Uint8Array): Promise<void> {
+  // a destroyed socket never drains nor closes again: fail now instead of waiting forever
+  if (sock.destroyed || sock.writableEnded) return Promise.reject(new Error('connection closed'));
   if (sock.write(b)) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const done = () => {

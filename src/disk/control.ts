@@ -134,6 +134,9 @@ export class DiskControlClient {
   private rd: ByteReader;
   private chain: Promise<unknown> = Promise.resolve();
 
+  /** a daemon that does not answer within this many ms is lost (the guest may be suspended meanwhile) */
+  timeoutMs = 10_000;
+
   private constructor(private readonly sock: Socket, readonly path: string) {
     this.rd = new ByteReader(sock, 64 << 20);
   }
@@ -164,6 +167,21 @@ export class DiskControlClient {
   }
 
   private async readFrame(): Promise<{ status: number; payload: Buffer }> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.sock.destroy();
+        reject(new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `disk daemon at ${this.path}: no answer within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+    });
+    try {
+      return await Promise.race([this.frame(), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async frame(): Promise<{ status: number; payload: Buffer }> {
     const len = (await this.rd.read(4)).readUInt32BE(0);
     if (len < 1 || len > (48 << 20)) throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `disk daemon at ${this.path}: reply frame of ${len} bytes`);
     const f = await this.rd.read(len);

@@ -81,6 +81,11 @@ export class DiskReplication {
       if (!c) out.push(`disk ${d.name}: the backup has no --disk-map ${d.name}=IMAGE`);
       else if (c !== diskCapability(d.name, d.info.size)) out.push(`disk ${d.name}: the backup's image is ${c.slice(c.lastIndexOf(':') + 1)} bytes, the primary's ${d.info.size}`);
     }
+    // a mapped disk this primary never sends would stay stale on the replica
+    for (const c of capabilities) {
+      const name = /^disk:(.+):\d+$/.exec(c)?.[1];
+      if (name && !this.disks.some((d) => d.name === name)) out.push(`the backup maps disk ${name}, which this primary does not replicate (no --disk ${name}=CTL)`);
+    }
     return out;
   }
 

@@ -154,3 +154,31 @@ describe('DiskReplicaSet (backup)', () => {
     set.close();
   });
 });
+
+describe('DiskControlClient', () => {
+  it('a request on a connection the daemon already closed fails at once (the guest may be suspended waiting for it)', async () => {
+    const { createServer } = await import('node:net');
+    const { DiskControlClient } = await import('../../src/disk/control.js');
+    const path = join(dir, 'ctl.sock');
+    const server = createServer((s) => s.destroy());
+    await new Promise<void>((r) => server.listen(path, r));
+    try {
+      const c = await DiskControlClient.connect(path);
+      // let the close arrive and be processed before the request is written
+      await new Promise((r) => setTimeout(r, 100));
+      const t0 = Date.now();
+      const outcome = await Promise.race([
+        c.rotate(1).then(
+          () => 'answered',
+          (e: Error) => e.message,
+        ),
+        new Promise<string>((r) => setTimeout(() => r('hung'), 3000)),
+      ]);
+      expect(outcome).toMatch(/disk daemon at .*: connection closed/);
+      expect(Date.now() - t0).toBeLessThan(1000);
+      c.close();
+    } finally {
+      server.close();
+    }
+  });
+});

@@ -212,3 +212,33 @@ describe('remus --disk: refused before the guest is touched', () => {
     A().destroyDomain(d);
   });
 });
+
+describe('remus --disk: the disk daemon dies during replication', () => {
+  it('the next rotate fails at once, the guest is resumed (never left suspended) and the primary reports it', async () => {
+    const d = A().createDomain({ type: 'hvm', pages: 16, populate: true });
+    const img = join(dirs.root, 'dies.img');
+    writeFileSync(img, Buffer.alloc(16 * BS));
+    const daemon = await startDaemon('dies', img);
+    writeFileSync(join(dirs.root, 'dies-b.img'), Buffer.alloc(16 * BS));
+    const { proc: backup, port } = await startBackup(['--disk-map', `xvda=${join(dirs.root, 'dies-b.img')}`]);
+    const primary = new Proc(MAIN, ['remus', String(d), `tcp://127.0.0.1:${port}`, '--host', dirs.a, '--insecure', '-i', '20', '--json', '--on-backup-loss', 'continue', '--disk', `xvda=${daemon.ctl}`]);
+    try {
+      await primary.waitFor((j) => (j.checkpoint as number) >= 3, 'checkpoint 3');
+      daemon.proc.kill('SIGKILL');
+      const timer = setTimeout(() => primary.kill('SIGKILL'), 20_000);
+      const pe = await primary.exited;
+      clearTimeout(timer);
+      expect(pe.signal, `the primary hung with the daemon gone\n${primary.stderr}`).toBeNull();
+      expect(pe.code, primary.stderr).toBe(1);
+      expect(primary.stderr).toMatch(/disk daemon at .*ctl\.sock/);
+      const info = A().domainInfo(d);
+      expect(info.shutdown, 'the guest was left suspended').toBe(false);
+      expect(info.paused).toBe(false);
+    } finally {
+      primary.kill('SIGKILL');
+      backup.kill('SIGKILL');
+      await backup.exited;
+      A().destroyDomain(d);
+    }
+  }, 60_000);
+});

@@ -81,6 +81,15 @@ export interface ReplicaReceiveCli {
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
+/** NAME=PATH of --disk / --disk-map, a usage error when malformed. */
+function diskMapping(s: string, what: string): { name: string; path: string } {
+  try {
+    return parseDiskMapping(s, what);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
 /** Debug (mock): one JSON line per event with the guest's checksum, written synchronously. */
 function checksumLogger(path: string | undefined, xen: Hypervisor) {
   if (!path) return null;
@@ -263,7 +272,7 @@ function remusNetBuffer(domid: number, config: DomainConfig | null, o: RemusCli,
  * receiver rejects the records) or COLO.
  */
 function remusDisks(domid: number, config: DomainConfig | null, o: RemusCli, log: Log): DiskReplication | null {
-  const targets = (o.disk ?? []).map((s) => parseDiskMapping(s, '--disk')).map(({ name, path }) => ({ name, control: path }));
+  const targets = (o.disk ?? []).map((s) => diskMapping(s, '--disk')).map(({ name, path }) => ({ name, control: path }));
   const vbds = config ? guestVbds(config) : [];
   const skip = o.diskReplication === false || o.unsafe;
   if (targets.length) {
@@ -305,7 +314,7 @@ export async function runReplicaReceive(o: ReplicaReceiveCli): Promise<number> {
       if (o.colo) throw new UsageError('--disk-map: disk replication is for Remus, not COLO');
       if (o.protocol === 'xl') throw new UsageError('--disk-map needs a xenmig primary (an xl primary sends no disk records)');
       const map = new Map<string, string>();
-      for (const m of o.diskMap.map((s) => parseDiskMapping(s, '--disk-map'))) {
+      for (const m of o.diskMap.map((s) => diskMapping(s, '--disk-map'))) {
         if (map.has(m.name)) throw new UsageError(`--disk-map ${m.name} given twice`);
         map.set(m.name, m.path);
       }
