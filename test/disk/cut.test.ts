@@ -136,4 +136,33 @@ describe('Remus disk replication: the stream cut anywhere', () => {
     }
     expect(checked).toBeGreaterThan(20);
   }, 120_000);
+
+  it('a malformed disk record in checkpoint 3: that checkpoint is not applied (failover to 2, logged with the typed error)', async () => {
+    const { items } = await readAll(stream);
+    const rec = items.find((it) => it.offset > ends[1]! && it.offset < ends[2]! && it.kind === 'record' && it.layer === 'libxl' && it.name.startsWith('UNKNOWN'));
+    expect(rec, 'a disk record in checkpoint 3').toBeDefined();
+    const bad = Uint8Array.from(stream.subarray(0, ends[CHECKPOINTS - 1]!));
+    // BLOCKS body: kind, name length, "xvda", pad to 16, checkpoint, block size <- 768
+    new DataView(bad.buffer).setUint32(rec!.offset + 8 + 20, 768, true);
+    const backupImg = join(dir, 'backup-bad.img');
+    writeFileSync(backupImg, Buffer.alloc(BLOCKS * BS));
+    const set = new DiskReplicaSet(new Map([['xvda', backupImg]]));
+    const logs: string[] = [];
+    const hooks = replicaDiskHooks(set, { colo: false, xl: false, log: (l) => logs.push(l) });
+    let applied = 0;
+    const r = await restoreDomain({
+      xen: b,
+      input: bad,
+      builder: { create: () => b.createDomain({ type: 'hvm', pages: 16, populate: false }), destroy: (x: number) => b.destroyDomain(x) },
+      streamType: 'remus',
+      paused: true,
+      extraRecords: hooks.records!,
+      callbacks: { checkpointApplied: async (n) => void (applied = n) },
+    });
+    set.close();
+    b.destroyDomain(r.domid);
+    expect(applied).toBe(2);
+    expect(logs.join('\n')).toMatch(/disk record: block size 768; checkpoint 3 is not applied/);
+    expect(firstDiff(readFileSync(backupImg), snapshot(2))).toBe(-1);
+  });
 });
