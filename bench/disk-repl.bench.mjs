@@ -36,6 +36,7 @@ const ctlSock = join(dir, 'ctl.sock');
 const daemon = spawn(process.execPath, [fileURLToPath(dist('cli/main.js')), 'disk', 'serve', image, '--socket', nbdSock, '--control', ctlSock, '--json'], {
   stdio: ['ignore', 'pipe', 'ignore'],
 });
+process.on('exit', () => daemon.kill());
 await new Promise((r) => daemon.stdout.once('data', r));
 const rssPeak = { self: 0 };
 const sampleRss = () => (rssPeak.self = Math.max(rssPeak.self, process.memoryUsage().rss));

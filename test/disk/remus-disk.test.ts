@@ -198,18 +198,19 @@ describe('remus --disk: refused before the guest is touched', () => {
     writeFileSync(img, Buffer.alloc(16 * BS));
     const daemon = await startDaemon('nomap', img);
     const { proc: backup, port } = await startBackup([]);
-    const primary = new Proc(MAIN, ['remus', String(d), `tcp://127.0.0.1:${port}`, '--host', dirs.a, '--insecure', '--json', '--disk', `xvda=${daemon.ctl}`]);
-    const pe = await primary.exited;
-    backup.kill();
-    await backup.exited;
-    expect(pe.code, primary.stderr).toBe(1);
-    expect(primary.stderr).toMatch(/the backup cannot replicate the guest's disks: the backup does not apply disk records/);
-    expect(primary.json.at(-1)).toMatchObject({ result: 'no-replica', guest: 'running' });
-    expect(A().domainInfo(d).paused).toBe(false);
-    // the daemon tracks nothing once the primary is gone: a new primary may start
-    daemon.proc.kill();
-    await daemon.proc.exited;
-    A().destroyDomain(d);
+    try {
+      const primary = new Proc(MAIN, ['remus', String(d), `tcp://127.0.0.1:${port}`, '--host', dirs.a, '--insecure', '--json', '--disk', `xvda=${daemon.ctl}`]);
+      const pe = await primary.exited;
+      expect(pe.code, primary.stderr).toBe(1);
+      expect(primary.stderr).toMatch(/the backup cannot replicate the guest's disks: the backup does not apply disk records/);
+      expect(primary.json.at(-1)).toMatchObject({ result: 'no-replica', guest: 'running' });
+      expect(A().domainInfo(d).paused).toBe(false);
+    } finally {
+      backup.kill();
+      daemon.proc.kill();
+      await Promise.all([backup.exited, daemon.proc.exited]);
+      A().destroyDomain(d);
+    }
   });
 });
 
@@ -237,6 +238,7 @@ describe('remus --disk: the disk daemon dies during replication', () => {
     } finally {
       primary.kill('SIGKILL');
       backup.kill('SIGKILL');
+      daemon.proc.kill('SIGKILL');
       await backup.exited;
       A().destroyDomain(d);
     }
