@@ -20,6 +20,7 @@ import { suspendDomain } from '../toolstack/save.js';
 import { ControlConnection, listen, TransportTimeoutError, writeAll, XL_MIGRATE_RECEIVER_BANNER, type Channel, type TlsMaterial } from '../transport/index.js';
 import { encodeDirtyPfns, encodeState, STATE_NAMES } from './backchannel.js';
 import type { Logger } from './types.js';
+import { replicaDiskHooks, type DiskReplicaSet } from '../disk/replica-hooks.js';
 
 export interface ReplicaOptions extends XenOptions {
   /** COLO secondary instead of a Remus backup */
@@ -56,6 +57,8 @@ export interface ReplicaOptions extends XenOptions {
   protocol?: 'xenmig' | 'xl';
   /** test hook: each COLO state-exchange step ('send SVM_READY', 'recv NEW', ...) */
   trace?: (event: string, checkpoint: number) => void;
+  /** Remus disk replication: the backup's images (src/disk/replica.ts); applied at each CHECKPOINT_END */
+  disks?: DiskReplicaSet;
 }
 
 export interface ReplicaResult {
@@ -134,11 +137,12 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
       return sendChain;
     };
     // the builder first: READY announces the devices it can recreate at failover
-    const builder = opts.builder ?? (await defaultBuilder(xen));
+    const disks = replicaDiskHooks(opts.disks, { colo, xl: opts.protocol === 'xl', log });
+    const builder = disks.builder(opts.builder ?? (await defaultBuilder(xen)));
     if (xl) {
       await sendRaw(XL_MIGRATE_RECEIVER_BANNER);
     } else {
-      const capabilities = ['remus', 'colo', `failover-timeout-ms=${failoverTimeoutMs}`, ...(builder?.capabilities ?? [])];
+      const capabilities = ['remus', 'colo', `failover-timeout-ms=${failoverTimeoutMs}`, ...(builder?.capabilities ?? []), ...disks.capabilities];
       await send({ type: 'READY', protocol: 1, version: '0.1.0', capabilities });
       hb = conn.startHeartbeat(opts.heartbeatMs ?? 250);
     }
@@ -171,6 +175,7 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
         paused: true,
         streamType,
         completeEachCheckpoint: !colo,
+        ...(disks.records ? { extraRecords: disks.records } : {}),
         onDomain: (d) => {
           domid = d;
         },

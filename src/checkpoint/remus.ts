@@ -25,6 +25,8 @@ import { ControlConnection, openDestination, readExactly, XL_MIGRATE_RECEIVER_BA
 import { BackChannelDecoder, STATE_NAMES, type BackRecord } from './backchannel.js';
 import type { CheckpointStat, Logger, OutputComparator, ReplicationHooks } from './types.js';
 import type { NetBuffer } from '../netbuf/buffer.js';
+import type { DiskReplication } from '../disk/primary.js';
+import { primaryDiskHooks } from '../disk/primary-hooks.js';
 
 export interface RemusOptions extends XenOptions {
   /** checkpoint interval, ms (default 200, as `xl remus`) */
@@ -51,6 +53,13 @@ export interface RemusOptions extends XenOptions {
    * Remus only (COLO compares output instead).
    */
   netBuffer?: NetBuffer;
+  /**
+   * Disk replication (src/disk/): connected before the guest is touched (a failure refuses the
+   * replication), the backup's READY must map every disk, the initial copy precedes the memory
+   * stream, epoch n is rotated in checkpoint n's pause and its blocks close checkpoint n. Remus
+   * with a xenmig backup only.
+   */
+  disks?: DiskReplication;
   /** COLO: divergence detector (default: none, checkpoints on the timer only) */
   comparator?: OutputComparator;
   /** copy the dirty set while suspended and transmit after the resume (default true) */
@@ -317,6 +326,17 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
       return { domid, checkpoints: 0, lastAcked: 0, reason: 'refused', guest: 'running', error, stats: null };
     }
   }
+  const disks = primaryDiskHooks(opts.disks, opts);
+  if (disks) {
+    try {
+      await disks.setup();
+    } catch (e) {
+      netBuffer?.teardown();
+      const error = e instanceof Error ? e : new Error(String(e));
+      log(`primary: replication of domain ${domid} refused, guest untouched: ${error.message}`);
+      return { domid, checkpoints: 0, lastAcked: 0, reason: 'refused', guest: 'running', error, stats: null };
+    }
+  }
   const { xen, owned } = openXen(opts);
   let intervalMs = opts.intervalMs ?? 200;
   const ackTimeoutMs = opts.ackTimeoutMs ?? Math.max(2000, 10 * intervalMs);
@@ -387,6 +407,7 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
         const devices = requiredDeviceCapabilities(await sourceConfig(xen, domid, opts.config)).filter((c) => !ready.capabilities.includes(c));
         if (devices.length)
           throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED_DEVICE, `the backup cannot recreate the guest's devices (${devices.join(', ')} not offered)`, { domid });
+        disks?.checkBackup(ready.capabilities);
         reverse = new ReverseReader(conn);
         reverse.start();
         // The forward direction is the Xen stream: nothing but checkpoints can go there. They are
@@ -422,7 +443,7 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
     const finishCheckpoint = async (n: number, ackMs: number) => {
       const bytes = out.bytesWritten - bytesAt;
       bytesAt = out.bytesWritten;
-      ctl.push({ checkpoint: n, dirtyPages: lastDirty + secondaryDirty, bytes, pauseMs, ackMs, atMs: performance.now() - t0 });
+      ctl.push({ checkpoint: n, dirtyPages: lastDirty + secondaryDirty, bytes, pauseMs, ackMs, atMs: performance.now() - t0, ...(opts.disks ? { diskBlocks: opts.disks.last.blocks } : {}) });
       secondaryDirty = 0;
     };
 
@@ -436,7 +457,9 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
       return performance.now() - t;
     };
 
+    await disks?.start();
     const r = await saveDomain({
+      ...(disks ? { beforeLibxc: disks.beforeLibxc, checkpointRecords: (w: StreamWriter) => disks.checkpointRecords(current, w) } : {}),
       xen: counted,
       domid,
       out,
@@ -455,6 +478,7 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
           await suspendDomain(xen, domid, 60_000);
           // what the guest sent up to this suspend is epoch n: held until checkpoint n is safe
           netBuffer?.plug(n);
+          await disks?.rotate(n);
           await hooks.postsuspend?.(n);
           await opts.onSuspended?.(n, xen, domid);
           // COLO, after the first checkpoint: the SVM suspends too
@@ -583,9 +607,11 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
             (guest === 'paused' ? `guest paused here (the backup may take over; resume it by hand if it does not)` : 'guest continues here unreplicated'),
     );
     closeNetBuffer(netBuffer, guest, log);
+    await disks?.stop();
     await hooks.stopped?.(failure.message, lastAcked);
   } else {
     closeNetBuffer(netBuffer, guest, log);
+    await disks?.stop();
     await hooks.stopped?.(reason, lastAcked);
   }
   if (owned) xen.close();

@@ -29,6 +29,7 @@ export async function buildProgram(argv: string[] = process.argv): Promise<Comma
     [['receive'], () => import('./commands/receive.js')],
     [['remus', 'remus-receive'], () => import('./commands/remus.js')],
     [['mock'], () => import('./commands/mock.js')],
+    [['disk'], () => import('./commands/disk.js')],
     [['demo'], () => import('./commands/demo.js')],
   ];
   // Load only the module of the command being run (start-up time matters for `verify -` in a

@@ -63,6 +63,20 @@ export interface DomainRestoreOptions {
   stopAtEnd?: boolean;
   /** Remus, HVM: load register state at each applied checkpoint (the backup is resumable as is) */
   completeEachCheckpoint?: boolean;
+  /** libxl records of the caller's own (Remus disk replication: src/disk/replica.ts) */
+  extraRecords?: ExtraRecordHandler;
+}
+
+/**
+ * Unknown libxl records the caller handles: offered before LIBXC_CONTEXT ('head') and in each
+ * checkpoint's libxl part ('checkpoint'); take() returns false for a record it does not know.
+ * commit() runs at CHECKPOINT_END (before the checkpoint is acknowledged), discard() when a
+ * checkpoint is abandoned.
+ */
+export interface ExtraRecordHandler {
+  take(type: number, body: Uint8Array, where: 'head' | 'checkpoint'): boolean;
+  commit(): void | Promise<void>;
+  discard(): void;
 }
 
 export interface DomainRestoreResult {
@@ -131,6 +145,8 @@ export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainR
     }
     return false;
   };
+  const takeExtra = (item: StreamItem, where: 'head' | 'checkpoint'): boolean =>
+    !!opts.extraRecords && item.kind === 'record' && item.layer === 'libxl' && item.record.name === 'UNKNOWN' && opts.extraRecords.take(item.record.type, item.record.body, where);
   const applyEmulator = async () => {
     const list = pendingEmu;
     pendingEmu = [];
@@ -145,9 +161,10 @@ export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainR
         const item = await cursor.next();
         if (!item) return 'failover';
         if (item.kind === 'record' && item.layer === 'libxl' && item.record.name === 'CHECKPOINT_END') break;
-        held.push(item);
+        if (!takeExtra(item, 'checkpoint')) held.push(item);
       }
     } catch {
+      opts.extraRecords?.discard();
       return 'failover';
     }
     try {
@@ -155,6 +172,7 @@ export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainR
         if (!takeEmulator(item)) throw orderError(item, `${item.name} not allowed in the libxl part of a checkpoint`);
       }
       await applyEmulator();
+      await opts.extraRecords?.commit();
       return 'success';
     } catch {
       return 'error';
@@ -183,7 +201,7 @@ export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainR
         item = await cursor.next();
         if (!item) throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'libxl stream ended before LIBXC_CONTEXT');
         if (item.kind === 'record' && item.layer === 'libxl' && item.record.name === 'LIBXC_CONTEXT') break;
-        if (!takeEmulator(item)) throw orderError(item, `${item.name} before LIBXC_CONTEXT`);
+        if (!takeEmulator(item) && !takeExtra(item, 'head')) throw orderError(item, `${item.name} before LIBXC_CONTEXT`);
       }
       item = null;
     } else if (item) {
