@@ -260,7 +260,7 @@ async function remusRun(arr, tool, round) {
       else await sleep(100);
     }
     const nb = tool === 'xenmig' ? ' --no-net-buffer' : '';
-    p = track(spawn('sh', ['-c', `exec ${XENMIG} remus --json${nb} -i ${REMUS_INTERVAL_MS} --insecure ${src} tcp://127.0.0.1:${port} 2>/tmp/b-pr.log`], { stdio: ['ignore', 'pipe', 'ignore'] }));
+    p = track(spawn('sh', ['-c', `exec ${XENMIG} remus --json${nb} --no-disk-replication -i ${REMUS_INTERVAL_MS} --insecure ${src} tcp://127.0.0.1:${port} 2>/tmp/b-pr.log`], { stdio: ['ignore', 'pipe', 'ignore'] }));
     p.stdout.setEncoding('utf8');
     let buf = '';
     p.stdout.on('data', (d) => {
@@ -339,7 +339,7 @@ async function killTrial(arr, buffered, trial) {
   }
   const nb = buffered ? '' : ' --no-net-buffer';
   let out = '';
-  const p = track(spawn('sh', ['-c', `exec ${XENMIG} remus --json${nb} -i ${REMUS_INTERVAL_MS} --insecure ${src} tcp://127.0.0.1:${port} 2>/tmp/b-pr.log`], { stdio: ['ignore', 'pipe', 'ignore'] }));
+  const p = track(spawn('sh', ['-c', `exec ${XENMIG} remus --json${nb} --no-disk-replication -i ${REMUS_INTERVAL_MS} --insecure ${src} tcp://127.0.0.1:${port} 2>/tmp/b-pr.log`], { stdio: ['ignore', 'pipe', 'ignore'] }));
   p.stdout.setEncoding('utf8');
   p.stdout.on('data', (d) => (out += d));
   const t0 = Date.now();
