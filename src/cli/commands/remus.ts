@@ -9,6 +9,7 @@ import type { Hypervisor, MockHost } from '../../xen/types.js';
 import { createNetBuffer, vifInterfaces, type NetBuffer } from '../../netbuf/index.js';
 import type { DomainConfig } from '../../toolstack/config.js';
 import { libxlStoredConfig } from '../../toolstack/libxl-config.js';
+import { resolveDomain } from '../../toolstack/names.js';
 import { parseDestination } from '../../transport/index.js';
 import {
   addConfigOption,
@@ -16,8 +17,9 @@ import {
   choice,
   configFrom,
   EXIT,
+  DOMAIN_ARG,
   Log,
-  parseDomid,
+  parseDomain,
   parseIntArg,
   printError,
   Progress,
@@ -95,7 +97,7 @@ export function register(program: Command): void {
   const cmd = program
     .command('remus')
     .description('replicate a running domain continuously to a backup (Remus; --colo for COLO)')
-    .argument('<domid>', 'domain id', parseDomid)
+    .argument('<domain>', DOMAIN_ARG, parseDomain)
     .argument('[dest]', 'tcp://host:port, ssh://host, - (stdio), or a file (no acknowledgements); none with --blackhole')
     .option('-i, --interval-ms <ms>', 'checkpoint interval', parseIntArg('interval-ms', 1, 3_600_000), 200)
     .option('-b, --blackhole', 'discard the stream (measure the overhead; no backup)')
@@ -116,8 +118,8 @@ export function register(program: Command): void {
     .option('--unsafe', 'replicate without network buffering (as xl remus -n; future: without disk replication)')
     .option('--net-buffer-interfaces <if,...>', "buffer these dom0 interfaces instead of the config's vifs (vifD.N)")
     .option('--net-buffer-backend <b>', 'auto (plug, else nfqueue when the kernel has no sch_plug), plug or nfqueue', choice('net-buffer-backend', ['auto', 'plug', 'nfqueue'] as const), 'auto');
-  addConfigOption(addHostOptions(cmd)).action(async (domid: number, dest: string | undefined, o: RemusCli) => {
-    process.exitCode = await runRemus(domid, dest, o);
+  addConfigOption(addHostOptions(cmd)).action(async (domain: number | string, dest: string | undefined, o: RemusCli) => {
+    process.exitCode = await runRemus(domain, dest, o);
   });
 
   const rcv = program
@@ -151,7 +153,7 @@ function fmtStat(s: CheckpointStat): string {
   return `checkpoint ${s.checkpoint}: ${s.dirtyPages} pages, ${(s.bytes / 1024).toFixed(0)} KiB, pause ${s.pauseMs.toFixed(2)} ms, ack ${s.ackMs < 0 ? 'lost' : s.ackMs.toFixed(2) + ' ms'}`;
 }
 
-async function runRemus(domid: number, dest: string | undefined, o: RemusCli): Promise<number> {
+async function runRemus(domain: number | string, dest: string | undefined, o: RemusCli): Promise<number> {
   const log = new Log(o.logFormat);
   const progress = new Progress();
   log.setProgressClear(progress.clear);
@@ -165,6 +167,7 @@ async function runRemus(domid: number, dest: string | undefined, o: RemusCli): P
     if (dest !== undefined && parseDestination(dest).kind === 'tcp' && !tls && !o.insecure)
       throw new UsageError('tcp:// needs --cert, --key and --ca (mutual TLS), or --insecure (on both ends)');
     xen = openXen(xenOptions(o)).xen;
+    const domid = await resolveDomain(xen, domain);
     const ck = checksumLogger(o.checksumLog, xen);
     // the stream carries --config when given; else remus() takes the domain's stored config under
     // its live name (an xl Remus replica's stored config can still say "<name>--incoming")

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { openXen, save } from '../../api.js';
 import type { PolicyOptions } from '../../engine/policy.js';
 import type { SaveFormat } from '../../toolstack/save.js';
+import { resolveDomain } from '../../toolstack/names.js';
 import { checksumAtSuspend } from '../hooks.js';
 import { Clock, progressHandler, queryMigrate, summaryLine } from '../stats.js';
 import {
@@ -12,8 +13,9 @@ import {
   choice,
   configFrom,
   EXIT,
+  DOMAIN_ARG,
   Log,
-  parseDomid,
+  parseDomain,
   printError,
   Progress,
   signalAbort,
@@ -46,20 +48,20 @@ export function register(program: Command): void {
   const cmd = program
     .command('save')
     .description('save a domain to a file (- = stdout); the domain is destroyed unless --keep-running')
-    .argument('<domid>', 'domain id', parseDomid)
+    .argument('<domain>', DOMAIN_ARG, parseDomain)
     .argument('<file>', 'output file, - for stdout')
     .option('--live', 'live rounds with log-dirty before the suspend')
     .option('--keep-running', 'resume the guest after the save instead of destroying it')
     .option('--format <fmt>', 'xl (as xl save), libxl or libxc', choice('format', ['xl', 'libxl', 'libxc'] as const), 'xl')
     .option('--checksum-at-suspend <file>', 'debug (mock): record the guest checksum once it is suspended');
   addOutputOptions(addTransferOptions(addHostOptions(cmd))).action(
-    async (domid: number, file: string, o: TransferCliOptions & { live?: boolean; keepRunning?: boolean; format: SaveFormat }) => {
-      process.exitCode = await runSave(domid, file, o);
+    async (domain: number | string, file: string, o: TransferCliOptions & { live?: boolean; keepRunning?: boolean; format: SaveFormat }) => {
+      process.exitCode = await runSave(domain, file, o);
     },
   );
 }
 
-async function runSave(domid: number, file: string, o: TransferCliOptions & { live?: boolean; keepRunning?: boolean; format: SaveFormat }): Promise<number> {
+async function runSave(domain: number | string, file: string, o: TransferCliOptions & { live?: boolean; keepRunning?: boolean; format: SaveFormat }): Promise<number> {
   const log = new Log(o.logFormat);
   const progress = new Progress();
   log.setProgressClear(progress.clear);
@@ -67,10 +69,12 @@ async function runSave(domid: number, file: string, o: TransferCliOptions & { li
   const sig = signalAbort();
   let xen: ReturnType<typeof openXen>['xen'] | null = null;
   let guestBytes = 0;
+  let domid = -1;
   const toStdout = file === '-';
   const jsonOut = toStdout ? process.stderr : process.stdout;
   try {
     xen = openXen(xenOptions(o)).xen;
+    domid = await resolveDomain(xen, domain);
     const info = xen.domainInfo(domid);
     guestBytes = info.totPages * 4096;
     const policy = policyFrom(o);
