@@ -68,7 +68,7 @@ export async function nameForNewDomain(names: Pick<DomainNames, 'holder'>, domid
  * Names kept in xenstore (the xenstored socket at `path`, else the usual ones). `exists` tells live
  * domains from stale entries (e.g. `(d) => hypervisor has d`).
  */
-export function xenstoreNames(opts: { path?: string; exists?: (domid: number) => boolean } = {}): DomainNames {
+export function xenstoreNames(opts: { path?: string; exists?: (domid: number) => boolean } = {}): Required<DomainNames> {
   return {
     name: (domid) => withStore(opts.path, (s) => s.read(`/local/domain/${domid}/name`)),
     holder: (name, except) => withStore(opts.path, (s) => holderIn(s, name, except, opts.exists)),
