@@ -29,7 +29,7 @@ import {
   writeOut,
   xenOptions,
 } from '../util.js';
-import { policyFrom, type TransferCliOptions } from './save.js';
+import { hookStats, policyFrom, type TransferCliOptions } from './save.js';
 
 interface MigrateCliOptions extends TransferCliOptions {
   cert?: string;
@@ -129,6 +129,7 @@ async function runMigrate(domain: number | string, dest: string, o: MigrateCliOp
     const policy = policyFrom(o);
     log.info(`migrating domain ${domid} to ${dest}`);
     const config = configFrom(o);
+    const hook = o.checksumAtSuspend ? checksumAtSuspend(xen, domid, o.checksumAtSuspend, sig.signal) : null;
     const r = await migrate(domid, dest, {
       xen,
       ...(config ? { config } : {}),
@@ -140,7 +141,7 @@ async function runMigrate(domain: number | string, dest: string, o: MigrateCliOp
       ...(o.insecure ? { insecure: true } : {}),
       ...(o.sshCommand ? { sshCommand: splitWords(o.sshCommand) } : {}),
       ...(o.remoteCommand ? { remoteCommand: splitWords(o.remoteCommand) } : {}),
-      ...(o.checksumAtSuspend ? { callbacks: checksumAtSuspend(xen, domid, o.checksumAtSuspend, sig.signal) } : {}),
+      ...(hook ? { callbacks: hook.callbacks } : {}),
       ...(policy ? { policy } : {}),
       ...(o.bandwidth ? { bandwidth: o.bandwidth } : {}),
     });
@@ -150,7 +151,7 @@ async function runMigrate(domain: number | string, dest: string, o: MigrateCliOp
       stats: r.stats,
       guestBytes,
       downtimeMs: r.downtimeMs,
-      extra: { outcome: r.handshake.outcome, peer: r.handshake.peer ?? null, timings: r.timings },
+      extra: { outcome: r.handshake.outcome, peer: r.handshake.peer ?? null, timings: r.timings, ...hookStats(hook) },
     });
     log.info(`migrated domain ${domid}: ${summaryLine(q)}`);
     if (r.handshake.error) log.warn(`destroying the source failed: ${r.handshake.error.message}`);

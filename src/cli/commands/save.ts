@@ -4,7 +4,7 @@ import { openXen, save } from '../../api.js';
 import type { PolicyOptions } from '../../engine/policy.js';
 import type { SaveFormat } from '../../toolstack/save.js';
 import { resolveDomain } from '../../toolstack/names.js';
-import { checksumAtSuspend } from '../hooks.js';
+import { checksumAtSuspend, type ChecksumHook } from '../hooks.js';
 import { Clock, progressHandler, queryMigrate, summaryLine } from '../stats.js';
 import {
   addHostOptions,
@@ -35,6 +35,12 @@ export interface TransferCliOptions {
   logFormat: LogFormat;
   checksumAtSuspend?: string;
   config?: string;
+}
+
+/** The debug hook's time in the statistics: it is inside `downtime`, but no part of the operation. */
+export function hookStats(hook: ChecksumHook | null): Record<string, number> {
+  const held = hook?.heldMs();
+  return held != null ? { 'checksum-at-suspend-ms': Math.round(held) } : {};
 }
 
 export function policyFrom(o: TransferCliOptions): PolicyOptions | undefined {
@@ -79,6 +85,7 @@ async function runSave(domain: number | string, file: string, o: TransferCliOpti
     guestBytes = info.totPages * 4096;
     const policy = policyFrom(o);
     const config = configFrom(o);
+    const hook = o.checksumAtSuspend ? checksumAtSuspend(xen, domid, o.checksumAtSuspend, sig.signal) : null;
     const r = await save(domid, toStdout ? 1 : file, {
       xen,
       ...(config ? { config } : {}),
@@ -87,12 +94,12 @@ async function runSave(domain: number | string, file: string, o: TransferCliOpti
       format: o.format,
       signal: sig.signal,
       onProgress: progressHandler(progress, clock),
-      ...(o.checksumAtSuspend ? { callbacks: checksumAtSuspend(xen, domid, o.checksumAtSuspend, sig.signal) } : {}),
+      ...(hook ? { callbacks: hook.callbacks } : {}),
       ...(policy ? { policy } : {}),
       ...(o.bandwidth ? { bandwidth: o.bandwidth } : {}),
     });
     progress.clear();
-    const q = queryMigrate({ clock, stats: r.stats, guestBytes, downtimeMs: r.stats.suspendedMs, extra: { source: r.source, format: o.format } });
+    const q = queryMigrate({ clock, stats: r.stats, guestBytes, downtimeMs: r.stats.suspendedMs, extra: { source: r.source, format: o.format, ...hookStats(hook) } });
     log.info(`saved domain ${domid}: ${summaryLine(q)}; source ${r.source}`);
     if (o.json) await writeOut(JSON.stringify(q) + '\n', jsonOut);
     return EXIT.OK;
