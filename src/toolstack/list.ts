@@ -45,7 +45,10 @@ async function guestType(xen: Hypervisor, i: DomainInfo): Promise<DomainListEntr
 
 /** The host's domains, ascending by domid (domains destroyed while listing are left out). */
 export async function listDomains(xen: Hypervisor): Promise<DomainListEntry[]> {
-  const names = (await hostNames(xen)?.all?.().catch(() => null)) ?? new Map<number, string>();
+  const names =
+    (await hostNames(xen)
+      ?.all?.()
+      .catch(() => null)) ?? new Map<number, string>();
   const out: DomainListEntry[] = [];
   for (const i of xen.listDomains().sort((a, b) => a.domid - b.domid)) {
     out.push({

@@ -11,7 +11,8 @@ const dest = tempHost();
 const files = tempDir('xenmig-names-');
 const running: Running[] = [];
 afterAll(() => {
-  for (const r of running) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
+  for (const r of running)
+    if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
   host.cleanup();
   dest.cleanup();
   files.cleanup();
@@ -49,7 +50,14 @@ describe('xenmig list', () => {
     const got = JSON.parse(await ok(['list', '--json', '--host', host.dir])) as Listed[];
     expect(got.map((d) => d.domid)).toEqual([web, db, susp, crash, empty]);
     const by = new Map(got.map((d) => [d.domid, d]));
-    expect(by.get(web)).toEqual({ domid: web, name: 'web', type: 'HVM', memoryMiB: 8, vcpus: 2, state: 'r-----' });
+    expect(by.get(web)).toEqual({
+      domid: web,
+      name: 'web',
+      type: 'HVM',
+      memoryMiB: 8,
+      vcpus: 2,
+      state: 'r-----',
+    });
     expect(by.get(db)).toMatchObject({ name: 'db', type: 'PV', memoryMiB: 1, vcpus: 1 });
     expect(by.get(db)!.state[2]).toBe('p');
     expect(by.get(susp)).toMatchObject({ name: 'suspended-one', type: 'PV' });
@@ -85,10 +93,32 @@ describe('domains by name', () => {
   it('a name is refused when another domain has it, or when it reads as a domid', async () => {
     await create(host.dir, ['--type', 'hvm', '--memory', '4M', '--name', 'taken']);
     const before = (await listDomains(host.dir)).length;
-    const dup = await cli(['mock', 'create', '--type', 'hvm', '--memory', '4M', '--name', 'taken', '--host', host.dir]);
+    const dup = await cli([
+      'mock',
+      'create',
+      '--type',
+      'hvm',
+      '--memory',
+      '4M',
+      '--name',
+      'taken',
+      '--host',
+      host.dir,
+    ]);
     expect(dup.code).not.toBe(0);
     expect(dup.stderr).toMatch(/--name taken: domain \d+ has that name/);
-    const digits = await cli(['mock', 'create', '--type', 'hvm', '--memory', '4M', '--name', '42', '--host', host.dir]);
+    const digits = await cli([
+      'mock',
+      'create',
+      '--type',
+      'hvm',
+      '--memory',
+      '4M',
+      '--name',
+      '42',
+      '--host',
+      host.dir,
+    ]);
     expect(digits.code).not.toBe(0);
     expect(digits.stderr).toContain('not all digits');
     // nothing was created by either
@@ -97,7 +127,9 @@ describe('domains by name', () => {
 
   it('mock commands take a name in place of the domid', async () => {
     const d = await create(host.dir, ['--type', 'hvm', '--memory', '4M', '--name', 'named-mock']);
-    expect(await ok(['mock', 'checksum', 'named-mock', '--host', host.dir])).toBe(await checksum(host.dir, d));
+    expect(await ok(['mock', 'checksum', 'named-mock', '--host', host.dir])).toBe(
+      await checksum(host.dir, d),
+    );
     expect(JSON.parse(await ok(['mock', 'state', 'named-mock', '--host', host.dir])).domid).toBe(d);
     await ok(['mock', 'destroy', 'named-mock', '--host', host.dir]);
     expect((await listDomains(host.dir)).map((x) => x.domid)).not.toContain(d);
@@ -116,7 +148,9 @@ describe('domains by name', () => {
     ]) {
       const r = await cli([...args, '--host', host.dir]);
       expect(r.code, `${args[0]}: ${r.stderr}`).toBe(1);
-      expect(r.stderr).toMatch(/^xenmig: ERR_NO_SUCH_DOMAIN: no domain named "no-such-guest" on this host; `xenmig list` shows/m);
+      expect(r.stderr).toMatch(
+        /^xenmig: ERR_NO_SUCH_DOMAIN: no domain named "no-such-guest" on this host; `xenmig list` shows/m,
+      );
     }
   });
 
@@ -127,9 +161,13 @@ describe('domains by name', () => {
     writeFileSync(join(host.dir, 'names', String(b)), 'twin');
     const r = await cli(['save', 'twin', join(files.dir, 'twin.xl'), '--host', host.dir]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`ERR_AMBIGUOUS_DOMAIN: domains ${a}, ${b} are all named "twin": give the domid`);
+    expect(r.stderr).toContain(
+      `ERR_AMBIGUOUS_DOMAIN: domains ${a}, ${b} are all named "twin": give the domid`,
+    );
     // both still run
-    const states = (await listDomains(host.dir)).filter((x) => x.domid === a || x.domid === b).map((x) => x.state);
+    const states = (await listDomains(host.dir))
+      .filter((x) => x.domid === a || x.domid === b)
+      .map((x) => x.state);
     expect(states).toEqual(['running', 'running']);
   });
 
@@ -139,7 +177,15 @@ describe('domains by name', () => {
     const file = join(files.dir, 'by-name.xl');
     await ok(['save', 'saved-by-name', file, '--host', host.dir]);
     expect((await listDomains(host.dir)).map((x) => x.domid)).not.toContain(src);
-    const target = await create(dest.dir, ['--type', 'hvm', '--memory', '4M', '--empty', '--name', 'restore-here']);
+    const target = await create(dest.dir, [
+      '--type',
+      'hvm',
+      '--memory',
+      '4M',
+      '--empty',
+      '--name',
+      'restore-here',
+    ]);
     expect(await ok(['restore', file, 'restore-here', '--host', dest.dir])).toBe(String(target));
     expect(await checksum(dest.dir, target)).toBe(sum);
   });
@@ -164,7 +210,18 @@ describe('domains by name', () => {
       b.cleanup();
     }
     const rep = await create(host.dir, ['--type', 'hvm', '--memory', '4M', '--name', 'replicated']);
-    const r = await cli(['remus', 'replicated', '--blackhole', '--max-checkpoints', '2', '-i', '20', '--json', '--host', host.dir]);
+    const r = await cli([
+      'remus',
+      'replicated',
+      '--blackhole',
+      '--max-checkpoints',
+      '2',
+      '-i',
+      '20',
+      '--json',
+      '--host',
+      host.dir,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const last = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { checkpoints: number };
     expect(last.checkpoints).toBe(2);

@@ -7,11 +7,29 @@ import { addHostOptions, EXIT, printError, writeOut, xenOptions } from '../util.
 
 export function table(domains: DomainListEntry[]): string {
   const rows = [['Name', 'ID', 'Mem', 'VCPUs', 'State', 'Type']];
-  for (const d of domains) rows.push([d.name ?? '-', String(d.domid), String(Math.round(d.memoryMiB)), String(d.vcpus), d.state, d.type]);
+  for (const d of domains)
+    rows.push([
+      d.name ?? '-',
+      String(d.domid),
+      String(Math.round(d.memoryMiB)),
+      String(d.vcpus),
+      d.state,
+      d.type,
+    ]);
   const width = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   // name left-aligned, numbers right-aligned, as xl
-  const cell = (r: string[], c: number) => (c === 0 || c >= 4 ? r[c]!.padEnd(width[c]!) : r[c]!.padStart(width[c]!));
-  return rows.map((r) => r.map((_, c) => cell(r, c)).join('  ').trimEnd()).join('\n') + '\n';
+  const cell = (r: string[], c: number) =>
+    c === 0 || c >= 4 ? r[c]!.padEnd(width[c]!) : r[c]!.padStart(width[c]!);
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((_, c) => cell(r, c))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 export function register(program: Command): void {
