@@ -17,7 +17,12 @@ export interface ChecksumHook {
   heldMs(): number | null;
 }
 
-export function checksumAtSuspend(xen: Hypervisor, domid: number, file: string, signal?: AbortSignal): ChecksumHook {
+export function checksumAtSuspend(
+  xen: Hypervisor,
+  domid: number,
+  file: string,
+  signal?: AbortSignal,
+): ChecksumHook {
   if (xen.flavour !== 'mock' || typeof (xen as unknown as { checksum?: unknown }).checksum !== 'function')
     throw new UsageError('--checksum-at-suspend needs the mock host');
   const mock = xen as Hypervisor & { checksum(domid: number): string };
@@ -36,7 +41,13 @@ export function checksumAtSuspend(xen: Hypervisor, domid: number, file: string, 
         if (extraHold > 0) await new Promise((r) => setTimeout(r, extraHold));
         // the time this hook adds to the guest's downtime
         const checksumMs = Math.round(performance.now() - t0);
-        const record = { domid, suspended: info.shutdown && info.shutdownReason === 2, checksum: sum, state, checksumMs };
+        const record = {
+          domid,
+          suspended: info.shutdown && info.shutdownReason === 2,
+          checksum: sum,
+          state,
+          checksumMs,
+        };
         writeFileSync(file, JSON.stringify(record) + '\n');
         held = performance.now() - t0;
       },

@@ -15,6 +15,7 @@ import type { Hypervisor, MockHost } from '../xen/types.js';
 import { domainExists } from './destroy.js';
 
 export const MIGRATED_AWAY_SUFFIX = '--migratedaway';
+const E = MigrationErrorCode;
 export const INCOMING_SUFFIX = '--incoming';
 
 /** How a migration reads and changes domain names; `null` where the host keeps none (the mock). */
@@ -68,7 +69,9 @@ export async function nameForNewDomain(names: Pick<DomainNames, 'holder'>, domid
  * Names kept in xenstore (the xenstored socket at `path`, else the usual ones). `exists` tells live
  * domains from stale entries (e.g. `(d) => hypervisor has d`).
  */
-export function xenstoreNames(opts: { path?: string; exists?: (domid: number) => boolean } = {}): Required<DomainNames> {
+export function xenstoreNames(
+  opts: { path?: string; exists?: (domid: number) => boolean } = {},
+): Required<DomainNames> {
   return {
     name: (domid) => withStore(opts.path, (s) => s.read(`/local/domain/${domid}/name`)),
     holder: (name, except) => withStore(opts.path, (s) => holderIn(s, name, except, opts.exists)),
@@ -106,7 +109,10 @@ export function xenstoreNames(opts: { path?: string; exists?: (domid: number) =>
  * /local/domain/<domid>/name is on a real host). The mock never reuses a domid, so the file a
  * destroyed domain left behind names nothing; `exists` tells.
  */
-export function mockNames(dir: string, exists: (domid: number) => boolean): Required<DomainNames> & { remove(domid: number): void } {
+export function mockNames(
+  dir: string,
+  exists: (domid: number) => boolean,
+): Required<DomainNames> & { remove(domid: number): void } {
   const names = join(dir, 'names');
   const all = (): Map<number, string> => {
     const out = new Map<number, string>();
@@ -136,10 +142,12 @@ export function mockNames(dir: string, exists: (domid: number) => boolean): Requ
     all: async () => all(),
     rename: async (domid, to) => {
       checkDomainName(to);
-      if (!exists(domid)) throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, `domain ${domid} does not exist`, { domid });
+      if (!exists(domid)) throw new MigrationError(E.ERR_DOMAIN_MISMATCH, `domain ${domid} does not exist`, { domid });
       const other = holder(to, domid);
-      if (other !== null)
-        throw new MigrationError(MigrationErrorCode.ERR_NAME_IN_USE, `cannot rename domain ${domid} to ${JSON.stringify(to)}: domain ${other} has that name`, { domid });
+      if (other !== null) {
+        const msg = `cannot rename domain ${domid} to ${JSON.stringify(to)}: domain ${other} has that name`;
+        throw new MigrationError(E.ERR_NAME_IN_USE, msg, { domid });
+      }
       mkdirSync(names, { recursive: true });
       const file = join(names, String(domid));
       writeFileSync(`${file}.tmp`, to);
@@ -170,16 +178,18 @@ export async function resolveDomain(xen: Hypervisor, nameOrId: string | number):
   if (typeof nameOrId === 'number' || /^\d+$/.test(nameOrId)) {
     const domid = Number(nameOrId);
     // whether it exists is for the operation to find (it reports ESRCH as before)
-    if (!Number.isSafeInteger(domid) || domid < 0 || domid >= 0x7ff0) throw new RangeError(`domid must be in 0..${0x7fef}, got ${nameOrId}`);
+    if (!Number.isSafeInteger(domid) || domid < 0 || domid >= 0x7ff0)
+      throw new RangeError(`domid must be in 0..${0x7fef}, got ${nameOrId}`);
     return domid;
   }
-  if (!nameOrId) throw new MigrationError(MigrationErrorCode.ERR_NO_SUCH_DOMAIN, `empty domain name; ${hint}`);
+  const name = JSON.stringify(nameOrId);
+  if (!nameOrId) throw new MigrationError(E.ERR_NO_SUCH_DOMAIN, `empty domain name; ${hint}`);
   const names = hostNames(xen);
   if (!names?.all)
-    throw new MigrationError(MigrationErrorCode.ERR_NO_SUCH_DOMAIN, `no domain names on this host (no xenstored): give domain ${JSON.stringify(nameOrId)} by its id`);
+    throw new MigrationError(E.ERR_NO_SUCH_DOMAIN, `no domain names on this host (no xenstored): give domain ${name} by its id`);
   const hits = [...(await names.all())].filter(([, n]) => n === nameOrId).map(([id]) => id);
-  if (hits.length === 0) throw new MigrationError(MigrationErrorCode.ERR_NO_SUCH_DOMAIN, `no domain named ${JSON.stringify(nameOrId)} on this host; ${hint}`);
+  if (hits.length === 0) throw new MigrationError(E.ERR_NO_SUCH_DOMAIN, `no domain named ${name} on this host; ${hint}`);
   if (hits.length > 1)
-    throw new MigrationError(MigrationErrorCode.ERR_AMBIGUOUS_DOMAIN, `domains ${hits.join(', ')} are all named ${JSON.stringify(nameOrId)}: give the domid`);
+    throw new MigrationError(E.ERR_AMBIGUOUS_DOMAIN, `domains ${hits.join(', ')} are all named ${name}: give the domid`);
   return hits[0]!;
 }

@@ -35,7 +35,12 @@ it('demo --json: downtimeMs (the migration) and checksumMs (the demonstration) a
   const r = await cli(['demo', '--memory', '16M', '--rate', '300', '--json'], { env });
   expect(r.code, r.stderr + r.stdout).toBe(0);
   const j = JSON.parse(r.stdout) as Record<string, unknown>;
-  expect(j).toMatchObject({ match: true, rounds: expect.any(Number), downtimeMs: expect.any(Number), checksumMs: expect.any(Number) });
+  expect(j).toMatchObject({
+    match: true,
+    rounds: expect.any(Number),
+    downtimeMs: expect.any(Number),
+    checksumMs: expect.any(Number),
+  });
   expect(j.checksumMs as number).toBeGreaterThanOrEqual(HOLD_MS);
   expect(j.downtimeMs as number).toBeGreaterThanOrEqual(0);
   expect(j.guestDowntimeMs).toBe((j.downtimeMs as number) + (j.checksumMs as number));

@@ -20,7 +20,7 @@ export function register(program: Command): void {
     .option('--memory <size>', 'guest memory', (s) => parseSize(s, 'memory'), 256 * 1024 * 1024)
     .option('--rate <pages>', 'workload page writes per second', parseIntArg('rate', 1), 1000)
     .option('--keep', 'keep the temporary hosts (their directories are printed)')
-    .option('--json', 'print the result as one JSON object instead (downtimeMs: the migration; checksumMs: the demonstration)')
+    .option('--json', 'print the result as one JSON object (downtimeMs: the migration; checksumMs: the demonstration)')
     .action(async (o: { memory: number; rate: number; keep?: boolean; json?: boolean }) => {
       process.exitCode = await demo(o);
     });
@@ -105,7 +105,8 @@ async function demo(o: { memory: number; rate: number; keep?: boolean; json?: bo
     receiver.stdout!.destroy();
     const [s, r] = await Promise.all([exited(sender), exited(receiver)]);
     if (s.code !== 0 || r.code !== 0) {
-      process.stderr.write(`xenmig: demo: migration failed: sender exit ${s.code ?? s.signal}, receiver exit ${r.code ?? r.signal}\n`);
+      const how = `sender exit ${s.code ?? s.signal}, receiver exit ${r.code ?? r.signal}`;
+      process.stderr.write(`xenmig: demo: migration failed: ${how}\n`);
       return EXIT.FAILED;
     }
     const w = await Promise.race([workloadDone, new Promise<null>((res) => setTimeout(() => res(null), 5000).unref())]);

@@ -165,7 +165,8 @@ async function runMigrate(domain: number | string, dest: string, o: MigrateCliOp
     printError(signal ? abortedBy(signal, e) : e, log);
     // without a handshake the failure came before it (options, connect, TLS): the domain was not touched
     // a domain that could not even be named was not touched: nothing to say about it
-    const text = usage || domid === null ? '' : outcomeText(h ?? ({ outcome: 'not-started' } as SenderResult), sourceState(xen, domid));
+    const text =
+      usage || domid === null ? '' : outcomeText(h ?? ({ outcome: 'not-started' } as SenderResult), sourceState(xen, domid));
     if (text) log.info(text, h ? { step: h.step } : {});
     await emit(queryMigrate({ clock, stats: null, guestBytes, downtimeMs: null, error: e, cancelled: signal !== null, extra: { outcome: h?.outcome ?? 'not-started', step: h?.step } }));
     if (h && !h.sourceRuns) return EXIT.IN_DOUBT;

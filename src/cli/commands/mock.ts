@@ -9,6 +9,7 @@ import { domainState } from '../state.js';
 import { addHostOptions, choice, DOMAIN_ARG, EXIT, Log, parseDomain, parseIntArg, parseSize, printError, signalAbort, UsageError, writeOut, xenOptions } from '../util.js';
 
 type HostOpts = { host?: string; flavour?: 'system' | 'mock' };
+type CreateOpts = HostOpts & { type: 'hvm' | 'pv'; memory: number; vcpus: number; empty?: boolean; name?: string };
 
 /** The names kept in the mock host's directory (names/<domid>). */
 function namesOf(h: MockHypervisor) {
@@ -56,7 +57,7 @@ export function register(program: Command): void {
       .option('--vcpus <n>', 'vCPUs', parseIntArg('vcpus', 1, 512), 1)
       .option('--empty', 'an empty domain that never ran (paused, no memory): a target for restore FILE DOMID')
       .option('--name <name>', 'its name (unique on the host; commands then take it in place of the domid)'),
-  ).action(async (o: HostOpts & { type: 'hvm' | 'pv'; memory: number; vcpus: number; empty?: boolean; name?: string }) => {
+  ).action(async (o: CreateOpts) => {
     process.exitCode = await withHost(o, async (h) => {
       if (o.memory % 4096) throw new UsageError('--memory must be a multiple of 4 KiB');
       if (o.name !== undefined) {
@@ -98,8 +99,10 @@ export function register(program: Command): void {
         const named = (i: DomainInfo) => ({ ...infoJson(i), name: names.get(i.domid) ?? null });
         if (o.json) await writeOut(JSON.stringify(infos.map(named)) + '\n');
         else {
-          const line = (i: DomainInfo) => `${i.domid}\t${i.type}\t${stateWord(i)}\t${(i.totPages * 4) / 1024} MiB\t${i.maxVcpuId + 1} vCPUs`;
-          await writeOut(infos.map((i) => line(i) + (names.has(i.domid) ? `\t${names.get(i.domid)}` : '')).join('\n') + (infos.length ? '\n' : ''));
+          const line = (i: DomainInfo) =>
+            `${i.domid}\t${i.type}\t${stateWord(i)}\t${(i.totPages * 4) / 1024} MiB\t${i.maxVcpuId + 1} vCPUs` +
+            (names.has(i.domid) ? `\t${names.get(i.domid)}` : '');
+          await writeOut(infos.map(line).join('\n') + (infos.length ? '\n' : ''));
         }
         return EXIT.OK;
       });

@@ -21,7 +21,7 @@ export function register(program: Command): void {
       .command('restore')
       .description('restore a domain from a save file (- = stdin); prints the new domain id')
       .argument('<file>', 'save file, - for stdin')
-      .argument('[domain]', 'restore into this existing, empty domain, by id or name (default: create one from the file’s config)', parseDomain)
+      .argument('[domain]', 'restore into this existing, empty domain, id or name (default: a new one)', parseDomain)
       .option('--paused', 'leave the restored domain paused')
       .option('--on-failure <what>', 'a half-restored domain is destroyed or left paused', choice('on-failure', ['destroy', 'pause'] as const), 'destroy')
       .option('--lenient', 'accept non-zero reserved fields and padding (as libxc restore)')
