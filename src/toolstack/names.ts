@@ -187,7 +187,14 @@ export async function resolveDomain(xen: Hypervisor, nameOrId: string | number):
   const names = hostNames(xen);
   if (!names?.all)
     throw new MigrationError(E.ERR_NO_SUCH_DOMAIN, `no domain names on this host (no xenstored): give domain ${name} by its id`);
-  const hits = [...(await names.all())].filter(([, n]) => n === nameOrId).map(([id]) => id);
+  let all: Map<number, string>;
+  try {
+    all = await names.all();
+  } catch (e) {
+    const why = (e as Error).message;
+    throw new MigrationError(E.ERR_NO_SUCH_DOMAIN, `cannot look up domain ${name}: ${why}; give the domid`, { cause: e });
+  }
+  const hits = [...all].filter(([, n]) => n === nameOrId).map(([id]) => id);
   if (hits.length === 0) throw new MigrationError(E.ERR_NO_SUCH_DOMAIN, `no domain named ${name} on this host; ${hint}`);
   if (hits.length > 1)
     throw new MigrationError(E.ERR_AMBIGUOUS_DOMAIN, `domains ${hits.join(', ')} are all named ${name}: give the domid`);
