@@ -1,4 +1,4 @@
-// xenmig migrate DOMID DEST : live-migrate a domain to `-` (stdio), ssh://[user@]host[:port] or
+// xenmig migrate DOMAIN DEST : live-migrate a domain to `-` (stdio), ssh://[user@]host[:port] or
 // tcp://host:port (mutual TLS, or --insecure on both ends). The source is destroyed only after the
 // receiver reported the guest running; on any failure before that it is resumed.
 import type { Command } from 'commander';

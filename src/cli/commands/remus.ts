@@ -1,4 +1,4 @@
-// xenmig remus DOMID DEST : continuous replication of a running domain (Remus; --colo for COLO),
+// xenmig remus DOMAIN DEST : continuous replication of a running domain (Remus; --colo for COLO),
 // as `xl remus`. The backup side is `xenmig remus-receive` (also reachable as `receive --remus` /
 // `receive --colo` through addReplicaReceiveOptions / runReplicaReceive below).
 import { appendFileSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// xenmig restore FILE|- [DOMID] : restore a saved domain (as `xl restore`); prints the domid.
+// xenmig restore FILE|- [DOMAIN] : restore a saved domain (as `xl restore`); prints the domid.
 import type { Command } from 'commander';
 import { openXen, restore } from '../../api.js';
 import { resolveDomain } from '../../toolstack/names.js';

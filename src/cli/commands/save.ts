@@ -1,4 +1,4 @@
-// xenmig save DOMID FILE : save a domain to a file (- = stdout), as `xl save`.
+// xenmig save DOMAIN FILE : save a domain to a file (- = stdout), as `xl save`.
 import type { Command } from 'commander';
 import { openXen, save } from '../../api.js';
 import type { PolicyOptions } from '../../engine/policy.js';
