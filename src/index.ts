@@ -21,6 +21,8 @@ export type {
 export { saveDomain, suspendDomain, resumeDomain } from './toolstack/save.js';
 export { restoreDomain, type DomainBuilder } from './toolstack/restore.js';
 export { parseDomainConfig, configFromDomain, type DomainConfig } from './toolstack/config.js';
+export { resolveDomain } from './toolstack/names.js';
+export { listDomains, type DomainListEntry } from './toolstack/list.js';
 export { noEmulator, MemoryEmulator, type EmulatorState, type EmulatorStateProvider } from './toolstack/emulator.js';
 export { libxcSave } from './engine/save/save.js';
 export { libxcRestore } from './engine/restore/restore.js';

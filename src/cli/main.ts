@@ -28,6 +28,7 @@ export async function buildProgram(argv: string[] = process.argv): Promise<Comma
     [['migrate'], () => import('./commands/migrate.js')],
     [['receive'], () => import('./commands/receive.js')],
     [['remus', 'remus-receive'], () => import('./commands/remus.js')],
+    [['list'], () => import('./commands/list.js')],
     [['mock'], () => import('./commands/mock.js')],
     [['disk'], () => import('./commands/disk.js')],
     [['demo'], () => import('./commands/demo.js')],

@@ -1,4 +1,4 @@
-// xenmig remus DOMID DEST : continuous replication of a running domain (Remus; --colo for COLO),
+// xenmig remus DOMAIN DEST : continuous replication of a running domain (Remus; --colo for COLO),
 // as `xl remus`. The backup side is `xenmig remus-receive` (also reachable as `receive --remus` /
 // `receive --colo` through addReplicaReceiveOptions / runReplicaReceive below).
 import { appendFileSync } from 'node:fs';
@@ -9,6 +9,7 @@ import type { Hypervisor, MockHost } from '../../xen/types.js';
 import { createNetBuffer, vifInterfaces, type NetBuffer } from '../../netbuf/index.js';
 import type { DomainConfig } from '../../toolstack/config.js';
 import { libxlStoredConfig } from '../../toolstack/libxl-config.js';
+import { resolveDomain } from '../../toolstack/names.js';
 import { parseDestination } from '../../transport/index.js';
 import { DiskReplication, parseDiskMapping } from '../../disk/primary.js';
 import { DiskReplicaSet } from '../../disk/replica.js';
@@ -18,8 +19,9 @@ import {
   choice,
   configFrom,
   EXIT,
+  DOMAIN_ARG,
   Log,
-  parseDomid,
+  parseDomain,
   parseIntArg,
   printError,
   Progress,
@@ -112,7 +114,7 @@ export function register(program: Command): void {
   const cmd = program
     .command('remus')
     .description('replicate a running domain continuously to a backup (Remus; --colo for COLO)')
-    .argument('<domid>', 'domain id', parseDomid)
+    .argument('<domain>', DOMAIN_ARG, parseDomain)
     .argument('[dest]', 'tcp://host:port, ssh://host, - (stdio), or a file (no acknowledgements); none with --blackhole')
     .option('-i, --interval-ms <ms>', 'checkpoint interval', parseIntArg('interval-ms', 1, 3_600_000), 200)
     .option('-b, --blackhole', 'discard the stream (measure the overhead; no backup)')
@@ -135,8 +137,8 @@ export function register(program: Command): void {
     .option('--no-disk-replication', "replicate a guest with vbds without replicating its disks (unsafe: the replica's disks are whatever the backup's images hold)")
     .option('--net-buffer-interfaces <if,...>', "buffer these dom0 interfaces instead of the config's vifs (vifD.N)")
     .option('--net-buffer-backend <b>', 'auto (plug, else nfqueue when the kernel has no sch_plug), plug or nfqueue', choice('net-buffer-backend', ['auto', 'plug', 'nfqueue'] as const), 'auto');
-  addConfigOption(addHostOptions(cmd)).action(async (domid: number, dest: string | undefined, o: RemusCli) => {
-    process.exitCode = await runRemus(domid, dest, o);
+  addConfigOption(addHostOptions(cmd)).action(async (domain: number | string, dest: string | undefined, o: RemusCli) => {
+    process.exitCode = await runRemus(domain, dest, o);
   });
 
   const rcv = program
@@ -172,7 +174,7 @@ function fmtStat(s: CheckpointStat): string {
   return `checkpoint ${s.checkpoint}: ${s.dirtyPages} pages, ${(s.bytes / 1024).toFixed(0)} KiB, pause ${s.pauseMs.toFixed(2)} ms, ack ${s.ackMs < 0 ? 'lost' : s.ackMs.toFixed(2) + ' ms'}`;
 }
 
-async function runRemus(domid: number, dest: string | undefined, o: RemusCli): Promise<number> {
+async function runRemus(domain: number | string, dest: string | undefined, o: RemusCli): Promise<number> {
   const log = new Log(o.logFormat);
   const progress = new Progress();
   log.setProgressClear(progress.clear);
@@ -186,6 +188,7 @@ async function runRemus(domid: number, dest: string | undefined, o: RemusCli): P
     if (dest !== undefined && parseDestination(dest).kind === 'tcp' && !tls && !o.insecure)
       throw new UsageError('tcp:// needs --cert, --key and --ca (mutual TLS), or --insecure (on both ends)');
     xen = openXen(xenOptions(o)).xen;
+    const domid = await resolveDomain(xen, domain);
     const ck = checksumLogger(o.checksumLog, xen);
     // the stream carries --config when given; else remus() takes the domain's stored config under
     // its live name (an xl Remus replica's stored config can still say "<name>--incoming")

@@ -51,7 +51,7 @@ export function pvRestoreOps(opts: PvRestoreOptions = {}): RestoreOps & { result
   let maxPfn = -1;
   let p2m = new Float64Array(0); // pfn -> mfn, -1 = not populated
   let types = new Uint8Array(0);
-  let p2mPfns: number[] = []; // the guest's p2m leaf frames, as pfns
+  const p2mPfns: number[] = []; // the guest's p2m leaf frames, as pfns
   let limit = 0;
   let nrVcpus = 0;
   let vcpus: VcpuStash[] = [];
