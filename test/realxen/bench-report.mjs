@@ -83,6 +83,12 @@ if (trials.length) {
     lines.push(`| ${buffered ? 'buffered (default)' : '`--no-net-buffer`'} | ${t.length} | ${t.filter((x) => x.ok).length} | ${fut.length} | ${fut.length ? Math.max(...fut.map((x) => x.future)) + ' ticks' : '–'} |`);
   }
 }
+const noFailover = rows.filter((r) => r.kind === 'remus' && r.failover && r.failover !== 'ok');
+if (noFailover.length) {
+  lines.push('');
+  lines.push('Measured, but the backup did not take over after the primary was killed:');
+  for (const r of noFailover) lines.push(`- remus ${r.tool} round ${r.round}: ${String(r.failover).replace(/\n/g, ' ').slice(0, 300)}`);
+}
 const errors = rows.filter((r) => r.error);
 if (errors.length) {
   lines.push('');

@@ -290,19 +290,25 @@ async function remusRun(arr, tool, round) {
   const n1 = applied();
   const pauses = arr.pauses('console', w0, w1);
   const jsonPauses = json.filter((j) => j.checkpoint && j.pauseMs !== undefined && j.atMs !== undefined).map((j) => j.pauseMs);
-  // the primary host fails: freeze the replicating process, take its guest away, kill the process
+  // the primary host fails: freeze the replicating process, take its guest away, kill the process;
+  // the measurement above stands whether or not the backup then takes over (reported apart)
   p.kill('SIGSTOP');
   await xl(['destroy', String(src)]);
   p.kill('SIGKILL');
   const tick = arr.last('console');
   const tf = Date.now();
+  let failover = 'ok';
   for (;;) {
     const d = await domidOf(NAME);
     if (d !== null && d !== src) break;
-    if (Date.now() - tf > 180_000) throw new Error(`no ${NAME} after the failover (${(await xlList()).map((r) => `${r.name}:${r.domid}`).join(' ')}); backup: ${readFileSync('/tmp/b-bk.log', 'utf8').slice(-300)}`);
+    if (Date.now() - tf > 180_000) {
+      failover = `no ${NAME} within 180 s (${(await xlList()).map((r) => `${r.name}:${r.domid}:${r.state}`).join(' ')}); backup: ${readFileSync('/tmp/b-bk.log', 'utf8').slice(-200)}`;
+      break;
+    }
     await sleep(500);
   }
-  await waitArrival(arr, 'console', Math.max(0, tick - 200), 120_000).catch(() => {});
+  if (failover === 'ok') await waitArrival(arr, 'console', Math.max(0, tick - 200), 120_000).catch(() => {});
+  else await recover();
   writeFileSync(`${OUT}/bench-remus-${tool}-${round}.log`, `== primary\n${readFileSync('/tmp/b-pr.log', 'utf8')}\n== backup\n${existsSync('/tmp/b-bk.log') ? readFileSync('/tmp/b-bk.log', 'utf8') : ''}\n`);
   bk?.kill('SIGKILL');
   return {
@@ -312,6 +318,7 @@ async function remusRun(arr, tool, round) {
     pauseMedianMs: pauses.length ? Math.round(median(pauses)) : null,
     pauseMaxMs: pauses.length ? Math.round(Math.max(...pauses)) : null,
     ownPauseMedianMs: jsonPauses.length ? Number(median(jsonPauses).toFixed(1)) : null,
+    failover,
   };
 }
 
