@@ -7,7 +7,7 @@
 // when each of its UDP datagrams reaches dom0; the pause is the largest gap less one tick interval.
 // One JSON line per run in OUT/bench.jsonl; bench-report.mjs turns them into the table.
 // Usage: node bench.mjs OUTDIR   Env: BENCH_ROUNDS (3), BENCH_REMUS_ROUNDS (2), BENCH_REMUS_SECONDS (30),
-// BENCH_PROFILE (0), BENCH_ONLY (directions/tools to run, e.g. xenmig>xenmig,remus:xenmig)
+// BENCH_REMUS_INTERVAL_MS (1000), BENCH_PROFILE (0), BENCH_ONLY (directions/tools to run, e.g. xenmig>xenmig,remus:xenmig)
 import { appendFileSync, mkdirSync, existsSync, openSync, readSync, closeSync, fstatSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -19,7 +19,7 @@ const TICK_MS = 20;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const REMUS_ROUNDS = Number(process.env.BENCH_REMUS_ROUNDS ?? 2);
 const REMUS_SECONDS = Number(process.env.BENCH_REMUS_SECONDS ?? 30);
-const REMUS_INTERVAL_MS = 200;
+const REMUS_INTERVAL_MS = Number(process.env.BENCH_REMUS_INTERVAL_MS ?? 1000);
 // BENCH_PROFILE=1: every xenmig process writes a V8 CPU profile into OUT/prof (copied out with the results)
 const XENMIG = process.env.BENCH_PROFILE === '1' ? `node --cpu-prof --cpu-prof-dir=${OUT}/prof /opt/xenmig/dist/cli/main.js` : 'node /opt/xenmig/dist/cli/main.js';
 const log = (s) => console.log(`RIG BENCH ${s} t=${uptime()}`);
@@ -279,7 +279,7 @@ async function remusRun(arr, tool, round) {
   const applied = () => (tool === 'xl' ? (existsSync('/tmp/b-bk.log') ? (readFileSync('/tmp/b-bk.log', 'utf8').match(/All records processed/g) ?? []).length : 0) : json.filter((j) => j.checkpoint).length);
   while (applied() < 2) {
     if (p.exitCode !== null) throw new Error(`${tool} remus exited (${p.exitCode}): ${readFileSync('/tmp/b-pr.log', 'utf8').slice(-300)} | ${existsSync('/tmp/b-bk.log') ? readFileSync('/tmp/b-bk.log', 'utf8').slice(-300) : ''}`);
-    if (Date.now() - ts > 240_000) throw new Error(`${tool} remus: ${applied()} checkpoints in 240 s`);
+    if (Date.now() - ts > 600_000) throw new Error(`${tool} remus: ${applied()} checkpoints in 600 s`);
     await sleep(200);
   }
   await sleep(5000);
@@ -352,7 +352,7 @@ async function killTrial(arr, buffered, trial) {
   const t0 = Date.now();
   while (!/"checkpoint":\d+/.test(out)) {
     if (p.exitCode !== null) throw new Error(`remus exited (${p.exitCode}): ${readFileSync('/tmp/b-pr.log', 'utf8').slice(-300)}`);
-    if (Date.now() - t0 > 240_000) throw new Error('no acknowledged checkpoint in 240 s');
+    if (Date.now() - t0 > 600_000) throw new Error('no acknowledged checkpoint in 600 s');
     await sleep(100);
   }
   const waitMs = 2000 + Math.floor(Math.random() * 10_000);
