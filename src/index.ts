@@ -1,7 +1,9 @@
 // xenmig library entry point.
 // Layers (each calls only the one below it; the libxc layer talks back only through callbacks):
-//   api (this file's save/restore/migrate/receive) -> toolstack (libxl role) -> engine (libxc role)
+//   cli -> api (this file's save/restore/migrate/receive) -> checkpoint (Remus, COLO)
+//   -> toolstack (libxl role; host selection in toolstack/host.ts) -> engine (libxc role) / netbuf
 //   -> stream (records) / xen (hypervisor) / transport (channels, handshakes)
+// test/structure/layers.test.ts checks that every import points down.
 export * as stream from './stream/index.js';
 export * as xen from './xen/index.js';
 export * as transport from './transport/index.js';

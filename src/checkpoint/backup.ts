@@ -11,7 +11,8 @@
 import { ReadableByteSource } from '../stream/readable-source.js';
 import { CheckpointState, type ByteSource } from '../stream/index.js';
 import type { Hypervisor } from '../xen/types.js';
-import { defaultBuilder, openReceiverChannel, openXen, type XenOptions } from '../api.js';
+import { defaultBuilder, openXen, type XenOptions } from '../toolstack/host.js';
+import { openReceiverChannel } from '../transport/receiver.js';
 import { StreamCursor } from '../engine/cursor.js';
 import { restoreDomain, type DomainBuilder } from '../toolstack/restore.js';
 import type { EmulatorStateProvider } from '../toolstack/emulator.js';

@@ -12,7 +12,7 @@
 import { openSync, closeSync } from 'node:fs';
 import { CheckpointState, encodeLibxcRecord, encodeLibxlRecord, StreamWriter } from '../stream/index.js';
 import type { Hypervisor } from '../xen/types.js';
-import { openXen, type XenOptions } from '../api.js';
+import { openXen, type XenOptions } from '../toolstack/host.js';
 import { saveDomain, sourceConfig, suspendDomain, resumeDomain, zeroCopySafe } from '../toolstack/save.js';
 import { requiredDeviceCapabilities } from '../toolstack/devices.js';
 import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
