@@ -18,7 +18,7 @@ import { restoreDomain, type DomainBuilder } from '../toolstack/restore.js';
 import type { EmulatorStateProvider } from '../toolstack/emulator.js';
 import type { RestoreStats } from '../engine/restore/types.js';
 import { suspendDomain } from '../toolstack/save.js';
-import { ControlConnection, listen, TransportTimeoutError, writeAll, XL_MIGRATE_RECEIVER_BANNER, type Channel, type TlsMaterial } from '../transport/index.js';
+import { CONTROL_PROTOCOL_VERSION, ControlConnection, listen, TransportTimeoutError, writeAll, XL_MIGRATE_RECEIVER_BANNER, type Channel, type TlsMaterial } from '../transport/index.js';
 import { encodeDirtyPfns, encodeState, STATE_NAMES } from './backchannel.js';
 import type { Logger } from './types.js';
 
@@ -140,7 +140,7 @@ export async function receiveReplica(opts: ReplicaOptions = {}): Promise<Replica
       await sendRaw(XL_MIGRATE_RECEIVER_BANNER);
     } else {
       const capabilities = ['remus', 'colo', `failover-timeout-ms=${failoverTimeoutMs}`, ...(builder?.capabilities ?? [])];
-      await send({ type: 'READY', protocol: 1, version: '0.1.0', capabilities });
+      await send({ type: 'READY', protocol: CONTROL_PROTOCOL_VERSION, version: '0.1.0', capabilities });
       hb = conn.startHeartbeat(opts.heartbeatMs ?? 250);
     }
 

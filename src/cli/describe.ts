@@ -2,42 +2,12 @@
 import { DOMAIN_TYPE_X86_HVM, DOMAIN_TYPE_X86_PV, PageType, type StreamItem } from '../stream/index.js';
 import { parseDomainConfig } from '../toolstack/config.js';
 import { jsonReplacer } from './util.js';
+import { HvmParam } from '../xen/constants.js';
 
 const PAGE_TYPE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(PageType).map(([k, v]) => [v, k]));
 
 /** HVM_PARAM_* names (xen/include/public/hvm/params.h). */
-const HVM_PARAM_NAMES: Record<number, string> = {
-  0: 'CALLBACK_IRQ',
-  1: 'STORE_PFN',
-  2: 'STORE_EVTCHN',
-  4: 'PAE_ENABLED',
-  5: 'IOREQ_PFN',
-  6: 'BUFIOREQ_PFN',
-  9: 'VIRIDIAN',
-  10: 'TIMER_MODE',
-  11: 'HPET_ENABLED',
-  12: 'IDENT_PT',
-  13: 'DM_DOMAIN',
-  14: 'ACPI_S_STATE',
-  15: 'VM86_TSS',
-  16: 'VPT_ALIGN',
-  17: 'CONSOLE_PFN',
-  18: 'CONSOLE_EVTCHN',
-  19: 'ACPI_IOPORTS_LOCATION',
-  24: 'NESTEDHVM',
-  26: 'BUFIOREQ_EVTCHN',
-  27: 'PAGING_RING_PFN',
-  28: 'MONITOR_RING_PFN',
-  29: 'SHARING_RING_PFN',
-  31: 'TRIPLE_FAULT_REASON',
-  32: 'IOREQ_SERVER_PFN',
-  33: 'NR_IOREQ_SERVER_PAGES',
-  34: 'VM_GENERATION_ID_ADDR',
-  35: 'ALTP2M',
-  36: 'X87_FIP_WIDTH',
-  37: 'VM86_TSS_SIZED',
-  38: 'MCA_CAP',
-};
+const HVM_PARAM_NAMES: Record<number, string> = Object.fromEntries(Object.entries(HvmParam).map(([k, v]) => [v, k]));
 
 /** HVM save record type codes (xen/include/public/arch-x86/hvm/save.h). */
 const HVM_SAVE_TYPES: Record<number, string> = {

@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs';
 import type { SaveCallbacks } from '../engine/save/types.js';
 import { suspendDomain } from '../toolstack/save.js';
 import type { Hypervisor } from '../xen/types.js';
+import { ShutdownReason } from '../xen/constants.js';
 import { domainState } from './state.js';
 import { UsageError } from './util.js';
 
@@ -21,7 +22,7 @@ export function checksumAtSuspend(xen: Hypervisor, domid: number, file: string, 
       const state = domainState(xen, domid);
       // the time this hook adds to the guest's downtime
       const checksumMs = Math.round(performance.now() - t0);
-      const record = { domid, suspended: info.shutdown && info.shutdownReason === 2, checksum: sum, state, checksumMs };
+      const record = { domid, suspended: info.shutdown && info.shutdownReason === ShutdownReason.SUSPEND, checksum: sum, state, checksumMs };
       writeFileSync(file, JSON.stringify(record) + '\n');
     },
   };

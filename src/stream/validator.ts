@@ -17,6 +17,7 @@ import {
   DOMAIN_TYPE_X86_HVM,
   DOMAIN_TYPE_X86_PV,
   PAGE_SHIFT,
+  PAGE_SIZE,
   SHARED_INFO_SIZE,
   VCPU_BASIC_SIZE_32,
   VCPU_BASIC_SIZE_64,
@@ -312,7 +313,7 @@ export class StreamValidator {
           this.sde = true;
         }
         if (r.startPfn > r.endPfn) throw this.err(StreamErrorCode.ERR_BAD_VALUE, `p2m_start_pfn 0x${r.startPfn.toString(16)} > p2m_end_pfn 0x${r.endPfn.toString(16)}`, item, off + 8);
-        const fpp = 4096 / this.facts.guestWidth!;
+        const fpp = PAGE_SIZE / this.facts.guestWidth!;
         const want = 8 + 8 * (Math.floor(r.endPfn / fpp) + 1 - Math.floor(r.startPfn / fpp));
         if (item.bodyLength !== want)
           throw this.err(StreamErrorCode.ERR_BAD_LENGTH, `X86_PV_P2M_FRAMES body_length ${item.bodyLength} (expected ${want} for pfns 0x${r.startPfn.toString(16)}..0x${r.endPfn.toString(16)})`, item);

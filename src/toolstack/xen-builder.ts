@@ -20,6 +20,7 @@
 // Full HVM guests need a device model (QEMU) and are refused.
 import { randomBytes } from 'node:crypto';
 import type { Hypervisor } from '../xen/types.js';
+import { HvmParam } from '../xen/constants.js';
 import { loadAddon } from '../xen/loader.js';
 import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
 import type { DomainConfig } from './config.js';
@@ -33,10 +34,6 @@ import { holderIn, nameForNewDomain, xenstoreNames } from './names.js';
 const CDF_HVM = 1 << 0;
 const CDF_HAP = 1 << 1;
 const X86_EMU_LAPIC = 1 << 0;
-const HVM_PARAM_STORE_PFN = 1;
-const HVM_PARAM_STORE_EVTCHN = 2;
-const HVM_PARAM_CONSOLE_PFN = 17;
-const HVM_PARAM_CONSOLE_EVTCHN = 18;
 /** libxl: LIBXL_MAXMEM_CONSTANT (KiB) added to the target for Xen's max pages */
 const MAXMEM_CONSTANT_KB = 1024;
 /** vcpu_guest_context_x86_64_t: user_regs.rdx (a PV guest's start info mfn after restore) */
@@ -184,8 +181,8 @@ export function xenBuilder(xen: Hypervisor, opts: XenBuilderOptions = {}): XenBu
         const storePort = nb.evtchnAllocUnbound(domid, 0);
         const consolePort = nb.evtchnAllocUnbound(domid, 0);
         if (hvm) {
-          xen.hvmParamSet(domid, HVM_PARAM_STORE_EVTCHN, BigInt(storePort));
-          xen.hvmParamSet(domid, HVM_PARAM_CONSOLE_EVTCHN, BigInt(consolePort));
+          xen.hvmParamSet(domid, HvmParam.STORE_EVTCHN, BigInt(storePort));
+          xen.hvmParamSet(domid, HvmParam.CONSOLE_EVTCHN, BigInt(consolePort));
         }
         const b: Built = { config, hvm, uuid, storePort, consolePort, pendingName: null, devices };
         const s = await xs();
@@ -220,8 +217,8 @@ export function xenBuilder(xen: Hypervisor, opts: XenBuilderOptions = {}): XenBu
       let storeGfn: number;
       let consoleGfn: number;
       if (b.hvm) {
-        storeGfn = Number(xen.hvmParamGet(domid, HVM_PARAM_STORE_PFN));
-        consoleGfn = Number(xen.hvmParamGet(domid, HVM_PARAM_CONSOLE_PFN));
+        storeGfn = Number(xen.hvmParamGet(domid, HvmParam.STORE_PFN));
+        consoleGfn = Number(xen.hvmParamGet(domid, HvmParam.CONSOLE_PFN));
       } else {
         const ctx = xen.vcpuContextGet(domid, 0);
         const si = new DataView(ctx.buffer, ctx.byteOffset, ctx.byteLength).getBigUint64(VCPU64_RDX, true);

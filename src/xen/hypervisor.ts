@@ -24,15 +24,15 @@ import {
   type NativeMock,
 } from './loader.js';
 
-export const PAGE_SIZE = 4096;
+import { HVM_NR_PARAMS, PAGE_SIZE } from './constants.js';
+
+export { HVM_NR_PARAMS, PAGE_SIZE };
 /** Domain ids >= DOMID_FIRST_RESERVED (0x7FF0) name no ordinary domain. */
 export const DOMID_FIRST_RESERVED = 0x7ff0;
 /** x86-64 Xen: 52-bit physical addresses, so frame numbers are below 2^40. */
 export const MAX_FRAME = 2n ** 40n - 1n;
 export const MAX_PAGES = 2 ** 40;
 export const MAX_VCPU_ID = 0xffff;
-/** HVM_NR_PARAMS in Xen 4.17 */
-export const HVM_NR_PARAMS = 39;
 /** Entries per pfnTypes / populatePhysmap hypercall (Xen refuses more than 1024 page types). */
 const BATCH = 1024;
 /** Most pages one map() call takes (4 GiB of address space). */

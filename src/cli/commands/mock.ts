@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { openXen } from '../../api.js';
 import type { MockHypervisor } from '../../xen/hypervisor.js';
 import type { DomainInfo } from '../../xen/types.js';
+import { PAGE_SIZE, ShutdownReason } from '../../xen/constants.js';
 import { domainState } from '../state.js';
 import { addHostOptions, choice, EXIT, Log, parseDomid, parseIntArg, parseSize, printError, signalAbort, UsageError, writeOut, xenOptions } from '../util.js';
 
@@ -28,7 +29,7 @@ async function withHost(o: HostOpts, f: (h: MockHypervisor) => Promise<number> |
 
 function stateWord(i: DomainInfo): string {
   if (i.dying) return 'dying';
-  if (i.shutdown) return i.shutdownReason === 2 ? 'suspended' : `shutdown(${i.shutdownReason})`;
+  if (i.shutdown) return i.shutdownReason === ShutdownReason.SUSPEND ? 'suspended' : `shutdown(${i.shutdownReason})`;
   if (i.paused) return 'paused';
   return 'running';
 }
@@ -50,8 +51,8 @@ export function register(program: Command): void {
       .option('--empty', 'an empty domain that never ran (paused, no memory): a target for restore FILE DOMID'),
   ).action(async (o: HostOpts & { type: 'hvm' | 'pv'; memory: number; vcpus: number; empty?: boolean }) => {
     process.exitCode = await withHost(o, async (h) => {
-      if (o.memory % 4096) throw new UsageError('--memory must be a multiple of 4 KiB');
-      const domid = h.createDomain({ type: o.type, pages: o.memory / 4096, vcpus: o.vcpus, populate: !o.empty });
+      if (o.memory % PAGE_SIZE) throw new UsageError('--memory must be a multiple of 4 KiB');
+      const domid = h.createDomain({ type: o.type, pages: o.memory / PAGE_SIZE, vcpus: o.vcpus, populate: !o.empty });
       await writeOut(`${domid}\n`);
       return EXIT.OK;
     });

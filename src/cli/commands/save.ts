@@ -22,6 +22,7 @@ import {
   xenOptions,
   type LogFormat,
 } from '../util.js';
+import { PAGE_SIZE } from '../../xen/constants.js';
 
 export interface TransferCliOptions {
   host?: string;
@@ -72,7 +73,7 @@ async function runSave(domid: number, file: string, o: TransferCliOptions & { li
   try {
     xen = openXen(xenOptions(o)).xen;
     const info = xen.domainInfo(domid);
-    guestBytes = info.totPages * 4096;
+    guestBytes = info.totPages * PAGE_SIZE;
     const policy = policyFrom(o);
     const config = configFrom(o);
     const r = await save(domid, toStdout ? 1 : file, {

@@ -1,13 +1,9 @@
 // x86 HVM (and PVH) restore operations: xg_sr_restore_x86_hvm.c's role.
 import { encodeLibxcBody, type LibxcRecord } from '../../stream/index.js';
-import { HVM_NR_PARAMS } from '../../xen/hypervisor.js';
+import { HVM_NR_PARAMS, HvmParam } from '../../xen/constants.js';
 import { MigrationError, MigrationErrorCode } from '../errors.js';
 import type { RestoreContext, RestoreOps } from './types.js';
 
-export const HVM_PARAM_STORE_PFN = 1;
-export const HVM_PARAM_PAE_ENABLED = 4;
-export const HVM_PARAM_IOREQ_PFN = 5;
-export const HVM_PARAM_BUFIOREQ_PFN = 6;
 
 /** Largest gfn a restore may populate in an HVM domain: 2^40 bytes of guest-physical space. */
 export const HVM_MAX_RESTORE_PFN = 2 ** 28 - 1;
@@ -92,8 +88,8 @@ export function hvmRestoreOps(): RestoreOps {
                 { domid: ctx.domid },
               );
             const index = Number(p.index);
-            if (index === HVM_PARAM_PAE_ENABLED) continue; // dropped, as libxc does
-            if (index === HVM_PARAM_STORE_PFN || index === HVM_PARAM_IOREQ_PFN || index === HVM_PARAM_BUFIOREQ_PFN) clearPage(ctx, p.value);
+            if (index === HvmParam.PAE_ENABLED) continue; // dropped, as libxc does
+            if (index === HvmParam.STORE_PFN || index === HvmParam.IOREQ_PFN || index === HvmParam.BUFIOREQ_PFN) clearPage(ctx, p.value);
             ctx.xen.hvmParamSet(ctx.domid, index, p.value);
           }
           return true;

@@ -19,8 +19,8 @@ import { abortable, MigrationError, MigrationErrorCode, throwIfAborted } from '.
 import { hvmRestoreOps } from './hvm.js';
 import { hex } from '../pv/layout.js';
 import type { RestoreCallbacks, RestoreContext, RestoreOps, RestoreStats, RestoreStreamType } from './types.js';
+import { PAGE_SIZE } from '../../xen/constants.js';
 
-const PAGE_SIZE = 4096;
 /** Bytes of bookkeeping counted per buffered checkpoint record on top of its stream size. */
 const BUFFERED_RECORD_OVERHEAD = 256;
 

@@ -2,26 +2,10 @@
 // end of each checkpoint carries TSC info, the HVM context blob and the non-zero HVM params.
 import { decodeLibxcBody, LibxcType, type LibxcRecord } from '../../stream/index.js';
 import type { SaveContext, SaveOps } from './types.js';
+import { HVM_SAVE_PARAMS } from '../../xen/constants.js';
 
-/** HVM params a saver sends when non-zero (xg_sr_save_x86_hvm.c), in that order. */
-export const HVM_SAVE_PARAMS: readonly number[] = [
-  1, // STORE_PFN
-  5, // IOREQ_PFN
-  6, // BUFIOREQ_PFN
-  27, // PAGING_RING_PFN
-  28, // MONITOR_RING_PFN
-  29, // SHARING_RING_PFN
-  37, // VM86_TSS_SIZED
-  17, // CONSOLE_PFN
-  19, // ACPI_IOPORTS_LOCATION
-  9, // VIRIDIAN
-  12, // IDENT_PT
-  34, // VM_GENERATION_ID_ADDR
-  32, // IOREQ_SERVER_PFN
-  33, // NR_IOREQ_SERVER_PAGES
-  36, // X87_FIP_WIDTH
-  38, // MCA_CAP
-];
+export { HVM_SAVE_PARAMS };
+
 
 const LOC = { offset: 0, index: 0, layer: 'libxc' as const };
 

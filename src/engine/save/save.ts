@@ -26,8 +26,9 @@ import { defaultPrecopyPolicy, expectedDowntimeMs, Pacer, type PrecopyStats } fr
 import { hex } from '../pv/layout.js';
 import { hvmSaveOps } from './hvm.js';
 import type { RoundStats, SaveCallbacks, SaveContext, SaveOps, SaveProgress, SaveStats, StreamType } from './types.js';
+import { SHUTDOWN_SUSPEND } from '../../xen/constants.js';
 
-export const SHUTDOWN_SUSPEND = 2;
+export { SHUTDOWN_SUSPEND };
 
 export interface LibxcSaveOptions {
   xen: Hypervisor;
