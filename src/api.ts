@@ -27,14 +27,8 @@ import {
 } from './transport/index.js';
 import { openReceiverChannel, type ConnectionOptions, type ReceiverChannelOptions } from './transport/receiver.js';
 
-export { defaultBuilder, MAXMEM_SLACK_KB, mockBuilder, MOCK_HVM_GFN_SPAN, openXen, type XenOptions } from './toolstack/host.js';
-export {
-  DEFAULT_HELLO_TIMEOUT_MS,
-  DEFAULT_IDLE_TIMEOUT_MS,
-  openReceiverChannel,
-  type ConnectionOptions,
-  type ReceiverChannelOptions,
-} from './transport/receiver.js';
+export { defaultBuilder, mockBuilder, openXen, type XenOptions } from './toolstack/host.js';
+export { openReceiverChannel, type ConnectionOptions, type ReceiverChannelOptions } from './transport/receiver.js';
 
 // ---------------------------------------------------------------------------------------------
 // common options

@@ -23,7 +23,7 @@ export type {
 export { saveDomain, suspendDomain, resumeDomain } from './toolstack/save.js';
 export { restoreDomain, type DomainBuilder } from './toolstack/restore.js';
 export { parseDomainConfig, configFromDomain, type DomainConfig } from './toolstack/config.js';
-export { noEmulator, MemoryEmulator, type EmulatorState, type EmulatorStateProvider } from './toolstack/emulator.js';
+export { noEmulator, type EmulatorState, type EmulatorStateProvider } from './toolstack/emulator.js';
 export { libxcSave } from './engine/save/save.js';
 export { libxcRestore } from './engine/restore/restore.js';
 export type { SaveCallbacks, SaveProgress, SaveStats, SaveOps, RoundStats } from './engine/save/types.js';

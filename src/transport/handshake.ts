@@ -134,7 +134,7 @@ function makeWire(ch: Channel, opts: HandshakeOptions): HandshakeWire {
 
 export interface SenderCallbacks {
   /**
-   * Write the whole migration stream on channel.writable (or channel.dataFd). The engine suspends
+   * Write the whole migration stream on channel.writable (or channel.writeFd). The engine suspends
    * the guest in here. `signal` aborts when the receiver reports an error or goes away mid-stream.
    */
   sendStream(channel: Channel, signal: AbortSignal): Promise<void>;
@@ -319,7 +319,7 @@ export async function senderHandshake(channel: Channel, cb: SenderCallbacks, opt
 
 export interface ReceiverCallbacks {
   /**
-   * Read the migration stream from channel.readable (or channel.dataFd) and build the domain,
+   * Read the migration stream from channel.readable (or channel.readFd) and build the domain,
    * paused. Must not consume bytes past the end of the stream (the handshake continues on the same
    * direction); io.readExactly / Readable.read(n) / unshift make that easy.
    */

@@ -7,8 +7,6 @@ import { PAGE_SHIFT, PAGE_SIZE } from '../../xen/constants.js';
 export { PAGE_SHIFT, PAGE_SIZE };
 /** INVALID_MFN / INVALID_PFN as a number: any entry that is not a frame reads as -1 here. */
 export const INVALID = -1;
-/** Frame numbers are below 2^40 on x86-64 Xen (52-bit physical addresses). */
-export const MAX_FRAME_NUMBER = 2 ** 40 - 1;
 
 /** sizeof(vcpu_guest_context_x86_64_t) and the fields the stream translates. */
 export const VCPU64 = {
