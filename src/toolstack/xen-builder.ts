@@ -21,7 +21,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Hypervisor } from '../xen/types.js';
 import { HvmParam } from '../xen/constants.js';
-import { loadAddon } from '../xen/loader.js';
+import type { NativeBuilder } from '../xen/loader.js';
+import { NativeHypervisor } from '../xen/hypervisor.js';
 import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
 import type { DomainConfig } from './config.js';
 import type { DomainBuilder } from './restore.js';
@@ -40,15 +41,6 @@ const MAXMEM_CONSTANT_KB = 1024;
 const VCPU64_RDX = 616;
 const START_INFO_STORE_MFN = 56;
 const START_INFO_CONSOLE_MFN = 72;
-
-interface NativeBuilder {
-  createDomain(flags: number, maxVcpus: number, emulationFlags: number, handle: Uint8Array, maxGrantFrames: number, maxMaptrackFrames: number, grantVersion: number, maxEvtchnPort: number): number;
-  setMaxVcpus(domid: number, maxVcpus: number): void;
-  setMaxMem(domid: number, kb: number): void;
-  setMemmapLimit(domid: number, kb: number): void;
-  evtchnAllocUnbound(domid: number, remote: number): number;
-  gnttabSeed(domid: number, hvm: boolean, consoleGfn: number, storeGfn: number, consoleDomid: number, storeDomid: number): void;
-}
 
 interface Built {
   config: DomainConfig;
@@ -89,10 +81,11 @@ function uuidBytes(uuid: unknown): { text: string; bytes: Uint8Array } {
   return { text: `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`, bytes: Uint8Array.from(b) };
 }
 
-/** The system addon's builder calls (native/src/builder.cc). */
-function nativeBuilder(): NativeBuilder {
-  const { addon } = loadAddon({ flavour: 'system' });
-  const b = (addon as unknown as { builder?: NativeBuilder }).builder;
+/** The builder calls of the addon `xen` was opened with (native/src/builder.cc, system flavour). */
+function nativeBuilder(xen: Hypervisor): NativeBuilder {
+  if (!(xen instanceof NativeHypervisor))
+    throw new TypeError('xenBuilder needs a hypervisor handle from openHypervisor (src/xen), which holds the builder calls');
+  const b = xen.builderCalls();
   if (!b) throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, 'this addon has no domain builder calls (rebuild native/: npm run build:native)');
   return b;
 }
@@ -107,7 +100,7 @@ export interface XenBuilderOptions {
 
 export function xenBuilder(xen: Hypervisor, opts: XenBuilderOptions = {}): XenBuilder {
   if (xen.flavour !== 'system') throw new TypeError('xenBuilder needs the system flavour (the mock host has mockBuilder)');
-  const nb = nativeBuilder();
+  const nb = nativeBuilder(xen);
   const xl = opts.xl === undefined ? findProgram('xl') : opts.xl;
   const deviceHost = localDeviceHost(xl);
   const built = new Map<number, Built>();

@@ -18,6 +18,7 @@ import {
   type Flavour,
   type LoadOptions,
   type NativeAddon,
+  type NativeBuilder,
   type NativeDomainInfo,
   type NativeInterface,
   type NativeMapping,
@@ -195,6 +196,40 @@ export class NativeHypervisor implements Hypervisor {
     this.addon = addon;
     this.flavour = addon.flavour;
     this.native = new addon.Interface();
+  }
+
+  /**
+   * A real host's domain builder calls (native/src/builder.cc), through the addon this handle was
+   * opened with and with arguments checked here like every other call; null when the addon has none
+   * (the mock flavour builds domains through its host API).
+   */
+  builderCalls(): NativeBuilder | null {
+    const b = this.addon.builder;
+    if (!b) return null;
+    const kb = (name: string, v: unknown) => integer(name, v, 0, Number.MAX_SAFE_INTEGER);
+    const gfn = (name: string, v: unknown) => integer(name, v, 0, MAX_PAGES - 1);
+    const i32 = (name: string, v: unknown) => integer(name, v, 0, 0x7fffffff);
+    return {
+      createDomain: (flags, maxVcpus, emulationFlags, handle, grantFrames, maptrackFrames, grantVersion, maxEvtchnPort) =>
+        b.createDomain(
+          u32('flags', flags),
+          integer('maxVcpus', maxVcpus, 1, MAX_VCPU_ID + 1),
+          u32('emulationFlags', emulationFlags),
+          bytes('handle', handle, { min: 16, max: 16 }),
+          i32('maxGrantFrames', grantFrames),
+          i32('maxMaptrackFrames', maptrackFrames),
+          u32('grantVersion', grantVersion),
+          u32('maxEvtchnPort', maxEvtchnPort),
+        ),
+      setMaxVcpus: (domid, n) => b.setMaxVcpus(checkDomid(domid), integer('maxVcpus', n, 1, MAX_VCPU_ID + 1)),
+      setMaxMem: (domid, v) => b.setMaxMem(checkDomid(domid), kb('maxMemKb', v)),
+      setMemmapLimit: (domid, v) => b.setMemmapLimit(checkDomid(domid), kb('memKb', v)),
+      evtchnAllocUnbound: (domid, remote) => b.evtchnAllocUnbound(checkDomid(domid), checkDomid(remote)),
+      gnttabSeed: (domid, hvm, consoleGfn, storeGfn, consoleDomid, storeDomid) => {
+        if (typeof hvm !== 'boolean') throw new TypeError(`hvm must be a boolean, got ${describe(hvm)}`);
+        b.gnttabSeed(checkDomid(domid), hvm, gfn('consoleGfn', consoleGfn), gfn('storeGfn', storeGfn), checkDomid(consoleDomid), checkDomid(storeDomid));
+      },
+    };
   }
 
   /** libxen's recent log lines on this handle (most recent last). */
