@@ -25,7 +25,7 @@ import {
   type NativeMock,
 } from './loader.js';
 
-import { HVM_NR_PARAMS, PAGE_SIZE } from './constants.js';
+import { HVM_NR_PARAMS, PAGE_SIZE, ShutdownReason } from './constants.js';
 
 export { HVM_NR_PARAMS, PAGE_SIZE };
 /** Domain ids >= DOMID_FIRST_RESERVED (0x7FF0) name no ordinary domain. */
@@ -47,7 +47,14 @@ export const SHADOW_OP_CLEAN = 11;
 export const SHADOW_OP_PEEK = 12;
 export const SHADOW_LOGDIRTY_FINAL = 1;
 
-export const SHUTDOWN = { poweroff: 0, reboot: 1, suspend: 2, crash: 3, watchdog: 4, soft_reset: 5 } as const;
+export const SHUTDOWN = {
+  poweroff: ShutdownReason.POWEROFF,
+  reboot: ShutdownReason.REBOOT,
+  suspend: ShutdownReason.SUSPEND,
+  crash: ShutdownReason.CRASH,
+  watchdog: ShutdownReason.WATCHDOG,
+  soft_reset: ShutdownReason.SOFT_RESET,
+} as const;
 
 const PROT_READ = 1;
 const PROT_WRITE = 2;
