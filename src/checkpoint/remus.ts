@@ -19,7 +19,7 @@ import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
 import { lockDomain } from '../toolstack/domain-lock.js';
 import type { DomainConfig } from '../toolstack/config.js';
 import type { EmulatorStateProvider } from '../toolstack/emulator.js';
-import type { SaveStats } from '../engine/save/types.js';
+import type { RoundStats, SaveStats } from '../engine/save/types.js';
 import type { Readable } from 'node:stream';
 import { ControlConnection, openDestination, readExactly, XL_MIGRATE_RECEIVER_BANNER, type Channel, type TlsMaterial } from '../transport/index.js';
 import { BackChannelDecoder, STATE_NAMES, type BackRecord } from './backchannel.js';
@@ -333,22 +333,6 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
   let stats: SaveStats | null = null;
   let lastAcked = 0;
 
-  // count each checkpoint's dirty set where the engine reads it (the final CLEAN)
-  let lastDirty = 0;
-  const counted = new Proxy(xen, {
-    get(t, p) {
-      if (p === 'logDirtyClean') {
-        return (d: number, b: Uint8Array, pages: number, final?: boolean) => {
-          const st = t.logDirtyClean(d, b, pages, final);
-          if (final) lastDirty = st.dirtyCount;
-          return st;
-        };
-      }
-      const v = Reflect.get(t, p, t) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-    },
-  }) as Hypervisor;
-
   try {
     let out: StreamWriter;
     let zeroCopy: boolean;
@@ -419,10 +403,12 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
       trace(`recv ${STATE_NAMES[state]}`, current);
     };
 
-    const finishCheckpoint = async (n: number, ackMs: number) => {
+    // the checkpoint's dirty set: the engine's round statistics (its final log-dirty CLEAN)
+    const finishCheckpoint = async (n: number, round: RoundStats, ackMs: number) => {
       const bytes = out.bytesWritten - bytesAt;
       bytesAt = out.bytesWritten;
-      ctl.push({ checkpoint: n, dirtyPages: lastDirty + secondaryDirty, bytes, pauseMs, ackMs, atMs: performance.now() - t0 });
+      const dirtyPages = round.dirtyPages + secondaryDirty;
+      ctl.push({ checkpoint: n, dirtyPages, bytes, pauseMs, ackMs, atMs: performance.now() - t0 });
       secondaryDirty = 0;
     };
 
@@ -437,7 +423,7 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
     };
 
     const r = await saveDomain({
-      xen: counted,
+      xen,
       domid,
       out,
       zeroCopy,
@@ -476,7 +462,7 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
           if (colo) await recvState(CheckpointState.SVM_RESUMED);
         },
         // called after the toolstack wrote the emulator records and CHECKPOINT_END
-        checkpoint: async () => {
+        checkpoint: async (round) => {
           const n = ++checkpoints;
           if (colo) {
             // COLO: the secondary resumes with this state; the wait happens in waitCheckpoint
@@ -487,12 +473,12 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
             ackMs = await waitAck(n);
           } catch (e) {
             lost = e as BackupLost;
-            await finishCheckpoint(n, -1);
+            await finishCheckpoint(n, round, -1);
             return 'stop';
           }
           // no ACKs (xl's receiver, blackhole, a file): checkpoint n is safe once written (as libxl)
           if (!reverse) netBuffer?.release(n);
-          await finishCheckpoint(n, ackMs);
+          await finishCheckpoint(n, round, ackMs);
           if (opts.maxCheckpoints && n >= opts.maxCheckpoints) {
             reason = 'max-checkpoints';
             return 'stop';
@@ -503,13 +489,13 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
           if (ctl.stopRequested() || opts.signal?.aborted) return 'stop';
           return 'again';
         },
-        waitCheckpoint: async () => {
+        waitCheckpoint: async (round) => {
           const n = checkpoints;
           // the secondary runs with checkpoint n: the output up to it may go
           await hooks.commit?.(n);
           lastAcked = n;
           ctl.acked(n);
-          await finishCheckpoint(n, 0);
+          await finishCheckpoint(n, round, 0);
           if (opts.maxCheckpoints && n >= opts.maxCheckpoints) {
             reason = 'max-checkpoints';
             return 'stop';

@@ -186,19 +186,20 @@ class SaveEngine implements SaveContext {
         this.stats.checkpoints++;
         first = false;
         let again: 'again' | 'stop';
+        const round = this.stats.rounds[this.stats.rounds.length - 1]!;
         if (this.streamType === 'colo') {
           await this.flushStaging();
-          const c = await this.cb.checkpoint!();
+          const c = await this.cb.checkpoint!(round);
           if (c !== 'again') throw new MigrationError(MigrationErrorCode.ERR_CALLBACK, 'COLO checkpoint callback failed');
           await this.cb.postcopy!();
           this.suspended = false;
-          again = await this.cb.waitCheckpoint!();
+          again = await this.cb.waitCheckpoint!(round);
         } else {
           // Remus: resume first (the captured state is in staging or already written)
           await this.cb.postcopy!();
           this.suspended = false;
           await this.flushStaging();
-          again = await this.cb.checkpoint!();
+          again = await this.cb.checkpoint!(round);
         }
         if (again !== 'again') break;
         throwIfAborted(this.signal);
@@ -309,7 +310,7 @@ class SaveEngine implements SaveContext {
         const ms = performance.now() - t;
         this.liveBytes += this.out.bytesWritten - b0;
         this.liveMs += ms;
-        this.stats.rounds.push({ iteration: x - 1, kind: 'live', pages: sent, bytes: this.out.bytesWritten - b0, ms });
+        this.stats.rounds.push({ iteration: x - 1, kind: 'live', dirtyPages: dirtyCount, pages: sent, bytes: this.out.bytesWritten - b0, ms });
       }
       if (d !== 'continue') {
         if (d === 'abort') throw new MigrationError(MigrationErrorCode.ERR_PRECOPY_ABORTED, 'precopy policy aborted the migration', { domid: this.domid });
@@ -358,7 +359,8 @@ class SaveEngine implements SaveContext {
     const t = performance.now();
     const b0 = this.out.bytesWritten;
     const sent = await this.sendDirtyPages(this.dirty, this.ops.p2mSize, false);
-    this.stats.rounds.push({ iteration: 0, kind: 'final', pages: sent, bytes: this.out.bytesWritten - b0, ms: performance.now() - t });
+    const ms = performance.now() - t;
+    this.stats.rounds.push({ iteration: 0, kind: 'final', dirtyPages: this.ops.p2mSize, pages: sent, bytes: this.out.bytesWritten - b0, ms });
   }
 
   /** xg_sr_save.c suspend_and_send_dirty(): final CLEAN, deferred pages, (COLO) secondary's pfns. */
@@ -367,7 +369,7 @@ class SaveEngine implements SaveContext {
     this.phase = checkpoint ? 'checkpoint' : 'final';
     if (checkpoint) this.iteration = this.stats.checkpoints;
     const size = this.ops.p2mSize;
-    this.xen.logDirtyClean(this.domid, this.dirty.bytes, size, true);
+    const { dirtyCount } = this.xen.logDirtyClean(this.domid, this.dirty.bytes, size, true);
     this.dirty.or(this.deferred);
     if (checkpoint && this.streamType === 'colo' && this.cb.secondaryDirtyPfns) {
       const list = await this.cb.secondaryDirtyPfns();
@@ -387,6 +389,7 @@ class SaveEngine implements SaveContext {
     const rs: RoundStats = {
       iteration: checkpoint ? this.stats.checkpoints : this.stats.rounds.length,
       kind: checkpoint ? 'checkpoint' : 'final',
+      dirtyPages: dirtyCount,
       pages: sent,
       bytes: this.out.bytesWritten + this.stagedBytes() - b0,
       ms: performance.now() - t,
