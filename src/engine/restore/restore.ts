@@ -17,7 +17,7 @@ import { SparsePfnSet } from '../bitmap.js';
 import type { StreamCursor } from '../cursor.js';
 import { abortable, MigrationError, MigrationErrorCode, throwIfAborted } from '../errors.js';
 import { hvmRestoreOps } from './hvm.js';
-import { hex } from '../pv/layout.js';
+import { hex, tableLevel } from '../pv/layout.js';
 import type { RestoreCallbacks, RestoreContext, RestoreOps, RestoreStats, RestoreStreamType } from './types.js';
 import { PAGE_SIZE } from '../../xen/constants.js';
 
@@ -378,7 +378,7 @@ class RestoreEngine implements RestoreContext {
       const t = types[i]!;
       if (pageTypeHasData(t)) dataIdx.push(i);
       else this.stats.holes++;
-      if (this.ops.setPageType && t !== PageType.XTAB && t !== PageType.BROKEN) this.ops.setPageType(pfns[i]!, t);
+      if (t !== PageType.XTAB && t !== PageType.BROKEN) this.ops.setPageType(pfns[i]!, t);
     }
     if (dataIdx.length === 0) return;
     const frames = new BigUint64Array(dataIdx.length);
@@ -396,7 +396,7 @@ class RestoreEngine implements RestoreContext {
         for (let j = 0; j < dataIdx.length; j++) {
           let a = incoming.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE);
           const t = types[dataIdx[j]!]!;
-          if (this.ops.localises && this.ops.localisePage && ((t >= PageType.L1TAB && t <= PageType.L4TAB) || (t >= PageType.L1TAB_PIN && t <= PageType.L4TAB_PIN))) {
+          if (tableLevel(t) !== 0) {
             // PV page tables are compared as they would have been written: localised (as libxc)
             a = a.slice();
             this.ops.localisePage(this, t, a, pfns[dataIdx[j]!]!);
@@ -415,12 +415,9 @@ class RestoreEngine implements RestoreContext {
       }
       else if (r.data) target.set(r.data);
       else throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'PAGE_DATA without payload');
-      if (this.ops.localises && this.ops.localisePage) {
-        for (let j = 0; j < dataIdx.length; j++) {
-          const t = types[dataIdx[j]!]!;
-          if ((t >= PageType.L1TAB && t <= PageType.L4TAB) || (t >= PageType.L1TAB_PIN && t <= PageType.L4TAB_PIN))
-            this.ops.localisePage(this, t, target.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE), pfns[dataIdx[j]!]!);
-        }
+      for (let j = 0; j < dataIdx.length; j++) {
+        const t = types[dataIdx[j]!]!;
+        if (tableLevel(t) !== 0) this.ops.localisePage(this, t, target.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE), pfns[dataIdx[j]!]!);
       }
       this.stats.pages += dataIdx.length;
     } finally {

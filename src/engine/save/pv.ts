@@ -9,7 +9,7 @@ import { hex, M2p, PAGE_SIZE, tableLevel, VCPU64 } from '../pv/layout.js';
 import { GuestP2m } from '../pv/p2m.js';
 import { normalisePageTable } from '../pv/pagetable.js';
 import { normaliseVcpu } from '../pv/vcpu.js';
-import { cpuPolicyRecords, tscRecord } from './hvm.js';
+import { cpuPolicyRecords, tscRecord } from '../x86.js';
 import type { SaveContext, SaveOps } from './types.js';
 
 export function pvSaveOps(): SaveOps {
