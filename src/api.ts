@@ -3,28 +3,21 @@
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { ReadableByteSource } from './stream/readable-source.js';
-import { StreamWriter, type StreamInput, type StreamWarning } from './stream/index.js';
-import { abortError, MigrationError, MigrationErrorCode } from './engine/errors.js';
+import type { StreamInput, StreamWarning } from './stream/index.js';
+import { MigrationError, MigrationErrorCode } from './engine/errors.js';
 import { makePrecopyPolicy, type PolicyOptions, type PrecopyPolicy } from './engine/policy.js';
 import type { SaveCallbacks, SaveProgress, SaveStats } from './engine/save/types.js';
 import type { RestoreStats } from './engine/restore/types.js';
-import { defaultEmulator, saveDomain, resumeDomain, sourceConfig, suspendDomain, zeroCopySafe, type SaveFormat } from './toolstack/save.js';
-import { checkSourceDevices, requiredDeviceCapabilities } from './toolstack/devices.js';
+import { saveDomain, type SaveFormat } from './toolstack/save.js';
 import { restoreDomain, type DomainBuilder } from './toolstack/restore.js';
 import type { DomainConfig } from './toolstack/config.js';
-import { noEmulator, type EmulatorStateProvider } from './toolstack/emulator.js';
-import { hostNames, MIGRATED_AWAY_SUFFIX, type DomainNames } from './toolstack/names.js';
+import type { EmulatorStateProvider } from './toolstack/emulator.js';
+import { hostNames, type DomainNames } from './toolstack/names.js';
 import { destroyDomain } from './toolstack/destroy.js';
+import { sendDomain } from './toolstack/migrate.js';
 import { defaultBuilder, openXen, type XenOptions } from './toolstack/host.js';
 import { lockDomain } from './toolstack/domain-lock.js';
-import {
-  openDestination,
-  receiverHandshake,
-  senderHandshake,
-  type Channel,
-  type ReceiverResult,
-  type SenderResult,
-} from './transport/index.js';
+import { openDestination, receiverHandshake, type Channel, type ReceiverResult, type SenderResult } from './transport/index.js';
 import { openReceiverChannel, type ConnectionOptions, type ReceiverChannelOptions } from './transport/receiver.js';
 
 export { defaultBuilder, mockBuilder, openXen, type XenOptions } from './toolstack/host.js';
@@ -219,10 +212,6 @@ export interface MigrateResult {
 
 export async function migrate(domid: number, dest: string, opts: MigrateOptions = {}): Promise<MigrateResult> {
   const { xen, owned } = openXen(opts);
-  let stats: SaveStats | null = null;
-  let suspendedAt = 0;
-  let streamEndAt = 0;
-  let receivedAt = 0;
   let lock: ReturnType<typeof lockDomain> | null = null;
   try {
     // before anything else (even the connection): a second operation on the domain is refused here
@@ -234,101 +223,23 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
         ssh: { ...(opts.sshCommand ? { sshCommand: opts.sshCommand } : {}), ...(opts.remoteCommand ? { remoteCommand: opts.remoteCommand } : {}) },
         tcp: { ...(opts.tls ? { tls: opts.tls } : {}), ...(opts.insecure ? { insecure: true } : {}) },
       }));
-    // what the guest needs is known before the link carries anything: refused here, the source is
-    // untouched; a xenmig receiver must announce the device kinds it can recreate (READY)
-    const config = await sourceConfig(xen, domid, opts.config);
-    const emulator = opts.emulator ?? defaultEmulator(xen, domid, config);
-    checkSourceDevices(config, { emulator: emulator !== noEmulator, domid });
-    const requiredCapabilities = opts.protocol === 'xl' ? [] : requiredDeviceCapabilities(config);
     const policy = policyOf(opts.policy);
-    const userSuspend = opts.callbacks?.suspend;
-    const names = opts.names === undefined ? defaultNames(xen) : opts.names;
-    /** the source's name before the handover rename, once renamed */
-    let renamedFrom: string | null = null;
-    /** resumes the source and its device model, once the stream was saved */
-    let resumeSaved: (() => Promise<void>) | null = null;
-    // An abort (e.g. SIGINT) before the stream is complete drops the link: the handshake then fails
-    // before CLEARED_TO_UNPAUSE and resumes the source, also when it waits for the peer (READY, a
-    // blocked write). After the stream it is left to finish (dropping then could only leave it in doubt).
-    let streamDone = false;
-    const onAbort = () => {
-      if (!streamDone) channel.destroy(abortError(opts.signal));
-    };
-    if (opts.signal?.aborted) onAbort();
-    else opts.signal?.addEventListener('abort', onAbort, { once: true });
-    const handshake = await senderHandshake(
+    const r = await sendDomain({
+      xen,
+      domid,
       channel,
-      {
-        sendStream: async (ch, signal) => {
-          const s = opts.signal ? AbortSignal.any([opts.signal, signal]) : signal;
-          const w = new StreamWriter(ch.writable);
-          const r = await saveDomain({
-            xen,
-            domid,
-            out: w,
-            zeroCopy: zeroCopySafe(ch.writable),
-            live: opts.live ?? true,
-            callbacks: {
-              ...opts.callbacks,
-              suspend: async () => {
-                suspendedAt = performance.now();
-                if (userSuspend) await userSuspend();
-                else await suspendDomain(xen, domid, 60_000, s);
-              },
-            },
-            ...(policy ? { precopyPolicy: policy } : {}),
-            signal: s,
-            ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-            ...(opts.bandwidth ? { bandwidth: opts.bandwidth } : {}),
-            emulator,
-            config,
-          });
-          stats = r.stats;
-          resumeSaved = r.resumeSource;
-          streamDone = true;
-          streamEndAt = performance.now();
-        },
-        prepareHandover: async () => {
-          receivedAt = performance.now();
-          // From here on the receiver may take the name: the source must not hold it (xl does this).
-          const name = names ? await names.name(domid) : null;
-          if (names && name && !name.endsWith(MIGRATED_AWAY_SUFFIX)) {
-            await names.rename(domid, name + MIGRATED_AWAY_SUFFIX);
-            renamedFrom = name;
-          }
-        },
-        resumeSource: async () => {
-          let renameError: unknown = null;
-          if (names && renamedFrom !== null) {
-            // the receiver discarded its copy: the name is free again
-            try {
-              await names.rename(domid, renamedFrom);
-              renamedFrom = null;
-            } catch (e) {
-              renameError = e;
-            }
-          }
-          // the guest runs again even if it could not get its name back (it keeps "--migratedaway")
-          await (resumeSaved ?? (() => resumeDomain(xen, domid)))();
-          if (renameError) process.emitWarning(`domain ${domid} resumed as ${renamedFrom}${MIGRATED_AWAY_SUFFIX}: ${(renameError as Error).message}`, 'XenmigWarning');
-        },
-        destroySource: async () => {
-          await destroyDomain(xen, domid);
-        },
-      },
-      { ...(opts.protocol ? { protocol: opts.protocol } : {}), requiredCapabilities },
-    );
-    opts.signal?.removeEventListener('abort', onAbort);
-    const resultAt = performance.now();
-    const downtimeMs = suspendedAt ? resultAt - suspendedAt : null;
-    const since = (t: number) => (suspendedAt && t ? t - suspendedAt : null);
-    const timings = { streamEndMs: since(streamEndAt), receivedMs: since(receivedAt), handshakeDoneMs: since(resultAt) };
-    if (handshake.outcome !== 'handed-over') {
-      const e = handshake.error ?? new Error(`migration failed at step ${handshake.step}`);
-      Object.assign(e, { handshake, sourceRuns: handshake.sourceRuns });
-      throw e;
-    }
-    return { domid, stats, handshake, downtimeMs, timings };
+      live: opts.live ?? true,
+      names: opts.names === undefined ? defaultNames(xen) : opts.names,
+      ...(opts.protocol ? { protocol: opts.protocol } : {}),
+      ...(opts.callbacks ? { callbacks: opts.callbacks } : {}),
+      ...(policy ? { precopyPolicy: policy } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      ...(opts.bandwidth ? { bandwidth: opts.bandwidth } : {}),
+      ...(opts.emulator ? { emulator: opts.emulator } : {}),
+      ...(opts.config ? { config: opts.config } : {}),
+    });
+    return { domid, ...r };
   } finally {
     lock?.release();
     if (owned) xen.close();
