@@ -20,6 +20,11 @@ export function hvmSaveOps(): SaveOps {
     startOfStream: () => [],
     checkVmState: () => {},
     pfnToFrame: (pfn) => pfn,
+    // an HVM guest's pages go as they are
+    normalisePage(_ctx, _type, src, dst) {
+      dst.set(src);
+      return 'ok';
+    },
     endOfCheckpoint(ctx) {
       const recs: LibxcRecord[] = [tscRecord(ctx)];
       recs.push({ name: 'HVM_CONTEXT', data: ctx.xen.hvmContextGet(ctx.domid) });
