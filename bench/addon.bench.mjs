@@ -2,6 +2,8 @@
 // (as the save engine sends PAGE_DATA), to /dev/null and through a pipe drained by `cat`, against
 // `cat FILE | cat > /dev/null` of a 1 GiB file on the same filesystem, in the same run.
 // Goal: >= 0.8x the baseline through the pipe. Prints ratio and peak RSS (GNU time).
+// Second baseline: the C loop (bench/cloop.c) sending the same pages through the same mock mappings
+// to the same sink; engine/C-loop is the time ratio (goal <= 1.25x).
 //
 //   node bench/addon.bench.mjs            the benchmark (npm run bench builds dist/ first)
 //   node bench/addon.bench.mjs --send HOSTDIR DOMID PAGES
@@ -9,7 +11,7 @@
 import { existsSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { GiB, MiB, scratchDir, timeShell, catPipeBaseline, report } from './lib.mjs';
+import { GiB, MiB, scratchDir, timeShell, catPipeBaseline, report, cloopBinary, cloopRatio, q } from './lib.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const { openMockHost } = await import(new URL('../dist/xen/index.js', import.meta.url).href);
@@ -88,14 +90,17 @@ const transfer = (t) => {
   const m = /transfer ([\d.]+)/.exec(t.stderr);
   return m ? `transfer alone ${(bytes / Number(m[1]) / MiB).toFixed(0)} MiB/s` : '';
 };
+const cloop = `${q(cloopBinary())} send ${q(hostDir)} ${domid}`;
+const cDevnull = timeShell(`exec ${cloop} > /dev/null`);
 const devnull = timeShell(`exec ${sender} > /dev/null`);
-report('addon map+writePages 1 GiB -> /dev/null', { bytes, ...devnull }, baseline, transfer(devnull));
+report('addon map+writePages 1 GiB -> /dev/null', { bytes, ...devnull }, baseline, `${transfer(devnull)}, ${cloopRatio(devnull.seconds, cDevnull.seconds).text}`);
+const cPipe = timeShell(`${cloop} | cat > /dev/null`);
 const pipe = timeShell(`${sender} | cat > /dev/null`);
 const ratio = report(
   'addon map+writePages 1 GiB -> pipe | cat',
   { bytes, ...pipe },
   baseline,
-  `${transfer(pipe)}, goal >= 0.80x`,
+  `${transfer(pipe)}, ${cloopRatio(pipe.seconds, cPipe.seconds).text}, goal >= 0.80x`,
 );
 hv.destroyDomain(domid);
 hv.close();

@@ -2,9 +2,10 @@
 // plus peak memory. Commands are timed with GNU time (wall seconds and max RSS of the process tree
 // leader). Nothing here asserts a speed: benchmarks report, tests check behaviour.
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, statSync, statfsSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync, statSync, statfsSync, writeSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
@@ -149,4 +150,32 @@ export function writeBaselineFile(file, bytes) {
   const chunk = Buffer.alloc(16 * MiB, 0x5a);
   for (let off = 0; off < bytes; off += chunk.length) writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - off));
   closeSync(fd);
+}
+
+/**
+ * The C-loop baseline (bench/cloop.c), built against the mock library the addon links to. Returns
+ * the binary's path. The engine's figure over this loop's is what the engine adds to the mock.
+ */
+export function cloopBinary() {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+  const libDir = join(root, 'build', 'Release');
+  const lib = join(libDir, 'xenctrl_mock.so');
+  const out = join(libDir, 'xenmig-cloop');
+  const src = join(root, 'bench', 'cloop.c');
+  if (!existsSync(lib)) throw new Error(`the mock library ${lib} is missing: run npm run build first`);
+  if (!existsSync(out) || statSync(out).mtimeMs < statSync(src).mtimeMs || statSync(out).mtimeMs < statSync(lib).mtimeMs) {
+    const r = spawnSync(
+      process.env.CC ?? 'cc',
+      ['-O2', '-std=gnu11', '-Wall', '-I', join(root, 'docker', 'mock', 'include'), src, lib, `-Wl,-rpath,${libDir}`, '-o', out],
+      { encoding: 'utf8' },
+    );
+    if (r.status !== 0) throw new Error(`building the C-loop baseline failed:\n${r.stderr}`);
+  }
+  return out;
+}
+
+/** "engine/C-loop X.XXx" for two durations (lower is better; goal <= 1.25x). */
+export function cloopRatio(engineSeconds, cloopSeconds) {
+  const r = engineSeconds / Math.max(cloopSeconds, 0.01); // GNU time counts in 10 ms steps
+  return { ratio: r, text: `engine/C-loop ${r.toFixed(2)}x (C loop ${cloopSeconds.toFixed(2)} s, goal <= 1.25x)` };
 }

@@ -5,7 +5,10 @@
 //   idle       no guest activity; throughput = stream bytes / wall time of the sender process (from
 //              its start to its exit: includes node start-up, the handshake, the restore finishing
 //              on B, closing). Baseline: `head -c BYTES FILE | cat > /dev/null` of the same number of
-//              bytes, measured right before each run. Goal >= 0.6x.
+//              bytes, measured right before each run. Goal >= 0.6x. Second baseline: the C loop
+//              (bench/cloop.c send | cloop.c recv: the same pages through the same mock mappings, the
+//              receiver populating, mapping and reading straight into the mapping), timed right
+//              before each run; engine/C-loop = wall-time ratio (goal <= 1.25x).
 //   dirtying   a third process runs the mock workload on the source domain at 1,000 page writes/s
 //              (random pages); reported: precopy rounds, total time, downtime. Goal: < 30 ms.
 //              Twice: with libxc's default precopy policy, and with xenmig's downtime target.
@@ -47,6 +50,7 @@ import {
   machineLoad,
   createFilledHvm,
   writeBaselineFile,
+  cloopBinary,
 } from './lib.mjs';
 
 const self = fileURLToPath(import.meta.url);
@@ -144,8 +148,16 @@ for (let r = 0; r < RUNS; r++) {
   // the same number of bytes as the stream (known after the first run; the stream size is stable)
   const n = idle[0]?.bytes ?? size + 4 * MiB;
   const b = timeShell(`head -c ${n} ${q(baseFile)} | cat > /dev/null`);
+  const hostC = join(dir, `hostC-${r}`);
+  const cl = q(cloopBinary());
+  let c;
+  try {
+    c = timeShell(`${cl} send ${q(hostA)} ${domid} | ${cl} recv ${q(hostC)} ${size / 4096}`);
+  } finally {
+    rmSync(hostC, { recursive: true, force: true });
+  }
   const m = runMigration(domid);
-  idle.push({ ...m, ratio: m.bytes / m.seconds / (n / b.seconds), baseRate: n / b.seconds });
+  idle.push({ ...m, ratio: m.bytes / m.seconds / (n / b.seconds), baseRate: n / b.seconds, cSeconds: c.seconds, cRss: c.maxRssBytes });
 }
 {
   const ratio = median(idle.map((x) => x.ratio));
@@ -155,7 +167,9 @@ for (let r = 0; r < RUNS; r++) {
     `idle live migration: ${fmtRate(rate)} = ${ratio.toFixed(2)}x baseline (head -c N | cat, median ${fmtRate(median(idle.map((x) => x.baseRate)))}; ratios ${idle
       .map((x) => x.ratio.toFixed(2))
       .join(', ')}), wall ${median(idle.map((x) => x.seconds)).toFixed(2)} s, CPU ${median(idle.map((x) => x.cpuSeconds)).toFixed(1)} s (both processes), rounds ${idle[0].rounds.length}, ` +
-      `downtime (suspend -> RECEIVED) median ${median(idle.map((x) => x.timings.receivedMs)).toFixed(1)} ms, peak RSS ${(rss / MiB).toFixed(0)} MiB (sender tree), goal >= 0.6x${ratio >= 0.6 ? ' [goal met]' : ' [BELOW GOAL]'}`,
+      `downtime (suspend -> RECEIVED) median ${median(idle.map((x) => x.timings.receivedMs)).toFixed(1)} ms, peak RSS ${(rss / MiB).toFixed(0)} MiB (sender tree), goal >= 0.6x${ratio >= 0.6 ? ' [goal met]' : ' [BELOW GOAL]'}; ` +
+      `engine/C-loop ${median(idle.map((x) => x.seconds / x.cSeconds)).toFixed(2)}x (runs ${idle.map((x) => (x.seconds / x.cSeconds).toFixed(2)).join(', ')}; ` +
+      `C loop median ${median(idle.map((x) => x.cSeconds)).toFixed(2)} s, peak RSS ${(Math.max(...idle.map((x) => x.cRss)) / MiB).toFixed(0)} MiB; goal <= 1.25x)`,
   );
 }
 

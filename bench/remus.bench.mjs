@@ -5,11 +5,13 @@
 // (interval 0, back to back), and the same-run baseline: a plain memory copy of the same dirty set
 // (Buffer.copy of N × 4096 bytes) and a copy through fresh mappings. Each in both modes: mapping per
 // batch (default) and --persistent-mappings (HVM guests that never balloon). Goals: median pause <= 2 x baseline + 1 ms; >= 40 checkpoints/s
-// at 1,000 dirty pages. Nothing here asserts: it reports.
+// at 1,000 dirty pages. Third baseline: the C loop (bench/cloop.c copy) mapping and copying the same
+// dirty set through the same mock mappings in another process; pause/C-loop is printed too (the
+// pause also holds the suspend and resume). Nothing here asserts: it reports.
 //
 //   node bench/remus.bench.mjs     (npm run bench builds dist/ first)
 //   XENMIG_BENCH_CHECKPOINTS=60    checkpoints measured per configuration
-import { GiB, machineLoad, median, percentile, preferShm, scratchDir, createFilledHvm } from './lib.mjs';
+import { GiB, machineLoad, median, percentile, preferShm, scratchDir, createFilledHvm, cloopBinary, q, timeShell } from './lib.mjs';
 
 const { openMockHost } = await import(new URL('../dist/xen/index.js', import.meta.url).href);
 const { remus } = await import(new URL('../dist/checkpoint/index.js', import.meta.url).href);
@@ -110,8 +112,12 @@ async function run(n, intervalMs, persistentMappings = false) {
 for (const n of [1000, 10000]) {
   const base = copyBaseline(n);
   const viaMap = median([...Array(9).keys()].map((e) => mappingBaseline(n, 7 + e)));
+  const cLoop = Number(timeShell(`exec ${q(cloopBinary())} copy ${q(`${dir}/host`)} ${domid} ${n} 9`).stdout.trim());
   const goal = 2 * base + 1;
-  console.log(`${n} dirty pages/epoch: baselines: Buffer.copy ${base.toFixed(2)} ms (goal: median pause <= ${goal.toFixed(2)} ms); copy via fresh mappings ${viaMap.toFixed(2)} ms`);
+  console.log(
+    `${n} dirty pages/epoch: baselines: Buffer.copy ${base.toFixed(2)} ms (goal: median pause <= ${goal.toFixed(2)} ms); ` +
+      `copy via fresh mappings ${viaMap.toFixed(2)} ms; C loop (map + memcpy, median of 9) ${cLoop.toFixed(2)} ms`,
+  );
   for (const pm of [false, true]) {
     const mode = pm ? 'persistent mappings' : 'default (map per batch)';
     const paced = await run(n, 25, pm);
@@ -120,7 +126,8 @@ for (const n of [1000, 10000]) {
     const p99 = percentile(paced.pauses, 99);
     console.log(
       `  ${mode}: measured ${paced.dirty} pages, ${(paced.bytes / 1024 / 1024).toFixed(1)} MiB/checkpoint; pause median ${med.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms ` +
-        `= ${(med / base).toFixed(1)}x Buffer.copy (goal ${med <= goal ? 'met' : 'NOT met'}), ${(med / viaMap).toFixed(2)}x copy via fresh mappings; ` +
+        `= ${(med / base).toFixed(1)}x Buffer.copy (goal ${med <= goal ? 'met' : 'NOT met'}), ${(med / viaMap).toFixed(2)}x copy via fresh mappings, ` +
+        `pause/C-loop ${(med / cLoop).toFixed(2)}x; ` +
         `sustained ${flat.rate.toFixed(0)} checkpoints/s back to back (${flat.rateNoGuest.toFixed(0)}/s without the bench's own guest writes)` +
         (n === 1000 ? ` (goal >= 40/s: ${flat.rate >= 40 ? 'met' : 'NOT met'})` : ''),
     );

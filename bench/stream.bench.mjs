@@ -8,6 +8,9 @@
 //              into a pipe drained by cat (/dev/null does not even read the pages)
 //   transcode  StreamReader (lazy) over the file -> StreamWriter over fd 1 = /dev/null
 // Goals: verify and encode >= 0.7x the baseline; peak RSS < 150 MiB regardless of the size.
+// The encode figures have a second baseline: the C loop (bench/cloop.c send) moving the same pages
+// through the same mock mappings to the same sink, timed right after the engine; engine/C-loop is
+// the median of the per-run time ratios (goal <= 1.25x).
 // Each figure is the median of XENMIG_BENCH_RUNS (default 3) runs; each run of a figure is paired
 // with a baseline measured right before it, and the ratio is the median of the per-pair ratios.
 //
@@ -34,6 +37,7 @@ import {
   preferShm,
   machineLoad,
   createFilledHvm,
+  cloopBinary,
 } from './lib.mjs';
 
 const self = fileURLToPath(import.meta.url);
@@ -99,11 +103,21 @@ const cliHasVerify =
 const verifyCmd = cliHasVerify ? `${nodeCmd(fileURLToPath(cliMain))} verify -` : nodeCmd(self, '--verify');
 
 catPipeBaseline(file); // warm up the page cache / tmpfs
+const cloop = `${q(cloopBinary())} send ${q(hostDir)} ${domid}`;
 const cases = [
   { name: 'verify  (cat FILE | verify -)', cmd: `cat ${q(file)} | ${verifyCmd} > /dev/null`, goal: 0.7 },
-  { name: 'encode  (save -> /dev/null)', cmd: `exec ${nodeCmd(self, '--encode', hostDir, String(domid))} > /dev/null`, goal: 0.7 },
+  {
+    name: 'encode  (save -> /dev/null)',
+    cmd: `exec ${nodeCmd(self, '--encode', hostDir, String(domid))} > /dev/null`,
+    cloop: `exec ${cloop} > /dev/null`,
+    goal: 0.7,
+  },
   // /dev/null never reads what it is given: the same save into a pipe drained by cat touches every page
-  { name: 'encode  (save -> pipe | cat)', cmd: `${nodeCmd(self, '--encode', hostDir, String(domid))} | cat > /dev/null` },
+  {
+    name: 'encode  (save -> pipe | cat)',
+    cmd: `${nodeCmd(self, '--encode', hostDir, String(domid))} | cat > /dev/null`,
+    cloop: `${cloop} | cat > /dev/null`,
+  },
   { name: 'transcode (reader -> writer, /dev/null)', cmd: `exec ${nodeCmd(self, '--transcode', file)} > /dev/null` },
 ];
 const baselines = [];
@@ -116,7 +130,8 @@ for (let r = 0; r < RUNS; r++) {
     baselines.push(b.rate);
     baseCpu.push(b.cpuSeconds);
     const t = timeShell(c.cmd);
-    results[c.name].push({ ...t, ratio: bytes / t.seconds / b.rate, baseRate: b.rate });
+    const cl = c.cloop ? timeShell(c.cloop) : null;
+    results[c.name].push({ ...t, ratio: bytes / t.seconds / b.rate, baseRate: b.rate, cRatio: cl ? t.seconds / cl.seconds : NaN, cSeconds: cl?.seconds });
   }
 }
 console.log(`verify command: ${verifyCmd.includes('--verify') ? 'node script (validateStream(0, { blockingReads: true }))' : 'xenmig verify -'}`);
@@ -134,7 +149,11 @@ for (const c of cases) {
   if (c.goal !== undefined && !(ratio >= c.goal && rss < 150 * MiB)) ok = false;
   console.log(
     `${c.name}: ${fmtRate(rate)} = ${ratio.toFixed(2)}x baseline (median of ${rs.map((x) => x.ratio.toFixed(2)).join(', ')})` +
-      `, CPU ${median(rs.map((x) => x.cpuSeconds)).toFixed(2)} s, peak RSS ${(rss / MiB).toFixed(0)} MiB${c.goal !== undefined ? `, goal >= ${c.goal}x and < 150 MiB` : ''}${met}`,
+      `, CPU ${median(rs.map((x) => x.cpuSeconds)).toFixed(2)} s, peak RSS ${(rss / MiB).toFixed(0)} MiB${c.goal !== undefined ? `, goal >= ${c.goal}x and < 150 MiB` : ''}${met}` +
+      (c.cloop
+        ? `; engine/C-loop ${median(rs.map((x) => x.cRatio)).toFixed(2)}x (median of ${rs.map((x) => x.cRatio.toFixed(2)).join(', ')}; ` +
+          `C loop median ${median(rs.map((x) => x.cSeconds)).toFixed(2)} s, goal <= 1.25x)`
+        : ''),
   );
 }
 hv.destroyDomain(domid);

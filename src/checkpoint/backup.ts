@@ -21,6 +21,7 @@ import { suspendDomain } from '../toolstack/save.js';
 import { CONTROL_PROTOCOL_VERSION, ControlConnection, listen, TransportTimeoutError, writeAll, XL_MIGRATE_RECEIVER_BANNER, type Channel, type TlsMaterial } from '../transport/index.js';
 import { encodeDirtyPfns, encodeState, STATE_NAMES } from './backchannel.js';
 import type { Logger } from './types.js';
+import { replicaDiskHooks, type DiskReplicaSet } from '../disk/replica-hooks.js';
 
 export interface ReplicaOptions extends XenOptions {
   /** COLO secondary instead of a Remus backup */
@@ -57,6 +58,8 @@ export interface ReplicaOptions extends XenOptions {
   protocol?: 'xenmig' | 'xl';
   /** test hook: each COLO state-exchange step ('send SVM_READY', 'recv NEW', ...) */
   trace?: (event: string, checkpoint: number) => void;
+  /** Remus disk replication: the backup's images (src/disk/replica.ts); applied at each CHECKPOINT_END */
+  disks?: DiskReplicaSet;
 }
 
 export interface ReplicaResult {
@@ -153,8 +156,9 @@ class Backup {
     const ch = (this.channel = opened.channel);
     this.conn = new ControlConnection(ch.readable, ch.writable);
     // the builder first: READY announces the devices it can recreate at failover
-    const builder = opts.builder ?? (await defaultBuilder(xen));
-    await this.greet(builder);
+    const disks = replicaDiskHooks(opts.disks, { colo, xl: this.xl, log: this.log });
+    const builder = disks.builder(opts.builder ?? (await defaultBuilder(xen)));
+    await this.greet(builder, disks.capabilities);
     const source = new WatchedSource(new ReadableByteSource(ch.readable), ch.readable);
     this.startWatchdog(ch, source);
     const streamType = colo ? 'colo' : 'remus';
@@ -169,6 +173,7 @@ class Backup {
         paused: true,
         streamType,
         completeEachCheckpoint: !colo,
+        ...(disks.records ? { extraRecords: disks.records } : {}),
         onDomain: (d) => {
           this.domid = d;
         },
@@ -213,13 +218,19 @@ class Backup {
     return this.sendChain;
   }
 
-  /** xl's banner, or READY (with the devices the builder can recreate) and heartbeats. */
-  private async greet(builder: DomainBuilder | undefined): Promise<void> {
+  /** xl's banner, or READY (with the devices the builder can recreate, the disks it replicates) and heartbeats. */
+  private async greet(builder: DomainBuilder | undefined, diskCapabilities: string[]): Promise<void> {
     if (this.xl) {
       await this.sendRaw(XL_MIGRATE_RECEIVER_BANNER);
       return;
     }
-    const capabilities = ['remus', 'colo', `failover-timeout-ms=${this.failoverTimeoutMs}`, ...(builder?.capabilities ?? [])];
+    const capabilities = [
+      'remus',
+      'colo',
+      `failover-timeout-ms=${this.failoverTimeoutMs}`,
+      ...(builder?.capabilities ?? []),
+      ...diskCapabilities,
+    ];
     await this.send({ type: 'READY', protocol: CONTROL_PROTOCOL_VERSION, version: '0.1.0', capabilities });
     this.hb = this.conn!.startHeartbeat(this.opts.heartbeatMs ?? 250);
   }

@@ -25,6 +25,8 @@ import { ControlConnection, openDestination, readExactly, XL_MIGRATE_RECEIVER_BA
 import { BackChannelDecoder, STATE_NAMES, type BackRecord } from './backchannel.js';
 import type { CheckpointStat, Logger, OutputComparator, ReplicationHooks } from './types.js';
 import type { NetBuffer } from '../netbuf/buffer.js';
+import type { DiskReplication } from '../disk/primary.js';
+import { primaryDiskHooks, type PrimaryDiskHooks } from '../disk/primary-hooks.js';
 
 export interface RemusOptions extends XenOptions {
   /** checkpoint interval, ms (default 200, as `xl remus`) */
@@ -51,6 +53,13 @@ export interface RemusOptions extends XenOptions {
    * Remus only (COLO compares output instead).
    */
   netBuffer?: NetBuffer;
+  /**
+   * Disk replication (src/disk/): connected before the guest is touched (a failure refuses the
+   * replication), the backup's READY must map every disk, the initial copy precedes the memory
+   * stream, epoch n is rotated in checkpoint n's pause and its blocks close checkpoint n. Remus
+   * with a xenmig backup only.
+   */
+  disks?: DiskReplication;
   /** COLO: divergence detector (default: none, checkpoints on the timer only) */
   comparator?: OutputComparator;
   /** copy the dirty set while suspended and transmit after the resume (default true) */
@@ -317,9 +326,20 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
       return { domid, checkpoints: 0, lastAcked: 0, reason: 'refused', guest: 'running', error, stats: null };
     }
   }
+  const disks = primaryDiskHooks(opts.disks, opts);
+  if (disks) {
+    try {
+      await disks.setup();
+    } catch (e) {
+      netBuffer?.teardown();
+      const error = e instanceof Error ? e : new Error(String(e));
+      log(`primary: replication of domain ${domid} refused, guest untouched: ${error.message}`);
+      return { domid, checkpoints: 0, lastAcked: 0, reason: 'refused', guest: 'running', error, stats: null };
+    }
+  }
   const { xen, owned } = openXen(opts);
   try {
-    return await new Primary(xen, domid, dest, opts, ctl, log, netBuffer).run();
+    return await new Primary(xen, domid, dest, opts, ctl, log, netBuffer, disks).run();
   } finally {
     if (owned) xen.close();
   }
@@ -358,6 +378,7 @@ class Primary {
     private readonly ctl: RunCtl,
     private readonly log: Logger,
     private readonly netBuffer: NetBuffer | null,
+    private readonly disks: PrimaryDiskHooks | null,
   ) {
     this.intervalMs = opts.intervalMs ?? 200;
     this.ackTimeoutMs = opts.ackTimeoutMs ?? Math.max(2000, 10 * this.intervalMs);
@@ -371,7 +392,12 @@ class Primary {
     let failure: Error | undefined;
     try {
       await this.openLink();
+      const disks = this.disks;
+      await disks?.start();
       const r = await saveDomain({
+        ...(disks
+          ? { beforeLibxc: disks.beforeLibxc, checkpointRecords: (w: StreamWriter) => disks.checkpointRecords(this.current, w) }
+          : {}),
         xen: this.xen,
         domid,
         out: this.out,
@@ -407,6 +433,7 @@ class Primary {
     }
     const guest = failure ? await this.afterFailure(failure) : 'running';
     closeNetBuffer(this.netBuffer, guest, this.log);
+    await this.disks?.stop();
     await this.hooks.stopped?.(failure ? failure.message : this.reason, this.lastAcked);
     const { checkpoints, lastAcked, reason, stats } = this;
     return { domid, checkpoints, lastAcked, reason, guest, ...(failure ? { error: failure } : {}), stats };
@@ -472,6 +499,7 @@ class Primary {
         `the backup cannot recreate the guest's devices (${devices.join(', ')} not offered)`,
         { domid: this.domid },
       );
+    this.disks?.checkBackup(ready.capabilities);
     this.reverse = new ReverseReader(conn);
     this.reverse.start();
     // The forward direction is the Xen stream: nothing but checkpoints can go there. They are
@@ -504,6 +532,7 @@ class Primary {
     await suspendDomain(this.xen, this.domid, 60_000);
     // what the guest sent up to this suspend is epoch n: held until checkpoint n is safe
     this.netBuffer?.plug(n);
+    await this.disks?.rotate(n);
     await this.hooks.postsuspend?.(n);
     await this.opts.onSuspended?.(n, this.xen, this.domid);
     // COLO, after the first checkpoint: the SVM suspends too
@@ -610,7 +639,9 @@ class Primary {
     const bytes = this.out.bytesWritten - this.bytesAt;
     this.bytesAt = this.out.bytesWritten;
     const dirtyPages = round.dirtyPages + this.secondaryDirty;
-    this.ctl.push({ checkpoint: n, dirtyPages, bytes, pauseMs: this.pauseMs, ackMs, atMs: performance.now() - this.t0 });
+    const atMs = performance.now() - this.t0;
+    const disk = this.opts.disks ? { diskBlocks: this.opts.disks.last.blocks } : {};
+    this.ctl.push({ checkpoint: n, dirtyPages, bytes, pauseMs: this.pauseMs, ackMs, atMs, ...disk });
     this.secondaryDirty = 0;
   }
 

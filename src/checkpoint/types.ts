@@ -15,6 +15,8 @@ export interface CheckpointStat {
   ackMs: number;
   /** ms since replication started */
   atMs: number;
+  /** disk replication: blocks sent with this checkpoint (all disks) */
+  diskBlocks?: number;
 }
 
 /**

@@ -28,14 +28,19 @@ export async function buildProgram(argv: string[] = process.argv): Promise<Comma
     [['migrate'], () => import('./commands/migrate.js')],
     [['receive'], () => import('./commands/receive.js')],
     [['remus', 'remus-receive'], () => import('./commands/remus.js')],
+    [['list'], () => import('./commands/list.js')],
     [['mock'], () => import('./commands/mock.js')],
+    [['disk'], () => import('./commands/disk.js')],
     [['demo'], () => import('./commands/demo.js')],
   ];
   // Load only the module of the command being run (start-up time matters for `verify -` in a
   // pipe); everything for help, version and unknown commands.
-  const wanted = argv.slice(2).find((a) => !a.startsWith('-'));
+  const args = argv.slice(2);
+  const wanted = args.find((a) => !a.startsWith('-'));
   const only = modules.filter(([names]) => wanted !== undefined && names.includes(wanted));
-  for (const [, load] of only.length === 1 ? only : modules) await use(load());
+  // `--version` alone needs no command module
+  const versionOnly = wanted === undefined && args.length > 0 && args.every((a) => a === '--version' || a === '-V');
+  for (const [, load] of only.length === 1 ? only : versionOnly ? [] : modules) await use(load());
   for (const c of program.commands) c.exitOverride();
   return program;
 }

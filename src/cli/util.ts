@@ -51,6 +51,16 @@ export function parseDomid(s: string): number {
   return parseIntArg('DOMID', 0, 0x7fef)(s);
 }
 
+/** A domain argument, as xl reads one: digits are a domid, anything else a name (resolveDomain looks it up). */
+export function parseDomain(s: string): number | string {
+  if (/^\s*\d+\s*$/.test(s)) return parseDomid(s);
+  if (!s || s.includes('/')) throw new InvalidArgumentError(`DOMAIN must be a domid or a domain name, got "${s}"`);
+  return s;
+}
+
+/** What a domain argument is, in --help. */
+export const DOMAIN_ARG = 'domain id or name (names: xenmig list)';
+
 export function choice<T extends string>(what: string, values: readonly T[]) {
   return (s: string): T => {
     if (!(values as readonly string[]).includes(s)) throw new InvalidArgumentError(`${what} must be one of ${values.join(', ')}, got "${s}"`);

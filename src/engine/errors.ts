@@ -32,6 +32,10 @@ export const MigrationErrorCode = {
   ERR_DOMAIN_NOT_EMPTY: 'ERR_DOMAIN_NOT_EMPTY',
   /** the save file cannot be opened for writing (missing directory, a directory, permissions) */
   ERR_SAVE_FILE: 'ERR_SAVE_FILE',
+  /** no domain has that id or name on this host */
+  ERR_NO_SUCH_DOMAIN: 'ERR_NO_SUCH_DOMAIN',
+  /** more than one domain has that name */
+  ERR_AMBIGUOUS_DOMAIN: 'ERR_AMBIGUOUS_DOMAIN',
 } as const;
 export type MigrationErrorCode = (typeof MigrationErrorCode)[keyof typeof MigrationErrorCode];
 

@@ -103,7 +103,7 @@ function checkNames(interfaces: readonly string[]): string[] {
     if (typeof n !== 'string' || n.length === 0 || n.length > IFNAME_MAX || /[\s/:\0]/.test(n))
       throw new TypeError(`not an interface name: ${JSON.stringify(n)}`);
   if (new Set(interfaces).size !== interfaces.length) throw new TypeError(`interfaces named twice: ${interfaces.join(', ')}`);
-  return [...interfaces];
+  return Array.from(interfaces, String);
 }
 
 function lookupLink(rt: NetlinkSocket, name: string): { ifindex: number; master: number } {

@@ -66,7 +66,7 @@ export interface ReaderOptions {
    * migration handshake — continue reading from `reader.source`).
    */
   afterEnd?: 'check' | 'stop';
-  /** Read-ahead size for fd/path inputs (default 1 MiB). */
+  /** Read-ahead size for fd/path inputs (default 1 MiB; 128 KiB with blockingReads). */
   chunkSize?: number;
   /**
    * fd/path inputs: blocking reads (readSync). Much faster on pipes, but blocks the event loop
@@ -207,222 +207,319 @@ export class StreamReader implements AsyncIterable<StreamItem> {
     }
   }
 
-  private async *parse(src: ByteSource): AsyncGenerator<StreamItem, void, undefined> {
-    const o = this.opts;
-    const maxLen = Math.min(o.maxRecordLength ?? REC_LENGTH_MAX, REC_LENGTH_MAX);
-    const lazy = o.lazyPageData === true;
-    const skipUnknown = o.unknownOptional === 'skip';
-    const sum = this.summary;
-    let index = 0;
+  private parse(src: ByteSource): AsyncGenerator<StreamItem, void, undefined> {
+    return new Parser(src, this.opts, this.summary).items();
+  }
+}
 
-    const truncated = (what: string, at: number, got: number, need: number, layer?: Layer, name?: string, idx?: number) =>
-      new StreamError(StreamErrorCode.ERR_TRUNCATED, `input ended inside ${what}: got ${got} of ${need} bytes`, {
-        offset: at,
-        ...(idx !== undefined ? { recordIndex: idx } : {}),
-        ...(name !== undefined ? { recordType: name } : {}),
-        ...(layer !== undefined ? { layer } : {}),
-      });
+function truncated(
+  what: string,
+  at: number,
+  got: number,
+  need: number,
+  layer?: Layer,
+  name?: string,
+  idx?: number,
+): StreamError {
+  return new StreamError(StreamErrorCode.ERR_TRUNCATED, `input ended inside ${what}: got ${got} of ${need} bytes`, {
+    offset: at,
+    ...(idx !== undefined ? { recordIndex: idx } : {}),
+    ...(name !== undefined ? { recordType: name } : {}),
+    ...(layer !== undefined ? { layer } : {}),
+  });
+}
 
-    let format = o.format ?? 'auto';
-    if (format === 'auto') {
-      const first = await src.peek(XL_MAGIC.length);
-      if (first.length === 0) throw new StreamError(StreamErrorCode.ERR_TRUNCATED, 'empty input', { offset: src.position });
-      const f = detectFormat(first);
-      if (!f) throw new StreamError(StreamErrorCode.ERR_BAD_MARKER, 'input does not start like an xl, libxl or libxc stream', { offset: src.position });
-      format = f;
+/** A record's framing, read before its body. */
+interface RecordHead {
+  at: number;
+  type: number;
+  len: number;
+  padded: number;
+  layer: 'libxl' | 'libxc';
+  name: string;
+  idx: number;
+  loc: Loc;
+}
+
+/** A lazy PAGE_DATA payload not consumed yet. */
+interface PendingPayload {
+  remaining: number;
+  busy: Promise<void> | null;
+  at: number;
+  idx: number;
+  done: number;
+  total: number;
+}
+
+/**
+ * One pass over a stream, one method per state: format detection, the xl / libxl / libxc headers,
+ * then records (framing, PAGE_DATA, other bodies) and the layer transitions between them.
+ */
+class Parser {
+  private readonly maxLen: number;
+  private index = 0;
+  private format: StreamFormat;
+  private wrapped = false;
+  private coloBack = false;
+  private layer: 'libxl' | 'libxc' = 'libxc';
+  /** true = the libxc image and domain headers are not needed or already read */
+  private libxcHeaders = false;
+  private afterCheckpointEnd = false;
+  private pending: PendingPayload | null = null;
+
+  constructor(
+    private readonly src: ByteSource,
+    private readonly o: ReaderOptions,
+    private readonly sum: ReaderSummary,
+  ) {
+    this.maxLen = Math.min(o.maxRecordLength ?? REC_LENGTH_MAX, REC_LENGTH_MAX);
+    this.format = o.format ?? 'auto';
+  }
+
+  async *items(): AsyncGenerator<StreamItem, void, undefined> {
+    await this.detect();
+    if (this.format === 'xl') {
+      yield await this.xlHeader();
+      this.format = 'libxl';
     }
-    sum.format = format;
-
-    // --- xl header
-    if (format === 'xl') {
-      const at = src.position;
-      const b = await src.readExact(XL_HDR_SIZE);
-      if (b.length < XL_HDR_SIZE) throw truncated('the xl header', at, b.length, XL_HDR_SIZE, 'xl', 'XL_HEADER', index);
-      const fixed = decodeXlFixedHeader(b, at, index);
-      const d = await src.readExact(fixed.optionalDataLength);
-      if (d.length < fixed.optionalDataLength)
-        throw truncated('the xl optional data', at, XL_HDR_SIZE + d.length, XL_HDR_SIZE + fixed.optionalDataLength, 'xl', 'XL_HEADER', index);
-      const header = decodeXlOptionalData(fixed, d, at, index);
-      const size = XL_HDR_SIZE + fixed.optionalDataLength;
-      sum.items = ++index;
-      sum.bytes = at + size;
-      yield { kind: 'xl-header', layer: 'xl', name: 'XL_HEADER', index: index - 1, offset: at, size, header };
-      format = 'libxl';
-    }
-
-    const wrapped = format === 'libxl';
-    const coloBack = format === 'colo-back';
-    // --- libxl header
-    if (wrapped) {
-      const at = src.position;
-      const b = await src.readExact(LIBXL_HDR_SIZE);
-      if (b.length < LIBXL_HDR_SIZE) throw truncated('the libxl header', at, b.length, LIBXL_HDR_SIZE, 'libxl', 'LIBXL_HEADER', index);
-      const header = decodeLibxlHeader(b, at, index);
-      sum.items = ++index;
-      sum.bytes = at + LIBXL_HDR_SIZE;
-      yield { kind: 'libxl-header', layer: 'libxl', name: 'LIBXL_HEADER', index: index - 1, offset: at, size: LIBXL_HDR_SIZE, header };
-    }
-
-    let layer: 'libxl' | 'libxc' = wrapped ? 'libxl' : 'libxc';
-    let libxcHeaders = coloBack; // true = not needed or already read
-    let afterCheckpointEnd = false;
-    let pendingPayload: { remaining: number; busy: Promise<void> | null; at: number; idx: number; done: number; total: number } | null = null;
-
+    this.wrapped = this.format === 'libxl';
+    this.coloBack = this.format === 'colo-back';
+    if (this.wrapped) yield await this.libxlHeader();
+    this.layer = this.wrapped ? 'libxl' : 'libxc';
+    this.libxcHeaders = this.coloBack;
     for (;;) {
-      // A lazy PAGE_DATA payload the consumer did not take is skipped now.
-      if (pendingPayload) {
-        const p = pendingPayload;
-        if (p.busy) await p.busy;
-        if (p.remaining > 0) {
-          const k = await src.skip(p.remaining);
-          if (k < p.remaining) throw truncated('a record body', p.at, p.done + k, p.total, 'libxc', 'PAGE_DATA', p.idx);
-          p.remaining = 0;
-        }
-        pendingPayload = null;
-      }
-
-      if (layer === 'libxc' && !libxcHeaders) {
-        let at = src.position;
-        let b = await src.readExact(IHDR_SIZE);
-        if (b.length < IHDR_SIZE) throw truncated('the libxc image header', at, b.length, IHDR_SIZE, 'libxc', 'IMAGE_HEADER', index);
-        const ih = decodeImageHeader(b, at, index);
-        sum.items = ++index;
-        sum.bytes = at + IHDR_SIZE;
-        yield { kind: 'image-header', layer: 'libxc', name: 'IMAGE_HEADER', index: index - 1, offset: at, size: IHDR_SIZE, header: ih };
-        at = src.position;
-        b = await src.readExact(DHDR_SIZE);
-        if (b.length < DHDR_SIZE) throw truncated('the libxc domain header', at, b.length, DHDR_SIZE, 'libxc', 'DOMAIN_HEADER', index);
-        const dh = decodeDomainHeader(b);
-        sum.items = ++index;
-        sum.bytes = at + DHDR_SIZE;
-        yield { kind: 'domain-header', layer: 'libxc', name: 'DOMAIN_HEADER', index: index - 1, offset: at, size: DHDR_SIZE, header: dh };
-        libxcHeaders = true;
+      await this.settlePending();
+      if (this.layer === 'libxc' && !this.libxcHeaders) {
+        yield await this.imageHeader();
+        yield await this.domainHeader();
+        this.libxcHeaders = true;
         continue;
       }
-
-      // --- record header
-      const at = src.position;
-      const h = await src.readExact(8);
-      if (h.length === 0) {
-        sum.endedBy = 'EOF';
+      const h = await this.recordHead();
+      if (!h) {
+        this.sum.endedBy = 'EOF';
         return;
       }
-      if (h.length < 8) throw truncated('a record header', at, h.length, 8, layer, undefined, index);
-      const type = u32le(h, 0);
-      const len = u32le(h, 4);
-      let recLayer: 'libxl' | 'libxc' = layer;
-      if (coloBack) recLayer = type === LibxlType.CHECKPOINT_STATE && len === 4 ? 'libxl' : 'libxc';
-      else if (afterCheckpointEnd) {
-        afterCheckpointEnd = false;
-        if (!(type === LibxlType.CHECKPOINT_STATE && len === 4)) layer = recLayer = 'libxc';
-      }
-      const name = recLayer === 'libxc' ? libxcTypeLabel(type) : libxlTypeLabel(type);
-      const idx = index;
-      if (len > maxLen)
-        throw new StreamError(StreamErrorCode.ERR_RECORD_TOO_LONG, `body_length ${len} exceeds ${maxLen}`, {
-          offset: at + 4,
-          recordIndex: idx,
-          recordType: name,
-          layer: recLayer,
-        });
-      const padded = roundUp8(len);
-      const loc: Loc = { offset: at, index: idx, layer: recLayer };
-      index++;
-
-      if (skipUnknown && isOptionalType(type)) {
-        const k = await src.skip(padded);
-        if (k < padded) throw truncated('a record body', at, 8 + k, 8 + padded, recLayer, name, idx);
-        sum.items = index;
-        sum.bytes = at + 8 + padded;
+      this.index++;
+      if (this.o.unknownOptional === 'skip' && isOptionalType(h.type)) {
+        await this.skipRecord(h);
         continue;
       }
-
-      let item: RecordItem;
-      if (recLayer === 'libxc' && type === LibxcType.PAGE_DATA) {
-        // count/reserved, then pfn words, then (eager) the payload: never one big body copy.
-        if (len < 8) pageDataCount(h, len, loc); // throws ERR_BAD_LENGTH
-        const head = await src.readExact(8);
-        if (head.length < 8) throw truncated('a record body', at, 8 + head.length, 8 + padded, recLayer, name, idx);
-        const { count, reserved } = pageDataCount(head, len, loc);
-        const words = await src.readExact(8 * count);
-        if (words.length < 8 * count) throw truncated('a record body', at, 16 + words.length, 8 + padded, recLayer, name, idx);
-        const ph = decodePfnWords(words, count, reserved, len, loc);
-        const payloadLen = ph.dataPages * PAGE_SIZE;
-        const payloadOffset = src.position;
-        const rec: PageDataRecord = { name: 'PAGE_DATA', ...ph, data: null };
-        if (!lazy) {
-          const data = await src.readExact(payloadLen);
-          if (data.length < payloadLen) throw truncated('a record body', at, 16 + 8 * count + data.length, 8 + padded, recLayer, name, idx);
-          rec.data = data;
-        } else {
-          const p = { remaining: payloadLen, busy: null as Promise<void> | null, at, idx, done: 16 + 8 * count, total: 8 + padded };
-          pendingPayload = p;
-          const take = async (target: Uint8Array | null): Promise<void> => {
-            if (p.remaining !== payloadLen || p.busy)
-              throw new StreamError(StreamErrorCode.ERR_USAGE, 'PAGE_DATA payload already consumed', { offset: payloadOffset, recordIndex: idx, recordType: name, layer: 'libxc' });
-            if (pendingPayload !== p)
-              throw new StreamError(StreamErrorCode.ERR_USAGE, 'PAGE_DATA payload requested after the reader moved on', { offset: payloadOffset, recordIndex: idx, recordType: name, layer: 'libxc' });
-            const run = async () => {
-              const k = target ? await src.readInto(target.subarray(0, payloadLen)) : await src.skip(payloadLen);
-              p.remaining = 0;
-              if (k < payloadLen) throw truncated('a record body', at, 16 + 8 * count + k, 8 + padded, 'libxc', name, idx);
-            };
-            p.busy = run();
-            p.busy.catch(() => {});
-            return p.busy;
-          };
-          rec.payloadOffset = payloadOffset;
-          rec.readPayloadInto = (target: Uint8Array) => {
-            if (!(target instanceof Uint8Array) || target.length < payloadLen)
-              return Promise.reject(
-                new StreamError(StreamErrorCode.ERR_USAGE, `readPayloadInto needs a target of at least ${payloadLen} bytes`, { offset: payloadOffset, recordIndex: idx, recordType: name, layer: 'libxc' }),
-              );
-            return take(target);
-          };
-          rec.skipPayload = () => take(null);
-        }
-        item = { kind: 'record', layer: 'libxc', type, name, index: idx, offset: at, size: 8 + padded, bodyLength: len, badPaddingAt: -1, record: rec };
-      } else {
-        const body = await src.readExact(padded);
-        if (body.length < padded) throw truncated('a record body', at, 8 + body.length, 8 + padded, recLayer, name, idx);
-        const nz = firstNonZero(body, len, padded);
-        const badPaddingAt = nz < 0 ? -1 : at + 8 + nz;
-        const b = body.subarray(0, len);
-        if (recLayer === 'libxc') {
-          item = { kind: 'record', layer: 'libxc', type, name, index: idx, offset: at, size: 8 + padded, bodyLength: len, badPaddingAt, record: decodeLibxcBody(type, b, loc) };
-        } else {
-          item = { kind: 'record', layer: 'libxl', type, name, index: idx, offset: at, size: 8 + padded, bodyLength: len, badPaddingAt, record: decodeLibxlBody(type, b, loc) };
-        }
-      }
-      sum.items = index;
-      sum.bytes = at + 8 + padded;
+      const pageData = h.layer === 'libxc' && h.type === LibxcType.PAGE_DATA;
+      const item = pageData ? await this.pageData(h) : await this.recordBody(h);
+      this.sum.items = this.index;
+      this.sum.bytes = h.at + 8 + h.padded;
       yield item;
-
-      // --- layer transitions
-      let finalEnd = false;
-      if (coloBack) continue;
-      if (recLayer === 'libxl') {
-        if (type === LibxlType.LIBXC_CONTEXT) layer = 'libxc';
-        else if (type === LibxlType.END) finalEnd = true;
-        else if (type === LibxlType.CHECKPOINT_END) afterCheckpointEnd = true;
-        else if (type === LibxlType.CHECKPOINT_STATE) layer = 'libxc';
-      } else {
-        if (type === LibxcType.END) {
-          if (wrapped) layer = 'libxl';
-          else finalEnd = true;
-        } else if (type === LibxcType.CHECKPOINT && wrapped) layer = 'libxl';
-      }
-      if (finalEnd) {
-        sum.endedBy = 'END';
-        if ((o.afterEnd ?? 'check') === 'check') {
-          const pos = src.position;
-          const more = await src.peek(1);
-          if (more.length > 0)
-            throw new StreamError(StreamErrorCode.ERR_TRAILING_DATA, 'bytes follow the final END record', { offset: pos, layer: recLayer });
-        }
-        return;
-      }
+      if (await this.transition(h)) return;
     }
+  }
+
+  /** An item of `size` bytes at `at` is complete: count it; returns its index. */
+  private done(at: number, size: number): number {
+    this.sum.items = ++this.index;
+    this.sum.bytes = at + size;
+    return this.index - 1;
+  }
+
+  private async detect(): Promise<void> {
+    if (this.format === 'auto') {
+      const first = await this.src.peek(XL_MAGIC.length);
+      const offset = this.src.position;
+      if (first.length === 0) throw new StreamError(StreamErrorCode.ERR_TRUNCATED, 'empty input', { offset });
+      const f = detectFormat(first);
+      if (!f)
+        throw new StreamError(StreamErrorCode.ERR_BAD_MARKER, 'input does not start like an xl, libxl or libxc stream', { offset });
+      this.format = f;
+    }
+    this.sum.format = this.format;
+  }
+
+  private async xlHeader(): Promise<XlHeaderItem> {
+    const src = this.src;
+    const index = this.index;
+    const at = src.position;
+    const b = await src.readExact(XL_HDR_SIZE);
+    if (b.length < XL_HDR_SIZE) throw truncated('the xl header', at, b.length, XL_HDR_SIZE, 'xl', 'XL_HEADER', index);
+    const fixed = decodeXlFixedHeader(b, at, index);
+    const d = await src.readExact(fixed.optionalDataLength);
+    if (d.length < fixed.optionalDataLength)
+      throw truncated('the xl optional data', at, XL_HDR_SIZE + d.length, XL_HDR_SIZE + fixed.optionalDataLength, 'xl',
+        'XL_HEADER', index);
+    const header = decodeXlOptionalData(fixed, d, at, index);
+    const size = XL_HDR_SIZE + fixed.optionalDataLength;
+    return { kind: 'xl-header', layer: 'xl', name: 'XL_HEADER', index: this.done(at, size), offset: at, size, header };
+  }
+
+  /** `size` bytes of a fixed-size header, or ERR_TRUNCATED naming it. */
+  private async fixed(size: number, what: string, layer: Layer, name: string): Promise<{ at: number; b: Uint8Array }> {
+    const at = this.src.position;
+    const b = await this.src.readExact(size);
+    if (b.length < size) throw truncated(what, at, b.length, size, layer, name, this.index);
+    return { at, b };
+  }
+
+  private async libxlHeader(): Promise<LibxlHeaderItem> {
+    const size = LIBXL_HDR_SIZE;
+    const { at, b } = await this.fixed(size, 'the libxl header', 'libxl', 'LIBXL_HEADER');
+    const header = decodeLibxlHeader(b, at, this.index);
+    return { kind: 'libxl-header', layer: 'libxl', name: 'LIBXL_HEADER', index: this.done(at, size), offset: at, size, header };
+  }
+
+  private async imageHeader(): Promise<ImageHeaderItem> {
+    const size = IHDR_SIZE;
+    const { at, b } = await this.fixed(size, 'the libxc image header', 'libxc', 'IMAGE_HEADER');
+    const header = decodeImageHeader(b, at, this.index);
+    return { kind: 'image-header', layer: 'libxc', name: 'IMAGE_HEADER', index: this.done(at, size), offset: at, size, header };
+  }
+
+  private async domainHeader(): Promise<DomainHeaderItem> {
+    const size = DHDR_SIZE;
+    const { at, b } = await this.fixed(size, 'the libxc domain header', 'libxc', 'DOMAIN_HEADER');
+    const header = decodeDomainHeader(b);
+    return { kind: 'domain-header', layer: 'libxc', name: 'DOMAIN_HEADER', index: this.done(at, size), offset: at, size, header };
+  }
+
+  /** A lazy PAGE_DATA payload the consumer did not take is skipped now. */
+  private async settlePending(): Promise<void> {
+    const p = this.pending;
+    if (!p) return;
+    if (p.busy) await p.busy;
+    if (p.remaining > 0) {
+      const k = await this.src.skip(p.remaining);
+      if (k < p.remaining) throw truncated('a record body', p.at, p.done + k, p.total, 'libxc', 'PAGE_DATA', p.idx);
+      p.remaining = 0;
+    }
+    this.pending = null;
+  }
+
+  /** The 8-byte record header and the layer it belongs to; null at a clean end of input. */
+  private async recordHead(): Promise<RecordHead | null> {
+    const at = this.src.position;
+    const h = await this.src.readExact(8);
+    if (h.length === 0) return null;
+    if (h.length < 8) throw truncated('a record header', at, h.length, 8, this.layer, undefined, this.index);
+    const type = u32le(h, 0);
+    const len = u32le(h, 4);
+    let layer = this.layer;
+    if (this.coloBack) layer = type === LibxlType.CHECKPOINT_STATE && len === 4 ? 'libxl' : 'libxc';
+    else if (this.afterCheckpointEnd) {
+      this.afterCheckpointEnd = false;
+      if (!(type === LibxlType.CHECKPOINT_STATE && len === 4)) this.layer = layer = 'libxc';
+    }
+    const name = layer === 'libxc' ? libxcTypeLabel(type) : libxlTypeLabel(type);
+    const idx = this.index;
+    if (len > this.maxLen)
+      throw new StreamError(StreamErrorCode.ERR_RECORD_TOO_LONG, `body_length ${len} exceeds ${this.maxLen}`, {
+        offset: at + 4,
+        recordIndex: idx,
+        recordType: name,
+        layer,
+      });
+    return { at, type, len, padded: roundUp8(len), layer, name, idx, loc: { offset: at, index: idx, layer } };
+  }
+
+  private async skipRecord(h: RecordHead): Promise<void> {
+    const k = await this.src.skip(h.padded);
+    if (k < h.padded) throw truncated('a record body', h.at, 8 + k, 8 + h.padded, h.layer, h.name, h.idx);
+    this.sum.items = this.index;
+    this.sum.bytes = h.at + 8 + h.padded;
+  }
+
+  /** PAGE_DATA: count/reserved, then pfn words, then (eager) the payload: never one big body copy. */
+  private async pageData(h: RecordHead): Promise<LibxcRecordItem> {
+    const { at, len, padded, name, idx, loc } = h;
+    const src = this.src;
+    if (len < 8) pageDataCount(new Uint8Array(8), len, loc); // throws ERR_BAD_LENGTH
+    const head = await src.readExact(8);
+    if (head.length < 8) throw truncated('a record body', at, 8 + head.length, 8 + padded, 'libxc', name, idx);
+    const { count, reserved } = pageDataCount(head, len, loc);
+    const words = await src.readExact(8 * count);
+    if (words.length < 8 * count)
+      throw truncated('a record body', at, 16 + words.length, 8 + padded, 'libxc', name, idx);
+    const ph = decodePfnWords(words, count, reserved, len, loc);
+    const payloadLen = ph.dataPages * PAGE_SIZE;
+    const rec: PageDataRecord = { name: 'PAGE_DATA', ...ph, data: null };
+    if (this.o.lazyPageData !== true) {
+      const data = await src.readExact(payloadLen);
+      if (data.length < payloadLen)
+        throw truncated('a record body', at, 16 + 8 * count + data.length, 8 + padded, 'libxc', name, idx);
+      rec.data = data;
+    } else {
+      this.lazyPayload(h, rec, 16 + 8 * count, payloadLen);
+    }
+    const base = { kind: 'record', type: h.type, name, index: idx, offset: at, size: 8 + padded, bodyLength: len } as const;
+    return { ...base, layer: 'libxc', badPaddingAt: -1, record: rec };
+  }
+
+  /** Lazy PAGE_DATA: readPayloadInto / skipPayload, valid until the next item is requested. */
+  private lazyPayload(h: RecordHead, rec: PageDataRecord, done: number, payloadLen: number): void {
+    const { at, padded, name, idx } = h;
+    const src = this.src;
+    const payloadOffset = src.position;
+    const p: PendingPayload = { remaining: payloadLen, busy: null, at, idx, done, total: 8 + padded };
+    this.pending = p;
+    const where = { offset: payloadOffset, recordIndex: idx, recordType: name, layer: 'libxc' as const };
+    const usage = (msg: string) => new StreamError(StreamErrorCode.ERR_USAGE, msg, where);
+    const take = async (target: Uint8Array | null): Promise<void> => {
+      if (p.remaining !== payloadLen || p.busy) throw usage('PAGE_DATA payload already consumed');
+      if (this.pending !== p) throw usage('PAGE_DATA payload requested after the reader moved on');
+      const run = async () => {
+        const k = target ? await src.readInto(target.subarray(0, payloadLen)) : await src.skip(payloadLen);
+        p.remaining = 0;
+        if (k < payloadLen) throw truncated('a record body', at, done + k, 8 + padded, 'libxc', name, idx);
+      };
+      p.busy = run();
+      p.busy.catch(() => {});
+      return p.busy;
+    };
+    rec.payloadOffset = payloadOffset;
+    rec.readPayloadInto = (target: Uint8Array) => {
+      if (!(target instanceof Uint8Array) || target.length < payloadLen)
+        return Promise.reject(usage(`readPayloadInto needs a target of at least ${payloadLen} bytes`));
+      return take(target);
+    };
+    rec.skipPayload = () => take(null);
+  }
+
+  /** Any record other than PAGE_DATA: the whole padded body, decoded. */
+  private async recordBody(h: RecordHead): Promise<RecordItem> {
+    const { at, type, len, padded, name, idx, loc } = h;
+    const body = await this.src.readExact(padded);
+    if (body.length < padded) throw truncated('a record body', at, 8 + body.length, 8 + padded, h.layer, name, idx);
+    const nz = firstNonZero(body, len, padded);
+    const badPaddingAt = nz < 0 ? -1 : at + 8 + nz;
+    const b = body.subarray(0, len);
+    const base = { kind: 'record', type, name, index: idx, offset: at, size: 8 + padded, bodyLength: len, badPaddingAt } as const;
+    if (h.layer === 'libxc') return { ...base, layer: 'libxc', record: decodeLibxcBody(type, b, loc) };
+    return { ...base, layer: 'libxl', record: decodeLibxlBody(type, b, loc) };
+  }
+
+  /** Layer changes after a record; true once the final END was read (and nothing follows it). */
+  private async transition(h: RecordHead): Promise<boolean> {
+    if (this.coloBack) return false;
+    const { type } = h;
+    let finalEnd = false;
+    if (h.layer === 'libxl') {
+      if (type === LibxlType.LIBXC_CONTEXT) this.layer = 'libxc';
+      else if (type === LibxlType.END) finalEnd = true;
+      else if (type === LibxlType.CHECKPOINT_END) this.afterCheckpointEnd = true;
+      else if (type === LibxlType.CHECKPOINT_STATE) this.layer = 'libxc';
+    } else if (type === LibxcType.END) {
+      if (this.wrapped) this.layer = 'libxl';
+      else finalEnd = true;
+    } else if (type === LibxcType.CHECKPOINT && this.wrapped) this.layer = 'libxl';
+    if (!finalEnd) return false;
+    this.sum.endedBy = 'END';
+    if ((this.o.afterEnd ?? 'check') === 'check') {
+      const pos = this.src.position;
+      const more = await this.src.peek(1);
+      if (more.length > 0)
+        throw new StreamError(StreamErrorCode.ERR_TRAILING_DATA, 'bytes follow the final END record', {
+          offset: pos,
+          layer: h.layer,
+        });
+    }
+    return true;
   }
 }
 

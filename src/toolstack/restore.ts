@@ -63,6 +63,20 @@ export interface DomainRestoreOptions {
   stopAtEnd?: boolean;
   /** Remus, HVM: load register state at each applied checkpoint (the backup is resumable as is) */
   completeEachCheckpoint?: boolean;
+  /** libxl records of the caller's own (Remus disk replication: src/disk/replica.ts) */
+  extraRecords?: ExtraRecordHandler;
+}
+
+/**
+ * Unknown libxl records the caller handles: offered before LIBXC_CONTEXT ('head') and in each
+ * checkpoint's libxl part ('checkpoint'); take() returns false for a record it does not know.
+ * commit() runs at CHECKPOINT_END (before the checkpoint is acknowledged), discard() when a
+ * checkpoint is abandoned.
+ */
+export interface ExtraRecordHandler {
+  take(type: number, body: Uint8Array, where: 'head' | 'checkpoint'): boolean;
+  commit(): void | Promise<void>;
+  discard(): void;
 }
 
 export interface DomainRestoreResult {
@@ -158,7 +172,7 @@ class ToolstackRestore {
         item = await cursor.next();
         if (!item) throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'libxl stream ended before LIBXC_CONTEXT');
         if (item.kind === 'record' && item.layer === 'libxl' && item.record.name === 'LIBXC_CONTEXT') break;
-        if (!this.takeEmulator(item)) throw orderError(item, `${item.name} before LIBXC_CONTEXT`);
+        if (!this.takeEmulator(item) && !this.takeExtra(item, 'head')) throw orderError(item, `${item.name} before LIBXC_CONTEXT`);
       }
     } else if (item) {
       cursor.unshift(item); // bare libxc stream: the image header is next
@@ -225,6 +239,13 @@ class ToolstackRestore {
     return true;
   }
 
+  /** A record of the caller's own (an unknown libxl record its extraRecords handler takes). */
+  private takeExtra(item: StreamItem, where: 'head' | 'checkpoint'): boolean {
+    const extra = this.opts.extraRecords;
+    if (!extra || item.kind !== 'record' || item.layer !== 'libxl' || item.record.name !== 'UNKNOWN') return false;
+    return extra.take(item.record.type, item.record.body, where);
+  }
+
   private async applyEmulator(): Promise<void> {
     const list = this.pendingEmu;
     this.pendingEmu = [];
@@ -239,9 +260,10 @@ class ToolstackRestore {
         const item = await this.cursor.next();
         if (!item) return 'failover';
         if (item.kind === 'record' && item.layer === 'libxl' && item.record.name === 'CHECKPOINT_END') break;
-        held.push(item);
+        if (!this.takeExtra(item, 'checkpoint')) held.push(item);
       }
     } catch {
+      this.opts.extraRecords?.discard();
       return 'failover';
     }
     try {
@@ -249,6 +271,7 @@ class ToolstackRestore {
         if (!this.takeEmulator(item)) throw orderError(item, `${item.name} not allowed in the libxl part of a checkpoint`);
       }
       await this.applyEmulator();
+      await this.opts.extraRecords?.commit();
       return 'success';
     } catch {
       return 'error';

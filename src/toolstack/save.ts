@@ -46,6 +46,10 @@ export interface DomainSaveOptions {
   zeroCopy?: boolean;
   /** checkpoints, HVM, no ballooning: keep foreign mappings across checkpoints (see libxcSave) */
   persistentMappings?: boolean;
+  /** toolstack records after the libxl header, before LIBXC_CONTEXT (Remus: the initial disk copy) */
+  beforeLibxc?: (w: StreamWriter) => Promise<void>;
+  /** toolstack records of each checkpoint, before its CHECKPOINT_END (Remus: the epoch's disk blocks) */
+  checkpointRecords?: (w: StreamWriter) => Promise<void>;
 }
 
 /**
@@ -173,6 +177,7 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
     },
     checkpoint: async (round) => {
       if (emulatorState) await writeEmulatorRecords(w, emulatorState);
+      await opts.checkpointRecords?.(w);
       await w.writeRaw(encodeLibxlRecord({ name: 'CHECKPOINT_END' }));
       return user.checkpoint ? user.checkpoint(round) : 'stop';
     },
@@ -184,7 +189,11 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
   try {
     if (format === 'xl') await w.writeRaw(encodeXlHeader({ configText: config.text }));
     if (format !== 'libxc') {
-      await w.writeRaw(encodeLibxlHeader(), encodeLibxlRecord({ name: 'LIBXC_CONTEXT' }));
+      if (opts.beforeLibxc) {
+        await w.writeRaw(encodeLibxlHeader());
+        await opts.beforeLibxc(w);
+        await w.writeRaw(encodeLibxlRecord({ name: 'LIBXC_CONTEXT' }));
+      } else await w.writeRaw(encodeLibxlHeader(), encodeLibxlRecord({ name: 'LIBXC_CONTEXT' }));
     }
     const stats = await libxcSave({
       xen,

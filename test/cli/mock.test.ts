@@ -81,7 +81,9 @@ describe('xenmig mock', () => {
       ['mock', 'create', '--type', 'arm', '--memory', '4M'],
       ['mock', 'create', '--type', 'hvm', '--memory', 'lots'],
       ['mock', 'create', '--type', 'hvm'],
-      ['mock', 'checksum', 'x'],
+      // a word is a domain name now (looked up: ERR_NO_SUCH_DOMAIN, exit 1); a domid out of range is usage
+      ['mock', 'checksum', '99999'],
+      ['mock', 'checksum', 'a/b'],
     ]) {
       const r = await cli([...args, '--host', host.dir]);
       expect(r.code, args.join(' ')).toBe(2);

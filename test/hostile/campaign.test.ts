@@ -42,4 +42,15 @@ describe('hostile-input campaign', () => {
       expect(r.ok).toBeGreaterThan(CASES / 50);
     }
   }, 3_600_000);
+
+  // Cases that once failed, re-run on every `npm test` (seed, index, what it found).
+  const REGRESSIONS: [number, number, string][] = [
+    // the generator wrote a PAGE_DATA page at a negative offset (a huge mutated count overflowed `& ~7`)
+    [1220955962, 2205, 'generator RangeError'],
+  ];
+  it.each(REGRESSIONS)('seed %i case %i (once: %s) ends typed', async (seed, index) => {
+    const r = await runCampaign({ seed, cases: 1, from: index, workers: 1, cliEvery: 0 });
+    expect(r.failures.map((f) => `${f.check}: ${f.detail}`)).toEqual([]);
+    expect(r.cases).toBe(1);
+  }, 120_000);
 });

@@ -6,4 +6,5 @@ arg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
 ip link set lo up
 ip addr add "$(arg xenmig_ip)/16" dev eth0 && ip link set eth0 up
 echo "GUEST_UP $(cat /proc/uptime) disk $([ -b /dev/xvda ] && echo yes || echo no) net $(cat /sys/class/net/eth0/address 2>/dev/null)"
-exec /bin/bash /tick.sh "$(arg xenmig_guest)"
+tick=$(arg xenmig_tick); every=$(arg xenmig_diskevery)
+exec /bin/bash /tick.sh "$(arg xenmig_guest)" "${tick:-1}" "${every:-1}"

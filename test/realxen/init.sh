@@ -22,13 +22,28 @@ brctl addbr xenbr0
 echo 0 > /sys/class/net/xenbr0/bridge/stp_state; echo 0 > /sys/class/net/xenbr0/bridge/forward_delay
 ip addr add 169.254.0.1/16 dev xenbr0; ip link set xenbr0 up
 mkdir -p /var/lib/xenmig-rig
-for ty in pv pvh; do dd if=/dev/zero of=/var/lib/xenmig-rig/g-$ty.img bs=1M count=4 2>/dev/null; done
+for ty in pv pvh bench; do dd if=/dev/zero of=/var/lib/xenmig-rig/g-$ty.img bs=1M count=4 2>/dev/null; done
 echo "RIG toolstack-up t=$(cut -d' ' -f1 /proc/uptime)"
 cd /opt/xenmig
 # RIG_HVM=1 on the host (run.sh): the HVM steps, with xenmig's QMP device-model provider
 if grep -q "rig_hvm=1" /proc/cmdline; then export RIG_HVM=1 XENMIG_HVM_QMP=1; fi
 RIG_ONLY=$(sed -n 's/.*rig_only=\([^ ]*\).*/\1/p' /proc/cmdline); [ -n "$RIG_ONLY" ] && export RIG_ONLY
-XENMIG_FLAVOUR=system node test/realxen/scenario.mjs /out 2>&1
+# RIG_MODE=bench on the host (npm run bench:realxen): the xl-vs-xenmig benchmark instead of the scenario
+if grep -q "rig_mode=bench" /proc/cmdline; then
+  export BENCH_ROUNDS=$(sed -n 's/.*bench_rounds=\([0-9]*\).*/\1/p' /proc/cmdline)
+  [ -n "$BENCH_ROUNDS" ] || unset BENCH_ROUNDS
+  export BENCH_REMUS_ROUNDS=$(sed -n 's/.*bench_remus_rounds=\([0-9]*\).*/\1/p' /proc/cmdline)
+  [ -n "$BENCH_REMUS_ROUNDS" ] || unset BENCH_REMUS_ROUNDS
+  grep -q "bench_profile=1" /proc/cmdline && export BENCH_PROFILE=1
+  for v in trials trials_unbuffered; do
+    n=$(sed -n "s/.*bench_$v=\([0-9]*\).*/\1/p" /proc/cmdline)
+    [ -n "$n" ] && export "BENCH_$(echo $v | tr a-z A-Z)=$n"
+  done
+  BENCH_ONLY=$(sed -n 's/.*bench_only=\([^ ]*\).*/\1/p' /proc/cmdline); [ -n "$BENCH_ONLY" ] && export BENCH_ONLY
+  XENMIG_FLAVOUR=system node test/realxen/bench.mjs /out 2>&1
+else
+  XENMIG_FLAVOUR=system node test/realxen/scenario.mjs /out 2>&1
+fi
 echo "RIG scenario rc=$? t=$(cut -d' ' -f1 /proc/uptime)"
 cp /var/log/xen/console/*.log /out/ 2>/dev/null
 xl dmesg > /out/xl-dmesg.txt 2>&1

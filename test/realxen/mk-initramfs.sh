@@ -76,6 +76,9 @@ for ty in pv pvh; do
   n=$((n + 1))
   sed -e "s/@TYPE@/$ty/g" -e "s/@N@/$n/g" "$HERE/guest.cfg.in" > "$T/etc/xen/g-$ty.cfg"
 done
+# the benchmark's guest (test/realxen/bench.mjs): PVH like g-pvh, ticking every 20 ms (its disk every 50 ticks)
+sed -e "s/g-pvh/g-bench/g" -e "s/xenmig_guest=pvh/xenmig_guest=bench xenmig_tick=0.02 xenmig_diskevery=50/" \
+  -e "s/169.254.0.12/169.254.0.13/" -e "s/00:12'/00:13'/" "$T/etc/xen/g-pvh.cfg" > "$T/etc/xen/g-bench.cfg"
 cp "$HERE/guest-hvm.cfg" "$T/etc/xen/g-hvm.cfg"
 cp "$HERE/init.sh" "$T/init"; chmod +x "$T/init"
 (cd "$T" && find . | cpio -o -H newc --quiet | gzip -1) > "$OUT"

@@ -25,7 +25,7 @@ rm -f "$W/out.img"; truncate -s 512M "$W/out.img"
 esc() { printf '%s' "$1" | sed 's/,/,,/g'; }   # QEMU multiboot module list: a literal comma is ",,"
 DOM0_MEM=${DOM0_MEM:-1024M}
 XEN_CMD="dom0_mem=$DOM0_MEM,max:$DOM0_MEM dom0_max_vcpus=1 console=com1 com1=115200,8n1 noreboot loglvl=all guest_loglvl=all"
-DOM0_CMD="console=hvc0 earlyprintk=xen panic=-1 rig_hvm=${RIG_HVM:-0} rig_only=${RIG_ONLY:-}"
+DOM0_CMD="console=hvc0 earlyprintk=xen panic=-1 rig_hvm=${RIG_HVM:-0} rig_only=${RIG_ONLY:-} rig_mode=${RIG_MODE:-test} bench_rounds=${BENCH_ROUNDS:-} bench_remus_rounds=${BENCH_REMUS_ROUNDS:-} bench_profile=${BENCH_PROFILE:-0} bench_only=${BENCH_ONLY:-} bench_trials=${BENCH_TRIALS:-} bench_trials_unbuffered=${BENCH_TRIALS_UNBUFFERED:-}"
 echo "-cpu ${CPU:-qemu64,+svm,+npt} -smp ${SMP:-1} -m ${MEM:-3072}" > "$RES/qemu-args.txt"
 set +e
 timeout "${TIMEOUT:-2700}" nice -n "${NICE:-10}" qemu-system-x86_64 -accel tcg,thread=multi \
@@ -43,5 +43,11 @@ if [ ! -s "$RES/results.jsonl" ]; then  # e.g. QEMU timed out before the copy-ou
 fi
 echo "$(( $(date +%s) - t0 ))" > "$RES/wall-seconds"
 grep -a '^RIG ' "$RES/serial.log" | tr -d '\r' || true
-node "$HERE/report.mjs" "$RES" "$HERE/RESULTS.md" || true
+if [ "${RIG_MODE:-test}" = bench ]; then
+  grep -a '^RIG BENCHJSON ' "$RES/serial.log" | tr -d '\r' | sed 's/^RIG BENCHJSON //' > "$RES/bench.serial.jsonl" || true
+  [ -s "$RES/bench.jsonl" ] || cp "$RES/bench.serial.jsonl" "$RES/bench.jsonl"
+  node "$HERE/bench-report.mjs" "$RES" "$HERE/BENCH.md" || true
+else
+  node "$HERE/report.mjs" "$RES" "$HERE/RESULTS.md" || true
+fi
 grep -q 'RIG SCENARIO_END' "$RES/serial.log" || { echo "run.sh: the scenario did not finish (see $RES/serial.log)" >&2; exit 1; }

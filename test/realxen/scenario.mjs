@@ -559,7 +559,8 @@ async function remusFailoverSteps(protocol) {
     p = spawn('node', ['test/realxen/remus-primary.mjs', String(src), cfgFile], { stdio: ['ignore', 'pipe', 'inherit'] });
   } else {
     // both ends are the CLI as an admin runs it, separate processes over a real TCP socket; the
-    // primary saves with the domain's stored config (no config given)
+    // primary saves with the domain's stored config (no config given). --no-disk-replication: on this
+    // one host the replica's vbd is the primary's own image file (disk replication needs the NBD setup)
     const bk = spawn('sh', ['-c', 'exec node dist/cli/main.js remus-receive --listen 127.0.0.1:0 --insecure --json --failover-timeout-ms 30000 2>>/tmp/remus-backup.log'], { stdio: ['ignore', 'pipe', 'inherit'] });
     bk.stdout.setEncoding('utf8');
     bk.stdout.on('data', (d) => (backupOut += d));
@@ -572,7 +573,7 @@ async function remusFailoverSteps(protocol) {
       else if (Date.now() - tb > 60_000) throw new Error('xenmig remus-receive did not listen within 60 s');
       else await sleep(200);
     }
-    p = spawn('node', ['dist/cli/main.js', 'remus', '--json', '-i', '1000', '--insecure', String(src), `tcp://127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    p = spawn('node', ['dist/cli/main.js', 'remus', '--json', '-i', '1000', '--insecure', '--no-disk-replication', String(src), `tcp://127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'inherit'] });
   }
   let acked = 0;
   let lastLine = '';
@@ -646,7 +647,7 @@ async function remusFailoverSteps(protocol) {
   return `${fresh}source domid ${src} (stored config name ${storedName}); ${acked} checkpoints ${protocol === 'xl' ? 'sent' : 'acked'} in ${replicateMs} ms; failover at checkpoint ${b.checkpoint} -> domid ${b.domid} running ${Date.now() - t1} ms after the failure (console lines ${before} -> ${t}); ${dev}`;
 }
 
-await step(R, '5.xl', 'xenmig remus (PVH) to xl migrate-receive -r; primary killed -> xl resumes the replica', () => remusFailover('xl'), 420_000);
+await step(R, '5.xl', 'xenmig remus (PVH, network output buffered: IFB + plug, released once written) to xl migrate-receive -r; primary killed -> xl resumes the replica', () => remusFailover('xl'), 420_000);
 await step(R, '5.pvh', 'xenmig remus (PVH) to a xenmig backup; primary killed -> the backup resumes the guest', () => remusFailover('xenmig'), 420_000);
 
 // ---- 7, 8: xl sends, xenmig receives ------------------------------------------------------------

@@ -16,10 +16,11 @@ const RANK: Record<string, number> = {
   netbuf: 1,
   engine: 1,
   toolstack: 2,
-  checkpoint: 3,
-  api: 4,
-  index: 5,
-  cli: 5,
+  disk: 3,
+  checkpoint: 4,
+  api: 5,
+  index: 6,
+  cli: 6,
 };
 
 function sourceFiles(dir: string): string[] {

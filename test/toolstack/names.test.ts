@@ -176,3 +176,11 @@ describe('names through a migration on one host', () => {
     xen.destroyDomain(src);
   });
 });
+
+describe('xenstoreNames.all (xenmig list, domains by name on a real host)', () => {
+  it('every live domain with a name; stale entries of dead domains left out', async () => {
+    xs = await startFakeXenstored(dir, { ...entries(0, 'Domain-0'), ...entries(5, 'web'), ...entries(7, 'db'), '/local/domain/9/domid': '9' });
+    expect(await xenstoreNames({ path: xs.path }).all()).toEqual(new Map([[0, 'Domain-0'], [5, 'web'], [7, 'db']]));
+    expect(await xenstoreNames({ path: xs.path, exists: (d) => d !== 7 }).all()).toEqual(new Map([[0, 'Domain-0'], [5, 'web']]));
+  });
+});

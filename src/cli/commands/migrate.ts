@@ -1,4 +1,4 @@
-// xenmig migrate DOMID DEST : live-migrate a domain to `-` (stdio), ssh://[user@]host[:port] or
+// xenmig migrate DOMAIN DEST : live-migrate a domain to `-` (stdio), ssh://[user@]host[:port] or
 // tcp://host:port (mutual TLS, or --insecure on both ends). The source is destroyed only after the
 // receiver reported the guest running; on any failure before that it is resumed.
 import type { Command } from 'commander';
@@ -7,6 +7,7 @@ import { migrate, openXen } from '../../api.js';
 import { parseDestination, type HandshakeProtocol, type SenderResult } from '../../transport/index.js';
 import type { Hypervisor } from '../../xen/types.js';
 import { PAGE_SIZE, ShutdownReason } from '../../xen/constants.js';
+import { resolveDomain } from '../../toolstack/names.js';
 import { checksumAtSuspend } from '../hooks.js';
 import { Clock, progressHandler, queryMigrate, summaryLine } from '../stats.js';
 import {
@@ -16,8 +17,9 @@ import {
   choice,
   configFrom,
   EXIT,
+  DOMAIN_ARG,
   Log,
-  parseDomid,
+  parseDomain,
   printError,
   Progress,
   signalAbort,
@@ -28,7 +30,7 @@ import {
   writeOut,
   xenOptions,
 } from '../util.js';
-import { policyFrom, type TransferCliOptions } from './save.js';
+import { hookStats, policyFrom, type TransferCliOptions } from './save.js';
 
 interface MigrateCliOptions extends TransferCliOptions {
   cert?: string;
@@ -46,7 +48,7 @@ export function register(program: Command): void {
   const cmd = program
     .command('migrate')
     .description('live-migrate a domain to DEST: - (stdin/stdout), ssh://[user@]host[:port] or tcp://host:port')
-    .argument('<domid>', 'domain id', parseDomid)
+    .argument('<domain>', DOMAIN_ARG, parseDomain)
     .argument('<dest>', 'destination')
     .option('--cert <file>', 'TLS: our certificate (PEM)')
     .option('--key <file>', 'TLS: its private key (PEM)')
@@ -58,8 +60,8 @@ export function register(program: Command): void {
     .option('--no-live', 'suspend first, then copy (no live rounds)')
     .option('--stats-file <file>', 'also write the final JSON statistics to FILE')
     .option('--checksum-at-suspend <file>', 'debug (mock): record the guest checksum once it is suspended');
-  addOutputOptions(addTransferOptions(addHostOptions(cmd))).action(async (domid: number, dest: string, o: MigrateCliOptions) => {
-    process.exitCode = await runMigrate(domid, dest, o);
+  addOutputOptions(addTransferOptions(addHostOptions(cmd))).action(async (domain: number | string, dest: string, o: MigrateCliOptions) => {
+    process.exitCode = await runMigrate(domain, dest, o);
   });
 }
 
@@ -101,7 +103,7 @@ export function abortedBy(signal: NodeJS.Signals, e: unknown): Error & { code: s
   return Object.assign(new Error(`interrupted by ${signal} (${c?.code ? c.code + ': ' : ''}${c?.message ?? String(e)})`), { code: 'ERR_ABORTED' });
 }
 
-async function runMigrate(domid: number, dest: string, o: MigrateCliOptions): Promise<number> {
+async function runMigrate(domain: number | string, dest: string, o: MigrateCliOptions): Promise<number> {
   const log = new Log(o.logFormat);
   const progress = new Progress();
   log.setProgressClear(progress.clear);
@@ -109,6 +111,7 @@ async function runMigrate(domid: number, dest: string, o: MigrateCliOptions): Pr
   const sig = signalAbort();
   let xen: ReturnType<typeof openXen>['xen'] | null = null;
   let guestBytes = 0;
+  let domid: number | null = null;
   const stdio = dest === '-';
   const jsonOut = stdio ? process.stderr : process.stdout;
   const emit = async (q: object) => {
@@ -122,10 +125,12 @@ async function runMigrate(domid: number, dest: string, o: MigrateCliOptions): Pr
     const tls = tlsFrom(o);
     if (d.kind === 'tcp' && !tls && !o.insecure) throw new UsageError('tcp:// needs --cert, --key and --ca (mutual TLS), or --insecure');
     xen = openXen(xenOptions(o)).xen;
+    domid = await resolveDomain(xen, domain);
     guestBytes = xen.domainInfo(domid).totPages * PAGE_SIZE;
     const policy = policyFrom(o);
     log.info(`migrating domain ${domid} to ${dest}`);
     const config = configFrom(o);
+    const hook = o.checksumAtSuspend ? checksumAtSuspend(xen, domid, o.checksumAtSuspend, sig.signal) : null;
     const r = await migrate(domid, dest, {
       xen,
       ...(config ? { config } : {}),
@@ -137,7 +142,7 @@ async function runMigrate(domid: number, dest: string, o: MigrateCliOptions): Pr
       ...(o.insecure ? { insecure: true } : {}),
       ...(o.sshCommand ? { sshCommand: splitWords(o.sshCommand) } : {}),
       ...(o.remoteCommand ? { remoteCommand: splitWords(o.remoteCommand) } : {}),
-      ...(o.checksumAtSuspend ? { callbacks: checksumAtSuspend(xen, domid, o.checksumAtSuspend, sig.signal) } : {}),
+      ...(hook ? { callbacks: hook.callbacks } : {}),
       ...(policy ? { policy } : {}),
       ...(o.bandwidth ? { bandwidth: o.bandwidth } : {}),
     });
@@ -147,7 +152,7 @@ async function runMigrate(domid: number, dest: string, o: MigrateCliOptions): Pr
       stats: r.stats,
       guestBytes,
       downtimeMs: r.downtimeMs,
-      extra: { outcome: r.handshake.outcome, peer: r.handshake.peer ?? null, timings: r.timings },
+      extra: { outcome: r.handshake.outcome, peer: r.handshake.peer ?? null, timings: r.timings, ...hookStats(hook) },
     });
     log.info(`migrated domain ${domid}: ${summaryLine(q)}`);
     if (r.handshake.error) log.warn(`destroying the source failed: ${r.handshake.error.message}`);
@@ -160,7 +165,9 @@ async function runMigrate(domid: number, dest: string, o: MigrateCliOptions): Pr
     const usage = (e as { code?: string }).code === 'ERR_USAGE';
     printError(signal ? abortedBy(signal, e) : e, log);
     // without a handshake the failure came before it (options, connect, TLS): the domain was not touched
-    const text = usage ? '' : outcomeText(h ?? ({ outcome: 'not-started' } as SenderResult), sourceState(xen, domid));
+    // a domain that could not even be named was not touched: nothing to say about it
+    const text =
+      usage || domid === null ? '' : outcomeText(h ?? ({ outcome: 'not-started' } as SenderResult), sourceState(xen, domid));
     if (text) log.info(text, h ? { step: h.step } : {});
     await emit(queryMigrate({ clock, stats: null, guestBytes, downtimeMs: null, error: e, cancelled: signal !== null, extra: { outcome: h?.outcome ?? 'not-started', step: h?.step } }));
     if (h && !h.sourceRuns) return EXIT.IN_DOUBT;

@@ -1,4 +1,4 @@
-// xenmig remus DOMID DEST : continuous replication of a running domain (Remus; --colo for COLO),
+// xenmig remus DOMAIN DEST : continuous replication of a running domain (Remus; --colo for COLO),
 // as `xl remus`. The backup side is `xenmig remus-receive` (also reachable as `receive --remus` /
 // `receive --colo` through addReplicaReceiveOptions / runReplicaReceive below).
 import { appendFileSync } from 'node:fs';
@@ -9,15 +9,19 @@ import type { Hypervisor, MockHost } from '../../xen/types.js';
 import { createNetBuffer, vifInterfaces, type NetBuffer } from '../../netbuf/index.js';
 import type { DomainConfig } from '../../toolstack/config.js';
 import { libxlStoredConfig } from '../../toolstack/libxl-config.js';
+import { resolveDomain } from '../../toolstack/names.js';
 import { parseDestination } from '../../transport/index.js';
+import { DiskReplication, parseDiskMapping } from '../../disk/primary.js';
+import { DiskReplicaSet } from '../../disk/replica.js';
 import {
   addConfigOption,
   addHostOptions,
   choice,
   configFrom,
   EXIT,
+  DOMAIN_ARG,
   Log,
-  parseDomid,
+  parseDomain,
   parseIntArg,
   printError,
   Progress,
@@ -53,6 +57,8 @@ interface RemusCli {
   unsafe?: boolean;
   netBufferInterfaces?: string;
   netBufferBackend?: 'auto' | 'plug' | 'nfqueue';
+  disk?: string[];
+  diskReplication?: boolean;
 }
 
 export interface ReplicaReceiveCli {
@@ -71,6 +77,19 @@ export interface ReplicaReceiveCli {
   logFormat: LogFormat;
   checksumLog?: string;
   protocol?: 'xenmig' | 'xl';
+  diskMap?: string[];
+  diskBufferMib?: number;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** NAME=PATH of --disk / --disk-map, a usage error when malformed. */
+function diskMapping(s: string, what: string): { name: string; path: string } {
+  try {
+    return parseDiskMapping(s, what);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
 }
 
 /** Debug (mock): one JSON line per event with the guest's checksum, written synchronously. */
@@ -95,7 +114,7 @@ export function register(program: Command): void {
   const cmd = program
     .command('remus')
     .description('replicate a running domain continuously to a backup (Remus; --colo for COLO)')
-    .argument('<domid>', 'domain id', parseDomid)
+    .argument('<domain>', DOMAIN_ARG, parseDomain)
     .argument('[dest]', 'tcp://host:port, ssh://host, - (stdio), or a file (no acknowledgements); none with --blackhole')
     .option('-i, --interval-ms <ms>', 'checkpoint interval', parseIntArg('interval-ms', 1, 3_600_000), 200)
     .option('-b, --blackhole', 'discard the stream (measure the overhead; no backup)')
@@ -113,11 +132,13 @@ export function register(program: Command): void {
     .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text')
     .option('--checksum-log <file>', 'debug (mock): append the guest checksum taken while suspended for each checkpoint')
     .option('--no-net-buffer', 'replicate a guest with vifs without holding its network output (unsafe: clients may see output the replica never produced)')
-    .option('--unsafe', 'replicate without network buffering (as xl remus -n; future: without disk replication)')
+    .option('--unsafe', 'replicate without network buffering and without replicating vbds that have no --disk (as xl remus -n -d)')
+    .option('--disk <name=ctl>', 'replicate the vbd NAME (its vdev) served by `xenmig disk serve --control CTL` (repeat per vbd)', collect)
+    .option('--no-disk-replication', "replicate a guest with vbds without replicating its disks (unsafe: the replica's disks are whatever the backup's images hold)")
     .option('--net-buffer-interfaces <if,...>', "buffer these dom0 interfaces instead of the config's vifs (vifD.N)")
     .option('--net-buffer-backend <b>', 'auto (plug, else nfqueue when the kernel has no sch_plug), plug or nfqueue', choice('net-buffer-backend', ['auto', 'plug', 'nfqueue'] as const), 'auto');
-  addConfigOption(addHostOptions(cmd)).action(async (domid: number, dest: string | undefined, o: RemusCli) => {
-    process.exitCode = await runRemus(domid, dest, o);
+  addConfigOption(addHostOptions(cmd)).action(async (domain: number | string, dest: string | undefined, o: RemusCli) => {
+    process.exitCode = await runRemus(domain, dest, o);
   });
 
   const rcv = program
@@ -143,7 +164,9 @@ export function addReplicaReceiveOptions(cmd: Command, withColo = true): Command
     .option('--paused', 'leave the replica paused after a failover')
     .option('--json', 'JSON lines (listening port, each applied checkpoint, result) on stdout; on stderr when stdout is the link (no --listen)')
     .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text')
-    .option('--checksum-log <file>', 'debug (mock): append the replica checksum after each applied checkpoint and at failover');
+    .option('--checksum-log <file>', 'debug (mock): append the replica checksum after each applied checkpoint and at failover')
+    .option('--disk-map <name=image>', "apply the primary's disk NAME to IMAGE (a raw file of the same size) at each checkpoint (repeat per disk)", collect)
+    .option('--disk-buffer-mib <n>', "a checkpoint's disk blocks kept in memory before they spill to IMAGE.xenmig-journal (default 64)", parseIntArg('disk-buffer-mib', 1));
   return addHostOptions(cmd);
 }
 
@@ -151,7 +174,7 @@ function fmtStat(s: CheckpointStat): string {
   return `checkpoint ${s.checkpoint}: ${s.dirtyPages} pages, ${(s.bytes / 1024).toFixed(0)} KiB, pause ${s.pauseMs.toFixed(2)} ms, ack ${s.ackMs < 0 ? 'lost' : s.ackMs.toFixed(2) + ' ms'}`;
 }
 
-async function runRemus(domid: number, dest: string | undefined, o: RemusCli): Promise<number> {
+async function runRemus(domain: number | string, dest: string | undefined, o: RemusCli): Promise<number> {
   const log = new Log(o.logFormat);
   const progress = new Progress();
   log.setProgressClear(progress.clear);
@@ -165,14 +188,18 @@ async function runRemus(domid: number, dest: string | undefined, o: RemusCli): P
     if (dest !== undefined && parseDestination(dest).kind === 'tcp' && !tls && !o.insecure)
       throw new UsageError('tcp:// needs --cert, --key and --ca (mutual TLS), or --insecure (on both ends)');
     xen = openXen(xenOptions(o)).xen;
+    const domid = await resolveDomain(xen, domain);
     const ck = checksumLogger(o.checksumLog, xen);
     // the stream carries --config when given; else remus() takes the domain's stored config under
     // its live name (an xl Remus replica's stored config can still say "<name>--incoming")
     const given = configFrom(o);
     const config = given ?? remusConfig(xen, domid);
+    // disks before the network: a refusal here must not leave an IFB behind
+    const disks = remusDisks(domid, config ?? null, o, log);
     const netBuffer = remusNetBuffer(domid, config, o, log);
     const h = remus(domid, dest ?? '/dev/null', {
       ...(netBuffer ? { netBuffer } : {}),
+      ...(disks ? { disks } : {}),
       xen,
       ...(given ? { config: given } : {}),
       intervalMs: o.intervalMs,
@@ -196,6 +223,10 @@ async function runRemus(domid: number, dest: string | undefined, o: RemusCli): P
     const r = await h.done;
     progress.clear();
     if (o.json) await writeOut(JSON.stringify({ result: r.reason, checkpoints: r.checkpoints, lastAcked: r.lastAcked, guest: r.guest, error: r.error?.message }) + '\n');
+    if (r.reason === 'refused' && (r.error as { code?: string } | undefined)?.code?.startsWith('ERR_DISK')) {
+      log.warn(`replication refused, guest untouched: ${r.error?.message}; to replicate without its disks give --no-disk-replication (or --unsafe)`);
+      return EXIT.FAILED;
+    }
     if (r.reason === 'refused') {
       log.warn(`replication refused, guest untouched: ${r.error?.message}; to replicate without holding its network output give --no-net-buffer (or --unsafe)`);
       return EXIT.FAILED;
@@ -237,11 +268,61 @@ function remusNetBuffer(domid: number, config: DomainConfig | null, o: RemusCli,
   return createNetBuffer({ interfaces: vifs, backend: o.netBufferBackend ?? 'auto', log: (l) => log.info(l), ...(o.flavour ? { flavour: o.flavour } : {}) });
 }
 
+/**
+ * Disk replication for the guest's vbds: every vbd of the config needs a --disk NAME=CTL (NAME = its
+ * vdev), or an explicit --no-disk-replication / --unsafe (logged as unsafe). Refused up front,
+ * before the guest is touched: a --disk the guest has no vbd for, --disk with --protocol xl (xl's
+ * receiver rejects the records) or COLO.
+ */
+function remusDisks(domid: number, config: DomainConfig | null, o: RemusCli, log: Log): DiskReplication | null {
+  const targets = (o.disk ?? []).map((s) => diskMapping(s, '--disk')).map(({ name, path }) => ({ name, control: path }));
+  const vbds = config ? guestVbds(config) : [];
+  const skip = o.diskReplication === false || o.unsafe;
+  if (targets.length) {
+    if (o.diskReplication === false) throw new UsageError('--disk and --no-disk-replication contradict each other');
+    if (o.colo) throw new UsageError('--disk: disk replication is for Remus, not COLO');
+    if (o.protocol === 'xl') throw new UsageError("--disk needs a xenmig backup: xl's receiver rejects the disk records (give --no-disk-replication to replicate to xl without the disks)");
+    const unknown = targets.filter((t) => vbds.length && !vbds.includes(t.name)).map((t) => t.name);
+    if (unknown.length) throw new UsageError(`--disk ${unknown.join(', ')}: domain ${domid} has no such vbd (its vbds: ${vbds.join(', ')})`);
+  }
+  const uncovered = vbds.filter((v) => !targets.some((t) => t.name === v));
+  if (uncovered.length && !o.colo) {
+    if (!skip)
+      throw new UsageError(
+        `domain ${domid} has vbds without disk replication (${uncovered.join(', ')}): serve each disk with \`xenmig disk serve IMAGE --socket NBD.sock --control CTL.sock\` ` +
+          `(the vbd on the NBD device) and give --disk NAME=CTL.sock, or replicate without them: --no-disk-replication (or --unsafe)`,
+      );
+    log.warn(`replicating without disk replication (${o.unsafe ? '--unsafe' : '--no-disk-replication'}): after a failover the replica's ${uncovered.join(', ')} hold whatever the backup's images hold`);
+  }
+  return targets.length ? new DiskReplication(targets, { log: (l) => log.info(l) }) : null;
+}
+
+/** The vdevs of the config's vbds (all of them, also those the builder could not recreate). */
+function guestVbds(config: DomainConfig): string[] {
+  const disks = config.json['disks'];
+  if (!Array.isArray(disks)) return [];
+  return disks.map((d, i) => {
+    const v = (d as Record<string, unknown> | null)?.['vdev'];
+    return typeof v === 'string' && v ? v : `#${i}`;
+  });
+}
+
 export async function runReplicaReceive(o: ReplicaReceiveCli): Promise<number> {
   const log = new Log(o.logFormat);
   const sig = signalAbort();
   let xen: Hypervisor | null = null;
+  let disks: DiskReplicaSet | null = null;
   try {
+    if (o.diskMap?.length) {
+      if (o.colo) throw new UsageError('--disk-map: disk replication is for Remus, not COLO');
+      if (o.protocol === 'xl') throw new UsageError('--disk-map needs a xenmig primary (an xl primary sends no disk records)');
+      const map = new Map<string, string>();
+      for (const m of o.diskMap.map((s) => diskMapping(s, '--disk-map'))) {
+        if (map.has(m.name)) throw new UsageError(`--disk-map ${m.name} given twice`);
+        map.set(m.name, m.path);
+      }
+      disks = new DiskReplicaSet(map, { ...(o.diskBufferMib ? { maxBufferBytes: o.diskBufferMib << 20 } : {}) });
+    }
     xen = openXen(xenOptions(o)).xen;
     const ck = checksumLogger(o.checksumLog, xen);
     const tls = tlsFrom(o);
@@ -257,6 +338,7 @@ export async function runReplicaReceive(o: ReplicaReceiveCli): Promise<number> {
       ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}),
       ...(o.paused ? { paused: true } : {}),
       ...(o.protocol ? { protocol: o.protocol } : {}),
+      ...(disks ? { disks } : {}),
       signal: sig.signal,
       log: (l) => log.info(l),
       onListening: (port) => {
@@ -273,8 +355,9 @@ export async function runReplicaReceive(o: ReplicaReceiveCli): Promise<number> {
     return r.outcome === 'failed' ? EXIT.FAILED : EXIT.OK;
   } catch (e) {
     printError(e, log);
-    return EXIT.FAILED;
+    return (e as { code?: string }).code === 'ERR_USAGE' ? EXIT.USAGE : EXIT.FAILED;
   } finally {
+    disks?.close();
     sig.dispose();
     xen?.close();
   }

@@ -1,7 +1,9 @@
-// xenmig restore FILE|- [DOMID] : restore a saved domain (as `xl restore`); prints the domid.
+// xenmig restore FILE|- [DOMAIN] : restore a saved domain (as `xl restore`); prints the domid.
 import type { Command } from 'commander';
-import { restore } from '../../api.js';
-import { addHostOptions, choice, EXIT, jsonReplacer, Log, parseDomid, printError, signalAbort, signalExit, writeOut, xenOptions, type LogFormat } from '../util.js';
+import { openXen, restore } from '../../api.js';
+import { resolveDomain } from '../../toolstack/names.js';
+import type { Hypervisor } from '../../xen/types.js';
+import { addHostOptions, choice, EXIT, jsonReplacer, Log, parseDomain, printError, signalAbort, signalExit, writeOut, xenOptions, type LogFormat } from '../util.js';
 
 interface RestoreCliOptions {
   host?: string;
@@ -19,25 +21,30 @@ export function register(program: Command): void {
       .command('restore')
       .description('restore a domain from a save file (- = stdin); prints the new domain id')
       .argument('<file>', 'save file, - for stdin')
-      .argument('[domid]', 'restore into this existing, empty domain (default: create one from the file’s config)', parseDomid)
+      .argument('[domain]', 'restore into this existing, empty domain, id or name (default: a new one)', parseDomain)
       .option('--paused', 'leave the restored domain paused')
       .option('--on-failure <what>', 'a half-restored domain is destroyed or left paused', choice('on-failure', ['destroy', 'pause'] as const), 'destroy')
       .option('--lenient', 'accept non-zero reserved fields and padding (as libxc restore)')
       .option('--json', 'print the result as JSON')
       .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text'),
-  ).action(async (file: string, domid: number | undefined, o: RestoreCliOptions) => {
-    process.exitCode = await runRestore(file, domid, o);
+  ).action(async (file: string, domain: number | string | undefined, o: RestoreCliOptions) => {
+    process.exitCode = await runRestore(file, domain, o);
   });
 }
 
-async function runRestore(file: string, domid: number | undefined, o: RestoreCliOptions): Promise<number> {
+async function runRestore(file: string, domain: number | string | undefined, o: RestoreCliOptions): Promise<number> {
   const log = new Log(o.logFormat);
   const sig = signalAbort();
+  let xen: Hypervisor | null = null;
   try {
+    // a target domain given by name is looked up on the host the restore goes to
+    if (typeof domain === 'string') xen = openXen(xenOptions(o)).xen;
+    const domid = xen && domain !== undefined ? await resolveDomain(xen, domain) : (domain as number | undefined);
     // stdin as a stream, not fd 0: a thread-pool read blocked on a silent pipe would keep the
     // process from exiting after an interrupt
     const r = await restore(file === '-' ? process.stdin : file, {
       ...xenOptions(o),
+      ...(xen ? { xen } : {}),
       ...(domid !== undefined ? { domid } : {}),
       paused: o.paused ?? false,
       onFailure: o.onFailure,
@@ -59,5 +66,6 @@ async function runRestore(file: string, domid: number | undefined, o: RestoreCli
     return signalExit(sig.received()) ?? EXIT.FAILED;
   } finally {
     sig.dispose();
+    xen?.close();
   }
 }

@@ -1,9 +1,10 @@
-// xenmig save DOMID FILE : save a domain to a file (- = stdout), as `xl save`.
+// xenmig save DOMAIN FILE : save a domain to a file (- = stdout), as `xl save`.
 import type { Command } from 'commander';
 import { openXen, save } from '../../api.js';
 import type { PolicyOptions } from '../../engine/policy.js';
 import type { SaveFormat } from '../../toolstack/save.js';
-import { checksumAtSuspend } from '../hooks.js';
+import { resolveDomain } from '../../toolstack/names.js';
+import { checksumAtSuspend, type ChecksumHook } from '../hooks.js';
 import { Clock, progressHandler, queryMigrate, summaryLine } from '../stats.js';
 import {
   addHostOptions,
@@ -12,8 +13,9 @@ import {
   choice,
   configFrom,
   EXIT,
+  DOMAIN_ARG,
   Log,
-  parseDomid,
+  parseDomain,
   printError,
   Progress,
   signalAbort,
@@ -36,6 +38,12 @@ export interface TransferCliOptions {
   config?: string;
 }
 
+/** The debug hook's time in the statistics: it is inside `downtime`, but no part of the operation. */
+export function hookStats(hook: ChecksumHook | null): Record<string, number> {
+  const held = hook?.heldMs();
+  return held != null ? { 'checksum-at-suspend-ms': Math.round(held) } : {};
+}
+
 export function policyFrom(o: TransferCliOptions): PolicyOptions | undefined {
   const p: PolicyOptions = {};
   if (o.downtimeMs !== undefined) p.downtimeMs = o.downtimeMs;
@@ -47,20 +55,20 @@ export function register(program: Command): void {
   const cmd = program
     .command('save')
     .description('save a domain to a file (- = stdout); the domain is destroyed unless --keep-running')
-    .argument('<domid>', 'domain id', parseDomid)
+    .argument('<domain>', DOMAIN_ARG, parseDomain)
     .argument('<file>', 'output file, - for stdout')
     .option('--live', 'live rounds with log-dirty before the suspend')
     .option('--keep-running', 'resume the guest after the save instead of destroying it')
     .option('--format <fmt>', 'xl (as xl save), libxl or libxc', choice('format', ['xl', 'libxl', 'libxc'] as const), 'xl')
     .option('--checksum-at-suspend <file>', 'debug (mock): record the guest checksum once it is suspended');
   addOutputOptions(addTransferOptions(addHostOptions(cmd))).action(
-    async (domid: number, file: string, o: TransferCliOptions & { live?: boolean; keepRunning?: boolean; format: SaveFormat }) => {
-      process.exitCode = await runSave(domid, file, o);
+    async (domain: number | string, file: string, o: TransferCliOptions & { live?: boolean; keepRunning?: boolean; format: SaveFormat }) => {
+      process.exitCode = await runSave(domain, file, o);
     },
   );
 }
 
-async function runSave(domid: number, file: string, o: TransferCliOptions & { live?: boolean; keepRunning?: boolean; format: SaveFormat }): Promise<number> {
+async function runSave(domain: number | string, file: string, o: TransferCliOptions & { live?: boolean; keepRunning?: boolean; format: SaveFormat }): Promise<number> {
   const log = new Log(o.logFormat);
   const progress = new Progress();
   log.setProgressClear(progress.clear);
@@ -68,14 +76,17 @@ async function runSave(domid: number, file: string, o: TransferCliOptions & { li
   const sig = signalAbort();
   let xen: ReturnType<typeof openXen>['xen'] | null = null;
   let guestBytes = 0;
+  let domid = -1;
   const toStdout = file === '-';
   const jsonOut = toStdout ? process.stderr : process.stdout;
   try {
     xen = openXen(xenOptions(o)).xen;
+    domid = await resolveDomain(xen, domain);
     const info = xen.domainInfo(domid);
     guestBytes = info.totPages * PAGE_SIZE;
     const policy = policyFrom(o);
     const config = configFrom(o);
+    const hook = o.checksumAtSuspend ? checksumAtSuspend(xen, domid, o.checksumAtSuspend, sig.signal) : null;
     const r = await save(domid, toStdout ? 1 : file, {
       xen,
       ...(config ? { config } : {}),
@@ -84,12 +95,12 @@ async function runSave(domid: number, file: string, o: TransferCliOptions & { li
       format: o.format,
       signal: sig.signal,
       onProgress: progressHandler(progress, clock),
-      ...(o.checksumAtSuspend ? { callbacks: checksumAtSuspend(xen, domid, o.checksumAtSuspend, sig.signal) } : {}),
+      ...(hook ? { callbacks: hook.callbacks } : {}),
       ...(policy ? { policy } : {}),
       ...(o.bandwidth ? { bandwidth: o.bandwidth } : {}),
     });
     progress.clear();
-    const q = queryMigrate({ clock, stats: r.stats, guestBytes, downtimeMs: r.stats.suspendedMs, extra: { source: r.source, format: o.format } });
+    const q = queryMigrate({ clock, stats: r.stats, guestBytes, downtimeMs: r.stats.suspendedMs, extra: { source: r.source, format: o.format, ...hookStats(hook) } });
     log.info(`saved domain ${domid}: ${summaryLine(q)}; source ${r.source}`);
     if (o.json) await writeOut(JSON.stringify(q) + '\n', jsonOut);
     return EXIT.OK;

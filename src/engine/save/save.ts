@@ -73,6 +73,17 @@ export async function saveOpsFor(xen: Hypervisor, domid: number): Promise<SaveOp
   return pvSaveOps();
 }
 
+/** A batch ready to be written: its mapping (if any) stays until release(). */
+interface PreparedBatch {
+  header: Uint8Array;
+  chunks: Uint8Array[];
+  /** header + payload bytes */
+  bytes: number;
+  /** pfns in the record */
+  count: number;
+  release(): void;
+}
+
 interface StagedBatch {
   header: Uint8Array;
   data: Uint8Array;
@@ -404,7 +415,11 @@ class SaveEngine implements SaveContext {
     this.xen.logDirtyPeek(this.domid, this.dirty.bytes, this.ops.p2mSize);
   }
 
-  /** Walk the bitmap in pfn order, in batches of MAX_BATCH_SIZE; clears what it sends. */
+  /**
+   * Walk the bitmap in pfn order, in batches of MAX_BATCH_SIZE; clears what it sends. The next
+   * batch is queried and mapped while the previous one is being written (one write in flight, as
+   * the writer allows); staged batches are copied at once.
+   */
   private async sendDirtyPages(bitmap: PfnBitmap, expected: number, live: boolean): Promise<number> {
     const pfns = new Float64Array(MAX_BATCH_SIZE);
     this.roundPages = expected;
@@ -412,24 +427,66 @@ class SaveEngine implements SaveContext {
     let from = 0;
     let sent = 0;
     const size = this.ops.p2mSize;
-    while (from < size) {
-      throwIfAborted(this.signal);
-      const [n, next] = bitmap.collect(from, pfns);
-      from = next;
-      if (n === 0) break;
-      const bytes = await this.writeBatch(pfns.subarray(0, n), live);
-      sent += n;
+    let prev: { batch: PreparedBatch; written: Promise<void> } | null = null;
+    let cur: PreparedBatch | null = null;
+    const retire = async (p: { batch: PreparedBatch; written: Promise<void> }): Promise<void> => {
+      try {
+        await p.written;
+      } finally {
+        p.batch.release();
+      }
+      sent += p.batch.count;
       this.roundSent = sent;
-      this.stats.pages += n;
-      if (live) await this.pacer.take(bytes, this.signal);
+      this.stats.pages += p.batch.count;
+      if (live) await this.pacer.take(p.batch.bytes, this.signal);
       this.emitProgress(false);
+    };
+    try {
+      while (from < size) {
+        throwIfAborted(this.signal);
+        const [n, next] = bitmap.collect(from, pfns);
+        from = next;
+        if (n === 0) break;
+        cur = this.prepareBatch(pfns.subarray(0, n), live);
+        if (prev) {
+          const p = prev;
+          prev = null;
+          await retire(p);
+        }
+        const b = cur;
+        cur = null;
+        prev = { batch: b, written: this.emitBatch(b) };
+      }
+      if (prev) {
+        const p = prev;
+        prev = null;
+        await retire(p);
+      }
+    } finally {
+      // a failure with a write in flight: the mapping it reads from stays until the write settled
+      if (prev) {
+        const p: { batch: PreparedBatch; written: Promise<void> } = prev;
+        await p.written.catch(() => undefined);
+        p.batch.release();
+      }
+      (cur as PreparedBatch | null)?.release();
     }
     bitmap.clearAll();
     return sent;
   }
 
-  /** One PAGE_DATA record for up to 1024 pfns (xg_sr_save.c write_batch). Returns bytes. */
-  private async writeBatch(pfns: Float64Array, live: boolean): Promise<number> {
+  /** Write (or stage) a prepared batch; resolves once its bytes were handed over (never throws synchronously). */
+  private async emitBatch(b: PreparedBatch): Promise<void> {
+    if (this.staging) this.stage(b.header, b.chunks);
+    else await this.out.writeRaw(b.header, ...b.chunks);
+  }
+
+  /**
+   * One PAGE_DATA record for up to 1024 pfns (xg_sr_save.c write_batch): page types, one mapping
+   * of the data-bearing pages, the record header. Synchronous; `pfns` may be reused once it
+   * returns. The caller writes `header` + `chunks`, then calls release().
+   */
+  private prepareBatch(pfns: Float64Array, live: boolean): PreparedBatch {
     const n = pfns.length;
     const ops = this.ops;
     const frames = new BigUint64Array(n);
@@ -520,12 +577,19 @@ class SaveEngine implements SaveContext {
       const { bytes: header } = encodePageDataHeader({ pfns, types });
       let total = header.length;
       for (const c of chunks) total += c.length;
-      if (this.staging) this.stage(header, chunks);
-      else await this.out.writeRaw(header, ...chunks);
-      return total;
-    } finally {
+      const m = mapping;
+      mapping = null;
+      // mappings replaced while this batch was gathered may back its views: they go with it
+      const retired = this.retiredMaps.splice(0);
+      const release = () => {
+        m?.unmap();
+        for (const r of retired) r.unmap();
+      };
+      return { header, chunks, bytes: total, count: n, release };
+    } catch (e) {
       mapping?.unmap();
       while (this.retiredMaps.length) this.retiredMaps.pop()!.unmap();
+      throw e;
     }
   }
 

@@ -60,11 +60,12 @@ function u64(r: Rng): bigint {
   return r.chance(0.8) ? r.pick(U64S) : (BigInt(r.next()) << 32n) | BigInt(r.next());
 }
 
+// Writes only inside the buffer (offsets come from mutated count fields and can be anything).
 function putU32(b: Buffer, off: number, v: number): void {
-  if (off + 4 <= b.length) b.writeUInt32LE(v >>> 0, off);
+  if (off >= 0 && off + 4 <= b.length) b.writeUInt32LE(v >>> 0, off);
 }
 function putU64(b: Buffer, off: number, v: bigint): void {
-  if (off + 8 <= b.length) b.writeBigUInt64LE(BigInt.asUintN(64, v), off);
+  if (off >= 0 && off + 8 <= b.length) b.writeBigUInt64LE(BigInt.asUintN(64, v), off);
 }
 
 const records = (segs: Segment[]) => segs.map((s, i) => [s, i] as const).filter(([s]) => s.kind === 'record');
@@ -93,7 +94,8 @@ function mutateLibxc(s: Segment, r: Rng, ops: string[]): void {
       } else {
         // page contents (for PV these may be page tables: PTEs with wild frames)
         const at = 8 + 8 * count + r.int(Math.max(1, b.length - 8 - 8 * count));
-        if (r.chance(0.5)) putU64(b, at & ~7, (u64(r) << 12n) | BigInt(r.int(0x1000)));
+        // `at` passes 2^31 when the count is huge: align arithmetically (`& ~7` would wrap it negative)
+        if (r.chance(0.5)) putU64(b, at - (at % 8), (u64(r) << 12n) | BigInt(r.int(0x1000)));
         else if (at < b.length) b[at] = r.int(256);
         ops.push('PAGE_DATA.page');
       }
