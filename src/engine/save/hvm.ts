@@ -12,7 +12,6 @@ export function hvmSaveOps(): SaveOps {
     get p2mSize() {
       return p2mSize;
     },
-    normalises: false,
     setup(ctx) {
       p2mSize = ctx.xen.nrGpfns(ctx.domid);
     },

@@ -94,7 +94,6 @@ export function pvSaveOps(): SaveOps {
     get p2mSize() {
       return st.p2m ? st.p2m.maxPfn + 1 : 0;
     },
-    normalises: true,
 
     setup: (ctx) => st.setup(ctx),
 

@@ -524,7 +524,7 @@ class SaveEngine implements SaveContext {
     let mapping: Mapping | null = null;
     const chunks: Uint8Array[] = [];
     try {
-      if (dataIdx.length > 0 && this.staging && this.opts.persistentMappings && !ops.normalises && this.info.type === 'hvm') {
+      if (dataIdx.length > 0 && this.staging && this.opts.persistentMappings && this.info.type === 'hvm') {
         // checkpoint, suspended: copy out of mappings kept from earlier checkpoints (stage() copies)
         this.pagesFromChunks(pfns, dataIdx, chunks);
       } else if (dataIdx.length > 0) {
@@ -540,7 +540,7 @@ class SaveEngine implements SaveContext {
             });
         }
         const bytes = mapping.bytes;
-        if (ops.normalises && ops.normalisePage) {
+        if (this.info.type === 'pv') {
           // page tables are rewritten into private copies; everything else goes from the mapping
           let runStart = 0;
           for (let j = 0; j < dataIdx.length; j++) {

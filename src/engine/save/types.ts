@@ -112,11 +112,9 @@ export interface SaveOps {
   /** The frame to map for a pfn (HVM: the gfn itself; PV: its mfn), or -1 when it has none. */
   pfnToFrame(pfn: number): number;
   /**
-   * Whether the stream has page tables to rewrite (PV). Read by SaveEngine's page loop, which
-   * calls normalisePage for page-table types only then.
+   * Rewrite a page for the stream from `src` into `dst` (PV page tables: mfns to pfns; HVM: a copy).
+   * SaveEngine's page loop calls it for a PV guest's page tables.
    */
-  readonly normalises: boolean;
-  /** Rewrite a page for the stream from `src` into `dst` (PV page tables: mfns to pfns; HVM: a copy). */
   normalisePage(ctx: SaveContext, type: number, src: Uint8Array, dst: Uint8Array): NormaliseResult;
   /** Register state at the end of each checkpoint (TSC, HVM context + params | PV vCPUs...). */
   endOfCheckpoint(ctx: SaveContext): LibxcRecord[];
