@@ -1,98 +1,27 @@
 // The scripting API: save, restore, migrate and receive as promises, with AbortSignal, progress,
 // replaceable callbacks and a precopy policy. The CLI is a thin shell over these.
-import { existsSync } from 'node:fs';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { ReadableByteSource } from './stream/readable-source.js';
-import { StreamWriter, type StreamInput, type StreamWarning } from './stream/index.js';
-import type { Hypervisor } from './xen/types.js';
-import { openHypervisor, openMockHost, type MockHypervisor } from './xen/hypervisor.js';
-import { abortError, MigrationError, MigrationErrorCode } from './engine/errors.js';
+import type { StreamInput, StreamWarning } from './stream/index.js';
+import { MigrationError, MigrationErrorCode } from './engine/errors.js';
 import { makePrecopyPolicy, type PolicyOptions, type PrecopyPolicy } from './engine/policy.js';
 import type { SaveCallbacks, SaveProgress, SaveStats } from './engine/save/types.js';
 import type { RestoreStats } from './engine/restore/types.js';
-import { defaultEmulator, saveDomain, resumeDomain, sourceConfig, zeroCopySafe, type SaveFormat } from './toolstack/save.js';
-import { checkDestinationDevices, checkSourceDevices, requiredDeviceCapabilities } from './toolstack/devices.js';
+import { saveDomain, type SaveFormat } from './toolstack/save.js';
 import { restoreDomain, type DomainBuilder } from './toolstack/restore.js';
-import { domainTypeOf, type DomainConfig } from './toolstack/config.js';
-import { noEmulator, type EmulatorStateProvider } from './toolstack/emulator.js';
-import { hostNames, MIGRATED_AWAY_SUFFIX, type DomainNames } from './toolstack/names.js';
+import type { DomainConfig } from './toolstack/config.js';
+import type { EmulatorStateProvider } from './toolstack/emulator.js';
+import { hostNames, type DomainNames } from './toolstack/names.js';
 import { destroyDomain } from './toolstack/destroy.js';
+import { sendDomain } from './toolstack/migrate.js';
+import { defaultBuilder, openXen, type XenOptions } from './toolstack/host.js';
 import { lockDomain } from './toolstack/domain-lock.js';
-import {
-  listen,
-  openDestination,
-  receiverHandshake,
-  senderHandshake,
-  stdioChannel,
-  type Channel,
-  type HandshakeProtocol,
-  type ReceiverResult,
-  type SenderResult,
-  type TlsMaterial,
-} from './transport/index.js';
+import { openDestination, receiverHandshake, type Channel, type ReceiverResult, type SenderResult } from './transport/index.js';
+import { openReceiverChannel, type ConnectionOptions, type ReceiverChannelOptions } from './transport/receiver.js';
 
-// ---------------------------------------------------------------------------------------------
-// hypervisor selection
-
-export interface XenOptions {
-  /** an open hypervisor handle (otherwise one is opened and closed by the call) */
-  xen?: Hypervisor;
-  /** 'system' (real Xen) or 'mock'; default: system when /dev/xen/privcmd exists */
-  flavour?: 'system' | 'mock';
-  /** mock host directory (default $XENMIG_MOCK_HOST, else /dev/shm/xenmig-mock-<uid>) */
-  host?: string;
-}
-
-export function openXen(o: XenOptions = {}): { xen: Hypervisor; owned: boolean } {
-  if (o.xen) return { xen: o.xen, owned: false };
-  const flavour = o.flavour ?? (process.env.XENMIG_FLAVOUR as 'system' | 'mock' | undefined) ?? (existsSync('/dev/xen/privcmd') ? 'system' : 'mock');
-  if (flavour === 'mock') return { xen: openMockHost(o.host ?? process.env.XENMIG_MOCK_HOST), owned: true };
-  return { xen: openHypervisor({ flavour: 'system' }), owned: true };
-}
-
-export const MOCK_HVM_GFN_SPAN = 0x100000;
-/** What a builder allows above the configured memory (libxl's LIBXL_MAXMEM_CONSTANT), KiB. */
-export const MAXMEM_SLACK_KB = 1024;
-
-/** Builds destination domains on a mock host from the stream's config. */
-export function mockBuilder(host: MockHypervisor): DomainBuilder {
-  return {
-    capabilities: [],
-    create(config: DomainConfig) {
-      // the mock simulates a hypervisor, not device backends: a guest with a disk or a NIC would
-      // come up without them, so it is refused before a domain exists
-      if (config.kind === 'hvm')
-        throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED_DEVICE, 'an HVM guest needs a device model, which the mock host does not simulate');
-      checkDestinationDevices(config, { kinds: [], whyNone: 'the mock host simulates no device backends' });
-      const type = domainTypeOf(config.kind);
-      // A mock HVM domain's size is its gfn span: cover the 4 GiB below which Xen puts the special
-      // pages (store, console, ioreq) of HVM/PVH guests; memory is only allocated when populated.
-      const pages = Math.max(Math.ceil(config.maxMemKb / 4), type === 'hvm' ? MOCK_HVM_GFN_SPAN : 0);
-      const domid = host.createDomain({ type, pages, vcpus: config.maxVcpus, populate: false });
-      // The span is address space; the memory the domain may hold is what its config says (plus
-      // libxl's constant slack), as a real builder sets it: a restore cannot populate more.
-      try {
-        host.setMaxMem(domid, config.maxMemKb + MAXMEM_SLACK_KB);
-      } catch (e) {
-        host.destroyDomain(domid);
-        throw e;
-      }
-      return domid;
-    },
-    destroy(domid: number) {
-      host.destroyDomain(domid);
-    },
-  };
-}
-
-/** The domain builder for this host: the mock's, or xenBuilder (as libxl builds) on a real host. */
-export async function defaultBuilder(xen: Hypervisor): Promise<DomainBuilder | undefined> {
-  if (xen.flavour === 'mock') return mockBuilder(xen as MockHypervisor);
-  // a real host: build the destination domain as libxl does (src/toolstack/xen-builder.ts)
-  const { xenBuilder } = await import('./toolstack/xen-builder.js');
-  return xenBuilder(xen);
-}
+export { defaultBuilder, mockBuilder, openXen, type XenOptions } from './toolstack/host.js';
+export { openReceiverChannel, type ConnectionOptions, type ReceiverChannelOptions } from './transport/receiver.js';
 
 // ---------------------------------------------------------------------------------------------
 // common options
@@ -250,16 +179,6 @@ function isReadable(x: unknown): x is Readable {
 // ---------------------------------------------------------------------------------------------
 // migrate / receive
 
-export interface ConnectionOptions {
-  tls?: TlsMaterial;
-  insecure?: boolean;
-  /** ssh: the command run remotely (default: xenmig receive -) */
-  remoteCommand?: string[];
-  /** ssh: the ssh program and leading arguments (default ['ssh']) */
-  sshCommand?: string[];
-  protocol?: HandshakeProtocol;
-}
-
 export interface MigrateOptions extends TransferOptions, ConnectionOptions {
   /** an already open channel (otherwise DEST is opened) */
   channel?: Channel;
@@ -293,10 +212,6 @@ export interface MigrateResult {
 
 export async function migrate(domid: number, dest: string, opts: MigrateOptions = {}): Promise<MigrateResult> {
   const { xen, owned } = openXen(opts);
-  let stats: SaveStats | null = null;
-  let suspendedAt = 0;
-  let streamEndAt = 0;
-  let receivedAt = 0;
   let lock: ReturnType<typeof lockDomain> | null = null;
   try {
     // before anything else (even the connection): a second operation on the domain is refused here
@@ -308,104 +223,23 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
         ssh: { ...(opts.sshCommand ? { sshCommand: opts.sshCommand } : {}), ...(opts.remoteCommand ? { remoteCommand: opts.remoteCommand } : {}) },
         tcp: { ...(opts.tls ? { tls: opts.tls } : {}), ...(opts.insecure ? { insecure: true } : {}) },
       }));
-    // what the guest needs is known before the link carries anything: refused here, the source is
-    // untouched; a xenmig receiver must announce the device kinds it can recreate (READY)
-    const config = await sourceConfig(xen, domid, opts.config);
-    const emulator = opts.emulator ?? defaultEmulator(xen, domid, config);
-    checkSourceDevices(config, { emulator: emulator !== noEmulator, domid });
-    const requiredCapabilities = opts.protocol === 'xl' ? [] : requiredDeviceCapabilities(config);
     const policy = policyOf(opts.policy);
-    const userSuspend = opts.callbacks?.suspend;
-    const names = opts.names === undefined ? defaultNames(xen) : opts.names;
-    /** the source's name before the handover rename, once renamed */
-    let renamedFrom: string | null = null;
-    /** resumes the source and its device model, once the stream was saved */
-    let resumeSaved: (() => Promise<void>) | null = null;
-    // An abort (e.g. SIGINT) before the stream is complete drops the link: the handshake then fails
-    // before CLEARED_TO_UNPAUSE and resumes the source, also when it waits for the peer (READY, a
-    // blocked write). After the stream it is left to finish (dropping then could only leave it in doubt).
-    let streamDone = false;
-    const onAbort = () => {
-      if (!streamDone) channel.destroy(abortError(opts.signal));
-    };
-    if (opts.signal?.aborted) onAbort();
-    else opts.signal?.addEventListener('abort', onAbort, { once: true });
-    const handshake = await senderHandshake(
+    const r = await sendDomain({
+      xen,
+      domid,
       channel,
-      {
-        sendStream: async (ch, signal) => {
-          const s = opts.signal ? AbortSignal.any([opts.signal, signal]) : signal;
-          const w = new StreamWriter(ch.writable);
-          const r = await saveDomain({
-            xen,
-            domid,
-            out: w,
-            zeroCopy: zeroCopySafe(ch.writable),
-            live: opts.live ?? true,
-            callbacks: {
-              ...opts.callbacks,
-              suspend: async () => {
-                suspendedAt = performance.now();
-                if (userSuspend) await userSuspend();
-                else {
-                  const { suspendDomain } = await import('./toolstack/save.js');
-                  await suspendDomain(xen, domid, 60_000, s);
-                }
-              },
-            },
-            ...(policy ? { precopyPolicy: policy } : {}),
-            signal: s,
-            ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-            ...(opts.bandwidth ? { bandwidth: opts.bandwidth } : {}),
-            emulator,
-            config,
-          });
-          stats = r.stats;
-          resumeSaved = r.resumeSource;
-          streamDone = true;
-          streamEndAt = performance.now();
-        },
-        prepareHandover: async () => {
-          receivedAt = performance.now();
-          // From here on the receiver may take the name: the source must not hold it (xl does this).
-          const name = names ? await names.name(domid) : null;
-          if (names && name && !name.endsWith(MIGRATED_AWAY_SUFFIX)) {
-            await names.rename(domid, name + MIGRATED_AWAY_SUFFIX);
-            renamedFrom = name;
-          }
-        },
-        resumeSource: async () => {
-          let renameError: unknown = null;
-          if (names && renamedFrom !== null) {
-            // the receiver discarded its copy: the name is free again
-            try {
-              await names.rename(domid, renamedFrom);
-              renamedFrom = null;
-            } catch (e) {
-              renameError = e;
-            }
-          }
-          // the guest runs again even if it could not get its name back (it keeps "--migratedaway")
-          await (resumeSaved ?? (() => resumeDomain(xen, domid)))();
-          if (renameError) process.emitWarning(`domain ${domid} resumed as ${renamedFrom}${MIGRATED_AWAY_SUFFIX}: ${(renameError as Error).message}`, 'XenmigWarning');
-        },
-        destroySource: async () => {
-          await destroyDomain(xen, domid);
-        },
-      },
-      { ...(opts.protocol ? { protocol: opts.protocol } : {}), requiredCapabilities },
-    );
-    opts.signal?.removeEventListener('abort', onAbort);
-    const resultAt = performance.now();
-    const downtimeMs = suspendedAt ? resultAt - suspendedAt : null;
-    const since = (t: number) => (suspendedAt && t ? t - suspendedAt : null);
-    const timings = { streamEndMs: since(streamEndAt), receivedMs: since(receivedAt), handshakeDoneMs: since(resultAt) };
-    if (handshake.outcome !== 'handed-over') {
-      const e = handshake.error ?? new Error(`migration failed at step ${handshake.step}`);
-      Object.assign(e, { handshake, sourceRuns: handshake.sourceRuns });
-      throw e;
-    }
-    return { domid, stats, handshake, downtimeMs, timings };
+      live: opts.live ?? true,
+      names: opts.names === undefined ? defaultNames(xen) : opts.names,
+      ...(opts.protocol ? { protocol: opts.protocol } : {}),
+      ...(opts.callbacks ? { callbacks: opts.callbacks } : {}),
+      ...(policy ? { precopyPolicy: policy } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      ...(opts.bandwidth ? { bandwidth: opts.bandwidth } : {}),
+      ...(opts.emulator ? { emulator: opts.emulator } : {}),
+      ...(opts.config ? { config: opts.config } : {}),
+    });
+    return { domid, ...r };
   } finally {
     lock?.release();
     if (owned) xen.close();
@@ -437,56 +271,9 @@ export interface ReceiveResult {
   handshake: ReceiverResult;
 }
 
-export interface ReceiverChannelOptions extends ConnectionOptions {
-  listen?: { host?: string; port: number };
-  channel?: Channel;
-  onListening?: (port: number) => void;
-  /** TCP: bound on a client's TLS handshake + transport hello (default 10 s); slower ones are refused */
-  helloTimeoutMs?: number;
-  /** TCP: the connection is dropped when the sender sends nothing for this long (default 60 s; 0 = off) */
-  idleTimeoutMs?: number;
-  /** TCP: a client was refused (failed authentication, bad hello, hello timeout); it is closed */
-  onRefused?: (err: Error, remote: string) => void;
-}
-
-/** Defaults of the receiving side's idle bounds (README: "Resource bounds"). */
-export const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
-export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
-
-/**
- * The receiver's end of a migration connection: the given channel, else one accepted on
- * `listen` (mutual TLS or --insecure), else stdin/stdout. The listener (if any) is the caller's
- * to close.
- */
-export async function openReceiverChannel(
-  opts: ReceiverChannelOptions,
-): Promise<{ channel: Channel; listener: Awaited<ReturnType<typeof listen>> | null }> {
-  if (opts.channel) return { channel: opts.channel, listener: null };
-  if (!opts.listen) return { channel: stdioChannel({ role: 'receiver' }), listener: null };
-  const listener = await listen({
-    ...(opts.listen.host ? { host: opts.listen.host } : {}),
-    port: opts.listen.port,
-    ...(opts.tls ? { tls: opts.tls } : {}),
-    ...(opts.insecure ? { insecure: true } : {}),
-    helloTimeoutMs: opts.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS,
-    idleTimeoutMs: opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-  });
-  if (opts.onRefused) listener.on('refused', opts.onRefused);
-  opts.onListening?.(listener.address().port);
-  try {
-    const channel = await listener.accept();
-    // one migration per listener: later clients are not accepted (closing completes when it ends)
-    void listener.close();
-    return { channel, listener };
-  } catch (e) {
-    await listener.close();
-    throw e;
-  }
-}
-
 export async function receive(opts: ReceiveOptions = {}): Promise<ReceiveResult> {
   const { xen, owned } = openXen(opts);
-  let listener: Awaited<ReturnType<typeof listen>> | null = null;
+  let listener: Awaited<ReturnType<typeof openReceiverChannel>>['listener'] = null;
   try {
     const opened = await openReceiverChannel(opts);
     listener = opened.listener;

@@ -12,21 +12,21 @@
 import { openSync, closeSync } from 'node:fs';
 import { CheckpointState, encodeLibxcRecord, encodeLibxlRecord, StreamWriter } from '../stream/index.js';
 import type { Hypervisor } from '../xen/types.js';
-import { openXen, type XenOptions } from '../api.js';
+import { openXen, type XenOptions } from '../toolstack/host.js';
 import { saveDomain, sourceConfig, suspendDomain, resumeDomain, zeroCopySafe } from '../toolstack/save.js';
 import { requiredDeviceCapabilities } from '../toolstack/devices.js';
 import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
 import { lockDomain } from '../toolstack/domain-lock.js';
 import type { DomainConfig } from '../toolstack/config.js';
 import type { EmulatorStateProvider } from '../toolstack/emulator.js';
-import type { SaveStats } from '../engine/save/types.js';
+import type { RoundStats, SaveCallbacks, SaveStats } from '../engine/save/types.js';
 import type { Readable } from 'node:stream';
 import { ControlConnection, openDestination, readExactly, XL_MIGRATE_RECEIVER_BANNER, type Channel, type TlsMaterial } from '../transport/index.js';
 import { BackChannelDecoder, STATE_NAMES, type BackRecord } from './backchannel.js';
 import type { CheckpointStat, Logger, OutputComparator, ReplicationHooks } from './types.js';
 import type { NetBuffer } from '../netbuf/buffer.js';
 import type { DiskReplication } from '../disk/primary.js';
-import { primaryDiskHooks } from '../disk/primary-hooks.js';
+import { primaryDiskHooks, type PrimaryDiskHooks } from '../disk/primary-hooks.js';
 
 export interface RemusOptions extends XenOptions {
   /** checkpoint interval, ms (default 200, as `xl remus`) */
@@ -338,284 +338,358 @@ async function run(domid: number, dest: string, opts: RemusOptions, ctl: RunCtl)
     }
   }
   const { xen, owned } = openXen(opts);
-  let intervalMs = opts.intervalMs ?? 200;
-  const ackTimeoutMs = opts.ackTimeoutMs ?? Math.max(2000, 10 * intervalMs);
-  const onLoss = opts.onBackupLoss ?? 'pause';
-  const colo = !!opts.colo;
-  const hooks = opts.hooks ?? {};
-  const t0 = performance.now();
-  let channel: Channel | null = null;
-  let nullFd: number | null = null;
-  let reverse: ReverseReader | null = null;
-  let checkpoints = 0;
-  let reason = 'stopped' as RemusResult['reason'];
-  let failure: Error | undefined;
-  let stats: SaveStats | null = null;
-  let lastAcked = 0;
-
-  // count each checkpoint's dirty set where the engine reads it (the final CLEAN)
-  let lastDirty = 0;
-  const counted = new Proxy(xen, {
-    get(t, p) {
-      if (p === 'logDirtyClean') {
-        return (d: number, b: Uint8Array, pages: number, final?: boolean) => {
-          const st = t.logDirtyClean(d, b, pages, final);
-          if (final) lastDirty = st.dirtyCount;
-          return st;
-        };
-      }
-      const v = Reflect.get(t, p, t) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-    },
-  }) as Hypervisor;
-
   try {
-    let out: StreamWriter;
-    let zeroCopy: boolean;
-    if (opts.blackhole) {
-      nullFd = openSync('/dev/null', 'w');
-      out = new StreamWriter(nullFd);
-      zeroCopy = true;
-    } else {
-      channel =
-        opts.channel ??
-        (await openDestination(dest, {
-          role: 'sender',
-          ssh: {
-            ...(opts.sshCommand ? { sshCommand: opts.sshCommand } : {}),
-            // the far end is the backup: `xenmig receive --remus|--colo` on stdin/stdout (xl: `xl migrate-receive -r`)
-            remoteCommand:
-              opts.remoteCommand ??
-              (opts.protocol === 'xl' ? ['xl', 'migrate-receive', '-r', ...(colo ? ['--colo'] : [])] : ['xenmig', 'receive', colo ? '--colo' : '--remus']),
-          },
-          tcp: { ...(opts.tls ? { tls: opts.tls } : {}), ...(opts.insecure ? { insecure: true } : {}) },
-        }));
-      if (channel.kind !== 'file' && opts.protocol === 'xl') {
-        const got = await readExactly(channel.readable, XL_MIGRATE_RECEIVER_BANNER.length, { timeoutMs: opts.readyTimeoutMs ?? 30_000, what: 'the xl migration banner' });
-        if (!got.equals(XL_MIGRATE_RECEIVER_BANNER)) throw new Error(`xl migration: unexpected data instead of the banner: ${JSON.stringify(got.toString('latin1').slice(0, 60))}`);
-        // xl's Remus receiver never acknowledges; its COLO secondary writes raw records back
-        if (colo) {
-          reverse = new ReverseReader(null, channel.readable);
-          reverse.start();
-        }
-      } else if (channel.kind !== 'file') {
-        const conn = new ControlConnection(channel.readable, channel.writable);
-        const ready = await conn.expect('READY', { timeoutMs: opts.readyTimeoutMs ?? 30_000 });
-        const need = colo ? 'colo' : 'remus';
-        if (!ready.capabilities.includes(need)) throw new Error(`the backup does not offer ${need} (capabilities: ${ready.capabilities.join(', ')})`);
-        // a replica that would lose the guest's disks or NICs at failover is no replica
-        const devices = requiredDeviceCapabilities(await sourceConfig(xen, domid, opts.config)).filter((c) => !ready.capabilities.includes(c));
-        if (devices.length)
-          throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED_DEVICE, `the backup cannot recreate the guest's devices (${devices.join(', ')} not offered)`, { domid });
-        disks?.checkBackup(ready.capabilities);
-        reverse = new ReverseReader(conn);
-        reverse.start();
-        // The forward direction is the Xen stream: nothing but checkpoints can go there. They are
-        // the primary's heartbeat, so checkpoint at least twice per backup failover timeout.
-        const fo = ready.capabilities.map((c) => /^failover-timeout-ms=(\d+)$/.exec(c)).find((m) => m);
-        if (fo) {
-          const maxGap = Math.floor(Number(fo[1]) / 2);
-          if (intervalMs > maxGap) {
-            log(`primary: interval ${intervalMs} ms capped at ${maxGap} ms (half the backup's failover timeout: checkpoints are the heartbeat)`);
-            intervalMs = maxGap;
-          }
-        }
-      } else if (colo) {
-        throw new Error('COLO needs a back channel (tcp://, ssh:// or -), not a file');
-      }
-      out = new StreamWriter(channel.writable);
-      zeroCopy = zeroCopySafe(channel.writable);
-    }
-
-    const backTimeout = ackTimeoutMs;
-    let suspendAt = 0;
-    let pauseMs = 0;
-    let bytesAt = 0;
-    let secondaryDirty = 0;
-    let lost: BackupLost | null = null;
-    let current = 0; // the checkpoint being taken
-    const trace = opts.trace ?? (() => {});
-    const recvState = async (state: number) => {
-      await reverse!.nextBack({ kind: 'state', state }, backTimeout);
-      trace(`recv ${STATE_NAMES[state]}`, current);
-    };
-
-    const finishCheckpoint = async (n: number, ackMs: number) => {
-      const bytes = out.bytesWritten - bytesAt;
-      bytesAt = out.bytesWritten;
-      ctl.push({ checkpoint: n, dirtyPages: lastDirty + secondaryDirty, bytes, pauseMs, ackMs, atMs: performance.now() - t0, ...(opts.disks ? { diskBlocks: opts.disks.last.blocks } : {}) });
-      secondaryDirty = 0;
-    };
-
-    const waitAck = async (n: number): Promise<number> => {
-      if (!reverse) return 0;
-      const t = performance.now();
-      lastAcked = await reverse.waitAck(n, ackTimeoutMs);
-      ctl.acked(lastAcked);
-      netBuffer?.release(n);
-      await hooks.commit?.(n);
-      return performance.now() - t;
-    };
-
-    await disks?.start();
-    const r = await saveDomain({
-      ...(disks ? { beforeLibxc: disks.beforeLibxc, checkpointRecords: (w: StreamWriter) => disks.checkpointRecords(current, w) } : {}),
-      xen: counted,
-      domid,
-      out,
-      zeroCopy,
-      format: 'xl',
-      live: true,
-      streamType: colo ? 'colo' : 'remus',
-      staging: opts.staging ?? true,
-      ...(opts.persistentMappings ? { persistentMappings: true } : {}),
-      ...(opts.emulator ? { emulator: opts.emulator } : {}),
-      ...(opts.config ? { config: opts.config } : {}),
-      callbacks: {
-        suspend: async () => {
-          const n = (current = checkpoints + 1);
-          suspendAt = performance.now();
-          await suspendDomain(xen, domid, 60_000);
-          // what the guest sent up to this suspend is epoch n: held until checkpoint n is safe
-          netBuffer?.plug(n);
-          await disks?.rotate(n);
-          await hooks.postsuspend?.(n);
-          await opts.onSuspended?.(n, xen, domid);
-          // COLO, after the first checkpoint: the SVM suspends too
-          if (colo && n > 1) await recvState(CheckpointState.SVM_SUSPENDED);
-        },
-        secondaryDirtyPfns: async () => {
-          const r = await reverse!.nextBack({ kind: 'dirty' }, backTimeout);
-          const pfns = (r as { pfns: BigUint64Array }).pfns;
-          secondaryDirty = pfns.length;
-          trace(`recv DIRTY_PFN_LIST(${[...pfns].join(',')})`, current);
-          return pfns;
-        },
-        postcopy: async () => {
-          await hooks.preresume?.(current);
-          if (colo) await recvState(CheckpointState.SVM_READY);
-          const told = resumeDomain(xen, domid); // the guest runs from here; xenstored is told below
-          pauseMs = performance.now() - suspendAt;
-          await told;
-          if (colo) await recvState(CheckpointState.SVM_RESUMED);
-        },
-        // called after the toolstack wrote the emulator records and CHECKPOINT_END
-        checkpoint: async () => {
-          const n = ++checkpoints;
-          if (colo) {
-            // COLO: the secondary resumes with this state; the wait happens in waitCheckpoint
-            return 'again';
-          }
-          let ackMs = 0;
-          try {
-            ackMs = await waitAck(n);
-          } catch (e) {
-            lost = e as BackupLost;
-            await finishCheckpoint(n, -1);
-            return 'stop';
-          }
-          // no ACKs (xl's receiver, blackhole, a file): checkpoint n is safe once written (as libxl)
-          if (!reverse) netBuffer?.release(n);
-          await finishCheckpoint(n, ackMs);
-          if (opts.maxCheckpoints && n >= opts.maxCheckpoints) {
-            reason = 'max-checkpoints';
-            return 'stop';
-          }
-          if (ctl.stopRequested() || opts.signal?.aborted) return 'stop';
-          await opts.onIdle?.(n);
-          await sleep(intervalMs - (performance.now() - suspendAt), ctl.stopSignal);
-          if (ctl.stopRequested() || opts.signal?.aborted) return 'stop';
-          return 'again';
-        },
-        waitCheckpoint: async () => {
-          const n = checkpoints;
-          // the secondary runs with checkpoint n: the output up to it may go
-          await hooks.commit?.(n);
-          lastAcked = n;
-          ctl.acked(n);
-          await finishCheckpoint(n, 0);
-          if (opts.maxCheckpoints && n >= opts.maxCheckpoints) {
-            reason = 'max-checkpoints';
-            return 'stop';
-          }
-          if (ctl.stopRequested() || opts.signal?.aborted) return 'stop';
-          await opts.onIdle?.(n);
-          const ac = new AbortController();
-          const timer = sleep(Math.max(0, intervalMs - (performance.now() - suspendAt)), AbortSignal.any([ac.signal, ctl.stopSignal]));
-          const diverged = opts.comparator ? opts.comparator(ac.signal).catch(() => undefined) : new Promise<void>(() => {});
-          await Promise.race([timer, diverged, reverse!.errored]);
-          ac.abort();
-          if (reverse!.error) {
-            lost = new BackupLost(`back channel failed: ${reverse!.error.message}`);
-            return 'stop';
-          }
-          if (ctl.stopRequested() || opts.signal?.aborted) return 'stop';
-          await out.writeRaw(encodeLibxlRecord({ name: 'CHECKPOINT_STATE', controlId: CheckpointState.NEW }));
-          trace('send NEW', n);
-          return 'again';
-        },
-      },
-    });
-    stats = r.stats;
-    if (lost) throw lost;
-    if (reason !== 'max-checkpoints') reason = opts.signal?.aborted ? 'aborted' : 'stopped';
-    // (an abort is handled as stop(): see remus())
-    // a deliberate end: a libxc END tells a xenmig backup to discard its replica (no takeover)
-    if (channel) {
-      // COLO: the stream resumes after a CHECKPOINT_STATE(NEW); END follows it
-      if (colo && checkpoints > 0) await out.writeRaw(encodeLibxlRecord({ name: 'CHECKPOINT_STATE', controlId: CheckpointState.NEW }));
-      await out.writeRaw(encodeLibxcRecord({ name: 'END' }));
-      // close gracefully: destroying a socket with unread heartbeats in it sends RST, and the
-      // backup could lose the END
-      await channel.close({ timeoutMs: 2000 }).catch(() => undefined);
-    }
-    log(`primary: replication of domain ${domid} ${reason} after checkpoint ${checkpoints} (last acknowledged ${lastAcked}); guest keeps running here`);
-  } catch (e) {
-    failure = e instanceof Error ? e : new Error(String(e));
-    reason = opts.signal?.aborted && !(e instanceof BackupLost) ? 'aborted' : 'backup-lost';
+    return await new Primary(xen, domid, dest, opts, ctl, log, netBuffer, disks).run();
   } finally {
-    try {
-      channel?.destroy();
-    } catch {
-      /* gone */
-    }
-    if (nullFd !== null) closeSync(nullFd);
+    if (owned) xen.close();
+  }
+}
+
+/** One replication run of the primary: the link, the checkpoint callbacks, the end. */
+class Primary {
+  private intervalMs: number;
+  private readonly ackTimeoutMs: number;
+  private readonly colo: boolean;
+  private readonly hooks: ReplicationHooks;
+  private readonly trace: (event: string, checkpoint: number) => void;
+  private readonly t0 = performance.now();
+  private channel: Channel | null = null;
+  private nullFd: number | null = null;
+  private reverse: ReverseReader | null = null;
+  private out!: StreamWriter;
+  private zeroCopy = false;
+  private checkpoints = 0;
+  private reason: RemusResult['reason'] = 'stopped';
+  private stats: SaveStats | null = null;
+  private lastAcked = 0;
+  // the checkpoint being taken, and what is measured of it
+  private current = 0;
+  private suspendAt = 0;
+  private pauseMs = 0;
+  private bytesAt = 0;
+  private secondaryDirty = 0;
+  private lost: BackupLost | null = null;
+
+  constructor(
+    private readonly xen: Hypervisor,
+    private readonly domid: number,
+    private readonly dest: string,
+    private readonly opts: RemusOptions,
+    private readonly ctl: RunCtl,
+    private readonly log: Logger,
+    private readonly netBuffer: NetBuffer | null,
+    private readonly disks: PrimaryDiskHooks | null,
+  ) {
+    this.intervalMs = opts.intervalMs ?? 200;
+    this.ackTimeoutMs = opts.ackTimeoutMs ?? Math.max(2000, 10 * this.intervalMs);
+    this.colo = !!opts.colo;
+    this.hooks = opts.hooks ?? {};
+    this.trace = opts.trace ?? (() => {});
   }
 
-  let guest: RemusResult['guest'] = 'running';
-  // A replica may exist once the backup acknowledged a checkpoint (without ACKs — xl's protocol, a
-  // file — once one was written whole). Before that there is nothing that could take over: pausing
-  // would only stop the guest, so it keeps running and the error says why.
-  const replicaMayExist = opts.blackhole ? false : opts.protocol === 'xl' || channel?.kind === 'file' ? checkpoints > 0 : lastAcked > 0;
-  if (failure) {
+  async run(): Promise<RemusResult> {
+    const { domid, opts } = this;
+    let failure: Error | undefined;
+    try {
+      await this.openLink();
+      const disks = this.disks;
+      await disks?.start();
+      const r = await saveDomain({
+        ...(disks
+          ? { beforeLibxc: disks.beforeLibxc, checkpointRecords: (w: StreamWriter) => disks.checkpointRecords(this.current, w) }
+          : {}),
+        xen: this.xen,
+        domid,
+        out: this.out,
+        zeroCopy: this.zeroCopy,
+        format: 'xl',
+        live: true,
+        streamType: this.colo ? 'colo' : 'remus',
+        staging: opts.staging ?? true,
+        ...(opts.persistentMappings ? { persistentMappings: true } : {}),
+        ...(opts.emulator ? { emulator: opts.emulator } : {}),
+        ...(opts.config ? { config: opts.config } : {}),
+        callbacks: this.callbacks(),
+      });
+      this.stats = r.stats;
+      if (this.lost) throw this.lost;
+      if (this.reason !== 'max-checkpoints') this.reason = opts.signal?.aborted ? 'aborted' : 'stopped';
+      // (an abort is handled as stop(): see remus())
+      await this.endStream();
+      this.log(
+        `primary: replication of domain ${domid} ${this.reason} after checkpoint ${this.checkpoints} ` +
+          `(last acknowledged ${this.lastAcked}); guest keeps running here`,
+      );
+    } catch (e) {
+      failure = e instanceof Error ? e : new Error(String(e));
+      this.reason = opts.signal?.aborted && !(e instanceof BackupLost) ? 'aborted' : 'backup-lost';
+    } finally {
+      try {
+        this.channel?.destroy();
+      } catch {
+        /* gone */
+      }
+      if (this.nullFd !== null) closeSync(this.nullFd);
+    }
+    const guest = failure ? await this.afterFailure(failure) : 'running';
+    closeNetBuffer(this.netBuffer, guest, this.log);
+    await this.disks?.stop();
+    await this.hooks.stopped?.(failure ? failure.message : this.reason, this.lastAcked);
+    const { checkpoints, lastAcked, reason, stats } = this;
+    return { domid, checkpoints, lastAcked, reason, guest, ...(failure ? { error: failure } : {}), stats };
+  }
+
+  /** The stream's destination: /dev/null (blackhole), or the backup with its handshake. */
+  private async openLink(): Promise<void> {
+    const { opts, colo } = this;
+    if (opts.blackhole) {
+      this.nullFd = openSync('/dev/null', 'w');
+      this.out = new StreamWriter(this.nullFd);
+      this.zeroCopy = true;
+      return;
+    }
+    const channel = (this.channel =
+      opts.channel ??
+      (await openDestination(this.dest, {
+        role: 'sender',
+        ssh: {
+          ...(opts.sshCommand ? { sshCommand: opts.sshCommand } : {}),
+          // the far end is the backup: `xenmig receive --remus|--colo` on stdin/stdout (xl: `xl migrate-receive -r`)
+          remoteCommand:
+            opts.remoteCommand ??
+            (opts.protocol === 'xl'
+              ? ['xl', 'migrate-receive', '-r', ...(colo ? ['--colo'] : [])]
+              : ['xenmig', 'receive', colo ? '--colo' : '--remus']),
+        },
+        tcp: { ...(opts.tls ? { tls: opts.tls } : {}), ...(opts.insecure ? { insecure: true } : {}) },
+      })));
+    if (channel.kind !== 'file' && opts.protocol === 'xl') await this.expectXlBanner(channel);
+    else if (channel.kind !== 'file') await this.expectReady(channel);
+    else if (colo) throw new Error('COLO needs a back channel (tcp://, ssh:// or -), not a file');
+    this.out = new StreamWriter(channel.writable);
+    this.zeroCopy = zeroCopySafe(channel.writable);
+  }
+
+  /** xl's receiver: its banner; it never acknowledges, its COLO secondary writes raw records back. */
+  private async expectXlBanner(channel: Channel): Promise<void> {
+    const got = await readExactly(channel.readable, XL_MIGRATE_RECEIVER_BANNER.length, {
+      timeoutMs: this.opts.readyTimeoutMs ?? 30_000,
+      what: 'the xl migration banner',
+    });
+    if (!got.equals(XL_MIGRATE_RECEIVER_BANNER))
+      throw new Error(`xl migration: unexpected data instead of the banner: ${JSON.stringify(got.toString('latin1').slice(0, 60))}`);
+    if (this.colo) {
+      this.reverse = new ReverseReader(null, channel.readable);
+      this.reverse.start();
+    }
+  }
+
+  /** A xenmig backup: READY with the capabilities this guest needs, then ACKs on the reverse direction. */
+  private async expectReady(channel: Channel): Promise<void> {
+    const conn = new ControlConnection(channel.readable, channel.writable);
+    const ready = await conn.expect('READY', { timeoutMs: this.opts.readyTimeoutMs ?? 30_000 });
+    const need = this.colo ? 'colo' : 'remus';
+    if (!ready.capabilities.includes(need)) throw new Error(`the backup does not offer ${need} (capabilities: ${ready.capabilities.join(', ')})`);
+    // a replica that would lose the guest's disks or NICs at failover is no replica
+    const config = await sourceConfig(this.xen, this.domid, this.opts.config);
+    const devices = requiredDeviceCapabilities(config).filter((c) => !ready.capabilities.includes(c));
+    if (devices.length)
+      throw new MigrationError(
+        MigrationErrorCode.ERR_UNSUPPORTED_DEVICE,
+        `the backup cannot recreate the guest's devices (${devices.join(', ')} not offered)`,
+        { domid: this.domid },
+      );
+    this.disks?.checkBackup(ready.capabilities);
+    this.reverse = new ReverseReader(conn);
+    this.reverse.start();
+    // The forward direction is the Xen stream: nothing but checkpoints can go there. They are
+    // the primary's heartbeat, so checkpoint at least twice per backup failover timeout.
+    const fo = ready.capabilities.map((c) => /^failover-timeout-ms=(\d+)$/.exec(c)).find((m) => m);
+    if (fo) {
+      const maxGap = Math.floor(Number(fo[1]) / 2);
+      if (this.intervalMs > maxGap) {
+        this.log(`primary: interval ${this.intervalMs} ms capped at ${maxGap} ms (half the backup's failover timeout: checkpoints are the heartbeat)`);
+        this.intervalMs = maxGap;
+      }
+    }
+  }
+
+  /** The libxc engine's callbacks: the toolstack's side of each checkpoint. */
+  private callbacks(): Partial<SaveCallbacks> {
+    return {
+      suspend: () => this.suspend(),
+      secondaryDirtyPfns: () => this.secondaryDirtyPfns(),
+      postcopy: () => this.postcopy(),
+      // called after the toolstack wrote the emulator records and CHECKPOINT_END
+      checkpoint: (round) => this.checkpoint(round),
+      waitCheckpoint: (round) => this.waitCheckpoint(round),
+    };
+  }
+
+  private async suspend(): Promise<void> {
+    const n = (this.current = this.checkpoints + 1);
+    this.suspendAt = performance.now();
+    await suspendDomain(this.xen, this.domid, 60_000);
+    // what the guest sent up to this suspend is epoch n: held until checkpoint n is safe
+    this.netBuffer?.plug(n);
+    await this.disks?.rotate(n);
+    await this.hooks.postsuspend?.(n);
+    await this.opts.onSuspended?.(n, this.xen, this.domid);
+    // COLO, after the first checkpoint: the SVM suspends too
+    if (this.colo && n > 1) await this.recvState(CheckpointState.SVM_SUSPENDED);
+  }
+
+  private async secondaryDirtyPfns(): Promise<BigUint64Array> {
+    const r = await this.reverse!.nextBack({ kind: 'dirty' }, this.ackTimeoutMs);
+    const pfns = (r as { pfns: BigUint64Array }).pfns;
+    this.secondaryDirty = pfns.length;
+    this.trace(`recv DIRTY_PFN_LIST(${[...pfns].join(',')})`, this.current);
+    return pfns;
+  }
+
+  private async postcopy(): Promise<void> {
+    await this.hooks.preresume?.(this.current);
+    if (this.colo) await this.recvState(CheckpointState.SVM_READY);
+    const told = resumeDomain(this.xen, this.domid); // the guest runs from here; xenstored is told below
+    this.pauseMs = performance.now() - this.suspendAt;
+    await told;
+    if (this.colo) await this.recvState(CheckpointState.SVM_RESUMED);
+  }
+
+  /** Remus: wait for ACK(n), report, sleep the rest of the interval. COLO: only count. */
+  private async checkpoint(round: RoundStats): Promise<'again' | 'stop'> {
+    const n = ++this.checkpoints;
+    // COLO: the secondary resumes with this state; the wait happens in waitCheckpoint
+    if (this.colo) return 'again';
+    let ackMs = 0;
+    try {
+      ackMs = await this.waitAck(n);
+    } catch (e) {
+      this.lost = e as BackupLost;
+      this.finishCheckpoint(n, round, -1);
+      return 'stop';
+    }
+    // no ACKs (xl's receiver, blackhole, a file): checkpoint n is safe once written (as libxl)
+    if (!this.reverse) this.netBuffer?.release(n);
+    this.finishCheckpoint(n, round, ackMs);
+    if (this.stopAfter(n)) return 'stop';
+    await this.opts.onIdle?.(n);
+    await sleep(this.intervalMs - (performance.now() - this.suspendAt), this.ctl.stopSignal);
+    return this.stopping() ? 'stop' : 'again';
+  }
+
+  /** COLO: the secondary runs checkpoint n; wait for divergence or the timer, then ask for the next. */
+  private async waitCheckpoint(round: RoundStats): Promise<'again' | 'stop'> {
+    const n = this.checkpoints;
+    const reverse = this.reverse!;
+    // the secondary runs with checkpoint n: the output up to it may go
+    await this.hooks.commit?.(n);
+    this.lastAcked = n;
+    this.ctl.acked(n);
+    this.finishCheckpoint(n, round, 0);
+    if (this.stopAfter(n)) return 'stop';
+    await this.opts.onIdle?.(n);
+    const ac = new AbortController();
+    const due = Math.max(0, this.intervalMs - (performance.now() - this.suspendAt));
+    const timer = sleep(due, AbortSignal.any([ac.signal, this.ctl.stopSignal]));
+    const diverged = this.opts.comparator ? this.opts.comparator(ac.signal).catch(() => undefined) : new Promise<void>(() => {});
+    await Promise.race([timer, diverged, reverse.errored]);
+    ac.abort();
+    if (reverse.error) {
+      this.lost = new BackupLost(`back channel failed: ${reverse.error.message}`);
+      return 'stop';
+    }
+    if (this.stopping()) return 'stop';
+    await this.out.writeRaw(encodeLibxlRecord({ name: 'CHECKPOINT_STATE', controlId: CheckpointState.NEW }));
+    this.trace('send NEW', n);
+    return 'again';
+  }
+
+  private stopping(): boolean {
+    return this.ctl.stopRequested() || !!this.opts.signal?.aborted;
+  }
+
+  /** After checkpoint n: the checkpoint limit, or a stop asked for. */
+  private stopAfter(n: number): boolean {
+    if (this.opts.maxCheckpoints && n >= this.opts.maxCheckpoints) {
+      this.reason = 'max-checkpoints';
+      return true;
+    }
+    return this.stopping();
+  }
+
+  private async recvState(state: number): Promise<void> {
+    await this.reverse!.nextBack({ kind: 'state', state }, this.ackTimeoutMs);
+    this.trace(`recv ${STATE_NAMES[state]}`, this.current);
+  }
+
+  /** ms until the backup acknowledged checkpoint n (0 without a back channel); its output may go. */
+  private async waitAck(n: number): Promise<number> {
+    if (!this.reverse) return 0;
+    const t = performance.now();
+    this.lastAcked = await this.reverse.waitAck(n, this.ackTimeoutMs);
+    this.ctl.acked(this.lastAcked);
+    this.netBuffer?.release(n);
+    await this.hooks.commit?.(n);
+    return performance.now() - t;
+  }
+
+  /** The checkpoint's statistics; its dirty set is the engine's round (the final log-dirty CLEAN). */
+  private finishCheckpoint(n: number, round: RoundStats, ackMs: number): void {
+    const bytes = this.out.bytesWritten - this.bytesAt;
+    this.bytesAt = this.out.bytesWritten;
+    const dirtyPages = round.dirtyPages + this.secondaryDirty;
+    const atMs = performance.now() - this.t0;
+    const disk = this.opts.disks ? { diskBlocks: this.opts.disks.last.blocks } : {};
+    this.ctl.push({ checkpoint: n, dirtyPages, bytes, pauseMs: this.pauseMs, ackMs, atMs, ...disk });
+    this.secondaryDirty = 0;
+  }
+
+  /** A deliberate end: a libxc END tells a xenmig backup to discard its replica (no takeover). */
+  private async endStream(): Promise<void> {
+    if (!this.channel) return;
+    // COLO: the stream resumes after a CHECKPOINT_STATE(NEW); END follows it
+    if (this.colo && this.checkpoints > 0) {
+      await this.out.writeRaw(encodeLibxlRecord({ name: 'CHECKPOINT_STATE', controlId: CheckpointState.NEW }));
+    }
+    await this.out.writeRaw(encodeLibxcRecord({ name: 'END' }));
+    // close gracefully: destroying a socket with unread heartbeats in it sends RST, and the
+    // backup could lose the END
+    await this.channel.close({ timeoutMs: 2000 }).catch(() => undefined);
+  }
+
+  /** The guest after a failure: never lost; paused when a replica may take over (onBackupLoss). */
+  private async afterFailure(failure: Error): Promise<RemusResult['guest']> {
+    const { xen, domid, opts, checkpoints, lastAcked } = this;
+    const onLoss = opts.onBackupLoss ?? 'pause';
+    let guest: RemusResult['guest'] = 'running';
+    // A replica may exist once the backup acknowledged a checkpoint (without ACKs — xl's protocol, a
+    // file — once one was written whole). Before that there is nothing that could take over: pausing
+    // would only stop the guest, so it keeps running and the error says why.
+    const withoutAcks = opts.protocol === 'xl' || this.channel?.kind === 'file';
+    const replicaMayExist = opts.blackhole ? false : withoutAcks ? checkpoints > 0 : lastAcked > 0;
     // the guest must not be lost: it is running (saveDomain resumed it) or we pause it here
     try {
       await resumeIfSuspended(xen, domid);
-      if (reason === 'backup-lost' && onLoss === 'pause' && replicaMayExist) {
+      if (this.reason === 'backup-lost' && onLoss === 'pause' && replicaMayExist) {
         xen.pause(domid);
         guest = 'paused';
       }
     } catch (pe) {
-      log(`primary: could not ${onLoss} domain ${domid}: ${(pe as Error).message}`);
+      this.log(`primary: could not ${onLoss} domain ${domid}: ${(pe as Error).message}`);
     }
-    if (!replicaMayExist && reason === 'backup-lost') reason = 'no-replica';
-    log(
-      reason === 'no-replica'
+    if (!replicaMayExist && this.reason === 'backup-lost') this.reason = 'no-replica';
+    this.log(
+      this.reason === 'no-replica'
         ? `primary: no replica of domain ${domid} was ever established (no checkpoint acknowledged): ${failure.message}; ` +
             `nothing can take over, so the guest keeps running here, unreplicated`
         : `primary: backup lost after checkpoint ${checkpoints} (last acknowledged ${lastAcked}): ${failure.message}; ` +
-            (guest === 'paused' ? `guest paused here (the backup may take over; resume it by hand if it does not)` : 'guest continues here unreplicated'),
+            (guest === 'paused'
+              ? `guest paused here (the backup may take over; resume it by hand if it does not)`
+              : 'guest continues here unreplicated'),
     );
-    closeNetBuffer(netBuffer, guest, log);
-    await disks?.stop();
-    await hooks.stopped?.(failure.message, lastAcked);
-  } else {
-    closeNetBuffer(netBuffer, guest, log);
-    await disks?.stop();
-    await hooks.stopped?.(reason, lastAcked);
+    return guest;
   }
-  if (owned) xen.close();
-  return { domid, checkpoints, lastAcked, reason, guest, ...(failure ? { error: failure } : {}), stats };
 }
 
 /**

@@ -41,6 +41,3 @@ export interface ReplicationHooks {
 export type OutputComparator = (signal: AbortSignal) => Promise<void>;
 
 export type Logger = (line: string) => void;
-
-/** Checkpoint numbers are counted from 1 on both sides: ACK(n) acknowledges the n-th CHECKPOINT. */
-export const FIRST_CHECKPOINT = 1;

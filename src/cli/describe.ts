@@ -1,43 +1,15 @@
 // Decoded one-line summaries of stream items for `xenmig inspect` (text and JSON share the fields).
-import { DOMAIN_TYPE_X86_HVM, DOMAIN_TYPE_X86_PV, PageType, type StreamItem } from '../stream/index.js';
+import { DOMAIN_TYPE_X86_HVM, DOMAIN_TYPE_X86_PV, PageType, type PageDataRecord, type StreamItem } from '../stream/index.js';
+
+type StreamRecord = Extract<StreamItem, { kind: 'record' }>['record'];
 import { parseDomainConfig } from '../toolstack/config.js';
 import { jsonReplacer } from './util.js';
+import { HvmParam } from '../xen/constants.js';
 
 const PAGE_TYPE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(PageType).map(([k, v]) => [v, k]));
 
 /** HVM_PARAM_* names (xen/include/public/hvm/params.h). */
-const HVM_PARAM_NAMES: Record<number, string> = {
-  0: 'CALLBACK_IRQ',
-  1: 'STORE_PFN',
-  2: 'STORE_EVTCHN',
-  4: 'PAE_ENABLED',
-  5: 'IOREQ_PFN',
-  6: 'BUFIOREQ_PFN',
-  9: 'VIRIDIAN',
-  10: 'TIMER_MODE',
-  11: 'HPET_ENABLED',
-  12: 'IDENT_PT',
-  13: 'DM_DOMAIN',
-  14: 'ACPI_S_STATE',
-  15: 'VM86_TSS',
-  16: 'VPT_ALIGN',
-  17: 'CONSOLE_PFN',
-  18: 'CONSOLE_EVTCHN',
-  19: 'ACPI_IOPORTS_LOCATION',
-  24: 'NESTEDHVM',
-  26: 'BUFIOREQ_EVTCHN',
-  27: 'PAGING_RING_PFN',
-  28: 'MONITOR_RING_PFN',
-  29: 'SHARING_RING_PFN',
-  31: 'TRIPLE_FAULT_REASON',
-  32: 'IOREQ_SERVER_PFN',
-  33: 'NR_IOREQ_SERVER_PAGES',
-  34: 'VM_GENERATION_ID_ADDR',
-  35: 'ALTP2M',
-  36: 'X87_FIP_WIDTH',
-  37: 'VM86_TSS_SIZED',
-  38: 'MCA_CAP',
-};
+const HVM_PARAM_NAMES: Record<number, string> = Object.fromEntries(Object.entries(HvmParam).map(([k, v]) => [v, k]));
 
 /** HVM save record type codes (xen/include/public/arch-x86/hvm/save.h). */
 const HVM_SAVE_TYPES: Record<number, string> = {
@@ -129,61 +101,91 @@ export class Describer {
   describe(item: StreamItem): Described {
     const base = { offset: item.offset, index: item.index, layer: item.layer, type: item.name };
     const info: Record<string, unknown> = {};
-    let summary = '';
     if (item.kind !== 'record') {
-      switch (item.kind) {
-        case 'xl-header': {
-          const h = item.header;
-          info.mandatoryFlags = h.mandatoryFlags;
-          info.optionalFlags = h.optionalFlags;
-          info.optionalDataLength = h.optionalData.length;
-          summary = `flags ${hex(h.mandatoryFlags)}, ${h.optionalData.length} bytes of config`;
-          if (h.configText !== undefined) {
-            try {
-              const c = parseDomainConfig(h.configText);
-              info.config = { kind: c.kind, name: c.name, maxMemKb: c.maxMemKb, maxVcpus: c.maxVcpus };
-              summary += `: ${c.kind}${c.name ? ` "${c.name}"` : ''}, ${Math.round(c.maxMemKb / 1024)} MiB, ${c.maxVcpus} vCPU${c.maxVcpus === 1 ? '' : 's'}`;
-            } catch (e) {
-              info.configError = (e as Error).message;
-              summary += ` (unparsable: ${(e as Error).message})`;
-            }
-          }
-          break;
-        }
-        case 'libxl-header':
-          info.version = item.header.version;
-          info.options = item.header.options;
-          summary = `version ${item.header.version}, options ${hex(item.header.options)}${item.header.options & 2 ? ' (legacy)' : ''}`;
-          break;
-        case 'image-header':
-          info.version = item.header.version;
-          info.options = item.header.options;
-          summary = `libxc stream version ${item.header.version}, ${item.header.options & 1 ? 'big' : 'little'}-endian`;
-          break;
-        case 'domain-header': {
-          const h = item.header;
-          const dt = h.type === DOMAIN_TYPE_X86_PV ? 'x86 PV' : h.type === DOMAIN_TYPE_X86_HVM ? 'x86 HVM' : `type ${h.type}`;
-          Object.assign(info, { domainType: dt, pageShift: h.pageShift, xen: `${h.xenMajor}.${h.xenMinor}` });
-          summary = `${dt}, page shift ${h.pageShift}, saved by Xen ${h.xenMajor}.${h.xenMinor}`;
-          break;
-        }
-      }
+      const summary = headerSummary(item, info);
       return { ...base, length: item.size, size: item.size, info, summary };
     }
     const r = item.record;
+    let summary = this.checkpointSummary(r, info) ?? recordSummary(r, info);
+    if (item.badPaddingAt >= 0) {
+      info.badPaddingAt = item.badPaddingAt;
+      summary += ` (non-zero padding at ${item.badPaddingAt})`;
+    }
+    return { ...base, typeNumber: item.type, length: item.bodyLength, size: item.size, info, summary };
+  }
+
+  /** The records that number checkpoints; undefined for any other. */
+  private checkpointSummary(r: StreamRecord, info: Record<string, unknown>): string | undefined {
+    let summary: string | undefined;
     switch (r.name) {
-      case 'PAGE_DATA': {
-        const types: Record<string, number> = {};
-        const ranges = new PfnRanges();
-        for (let i = 0; i < r.count; i++) {
-          const t = PAGE_TYPE_NAMES[r.types[i]!] ?? `0x${r.types[i]!.toString(16)}`;
-          types[t] = (types[t] ?? 0) + 1;
-          ranges.add(r.pfns[i]!);
-        }
-        Object.assign(info, { count: r.count, dataPages: r.dataPages, pageTypes: types, pfnRanges: ranges.ranges });
-        summary = pageSummary(r.count, r.dataPages, ranges, types, 1);
+      case 'CHECKPOINT':
+        this.checkpoint++;
+        info.checkpoint = this.checkpoint;
+        summary = `checkpoint ${this.checkpoint}`;
         break;
+      case 'CHECKPOINT_END':
+        info.checkpoint = this.checkpoint;
+        summary = `end of checkpoint ${this.checkpoint}`;
+        break;
+      case 'CHECKPOINT_STATE':
+        info.controlId = r.controlId;
+        summary = `control ${r.controlId} (${CHECKPOINT_STATES[r.controlId] ?? '?'}), checkpoint ${this.checkpoint}`;
+        break;
+    }
+    return summary;
+  }
+}
+
+/** The headers (xl, libxl, libxc image and domain). */
+function headerSummary(item: Exclude<StreamItem, { kind: 'record' }>, info: Record<string, unknown>): string {
+  let summary = '';
+  switch (item.kind) {
+    case 'xl-header': {
+      const h = item.header;
+      info.mandatoryFlags = h.mandatoryFlags;
+      info.optionalFlags = h.optionalFlags;
+      info.optionalDataLength = h.optionalData.length;
+      summary = `flags ${hex(h.mandatoryFlags)}, ${h.optionalData.length} bytes of config`;
+      if (h.configText !== undefined) {
+        try {
+          const c = parseDomainConfig(h.configText);
+          info.config = { kind: c.kind, name: c.name, maxMemKb: c.maxMemKb, maxVcpus: c.maxVcpus };
+          summary += `: ${c.kind}${c.name ? ` "${c.name}"` : ''}, ${Math.round(c.maxMemKb / 1024)} MiB, ${c.maxVcpus} vCPU${c.maxVcpus === 1 ? '' : 's'}`;
+        } catch (e) {
+          info.configError = (e as Error).message;
+          summary += ` (unparsable: ${(e as Error).message})`;
+        }
       }
+      break;
+    }
+    case 'libxl-header':
+      info.version = item.header.version;
+      info.options = item.header.options;
+      summary = `version ${item.header.version}, options ${hex(item.header.options)}${item.header.options & 2 ? ' (legacy)' : ''}`;
+      break;
+    case 'image-header':
+      info.version = item.header.version;
+      info.options = item.header.options;
+      summary = `libxc stream version ${item.header.version}, ${item.header.options & 1 ? 'big' : 'little'}-endian`;
+      break;
+    case 'domain-header': {
+      const h = item.header;
+      const dt = h.type === DOMAIN_TYPE_X86_PV ? 'x86 PV' : h.type === DOMAIN_TYPE_X86_HVM ? 'x86 HVM' : `type ${h.type}`;
+      Object.assign(info, { domainType: dt, pageShift: h.pageShift, xen: `${h.xenMajor}.${h.xenMinor}` });
+      summary = `${dt}, page shift ${h.pageShift}, saved by Xen ${h.xenMajor}.${h.xenMinor}`;
+      break;
+    }
+  }
+  return summary;
+}
+
+/** Every record but the checkpoint ones. */
+function recordSummary(r: StreamRecord, info: Record<string, unknown>): string {
+  let summary: string;
+    switch (r.name) {
+      case 'PAGE_DATA':
+        summary = pageDataSummary(r, info);
+        break;
       case 'X86_PV_INFO':
         Object.assign(info, { guestWidth: r.guestWidth, ptLevels: r.ptLevels });
         summary = `guest width ${r.guestWidth} (${r.guestWidth * 8}-bit), ${r.ptLevels} page-table levels`;
@@ -230,19 +232,6 @@ export class Describer {
         info.msrs = r.msrs.length;
         summary = `${r.msrs.length} MSRs`;
         break;
-      case 'CHECKPOINT':
-        this.checkpoint++;
-        info.checkpoint = this.checkpoint;
-        summary = `checkpoint ${this.checkpoint}`;
-        break;
-      case 'CHECKPOINT_END':
-        info.checkpoint = this.checkpoint;
-        summary = `end of checkpoint ${this.checkpoint}`;
-        break;
-      case 'CHECKPOINT_STATE':
-        info.controlId = r.controlId;
-        summary = `control ${r.controlId} (${CHECKPOINT_STATES[r.controlId] ?? '?'}), checkpoint ${this.checkpoint}`;
-        break;
       case 'CHECKPOINT_DIRTY_PFN_LIST':
         info.pfns = r.pfns.length;
         summary = `${r.pfns.length} pfns`;
@@ -262,12 +251,19 @@ export class Describer {
       default:
         summary = '';
     }
-    if (item.badPaddingAt >= 0) {
-      info.badPaddingAt = item.badPaddingAt;
-      summary += ` (non-zero padding at ${item.badPaddingAt})`;
-    }
-    return { ...base, typeNumber: item.type, length: item.bodyLength, size: item.size, info, summary };
+  return summary;
+}
+
+function pageDataSummary(r: PageDataRecord, info: Record<string, unknown>): string {
+  const types: Record<string, number> = {};
+  const ranges = new PfnRanges();
+  for (let i = 0; i < r.count; i++) {
+    const t = PAGE_TYPE_NAMES[r.types[i]!] ?? `0x${r.types[i]!.toString(16)}`;
+    types[t] = (types[t] ?? 0) + 1;
+    ranges.add(r.pfns[i]!);
   }
+  Object.assign(info, { count: r.count, dataPages: r.dataPages, pageTypes: types, pfnRanges: ranges.ranges });
+  return pageSummary(r.count, r.dataPages, ranges, types, 1);
 }
 
 export function pageSummary(count: number, dataPages: number, ranges: PfnRanges, types: Record<string, number>, records: number): string {

@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs';
 import type { SaveCallbacks } from '../engine/save/types.js';
 import { suspendDomain } from '../toolstack/save.js';
 import type { Hypervisor } from '../xen/types.js';
+import { ShutdownReason } from '../xen/constants.js';
 import { domainState } from './state.js';
 import { UsageError } from './util.js';
 
@@ -43,7 +44,7 @@ export function checksumAtSuspend(
         const checksumMs = Math.round(performance.now() - t0);
         const record = {
           domid,
-          suspended: info.shutdown && info.shutdownReason === 2,
+          suspended: info.shutdown && info.shutdownReason === ShutdownReason.SUSPEND,
           checksum: sum,
           state,
           checksumMs,

@@ -2,7 +2,7 @@
 // migration (`xenmig mock state`, and the sender's --checksum-at-suspend debug record).
 import { createHash } from 'node:crypto';
 import type { Hypervisor } from '../xen/types.js';
-import { HVM_NR_PARAMS } from '../xen/hypervisor.js';
+import { HVM_NR_PARAMS, HVM_SAVE_PARAMS } from '../xen/constants.js';
 import { hvmContextSummary } from './describe.js';
 
 export interface DomainState {
@@ -19,12 +19,8 @@ export interface DomainState {
   tsc: { mode: number; gtscKhz: number; elapsedNsec: string };
 }
 
-/**
- * The HVM params libxc's save sends (xg_sr_save_x86_hvm.c): STORE_PFN, IOREQ_PFN, BUFIOREQ_PFN,
- * PAGING/MONITOR/SHARING_RING_PFN, VM86_TSS_SIZED, CONSOLE_PFN, ACPI_IOPORTS_LOCATION, VIRIDIAN,
- * IDENT_PT, VM_GENERATION_ID_ADDR, IOREQ_SERVER_PFN, NR_IOREQ_SERVER_PAGES, X87_FIP_WIDTH, MCA_CAP.
- */
-export const MIGRATED_HVM_PARAMS = [1, 5, 6, 27, 28, 29, 37, 17, 19, 9, 12, 34, 32, 33, 36, 38];
+/** The HVM params libxc's save sends (xg_sr_save_x86_hvm.c). */
+export const MIGRATED_HVM_PARAMS = HVM_SAVE_PARAMS;
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 

@@ -2,6 +2,7 @@
 // setup-time, ram {...}), plus xenmig's own details (per-round list, handshake outcome).
 import type { RoundStats, SaveProgress, SaveStats } from '../engine/save/types.js';
 import { fmtBytes, fmtRate, Progress } from './util.js';
+import { PAGE_SIZE } from '../xen/constants.js';
 
 export interface QueryMigrate {
   status: 'completed' | 'failed' | 'cancelled';
@@ -61,7 +62,7 @@ export function queryMigrate(a: {
       // page entries without contents (holes, pfns without a frame) are counted apart, in xenmig.holes
       duplicate: 0,
       normal: s.dataPages,
-      'normal-bytes': s.dataPages * 4096,
+      'normal-bytes': s.dataPages * PAGE_SIZE,
       remaining: 0,
       mbps: secs > 0 ? Math.round(((s.bytes * 8) / secs / 1e6) * 1000) / 1000 : 0,
       'dirty-sync-count': rounds.length,

@@ -2,6 +2,7 @@
 // libxc's default (xg_sr_save.c): stop-and-copy when fewer than 50 pages are dirty or after 5
 // iterations. xenmig adds what xl lacks: a downtime target (the final round must fit in it,
 // estimated from the measured send rate) and a bandwidth cap (enforced by the sender's pacing).
+import { PAGE_SIZE } from '../xen/constants.js';
 
 export type PrecopyDecision = 'continue' | 'stop-and-copy' | 'abort';
 
@@ -38,7 +39,7 @@ export interface PolicyOptions {
 export function expectedDowntimeMs(pages: number, bytesPerSecond: number): number {
   if (pages <= 0) return 0;
   if (!(bytesPerSecond > 0)) return Infinity;
-  return ((pages * (4096 + 8)) / bytesPerSecond) * 1000;
+  return ((pages * (PAGE_SIZE + 8)) / bytesPerSecond) * 1000;
 }
 
 export function makePrecopyPolicy(opts: PolicyOptions = {}): PrecopyPolicy {

@@ -1,17 +1,11 @@
 // Small little/big-endian helpers over Uint8Array. Readers assume the caller checked bounds
 // (the record decoders check lengths first), so none of them can throw a RangeError.
 
-const TWO32 = 0x100000000;
-
 export function u16le(b: Uint8Array, o: number): number {
   return b[o]! | (b[o + 1]! << 8);
 }
 export function u32le(b: Uint8Array, o: number): number {
   return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16)) + b[o + 3]! * 0x1000000;
-}
-/** u64 little-endian as a number; exact only below 2^53 (use u64leBig otherwise). */
-export function u64le(b: Uint8Array, o: number): number {
-  return u32le(b, o) + u32le(b, o + 4) * TWO32;
 }
 export function u64leBig(b: Uint8Array, o: number): bigint {
   return BigInt(u32le(b, o)) | (BigInt(u32le(b, o + 4)) << 32n);
@@ -32,12 +26,6 @@ export function putU32le(b: Uint8Array, o: number, v: number): void {
   b[o + 1] = (v >>> 8) & 0xff;
   b[o + 2] = (v >>> 16) & 0xff;
   b[o + 3] = (v >>> 24) & 0xff;
-}
-/** v must be a non-negative integer < 2^64 representable as a number (exact below 2^53). */
-export function putU64le(b: Uint8Array, o: number, v: number): void {
-  const lo = v % TWO32;
-  putU32le(b, o, lo);
-  putU32le(b, o + 4, (v - lo) / TWO32);
 }
 export function putU64leBig(b: Uint8Array, o: number, v: bigint): void {
   putU32le(b, o, Number(v & 0xffffffffn));

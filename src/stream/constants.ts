@@ -18,8 +18,9 @@ export const DHDR_SIZE = 16;
 
 export const DOMAIN_TYPE_X86_PV = 1;
 export const DOMAIN_TYPE_X86_HVM = 2;
-export const PAGE_SHIFT = 12;
-export const PAGE_SIZE = 4096;
+import { PAGE_SHIFT, PAGE_SIZE } from '../xen/constants.js';
+
+export { PAGE_SHIFT, PAGE_SIZE };
 
 export const REC_HDR_SIZE = 8;
 export const REC_ALIGN = 8;

@@ -532,16 +532,8 @@ export function encodeLibxcBody(r: LibxcRecord): Uint8Array {
     case 'CHECKPOINT':
     case 'STATIC_DATA_END':
       return new Uint8Array(0);
-    case 'PAGE_DATA': {
-      const { bytes, dataPages } = encodePageDataHeader(r);
-      const data = r.data ?? new Uint8Array(0);
-      if (data.length !== dataPages * PAGE_SIZE)
-        throw new StreamError(StreamErrorCode.ERR_USAGE, `PAGE_DATA data is ${data.length} bytes, types call for ${dataPages} pages`);
-      const out = new Uint8Array(bytes.length - 8 + data.length);
-      out.set(bytes.subarray(8));
-      out.set(data, bytes.length - 8);
-      return out;
-    }
+    case 'PAGE_DATA':
+      return encodePageDataBody(r);
     case 'X86_PV_INFO': {
       const b = new Uint8Array(8);
       b[0] = r.guestWidth;
@@ -567,17 +559,8 @@ export function encodeLibxcBody(r: LibxcRecord): Uint8Array {
       b.set(r.context, 8);
       return b;
     }
-    case 'X86_PV_VCPU_MSRS': {
-      const b = new Uint8Array(8 + 16 * r.msrs.length);
-      putU32le(b, 0, r.vcpuId);
-      putU32le(b, 4, r.reserved ?? 0);
-      r.msrs.forEach((m, i) => {
-        putU32le(b, 8 + 16 * i, m.index);
-        putU32le(b, 12 + 16 * i, m.reserved ?? 0);
-        putU64leBig(b, 16 + 16 * i, m.value);
-      });
-      return b;
-    }
+    case 'X86_PV_VCPU_MSRS':
+      return encodeVcpuMsrsBody(r);
     case 'SHARED_INFO':
     case 'HVM_CONTEXT':
     case 'TOOLSTACK':
@@ -606,31 +589,60 @@ export function encodeLibxcBody(r: LibxcRecord): Uint8Array {
       u64ArrayBytes(b, 0, r.pfns);
       return b;
     }
-    case 'X86_CPUID_POLICY': {
-      const b = new Uint8Array(24 * r.leaves.length);
-      r.leaves.forEach((l, i) => {
-        const o = 24 * i;
-        putU32le(b, o, l.leaf);
-        putU32le(b, o + 4, l.subleaf);
-        putU32le(b, o + 8, l.a);
-        putU32le(b, o + 12, l.b);
-        putU32le(b, o + 16, l.c);
-        putU32le(b, o + 20, l.d);
-      });
-      return b;
-    }
-    case 'X86_MSR_POLICY': {
-      const b = new Uint8Array(16 * r.msrs.length);
-      r.msrs.forEach((m, i) => {
-        putU32le(b, 16 * i, m.idx);
-        putU32le(b, 16 * i + 4, m.flags);
-        putU64leBig(b, 16 * i + 8, m.val);
-      });
-      return b;
-    }
+    case 'X86_CPUID_POLICY':
+      return encodeCpuidPolicyBody(r);
+    case 'X86_MSR_POLICY':
+      return encodeMsrPolicyBody(r);
     case 'UNKNOWN':
       return r.body;
   }
+}
+
+function encodePageDataBody(r: PageDataRecord): Uint8Array {
+  const { bytes, dataPages } = encodePageDataHeader(r);
+  const data = r.data ?? new Uint8Array(0);
+  if (data.length !== dataPages * PAGE_SIZE)
+    throw new StreamError(StreamErrorCode.ERR_USAGE, `PAGE_DATA data is ${data.length} bytes, types call for ${dataPages} pages`);
+  const out = new Uint8Array(bytes.length - 8 + data.length);
+  out.set(bytes.subarray(8));
+  out.set(data, bytes.length - 8);
+  return out;
+}
+
+function encodeVcpuMsrsBody(r: VcpuMsrsRecord): Uint8Array {
+  const b = new Uint8Array(8 + 16 * r.msrs.length);
+  putU32le(b, 0, r.vcpuId);
+  putU32le(b, 4, r.reserved ?? 0);
+  r.msrs.forEach((m, i) => {
+    putU32le(b, 8 + 16 * i, m.index);
+    putU32le(b, 12 + 16 * i, m.reserved ?? 0);
+    putU64leBig(b, 16 + 16 * i, m.value);
+  });
+  return b;
+}
+
+function encodeCpuidPolicyBody(r: CpuidPolicyRecord): Uint8Array {
+  const b = new Uint8Array(24 * r.leaves.length);
+  r.leaves.forEach((l, i) => {
+    const o = 24 * i;
+    putU32le(b, o, l.leaf);
+    putU32le(b, o + 4, l.subleaf);
+    putU32le(b, o + 8, l.a);
+    putU32le(b, o + 12, l.b);
+    putU32le(b, o + 16, l.c);
+    putU32le(b, o + 20, l.d);
+  });
+  return b;
+}
+
+function encodeMsrPolicyBody(r: MsrPolicyRecord): Uint8Array {
+  const b = new Uint8Array(16 * r.msrs.length);
+  r.msrs.forEach((m, i) => {
+    putU32le(b, 16 * i, m.idx);
+    putU32le(b, 16 * i + 4, m.flags);
+    putU64leBig(b, 16 * i + 8, m.val);
+  });
+  return b;
 }
 
 /** Framed libxc record: header + body + zero padding. */

@@ -17,6 +17,7 @@ import {
   DOMAIN_TYPE_X86_HVM,
   DOMAIN_TYPE_X86_PV,
   PAGE_SHIFT,
+  PAGE_SIZE,
   SHARED_INFO_SIZE,
   VCPU_BASIC_SIZE_32,
   VCPU_BASIC_SIZE_64,
@@ -261,106 +262,28 @@ export class StreamValidator {
   }
 
   private checkLibxc(item: RecordItem, r: LibxcRecord): void {
-    if (this.wrapped) {
-      if (this.seg === 'ckptEnd') {
-        if (this.type === 'colo') throw this.err(StreamErrorCode.ERR_ORDER, 'libxc records resume without a CHECKPOINT_STATE (COLO)', item);
-        this.seg = 'libxc';
-      }
-    }
-    if (!this.headers) throw this.err(StreamErrorCode.ERR_ORDER, 'libxc record before the libxc headers', item);
-    this.facts.firstLibxcRecord ??= item.name;
+    this.checkLibxcPlace(item, r);
     const pv = this.facts.domainType === DOMAIN_TYPE_X86_PV;
-    const v2 = this.facts.version === 2;
-    if (this.verify && r.name !== 'PAGE_DATA' && r.name !== 'END') throw this.err(StreamErrorCode.ERR_ORDER, `${item.name} after VERIFY (only PAGE_DATA and END may follow)`, item);
-    if (this.libxcEnd) throw this.err(StreamErrorCode.ERR_ORDER, 'libxc record after the libxc END', item);
-    if (r.name !== 'CHECKPOINT' && r.name !== 'END') this.inCheckpoint = true;
-    const off = item.offset;
     switch (r.name) {
       case 'X86_PV_INFO':
-        this.needDomain(item, DOMAIN_TYPE_X86_PV);
-        this.once(this.pvInfo, item);
-        if (this.sde) throw this.err(StreamErrorCode.ERR_ORDER, 'X86_PV_INFO after the static data', item);
-        if (!((r.guestWidth === 4 && r.ptLevels === 3) || (r.guestWidth === 8 && r.ptLevels === 4)))
-          throw this.err(StreamErrorCode.ERR_BAD_VALUE, `X86_PV_INFO guest_width ${r.guestWidth} / pt_levels ${r.ptLevels} (valid: 4/3, 8/4)`, item, off + 8);
-        this.reserved(r.reserved, item, off + 10, 'X86_PV_INFO reserved bytes');
-        this.pvInfo = true;
-        this.facts.guestWidth = r.guestWidth;
-        this.facts.ptLevels = r.ptLevels;
-        return;
+        return this.checkPvInfo(item, r);
       case 'X86_CPUID_POLICY':
-      case 'X86_MSR_POLICY': {
-        const cpuid = r.name === 'X86_CPUID_POLICY';
-        this.once(cpuid ? this.cpuid : this.msr, item);
-        if (v2) throw this.err(StreamErrorCode.ERR_ORDER, `${r.name} in a v2 stream (v3 only)`, item);
-        if (this.sde) throw this.err(StreamErrorCode.ERR_ORDER, `${r.name} after STATIC_DATA_END`, item);
-        if (item.bodyLength === 0) throw this.err(StreamErrorCode.ERR_BAD_LENGTH, `empty ${r.name}`, item);
-        if (cpuid) this.cpuid = true;
-        else this.msr = true;
-        return;
-      }
+      case 'X86_MSR_POLICY':
+        return this.checkPolicy(item, r.name);
       case 'STATIC_DATA_END':
         if (this.sdeExplicit || this.sde) throw this.err(StreamErrorCode.ERR_DUPLICATE, 'second STATIC_DATA_END', item);
         if (pv && !this.pvInfo) throw this.err(StreamErrorCode.ERR_ORDER, 'STATIC_DATA_END before X86_PV_INFO', item);
         this.sde = this.sdeExplicit = true;
         return;
-      case 'X86_PV_P2M_FRAMES': {
-        this.needDomain(item, DOMAIN_TYPE_X86_PV);
-        this.needPvInfo(item);
-        this.once(this.p2m, item);
-        if (!this.sde) {
-          if (!v2) throw this.err(StreamErrorCode.ERR_ORDER, 'X86_PV_P2M_FRAMES before STATIC_DATA_END', item);
-          this.sde = true;
-        }
-        if (r.startPfn > r.endPfn) throw this.err(StreamErrorCode.ERR_BAD_VALUE, `p2m_start_pfn 0x${r.startPfn.toString(16)} > p2m_end_pfn 0x${r.endPfn.toString(16)}`, item, off + 8);
-        const fpp = 4096 / this.facts.guestWidth!;
-        const want = 8 + 8 * (Math.floor(r.endPfn / fpp) + 1 - Math.floor(r.startPfn / fpp));
-        if (item.bodyLength !== want)
-          throw this.err(StreamErrorCode.ERR_BAD_LENGTH, `X86_PV_P2M_FRAMES body_length ${item.bodyLength} (expected ${want} for pfns 0x${r.startPfn.toString(16)}..0x${r.endPfn.toString(16)})`, item);
-        this.p2m = true;
-        return;
-      }
-      case 'PAGE_DATA': {
-        if (!this.sde) {
-          if (!v2) throw this.err(StreamErrorCode.ERR_ORDER, 'PAGE_DATA before STATIC_DATA_END', item);
-          if (!pv) this.sde = true;
-        }
-        if (pv) {
-          this.needPvInfo(item);
-          this.needP2m(item);
-        }
-        this.reserved(r.reserved, item, off + 12, 'PAGE_DATA reserved word');
-        if (r.pfnReserved) {
-          const i = r.pfnReserved.findIndex((x) => x !== 0);
-          this.reserved(r.pfnReserved[i]!, item, off + 16 + 8 * i, `PAGE_DATA pfn[${i}] reserved bits 59..52`);
-        }
-        this.facts.pageEntries += r.count;
-        this.facts.dataPages += r.dataPages;
-        return;
-      }
+      case 'X86_PV_P2M_FRAMES':
+        return this.checkP2mFrames(item, r);
+      case 'PAGE_DATA':
+        return this.checkPageData(item, r);
       case 'X86_PV_VCPU_BASIC':
       case 'X86_PV_VCPU_EXTENDED':
       case 'X86_PV_VCPU_XSAVE':
-      case 'X86_PV_VCPU_MSRS': {
-        this.needDomain(item, DOMAIN_TYPE_X86_PV);
-        this.needPvInfo(item);
-        this.needSde(item);
-        this.needP2m(item);
-        this.reserved(r.reserved, item, off + 12, `${r.name} reserved word`);
-        const blob = item.bodyLength - 8;
-        if (blob > 0) {
-          if (r.name === 'X86_PV_VCPU_BASIC') {
-            const want = this.facts.guestWidth === 8 ? VCPU_BASIC_SIZE_64 : VCPU_BASIC_SIZE_32;
-            if (blob !== want) throw this.err(StreamErrorCode.ERR_BAD_LENGTH, `X86_PV_VCPU_BASIC context of ${blob} bytes (expected ${want})`, item);
-          } else if (r.name === 'X86_PV_VCPU_EXTENDED') {
-            if (blob > VCPU_EXTENDED_MAX) throw this.err(StreamErrorCode.ERR_BAD_LENGTH, `X86_PV_VCPU_EXTENDED context of ${blob} bytes (max 128)`, item);
-          } else if (r.name === 'X86_PV_VCPU_XSAVE') {
-            if (blob < VCPU_XSAVE_MIN) throw this.err(StreamErrorCode.ERR_BAD_LENGTH, `X86_PV_VCPU_XSAVE context of ${blob} bytes (min 16)`, item);
-          } else if (r.name === 'X86_PV_VCPU_MSRS') {
-            r.msrs.forEach((m, i) => this.reserved(m.reserved, item, off + 16 + 16 * i + 4, `X86_PV_VCPU_MSRS entry ${i} reserved`));
-          }
-        }
-        return;
-      }
+      case 'X86_PV_VCPU_MSRS':
+        return this.checkPvVcpu(item, r);
       case 'SHARED_INFO':
         this.needDomain(item, DOMAIN_TYPE_X86_PV);
         this.needPvInfo(item);
@@ -369,7 +292,7 @@ export class StreamValidator {
         return;
       case 'X86_TSC_INFO':
         this.needSde(item);
-        this.reserved(r.reserved, item, off + 28, 'X86_TSC_INFO reserved word');
+        this.reserved(r.reserved, item, item.offset + 28, 'X86_TSC_INFO reserved word');
         return;
       case 'HVM_CONTEXT':
         this.needDomain(item, DOMAIN_TYPE_X86_HVM);
@@ -379,7 +302,7 @@ export class StreamValidator {
       case 'HVM_PARAMS':
         this.needDomain(item, DOMAIN_TYPE_X86_HVM);
         this.needSde(item);
-        this.reserved(r.reserved, item, off + 12, 'HVM_PARAMS reserved word');
+        this.reserved(r.reserved, item, item.offset + 12, 'HVM_PARAMS reserved word');
         return;
       case 'TOOLSTACK':
         throw this.err(StreamErrorCode.ERR_OBSOLETE_RECORD, 'TOOLSTACK records are obsolete (never sent by a release; libxc restore rejects them)', item);
@@ -390,13 +313,7 @@ export class StreamValidator {
         this.verify = true;
         return;
       case 'CHECKPOINT':
-        if (this.type === 'plain') throw this.err(StreamErrorCode.ERR_ORDER, 'CHECKPOINT in a plain stream', item);
-        this.needSde(item);
-        if (pv) this.needP2m(item);
-        this.facts.checkpoints++;
-        this.inCheckpoint = false;
-        if (this.wrapped) this.seg = 'ckpt';
-        return;
+        return this.checkCheckpoint(item);
       case 'CHECKPOINT_DIRTY_PFN_LIST':
         throw this.err(StreamErrorCode.ERR_ORDER, 'CHECKPOINT_DIRTY_PFN_LIST in the forward stream (COLO back channel only)', item);
       case 'END':
@@ -412,6 +329,119 @@ export class StreamValidator {
         this.warn(StreamErrorCode.WARN_UNKNOWN_OPTIONAL_RECORD, `unknown optional libxc record 0x${r.type.toString(16)} skipped`, item);
         return;
     }
+  }
+
+  /** Where any libxc record may stand: after the headers, before END, only PAGE_DATA after VERIFY. */
+  private checkLibxcPlace(item: RecordItem, r: LibxcRecord): void {
+    if (this.wrapped) {
+      if (this.seg === 'ckptEnd') {
+        if (this.type === 'colo') throw this.err(StreamErrorCode.ERR_ORDER, 'libxc records resume without a CHECKPOINT_STATE (COLO)', item);
+        this.seg = 'libxc';
+      }
+    }
+    if (!this.headers) throw this.err(StreamErrorCode.ERR_ORDER, 'libxc record before the libxc headers', item);
+    this.facts.firstLibxcRecord ??= item.name;
+    if (this.verify && r.name !== 'PAGE_DATA' && r.name !== 'END')
+      throw this.err(StreamErrorCode.ERR_ORDER, `${item.name} after VERIFY (only PAGE_DATA and END may follow)`, item);
+    if (this.libxcEnd) throw this.err(StreamErrorCode.ERR_ORDER, 'libxc record after the libxc END', item);
+    if (r.name !== 'CHECKPOINT' && r.name !== 'END') this.inCheckpoint = true;
+  }
+
+  private checkPvInfo(item: RecordItem, r: Extract<LibxcRecord, { name: 'X86_PV_INFO' }>): void {
+    const off = item.offset;
+    this.needDomain(item, DOMAIN_TYPE_X86_PV);
+    this.once(this.pvInfo, item);
+    if (this.sde) throw this.err(StreamErrorCode.ERR_ORDER, 'X86_PV_INFO after the static data', item);
+    if (!((r.guestWidth === 4 && r.ptLevels === 3) || (r.guestWidth === 8 && r.ptLevels === 4))) {
+      const msg = `X86_PV_INFO guest_width ${r.guestWidth} / pt_levels ${r.ptLevels} (valid: 4/3, 8/4)`;
+      throw this.err(StreamErrorCode.ERR_BAD_VALUE, msg, item, off + 8);
+    }
+    this.reserved(r.reserved, item, off + 10, 'X86_PV_INFO reserved bytes');
+    this.pvInfo = true;
+    this.facts.guestWidth = r.guestWidth;
+    this.facts.ptLevels = r.ptLevels;
+  }
+
+  private checkPolicy(item: RecordItem, name: 'X86_CPUID_POLICY' | 'X86_MSR_POLICY'): void {
+    const cpuid = name === 'X86_CPUID_POLICY';
+    this.once(cpuid ? this.cpuid : this.msr, item);
+    if (this.facts.version === 2) throw this.err(StreamErrorCode.ERR_ORDER, `${name} in a v2 stream (v3 only)`, item);
+    if (this.sde) throw this.err(StreamErrorCode.ERR_ORDER, `${name} after STATIC_DATA_END`, item);
+    if (item.bodyLength === 0) throw this.err(StreamErrorCode.ERR_BAD_LENGTH, `empty ${name}`, item);
+    if (cpuid) this.cpuid = true;
+    else this.msr = true;
+  }
+
+  private checkP2mFrames(item: RecordItem, r: Extract<LibxcRecord, { name: 'X86_PV_P2M_FRAMES' }>): void {
+    this.needDomain(item, DOMAIN_TYPE_X86_PV);
+    this.needPvInfo(item);
+    this.once(this.p2m, item);
+    if (!this.sde) {
+      if (this.facts.version !== 2) throw this.err(StreamErrorCode.ERR_ORDER, 'X86_PV_P2M_FRAMES before STATIC_DATA_END', item);
+      this.sde = true;
+    }
+    const range = `0x${r.startPfn.toString(16)}..0x${r.endPfn.toString(16)}`;
+    if (r.startPfn > r.endPfn) {
+      const msg = `p2m_start_pfn 0x${r.startPfn.toString(16)} > p2m_end_pfn 0x${r.endPfn.toString(16)}`;
+      throw this.err(StreamErrorCode.ERR_BAD_VALUE, msg, item, item.offset + 8);
+    }
+    const fpp = PAGE_SIZE / this.facts.guestWidth!;
+    const want = 8 + 8 * (Math.floor(r.endPfn / fpp) + 1 - Math.floor(r.startPfn / fpp));
+    if (item.bodyLength !== want) {
+      const msg = `X86_PV_P2M_FRAMES body_length ${item.bodyLength} (expected ${want} for pfns ${range})`;
+      throw this.err(StreamErrorCode.ERR_BAD_LENGTH, msg, item);
+    }
+    this.p2m = true;
+  }
+
+  private checkPageData(item: RecordItem, r: Extract<LibxcRecord, { name: 'PAGE_DATA' }>): void {
+    const pv = this.facts.domainType === DOMAIN_TYPE_X86_PV;
+    if (!this.sde) {
+      if (this.facts.version !== 2) throw this.err(StreamErrorCode.ERR_ORDER, 'PAGE_DATA before STATIC_DATA_END', item);
+      if (!pv) this.sde = true;
+    }
+    if (pv) {
+      this.needPvInfo(item);
+      this.needP2m(item);
+    }
+    this.reserved(r.reserved, item, item.offset + 12, 'PAGE_DATA reserved word');
+    if (r.pfnReserved) {
+      const i = r.pfnReserved.findIndex((x) => x !== 0);
+      this.reserved(r.pfnReserved[i]!, item, item.offset + 16 + 8 * i, `PAGE_DATA pfn[${i}] reserved bits 59..52`);
+    }
+    this.facts.pageEntries += r.count;
+    this.facts.dataPages += r.dataPages;
+  }
+
+  private checkPvVcpu(item: RecordItem, r: Extract<LibxcRecord, { vcpuId: number }>): void {
+    const off = item.offset;
+    this.needDomain(item, DOMAIN_TYPE_X86_PV);
+    this.needPvInfo(item);
+    this.needSde(item);
+    this.needP2m(item);
+    this.reserved(r.reserved, item, off + 12, `${r.name} reserved word`);
+    const blob = item.bodyLength - 8;
+    if (blob <= 0) return;
+    const bad = (msg: string) => this.err(StreamErrorCode.ERR_BAD_LENGTH, msg, item);
+    if (r.name === 'X86_PV_VCPU_BASIC') {
+      const want = this.facts.guestWidth === 8 ? VCPU_BASIC_SIZE_64 : VCPU_BASIC_SIZE_32;
+      if (blob !== want) throw bad(`X86_PV_VCPU_BASIC context of ${blob} bytes (expected ${want})`);
+    } else if (r.name === 'X86_PV_VCPU_EXTENDED') {
+      if (blob > VCPU_EXTENDED_MAX) throw bad(`X86_PV_VCPU_EXTENDED context of ${blob} bytes (max 128)`);
+    } else if (r.name === 'X86_PV_VCPU_XSAVE') {
+      if (blob < VCPU_XSAVE_MIN) throw bad(`X86_PV_VCPU_XSAVE context of ${blob} bytes (min 16)`);
+    } else if (r.name === 'X86_PV_VCPU_MSRS') {
+      r.msrs.forEach((m, i) => this.reserved(m.reserved, item, off + 16 + 16 * i + 4, `X86_PV_VCPU_MSRS entry ${i} reserved`));
+    }
+  }
+
+  private checkCheckpoint(item: RecordItem): void {
+    if (this.type === 'plain') throw this.err(StreamErrorCode.ERR_ORDER, 'CHECKPOINT in a plain stream', item);
+    this.needSde(item);
+    if (this.facts.domainType === DOMAIN_TYPE_X86_PV) this.needP2m(item);
+    this.facts.checkpoints++;
+    this.inCheckpoint = false;
+    if (this.wrapped) this.seg = 'ckpt';
   }
 
   /** Call after the reader finished; checks the stream's end. Returns the facts. */

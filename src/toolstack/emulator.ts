@@ -1,6 +1,5 @@
 // Device-model (emulator) state: the libxl layer's EMULATOR_XENSTORE_DATA / EMULATOR_CONTEXT
 // records. Pluggable: xenmig has no qemu of its own; PV and PVH guests have no device model.
-import { EmulatorId } from '../stream/index.js';
 import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
 
 export interface EmulatorState {
@@ -38,19 +37,3 @@ export const noEmulator: EmulatorStateProvider = {
     );
   },
 };
-
-/** Keeps state in memory: for tests and for scripting a device model from TypeScript. */
-export class MemoryEmulator implements EmulatorStateProvider {
-  readonly saved = new Map<number, EmulatorState>();
-  readonly restored = new Map<number, EmulatorState>();
-  constructor(private readonly produce?: (domid: number) => EmulatorState | null) {}
-  async save(domid: number): Promise<EmulatorState | null> {
-    const s = this.produce ? this.produce(domid) : (this.saved.get(domid) ?? null);
-    return s;
-  }
-  async restore(domid: number, state: EmulatorState): Promise<void> {
-    this.restored.set(domid, state);
-  }
-}
-
-export const QEMU_UPSTREAM = EmulatorId.QEMU_UPSTREAM;

@@ -94,104 +94,75 @@ function orderError(item: StreamItem, detail: string): StreamError {
 }
 
 export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainRestoreResult> {
-  const { xen } = opts;
-  const streamType = opts.streamType ?? 'plain';
-  const emulator = opts.emulator ?? noEmulator;
-  const strict = opts.strictness ?? 'error';
-  const cursor =
-    opts.input instanceof StreamCursor
-      ? opts.input
-      : new StreamCursor(opts.input, {
-          reader: { lazyPageData: true, ...(opts.stopAtEnd ? { afterEnd: 'stop' as const } : {}) },
-          validator: { streamType, reserved: strict, padding: strict },
-          ...(opts.signal ? { signal: opts.signal } : {}),
-        });
+  return new ToolstackRestore(opts).run();
+}
 
-  let domid: number | undefined = opts.domid;
-  let built = false;
-  let config: DomainConfig | null = opts.config ?? null;
-  let pendingEmu: EmulatorState[] = [];
+/** One restore at the toolstack layer (libxl's stream reader): its cursor, domain and emulator records. */
+class ToolstackRestore {
+  private readonly xen: Hypervisor;
+  private readonly streamType: RestoreStreamType;
+  private readonly emulator: EmulatorStateProvider;
+  private readonly cursor: StreamCursor;
+  private domid: number | undefined;
+  /** the domain is this restore's (built here), not one it was given */
+  private built = false;
+  private config: DomainConfig | null;
+  private pendingEmu: EmulatorState[] = [];
 
-  const ensureDomain = async (): Promise<number> => {
-    if (domid !== undefined) {
-      if (config) {
-        const want = domainTypeOf(config.kind);
-        const have = xen.domainInfo(domid).type;
-        if (want !== have)
-          throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, `stream config is a ${config.kind} guest but domain ${domid} is ${have}`, { domid });
-      }
-      return domid;
-    }
-    if (!opts.builder) throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, 'no destination domain: give a domid or a domain builder');
-    if (!config) throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, 'the stream carries no domain config (no xl header): give one');
-    domid = await opts.builder.create(config);
-    built = true;
-    opts.onDomain?.(domid);
-    return domid;
-  };
+  constructor(private readonly opts: DomainRestoreOptions) {
+    this.xen = opts.xen;
+    this.streamType = opts.streamType ?? 'plain';
+    this.emulator = opts.emulator ?? noEmulator;
+    this.domid = opts.domid;
+    this.config = opts.config ?? null;
+    const strict = opts.strictness ?? 'error';
+    this.cursor =
+      opts.input instanceof StreamCursor
+        ? opts.input
+        : new StreamCursor(opts.input, {
+            reader: { lazyPageData: true, ...(opts.stopAtEnd ? { afterEnd: 'stop' as const } : {}) },
+            validator: { streamType: this.streamType, reserved: strict, padding: strict },
+            ...(opts.signal ? { signal: opts.signal } : {}),
+          });
+  }
 
-  const takeEmulator = (item: StreamItem): boolean => {
-    if (item.kind !== 'record' || item.layer !== 'libxl') return false;
-    const r = item.record;
-    if (r.name === 'EMULATOR_XENSTORE_DATA' || r.name === 'EMULATOR_CONTEXT') {
-      let s = pendingEmu.find((e) => e.emulatorId === r.emulatorId && e.index === r.index);
-      if (!s) {
-        s = { emulatorId: r.emulatorId, index: r.index };
-        pendingEmu.push(s);
-      }
-      if (r.name === 'EMULATOR_XENSTORE_DATA') s.xenstore = r.entries;
-      else s.context = r.data;
-      return true;
-    }
-    return false;
-  };
-  const takeExtra = (item: StreamItem, where: 'head' | 'checkpoint'): boolean =>
-    !!opts.extraRecords && item.kind === 'record' && item.layer === 'libxl' && item.record.name === 'UNKNOWN' && opts.extraRecords.take(item.record.type, item.record.body, where);
-  const applyEmulator = async () => {
-    const list = pendingEmu;
-    pendingEmu = [];
-    for (const s of list) await emulator.restore(domid!, s);
-  };
-
-  // the libxl part of a checkpoint: buffered until CHECKPOINT_END, then processed
-  const checkpoint = async (): Promise<CheckpointResult> => {
-    const held: StreamItem[] = [];
+  async run(): Promise<DomainRestoreResult> {
+    const { xen, opts, cursor } = this;
+    const callbacks: RestoreCallbacks = { ...opts.callbacks };
+    if (this.streamType !== 'plain') callbacks.checkpoint = opts.callbacks?.checkpoint ?? (() => this.checkpoint());
+    // An existing domain: refused before the stream is read unless it is empty and never ran. On any
+    // failure later it is never destroyed (this restore did not create it): it is left paused.
+    if (opts.domid !== undefined) checkEmptyNeverRan(xen, opts.domid);
     try {
-      for (;;) {
-        const item = await cursor.next();
-        if (!item) return 'failover';
-        if (item.kind === 'record' && item.layer === 'libxl' && item.record.name === 'CHECKPOINT_END') break;
-        if (!takeExtra(item, 'checkpoint')) held.push(item);
-      }
-    } catch {
-      opts.extraRecords?.discard();
-      return 'failover';
+      const format = await this.readHeaders();
+      const target = await this.ensureDomain();
+      const stats = await libxcRestore({
+        xen,
+        domid: target,
+        cursor,
+        streamType: this.streamType,
+        callbacks,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        ...(opts.completeEachCheckpoint ? { completeEachCheckpoint: true } : {}),
+      });
+      if (stats.endedBy === 'END') await this.readTrailer(format);
+      await this.applyEmulator();
+      if (this.built && opts.builder?.finish) await opts.builder.finish(target);
+      const unpaused = opts.paused ? false : await this.startGuest(target);
+      return { domid: target, config: this.config, stats, format, unpaused, warnings: cursor.validator.warnings };
+    } catch (e) {
+      await this.afterFailure(e);
+      throw e;
     }
-    try {
-      for (const item of held) {
-        if (!takeEmulator(item)) throw orderError(item, `${item.name} not allowed in the libxl part of a checkpoint`);
-      }
-      await applyEmulator();
-      await opts.extraRecords?.commit();
-      return 'success';
-    } catch {
-      return 'error';
-    }
-  };
-  const callbacks: RestoreCallbacks = { ...opts.callbacks };
-  if (streamType !== 'plain') callbacks.checkpoint = opts.callbacks?.checkpoint ?? checkpoint;
+  }
 
-  // An existing domain: refused before the stream is read unless it is empty and never ran. On any
-  // failure later it is never destroyed (this restore did not create it): it is left paused.
-  if (opts.domid !== undefined) checkEmptyNeverRan(xen, opts.domid);
-
-  let stats: RestoreStats | null = null;
-  try {
-    // headers
+  /** The xl header (its config), the libxl header and records up to LIBXC_CONTEXT; the stream's format. */
+  private async readHeaders(): Promise<string> {
+    const { cursor } = this;
     let item = await cursor.next();
     if (item?.kind === 'xl-header') {
       const text = item.header.configText;
-      if (text !== undefined && !opts.config) config = parseDomainConfig(text);
+      if (text !== undefined && !this.opts.config) this.config = parseDomainConfig(text);
       item = await cursor.next();
     }
     const format = cursor.reader.summary.format ?? 'libxc';
@@ -201,71 +172,141 @@ export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainR
         item = await cursor.next();
         if (!item) throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'libxl stream ended before LIBXC_CONTEXT');
         if (item.kind === 'record' && item.layer === 'libxl' && item.record.name === 'LIBXC_CONTEXT') break;
-        if (!takeEmulator(item) && !takeExtra(item, 'head')) throw orderError(item, `${item.name} before LIBXC_CONTEXT`);
+        if (!this.takeEmulator(item) && !this.takeExtra(item, 'head')) throw orderError(item, `${item.name} before LIBXC_CONTEXT`);
       }
-      item = null;
     } else if (item) {
       cursor.unshift(item); // bare libxc stream: the image header is next
     }
-    const target = await ensureDomain();
-    stats = await libxcRestore({
-      xen,
-      domid: target,
-      cursor,
-      streamType,
-      callbacks,
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      ...(opts.completeEachCheckpoint ? { completeEachCheckpoint: true } : {}),
-    });
-    if (stats.endedBy === 'END' && format !== 'libxc' && streamType === 'plain') {
+    return format;
+  }
+
+  /** After the libxc END: the libxl records up to its END (plain libxl streams), then nothing more. */
+  private async readTrailer(format: string): Promise<void> {
+    const { cursor, opts } = this;
+    if (format !== 'libxc' && this.streamType === 'plain') {
       // libxl records after the libxc stream, up to END
       for (;;) {
         const it = await cursor.next();
         if (!it) throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'libxl stream ended without END');
         if (it.kind === 'record' && it.layer === 'libxl' && it.record.name === 'END') break;
-        if (!takeEmulator(it)) throw orderError(it, `${it.name} after the libxc stream`);
+        if (!this.takeEmulator(it)) throw orderError(it, `${it.name} after the libxc stream`);
       }
-      if (!opts.stopAtEnd) {
-        // trailing bytes are an error: the reader checks them when asked for more
-        const extra = await cursor.next();
-        if (extra) throw orderError(extra, `${extra.name} after END`);
-        cursor.finish();
-      }
-    } else if (stats.endedBy === 'END' && format === 'libxc' && !opts.stopAtEnd) {
-      const extra = await cursor.next();
-      if (extra) throw orderError(extra, `${extra.name} after END`);
-      cursor.finish();
+    } else if (format !== 'libxc') {
+      return;
     }
-    await applyEmulator();
-    if (built && opts.builder?.finish) await opts.builder.finish(target);
-    let unpaused = false;
-    if (!opts.paused) {
-      if (built && opts.builder?.start) await opts.builder.start(target);
-      const info = xen.domainInfo(target);
-      if (info.shutdown) xen.resume(target, false);
-      if (xen.domainInfo(target).paused) xen.unpause(target);
-      unpaused = true;
-    }
-    return { domid: target, config, stats, format, unpaused, warnings: cursor.validator.warnings };
-  } catch (e) {
-    if (domid !== undefined) {
-      const what = opts.onFailure ?? 'destroy';
-      try {
-        if (what === 'destroy' && built) {
-          if (opts.builder) await opts.builder.destroy(domid);
-          else xen.destroy(domid);
-          Object.assign(e as object, { destination: 'destroyed', domid });
-        } else {
-          // asked to keep it, or not ours to destroy: paused — as the hypervisor confirms
-          const state = pauseIfPresent(xen, domid);
-          const destination = state === 'paused' ? (built ? 'left paused' : 'left paused (it was not created by this restore)') : state;
-          Object.assign(e as object, { destination, domid });
+    if (opts.stopAtEnd) return;
+    // trailing bytes are an error: the reader checks them when asked for more
+    const extra = await cursor.next();
+    if (extra) throw orderError(extra, `${extra.name} after END`);
+    cursor.finish();
+  }
+
+  /** The domain the memory goes into: the given one (of the stream's type), or one built from the config. */
+  private async ensureDomain(): Promise<number> {
+    const { xen, opts, config } = this;
+    if (this.domid !== undefined) {
+      const domid = this.domid;
+      if (config) {
+        const want = domainTypeOf(config.kind);
+        const have = xen.domainInfo(domid).type;
+        if (want !== have) {
+          const msg = `stream config is a ${config.kind} guest but domain ${domid} is ${have}`;
+          throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, msg, { domid });
         }
-      } catch (de) {
-        Object.assign(e as object, { destination: 'cleanup failed', cleanupError: de, domid });
       }
+      return domid;
     }
-    throw e;
+    if (!opts.builder) throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, 'no destination domain: give a domid or a domain builder');
+    if (!config) throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, 'the stream carries no domain config (no xl header): give one');
+    const domid = (this.domid = await opts.builder.create(config));
+    this.built = true;
+    opts.onDomain?.(domid);
+    return domid;
+  }
+
+  /** An emulator record (xenstore data, context): kept until applied. False for any other item. */
+  private takeEmulator(item: StreamItem): boolean {
+    if (item.kind !== 'record' || item.layer !== 'libxl') return false;
+    const r = item.record;
+    if (r.name !== 'EMULATOR_XENSTORE_DATA' && r.name !== 'EMULATOR_CONTEXT') return false;
+    let s = this.pendingEmu.find((e) => e.emulatorId === r.emulatorId && e.index === r.index);
+    if (!s) {
+      s = { emulatorId: r.emulatorId, index: r.index };
+      this.pendingEmu.push(s);
+    }
+    if (r.name === 'EMULATOR_XENSTORE_DATA') s.xenstore = r.entries;
+    else s.context = r.data;
+    return true;
+  }
+
+  /** A record of the caller's own (an unknown libxl record its extraRecords handler takes). */
+  private takeExtra(item: StreamItem, where: 'head' | 'checkpoint'): boolean {
+    const extra = this.opts.extraRecords;
+    if (!extra || item.kind !== 'record' || item.layer !== 'libxl' || item.record.name !== 'UNKNOWN') return false;
+    return extra.take(item.record.type, item.record.body, where);
+  }
+
+  private async applyEmulator(): Promise<void> {
+    const list = this.pendingEmu;
+    this.pendingEmu = [];
+    for (const s of list) await this.emulator.restore(this.domid!, s);
+  }
+
+  /** The libxl part of a checkpoint: buffered until CHECKPOINT_END, then processed. */
+  private async checkpoint(): Promise<CheckpointResult> {
+    const held: StreamItem[] = [];
+    try {
+      for (;;) {
+        const item = await this.cursor.next();
+        if (!item) return 'failover';
+        if (item.kind === 'record' && item.layer === 'libxl' && item.record.name === 'CHECKPOINT_END') break;
+        if (!this.takeExtra(item, 'checkpoint')) held.push(item);
+      }
+    } catch {
+      this.opts.extraRecords?.discard();
+      return 'failover';
+    }
+    try {
+      for (const item of held) {
+        if (!this.takeEmulator(item)) throw orderError(item, `${item.name} not allowed in the libxl part of a checkpoint`);
+      }
+      await this.applyEmulator();
+      await this.opts.extraRecords?.commit();
+      return 'success';
+    } catch {
+      return 'error';
+    }
+  }
+
+  /** Unpause the restored guest (after its builder's start: it takes its name). */
+  private async startGuest(target: number): Promise<boolean> {
+    const { xen, opts } = this;
+    if (this.built && opts.builder?.start) await opts.builder.start(target);
+    const info = xen.domainInfo(target);
+    if (info.shutdown) xen.resume(target, false);
+    if (xen.domainInfo(target).paused) xen.unpause(target);
+    return true;
+  }
+
+  /** A half-restored domain is destroyed (if built here and so asked) or left paused; the error says which. */
+  private async afterFailure(e: unknown): Promise<void> {
+    const { xen, opts, domid, built } = this;
+    if (domid === undefined) return;
+    const what = opts.onFailure ?? 'destroy';
+    try {
+      if (what === 'destroy' && built) {
+        if (opts.builder) await opts.builder.destroy(domid);
+        else xen.destroy(domid);
+        Object.assign(e as object, { destination: 'destroyed', domid });
+      } else {
+        // asked to keep it, or not ours to destroy: paused — as the hypervisor confirms
+        const state = pauseIfPresent(xen, domid);
+        const destination = state === 'paused' ? (built ? 'left paused' : 'left paused (it was not created by this restore)') : state;
+        Object.assign(e as object, { destination, domid });
+      }
+    } catch (de) {
+      Object.assign(e as object, { destination: 'cleanup failed', cleanupError: de, domid });
+    }
   }
 }
 

@@ -175,11 +175,11 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
       suspended = false;
       await resumeEmulator();
     },
-    checkpoint: async () => {
+    checkpoint: async (round) => {
       if (emulatorState) await writeEmulatorRecords(w, emulatorState);
       await opts.checkpointRecords?.(w);
       await w.writeRaw(encodeLibxlRecord({ name: 'CHECKPOINT_END' }));
-      return user.checkpoint ? user.checkpoint() : 'stop';
+      return user.checkpoint ? user.checkpoint(round) : 'stop';
     },
   };
   if (opts.precopyPolicy) callbacks.precopyPolicy = opts.precopyPolicy;

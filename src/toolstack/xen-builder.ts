@@ -20,7 +20,9 @@
 // Full HVM guests need a device model (QEMU) and are refused.
 import { randomBytes } from 'node:crypto';
 import type { Hypervisor } from '../xen/types.js';
-import { loadAddon } from '../xen/loader.js';
+import { HvmParam } from '../xen/constants.js';
+import type { NativeBuilder } from '../xen/loader.js';
+import { NativeHypervisor } from '../xen/hypervisor.js';
 import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
 import type { DomainConfig } from './config.js';
 import type { DomainBuilder } from './restore.js';
@@ -30,28 +32,17 @@ import { destroyDomain, domainExists } from './destroy.js';
 import { attachDevices, checkDestinationDevices, DEVICE_CAPABILITY, findProgram, localDeviceHost, type GuestDevices } from './devices.js';
 import { holderIn, nameForNewDomain, xenstoreNames } from './names.js';
 
+const HVM_REFUSED =
+  'full HVM guests need a device model (QEMU), which xenmig cannot start yet; restore HVM guests with xl restore';
 const CDF_HVM = 1 << 0;
 const CDF_HAP = 1 << 1;
 const X86_EMU_LAPIC = 1 << 0;
-const HVM_PARAM_STORE_PFN = 1;
-const HVM_PARAM_STORE_EVTCHN = 2;
-const HVM_PARAM_CONSOLE_PFN = 17;
-const HVM_PARAM_CONSOLE_EVTCHN = 18;
 /** libxl: LIBXL_MAXMEM_CONSTANT (KiB) added to the target for Xen's max pages */
 const MAXMEM_CONSTANT_KB = 1024;
 /** vcpu_guest_context_x86_64_t: user_regs.rdx (a PV guest's start info mfn after restore) */
 const VCPU64_RDX = 616;
 const START_INFO_STORE_MFN = 56;
 const START_INFO_CONSOLE_MFN = 72;
-
-interface NativeBuilder {
-  createDomain(flags: number, maxVcpus: number, emulationFlags: number, handle: Uint8Array, maxGrantFrames: number, maxMaptrackFrames: number, grantVersion: number, maxEvtchnPort: number): number;
-  setMaxVcpus(domid: number, maxVcpus: number): void;
-  setMaxMem(domid: number, kb: number): void;
-  setMemmapLimit(domid: number, kb: number): void;
-  evtchnAllocUnbound(domid: number, remote: number): number;
-  gnttabSeed(domid: number, hvm: boolean, consoleGfn: number, storeGfn: number, consoleDomid: number, storeDomid: number): void;
-}
 
 interface Built {
   config: DomainConfig;
@@ -92,10 +83,11 @@ function uuidBytes(uuid: unknown): { text: string; bytes: Uint8Array } {
   return { text: `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`, bytes: Uint8Array.from(b) };
 }
 
-/** The system addon's builder calls (native/src/builder.cc). */
-function nativeBuilder(): NativeBuilder {
-  const { addon } = loadAddon({ flavour: 'system' });
-  const b = (addon as unknown as { builder?: NativeBuilder }).builder;
+/** The builder calls of the addon `xen` was opened with (native/src/builder.cc, system flavour). */
+function nativeBuilder(xen: Hypervisor): NativeBuilder {
+  if (!(xen instanceof NativeHypervisor))
+    throw new TypeError('xenBuilder needs a hypervisor handle from openHypervisor (src/xen), which holds the builder calls');
+  const b = xen.builderCalls();
   if (!b) throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, 'this addon has no domain builder calls (rebuild native/: npm run build:native)');
   return b;
 }
@@ -110,7 +102,7 @@ export interface XenBuilderOptions {
 
 export function xenBuilder(xen: Hypervisor, opts: XenBuilderOptions = {}): XenBuilder {
   if (xen.flavour !== 'system') throw new TypeError('xenBuilder needs the system flavour (the mock host has mockBuilder)');
-  const nb = nativeBuilder();
+  const nb = nativeBuilder(xen);
   const xl = opts.xl === undefined ? findProgram('xl') : opts.xl;
   const deviceHost = localDeviceHost(xl);
   const built = new Map<number, Built>();
@@ -118,90 +110,22 @@ export function xenBuilder(xen: Hypervisor, opts: XenBuilderOptions = {}): XenBu
   /** stale xenstore entries of dead domains do not hold a name */
   const alive = (d: number) => domainExists(xen, d);
 
-  async function skeleton(s: Xenstore, domid: number, b: Built): Promise<void> {
-    const dom = `/local/domain/${domid}`;
-    const vm = `/vm/${b.uuid}`;
-    const ro: XsPerm[] = ['n0', `r${domid}`];
-    const rw: XsPerm[] = ['n0', `b${domid}`];
-    await s.rm(dom);
-    await s.mkdir(dom);
-    await s.setPerms(dom, ro);
-    await s.mkdir(vm);
-    await s.setPerms(vm, ro);
-    // libxl builds an incoming domain as "<name>--incoming" and renames it when cleared; here only
-    // while another domain (the migration's source on this host) holds the name
-    const { name, pending } = await nameForNewDomain({ holder: (n, except) => holderIn(s, n, except, alive) }, domid, b.config.name ?? `xenmig-${domid}`);
-    b.pendingName = pending;
-    await s.write(`${vm}/uuid`, b.uuid);
-    await s.write(`${vm}/name`, name);
-    await s.write(`${dom}/vm`, vm);
-    await s.write(`${dom}/name`, name);
-    await s.write(`${dom}/domid`, String(domid));
-    for (const d of ['cpu', 'memory']) {
-      await s.mkdir(`${dom}/${d}`);
-      await s.setPerms(`${dom}/${d}`, ro);
-    }
-    for (const d of ['device', 'control', 'data', 'drivers', 'feature', 'attr', 'error', 'device/suspend/event-channel', 'control/shutdown', 'control/sysrq']) {
-      await s.mkdir(`${dom}/${d}`);
-      await s.setPerms(`${dom}/${d}`, rw);
-    }
-    await s.mkdir(`/libxl/${domid}`);
-    await s.setPerms(`/libxl/${domid}`, ['n0']);
-    await s.write(`/libxl/${domid}/type`, b.config.kind);
-  }
-
   const api: XenBuilder = {
     domains: built,
     capabilities: deviceHost.kinds.map((k) => DEVICE_CAPABILITY[k]),
     async create(config: DomainConfig): Promise<number> {
-      if (config.kind === 'hvm')
-        throw new MigrationError(
-          MigrationErrorCode.ERR_UNSUPPORTED_DEVICE,
-          'full HVM guests need a device model (QEMU), which xenmig cannot start yet; restore HVM guests with xl restore',
-        );
+      if (config.kind === 'hvm') throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED_DEVICE, HVM_REFUSED);
       // everything the domain needs beyond memory is checked before anything is created
       const devices = checkDestinationDevices(config, deviceHost);
-      const hvm = config.kind === 'pvh';
-      const c = obj(config.json['c_info']);
-      const bi = obj(config.json['b_info']);
-      const { text: uuid, bytes: handle } = uuidBytes(c['uuid']);
-      const grantVersion = num(bi['max_grant_version'], 2) || 2;
-      const domid = nb.createDomain(
-        hvm ? CDF_HVM | (c['hap'] === false ? 0 : CDF_HAP) : 0,
-        config.maxVcpus,
-        hvm ? X86_EMU_LAPIC : 0,
-        handle,
-        num(bi['max_grant_frames'], 64) || 64,
-        num(bi['max_maptrack_frames'], 1024) || 1024,
-        grantVersion,
-        num(bi['event_channels'], 1023) || 1023,
-      );
+      const { domid, b } = createDomain(xen, nb, config, devices);
       try {
-        nb.setMaxVcpus(domid, config.maxVcpus);
-        const target = num(bi['target_memkb'], config.maxMemKb) || config.maxMemKb;
-        nb.setMaxMem(domid, target + MAXMEM_CONSTANT_KB);
-        if (!hvm) nb.setMemmapLimit(domid, config.maxMemKb + num(obj(bi['type.pv'])['slack_memkb'], 0));
-        const storePort = nb.evtchnAllocUnbound(domid, 0);
-        const consolePort = nb.evtchnAllocUnbound(domid, 0);
-        if (hvm) {
-          xen.hvmParamSet(domid, HVM_PARAM_STORE_EVTCHN, BigInt(storePort));
-          xen.hvmParamSet(domid, HVM_PARAM_CONSOLE_EVTCHN, BigInt(consolePort));
-        }
-        const b: Built = { config, hvm, uuid, storePort, consolePort, pendingName: null, devices };
         const s = await xs();
         try {
-          await skeleton(s, domid, b);
+          await writeSkeleton(s, domid, b, alive);
         } finally {
           s.close();
         }
-        // libxl's stored config: `xl list -l` shows it and a later save carries the real config
-        const json = structuredClone(config.json) as Record<string, unknown>;
-        json['c_info'] = { ...obj(json['c_info']), uuid, ...(config.name ? { name: config.name } : {}) };
-        try {
-          writeLibxlStoredConfig(domid, uuid, json, opts.libDir);
-        } catch {
-          /* no libxl directory here: the domain works without it */
-        }
+        storeLibxlConfig(domid, b, opts.libDir);
         built.set(domid, b);
         return domid;
       } catch (e) {
@@ -217,45 +141,12 @@ export function xenBuilder(xen: Hypervisor, opts: XenBuilderOptions = {}): XenBu
     async finish(domid: number) {
       const b = built.get(domid);
       if (!b) throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, `domain ${domid} was not created by this builder`, { domid });
-      let storeGfn: number;
-      let consoleGfn: number;
-      if (b.hvm) {
-        storeGfn = Number(xen.hvmParamGet(domid, HVM_PARAM_STORE_PFN));
-        consoleGfn = Number(xen.hvmParamGet(domid, HVM_PARAM_CONSOLE_PFN));
-      } else {
-        const ctx = xen.vcpuContextGet(domid, 0);
-        const si = new DataView(ctx.buffer, ctx.byteOffset, ctx.byteLength).getBigUint64(VCPU64_RDX, true);
-        const m = xen.map(domid, BigUint64Array.of(si), 'r');
-        try {
-          if (m.errors[0]) throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, `cannot map start info mfn ${si}: errno ${m.errors[0]}`, { domid });
-          const v = new DataView(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength);
-          storeGfn = Number(v.getBigUint64(START_INFO_STORE_MFN, true));
-          consoleGfn = Number(v.getBigUint64(START_INFO_CONSOLE_MFN, true));
-        } finally {
-          m.unmap();
-        }
-      }
+      const { storeGfn, consoleGfn } = ringFrames(xen, domid, b);
       nb.gnttabSeed(domid, b.hvm, consoleGfn, storeGfn, 0, 0);
-      const bi = obj(b.config.json['b_info']);
-      const dom = `/local/domain/${domid}`;
       const s = await xs();
       try {
-        await s.write(`${dom}/memory/static-max`, String(b.config.maxMemKb));
-        await s.write(`${dom}/memory/target`, String(num(bi['target_memkb'], b.config.maxMemKb)));
-        await s.write(`${dom}/memory/videoram`, String(num(bi['video_memkb'], 0)));
-        await s.write(`${dom}/store/port`, String(b.storePort));
-        await s.write(`${dom}/store/ring-ref`, String(storeGfn));
-        for (let i = 0; i < b.config.maxVcpus; i++) await s.write(`${dom}/cpu/${i}/availability`, 'online');
-        // the primary console, served by xenconsoled (libxl__device_console_add's entries)
-        const con = `${dom}/console`;
-        const be = `/local/domain/0/backend/console/${domid}/0`;
-        await s.mkdir(con);
-        await s.setPerms(con, ['n0', `r${domid}`]);
-        for (const [k, v] of [['backend', be], ['backend-id', '0'], ['limit', '1048576'], ['type', 'xenconsoled'], ['output', 'pty'], ['tty', ''], ['port', String(b.consolePort)], ['ring-ref', String(consoleGfn)]] as const)
-          await s.write(`${con}/${k}`, v);
-        await s.mkdir(be);
-        await s.setPerms(be, ['n0', `r${domid}`]);
-        for (const [k, v] of [['frontend', con], ['frontend-id', String(domid)], ['online', '1'], ['state', '1'], ['protocol', 'vt100']] as const) await s.write(`${be}/${k}`, v);
+        await writeDomainEntries(s, domid, b, storeGfn);
+        await writeConsoleEntries(s, domid, b, consoleGfn);
         await s.introduce(domid, storeGfn, b.storePort);
       } finally {
         s.close();
@@ -285,10 +176,15 @@ export function xenBuilder(xen: Hypervisor, opts: XenBuilderOptions = {}): XenBu
         built.delete(domid);
       }
     },
-
   };
-  // finish() runs once per domain: restoreDomain calls it before unpausing, and callers that drive
-  // the steps themselves may call it again (they get the same result).
+  return finishingOnce(api);
+}
+
+/**
+ * finish() runs once per domain: restoreDomain calls it before unpausing, and callers that drive
+ * the steps themselves may call it again (they get the same result).
+ */
+function finishingOnce(api: XenBuilder): XenBuilder {
   const finishing = new Map<number, Promise<{ storeGfn: number; consoleGfn: number }>>();
   const finishOnce = api.finish.bind(api);
   const destroyOnce = api.destroy.bind(api);
@@ -306,4 +202,160 @@ export function xenBuilder(xen: Hypervisor, opts: XenBuilderOptions = {}): XenBu
     return destroyOnce(domid);
   };
   return api;
+}
+
+/**
+ * The empty domain with the config's vCPUs, memory limits and the xenstore and console event
+ * channels (libxl__build_pre's part); destroyed again when a step fails.
+ */
+function createDomain(
+  xen: Hypervisor,
+  nb: NativeBuilder,
+  config: DomainConfig,
+  devices: GuestDevices,
+): { domid: number; b: Built } {
+  const hvm = config.kind === 'pvh';
+  const c = obj(config.json['c_info']);
+  const bi = obj(config.json['b_info']);
+  const { text: uuid, bytes: handle } = uuidBytes(c['uuid']);
+  const grantVersion = num(bi['max_grant_version'], 2) || 2;
+  const domid = nb.createDomain(
+    hvm ? CDF_HVM | (c['hap'] === false ? 0 : CDF_HAP) : 0,
+    config.maxVcpus,
+    hvm ? X86_EMU_LAPIC : 0,
+    handle,
+    num(bi['max_grant_frames'], 64) || 64,
+    num(bi['max_maptrack_frames'], 1024) || 1024,
+    grantVersion,
+    num(bi['event_channels'], 1023) || 1023,
+  );
+  try {
+    nb.setMaxVcpus(domid, config.maxVcpus);
+    const target = num(bi['target_memkb'], config.maxMemKb) || config.maxMemKb;
+    nb.setMaxMem(domid, target + MAXMEM_CONSTANT_KB);
+    if (!hvm) nb.setMemmapLimit(domid, config.maxMemKb + num(obj(bi['type.pv'])['slack_memkb'], 0));
+    const storePort = nb.evtchnAllocUnbound(domid, 0);
+    const consolePort = nb.evtchnAllocUnbound(domid, 0);
+    if (hvm) {
+      xen.hvmParamSet(domid, HvmParam.STORE_EVTCHN, BigInt(storePort));
+      xen.hvmParamSet(domid, HvmParam.CONSOLE_EVTCHN, BigInt(consolePort));
+    }
+    return { domid, b: { config, hvm, uuid, storePort, consolePort, pendingName: null, devices } };
+  } catch (e) {
+    try {
+      xen.destroy(domid);
+    } catch {
+      /* keep the first error */
+    }
+    throw e;
+  }
+}
+
+/** The xenstore skeleton of a new domain: /local/domain/N with its guest-writable dirs, /vm/<uuid>, /libxl/N/type. */
+async function writeSkeleton(s: Xenstore, domid: number, b: Built, alive: (d: number) => boolean): Promise<void> {
+  const dom = `/local/domain/${domid}`;
+  const vm = `/vm/${b.uuid}`;
+  const ro: XsPerm[] = ['n0', `r${domid}`];
+  const rw: XsPerm[] = ['n0', `b${domid}`];
+  await s.rm(dom);
+  await s.mkdir(dom);
+  await s.setPerms(dom, ro);
+  await s.mkdir(vm);
+  await s.setPerms(vm, ro);
+  // libxl builds an incoming domain as "<name>--incoming" and renames it when cleared; here only
+  // while another domain (the migration's source on this host) holds the name
+  const holder = (n: string, except?: number) => holderIn(s, n, except, alive);
+  const { name, pending } = await nameForNewDomain({ holder }, domid, b.config.name ?? `xenmig-${domid}`);
+  b.pendingName = pending;
+  await s.write(`${vm}/uuid`, b.uuid);
+  await s.write(`${vm}/name`, name);
+  await s.write(`${dom}/vm`, vm);
+  await s.write(`${dom}/name`, name);
+  await s.write(`${dom}/domid`, String(domid));
+  for (const d of ['cpu', 'memory']) {
+    await s.mkdir(`${dom}/${d}`);
+    await s.setPerms(`${dom}/${d}`, ro);
+  }
+  const writable = ['device', 'control', 'data', 'drivers', 'feature', 'attr', 'error'];
+  for (const d of [...writable, 'device/suspend/event-channel', 'control/shutdown', 'control/sysrq']) {
+    await s.mkdir(`${dom}/${d}`);
+    await s.setPerms(`${dom}/${d}`, rw);
+  }
+  await s.mkdir(`/libxl/${domid}`);
+  await s.setPerms(`/libxl/${domid}`, ['n0']);
+  await s.write(`/libxl/${domid}/type`, b.config.kind);
+}
+
+/** libxl's stored config: `xl list -l` shows it and a later save carries the real config. */
+function storeLibxlConfig(domid: number, b: Built, libDir: string | undefined): void {
+  const json = structuredClone(b.config.json) as Record<string, unknown>;
+  json['c_info'] = { ...obj(json['c_info']), uuid: b.uuid, ...(b.config.name ? { name: b.config.name } : {}) };
+  try {
+    writeLibxlStoredConfig(domid, b.uuid, json, libDir);
+  } catch {
+    /* no libxl directory here: the domain works without it */
+  }
+}
+
+/** Where the restored guest keeps its xenstore and console rings (PVH: HVM params; PV: start info via vCPU 0's rdx). */
+function ringFrames(xen: Hypervisor, domid: number, b: Built): { storeGfn: number; consoleGfn: number } {
+  if (b.hvm) {
+    const storeGfn = Number(xen.hvmParamGet(domid, HvmParam.STORE_PFN));
+    return { storeGfn, consoleGfn: Number(xen.hvmParamGet(domid, HvmParam.CONSOLE_PFN)) };
+  }
+  const ctx = xen.vcpuContextGet(domid, 0);
+  const si = new DataView(ctx.buffer, ctx.byteOffset, ctx.byteLength).getBigUint64(VCPU64_RDX, true);
+  const m = xen.map(domid, BigUint64Array.of(si), 'r');
+  try {
+    if (m.errors[0]) {
+      const msg = `cannot map start info mfn ${si}: errno ${m.errors[0]}`;
+      throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, msg, { domid });
+    }
+    const v = new DataView(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength);
+    const storeGfn = Number(v.getBigUint64(START_INFO_STORE_MFN, true));
+    return { storeGfn, consoleGfn: Number(v.getBigUint64(START_INFO_CONSOLE_MFN, true)) };
+  } finally {
+    m.unmap();
+  }
+}
+
+/** memory, store and cpu entries of the restored domain. */
+async function writeDomainEntries(s: Xenstore, domid: number, b: Built, storeGfn: number): Promise<void> {
+  const bi = obj(b.config.json['b_info']);
+  const dom = `/local/domain/${domid}`;
+  await s.write(`${dom}/memory/static-max`, String(b.config.maxMemKb));
+  await s.write(`${dom}/memory/target`, String(num(bi['target_memkb'], b.config.maxMemKb)));
+  await s.write(`${dom}/memory/videoram`, String(num(bi['video_memkb'], 0)));
+  await s.write(`${dom}/store/port`, String(b.storePort));
+  await s.write(`${dom}/store/ring-ref`, String(storeGfn));
+  for (let i = 0; i < b.config.maxVcpus; i++) await s.write(`${dom}/cpu/${i}/availability`, 'online');
+}
+
+/** The primary console, served by xenconsoled (libxl__device_console_add's entries). */
+async function writeConsoleEntries(s: Xenstore, domid: number, b: Built, consoleGfn: number): Promise<void> {
+  const con = `/local/domain/${domid}/console`;
+  const be = `/local/domain/0/backend/console/${domid}/0`;
+  await s.mkdir(con);
+  await s.setPerms(con, ['n0', `r${domid}`]);
+  const frontend = [
+    ['backend', be],
+    ['backend-id', '0'],
+    ['limit', '1048576'],
+    ['type', 'xenconsoled'],
+    ['output', 'pty'],
+    ['tty', ''],
+    ['port', String(b.consolePort)],
+    ['ring-ref', String(consoleGfn)],
+  ] as const;
+  for (const [k, v] of frontend) await s.write(`${con}/${k}`, v);
+  await s.mkdir(be);
+  await s.setPerms(be, ['n0', `r${domid}`]);
+  const backend = [
+    ['frontend', con],
+    ['frontend-id', String(domid)],
+    ['online', '1'],
+    ['state', '1'],
+    ['protocol', 'vt100'],
+  ] as const;
+  for (const [k, v] of backend) await s.write(`${be}/${k}`, v);
 }

@@ -3,6 +3,7 @@
 // release a domain. One request at a time; no watches, no transactions (tx id 0).
 import { connect, type Socket } from 'node:net';
 import { existsSync } from 'node:fs';
+import { HvmParam } from '../xen/constants.js';
 
 export const XS = {
   DIRECTORY: 1,
@@ -182,7 +183,6 @@ function opName(t: number): string {
   return Object.entries(XS).find(([, v]) => v === t)?.[0] ?? `op ${t}`;
 }
 
-const HVM_PARAM_CALLBACK_IRQ = 0;
 
 /**
  * How a guest must be asked to suspend (libxl_dom_suspend.c; reference §3.10): a guest with PV
@@ -196,7 +196,7 @@ export function suspendsThroughXenstore(xen: { flavour: string; domainInfo(d: nu
   if (!xenstoredPath()) return false;
   if (xen.domainInfo(domid).type === 'pv') return true;
   try {
-    return xen.hvmParamGet(domid, HVM_PARAM_CALLBACK_IRQ) !== 0n;
+    return xen.hvmParamGet(domid, HvmParam.CALLBACK_IRQ) !== 0n;
   } catch {
     return false;
   }

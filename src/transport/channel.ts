@@ -8,7 +8,7 @@
 // peer). On the sender, `writable` is the forward direction and `readable` the reverse; on the
 // receiver, `readable` is the forward direction and `writable` the reverse.
 //
-// Raw file descriptors (`readFd` / `writeFd`, and `dataFd` = the forward direction on this side):
+// Raw file descriptors (`readFd` / `writeFd`; the forward direction is writeFd on the sender, readFd on the receiver):
 //   - available for kinds 'file', 'fd', 'stdio', 'ssh' (the pipes to the ssh child) and plain 'tcp';
 //     NEVER for 'tls' (bytes are encrypted in user space) — there `readFd`/`writeFd` are undefined and
 //     the engine must use the Node streams.
@@ -116,11 +116,6 @@ export class Channel extends EventEmitter {
   /** bytes to the peer: forward (the stream) on the sender, reverse direction on the receiver */
   get writable(): Writable {
     return this.#materialize(this.#w);
-  }
-
-  /** the fd carrying the migration stream on this side (sender: writeFd, receiver: readFd), if any */
-  get dataFd(): number | undefined {
-    return this.role === 'sender' ? this.writeFd : this.readFd;
   }
 
   get isOpen(): boolean {

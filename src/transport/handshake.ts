@@ -134,7 +134,7 @@ function makeWire(ch: Channel, opts: HandshakeOptions): HandshakeWire {
 
 export interface SenderCallbacks {
   /**
-   * Write the whole migration stream on channel.writable (or channel.dataFd). The engine suspends
+   * Write the whole migration stream on channel.writable (or channel.writeFd). The engine suspends
    * the guest in here. `signal` aborts when the receiver reports an error or goes away mid-stream.
    */
   sendStream(channel: Channel, signal: AbortSignal): Promise<void>;
@@ -173,144 +173,178 @@ export interface SenderResult {
 }
 
 export async function senderHandshake(channel: Channel, cb: SenderCallbacks, opts: HandshakeOptions = {}): Promise<SenderResult> {
-  const t = { ...DEFAULT_HANDSHAKE_TIMEOUTS, ...opts.timeouts };
-  let step: SenderStep = 'ready';
-  let peer: PeerInfo | undefined;
-  let streamStarted = false;
   let wire: HandshakeWire;
   try {
     wire = makeWire(channel, opts);
   } catch (e) {
     channel.destroy(asError(e));
-    return { outcome: 'not-started', sourceRuns: true, step, error: asError(e) };
+    return { outcome: 'not-started', sourceRuns: true, step: 'ready', error: asError(e) };
+  }
+  const s = new SenderSteps(channel, cb, opts, wire);
+  // each step answers null to go on, or the result it ended the handshake with
+  return (await s.ready()) ?? (await s.stream()) ?? (await s.confirm()) ?? (await s.clear()) ?? (await s.conclude());
+}
+
+/** The sender's side of the handshake, step by step (SenderStep names where it failed). */
+class SenderSteps {
+  private readonly t: HandshakeTimeouts;
+  private step: SenderStep = 'ready';
+  private peer: PeerInfo | undefined;
+  private streamStarted = false;
+  private received!: Promise<Settled<void>>;
+  private result!: Promise<Settled<number>>;
+
+  constructor(
+    private readonly channel: Channel,
+    private readonly cb: SenderCallbacks,
+    private readonly opts: HandshakeOptions,
+    private readonly wire: HandshakeWire,
+  ) {
+    this.t = { ...DEFAULT_HANDSHAKE_TIMEOUTS, ...opts.timeouts };
   }
 
-  // Failure before CLEARED_TO_UNPAUSE left: the receiver cannot run the guest; resume the source.
-  const abortBeforeHandover = async (e: unknown): Promise<SenderResult> => {
+  /** Failure before CLEARED_TO_UNPAUSE left: the receiver cannot run the guest; resume the source. */
+  private async abortBeforeHandover(e: unknown): Promise<SenderResult> {
+    const { step, peer, t } = this;
     const err = asError(e);
-    await bestEffort(wire.sendError(codeOf(err), err.message, { timeoutMs: t.bestEffort }), t.bestEffort);
-    channel.destroy(err);
-    if (!streamStarted) return { outcome: 'not-started', sourceRuns: true, step, error: err, peer };
+    await bestEffort(this.wire.sendError(codeOf(err), err.message, { timeoutMs: t.bestEffort }), t.bestEffort);
+    this.channel.destroy(err);
+    if (!this.streamStarted) return { outcome: 'not-started', sourceRuns: true, step, error: err, peer };
     try {
-      await cb.resumeSource(err);
+      await this.cb.resumeSource(err);
       return { outcome: 'resumed', sourceRuns: true, step, error: err, peer };
     } catch (e2) {
-      return { outcome: 'resume-failed', sourceRuns: false, step, error: new AggregateError([err, asError(e2)], `resuming the source failed after: ${err.message}`), peer };
+      const error = new AggregateError([err, asError(e2)], `resuming the source failed after: ${err.message}`);
+      return { outcome: 'resume-failed', sourceRuns: false, step, error, peer };
     }
-  };
-  // Failure after CLEARED_TO_UNPAUSE may have reached the receiver: never resume.
-  const inDoubt = async (e: unknown, status?: number): Promise<SenderResult> => {
+  }
+
+  /** Failure after CLEARED_TO_UNPAUSE may have reached the receiver: never resume. */
+  private async inDoubt(e: unknown, status?: number): Promise<SenderResult> {
     const err = asError(e);
-    channel.destroy(err);
+    this.channel.destroy(err);
     try {
-      await cb.onInDoubt?.(err);
+      await this.cb.onInDoubt?.(err);
     } catch {
       /* reporting only */
     }
-    return { outcome: 'in-doubt', sourceRuns: false, step, error: err, peer, status };
-  };
-
-  try {
-    peer = await wire.awaitReady({ timeoutMs: t.ready });
-    const missing = (opts.requiredCapabilities ?? []).filter((c) => !peer!.capabilities.includes(c));
-    if (missing.length) throw new ProtocolError('ENOTSUP', `receiver lacks capabilities: ${missing.join(', ')}`);
-  } catch (e) {
-    return abortBeforeHandover(e);
+    return { outcome: 'in-doubt', sourceRuns: false, step: this.step, error: err, peer: this.peer, status };
   }
 
-  // Watch the reverse direction while the stream is written: the next thing the receiver sends is
-  // RECEIVED (after the stream) — or ERROR/EOF if it gives up, which must abort the stream at once.
-  step = 'stream';
-  const abort = new AbortController();
-  const received = settle(wire.awaitReceived({ signal: abort.signal }));
-  void received.then((r) => {
-    if (!r.ok && !abort.signal.aborted) abort.abort(r.error);
-  });
-  streamStarted = true;
-  try {
-    const sending = cb.sendStream(channel, abort.signal);
-    sending.catch(() => undefined); // settled below or abandoned after an abort
-    await raceAbort(sending, abort.signal);
-  } catch (e) {
-    // prefer the receiver's reason (ERROR message) over our EPIPE
-    const r = await Promise.race([received, delay(50).then(() => undefined)]);
-    return abortBeforeHandover(r && !r.ok && r.error instanceof PeerReportedError ? r.error : e);
-  }
-
-  step = 'done';
-  try {
-    await wire.sendDone({ timeoutMs: t.done });
-  } catch (e) {
-    return abortBeforeHandover(e);
-  }
-
-  step = 'received';
-  try {
-    const r = await withTimeout(received, t.received, 'RECEIVED');
-    if (!r.ok) throw r.error;
-  } catch (e) {
-    return abortBeforeHandover(e);
-  }
-
-  step = 'prepare';
-  try {
-    await cb.prepareHandover();
-  } catch (e) {
-    return abortBeforeHandover(e);
-  }
-
-  step = 'clear';
-  // Start reading the reply now: if the receiver is already gone (EOF/reset or an ERROR already
-  // queued on the reverse direction), we learn it before CLEARED_TO_UNPAUSE leaves and can still
-  // resume safely. The receiver never ends its direction before RESULT, so an early end is a failure.
-  const result = settle(wire.awaitResult({ timeoutMs: t.result }));
-  const early = await Promise.race([result, new Promise<undefined>((res) => setImmediate(() => setImmediate(() => res(undefined))))]);
-  if (early && !early.ok) return abortBeforeHandover(early.error);
-  if (early?.ok) {
-    // The receiver gave up before we cleared it (e.g. its CLEARED timeout fired): RESULT ≠ 0 says its
-    // copy does not run, and without our CLEARED it may not run it — resume. RESULT = 0 here is a
-    // peer that started the guest without permission: never resume then.
-    if (early.value !== 0) return abortBeforeHandover(new TransportError('EREMOTEFAIL', `receiver gave up before it was cleared (status ${early.value})`));
-    return inDoubt(new ProtocolError('EUNEXPECTED', 'receiver reported a running guest before it was cleared'), early.value);
-  }
-  if (!channel.isOpen || channel.writable.destroyed) {
-    return abortBeforeHandover(channel.error ?? new TransportError('EPEERCLOSED', 'channel closed before CLEARED_TO_UNPAUSE'));
-  }
-  try {
-    await wire.sendCleared({ timeoutMs: t.result });
-  } catch (e) {
-    return inDoubt(e); // some bytes may have left
-  }
-
-  step = 'result';
-  const r = await result;
-  if (!r.ok) return inDoubt(r.error);
-  const status = r.value;
-
-  if (status === 0) {
-    step = 'finished';
-    await channel.close().catch(() => undefined);
+  /** READY, with every capability the guest needs. */
+  async ready(): Promise<SenderResult | null> {
     try {
-      await cb.destroySource();
-      return { outcome: 'handed-over', sourceRuns: false, step, status, peer };
+      const peer = (this.peer = await this.wire.awaitReady({ timeoutMs: this.t.ready }));
+      const missing = (this.opts.requiredCapabilities ?? []).filter((c) => !peer.capabilities.includes(c));
+      if (missing.length) throw new ProtocolError('ENOTSUP', `receiver lacks capabilities: ${missing.join(', ')}`);
+      return null;
     } catch (e) {
-      return { outcome: 'handed-over', sourceRuns: false, step, status, peer, error: asError(e) };
+      return this.abortBeforeHandover(e);
     }
   }
 
-  step = 'cleared-back';
-  try {
-    await wire.awaitCleared({ timeoutMs: t.clearedBack });
-  } catch (e) {
-    return inDoubt(e, status);
+  /** The stream, while the reverse direction is watched for the receiver giving up. */
+  async stream(): Promise<SenderResult | null> {
+    // Watch the reverse direction while the stream is written: the next thing the receiver sends is
+    // RECEIVED (after the stream) — or ERROR/EOF if it gives up, which must abort the stream at once.
+    this.step = 'stream';
+    const abort = new AbortController();
+    const received = (this.received = settle(this.wire.awaitReceived({ signal: abort.signal })));
+    void received.then((r) => {
+      if (!r.ok && !abort.signal.aborted) abort.abort(r.error);
+    });
+    this.streamStarted = true;
+    try {
+      const sending = this.cb.sendStream(this.channel, abort.signal);
+      sending.catch(() => undefined); // settled below or abandoned after an abort
+      await raceAbort(sending, abort.signal);
+      return null;
+    } catch (e) {
+      // prefer the receiver's reason (ERROR message) over our EPIPE
+      const r = await Promise.race([received, delay(50).then(() => undefined)]);
+      return this.abortBeforeHandover(r && !r.ok && r.error instanceof PeerReportedError ? r.error : e);
+    }
   }
-  const err = new TransportError('EREMOTEFAIL', `receiver failed to start the guest (status ${status})`);
-  await channel.close().catch(() => undefined);
-  try {
-    await cb.resumeSource(err);
-    return { outcome: 'resumed', sourceRuns: true, step: 'finished', status, error: err, peer };
-  } catch (e2) {
-    return { outcome: 'resume-failed', sourceRuns: false, step: 'finished', status, error: new AggregateError([err, asError(e2)], 'resuming the source failed'), peer };
+
+  /** DONE, the receiver's RECEIVED (it holds the whole state), then the toolstack's handover preparation. */
+  async confirm(): Promise<SenderResult | null> {
+    this.step = 'done';
+    try {
+      await this.wire.sendDone({ timeoutMs: this.t.done });
+      this.step = 'received';
+      const r = await withTimeout(this.received, this.t.received, 'RECEIVED');
+      if (!r.ok) throw r.error;
+      this.step = 'prepare';
+      await this.cb.prepareHandover();
+      return null;
+    } catch (e) {
+      return this.abortBeforeHandover(e);
+    }
+  }
+
+  /** CLEARED_TO_UNPAUSE, unless the receiver already gave up (then the source may still resume). */
+  async clear(): Promise<SenderResult | null> {
+    const { channel, t } = this;
+    this.step = 'clear';
+    // Start reading the reply now: if the receiver is already gone (EOF/reset or an ERROR already
+    // queued on the reverse direction), we learn it before CLEARED_TO_UNPAUSE leaves and can still
+    // resume safely. The receiver never ends its direction before RESULT, so an early end is a failure.
+    const result = (this.result = settle(this.wire.awaitResult({ timeoutMs: t.result })));
+    const tick = new Promise<undefined>((res) => setImmediate(() => setImmediate(() => res(undefined))));
+    const early = await Promise.race([result, tick]);
+    if (early && !early.ok) return this.abortBeforeHandover(early.error);
+    if (early?.ok) {
+      // The receiver gave up before we cleared it (e.g. its CLEARED timeout fired): RESULT ≠ 0 says its
+      // copy does not run, and without our CLEARED it may not run it — resume. RESULT = 0 here is a
+      // peer that started the guest without permission: never resume then.
+      if (early.value !== 0) {
+        return this.abortBeforeHandover(new TransportError('EREMOTEFAIL', `receiver gave up before it was cleared (status ${early.value})`));
+      }
+      return this.inDoubt(new ProtocolError('EUNEXPECTED', 'receiver reported a running guest before it was cleared'), early.value);
+    }
+    if (!channel.isOpen || channel.writable.destroyed) {
+      return this.abortBeforeHandover(channel.error ?? new TransportError('EPEERCLOSED', 'channel closed before CLEARED_TO_UNPAUSE'));
+    }
+    try {
+      await this.wire.sendCleared({ timeoutMs: t.result });
+      return null;
+    } catch (e) {
+      return this.inDoubt(e); // some bytes may have left
+    }
+  }
+
+  /** RESULT: 0 = the guest runs there, the source is destroyed; else, once cleared back, it resumes. */
+  async conclude(): Promise<SenderResult> {
+    const { channel, peer } = this;
+    this.step = 'result';
+    const r = await this.result;
+    if (!r.ok) return this.inDoubt(r.error);
+    const status = r.value;
+    if (status === 0) {
+      this.step = 'finished';
+      await channel.close().catch(() => undefined);
+      try {
+        await this.cb.destroySource();
+        return { outcome: 'handed-over', sourceRuns: false, step: 'finished', status, peer };
+      } catch (e) {
+        return { outcome: 'handed-over', sourceRuns: false, step: 'finished', status, peer, error: asError(e) };
+      }
+    }
+    this.step = 'cleared-back';
+    try {
+      await this.wire.awaitCleared({ timeoutMs: this.t.clearedBack });
+    } catch (e) {
+      return this.inDoubt(e, status);
+    }
+    const err = new TransportError('EREMOTEFAIL', `receiver failed to start the guest (status ${status})`);
+    await channel.close().catch(() => undefined);
+    try {
+      await this.cb.resumeSource(err);
+      return { outcome: 'resumed', sourceRuns: true, step: 'finished', status, error: err, peer };
+    } catch (e2) {
+      const error = new AggregateError([err, asError(e2)], 'resuming the source failed');
+      return { outcome: 'resume-failed', sourceRuns: false, step: 'finished', status, error, peer };
+    }
   }
 }
 
@@ -319,7 +353,7 @@ export async function senderHandshake(channel: Channel, cb: SenderCallbacks, opt
 
 export interface ReceiverCallbacks {
   /**
-   * Read the migration stream from channel.readable (or channel.dataFd) and build the domain,
+   * Read the migration stream from channel.readable (or channel.readFd) and build the domain,
    * paused. Must not consume bytes past the end of the stream (the handshake continues on the same
    * direction); io.readExactly / Readable.read(n) / unshift make that easy.
    */
@@ -353,116 +387,124 @@ export const STATUS_NOT_CLEARED = 1;
 export const STATUS_UNPAUSE_FAILED = -3;
 
 export async function receiverHandshake(channel: Channel, cb: ReceiverCallbacks, opts: HandshakeOptions = {}): Promise<ReceiverResult> {
-  const t = { ...DEFAULT_HANDSHAKE_TIMEOUTS, ...opts.timeouts };
-  let step: ReceiverStep = 'ready';
-  let started = false;
   let wire: HandshakeWire;
   try {
     wire = makeWire(channel, opts);
   } catch (e) {
     channel.destroy(asError(e));
-    return { outcome: 'discarded', guestRuns: false, step, error: asError(e) };
+    return { outcome: 'discarded', guestRuns: false, step: 'ready', error: asError(e) };
+  }
+  const r = new ReceiverSteps(channel, cb, opts, wire);
+  // each step answers null to go on, or the result it ended the handshake with
+  return (await r.receive()) ?? (await r.awaitCleared()) ?? (await r.unpause());
+}
+
+/** The receiver's side of the handshake, step by step (ReceiverStep names where it failed). */
+class ReceiverSteps {
+  private readonly t: HandshakeTimeouts;
+  private step: ReceiverStep = 'ready';
+  private started = false;
+
+  constructor(
+    private readonly channel: Channel,
+    private readonly cb: ReceiverCallbacks,
+    opts: HandshakeOptions,
+    private readonly wire: HandshakeWire,
+  ) {
+    this.t = { ...DEFAULT_HANDSHAKE_TIMEOUTS, ...opts.timeouts };
   }
 
-  const discardWith = async (err: Error, extra: Partial<ReceiverResult> = {}): Promise<ReceiverResult> => {
-    if (!started) return { outcome: 'discarded', guestRuns: false, step, error: err, ...extra };
+  private async discardWith(err: Error, extra: Partial<ReceiverResult> = {}): Promise<ReceiverResult> {
+    const { step } = this;
+    if (!this.started) return { outcome: 'discarded', guestRuns: false, step, error: err, ...extra };
     try {
-      await cb.discard(err);
+      await this.cb.discard(err);
       return { outcome: 'discarded', guestRuns: false, step, error: err, ...extra };
     } catch (e2) {
-      return { outcome: 'discard-failed', guestRuns: false, step, error: new AggregateError([err, asError(e2)], `discarding the received copy failed after: ${err.message}`), ...extra };
+      const error = new AggregateError([err, asError(e2)], `discarding the received copy failed after: ${err.message}`);
+      return { outcome: 'discard-failed', guestRuns: false, step, error, ...extra };
     }
-  };
+  }
+
   // Failure before we were cleared: tell the sender (best effort), drop the link so a sender blocked
   // in a write fails at once, discard our copy. The sender has not sent CLEARED, or will get our
   // RESULT ≠ 0 + CLEARED (see notCleared) — it resumes.
-  const fail = async (e: unknown): Promise<ReceiverResult> => {
+  private async fail(e: unknown): Promise<ReceiverResult> {
     const err = asError(e);
-    await bestEffort(wire.sendError(codeOf(err), err.message, { timeoutMs: t.bestEffort }), t.bestEffort);
-    channel.destroy(err);
-    return discardWith(err);
-  };
-
-  try {
-    await wire.sendReady();
-  } catch (e) {
-    return fail(e);
+    const { t } = this;
+    await bestEffort(this.wire.sendError(codeOf(err), err.message, { timeoutMs: t.bestEffort }), t.bestEffort);
+    this.channel.destroy(err);
+    return this.discardWith(err);
   }
 
-  step = 'stream';
-  started = true;
-  try {
-    await cb.receiveStream(channel);
-  } catch (e) {
-    return fail(e);
-  }
-
-  step = 'done';
-  try {
-    await wire.awaitDone({ timeoutMs: t.done });
-  } catch (e) {
-    return fail(e);
-  }
-
-  step = 'received';
-  try {
-    await wire.sendReceived();
-  } catch (e) {
-    return fail(e);
-  }
-
-  step = 'cleared';
-  try {
-    await wire.awaitCleared({ timeoutMs: t.cleared });
-  } catch (e) {
-    // As xl: report failure (status ≠ 0), destroy our copy, then grant the sender permission to resume.
-    const err = asError(e);
-    await bestEffort(wire.sendResult(STATUS_NOT_CLEARED, { timeoutMs: t.bestEffort }), t.bestEffort);
-    const r = await discardWith(err, { status: STATUS_NOT_CLEARED });
+  /** A failure status (RESULT ≠ 0): our copy is discarded, then the sender may resume (CLEARED back). */
+  private async reportFailure(err: Error, status: number): Promise<ReceiverResult> {
+    const { t, channel } = this;
+    await bestEffort(this.wire.sendResult(status, { timeoutMs: t.bestEffort }), t.bestEffort);
+    const r = await this.discardWith(err, { status });
     if (r.outcome === 'discarded') {
-      await bestEffort(wire.sendCleared({ timeoutMs: t.bestEffort }), t.bestEffort);
+      await bestEffort(this.wire.sendCleared({ timeoutMs: t.bestEffort }), t.bestEffort);
       // close gracefully: a reset could drop the RESULT/CLEARED bytes still in flight
       await channel.close({ timeoutMs: t.bestEffort }).catch(() => undefined);
     } else {
-      channel.destroy(err);
+      channel.destroy(err); // no permission to resume: the sender ends in-doubt, nobody runs
     }
     return r;
   }
 
-  step = 'unpause';
-  let status: number;
-  let unpauseError: Error | undefined;
-  try {
-    status = await cb.unpause();
-    if (!Number.isInteger(status)) throw new TypeError(`unpause returned ${String(status)}`);
-  } catch (e) {
-    unpauseError = asError(e);
-    status = STATUS_UNPAUSE_FAILED;
+  /** READY, the stream, DONE, RECEIVED. */
+  async receive(): Promise<ReceiverResult | null> {
+    try {
+      await this.wire.sendReady();
+      this.step = 'stream';
+      this.started = true;
+      await this.cb.receiveStream(this.channel);
+      this.step = 'done';
+      await this.wire.awaitDone({ timeoutMs: this.t.done });
+      this.step = 'received';
+      await this.wire.sendReceived();
+      return null;
+    } catch (e) {
+      return this.fail(e);
+    }
   }
 
-  step = 'result';
-  if (status === 0) {
+  /** CLEARED_TO_UNPAUSE; without it, as xl: failure reported, our copy destroyed, the sender may resume. */
+  async awaitCleared(): Promise<ReceiverResult | null> {
+    this.step = 'cleared';
+    try {
+      await this.wire.awaitCleared({ timeoutMs: this.t.cleared });
+      return null;
+    } catch (e) {
+      return this.reportFailure(asError(e), STATUS_NOT_CLEARED);
+    }
+  }
+
+  /** Unpause, and report it: RESULT 0 (we run) or the failure status. */
+  async unpause(): Promise<ReceiverResult> {
+    this.step = 'unpause';
+    let status: number;
+    let unpauseError: Error | undefined;
+    try {
+      status = await this.cb.unpause();
+      if (!Number.isInteger(status)) throw new TypeError(`unpause returned ${String(status)}`);
+    } catch (e) {
+      unpauseError = asError(e);
+      status = STATUS_UNPAUSE_FAILED;
+    }
+    this.step = 'result';
+    if (status !== 0) return this.reportFailure(unpauseError ?? new TransportError('EUNPAUSE', `unpause failed with status ${status}`), status);
     // We run. Whether or not the sender hears it, it will not resume (it sent CLEARED).
     let err: Error | undefined;
     try {
-      await wire.sendResult(0, { timeoutMs: t.result });
-      await channel.close();
+      await this.wire.sendResult(0, { timeoutMs: this.t.result });
+      await this.channel.close();
     } catch (e) {
       err = asError(e);
-      channel.destroy(err);
+      this.channel.destroy(err);
     }
     return { outcome: 'running', guestRuns: true, step: 'finished', status: 0, error: err };
   }
-  const err = unpauseError ?? new TransportError('EUNPAUSE', `unpause failed with status ${status}`);
-  await bestEffort(wire.sendResult(status, { timeoutMs: t.bestEffort }), t.bestEffort);
-  const r = await discardWith(err, { status });
-  if (r.outcome === 'discarded') {
-    await bestEffort(wire.sendCleared({ timeoutMs: t.bestEffort }), t.bestEffort);
-    await channel.close({ timeoutMs: t.bestEffort }).catch(() => undefined);
-  } else {
-    channel.destroy(err); // no permission to resume: the sender ends in-doubt, nobody runs
-  }
-  return r;
 }
 
 // ------------------------------------------------------------------------------------------------

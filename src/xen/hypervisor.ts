@@ -18,21 +18,22 @@ import {
   type Flavour,
   type LoadOptions,
   type NativeAddon,
+  type NativeBuilder,
   type NativeDomainInfo,
   type NativeInterface,
   type NativeMapping,
   type NativeMock,
 } from './loader.js';
 
-export const PAGE_SIZE = 4096;
+import { HVM_NR_PARAMS, PAGE_SIZE, ShutdownReason } from './constants.js';
+
+export { HVM_NR_PARAMS, PAGE_SIZE };
 /** Domain ids >= DOMID_FIRST_RESERVED (0x7FF0) name no ordinary domain. */
 export const DOMID_FIRST_RESERVED = 0x7ff0;
 /** x86-64 Xen: 52-bit physical addresses, so frame numbers are below 2^40. */
 export const MAX_FRAME = 2n ** 40n - 1n;
 export const MAX_PAGES = 2 ** 40;
 export const MAX_VCPU_ID = 0xffff;
-/** HVM_NR_PARAMS in Xen 4.17 */
-export const HVM_NR_PARAMS = 39;
 /** Entries per pfnTypes / populatePhysmap hypercall (Xen refuses more than 1024 page types). */
 const BATCH = 1024;
 /** Most pages one map() call takes (4 GiB of address space). */
@@ -46,7 +47,14 @@ export const SHADOW_OP_CLEAN = 11;
 export const SHADOW_OP_PEEK = 12;
 export const SHADOW_LOGDIRTY_FINAL = 1;
 
-export const SHUTDOWN = { poweroff: 0, reboot: 1, suspend: 2, crash: 3, watchdog: 4, soft_reset: 5 } as const;
+export const SHUTDOWN = {
+  poweroff: ShutdownReason.POWEROFF,
+  reboot: ShutdownReason.REBOOT,
+  suspend: ShutdownReason.SUSPEND,
+  crash: ShutdownReason.CRASH,
+  watchdog: ShutdownReason.WATCHDOG,
+  soft_reset: ShutdownReason.SOFT_RESET,
+} as const;
 
 const PROT_READ = 1;
 const PROT_WRITE = 2;
@@ -195,6 +203,40 @@ export class NativeHypervisor implements Hypervisor {
     this.addon = addon;
     this.flavour = addon.flavour;
     this.native = new addon.Interface();
+  }
+
+  /**
+   * A real host's domain builder calls (native/src/builder.cc), through the addon this handle was
+   * opened with and with arguments checked here like every other call; null when the addon has none
+   * (the mock flavour builds domains through its host API).
+   */
+  builderCalls(): NativeBuilder | null {
+    const b = this.addon.builder;
+    if (!b) return null;
+    const kb = (name: string, v: unknown) => integer(name, v, 0, Number.MAX_SAFE_INTEGER);
+    const gfn = (name: string, v: unknown) => integer(name, v, 0, MAX_PAGES - 1);
+    const i32 = (name: string, v: unknown) => integer(name, v, 0, 0x7fffffff);
+    return {
+      createDomain: (flags, maxVcpus, emulationFlags, handle, grantFrames, maptrackFrames, grantVersion, maxEvtchnPort) =>
+        b.createDomain(
+          u32('flags', flags),
+          integer('maxVcpus', maxVcpus, 1, MAX_VCPU_ID + 1),
+          u32('emulationFlags', emulationFlags),
+          bytes('handle', handle, { min: 16, max: 16 }),
+          i32('maxGrantFrames', grantFrames),
+          i32('maxMaptrackFrames', maptrackFrames),
+          u32('grantVersion', grantVersion),
+          u32('maxEvtchnPort', maxEvtchnPort),
+        ),
+      setMaxVcpus: (domid, n) => b.setMaxVcpus(checkDomid(domid), integer('maxVcpus', n, 1, MAX_VCPU_ID + 1)),
+      setMaxMem: (domid, v) => b.setMaxMem(checkDomid(domid), kb('maxMemKb', v)),
+      setMemmapLimit: (domid, v) => b.setMemmapLimit(checkDomid(domid), kb('memKb', v)),
+      evtchnAllocUnbound: (domid, remote) => b.evtchnAllocUnbound(checkDomid(domid), checkDomid(remote)),
+      gnttabSeed: (domid, hvm, consoleGfn, storeGfn, consoleDomid, storeDomid) => {
+        if (typeof hvm !== 'boolean') throw new TypeError(`hvm must be a boolean, got ${describe(hvm)}`);
+        b.gnttabSeed(checkDomid(domid), hvm, gfn('consoleGfn', consoleGfn), gfn('storeGfn', storeGfn), checkDomid(consoleDomid), checkDomid(storeDomid));
+      },
+    };
   }
 
   /** libxen's recent log lines on this handle (most recent last). */

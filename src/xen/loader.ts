@@ -10,7 +10,7 @@ import { existsSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { DomainType } from './types.js';
+import type { DomainType, Hypervisor } from './types.js';
 
 export type Flavour = 'system' | 'mock';
 
@@ -47,44 +47,123 @@ export interface NativeMapping {
   unmap(): boolean;
 }
 
-export interface NativeInterface {
-  close(): void;
+/** The native calls whose signature is the typed Hypervisor's own (hypervisor.ts validates, then passes through). */
+type PassThroughCalls = Pick<
+  Hypervisor,
+  | 'close'
+  | 'pause'
+  | 'unpause'
+  | 'resume'
+  | 'shutdown'
+  | 'destroy'
+  | 'nrGpfns'
+  | 'maxGpfn'
+  | 'pfnTypes'
+  | 'populatePhysmap'
+  | 'pinTables'
+  | 'vcpuContextGet'
+  | 'vcpuContextSet'
+  | 'vcpuExtendedGet'
+  | 'vcpuExtendedSet'
+  | 'vcpuXsaveGet'
+  | 'vcpuXsaveSet'
+  | 'vcpuMsrsGet'
+  | 'vcpuMsrsSet'
+  | 'vcpuOnline'
+  | 'hvmContextGet'
+  | 'hvmContextSet'
+  | 'hvmParamGet'
+  | 'hvmParamSet'
+  | 'tscInfoGet'
+  | 'cpuPolicySet'
+>;
+
+/**
+ * The addon's Interface class (native/src/interface.cc): the Hypervisor's calls where they are the
+ * same, and below the raw ones the typed wrapper (hypervisor.ts) shapes.
+ */
+export interface NativeInterface extends PassThroughCalls {
   lastLog(): string[];
+  /** major << 16 | minor */
   version(): number;
   domainInfo(domid: number): NativeDomainInfo;
   listDomains(): NativeDomainInfo[];
-  pause(domid: number): void;
-  unpause(domid: number): void;
-  resume(domid: number, fast: boolean): void;
-  shutdown(domid: number, reason: number): void;
-  destroy(domid: number): void;
-  nrGpfns(domid: number): number;
-  maxGpfn(domid: number): number;
   guestWidth(domid: number): number;
   shadowControl(domid: number, op: number): void;
   logDirty(domid: number, op: number, bitmap: Uint8Array, pages: number, mode: number): [number, number];
   map(domid: number, frames: BigUint64Array, prot: number): NativeMapping & { errors: Int32Array };
-  pfnTypes(domid: number, frames: BigUint64Array): void;
-  populatePhysmap(domid: number, gfns: BigUint64Array): void;
   mapM2p(): NativeMapping & { maxMfn: number };
-  pinTables(domid: number, mfns: BigUint64Array, levels: Uint8Array): void;
-  vcpuContextGet(domid: number, vcpu: number): Uint8Array;
-  vcpuContextSet(domid: number, vcpu: number, ctx: Uint8Array): void;
-  vcpuExtendedGet(domid: number, vcpu: number): Uint8Array;
-  vcpuExtendedSet(domid: number, vcpu: number, ctx: Uint8Array): void;
-  vcpuXsaveGet(domid: number, vcpu: number): Uint8Array;
-  vcpuXsaveSet(domid: number, vcpu: number, ctx: Uint8Array): void;
-  vcpuMsrsGet(domid: number, vcpu: number): Uint8Array;
-  vcpuMsrsSet(domid: number, vcpu: number, msrs: Uint8Array): void;
-  vcpuOnline(domid: number, vcpu: number): boolean;
-  hvmContextGet(domid: number): Uint8Array;
-  hvmContextSet(domid: number, ctx: Uint8Array): void;
-  hvmParamGet(domid: number, index: number): bigint;
-  hvmParamSet(domid: number, index: number, value: bigint): void;
-  tscInfoGet(domid: number): { mode: number; elapsedNsec: bigint; gtscKhz: number; incarnation: number };
   tscInfoSet(domid: number, mode: number, elapsedNsec: bigint, gtscKhz: number, incarnation: number): void;
   cpuPolicyGet(domid: number): [Uint8Array, Uint8Array];
-  cpuPolicySet(domid: number, cpuid: Uint8Array, msrs: Uint8Array): void;
+}
+
+/**
+ * Every method of NativeInterface (the compiler checks that none is missing or extra): the loader
+ * refuses an addon whose Interface lacks one (a build older than these sources).
+ */
+const NATIVE_INTERFACE_METHODS: Record<keyof NativeInterface, true> = {
+  close: true,
+  lastLog: true,
+  version: true,
+  domainInfo: true,
+  listDomains: true,
+  pause: true,
+  unpause: true,
+  resume: true,
+  shutdown: true,
+  destroy: true,
+  nrGpfns: true,
+  maxGpfn: true,
+  guestWidth: true,
+  shadowControl: true,
+  logDirty: true,
+  map: true,
+  pfnTypes: true,
+  populatePhysmap: true,
+  mapM2p: true,
+  pinTables: true,
+  vcpuContextGet: true,
+  vcpuContextSet: true,
+  vcpuExtendedGet: true,
+  vcpuExtendedSet: true,
+  vcpuXsaveGet: true,
+  vcpuXsaveSet: true,
+  vcpuMsrsGet: true,
+  vcpuMsrsSet: true,
+  vcpuOnline: true,
+  hvmContextGet: true,
+  hvmContextSet: true,
+  hvmParamGet: true,
+  hvmParamSet: true,
+  tscInfoGet: true,
+  tscInfoSet: true,
+  cpuPolicyGet: true,
+  cpuPolicySet: true,
+};
+
+/** The NativeInterface methods an addon's Interface class lacks (none for a current build). */
+export function missingNativeMethods(addon: Pick<NativeAddon, 'Interface'>): string[] {
+  const proto = addon.Interface.prototype as Record<string, unknown>;
+  return Object.keys(NATIVE_INTERFACE_METHODS).filter((m) => typeof proto[m] !== 'function');
+}
+
+/** A real host's domain builder calls (native/src/builder.cc; the system flavour only). */
+export interface NativeBuilder {
+  createDomain(
+    flags: number,
+    maxVcpus: number,
+    emulationFlags: number,
+    handle: Uint8Array,
+    maxGrantFrames: number,
+    maxMaptrackFrames: number,
+    grantVersion: number,
+    maxEvtchnPort: number,
+  ): number;
+  setMaxVcpus(domid: number, maxVcpus: number): void;
+  setMaxMem(domid: number, kb: number): void;
+  setMemmapLimit(domid: number, kb: number): void;
+  evtchnAllocUnbound(domid: number, remote: number): number;
+  gnttabSeed(domid: number, hvm: boolean, consoleGfn: number, storeGfn: number, consoleDomid: number, storeDomid: number): void;
 }
 
 export interface NativeMock {
@@ -131,6 +210,8 @@ export interface NativeAddon {
   writePages(fd: number, header: Uint8Array, m: NativeMapping, indices: Uint32Array): Promise<number>;
   readPages(fd: number, m: NativeMapping, indices: Uint32Array): Promise<number>;
   mock?: NativeMock;
+  /** the system flavour only (the mock host builds domains through `mock`) */
+  builder?: NativeBuilder;
   /** absent from addons built before netlink.cc existed */
   netlink?: NativeNetlink;
 }
@@ -226,6 +307,11 @@ export function loadAddon(opts: LoadOptions = {}): LoadedAddon {
     }
     if (addon.flavour !== flavour) {
       tried.push({ path, reason: `is the '${addon.flavour}' flavour, not '${flavour}'` });
+      continue;
+    }
+    const missing = missingNativeMethods(addon);
+    if (missing.length > 0) {
+      tried.push({ path, reason: `is older than these sources (no ${missing.join(', ')})` });
       continue;
     }
     cache.set(path, addon);

@@ -2,13 +2,13 @@
 // the last checkpoint completed before the cut (libxc CHECKPOINT and libxl CHECKPOINT_END both
 // received), bit for bit, or — before the first complete checkpoint — no domain at all.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
 import { remus } from '../../src/checkpoint/index.js';
+import { tempHost } from '../support/hosts.js';
 import { restoreDomain } from '../../src/toolstack/restore.js';
 import { readAll } from '../../src/stream/index.js';
 
@@ -25,7 +25,7 @@ describe('Remus restore: failover at every byte offset', () => {
 
   beforeAll(async () => {
     // tmpfs: thousands of domains are created and destroyed
-    dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'xenmig-cut-'));
+    dir = tempHost('xenmig-cut-').dir;
     a = openMockHost(join(dir, 'a'));
     b = openMockHost(join(dir, 'b'));
     // a tiny guest: one populated page, rewritten between checkpoints

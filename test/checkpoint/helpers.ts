@@ -1,11 +1,9 @@
 // Process helpers for the replication tests: the primary, the backup and the workload each run in
 // a process of their own (fixtures/*.mjs over the built library), on two mock host directories.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = fileURLToPath(new URL('./fixtures/cli.mjs', import.meta.url));
@@ -20,23 +18,7 @@ export function requireFreshBuild(): void {
   }
 }
 
-export function hostDirs(prefix: string): { root: string; a: string; b: string } {
-  const root = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), prefix));
-  return { root, a: join(root, 'hostA'), b: join(root, 'hostB') };
-}
-
-/** A mock host in a scratch directory of its own (as hostDirs), for tests in one process; close() removes it. */
-export function scratchMockHost(prefix: string): { xen: MockHypervisor; close(): void } {
-  const { root } = hostDirs(prefix);
-  const xen = openMockHost(join(root, 'host'));
-  return {
-    xen,
-    close: () => {
-      xen.close();
-      rmSync(root, { recursive: true, force: true });
-    },
-  };
-}
+export { hostDirs, scratchMockHost } from '../support/hosts.js';
 
 /** A listener's onListening callback and the port it reports. */
 export function listeningPort(): { onListening: (port: number) => void; port: Promise<number> } {

@@ -1,8 +1,7 @@
 // Helpers for the CLI and end-to-end tests: run `node dist/cli/main.js` as real child processes,
 // temporary mock hosts (one directory = one simulated Xen host), the shared real `xl save` vectors.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { createReadStream, createWriteStream, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
@@ -110,16 +109,7 @@ export async function ok(args: string[], o: CliOptions = {}): Promise<string> {
   return r.stdout.trim();
 }
 
-export function tempDir(prefix: string): { dir: string; cleanup(): void } {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
-}
-
-/** A simulated Xen host: a fresh directory (in /dev/shm when available: guest memory lives there). */
-export function tempHost(): { dir: string; cleanup(): void } {
-  const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'xenmig-test-host-'));
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
-}
+export { scratchDir as tempDir, tempHost } from '../support/hosts.js';
 
 export interface DomInfo {
   domid: number;

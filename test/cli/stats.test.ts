@@ -1,13 +1,14 @@
 // The QEMU-shaped statistics count as "normal" only the pages sent with their contents; page entries
 // without contents (holes of an HVM guest's gfn space) are reported apart.
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
+import { tempHost } from '../support/hosts.js';
 import { PassThrough } from 'node:stream';
 import { openMockHost } from '../../src/xen/index.js';
 import { saveDomain } from '../../src/toolstack/save.js';
 import { Clock, queryMigrate } from '../../src/cli/stats.js';
 
-const dir = mkdtempSync('/dev/shm/xenmig-stats-');
+const dir = tempHost('xenmig-stats-').dir;
 const xen = openMockHost(dir);
 afterAll(() => {
   xen.close();

@@ -5,7 +5,7 @@ import { MigrationError } from '../../src/engine/errors.js';
 import { pvRestoreOps } from '../../src/engine/restore/pv.js';
 import { StreamError } from '../../src/stream/index.js';
 import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
-import { newHostDir, restoreLibxc, saveLibxc } from './helpers/pv.js';
+import { tempHost, restoreLibxc, saveLibxc } from './helpers/pv.js';
 
 const N = 1200;
 
@@ -41,14 +41,14 @@ function join(head: Buffer, recs: Rec[]): Buffer {
 const T = { PAGE_DATA: 1, PV_INFO: 2, P2M_FRAMES: 3, VCPU_BASIC: 4 };
 
 describe('malformed PV streams', () => {
-  let host: ReturnType<typeof newHostDir>;
+  let host: ReturnType<typeof tempHost>;
   let xen: MockHypervisor;
   let good: { head: Buffer; recs: Rec[] };
   let bystander = 0;
   let bystanderSum = '';
 
   beforeAll(async () => {
-    host = newHostDir('bad');
+    host = tempHost('xenmig-pv-bad-');
     xen = openMockHost(host.dir);
     const d = xen.createDomain({ type: 'pv', pages: N, vcpus: 1 });
     good = split(await saveLibxc(xen, d));
@@ -58,7 +58,7 @@ describe('malformed PV streams', () => {
   });
   afterAll(() => {
     xen?.close();
-    host?.remove();
+    host?.cleanup();
   });
 
   /** Restores `recs` into a fresh empty domain; returns the error (null when it succeeded). */

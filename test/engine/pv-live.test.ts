@@ -7,7 +7,7 @@ import type { SaveStats } from '../../src/engine/save/types.js';
 import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
 import { buildChild, type ChildRunner } from './helpers/pv-child-build.js';
 import { directMap, inspectPvDomain, mockLayout } from './helpers/pv-inspect.js';
-import { newHostDir, restoreLibxc, saveLibxc } from './helpers/pv.js';
+import { tempHost, restoreLibxc, saveLibxc } from './helpers/pv.js';
 import { StreamReader } from '../../src/stream/index.js';
 
 const N = 4000;
@@ -30,19 +30,19 @@ function pte(mfn: number, flags: number): Uint8Array {
 }
 
 describe('live PV save on the mock', () => {
-  let host: ReturnType<typeof newHostDir>;
+  let host: ReturnType<typeof tempHost>;
   let xen: MockHypervisor;
   let child: ChildRunner;
 
   beforeAll(async () => {
-    host = newHostDir('live');
+    host = tempHost('xenmig-pv-live-');
     xen = openMockHost(host.dir);
     child = await buildChild();
   });
   afterAll(() => {
     xen?.close();
     child?.dispose();
-    host?.remove();
+    host?.cleanup();
   });
 
   it('a guest writing from another process during the live rounds restores as it was at the suspend', async () => {

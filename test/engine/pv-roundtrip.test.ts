@@ -10,7 +10,7 @@ import { buildChild, type ChildRunner } from './helpers/pv-child-build.js';
 import { inspectPvDomain } from './helpers/pv-inspect.js';
 import { libxcSave } from '../../src/engine/save/save.js';
 import { StreamWriter } from '../../src/stream/index.js';
-import { decode, newHostDir, restoreLibxc, saveLibxc, Sink } from './helpers/pv.js';
+import { decode, tempHost, restoreLibxc, saveLibxc, Sink } from './helpers/pv.js';
 
 const N = 3000;
 
@@ -28,8 +28,8 @@ function machineSpecific(n: number): Set<number> {
 }
 
 describe('PV save/restore on the mock', () => {
-  let host: ReturnType<typeof newHostDir>;
-  let hostB: ReturnType<typeof newHostDir>;
+  let host: ReturnType<typeof tempHost>;
+  let hostB: ReturnType<typeof tempHost>;
   let xen: MockHypervisor;
   let child: ChildRunner;
   let src = 0;
@@ -37,8 +37,8 @@ describe('PV save/restore on the mock', () => {
   let sumAtSuspend = '';
 
   beforeAll(async () => {
-    host = newHostDir('a');
-    hostB = newHostDir('b');
+    host = tempHost('xenmig-pv-a-');
+    hostB = tempHost('xenmig-pv-b-');
     xen = openMockHost(host.dir);
     child = await buildChild();
     src = xen.createDomain({ type: 'pv', pages: N, vcpus: 2 });
@@ -50,8 +50,8 @@ describe('PV save/restore on the mock', () => {
   afterAll(() => {
     xen?.close();
     child?.dispose();
-    host?.remove();
-    hostB?.remove();
+    host?.cleanup();
+    hostB?.cleanup();
   });
 
   it('the stream has the PV records a libxc sender writes, in order', async () => {

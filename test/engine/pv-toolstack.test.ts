@@ -9,20 +9,20 @@ import { restoreDomain } from '../../src/toolstack/restore.js';
 import { saveDomain } from '../../src/toolstack/save.js';
 import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
 import { mockLayout } from './helpers/pv-inspect.js';
-import { decode, newHostDir, saveLibxc, Sink } from './helpers/pv.js';
+import { decode, tempHost, saveLibxc, Sink } from './helpers/pv.js';
 
 const N = 2500;
 
 describe('PV through the toolstack layer', () => {
-  let host: ReturnType<typeof newHostDir>;
+  let host: ReturnType<typeof tempHost>;
   let xen: MockHypervisor;
   beforeAll(() => {
-    host = newHostDir('ts');
+    host = tempHost('xenmig-pv-ts-');
     xen = openMockHost(host.dir);
   });
   afterAll(() => {
     xen?.close();
-    host?.remove();
+    host?.cleanup();
   });
 
   it('xl format: save, restore into a domain built from the config, unpaused, checksum equal', async () => {

@@ -8,7 +8,7 @@ import { mockBuilder } from '../../src/api.js';
 import { restoreDomain } from '../../src/toolstack/restore.js';
 import type { LibxcRecord } from '../../src/stream/index.js';
 import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
-import { digest, newHostDir, PV_VECTOR, saveLibxc, type Digest } from './helpers/pv.js';
+import { digest, tempHost, PV_VECTOR, saveLibxc, type Digest } from './helpers/pv.js';
 
 const gunzipped = () => createReadStream(PV_VECTOR).pipe(createGunzip({ chunkSize: 1 << 20 })) as AsyncIterable<Uint8Array>;
 
@@ -20,14 +20,14 @@ const leafKeeper = (pfn: number, records: LibxcRecord[]) => {
 };
 
 describe('the real PV vector (xl save, Xen 4.17, 128 MiB 64-bit Linux)', () => {
-  let host: ReturnType<typeof newHostDir>;
+  let host: ReturnType<typeof tempHost>;
   let xen: MockHypervisor;
   let domid = -1;
   let vector: Digest;
   let again: Digest;
 
   beforeAll(async () => {
-    host = newHostDir('vec');
+    host = tempHost('xenmig-pv-vec-');
     xen = openMockHost(host.dir);
     const r = await restoreDomain({ xen, input: gunzipped(), builder: mockBuilder(xen), paused: true });
     domid = r.domid;
@@ -47,7 +47,7 @@ describe('the real PV vector (xl save, Xen 4.17, 128 MiB 64-bit Linux)', () => {
   afterAll(() => {
     if (domid >= 0) xen?.destroy(domid);
     xen?.close();
-    host?.remove();
+    host?.cleanup();
   });
 
   it('restores into a 128 MiB, 1-vCPU mock PV domain', () => {

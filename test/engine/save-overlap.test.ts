@@ -8,7 +8,7 @@ import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
 import type { Hypervisor, Mapping } from '../../src/xen/types.js';
 import { libxcSave } from '../../src/engine/save/save.js';
 import { readAll, StreamWriter } from '../../src/stream/index.js';
-import { newHostDir } from './helpers/pv.js';
+import { tempHost } from './helpers/pv.js';
 
 const PAGES = 5000; // 5 batches
 
@@ -54,16 +54,16 @@ function observed(xen: Hypervisor, sink: LateSink, failAt = Infinity) {
 }
 
 describe('save engine: next batch mapped while the previous one is written', () => {
-  let host: ReturnType<typeof newHostDir>;
+  let host: ReturnType<typeof tempHost>;
   let xen: MockHypervisor;
 
   beforeAll(() => {
-    host = newHostDir('overlap');
+    host = tempHost('xenmig-pv-overlap-');
     xen = openMockHost(host.dir);
   });
   afterAll(() => {
     xen?.close();
-    host?.remove();
+    host?.cleanup();
   });
 
   it('every page reaches a late sink intact, and mapping overlaps writing', async () => {

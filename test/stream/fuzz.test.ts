@@ -4,12 +4,16 @@
 // XENMIG_FUZZ_ITERATIONS (default 100000) and XENMIG_FUZZ_SEED control the run.
 import { describe, it, expect } from 'vitest';
 import {
+  concatBytes,
+  encodeItem,
   StreamError,
+  StreamErrorCode,
   StreamReader,
   StreamValidator,
   readAll,
   type LibxcRecord,
   type ReaderOptions,
+  type StreamItem,
   type StreamType,
 } from '../../src/stream/index.js';
 import {
@@ -170,14 +174,35 @@ function mutate(s: Seed, r: Rng): Uint8Array {
   return b;
 }
 
+const ERROR_CODES = new Set(Object.values(StreamErrorCode).filter((c) => c.startsWith('ERR_')));
+
+/**
+ * What a rejection must be: a StreamError with an ERR_ code and the integer byte offset of the
+ * problem inside the input (at most its end). Returns what is wrong with it, or null.
+ */
+export function badRejection(e: unknown, inputLength: number): string | null {
+  if (!(e instanceof StreamError)) return `not a StreamError: ${String(e)}`;
+  if (!ERROR_CODES.has(e.code)) return `code ${e.code} is not an ERR_ code`;
+  const o = e.offset;
+  if (typeof o !== 'number' || !Number.isInteger(o) || o < 0 || o > inputLength) return `${e.code} at offset ${o} (input ${inputLength} bytes)`;
+  return null;
+}
+
 /** Reads and validates `input`; the verdict is a comparable summary of the outcome. */
-async function outcome(input: Uint8Array | AsyncIterable<Uint8Array>, opts: ReaderOptions, streamType: StreamType, readPayloads: boolean): Promise<{ error: unknown; verdict: string }> {
+async function outcome(
+  input: Uint8Array | AsyncIterable<Uint8Array>,
+  opts: ReaderOptions,
+  streamType: StreamType,
+  readPayloads: boolean,
+  items?: StreamItem[],
+): Promise<{ error: unknown; verdict: string }> {
   try {
     const rd = new StreamReader(input, opts);
     let v: StreamValidator | null = null;
     for await (const it of rd) {
       v ??= new StreamValidator({ streamType, backChannel: rd.summary.format === 'colo-back' || opts.format === 'colo-back' });
       v.check(it);
+      items?.push(it);
       if (readPayloads && it.kind === 'record' && it.record.name === 'PAGE_DATA' && it.record.readPayloadInto)
         await it.record.readPayloadInto(new Uint8Array(it.record.dataPages * 4096));
     }
@@ -204,6 +229,7 @@ describe('mutation fuzzer', () => {
     const rssStart = process.memoryUsage().rss;
     let ok = 0;
     let rejected = 0;
+    let reencoded = 0;
     let worst = 0;
     const codes = new Map<string, number>();
     // eslint-disable-next-line no-console
@@ -219,12 +245,16 @@ describe('mutation fuzzer', () => {
       const t0 = performance.now();
       const got = await outcome(input, opts, streamType, readPayloads);
       const dt = performance.now() - t0;
-      if (got.error !== null && !(got.error instanceof StreamError)) {
-        throw new Error(`seed ${SEED} iteration ${i} (${s.name}): non-StreamError ${String(got.error)}\ninput: ${Buffer.from(bytes).toString('hex')}`);
-      }
+      const why = got.error === null ? null : badRejection(got.error, bytes.length);
+      if (why !== null) throw new Error(`seed ${SEED} iteration ${i} (${s.name}): ${why}\ninput: ${Buffer.from(bytes).toString('hex')}`);
       // the same bytes as one eager buffer: chunking, lazy payloads and payload reads must not change
       // the verdict (same code at the same offset, or the same facts)
-      const ref = await outcome(bytes, { ...(opts.format ? { format: opts.format } : {}) }, streamType, false);
+      const items: StreamItem[] = [];
+      const ref = await outcome(bytes, { ...(opts.format ? { format: opts.format } : {}) }, streamType, false, items);
+      // an accepted input is exactly what its items say: they re-encode to the same bytes
+      if (ref.error === null && Buffer.compare(concatBytes(items.map((it) => encodeItem(it))), bytes) !== 0) {
+        throw new Error(`seed ${SEED} iteration ${i} (${s.name}): accepted, but its items re-encode differently\ninput: ${Buffer.from(bytes).toString('hex')}`);
+      }
       // Lazy payloads (mode 1) legitimately see a record's own field errors before they learn that
       // its payload is cut off: the eager reference then reports ERR_TRUNCATED at that record.
       const lazyFirst =
@@ -240,7 +270,10 @@ describe('mutation fuzzer', () => {
         const e = got.error as StreamError;
         codes.set(e.code, (codes.get(e.code) ?? 0) + 1);
         rejected++;
-      } else ok++;
+      } else {
+        ok++;
+        reencoded++;
+      }
       if (dt > worst) worst = dt;
       if (dt > PER_INPUT_MS) throw new Error(`seed ${SEED} iteration ${i} (${s.name}) took ${dt.toFixed(0)} ms`);
     }
@@ -248,6 +281,8 @@ describe('mutation fuzzer', () => {
     // eslint-disable-next-line no-console
     console.log(`fuzz: ${ITERATIONS} inputs, ${ok} accepted, ${rejected} rejected, worst ${worst.toFixed(1)} ms, rss +${(rssGrowth / 2 ** 20).toFixed(0)} MiB`, Object.fromEntries(codes));
     expect(rejected).toBeGreaterThan(ITERATIONS / 4);
+    // the re-encoding check ran on a real share of the inputs, not only on the rejected ones
+    expect(reencoded).toBeGreaterThan(ITERATIONS / 100);
     expect(codes.size).toBeGreaterThan(12);
     expect(rssGrowth).toBeLessThan(256 * 2 ** 20);
   });

@@ -4,20 +4,19 @@
 
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import type { Channel } from '../../src/transport/index.js';
 import { readExactly, writeAll } from '../../src/transport/index.js';
+import { scratchDir, type Scratch } from '../support/hosts.js';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 
-export function tempDir(prefix = 'xenmig-transport-'): { dir: string; cleanup(): void } {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+export function tempDir(prefix = 'xenmig-transport-'): Scratch {
+  return scratchDir(prefix);
 }
 
 export interface Pem {

@@ -66,7 +66,7 @@ describe('mutual TLS', () => {
     expect(receiver.role).toBe('receiver');
     // no raw fd over TLS
     expect(sender.readFd).toBeUndefined();
-    expect(receiver.dataFd).toBeUndefined();
+    expect(receiver.readFd).toBeUndefined();
     await transfer(sender, receiver, 6 * MiB + 3);
     await Promise.all([sender.close(), receiver.close()]);
     expect(sender.error).toBeUndefined();

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { openMockHost, type MockHypervisor } from '../../xen/hypervisor.js';
 import { EXIT, fmtBytes, parseIntArg, parseSize, writeOut } from '../util.js';
 import type { QueryMigrate } from '../stats.js';
+import { PAGE_SIZE } from '../../xen/constants.js';
 
 const CLI = fileURLToPath(new URL('../main.js', import.meta.url));
 
@@ -70,9 +71,9 @@ async function demo(o: { memory: number; rate: number; keep?: boolean; json?: bo
         h.close();
       }
     };
-    const pages = Math.ceil(o.memory / 4096);
+    const pages = Math.ceil(o.memory / PAGE_SIZE);
     const domid = onHost(hostA, (h) => h.createDomain({ type: 'hvm', pages, vcpus: 2 }));
-    await say(`created HVM domain ${domid} (${fmtBytes(pages * 4096)}, 2 vCPUs) on host A`);
+    await say(`created HVM domain ${domid} (${fmtBytes(pages * PAGE_SIZE)}, 2 vCPUs) on host A`);
 
     // the workload: a separate process dirtying guest memory until the domain leaves host A
     const workload = spawn(process.execPath, [CLI, 'mock', 'workload', String(domid), '--rate', String(o.rate), '--host', hostA], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { migrate, openXen } from '../../api.js';
 import { parseDestination, type HandshakeProtocol, type SenderResult } from '../../transport/index.js';
 import type { Hypervisor } from '../../xen/types.js';
+import { PAGE_SIZE, ShutdownReason } from '../../xen/constants.js';
 import { resolveDomain } from '../../toolstack/names.js';
 import { checksumAtSuspend } from '../hooks.js';
 import { Clock, progressHandler, queryMigrate, summaryLine } from '../stats.js';
@@ -70,7 +71,7 @@ export function sourceState(xen: Hypervisor | null, domid: number): string {
   try {
     const i = xen.domainInfo(domid);
     if (i.dying) return 'being destroyed';
-    if (i.shutdown) return i.shutdownReason === 2 ? 'suspended' : `shut down (reason ${i.shutdownReason})`;
+    if (i.shutdown) return i.shutdownReason === ShutdownReason.SUSPEND ? 'suspended' : `shut down (reason ${i.shutdownReason})`;
     return i.paused ? 'paused' : 'running';
   } catch (e) {
     if ((e as { code?: string }).code === 'ESRCH') return 'gone (no such domain)';
@@ -125,7 +126,7 @@ async function runMigrate(domain: number | string, dest: string, o: MigrateCliOp
     if (d.kind === 'tcp' && !tls && !o.insecure) throw new UsageError('tcp:// needs --cert, --key and --ca (mutual TLS), or --insecure');
     xen = openXen(xenOptions(o)).xen;
     domid = await resolveDomain(xen, domain);
-    guestBytes = xen.domainInfo(domid).totPages * 4096;
+    guestBytes = xen.domainInfo(domid).totPages * PAGE_SIZE;
     const policy = policyFrom(o);
     log.info(`migrating domain ${domid} to ${dest}`);
     const config = configFrom(o);

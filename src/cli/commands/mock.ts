@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { openXen } from '../../api.js';
 import type { MockHypervisor } from '../../xen/hypervisor.js';
 import type { DomainInfo } from '../../xen/types.js';
+import { PAGE_SIZE, ShutdownReason } from '../../xen/constants.js';
 import { checkDomainName, mockNames, resolveDomain } from '../../toolstack/names.js';
 import { domainExists } from '../../toolstack/destroy.js';
 import { domainState } from '../state.js';
@@ -36,7 +37,7 @@ async function withHost(o: HostOpts, f: (h: MockHypervisor) => Promise<number> |
 
 function stateWord(i: DomainInfo): string {
   if (i.dying) return 'dying';
-  if (i.shutdown) return i.shutdownReason === 2 ? 'suspended' : `shutdown(${i.shutdownReason})`;
+  if (i.shutdown) return i.shutdownReason === ShutdownReason.SUSPEND ? 'suspended' : `shutdown(${i.shutdownReason})`;
   if (i.paused) return 'paused';
   return 'running';
 }
@@ -59,7 +60,7 @@ export function register(program: Command): void {
       .option('--name <name>', 'its name (unique on the host; commands then take it in place of the domid)'),
   ).action(async (o: CreateOpts) => {
     process.exitCode = await withHost(o, async (h) => {
-      if (o.memory % 4096) throw new UsageError('--memory must be a multiple of 4 KiB');
+      if (o.memory % PAGE_SIZE) throw new UsageError('--memory must be a multiple of 4 KiB');
       if (o.name !== undefined) {
         try {
           checkDomainName(o.name);
@@ -70,7 +71,7 @@ export function register(program: Command): void {
         const other = await namesOf(h).holder(o.name);
         if (other !== null) throw new UsageError(`--name ${o.name}: domain ${other} has that name`);
       }
-      const domid = h.createDomain({ type: o.type, pages: o.memory / 4096, vcpus: o.vcpus, populate: !o.empty });
+      const domid = h.createDomain({ type: o.type, pages: o.memory / PAGE_SIZE, vcpus: o.vcpus, populate: !o.empty });
       if (o.name !== undefined) {
         try {
           await namesOf(h).rename(domid, o.name);

@@ -24,6 +24,7 @@ import {
   xenOptions,
   type LogFormat,
 } from '../util.js';
+import { PAGE_SIZE } from '../../xen/constants.js';
 
 export interface TransferCliOptions {
   host?: string;
@@ -82,7 +83,7 @@ async function runSave(domain: number | string, file: string, o: TransferCliOpti
     xen = openXen(xenOptions(o)).xen;
     domid = await resolveDomain(xen, domain);
     const info = xen.domainInfo(domid);
-    guestBytes = info.totPages * 4096;
+    guestBytes = info.totPages * PAGE_SIZE;
     const policy = policyFrom(o);
     const config = configFrom(o);
     const hook = o.checksumAtSuspend ? checksumAtSuspend(xen, domid, o.checksumAtSuspend, sig.signal) : null;

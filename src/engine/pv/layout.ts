@@ -2,12 +2,11 @@
 // frame-number helpers and the M2P view shared by PV save and restore.
 // Offsets are checked against /usr/include/xen (and docker/mock/include) by test/engine/pv-layout.test.ts.
 
-export const PAGE_SIZE = 4096;
-export const PAGE_SHIFT = 12;
+import { PAGE_SHIFT, PAGE_SIZE } from '../../xen/constants.js';
+
+export { PAGE_SHIFT, PAGE_SIZE };
 /** INVALID_MFN / INVALID_PFN as a number: any entry that is not a frame reads as -1 here. */
 export const INVALID = -1;
-/** Frame numbers are below 2^40 on x86-64 Xen (52-bit physical addresses). */
-export const MAX_FRAME_NUMBER = 2 ** 40 - 1;
 
 /** sizeof(vcpu_guest_context_x86_64_t) and the fields the stream translates. */
 export const VCPU64 = {

@@ -133,7 +133,7 @@ export class GuestP2m {
     this.generation = this.currentGeneration();
     const vaddr = this.archBig(SHINFO64.p2mVaddr);
     let frames = Math.floor(this.maxPfn / FPP) + 1;
-    let end = vaddr + BigInt(frames) * 4096n - 1n;
+    let end = vaddr + BigInt(frames * PAGE_SIZE) - 1n;
     const canonical = (a: bigint) => {
       const s = BigInt.asIntN(64, a);
       return s >> 47n === s >> 63n;
@@ -173,7 +173,7 @@ export class GuestP2m {
           if (trimmed >= 0 && trimmed < this.maxPfn) {
             this.maxPfn = trimmed;
             frames = Math.floor((this.maxPfn + FPP) / FPP);
-            end = vaddr + BigInt(frames) * 4096n - 1n;
+            end = vaddr + BigInt(frames * PAGE_SIZE) - 1n;
             idxEnd = idxStart + savedIdx;
             next.length = idxEnd - idxStart + 1;
           }

@@ -1,46 +1,11 @@
 // x86 HVM (and PVH) restore operations: xg_sr_restore_x86_hvm.c's role.
-import { encodeLibxcBody, type LibxcRecord } from '../../stream/index.js';
-import { HVM_NR_PARAMS } from '../../xen/hypervisor.js';
+import { HVM_NR_PARAMS, HvmParam } from '../../xen/constants.js';
 import { MigrationError, MigrationErrorCode } from '../errors.js';
 import type { RestoreContext, RestoreOps } from './types.js';
-
-export const HVM_PARAM_STORE_PFN = 1;
-export const HVM_PARAM_PAE_ENABLED = 4;
-export const HVM_PARAM_IOREQ_PFN = 5;
-export const HVM_PARAM_BUFIOREQ_PFN = 6;
+import { applyTsc, PolicyStash } from '../x86.js';
 
 /** Largest gfn a restore may populate in an HVM domain: 2^40 bytes of guest-physical space. */
 export const HVM_MAX_RESTORE_PFN = 2 ** 28 - 1;
-
-/** CPU policy records are stashed and applied once, at STATIC_DATA_END (shared with PV). */
-export class PolicyStash {
-  cpuid: Uint8Array | null = null;
-  msrs: Uint8Array | null = null;
-
-  take(rec: LibxcRecord): boolean {
-    if (rec.name === 'X86_CPUID_POLICY') {
-      this.cpuid = encodeLibxcBody(rec);
-      return true;
-    }
-    if (rec.name === 'X86_MSR_POLICY') {
-      this.msrs = encodeLibxcBody(rec);
-      return true;
-    }
-    return false;
-  }
-
-  apply(ctx: RestoreContext): { cpuid: boolean; msr: boolean } {
-    const missing = { cpuid: this.cpuid === null, msr: this.msrs === null };
-    if (this.cpuid || this.msrs) ctx.xen.cpuPolicySet(ctx.domid, this.cpuid ?? new Uint8Array(0), this.msrs ?? new Uint8Array(0));
-    return missing;
-  }
-}
-
-export function applyTsc(ctx: RestoreContext, rec: LibxcRecord): boolean {
-  if (rec.name !== 'X86_TSC_INFO') return false;
-  ctx.xen.tscInfoSet(ctx.domid, { mode: rec.mode, elapsedNsec: rec.nsec, gtscKhz: rec.khz, incarnation: rec.incarnation });
-  return true;
-}
 
 export function hvmRestoreOps(): RestoreOps {
   let context: Uint8Array | null = null;
@@ -60,7 +25,6 @@ export function hvmRestoreOps(): RestoreOps {
 
   return {
     domainHeaderType: 2,
-    localises: false,
     setup(ctx) {
       // Real Xen accepts any gfn up to the guest's physical address width (libxc checks nothing);
       // xenmig bounds it at 1 TiB of guest-physical space. The hypervisor refuses what the domain
@@ -74,6 +38,9 @@ export function hvmRestoreOps(): RestoreOps {
       ctx.xen.populatePhysmap(ctx.domid, a);
     },
     pfnToFrame: (pfn) => pfn,
+    // an HVM guest's page tables are its own business: types are not kept, pages not rewritten
+    setPageType: () => {},
+    localisePage: () => {},
     processRecord(ctx, rec) {
       switch (rec.name) {
         case 'X86_TSC_INFO':
@@ -92,8 +59,8 @@ export function hvmRestoreOps(): RestoreOps {
                 { domid: ctx.domid },
               );
             const index = Number(p.index);
-            if (index === HVM_PARAM_PAE_ENABLED) continue; // dropped, as libxc does
-            if (index === HVM_PARAM_STORE_PFN || index === HVM_PARAM_IOREQ_PFN || index === HVM_PARAM_BUFIOREQ_PFN) clearPage(ctx, p.value);
+            if (index === HvmParam.PAE_ENABLED) continue; // dropped, as libxc does
+            if (index === HvmParam.STORE_PFN || index === HvmParam.IOREQ_PFN || index === HvmParam.BUFIOREQ_PFN) clearPage(ctx, p.value);
             ctx.xen.hvmParamSet(ctx.domid, index, p.value);
           }
           return true;

@@ -17,10 +17,10 @@ import { SparsePfnSet } from '../bitmap.js';
 import type { StreamCursor } from '../cursor.js';
 import { abortable, MigrationError, MigrationErrorCode, throwIfAborted } from '../errors.js';
 import { hvmRestoreOps } from './hvm.js';
-import { hex } from '../pv/layout.js';
+import { hex, tableLevel } from '../pv/layout.js';
 import type { RestoreCallbacks, RestoreContext, RestoreOps, RestoreStats, RestoreStreamType } from './types.js';
+import { PAGE_SIZE } from '../../xen/constants.js';
 
-const PAGE_SIZE = 4096;
 /** Bytes of bookkeeping counted per buffered checkpoint record on top of its stream size. */
 const BUFFERED_RECORD_OVERHEAD = 256;
 
@@ -346,7 +346,55 @@ class RestoreEngine implements RestoreContext {
       const pfn = pfns[i]!;
       if (pfn > this.maxPfn) throw this.mismatch(`pfn ${hex(pfn)} beyond the domain's max pfn ${hex(this.maxPfn)}`, item, pfn);
     }
-    // populate what needs RAM and is not backed yet
+    this.populatePfns(item, r);
+
+    const dataIdx: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t = types[i]!;
+      if (pageTypeHasData(t)) dataIdx.push(i);
+      else this.stats.holes++;
+      if (t !== PageType.XTAB && t !== PageType.BROKEN) this.ops.setPageType(pfns[i]!, t);
+    }
+    if (dataIdx.length === 0) return;
+    const frames = new BigUint64Array(dataIdx.length);
+    for (let j = 0; j < dataIdx.length; j++) frames[j] = BigInt(this.ops.pfnToFrame(pfns[dataIdx[j]!]!));
+    let m: Mapping | null = null;
+    let pending: Promise<unknown> | null = null;
+    try {
+      m = this.xen.map(this.domid, frames, 'rw');
+      for (let j = 0; j < m.errors.length; j++) {
+        if (m.errors[j] !== 0) throw new MigrationError(MigrationErrorCode.ERR_MAP_FAILED, `failed to map pfn ${hex(pfns[dataIdx[j]!]!)} (errno ${m.errors[j]})`, { domid: this.domid, pfn: pfns[dataIdx[j]!] });
+      }
+      const target = m.bytes;
+      if (this.verify) {
+        const incoming = payload ?? (await abortable(readPayload(r), this.opts.signal));
+        this.verifyPages(r, dataIdx, incoming, target);
+        return;
+      }
+      if (payload) target.set(payload);
+      else if (r.readPayloadInto) {
+        // an abort leaves the read behind: the mapping stays until it settled (it writes into it)
+        pending = r.readPayloadInto(target);
+        await abortable(pending, this.opts.signal);
+        pending = null;
+      }
+      else if (r.data) target.set(r.data);
+      else throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'PAGE_DATA without payload');
+      for (let j = 0; j < dataIdx.length; j++) {
+        const t = types[dataIdx[j]!]!;
+        if (tableLevel(t) !== 0) this.ops.localisePage(this, t, target.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE), pfns[dataIdx[j]!]!);
+      }
+      this.stats.pages += dataIdx.length;
+    } finally {
+      const mapping = m;
+      if (pending) void pending.catch(() => undefined).finally(() => mapping?.unmap());
+      else mapping?.unmap();
+    }
+  }
+
+  /** Back with RAM what needs it and is not backed yet, within the domain's configured size. */
+  private populatePfns(item: LibxcRecordItem, r: PageDataRecord): void {
+    const { count: n, pfns, types } = r;
     const toPopulate: number[] = [];
     for (let i = 0; i < n; i++) {
       const t = types[i]!;
@@ -372,61 +420,20 @@ class RestoreEngine implements RestoreContext {
       this.populatedCount += toPopulate.length;
       this.ops.populate(this, toPopulate);
     }
+  }
 
-    const dataIdx: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const t = types[i]!;
-      if (pageTypeHasData(t)) dataIdx.push(i);
-      else this.stats.holes++;
-      if (this.ops.setPageType && t !== PageType.XTAB && t !== PageType.BROKEN) this.ops.setPageType(pfns[i]!, t);
-    }
-    if (dataIdx.length === 0) return;
-    const frames = new BigUint64Array(dataIdx.length);
-    for (let j = 0; j < dataIdx.length; j++) frames[j] = BigInt(this.ops.pfnToFrame(pfns[dataIdx[j]!]!));
-    let m: Mapping | null = null;
-    let pending: Promise<unknown> | null = null;
-    try {
-      m = this.xen.map(this.domid, frames, 'rw');
-      for (let j = 0; j < m.errors.length; j++) {
-        if (m.errors[j] !== 0) throw new MigrationError(MigrationErrorCode.ERR_MAP_FAILED, `failed to map pfn ${hex(pfns[dataIdx[j]!]!)} (errno ${m.errors[j]})`, { domid: this.domid, pfn: pfns[dataIdx[j]!] });
+  /** Verify mode: the incoming pages must equal guest memory (PV page tables compared localised, as libxc). */
+  private verifyPages(r: PageDataRecord, dataIdx: number[], incoming: Uint8Array, target: Uint8Array): void {
+    const { pfns, types } = r;
+    for (let j = 0; j < dataIdx.length; j++) {
+      let a = incoming.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE);
+      const t = types[dataIdx[j]!]!;
+      if (tableLevel(t) !== 0) {
+        a = a.slice();
+        this.ops.localisePage(this, t, a, pfns[dataIdx[j]!]!);
       }
-      const target = m.bytes;
-      if (this.verify) {
-        const incoming = payload ?? (await abortable(readPayload(r), this.opts.signal));
-        for (let j = 0; j < dataIdx.length; j++) {
-          let a = incoming.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE);
-          const t = types[dataIdx[j]!]!;
-          if (this.ops.localises && this.ops.localisePage && ((t >= PageType.L1TAB && t <= PageType.L4TAB) || (t >= PageType.L1TAB_PIN && t <= PageType.L4TAB_PIN))) {
-            // PV page tables are compared as they would have been written: localised (as libxc)
-            a = a.slice();
-            this.ops.localisePage(this, t, a, pfns[dataIdx[j]!]!);
-          }
-          const b = target.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE);
-          if (Buffer.compare(a, b) !== 0) this.stats.verifyMismatches++;
-        }
-        return;
-      }
-      if (payload) target.set(payload);
-      else if (r.readPayloadInto) {
-        // an abort leaves the read behind: the mapping stays until it settled (it writes into it)
-        pending = r.readPayloadInto(target);
-        await abortable(pending, this.opts.signal);
-        pending = null;
-      }
-      else if (r.data) target.set(r.data);
-      else throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'PAGE_DATA without payload');
-      if (this.ops.localises && this.ops.localisePage) {
-        for (let j = 0; j < dataIdx.length; j++) {
-          const t = types[dataIdx[j]!]!;
-          if ((t >= PageType.L1TAB && t <= PageType.L4TAB) || (t >= PageType.L1TAB_PIN && t <= PageType.L4TAB_PIN))
-            this.ops.localisePage(this, t, target.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE), pfns[dataIdx[j]!]!);
-        }
-      }
-      this.stats.pages += dataIdx.length;
-    } finally {
-      const mapping = m;
-      if (pending) void pending.catch(() => undefined).finally(() => mapping?.unmap());
-      else mapping?.unmap();
+      const b = target.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE);
+      if (Buffer.compare(a, b) !== 0) this.stats.verifyMismatches++;
     }
   }
 }

@@ -66,10 +66,10 @@ export interface RestoreOps {
   populate(ctx: RestoreContext, pfns: number[]): void;
   /** Frame to map for a populated pfn (HVM gfn, PV mfn). */
   pfnToFrame(pfn: number): number;
-  /** PV: the page type of each pfn (pinning at the end), and page-table localisation. */
-  readonly localises: boolean;
-  setPageType?(pfn: number, type: number): void;
-  localisePage?(ctx: RestoreContext, type: number, page: Uint8Array, pfn: number): void;
+  /** The stream's page type of a pfn (PV: pinned at the end; HVM: nothing to keep). */
+  setPageType(pfn: number, type: number): void;
+  /** A page-table page as written into guest memory (PV: pfns to mfns; HVM: nothing to do). */
+  localisePage(ctx: RestoreContext, type: number, page: Uint8Array, pfn: number): void;
   /** Type-specific records; return false for a record this type does not handle. */
   processRecord(ctx: RestoreContext, rec: LibxcRecord): Promise<boolean> | boolean;
   /** STATIC_DATA_END (seen or implied for v2 streams): apply the CPU policy. */

@@ -1,50 +1,9 @@
 // x86 HVM (and PVH) save operations: xg_sr_save_x86_hvm.c's role. Guest frames are gfns; the
 // end of each checkpoint carries TSC info, the HVM context blob and the non-zero HVM params.
-import { decodeLibxcBody, LibxcType, type LibxcRecord } from '../../stream/index.js';
-import type { SaveContext, SaveOps } from './types.js';
-
-/** HVM params a saver sends when non-zero (xg_sr_save_x86_hvm.c), in that order. */
-export const HVM_SAVE_PARAMS: readonly number[] = [
-  1, // STORE_PFN
-  5, // IOREQ_PFN
-  6, // BUFIOREQ_PFN
-  27, // PAGING_RING_PFN
-  28, // MONITOR_RING_PFN
-  29, // SHARING_RING_PFN
-  37, // VM86_TSS_SIZED
-  17, // CONSOLE_PFN
-  19, // ACPI_IOPORTS_LOCATION
-  9, // VIRIDIAN
-  12, // IDENT_PT
-  34, // VM_GENERATION_ID_ADDR
-  32, // IOREQ_SERVER_PFN
-  33, // NR_IOREQ_SERVER_PAGES
-  36, // X87_FIP_WIDTH
-  38, // MCA_CAP
-];
-
-const LOC = { offset: 0, index: 0, layer: 'libxc' as const };
-
-/** CPU policy records shared by HVM and PV (omitted when empty, as the libxc sender does). */
-export function cpuPolicyRecords(ctx: SaveContext): LibxcRecord[] {
-  const out: LibxcRecord[] = [];
-  let pol: { cpuid: Uint8Array; msrs: Uint8Array };
-  try {
-    pol = ctx.xen.cpuPolicyGet(ctx.domid);
-  } catch (e) {
-    // Xen without policy support (pre-4.14 semantics): the stream simply has no policy records
-    if ((e as { code?: string }).code === 'EOPNOTSUPP' || (e as { code?: string }).code === 'ENOSYS') return out;
-    throw e;
-  }
-  if (pol.cpuid.length) out.push(decodeLibxcBody(LibxcType.X86_CPUID_POLICY, pol.cpuid, LOC));
-  if (pol.msrs.length) out.push(decodeLibxcBody(LibxcType.X86_MSR_POLICY, pol.msrs, LOC));
-  return out;
-}
-
-export function tscRecord(ctx: SaveContext): LibxcRecord {
-  const t = ctx.xen.tscInfoGet(ctx.domid);
-  return { name: 'X86_TSC_INFO', mode: t.mode, khz: t.gtscKhz, nsec: t.elapsedNsec, incarnation: t.incarnation, reserved: 0 };
-}
+import type { LibxcRecord } from '../../stream/index.js';
+import { HVM_SAVE_PARAMS } from '../../xen/constants.js';
+import { cpuPolicyRecords, tscRecord } from '../x86.js';
+import type { SaveOps } from './types.js';
 
 export function hvmSaveOps(): SaveOps {
   let p2mSize = 0;
@@ -53,7 +12,6 @@ export function hvmSaveOps(): SaveOps {
     get p2mSize() {
       return p2mSize;
     },
-    normalises: false,
     setup(ctx) {
       p2mSize = ctx.xen.nrGpfns(ctx.domid);
     },
@@ -61,6 +19,11 @@ export function hvmSaveOps(): SaveOps {
     startOfStream: () => [],
     checkVmState: () => {},
     pfnToFrame: (pfn) => pfn,
+    // an HVM guest's pages go as they are
+    normalisePage(_ctx, _type, src, dst) {
+      dst.set(src);
+      return 'ok';
+    },
     endOfCheckpoint(ctx) {
       const recs: LibxcRecord[] = [tscRecord(ctx)];
       recs.push({ name: 'HVM_CONTEXT', data: ctx.xen.hvmContextGet(ctx.domid) });

@@ -26,8 +26,9 @@ import { defaultPrecopyPolicy, expectedDowntimeMs, Pacer, type PrecopyStats } fr
 import { hex } from '../pv/layout.js';
 import { hvmSaveOps } from './hvm.js';
 import type { RoundStats, SaveCallbacks, SaveContext, SaveOps, SaveProgress, SaveStats, StreamType } from './types.js';
+import { SHUTDOWN_SUSPEND } from '../../xen/constants.js';
 
-export const SHUTDOWN_SUSPEND = 2;
+export { SHUTDOWN_SUSPEND };
 
 export interface LibxcSaveOptions {
   xen: Hypervisor;
@@ -196,19 +197,20 @@ class SaveEngine implements SaveContext {
         this.stats.checkpoints++;
         first = false;
         let again: 'again' | 'stop';
+        const round = this.stats.rounds[this.stats.rounds.length - 1]!;
         if (this.streamType === 'colo') {
           await this.flushStaging();
-          const c = await this.cb.checkpoint!();
+          const c = await this.cb.checkpoint!(round);
           if (c !== 'again') throw new MigrationError(MigrationErrorCode.ERR_CALLBACK, 'COLO checkpoint callback failed');
           await this.cb.postcopy!();
           this.suspended = false;
-          again = await this.cb.waitCheckpoint!();
+          again = await this.cb.waitCheckpoint!(round);
         } else {
           // Remus: resume first (the captured state is in staging or already written)
           await this.cb.postcopy!();
           this.suspended = false;
           await this.flushStaging();
-          again = await this.cb.checkpoint!();
+          again = await this.cb.checkpoint!(round);
         }
         if (again !== 'again') break;
         throwIfAborted(this.signal);
@@ -319,7 +321,7 @@ class SaveEngine implements SaveContext {
         const ms = performance.now() - t;
         this.liveBytes += this.out.bytesWritten - b0;
         this.liveMs += ms;
-        this.stats.rounds.push({ iteration: x - 1, kind: 'live', pages: sent, bytes: this.out.bytesWritten - b0, ms });
+        this.stats.rounds.push({ iteration: x - 1, kind: 'live', dirtyPages: dirtyCount, pages: sent, bytes: this.out.bytesWritten - b0, ms });
       }
       if (d !== 'continue') {
         if (d === 'abort') throw new MigrationError(MigrationErrorCode.ERR_PRECOPY_ABORTED, 'precopy policy aborted the migration', { domid: this.domid });
@@ -368,7 +370,8 @@ class SaveEngine implements SaveContext {
     const t = performance.now();
     const b0 = this.out.bytesWritten;
     const sent = await this.sendDirtyPages(this.dirty, this.ops.p2mSize, false);
-    this.stats.rounds.push({ iteration: 0, kind: 'final', pages: sent, bytes: this.out.bytesWritten - b0, ms: performance.now() - t });
+    const ms = performance.now() - t;
+    this.stats.rounds.push({ iteration: 0, kind: 'final', dirtyPages: this.ops.p2mSize, pages: sent, bytes: this.out.bytesWritten - b0, ms });
   }
 
   /** xg_sr_save.c suspend_and_send_dirty(): final CLEAN, deferred pages, (COLO) secondary's pfns. */
@@ -377,7 +380,7 @@ class SaveEngine implements SaveContext {
     this.phase = checkpoint ? 'checkpoint' : 'final';
     if (checkpoint) this.iteration = this.stats.checkpoints;
     const size = this.ops.p2mSize;
-    this.xen.logDirtyClean(this.domid, this.dirty.bytes, size, true);
+    const { dirtyCount } = this.xen.logDirtyClean(this.domid, this.dirty.bytes, size, true);
     this.dirty.or(this.deferred);
     if (checkpoint && this.streamType === 'colo' && this.cb.secondaryDirtyPfns) {
       const list = await this.cb.secondaryDirtyPfns();
@@ -397,6 +400,7 @@ class SaveEngine implements SaveContext {
     const rs: RoundStats = {
       iteration: checkpoint ? this.stats.checkpoints : this.stats.rounds.length,
       kind: checkpoint ? 'checkpoint' : 'final',
+      dirtyPages: dirtyCount,
       pages: sent,
       bytes: this.out.bytesWritten + this.stagedBytes() - b0,
       ms: performance.now() - t,
@@ -520,7 +524,7 @@ class SaveEngine implements SaveContext {
     let mapping: Mapping | null = null;
     const chunks: Uint8Array[] = [];
     try {
-      if (dataIdx.length > 0 && this.staging && this.opts.persistentMappings && !ops.normalises && this.info.type === 'hvm') {
+      if (dataIdx.length > 0 && this.staging && this.opts.persistentMappings && this.info.type === 'hvm') {
         // checkpoint, suspended: copy out of mappings kept from earlier checkpoints (stage() copies)
         this.pagesFromChunks(pfns, dataIdx, chunks);
       } else if (dataIdx.length > 0) {
@@ -536,7 +540,7 @@ class SaveEngine implements SaveContext {
             });
         }
         const bytes = mapping.bytes;
-        if (ops.normalises && ops.normalisePage) {
+        if (this.info.type === 'pv') {
           // page tables are rewritten into private copies; everything else goes from the mapping
           let runStart = 0;
           for (let j = 0; j < dataIdx.length; j++) {

@@ -14,11 +14,11 @@ export interface SaveCallbacks {
   /**
    * Checkpointed streams: the libxc CHECKPOINT record is written; the toolstack writes its own
    * records (emulator state, CHECKPOINT_END), waits for the backup's acknowledgement and answers
-   * 'again' for another checkpoint or 'stop' to end replication.
+   * 'again' for another checkpoint or 'stop' to end replication. `round` is the checkpoint's own.
    */
-  checkpoint?(): Promise<'again' | 'stop'>;
-  /** COLO: wait until the next checkpoint is due (divergence or timer). */
-  waitCheckpoint?(): Promise<'again' | 'stop'>;
+  checkpoint?(round: RoundStats): Promise<'again' | 'stop'>;
+  /** COLO: wait until the next checkpoint is due (divergence or timer); `round` as for checkpoint. */
+  waitCheckpoint?(round: RoundStats): Promise<'again' | 'stop'>;
   /** COLO: the secondary's dirty pfns for this checkpoint (read from the back channel). */
   secondaryDirtyPfns?(): Promise<ArrayLike<number | bigint>>;
   /**
@@ -54,6 +54,11 @@ export interface RoundStats {
   iteration: number;
   /** 'live' rounds precede the suspend; 'final' is the stop-and-copy round (or a checkpoint) */
   kind: 'live' | 'final' | 'checkpoint';
+  /**
+   * The dirty set the round started from: what the hypervisor's log-dirty CLEAN reported before it
+   * (for the first live round and a non-live save: every pfn), before deferred and secondary pages
+   */
+  dirtyPages: number;
   pages: number;
   bytes: number;
   ms: number;
@@ -107,11 +112,10 @@ export interface SaveOps {
   /** The frame to map for a pfn (HVM: the gfn itself; PV: its mfn), or -1 when it has none. */
   pfnToFrame(pfn: number): number;
   /**
-   * Rewrite a page for the stream (PV page tables: mfns to pfns) from `src` into `dst`.
-   * Only called for page-table types when `normalises` is true.
+   * Rewrite a page for the stream from `src` into `dst` (PV page tables: mfns to pfns; HVM: a copy).
+   * SaveEngine's page loop calls it for a PV guest's page tables.
    */
-  readonly normalises: boolean;
-  normalisePage?(ctx: SaveContext, type: number, src: Uint8Array, dst: Uint8Array): NormaliseResult;
+  normalisePage(ctx: SaveContext, type: number, src: Uint8Array, dst: Uint8Array): NormaliseResult;
   /** Register state at the end of each checkpoint (TSC, HVM context + params | PV vCPUs...). */
   endOfCheckpoint(ctx: SaveContext): LibxcRecord[];
   cleanup(ctx: SaveContext): void;

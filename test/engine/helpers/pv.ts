@@ -1,7 +1,4 @@
 // Helpers for the PV engine tests: mock hosts in temp dirs, in-memory streams, stream decoding.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { StreamCursor } from '../../../src/engine/cursor.js';
 import { libxcRestore } from '../../../src/engine/restore/restore.js';
@@ -13,11 +10,7 @@ import type { Hypervisor } from '../../../src/xen/types.js';
 
 export { PV_VECTOR } from '../../fixtures/vectors.js';
 
-export function newHostDir(tag: string): { dir: string; remove(): void } {
-  const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
-  const dir = mkdtempSync(join(base, `xenmig-pv-${tag}-`));
-  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
-}
+export { tempHost } from '../../support/hosts.js';
 
 /** A Writable collecting everything written to it. */
 export class Sink extends Writable {
