@@ -11,7 +11,17 @@
 import { existsSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { GiB, MiB, scratchDir, timeShell, catPipeBaseline, report, cloopBinary, cloopRatio, q } from './lib.mjs';
+import {
+  GiB,
+  MiB,
+  scratchDir,
+  timeShell,
+  catPipeBaseline,
+  report,
+  cloopBinary,
+  cloopRatio,
+  q,
+} from './lib.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const { openMockHost } = await import(new URL('../dist/xen/index.js', import.meta.url).href);
@@ -78,7 +88,8 @@ const file = join(dir, 'baseline.bin');
 {
   const fd = openSync(file, 'w');
   const chunk = Buffer.alloc(16 * MiB, 0x5a);
-  for (let off = 0; off < size; off += chunk.length) writeSync(fd, chunk, 0, Math.min(chunk.length, size - off));
+  for (let off = 0; off < size; off += chunk.length)
+    writeSync(fd, chunk, 0, Math.min(chunk.length, size - off));
   closeSync(fd);
 }
 catPipeBaseline(file); // warm up
@@ -93,7 +104,12 @@ const transfer = (t) => {
 const cloop = `${q(cloopBinary())} send ${q(hostDir)} ${domid}`;
 const cDevnull = timeShell(`exec ${cloop} > /dev/null`);
 const devnull = timeShell(`exec ${sender} > /dev/null`);
-report('addon map+writePages 1 GiB -> /dev/null', { bytes, ...devnull }, baseline, `${transfer(devnull)}, ${cloopRatio(devnull.seconds, cDevnull.seconds).text}`);
+report(
+  'addon map+writePages 1 GiB -> /dev/null',
+  { bytes, ...devnull },
+  baseline,
+  `${transfer(devnull)}, ${cloopRatio(devnull.seconds, cDevnull.seconds).text}`,
+);
 const cPipe = timeShell(`${cloop} | cat > /dev/null`);
 const pipe = timeShell(`${sender} | cat > /dev/null`);
 const ratio = report(

@@ -21,7 +21,9 @@ console.log(`bounds: ${machineLoad()}, node ${process.version}`);
 console.log('| guest | save → file | verify FILE (save - \\| verify -) | restore FILE |');
 console.log('|---|---|---|---|');
 for (const size of sizes) {
-  const domid = timeShell(`exec ${x('mock', 'create', '--host', host, '--type', 'hvm', '--memory', `${size}M`)}`).stdout.trim();
+  const domid = timeShell(
+    `exec ${x('mock', 'create', '--host', host, '--type', 'hvm', '--memory', `${size}M`)}`,
+  ).stdout.trim();
   // touch every page so the stream carries data pages (a fresh mock domain is all zero)
   timeShell(`exec ${x('mock', 'workload', '--host', host, domid, '--rate', '1000000', '--duration', '1')}`);
   const file = join(dir, `g${size}.xl`);
@@ -30,7 +32,9 @@ for (const size of sizes) {
   const rest = timeShell(`exec ${x('restore', file, '--paused', '--host', host)}`);
   const rid = rest.stdout.trim();
   timeShell(`exec ${x('mock', 'destroy', rid, '--host', host)}`);
-  const pipe = timeShell(`${x('save', domid, '-', '--host', host, '--keep-running')} | exec ${x('verify', '-')}`);
+  const pipe = timeShell(
+    `${x('save', domid, '-', '--host', host, '--keep-running')} | exec ${x('verify', '-')}`,
+  );
   console.log(
     `| ${size} MiB | ${mb(save.maxRssBytes)} MiB | ${mb(verify.maxRssBytes)} MiB (pipe: ${mb(pipe.maxRssBytes)}) | ${mb(rest.maxRssBytes)} MiB (engine ≈ ${mb(rest.maxRssBytes - size * MiB)}) |`,
   );
@@ -39,7 +43,9 @@ for (const size of sizes) {
 
 // verify against the input's length: 10^6 unknown optional records before the libxc END
 {
-  const domid = timeShell(`exec ${x('mock', 'create', '--host', host, '--type', 'hvm', '--memory', '4M')}`).stdout.trim();
+  const domid = timeShell(
+    `exec ${x('mock', 'create', '--host', host, '--type', 'hvm', '--memory', '4M')}`,
+  ).stdout.trim();
   const base = join(dir, 'small.libxc');
   timeShell(`exec ${x('save', domid, base, '--host', host, '--format', 'libxc')}`);
   const b = readFileSync(base);
@@ -51,5 +57,7 @@ for (const size of sizes) {
   writeFileSync(file, Buffer.concat([b.subarray(0, end), junk, b.subarray(end)]));
   const small = timeShell(`exec ${x('verify', base)}`);
   const big = timeShell(`exec ${x('verify', file)} 2>/dev/null`);
-  console.log(`verify, 4 MiB guest: ${mb(small.maxRssBytes)} MiB; the same with 10^6 unknown optional records (${mb(8 * n)} MiB more input): ${mb(big.maxRssBytes)} MiB, ${big.seconds.toFixed(1)} s`);
+  console.log(
+    `verify, 4 MiB guest: ${mb(small.maxRssBytes)} MiB; the same with 10^6 unknown optional records (${mb(8 * n)} MiB more input): ${mb(big.maxRssBytes)} MiB, ${big.seconds.toFixed(1)} s`,
+  );
 }

@@ -33,14 +33,29 @@ const image = join(dir, 'disk.img');
 writeFileSync(image, Buffer.alloc(IMAGE));
 const nbdSock = join(dir, 'nbd.sock');
 const ctlSock = join(dir, 'ctl.sock');
-const daemon = spawn(process.execPath, [fileURLToPath(dist('cli/main.js')), 'disk', 'serve', image, '--socket', nbdSock, '--control', ctlSock, '--json'], {
-  stdio: ['ignore', 'pipe', 'ignore'],
-});
+const daemon = spawn(
+  process.execPath,
+  [
+    fileURLToPath(dist('cli/main.js')),
+    'disk',
+    'serve',
+    image,
+    '--socket',
+    nbdSock,
+    '--control',
+    ctlSock,
+    '--json',
+  ],
+  {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  },
+);
 process.on('exit', () => daemon.kill());
 await new Promise((r) => daemon.stdout.once('data', r));
 const rssPeak = { self: 0 };
 const sampleRss = () => (rssPeak.self = Math.max(rssPeak.self, process.memoryUsage().rss));
-const daemonHwm = () => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${daemon.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+const daemonHwm = () =>
+  Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${daemon.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
 
 /** A minimal NBD client (fixed newstyle, GO, WRITE). */
 async function nbdClient(path) {
@@ -88,12 +103,14 @@ async function nbdClient(path) {
 }
 
 let seed = 12345;
-const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
 const dirtyBlocks = async (nbd, v) => {
   for (let i = 0; i < DIRTY; i++) await nbd.write(Math.floor(rnd() * (IMAGE / BS)), v + i);
 };
 
-console.log(`disk-repl bench: ${N} epochs of ${DIRTY} dirty ${BS}-byte blocks on a ${IMAGE >> 20} MiB image; ${machineLoad()}`);
+console.log(
+  `disk-repl bench: ${N} epochs of ${DIRTY} dirty ${BS}-byte blocks on a ${IMAGE >> 20} MiB image; ${machineLoad()}`,
+);
 const nbd = await nbdClient(nbdSock);
 const ctl = await DiskControlClient.connect(ctlSock);
 
@@ -123,7 +140,9 @@ for (let n = 1; n <= N; n++) {
   const t2 = process.hrtime.bigint();
   await ctl.fetch(n, 256, BS, async (bl, data) => {
     blocks.push(...bl);
-    await w.writeRaw(diskRecord({ kind: 'blocks', disk: 'xvda', checkpoint: n, blockSize: BS, blocks: bl, data }));
+    await w.writeRaw(
+      diskRecord({ kind: 'blocks', disk: 'xvda', checkpoint: n, blockSize: BS, blocks: bl, data }),
+    );
   });
   fetchUs.push(Number(process.hrtime.bigint() - t2) / 1000);
   // ... vs a plain copy of the same blocks
@@ -138,8 +157,12 @@ for (let n = 1; n <= N; n++) {
 ctl.close();
 closeSync(imgFd);
 const bm = median(base);
-console.log(`baseline: empty control round trip  median ${bm.toFixed(1)} µs, p99 ${percentile(base, 99).toFixed(1)} µs`);
-console.log(`rotate (in the pause): median ${median(rot).toFixed(1)} µs, p99 ${percentile(rot, 99).toFixed(1)} µs; ratio to the baseline ${(median(rot) / bm).toFixed(2)}×`);
+console.log(
+  `baseline: empty control round trip  median ${bm.toFixed(1)} µs, p99 ${percentile(base, 99).toFixed(1)} µs`,
+);
+console.log(
+  `rotate (in the pause): median ${median(rot).toFixed(1)} µs, p99 ${percentile(rot, 99).toFixed(1)} µs; ratio to the baseline ${(median(rot) / bm).toFixed(2)}×`,
+);
 console.log(
   `send ${DIRTY} blocks (FETCH + records, after the resume): median ${median(fetchUs).toFixed(0)} µs, p99 ${percentile(fetchUs, 99).toFixed(0)} µs; ` +
     `plain copy of the same blocks median ${median(copyUs).toFixed(0)} µs; ratio ${(median(fetchUs) / median(copyUs)).toFixed(1)}×`,
@@ -177,7 +200,9 @@ console.log(
   `remus pause (blackhole, 256-page guest, 1 dirty page + ${DIRTY} dirty blocks per epoch): without the disk median ${median(plain).toFixed(0)} µs, ` +
     `with it ${median(disk).toFixed(0)} µs (p99 ${percentile(disk, 99).toFixed(0)} µs); extra pause ${(median(disk) - median(plain)).toFixed(0)} µs per checkpoint`,
 );
-console.log(`peak RSS: bench process ${(rssPeak.self / 2 ** 20).toFixed(0)} MiB, disk daemon ${(daemonHwm() / 2 ** 20).toFixed(0)} MiB`);
+console.log(
+  `peak RSS: bench process ${(rssPeak.self / 2 ** 20).toFixed(0)} MiB, disk daemon ${(daemonHwm() / 2 ** 20).toFixed(0)} MiB`,
+);
 nbd.close();
 xen.close();
 daemon.kill();

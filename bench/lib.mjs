@@ -2,7 +2,16 @@
 // plus peak memory. Commands are timed with GNU time (wall seconds and max RSS of the process tree
 // leader). Nothing here asserts a speed: benchmarks report, tests check behaviour.
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, statSync, statfsSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  statSync,
+  statfsSync,
+  writeSync,
+} from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -138,7 +147,7 @@ export function createFilledHvm(xen, bytes, { batch = 1024 } = {}) {
     for (let i = 0; i < n; i++) frames[i] = BigInt(first + i);
     const m = xen.map(domid, frames.subarray(0, n), 'rw');
     const w = new Uint32Array(m.bytes.buffer, m.bytes.byteOffset, m.bytes.length / 4);
-    for (let p = 0; p < n; p++) w.fill((first + p) * 2654435761 >>> 0 || 1, p * 1024, (p + 1) * 1024);
+    for (let p = 0; p < n; p++) w.fill(((first + p) * 2654435761) >>> 0 || 1, p * 1024, (p + 1) * 1024);
     m.unmap();
   }
   return domid;
@@ -148,7 +157,8 @@ export function createFilledHvm(xen, bytes, { batch = 1024 } = {}) {
 export function writeBaselineFile(file, bytes) {
   const fd = openSync(file, 'w');
   const chunk = Buffer.alloc(16 * MiB, 0x5a);
-  for (let off = 0; off < bytes; off += chunk.length) writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - off));
+  for (let off = 0; off < bytes; off += chunk.length)
+    writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - off));
   closeSync(fd);
 }
 
@@ -163,10 +173,25 @@ export function cloopBinary() {
   const out = join(libDir, 'xenmig-cloop');
   const src = join(root, 'bench', 'cloop.c');
   if (!existsSync(lib)) throw new Error(`the mock library ${lib} is missing: run npm run build first`);
-  if (!existsSync(out) || statSync(out).mtimeMs < statSync(src).mtimeMs || statSync(out).mtimeMs < statSync(lib).mtimeMs) {
+  if (
+    !existsSync(out) ||
+    statSync(out).mtimeMs < statSync(src).mtimeMs ||
+    statSync(out).mtimeMs < statSync(lib).mtimeMs
+  ) {
     const r = spawnSync(
       process.env.CC ?? 'cc',
-      ['-O2', '-std=gnu11', '-Wall', '-I', join(root, 'docker', 'mock', 'include'), src, lib, `-Wl,-rpath,${libDir}`, '-o', out],
+      [
+        '-O2',
+        '-std=gnu11',
+        '-Wall',
+        '-I',
+        join(root, 'docker', 'mock', 'include'),
+        src,
+        lib,
+        `-Wl,-rpath,${libDir}`,
+        '-o',
+        out,
+      ],
       { encoding: 'utf8' },
     );
     if (r.status !== 0) throw new Error(`building the C-loop baseline failed:\n${r.stderr}`);
@@ -177,5 +202,8 @@ export function cloopBinary() {
 /** "engine/C-loop X.XXx" for two durations (lower is better; goal <= 1.25x). */
 export function cloopRatio(engineSeconds, cloopSeconds) {
   const r = engineSeconds / Math.max(cloopSeconds, 0.01); // GNU time counts in 10 ms steps
-  return { ratio: r, text: `engine/C-loop ${r.toFixed(2)}x (C loop ${cloopSeconds.toFixed(2)} s, goal <= 1.25x)` };
+  return {
+    ratio: r,
+    text: `engine/C-loop ${r.toFixed(2)}x (C loop ${cloopSeconds.toFixed(2)} s, goal <= 1.25x)`,
+  };
 }

@@ -69,7 +69,10 @@ if (mode === '--sender') {
   const [hostA, domid, hostB] = [process.argv[3], Number(process.argv[4]), process.argv[5]];
   const policy = process.argv[6] ? JSON.parse(process.argv[6]) : undefined;
   const t0 = performance.now();
-  const channel = await spawnChannel([process.execPath, self, '--receiver', hostB], { forwardStderr: true, label: 'receiver' });
+  const channel = await spawnChannel([process.execPath, self, '--receiver', hostB], {
+    forwardStderr: true,
+    label: 'receiver',
+  });
   // the default suspend (SHUTDOWN_suspend + wait), timed: the first part of the downtime
   const { suspendDomain } = await import(dist('toolstack/save.js'));
   const { openMockHost } = await import(dist('xen/index.js'));
@@ -80,7 +83,13 @@ if (mode === '--sender') {
     await suspendDomain(xen, domid);
     suspendMs = performance.now() - t;
   };
-  const r = await migrate(domid, '-', { channel, xen, live: true, callbacks: { suspend }, ...(policy ? { policy } : {}) });
+  const r = await migrate(domid, '-', {
+    channel,
+    xen,
+    live: true,
+    callbacks: { suspend },
+    ...(policy ? { policy } : {}),
+  });
   const s = r.stats;
   process.stdout.write(
     JSON.stringify({
@@ -103,7 +112,11 @@ if (mode === '--workload') {
   process.on('SIGTERM', () => ac.abort());
   process.stdout.write('running\n');
   try {
-    await hv.workload(Number(process.argv[4]), { rate: Number(process.argv[5]), signal: ac.signal, durationMs: 10 * 60_000 });
+    await hv.workload(Number(process.argv[4]), {
+      rate: Number(process.argv[5]),
+      signal: ac.signal,
+      durationMs: 10 * 60_000,
+    });
   } catch {
     /* aborted, or the domain went away (migrated) */
   }
@@ -129,7 +142,9 @@ function freshSource() {
 function runMigration(domid, policy) {
   const hostB = join(dir, `hostB-${++runNo}`);
   try {
-    const t = timeShell(`exec ${nodeCmd(self, '--sender', hostA, String(domid), hostB, ...(policy ? [JSON.stringify(policy)] : []))}`);
+    const t = timeShell(
+      `exec ${nodeCmd(self, '--sender', hostA, String(domid), hostB, ...(policy ? [JSON.stringify(policy)] : []))}`,
+    );
     const line = t.stdout.trim().split('\n').pop();
     return { ...t, ...JSON.parse(line) };
   } finally {
@@ -139,7 +154,9 @@ function runMigration(domid, policy) {
 
 const baseFile = join(dir, 'baseline.bin');
 writeBaselineFile(baseFile, size + 8 * MiB);
-console.log(`migration of a ${(size / MiB).toFixed(0)} MiB HVM mock domain (all pages written) over a pipe; ${RUNS} run(s); ${machineLoad()}`);
+console.log(
+  `migration of a ${(size / MiB).toFixed(0)} MiB HVM mock domain (all pages written) over a pipe; ${RUNS} run(s); ${machineLoad()}`,
+);
 
 // idle
 const idle = [];
@@ -157,7 +174,13 @@ for (let r = 0; r < RUNS; r++) {
     rmSync(hostC, { recursive: true, force: true });
   }
   const m = runMigration(domid);
-  idle.push({ ...m, ratio: m.bytes / m.seconds / (n / b.seconds), baseRate: n / b.seconds, cSeconds: c.seconds, cRss: c.maxRssBytes });
+  idle.push({
+    ...m,
+    ratio: m.bytes / m.seconds / (n / b.seconds),
+    baseRate: n / b.seconds,
+    cSeconds: c.seconds,
+    cRss: c.maxRssBytes,
+  });
 }
 {
   const ratio = median(idle.map((x) => x.ratio));
@@ -166,7 +189,9 @@ for (let r = 0; r < RUNS; r++) {
   console.log(
     `idle live migration: ${fmtRate(rate)} = ${ratio.toFixed(2)}x baseline (head -c N | cat, median ${fmtRate(median(idle.map((x) => x.baseRate)))}; ratios ${idle
       .map((x) => x.ratio.toFixed(2))
-      .join(', ')}), wall ${median(idle.map((x) => x.seconds)).toFixed(2)} s, CPU ${median(idle.map((x) => x.cpuSeconds)).toFixed(1)} s (both processes), rounds ${idle[0].rounds.length}, ` +
+      .join(
+        ', ',
+      )}), wall ${median(idle.map((x) => x.seconds)).toFixed(2)} s, CPU ${median(idle.map((x) => x.cpuSeconds)).toFixed(1)} s (both processes), rounds ${idle[0].rounds.length}, ` +
       `downtime (suspend -> RECEIVED) median ${median(idle.map((x) => x.timings.receivedMs)).toFixed(1)} ms, peak RSS ${(rss / MiB).toFixed(0)} MiB (sender tree), goal >= 0.6x${ratio >= 0.6 ? ' [goal met]' : ' [BELOW GOAL]'}; ` +
       `engine/C-loop ${median(idle.map((x) => x.seconds / x.cSeconds)).toFixed(2)}x (runs ${idle.map((x) => (x.seconds / x.cSeconds).toFixed(2)).join(', ')}; ` +
       `C loop median ${median(idle.map((x) => x.cSeconds)).toFixed(2)} s, peak RSS ${(Math.max(...idle.map((x) => x.cRss)) / MiB).toFixed(0)} MiB; goal <= 1.25x)`,
@@ -176,39 +201,44 @@ for (let r = 0; r < RUNS; r++) {
 // dirtying 1,000 pages/s
 const RATE = Number(process.env.XENMIG_BENCH_DIRTY_RATE ?? 1000);
 async function dirtying(label, policy) {
-const busy = [];
-for (let r = 0; r < RUNS; r++) {
-  const domid = freshSource();
-  const w = spawn(process.execPath, [self, '--workload', hostA, String(domid), String(RATE)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise((res) => w.stdout.once('data', res));
-  await new Promise((res) => setTimeout(res, 500)); // let it dirty for a while before we start
-  let m;
-  try {
-    m = runMigration(domid, policy);
-  } finally {
-    w.kill('SIGTERM');
-    await new Promise((res) => (w.exitCode !== null ? res() : w.once('exit', res)));
+  const busy = [];
+  for (let r = 0; r < RUNS; r++) {
+    const domid = freshSource();
+    const w = spawn(process.execPath, [self, '--workload', hostA, String(domid), String(RATE)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise((res) => w.stdout.once('data', res));
+    await new Promise((res) => setTimeout(res, 500)); // let it dirty for a while before we start
+    let m;
+    try {
+      m = runMigration(domid, policy);
+    } finally {
+      w.kill('SIGTERM');
+      await new Promise((res) => (w.exitCode !== null ? res() : w.once('exit', res)));
+    }
+    busy.push(m);
   }
-  busy.push(m);
-}
-{
-  const dt = busy.map((x) => x.timings.receivedMs);
-  console.log(`live migration while dirtying ${RATE} pages/s, ${label}:`);
-  for (const [i, x] of busy.entries()) {
+  {
+    const dt = busy.map((x) => x.timings.receivedMs);
+    console.log(`live migration while dirtying ${RATE} pages/s, ${label}:`);
+    for (const [i, x] of busy.entries()) {
+      console.log(
+        `  run ${i + 1}: ${x.rounds.length} rounds (${x.rounds.map((r) => `${r.kind[0]}${r.pages}`).join(' ')}), total ${x.seconds.toFixed(2)} s wall / ${(x.totalMs / 1000).toFixed(2)} s engine, ` +
+          `downtime ${x.timings.receivedMs.toFixed(1)} ms (suspend call ${x.suspendMs.toFixed(1)} ms, final round ${x.rounds.at(-1).ms} ms, libxc stream end ${x.suspendedMs.toFixed(1)} ms, ` +
+          `whole stream written ${x.timings.streamEndMs.toFixed(1)} ms, RECEIVED ${x.timings.receivedMs.toFixed(1)} ms; handshake returned ${x.timings.handshakeDoneMs.toFixed(1)} ms), ` +
+          `CPU ${x.cpuSeconds.toFixed(1)} s, peak RSS ${(x.maxRssBytes / MiB).toFixed(0)} MiB`,
+      );
+    }
+    const med = median(dt);
     console.log(
-      `  run ${i + 1}: ${x.rounds.length} rounds (${x.rounds.map((r) => `${r.kind[0]}${r.pages}`).join(' ')}), total ${(x.seconds).toFixed(2)} s wall / ${(x.totalMs / 1000).toFixed(2)} s engine, ` +
-        `downtime ${x.timings.receivedMs.toFixed(1)} ms (suspend call ${x.suspendMs.toFixed(1)} ms, final round ${x.rounds.at(-1).ms} ms, libxc stream end ${x.suspendedMs.toFixed(1)} ms, ` +
-        `whole stream written ${x.timings.streamEndMs.toFixed(1)} ms, RECEIVED ${x.timings.receivedMs.toFixed(1)} ms; handshake returned ${x.timings.handshakeDoneMs.toFixed(1)} ms), ` +
-        `CPU ${x.cpuSeconds.toFixed(1)} s, peak RSS ${(x.maxRssBytes / MiB).toFixed(0)} MiB`,
+      `dirtying (${label}): median downtime (suspend -> destination has the complete state) ${med.toFixed(1)} ms (max ${percentile(dt, 100).toFixed(1)}), median rounds ${median(busy.map((x) => x.rounds.length))}, median total ${median(busy.map((x) => x.seconds)).toFixed(2)} s, goal < 30 ms${med < 30 ? ' [goal met]' : ' [BELOW GOAL]'}`,
     );
   }
-  const med = median(dt);
-  console.log(
-    `dirtying (${label}): median downtime (suspend -> destination has the complete state) ${med.toFixed(1)} ms (max ${percentile(dt, 100).toFixed(1)}), median rounds ${median(busy.map((x) => x.rounds.length))}, median total ${median(busy.map((x) => x.seconds)).toFixed(2)} s, goal < 30 ms${med < 30 ? ' [goal met]' : ' [BELOW GOAL]'}`,
-  );
-}
 }
 await dirtying('libxc default precopy policy (< 50 dirty pages or 5 live rounds)');
-await dirtying('xenmig downtime target 20 ms (policy { downtimeMs: 20, maxIterations: 30 })', { downtimeMs: 20, maxIterations: 30 });
+await dirtying('xenmig downtime target 20 ms (policy { downtimeMs: 20, maxIterations: 30 })', {
+  downtimeMs: 20,
+  maxIterations: 30,
+});
 for (const d of hvA.listDomainIds()) hvA.destroyDomain(d);
 hvA.close();

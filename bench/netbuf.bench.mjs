@@ -32,8 +32,17 @@ if (process.env.XENMIG_NETBUF_BENCH_NS !== D && !process.argv.includes('--inside
     ip('-n', D, 'link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'g0', 'netns', G);
     ip('-n', D, 'addr', 'add', '10.78.0.1/24', 'dev', 'v0');
     ip('-n', G, 'addr', 'add', '10.78.0.2/24', 'dev', 'g0');
-    for (const [ns, dev] of [[D, 'v0'], [G, 'g0'], [D, 'lo']]) ip('-n', ns, 'link', 'set', dev, 'up');
-    const r = spawnSync('ip', ['netns', 'exec', D, process.execPath, new URL(import.meta.url).pathname, '--inside', G], { stdio: 'inherit' });
+    for (const [ns, dev] of [
+      [D, 'v0'],
+      [G, 'g0'],
+      [D, 'lo'],
+    ])
+      ip('-n', ns, 'link', 'set', dev, 'up');
+    const r = spawnSync(
+      'ip',
+      ['netns', 'exec', D, process.execPath, new URL(import.meta.url).pathname, '--inside', G],
+      { stdio: 'inherit' },
+    );
     process.exitCode = r.status ?? 1;
   } finally {
     spawnSync('ip', ['netns', 'del', G]);
@@ -56,7 +65,9 @@ if (process.env.XENMIG_NETBUF_BENCH_NS !== D && !process.argv.includes('--inside
   }
   rt.close();
   const baseMed = median(base);
-  console.log(`baseline: empty netlink round trip  median ${baseMed.toFixed(2)} µs, p99 ${percentile(base, 99).toFixed(2)} µs`);
+  console.log(
+    `baseline: empty netlink round trip  median ${baseMed.toFixed(2)} µs, p99 ${percentile(base, 99).toFixed(2)} µs`,
+  );
 
   const measure = async (b, n0, count, gapMs = 0) => {
     const plug = [];
@@ -73,7 +84,8 @@ if (process.env.XENMIG_NETBUF_BENCH_NS !== D && !process.argv.includes('--inside
     }
     return { plug, both };
   };
-  const rxPackets = () => Number(spawnSync('cat', ['/sys/class/net/v0/statistics/rx_packets'], { encoding: 'utf8' }).stdout.trim());
+  const rxPackets = () =>
+    Number(spawnSync('cat', ['/sys/class/net/v0/statistics/rx_packets'], { encoding: 'utf8' }).stdout.trim());
   const report = (label, r) =>
     console.log(
       `${label}: plug median ${median(r.plug).toFixed(2)} µs; plug + release median ${median(r.both).toFixed(2)} µs, ` +
@@ -90,9 +102,20 @@ if (process.env.XENMIG_NETBUF_BENCH_NS !== D && !process.argv.includes('--inside
     try {
       report(`${backend}, no traffic`, await measure(b, 1, N));
       // the guest sends UDP datagrams as fast as it can while the checkpoints run
-      const flood = spawn('ip', ['netns', 'exec', guestNs, process.execPath, '-e', `
+      const flood = spawn(
+        'ip',
+        [
+          'netns',
+          'exec',
+          guestNs,
+          process.execPath,
+          '-e',
+          `
         const s = require('node:dgram').createSocket('udp4'); const m = Buffer.alloc(64);
-        const go = () => { for (let i = 0; i < 50; i++) s.send(m, 9, '10.78.0.1'); setImmediate(go); }; go();`], { stdio: 'ignore' });
+        const go = () => { for (let i = 0; i < 50; i++) s.send(m, 9, '10.78.0.1'); setImmediate(go); }; go();`,
+        ],
+        { stdio: 'ignore' },
+      );
       await new Promise((r) => setTimeout(r, 300));
       const rx0 = rxPackets();
       const M = Math.min(N, 500);

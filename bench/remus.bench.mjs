@@ -11,7 +11,18 @@
 //
 //   node bench/remus.bench.mjs     (npm run bench builds dist/ first)
 //   XENMIG_BENCH_CHECKPOINTS=60    checkpoints measured per configuration
-import { GiB, machineLoad, median, percentile, preferShm, scratchDir, createFilledHvm, cloopBinary, q, timeShell } from './lib.mjs';
+import {
+  GiB,
+  machineLoad,
+  median,
+  percentile,
+  preferShm,
+  scratchDir,
+  createFilledHvm,
+  cloopBinary,
+  q,
+  timeShell,
+} from './lib.mjs';
 
 const { openMockHost } = await import(new URL('../dist/xen/index.js', import.meta.url).href);
 const { remus } = await import(new URL('../dist/checkpoint/index.js', import.meta.url).href);
@@ -27,7 +38,9 @@ const t0 = performance.now();
 const domid = createFilledHvm(xen, GiB);
 xen.unpause(domid);
 const pages = xen.domainInfo(domid).totPages;
-console.log(`remus bench: 1 GiB HVM guest (${pages} pages) ready in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${machineLoad()}`);
+console.log(
+  `remus bench: 1 GiB HVM guest (${pages} pages) ready in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${machineLoad()}`,
+);
 
 /** The guest dirties exactly `n` distinct pages spread over its memory (32 bytes each). */
 function dirtier(n) {
@@ -38,7 +51,8 @@ function dirtier(n) {
     dirty(epoch) {
       const t = performance.now();
       rec[0] = epoch & 0xff;
-      for (let i = 0; i < n; i++) xen.guestWrite(domid, (i * stride + epoch) % pages, (epoch * 32) % PAGE, rec);
+      for (let i = 0; i < n; i++)
+        xen.guestWrite(domid, (i * stride + epoch) % pages, (epoch * 32) % PAGE, rec);
       dirtyMs += performance.now() - t;
     },
     get ms() {
@@ -112,7 +126,9 @@ async function run(n, intervalMs, persistentMappings = false) {
 for (const n of [1000, 10000]) {
   const base = copyBaseline(n);
   const viaMap = median([...Array(9).keys()].map((e) => mappingBaseline(n, 7 + e)));
-  const cLoop = Number(timeShell(`exec ${q(cloopBinary())} copy ${q(`${dir}/host`)} ${domid} ${n} 9`).stdout.trim());
+  const cLoop = Number(
+    timeShell(`exec ${q(cloopBinary())} copy ${q(`${dir}/host`)} ${domid} ${n} 9`).stdout.trim(),
+  );
   const goal = 2 * base + 1;
   console.log(
     `${n} dirty pages/epoch: baselines: Buffer.copy ${base.toFixed(2)} ms (goal: median pause <= ${goal.toFixed(2)} ms); ` +

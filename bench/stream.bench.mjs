@@ -61,7 +61,12 @@ if (mode === '--transcode') {
   const w = new StreamWriter(1);
   let buf = new Uint8Array(1024 * 4096);
   for await (const item of reader) {
-    if (item.kind === 'record' && item.layer === 'libxc' && item.record.name === 'PAGE_DATA' && item.record.readPayloadInto) {
+    if (
+      item.kind === 'record' &&
+      item.layer === 'libxc' &&
+      item.record.name === 'PAGE_DATA' &&
+      item.record.readPayloadInto
+    ) {
       const len = item.record.dataPages * 4096;
       if (buf.length < len) buf = new Uint8Array(len);
       const payload = buf.subarray(0, len);
@@ -92,14 +97,18 @@ const file = join(dir, 'stream.xl');
   closeSync(fd);
 }
 const bytes = statSync(file).size;
-console.log(`stream: ${(bytes / MiB).toFixed(1)} MiB xl image of a ${(size / MiB).toFixed(0)} MiB HVM mock domain in ${dir.startsWith('/dev/shm') ? '/dev/shm' : dir}; ${RUNS} run(s) per figure; ${machineLoad()}`);
+console.log(
+  `stream: ${(bytes / MiB).toFixed(1)} MiB xl image of a ${(size / MiB).toFixed(0)} MiB HVM mock domain in ${dir.startsWith('/dev/shm') ? '/dev/shm' : dir}; ${RUNS} run(s) per figure; ${machineLoad()}`,
+);
 
 // the CLI's verify once it exists, else the node script
 const cliMain = new URL('../dist/cli/main.js', import.meta.url);
 const cliHasVerify =
   process.env.XENMIG_BENCH_NO_CLI === undefined &&
   existsSync(cliMain) &&
-  /^\s+verify\b/m.test(spawnSync(process.execPath, [fileURLToPath(cliMain), '--help'], { encoding: 'utf8' }).stdout ?? '');
+  /^\s+verify\b/m.test(
+    spawnSync(process.execPath, [fileURLToPath(cliMain), '--help'], { encoding: 'utf8' }).stdout ?? '',
+  );
 const verifyCmd = cliHasVerify ? `${nodeCmd(fileURLToPath(cliMain))} verify -` : nodeCmd(self, '--verify');
 
 catPipeBaseline(file); // warm up the page cache / tmpfs
@@ -118,7 +127,10 @@ const cases = [
     cmd: `${nodeCmd(self, '--encode', hostDir, String(domid))} | cat > /dev/null`,
     cloop: `${cloop} | cat > /dev/null`,
   },
-  { name: 'transcode (reader -> writer, /dev/null)', cmd: `exec ${nodeCmd(self, '--transcode', file)} > /dev/null` },
+  {
+    name: 'transcode (reader -> writer, /dev/null)',
+    cmd: `exec ${nodeCmd(self, '--transcode', file)} > /dev/null`,
+  },
 ];
 const baselines = [];
 const baseCpu = []; // CPU seconds of the baseline pipeline: steadier than wall time on a busy machine
@@ -131,10 +143,18 @@ for (let r = 0; r < RUNS; r++) {
     baseCpu.push(b.cpuSeconds);
     const t = timeShell(c.cmd);
     const cl = c.cloop ? timeShell(c.cloop) : null;
-    results[c.name].push({ ...t, ratio: bytes / t.seconds / b.rate, baseRate: b.rate, cRatio: cl ? t.seconds / cl.seconds : NaN, cSeconds: cl?.seconds });
+    results[c.name].push({
+      ...t,
+      ratio: bytes / t.seconds / b.rate,
+      baseRate: b.rate,
+      cRatio: cl ? t.seconds / cl.seconds : NaN,
+      cSeconds: cl?.seconds,
+    });
   }
 }
-console.log(`verify command: ${verifyCmd.includes('--verify') ? 'node script (validateStream(0, { blockingReads: true }))' : 'xenmig verify -'}`);
+console.log(
+  `verify command: ${verifyCmd.includes('--verify') ? 'node script (validateStream(0, { blockingReads: true }))' : 'xenmig verify -'}`,
+);
 console.log(
   `baseline cat FILE | cat > /dev/null: median ${fmtRate(median(baselines))} (${baselines.map((x) => (x / MiB).toFixed(0)).join(', ')} MiB/s), ` +
     `median CPU ${median(baseCpu).toFixed(2)} s`,
@@ -145,7 +165,8 @@ for (const c of cases) {
   const ratio = median(rs.map((x) => x.ratio));
   const rate = median(rs.map((x) => bytes / x.seconds));
   const rss = Math.max(...rs.map((x) => x.maxRssBytes));
-  const met = c.goal === undefined ? '' : ratio >= c.goal && rss < 150 * MiB ? ' [goal met]' : ' [BELOW GOAL]';
+  const met =
+    c.goal === undefined ? '' : ratio >= c.goal && rss < 150 * MiB ? ' [goal met]' : ' [BELOW GOAL]';
   if (c.goal !== undefined && !(ratio >= c.goal && rss < 150 * MiB)) ok = false;
   console.log(
     `${c.name}: ${fmtRate(rate)} = ${ratio.toFixed(2)}x baseline (median of ${rs.map((x) => x.ratio.toFixed(2)).join(', ')})` +

@@ -68,7 +68,8 @@ if (json) {
   console.log(JSON.stringify({ functions: fns.slice(0, top), files: sizes.slice(0, top) }, null, 2));
 } else {
   console.log('largest functions (lines):');
-  for (const f of fns.slice(0, top)) console.log(`  ${String(f.lines).padStart(4)}  ${f.file}:${f.line}  ${f.name}`);
+  for (const f of fns.slice(0, top))
+    console.log(`  ${String(f.lines).padStart(4)}  ${f.file}:${f.line}  ${f.name}`);
   console.log('largest files (lines):');
   for (const f of sizes.slice(0, top)) console.log(`  ${String(f.lines).padStart(4)}  ${f.file}`);
 }

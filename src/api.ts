@@ -17,11 +17,25 @@ import { destroyDomain } from './toolstack/destroy.js';
 import { sendDomain } from './toolstack/migrate.js';
 import { defaultBuilder, openXen, type XenOptions } from './toolstack/host.js';
 import { lockDomain } from './toolstack/domain-lock.js';
-import { openDestination, receiverHandshake, type Channel, type ReceiverResult, type SenderResult } from './transport/index.js';
-import { openReceiverChannel, type ConnectionOptions, type ReceiverChannelOptions } from './transport/receiver.js';
+import {
+  openDestination,
+  receiverHandshake,
+  type Channel,
+  type ReceiverResult,
+  type SenderResult,
+} from './transport/index.js';
+import {
+  openReceiverChannel,
+  type ConnectionOptions,
+  type ReceiverChannelOptions,
+} from './transport/receiver.js';
 
 export { defaultBuilder, mockBuilder, openXen, type XenOptions } from './toolstack/host.js';
-export { openReceiverChannel, type ConnectionOptions, type ReceiverChannelOptions } from './transport/receiver.js';
+export {
+  openReceiverChannel,
+  type ConnectionOptions,
+  type ReceiverChannelOptions,
+} from './transport/receiver.js';
 
 // ---------------------------------------------------------------------------------------------
 // common options
@@ -72,16 +86,30 @@ export async function openSaveFile(path: string, domid: number): Promise<FileHan
   } catch (e) {
     const x = e as NodeJS.ErrnoException;
     const why =
-      x.code === 'ENOENT' ? 'its directory does not exist' : x.code === 'EISDIR' ? 'it is a directory' : x.code === 'EACCES' ? 'permission denied' : x.message;
+      x.code === 'ENOENT'
+        ? 'its directory does not exist'
+        : x.code === 'EISDIR'
+          ? 'it is a directory'
+          : x.code === 'EACCES'
+            ? 'permission denied'
+            : x.message;
     throw Object.assign(
-      new MigrationError(MigrationErrorCode.ERR_SAVE_FILE, `cannot write the save file ${path}: ${why}; domain ${domid} was not touched`, { cause: e }),
+      new MigrationError(
+        MigrationErrorCode.ERR_SAVE_FILE,
+        `cannot write the save file ${path}: ${why}; domain ${domid} was not touched`,
+        { cause: e },
+      ),
       { path },
     );
   }
 }
 
 /** Save a domain to a file path, an fd, or a Writable. */
-export async function save(domid: number, target: string | number | Writable, opts: SaveOptions = {}): Promise<SaveResult> {
+export async function save(
+  domid: number,
+  target: string | number | Writable,
+  opts: SaveOptions = {},
+): Promise<SaveResult> {
   const { xen, owned } = openXen(opts);
   let file: FileHandle | null = null;
   let lock: ReturnType<typeof lockDomain> | null = null;
@@ -144,7 +172,10 @@ export interface RestoreResult {
 }
 
 /** Restore from a file path, fd, Readable or bytes. */
-export async function restore(source: string | number | Readable | Uint8Array, opts: RestoreOptions = {}): Promise<RestoreResult> {
+export async function restore(
+  source: string | number | Readable | Uint8Array,
+  opts: RestoreOptions = {},
+): Promise<RestoreResult> {
   const { xen, owned } = openXen(opts);
   // restoring into an existing domain: it is ours for the restore (restoreDomain then checks that it
   // is empty and never ran); a domain the restore builds is new and nobody else's
@@ -173,7 +204,12 @@ export async function restore(source: string | number | Readable | Uint8Array, o
 }
 
 function isReadable(x: unknown): x is Readable {
-  return !!x && typeof x === 'object' && typeof (x as Readable).read === 'function' && typeof (x as Readable).on === 'function';
+  return (
+    !!x &&
+    typeof x === 'object' &&
+    typeof (x as Readable).read === 'function' &&
+    typeof (x as Readable).on === 'function'
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -210,7 +246,11 @@ export interface MigrateResult {
   timings: { streamEndMs: number | null; receivedMs: number | null; handshakeDoneMs: number | null };
 }
 
-export async function migrate(domid: number, dest: string, opts: MigrateOptions = {}): Promise<MigrateResult> {
+export async function migrate(
+  domid: number,
+  dest: string,
+  opts: MigrateOptions = {},
+): Promise<MigrateResult> {
   const { xen, owned } = openXen(opts);
   let lock: ReturnType<typeof lockDomain> | null = null;
   try {
@@ -220,7 +260,10 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
       opts.channel ??
       (await openDestination(dest, {
         role: 'sender',
-        ssh: { ...(opts.sshCommand ? { sshCommand: opts.sshCommand } : {}), ...(opts.remoteCommand ? { remoteCommand: opts.remoteCommand } : {}) },
+        ssh: {
+          ...(opts.sshCommand ? { sshCommand: opts.sshCommand } : {}),
+          ...(opts.remoteCommand ? { remoteCommand: opts.remoteCommand } : {}),
+        },
         tcp: { ...(opts.tls ? { tls: opts.tls } : {}), ...(opts.insecure ? { insecure: true } : {}) },
       }));
     const policy = policyOf(opts.policy);
@@ -246,7 +289,11 @@ export async function migrate(domid: number, dest: string, opts: MigrateOptions 
   }
 }
 
-export interface ReceiveOptions extends XenOptions, ConnectionOptions, Pick<ReceiverChannelOptions, 'helloTimeoutMs' | 'idleTimeoutMs' | 'onRefused'> {
+export interface ReceiveOptions
+  extends
+    XenOptions,
+    ConnectionOptions,
+    Pick<ReceiverChannelOptions, 'helloTimeoutMs' | 'idleTimeoutMs' | 'onRefused'> {
   /** listen on host:port (TCP); default: stdin/stdout */
   listen?: { host?: string; port: number };
   /** an already open channel */
@@ -324,7 +371,10 @@ export async function receive(opts: ReceiveOptions = {}): Promise<ReceiveResult>
           }
         },
       },
-      { ...(opts.protocol ? { protocol: opts.protocol } : {}), capabilities: [...(builder?.capabilities ?? [])] },
+      {
+        ...(opts.protocol ? { protocol: opts.protocol } : {}),
+        capabilities: [...(builder?.capabilities ?? [])],
+      },
     );
     if (!handshake.guestRuns) {
       const e = handshake.error ?? new Error(`receive failed at step ${handshake.step}`);

@@ -30,6 +30,23 @@ export { libxcSave } from './engine/save/save.js';
 export { libxcRestore } from './engine/restore/restore.js';
 export type { SaveCallbacks, SaveProgress, SaveStats, SaveOps, RoundStats } from './engine/save/types.js';
 export type { RestoreCallbacks, RestoreStats, RestoreOps } from './engine/restore/types.js';
-export { makePrecopyPolicy, defaultPrecopyPolicy, type PrecopyPolicy, type PrecopyStats, type PrecopyDecision } from './engine/policy.js';
+export {
+  makePrecopyPolicy,
+  defaultPrecopyPolicy,
+  type PrecopyPolicy,
+  type PrecopyStats,
+  type PrecopyDecision,
+} from './engine/policy.js';
 export { MigrationError, MigrationErrorCode } from './engine/errors.js';
-export { remus, receiveReplica, type RemusOptions, type RemusResult, type RemusHandle, type ReplicaOptions, type ReplicaResult, type CheckpointStat, type ReplicationHooks, type OutputComparator } from './checkpoint/index.js';
+export {
+  remus,
+  receiveReplica,
+  type RemusOptions,
+  type RemusResult,
+  type RemusHandle,
+  type ReplicaOptions,
+  type ReplicaResult,
+  type CheckpointStat,
+  type ReplicationHooks,
+  type OutputComparator,
+} from './checkpoint/index.js';

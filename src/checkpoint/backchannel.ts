@@ -5,7 +5,13 @@
 //
 // Between xenmig peers the records travel inside BACKCHANNEL control messages on the reverse
 // direction (one message may carry several records; a record never spans two messages).
-import { CheckpointState, encodeLibxcRecord, encodeLibxlRecord, LibxcType, LibxlType } from '../stream/index.js';
+import {
+  CheckpointState,
+  encodeLibxcRecord,
+  encodeLibxlRecord,
+  LibxcType,
+  LibxlType,
+} from '../stream/index.js';
 
 export type BackRecord = { kind: 'state'; state: number } | { kind: 'dirty'; pfns: BigUint64Array };
 
@@ -47,7 +53,10 @@ export class BackChannelDecoder {
         if (len !== 4) throw new Error(`back channel: CHECKPOINT_STATE body of ${len} bytes (must be 4)`);
         out.push({ kind: 'state', state: dv.getUint32(8, true) });
       } else if (type === LibxcType.CHECKPOINT_DIRTY_PFN_LIST) {
-        if (len % 8 !== 0) throw new Error(`back channel: CHECKPOINT_DIRTY_PFN_LIST body of ${len} bytes (not a multiple of 8)`);
+        if (len % 8 !== 0)
+          throw new Error(
+            `back channel: CHECKPOINT_DIRTY_PFN_LIST body of ${len} bytes (not a multiple of 8)`,
+          );
         const pfns = new BigUint64Array(len / 8);
         for (let i = 0; i < pfns.length; i++) pfns[i] = dv.getBigUint64(8 + i * 8, true);
         out.push({ kind: 'dirty', pfns });

@@ -18,7 +18,16 @@ import { restoreDomain, type DomainBuilder } from '../toolstack/restore.js';
 import type { EmulatorStateProvider } from '../toolstack/emulator.js';
 import type { RestoreCallbacks, RestoreStats } from '../engine/restore/types.js';
 import { suspendDomain } from '../toolstack/save.js';
-import { CONTROL_PROTOCOL_VERSION, ControlConnection, listen, TransportTimeoutError, writeAll, XL_MIGRATE_RECEIVER_BANNER, type Channel, type TlsMaterial } from '../transport/index.js';
+import {
+  CONTROL_PROTOCOL_VERSION,
+  ControlConnection,
+  listen,
+  TransportTimeoutError,
+  writeAll,
+  XL_MIGRATE_RECEIVER_BANNER,
+  type Channel,
+  type TlsMaterial,
+} from '../transport/index.js';
 import { encodeDirtyPfns, encodeState, STATE_NAMES } from './backchannel.js';
 import type { Logger } from './types.js';
 import { replicaDiskHooks, type DiskReplicaSet } from '../disk/replica-hooks.js';
@@ -78,7 +87,10 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0,
 /** A ByteSource that records when bytes last arrived (for the failover watchdog). */
 class WatchedSource implements ByteSource {
   lastDataAt = Date.now();
-  constructor(private readonly inner: ReadableByteSource, rs: NodeJS.ReadableStream) {
+  constructor(
+    private readonly inner: ReadableByteSource,
+    rs: NodeJS.ReadableStream,
+  ) {
     rs.on('readable', () => {
       this.lastDataAt = Date.now();
     });
@@ -207,14 +219,18 @@ class Backup {
 
   private send(m: Parameters<ControlConnection['send']>[0]): Promise<void> {
     const conn = this.conn!;
-    this.sendChain = this.sendChain.then(() => conn.send(m, { timeoutMs: this.failoverTimeoutMs }).catch(() => undefined));
+    this.sendChain = this.sendChain.then(() =>
+      conn.send(m, { timeoutMs: this.failoverTimeoutMs }).catch(() => undefined),
+    );
     return this.sendChain;
   }
 
   private sendRaw(b: Uint8Array): Promise<void> {
     const ch = this.channel!;
     const timeoutMs = this.failoverTimeoutMs;
-    this.sendChain = this.sendChain.then(() => writeAll(ch.writable, b, { timeoutMs }).catch(() => undefined));
+    this.sendChain = this.sendChain.then(() =>
+      writeAll(ch.writable, b, { timeoutMs }).catch(() => undefined),
+    );
     return this.sendChain;
   }
 
@@ -242,7 +258,8 @@ class Backup {
     this.watchdog = setInterval(
       () => {
         const limit = this.applied > 0 ? failoverTimeoutMs : Math.max(failoverTimeoutMs, initialTimeoutMs);
-        if (Date.now() - source.lastDataAt > limit) ch.destroy(new TransportTimeoutError('data from the primary', limit));
+        if (Date.now() - source.lastDataAt > limit)
+          ch.destroy(new TransportTimeoutError('data from the primary', limit));
       },
       Math.min(100, failoverTimeoutMs / 4),
     );
@@ -325,21 +342,29 @@ class Backup {
   /** The primary ended replication (END): the replica is discarded, nothing takes over. */
   private async discard(builder: DomainBuilder | undefined, stats: RestoreStats): Promise<ReplicaResult> {
     const d = this.domid!;
-    this.log(`backup: the primary ended replication after checkpoint ${this.applied}; replica discarded (no takeover)`);
+    this.log(
+      `backup: the primary ended replication after checkpoint ${this.applied}; replica discarded (no takeover)`,
+    );
     if (builder) await builder.destroy(d);
     else this.xen.destroy(d);
     return { domid: d, outcome: 'discarded', checkpoint: this.applied, guest: 'destroyed', stats };
   }
 
   /** The primary is lost: the replica resumes from the last complete checkpoint, no earlier than the timeout. */
-  private async failover(builder: DomainBuilder | undefined, stats: RestoreStats, source: WatchedSource): Promise<ReplicaResult> {
+  private async failover(
+    builder: DomainBuilder | undefined,
+    stats: RestoreStats,
+    source: WatchedSource,
+  ): Promise<ReplicaResult> {
     const { xen, opts, applied } = this;
     const d = this.domid!;
     const cause = (stats as RestoreStats & { failoverCause?: Error }).failoverCause;
     // split brain guard: take over no earlier than the timeout after the primary's last byte
     const wait = source.lastDataAt + this.failoverTimeoutMs - Date.now();
     const inMs = Math.max(0, Math.round(wait));
-    this.log(`backup: primary lost (${cause?.message ?? 'stream ended'}); failover to checkpoint ${applied} in ${inMs} ms`);
+    this.log(
+      `backup: primary lost (${cause?.message ?? 'stream ended'}); failover to checkpoint ${applied} in ${inMs} ms`,
+    );
     await sleep(wait);
     await opts.onFailover?.(applied, xen, d);
     let guest: ReplicaResult['guest'] = 'paused';

@@ -21,7 +21,14 @@ import type { DomainConfig } from '../toolstack/config.js';
 import type { EmulatorStateProvider } from '../toolstack/emulator.js';
 import type { RoundStats, SaveCallbacks, SaveStats } from '../engine/save/types.js';
 import type { Readable } from 'node:stream';
-import { ControlConnection, openDestination, readExactly, XL_MIGRATE_RECEIVER_BANNER, type Channel, type TlsMaterial } from '../transport/index.js';
+import {
+  ControlConnection,
+  openDestination,
+  readExactly,
+  XL_MIGRATE_RECEIVER_BANNER,
+  type Channel,
+  type TlsMaterial,
+} from '../transport/index.js';
 import { BackChannelDecoder, STATE_NAMES, type BackRecord } from './backchannel.js';
 import type { CheckpointStat, Logger, OutputComparator, ReplicationHooks } from './types.js';
 import type { NetBuffer } from '../netbuf/buffer.js';
@@ -152,7 +159,10 @@ class ReverseReader {
     this.failed = resolve;
   });
 
-  constructor(private readonly conn: ControlConnection | null, private readonly raw: Readable | null = null) {}
+  constructor(
+    private readonly conn: ControlConnection | null,
+    private readonly raw: Readable | null = null,
+  ) {}
 
   start(): void {
     void (async () => {
@@ -193,7 +203,8 @@ class ReverseReader {
     for (;;) {
       const v = test();
       if (v !== undefined) return v;
-      if (this.error) throw new BackupLost(`back channel failed while waiting for ${what}: ${this.error.message}`);
+      if (this.error)
+        throw new BackupLost(`back channel failed while waiting for ${what}: ${this.error.message}`);
       const left = timeoutMs - (Date.now() - t0);
       if (left <= 0) throw new BackupLost(`no ${what} within ${timeoutMs} ms`);
       await new Promise<void>((resolve) => {
@@ -215,11 +226,18 @@ class ReverseReader {
   }
 
   /** Next back-channel record, which must be the given kind (and state). */
-  async nextBack(want: { kind: 'state'; state: number } | { kind: 'dirty' }, timeoutMs: number): Promise<BackRecord> {
-    const name = want.kind === 'state' ? `CHECKPOINT_STATE(${STATE_NAMES[want.state]})` : 'CHECKPOINT_DIRTY_PFN_LIST';
+  async nextBack(
+    want: { kind: 'state'; state: number } | { kind: 'dirty' },
+    timeoutMs: number,
+  ): Promise<BackRecord> {
+    const name =
+      want.kind === 'state' ? `CHECKPOINT_STATE(${STATE_NAMES[want.state]})` : 'CHECKPOINT_DIRTY_PFN_LIST';
     const r = await this.until(() => this.back.shift(), timeoutMs, name);
     if (r.kind !== want.kind || (want.kind === 'state' && r.kind === 'state' && r.state !== want.state)) {
-      const got = r.kind === 'state' ? `CHECKPOINT_STATE(${STATE_NAMES[r.state] ?? r.state})` : 'CHECKPOINT_DIRTY_PFN_LIST';
+      const got =
+        r.kind === 'state'
+          ? `CHECKPOINT_STATE(${STATE_NAMES[r.state] ?? r.state})`
+          : 'CHECKPOINT_DIRTY_PFN_LIST';
       throw new BackupLost(`back channel: expected ${name}, got ${got}`);
     }
     return r;
@@ -396,7 +414,10 @@ class Primary {
       await disks?.start();
       const r = await saveDomain({
         ...(disks
-          ? { beforeLibxc: disks.beforeLibxc, checkpointRecords: (w: StreamWriter) => disks.checkpointRecords(this.current, w) }
+          ? {
+              beforeLibxc: disks.beforeLibxc,
+              checkpointRecords: (w: StreamWriter) => disks.checkpointRecords(this.current, w),
+            }
           : {}),
         xen: this.xen,
         domid,
@@ -477,7 +498,9 @@ class Primary {
       what: 'the xl migration banner',
     });
     if (!got.equals(XL_MIGRATE_RECEIVER_BANNER))
-      throw new Error(`xl migration: unexpected data instead of the banner: ${JSON.stringify(got.toString('latin1').slice(0, 60))}`);
+      throw new Error(
+        `xl migration: unexpected data instead of the banner: ${JSON.stringify(got.toString('latin1').slice(0, 60))}`,
+      );
     if (this.colo) {
       this.reverse = new ReverseReader(null, channel.readable);
       this.reverse.start();
@@ -489,7 +512,8 @@ class Primary {
     const conn = new ControlConnection(channel.readable, channel.writable);
     const ready = await conn.expect('READY', { timeoutMs: this.opts.readyTimeoutMs ?? 30_000 });
     const need = this.colo ? 'colo' : 'remus';
-    if (!ready.capabilities.includes(need)) throw new Error(`the backup does not offer ${need} (capabilities: ${ready.capabilities.join(', ')})`);
+    if (!ready.capabilities.includes(need))
+      throw new Error(`the backup does not offer ${need} (capabilities: ${ready.capabilities.join(', ')})`);
     // a replica that would lose the guest's disks or NICs at failover is no replica
     const config = await sourceConfig(this.xen, this.domid, this.opts.config);
     const devices = requiredDeviceCapabilities(config).filter((c) => !ready.capabilities.includes(c));
@@ -508,7 +532,9 @@ class Primary {
     if (fo) {
       const maxGap = Math.floor(Number(fo[1]) / 2);
       if (this.intervalMs > maxGap) {
-        this.log(`primary: interval ${this.intervalMs} ms capped at ${maxGap} ms (half the backup's failover timeout: checkpoints are the heartbeat)`);
+        this.log(
+          `primary: interval ${this.intervalMs} ms capped at ${maxGap} ms (half the backup's failover timeout: checkpoints are the heartbeat)`,
+        );
         this.intervalMs = maxGap;
       }
     }
@@ -592,7 +618,9 @@ class Primary {
     const ac = new AbortController();
     const due = Math.max(0, this.intervalMs - (performance.now() - this.suspendAt));
     const timer = sleep(due, AbortSignal.any([ac.signal, this.ctl.stopSignal]));
-    const diverged = this.opts.comparator ? this.opts.comparator(ac.signal).catch(() => undefined) : new Promise<void>(() => {});
+    const diverged = this.opts.comparator
+      ? this.opts.comparator(ac.signal).catch(() => undefined)
+      : new Promise<void>(() => {});
     await Promise.race([timer, diverged, reverse.errored]);
     ac.abort();
     if (reverse.error) {
@@ -650,7 +678,9 @@ class Primary {
     if (!this.channel) return;
     // COLO: the stream resumes after a CHECKPOINT_STATE(NEW); END follows it
     if (this.colo && this.checkpoints > 0) {
-      await this.out.writeRaw(encodeLibxlRecord({ name: 'CHECKPOINT_STATE', controlId: CheckpointState.NEW }));
+      await this.out.writeRaw(
+        encodeLibxlRecord({ name: 'CHECKPOINT_STATE', controlId: CheckpointState.NEW }),
+      );
     }
     await this.out.writeRaw(encodeLibxcRecord({ name: 'END' }));
     // close gracefully: destroying a socket with unread heartbeats in it sends RST, and the
@@ -713,4 +743,3 @@ function resumeIfSuspended(xen: Hypervisor, domid: number): Promise<void> {
   const info = xen.domainInfo(domid);
   return info.shutdown ? resumeDomain(xen, domid) : Promise.resolve();
 }
-

@@ -1,15 +1,25 @@
 // Decoded one-line summaries of stream items for `xenmig inspect` (text and JSON share the fields).
-import { DOMAIN_TYPE_X86_HVM, DOMAIN_TYPE_X86_PV, PageType, type PageDataRecord, type StreamItem } from '../stream/index.js';
+import {
+  DOMAIN_TYPE_X86_HVM,
+  DOMAIN_TYPE_X86_PV,
+  PageType,
+  type PageDataRecord,
+  type StreamItem,
+} from '../stream/index.js';
 
 type StreamRecord = Extract<StreamItem, { kind: 'record' }>['record'];
 import { parseDomainConfig } from '../toolstack/config.js';
 import { jsonReplacer } from './util.js';
 import { HvmParam } from '../xen/constants.js';
 
-const PAGE_TYPE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(PageType).map(([k, v]) => [v, k]));
+const PAGE_TYPE_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(PageType).map(([k, v]) => [v, k]),
+);
 
 /** HVM_PARAM_* names (xen/include/public/hvm/params.h). */
-const HVM_PARAM_NAMES: Record<number, string> = Object.fromEntries(Object.entries(HvmParam).map(([k, v]) => [v, k]));
+const HVM_PARAM_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(HvmParam).map(([k, v]) => [v, k]),
+);
 
 /** HVM save record type codes (xen/include/public/arch-x86/hvm/save.h). */
 const HVM_SAVE_TYPES: Record<number, string> = {
@@ -58,7 +68,12 @@ export interface Described {
 }
 
 /** Decodes the HVM context blob's save records: which types, which vCPU instances. */
-export function hvmContextSummary(d: Uint8Array): { records: number; vcpus: number[]; types: string[]; ok: boolean } {
+export function hvmContextSummary(d: Uint8Array): {
+  records: number;
+  vcpus: number[];
+  types: string[];
+  ok: boolean;
+} {
   const dv = new DataView(d.buffer, d.byteOffset, d.byteLength);
   const vcpus: number[] = [];
   const types = new Set<string>();
@@ -170,7 +185,12 @@ function headerSummary(item: Exclude<StreamItem, { kind: 'record' }>, info: Reco
       break;
     case 'domain-header': {
       const h = item.header;
-      const dt = h.type === DOMAIN_TYPE_X86_PV ? 'x86 PV' : h.type === DOMAIN_TYPE_X86_HVM ? 'x86 HVM' : `type ${h.type}`;
+      const dt =
+        h.type === DOMAIN_TYPE_X86_PV
+          ? 'x86 PV'
+          : h.type === DOMAIN_TYPE_X86_HVM
+            ? 'x86 HVM'
+            : `type ${h.type}`;
       Object.assign(info, { domainType: dt, pageShift: h.pageShift, xen: `${h.xenMajor}.${h.xenMinor}` });
       summary = `${dt}, page shift ${h.pageShift}, saved by Xen ${h.xenMajor}.${h.xenMinor}`;
       break;
@@ -182,75 +202,94 @@ function headerSummary(item: Exclude<StreamItem, { kind: 'record' }>, info: Reco
 /** Every record but the checkpoint ones. */
 function recordSummary(r: StreamRecord, info: Record<string, unknown>): string {
   let summary: string;
-    switch (r.name) {
-      case 'PAGE_DATA':
-        summary = pageDataSummary(r, info);
-        break;
-      case 'X86_PV_INFO':
-        Object.assign(info, { guestWidth: r.guestWidth, ptLevels: r.ptLevels });
-        summary = `guest width ${r.guestWidth} (${r.guestWidth * 8}-bit), ${r.ptLevels} page-table levels`;
-        break;
-      case 'X86_PV_P2M_FRAMES':
-        Object.assign(info, { startPfn: r.startPfn, endPfn: r.endPfn, frames: r.frames.length });
-        summary = `pfns ${hex(r.startPfn)}-${hex(r.endPfn)}, ${r.frames.length} frames`;
-        break;
-      case 'X86_PV_VCPU_BASIC':
-      case 'X86_PV_VCPU_EXTENDED':
-      case 'X86_PV_VCPU_XSAVE':
-        Object.assign(info, { vcpu: r.vcpuId, contextBytes: r.context.length });
-        summary = `vCPU ${r.vcpuId}, ${r.context.length} bytes`;
-        break;
-      case 'X86_PV_VCPU_MSRS':
-        Object.assign(info, { vcpu: r.vcpuId, msrs: r.msrs.length });
-        summary = `vCPU ${r.vcpuId}, ${r.msrs.length} MSRs`;
-        break;
-      case 'SHARED_INFO':
-      case 'TOOLSTACK':
-        summary = `${r.data.length} bytes`;
-        break;
-      case 'HVM_CONTEXT': {
-        const c = hvmContextSummary(r.data);
-        Object.assign(info, { bytes: r.data.length, vcpus: c.vcpus, saveRecords: c.records, saveTypes: c.types });
-        summary = `${r.data.length} bytes, ${c.records} save records, vCPUs ${c.vcpus.join(',') || 'none'}${c.ok ? '' : ' (no END: malformed)'}`;
-        break;
-      }
-      case 'HVM_PARAMS': {
-        const ps = r.params.map((p) => ({ index: Number(p.index), name: HVM_PARAM_NAMES[Number(p.index)] ?? `param${p.index}`, value: p.value }));
-        info.params = ps;
-        summary = `${ps.length} params: ` + ps.map((p) => `${p.name}=${hex(p.value)}`).join(' ');
-        break;
-      }
-      case 'X86_TSC_INFO':
-        Object.assign(info, { mode: r.mode, khz: r.khz, nsec: r.nsec, incarnation: r.incarnation });
-        summary = `mode ${r.mode} (${TSC_MODES[r.mode] ?? '?'}), ${r.khz} kHz, elapsed ${r.nsec} ns, incarnation ${r.incarnation}`;
-        break;
-      case 'X86_CPUID_POLICY':
-        info.leaves = r.leaves.length;
-        summary = `${r.leaves.length} CPUID leaves`;
-        break;
-      case 'X86_MSR_POLICY':
-        info.msrs = r.msrs.length;
-        summary = `${r.msrs.length} MSRs`;
-        break;
-      case 'CHECKPOINT_DIRTY_PFN_LIST':
-        info.pfns = r.pfns.length;
-        summary = `${r.pfns.length} pfns`;
-        break;
-      case 'EMULATOR_XENSTORE_DATA':
-        Object.assign(info, { emulator: EMULATORS[r.emulatorId] ?? r.emulatorId, emulatorId: r.emulatorId, instance: r.index, entries: r.entries.length });
-        summary = `emulator ${r.emulatorId} (${EMULATORS[r.emulatorId] ?? '?'}) #${r.index}, ${r.entries.length} xenstore entries`;
-        break;
-      case 'EMULATOR_CONTEXT':
-        Object.assign(info, { emulator: EMULATORS[r.emulatorId] ?? r.emulatorId, emulatorId: r.emulatorId, instance: r.index, bytes: r.data.length });
-        summary = `emulator ${r.emulatorId} (${EMULATORS[r.emulatorId] ?? '?'}) #${r.index}, ${r.data.length} bytes`;
-        break;
-      case 'UNKNOWN':
-        info.optional = (r.type & 0x80000000) !== 0;
-        summary = `unknown ${info.optional ? 'optional ' : ''}record ${hex(r.type)}`;
-        break;
-      default:
-        summary = '';
+  switch (r.name) {
+    case 'PAGE_DATA':
+      summary = pageDataSummary(r, info);
+      break;
+    case 'X86_PV_INFO':
+      Object.assign(info, { guestWidth: r.guestWidth, ptLevels: r.ptLevels });
+      summary = `guest width ${r.guestWidth} (${r.guestWidth * 8}-bit), ${r.ptLevels} page-table levels`;
+      break;
+    case 'X86_PV_P2M_FRAMES':
+      Object.assign(info, { startPfn: r.startPfn, endPfn: r.endPfn, frames: r.frames.length });
+      summary = `pfns ${hex(r.startPfn)}-${hex(r.endPfn)}, ${r.frames.length} frames`;
+      break;
+    case 'X86_PV_VCPU_BASIC':
+    case 'X86_PV_VCPU_EXTENDED':
+    case 'X86_PV_VCPU_XSAVE':
+      Object.assign(info, { vcpu: r.vcpuId, contextBytes: r.context.length });
+      summary = `vCPU ${r.vcpuId}, ${r.context.length} bytes`;
+      break;
+    case 'X86_PV_VCPU_MSRS':
+      Object.assign(info, { vcpu: r.vcpuId, msrs: r.msrs.length });
+      summary = `vCPU ${r.vcpuId}, ${r.msrs.length} MSRs`;
+      break;
+    case 'SHARED_INFO':
+    case 'TOOLSTACK':
+      summary = `${r.data.length} bytes`;
+      break;
+    case 'HVM_CONTEXT': {
+      const c = hvmContextSummary(r.data);
+      Object.assign(info, {
+        bytes: r.data.length,
+        vcpus: c.vcpus,
+        saveRecords: c.records,
+        saveTypes: c.types,
+      });
+      summary = `${r.data.length} bytes, ${c.records} save records, vCPUs ${c.vcpus.join(',') || 'none'}${c.ok ? '' : ' (no END: malformed)'}`;
+      break;
     }
+    case 'HVM_PARAMS': {
+      const ps = r.params.map((p) => ({
+        index: Number(p.index),
+        name: HVM_PARAM_NAMES[Number(p.index)] ?? `param${p.index}`,
+        value: p.value,
+      }));
+      info.params = ps;
+      summary = `${ps.length} params: ` + ps.map((p) => `${p.name}=${hex(p.value)}`).join(' ');
+      break;
+    }
+    case 'X86_TSC_INFO':
+      Object.assign(info, { mode: r.mode, khz: r.khz, nsec: r.nsec, incarnation: r.incarnation });
+      summary = `mode ${r.mode} (${TSC_MODES[r.mode] ?? '?'}), ${r.khz} kHz, elapsed ${r.nsec} ns, incarnation ${r.incarnation}`;
+      break;
+    case 'X86_CPUID_POLICY':
+      info.leaves = r.leaves.length;
+      summary = `${r.leaves.length} CPUID leaves`;
+      break;
+    case 'X86_MSR_POLICY':
+      info.msrs = r.msrs.length;
+      summary = `${r.msrs.length} MSRs`;
+      break;
+    case 'CHECKPOINT_DIRTY_PFN_LIST':
+      info.pfns = r.pfns.length;
+      summary = `${r.pfns.length} pfns`;
+      break;
+    case 'EMULATOR_XENSTORE_DATA':
+      Object.assign(info, {
+        emulator: EMULATORS[r.emulatorId] ?? r.emulatorId,
+        emulatorId: r.emulatorId,
+        instance: r.index,
+        entries: r.entries.length,
+      });
+      summary = `emulator ${r.emulatorId} (${EMULATORS[r.emulatorId] ?? '?'}) #${r.index}, ${r.entries.length} xenstore entries`;
+      break;
+    case 'EMULATOR_CONTEXT':
+      Object.assign(info, {
+        emulator: EMULATORS[r.emulatorId] ?? r.emulatorId,
+        emulatorId: r.emulatorId,
+        instance: r.index,
+        bytes: r.data.length,
+      });
+      summary = `emulator ${r.emulatorId} (${EMULATORS[r.emulatorId] ?? '?'}) #${r.index}, ${r.data.length} bytes`;
+      break;
+    case 'UNKNOWN':
+      info.optional = (r.type & 0x80000000) !== 0;
+      summary = `unknown ${info.optional ? 'optional ' : ''}record ${hex(r.type)}`;
+      break;
+    default:
+      summary = '';
+  }
   return summary;
 }
 
@@ -266,7 +305,13 @@ function pageDataSummary(r: PageDataRecord, info: Record<string, unknown>): stri
   return pageSummary(r.count, r.dataPages, ranges, types, 1);
 }
 
-export function pageSummary(count: number, dataPages: number, ranges: PfnRanges, types: Record<string, number>, records: number): string {
+export function pageSummary(
+  count: number,
+  dataPages: number,
+  ranges: PfnRanges,
+  types: Record<string, number>,
+  records: number,
+): string {
   const t = Object.entries(types)
     .map(([k, v]) => `${k}=${v}`)
     .join(' ');
@@ -293,8 +338,10 @@ export class PageFold {
     this.dataPages += d.info.dataPages as number;
     this.length += d.length;
     this.size += d.size;
-    for (const [k, v] of Object.entries(d.info.pageTypes as Record<string, number>)) this.types[k] = (this.types[k] ?? 0) + v;
-    for (const [a, b] of d.info.pfnRanges as [number, number][]) for (let p = a; p <= b; p++) this.ranges.add(p);
+    for (const [k, v] of Object.entries(d.info.pageTypes as Record<string, number>))
+      this.types[k] = (this.types[k] ?? 0) + v;
+    for (const [a, b] of d.info.pfnRanges as [number, number][])
+      for (let p = a; p <= b; p++) this.ranges.add(p);
   }
 
   result(): Described {
@@ -307,7 +354,14 @@ export class PageFold {
       typeNumber: 1,
       length: this.length,
       size: this.size,
-      info: { records: this.records, lastIndex: this.lastIndex, count: this.count, dataPages: this.dataPages, pageTypes: this.types, pfnRanges: this.ranges.ranges },
+      info: {
+        records: this.records,
+        lastIndex: this.lastIndex,
+        count: this.count,
+        dataPages: this.dataPages,
+        pageTypes: this.types,
+        pfnRanges: this.ranges.ranges,
+      },
       summary: pageSummary(this.count, this.dataPages, this.ranges, this.types, this.records),
     };
   }
@@ -320,7 +374,17 @@ export function formatText(d: Described): string {
 
 export function formatJson(d: Described): string {
   return JSON.stringify(
-    { offset: d.offset, index: d.index, layer: d.layer, type: d.type, ...(d.typeNumber !== undefined ? { typeNumber: d.typeNumber } : {}), length: d.length, size: d.size, ...d.info, summary: d.summary },
+    {
+      offset: d.offset,
+      index: d.index,
+      layer: d.layer,
+      type: d.type,
+      ...(d.typeNumber !== undefined ? { typeNumber: d.typeNumber } : {}),
+      length: d.length,
+      size: d.size,
+      ...d.info,
+      summary: d.summary,
+    },
     jsonReplacer,
   );
 }

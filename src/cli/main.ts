@@ -5,7 +5,9 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { describeError, EXIT } from './util.js';
 
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
 
 type CommandModule = { register(program: Command): void };
 
@@ -16,7 +18,9 @@ export async function buildProgram(argv: string[] = process.argv): Promise<Comma
     .description('Save, restore, live-migrate and replicate Xen guests (migration stream v2/v3)')
     .version(pkg.version)
     .showHelpAfterError('(run with --help for usage)')
-    .configureOutput({ outputError: (s, write) => write(s.startsWith('error: ') ? `xenmig: ${s.slice(7)}` : s) })
+    .configureOutput({
+      outputError: (s, write) => write(s.startsWith('error: ') ? `xenmig: ${s.slice(7)}` : s),
+    })
     .exitOverride();
   const use = async (m: Promise<CommandModule>) => (await m).register(program);
   // commands (one line each): [names the module registers, loader]
@@ -39,7 +43,8 @@ export async function buildProgram(argv: string[] = process.argv): Promise<Comma
   const wanted = args.find((a) => !a.startsWith('-'));
   const only = modules.filter(([names]) => wanted !== undefined && names.includes(wanted));
   // `--version` alone needs no command module
-  const versionOnly = wanted === undefined && args.length > 0 && args.every((a) => a === '--version' || a === '-V');
+  const versionOnly =
+    wanted === undefined && args.length > 0 && args.every((a) => a === '--version' || a === '-V');
   for (const [, load] of only.length === 1 ? only : versionOnly ? [] : modules) await use(load());
   for (const c of program.commands) c.exitOverride();
   return program;
@@ -52,7 +57,12 @@ async function main(): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.OK;
+      if (
+        err.code === 'commander.helpDisplayed' ||
+        err.code === 'commander.version' ||
+        err.code === 'commander.help'
+      )
+        return EXIT.OK;
       return EXIT.USAGE;
     }
     const code = (err as { code?: unknown })?.code;

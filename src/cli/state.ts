@@ -29,7 +29,12 @@ export function domainState(xen: Hypervisor, domid: number): DomainState {
   const vcpusOnline: number[] = [];
   for (let v = 0; v <= info.maxVcpuId; v++) if (xen.vcpuOnline(domid, v)) vcpusOnline.push(v);
   const t = xen.tscInfoGet(domid);
-  const s: DomainState = { domid, type: info.type, vcpusOnline, tsc: { mode: t.mode, gtscKhz: t.gtscKhz, elapsedNsec: t.elapsedNsec.toString() } };
+  const s: DomainState = {
+    domid,
+    type: info.type,
+    vcpusOnline,
+    tsc: { mode: t.mode, gtscKhz: t.gtscKhz, elapsedNsec: t.elapsedNsec.toString() },
+  };
   if (info.type === 'hvm') {
     const ctx = xen.hvmContextGet(domid);
     s.hvmContext = { sha256: sha(ctx), bytes: ctx.length, vcpus: hvmContextSummary(ctx).vcpus };
@@ -47,7 +52,11 @@ export function domainState(xen: Hypervisor, domid: number): DomainState {
   } else {
     const vc: Record<string, { extended: string; xsave: string; msrs: string }> = {};
     for (const v of vcpusOnline) {
-      vc[v] = { extended: sha(xen.vcpuExtendedGet(domid, v)), xsave: sha(xen.vcpuXsaveGet(domid, v)), msrs: sha(xen.vcpuMsrsGet(domid, v)) };
+      vc[v] = {
+        extended: sha(xen.vcpuExtendedGet(domid, v)),
+        xsave: sha(xen.vcpuXsaveGet(domid, v)),
+        msrs: sha(xen.vcpuMsrsGet(domid, v)),
+      };
     }
     s.pvVcpus = vc;
   }

@@ -75,7 +75,13 @@ export function queryMigrate(a: {
       live: s.live,
       'suspended-ms': Math.round(s.suspendedMs),
       holes: s.pages - s.dataPages,
-      rounds: rounds.map((r) => ({ iteration: r.iteration, kind: r.kind, pages: r.pages, bytes: r.bytes, ms: Math.round(r.ms * 10) / 10 })),
+      rounds: rounds.map((r) => ({
+        iteration: r.iteration,
+        kind: r.kind,
+        pages: r.pages,
+        bytes: r.bytes,
+        ms: Math.round(r.ms * 10) / 10,
+      })),
     };
   }
   if (a.error !== undefined) {
@@ -100,15 +106,27 @@ export function progressHandler(progress: Progress, clock: Clock): (p: SaveProgr
     const secs = clock.firstPageAt !== null ? (clock.now() - clock.firstPageAt) / 1000 : 0;
     const rate = p.bytesPerSecond > 0 ? p.bytesPerSecond : secs > 0.05 ? (p.bytes - bytesAtFirst) / secs : 0;
     const round = p.phase === 'live' ? `round ${p.iteration}` : p.phase;
-    const dirty = p.phase === 'live' || p.phase === 'final' || p.phase === 'checkpoint' ? `  dirty ${p.roundPages - p.roundSent}/${p.roundPages} pages` : '';
-    const dt = Number.isFinite(p.expectedDowntimeMs) && p.phase === 'live' ? `  exp. downtime ${Math.round(p.expectedDowntimeMs)} ms` : '';
+    const dirty =
+      p.phase === 'live' || p.phase === 'final' || p.phase === 'checkpoint'
+        ? `  dirty ${p.roundPages - p.roundSent}/${p.roundPages} pages`
+        : '';
+    const dt =
+      Number.isFinite(p.expectedDowntimeMs) && p.phase === 'live'
+        ? `  exp. downtime ${Math.round(p.expectedDowntimeMs)} ms`
+        : '';
     progress.update(`${round}${dirty}  ${fmtBytes(p.bytes)}  ${fmtRate(rate)}${dt}`, p.phase !== 'live');
   };
 }
 
 export function summaryLine(q: QueryMigrate): string {
   const parts = [`${q.status} in ${q['total-time']} ms`];
-  if (q.ram) parts.push(`${q.ram['dirty-sync-count']} rounds`, `${q.ram.normal} pages`, `${fmtBytes(q.ram.transferred)}`, `${q.ram.mbps} Mbit/s`);
+  if (q.ram)
+    parts.push(
+      `${q.ram['dirty-sync-count']} rounds`,
+      `${q.ram.normal} pages`,
+      `${fmtBytes(q.ram.transferred)}`,
+      `${q.ram.mbps} Mbit/s`,
+    );
   if (q.downtime !== undefined) parts.push(`downtime ${q.downtime} ms`);
   return parts.join(', ');
 }

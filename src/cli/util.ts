@@ -32,9 +32,11 @@ const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 **
 /** "100M", "64MiB", "4096", "1.5G": binary multiples, bytes. */
 export function parseSize(s: string, what = 'size'): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*$/.exec(s);
-  if (!m) throw new InvalidArgumentError(`${what} must be a number with an optional K/M/G/T suffix, got "${s}"`);
+  if (!m)
+    throw new InvalidArgumentError(`${what} must be a number with an optional K/M/G/T suffix, got "${s}"`);
   const n = Math.round(Number(m[1]) * UNITS[m[2]!.toUpperCase()]!);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`${what} must be positive, got "${s}"`);
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new InvalidArgumentError(`${what} must be positive, got "${s}"`);
   return n;
 }
 
@@ -54,7 +56,8 @@ export function parseDomid(s: string): number {
 /** A domain argument, as xl reads one: digits are a domid, anything else a name (resolveDomain looks it up). */
 export function parseDomain(s: string): number | string {
   if (/^\s*\d+\s*$/.test(s)) return parseDomid(s);
-  if (!s || s.includes('/')) throw new InvalidArgumentError(`DOMAIN must be a domid or a domain name, got "${s}"`);
+  if (!s || s.includes('/'))
+    throw new InvalidArgumentError(`DOMAIN must be a domid or a domain name, got "${s}"`);
   return s;
 }
 
@@ -63,7 +66,8 @@ export const DOMAIN_ARG = 'domain id or name (names: xenmig list)';
 
 export function choice<T extends string>(what: string, values: readonly T[]) {
   return (s: string): T => {
-    if (!(values as readonly string[]).includes(s)) throw new InvalidArgumentError(`${what} must be one of ${values.join(', ')}, got "${s}"`);
+    if (!(values as readonly string[]).includes(s))
+      throw new InvalidArgumentError(`${what} must be one of ${values.join(', ')}, got "${s}"`);
     return s as T;
   };
 }
@@ -106,7 +110,11 @@ export function splitWords(s: string): string[] {
 export function addHostOptions(cmd: Command): Command {
   return cmd
     .option('--host <dir>', 'mock host directory (default $XENMIG_MOCK_HOST)')
-    .option('--flavour <flavour>', 'hypervisor: system (real Xen) or mock', choice('flavour', ['system', 'mock'] as const));
+    .option(
+      '--flavour <flavour>',
+      'hypervisor: system (real Xen) or mock',
+      choice('flavour', ['system', 'mock'] as const),
+    );
 }
 
 export function xenOptions(o: { host?: string; flavour?: 'system' | 'mock' }): XenOptions {
@@ -118,7 +126,10 @@ export function xenOptions(o: { host?: string; flavour?: 'system' | 'mock' }): X
 
 /** --config FILE: the guest's libxl config (JSON, as `xl list -l` prints it) instead of its stored one. */
 export function addConfigOption(cmd: Command): Command {
-  return cmd.option('--config <file>', "the guest's libxl config for the stream (JSON, as xl list -l prints it; default: the domain's stored config)");
+  return cmd.option(
+    '--config <file>',
+    "the guest's libxl config for the stream (JSON, as xl list -l prints it; default: the domain's stored config)",
+  );
 }
 
 /** The config named by --config, or undefined; a file that is not a usable config is a usage error. */
@@ -143,15 +154,30 @@ export function configFrom(o: { config?: string }): DomainConfig | undefined {
 
 export function addTransferOptions(cmd: Command): Command {
   return addConfigOption(cmd)
-    .option('--bandwidth <rate>', 'cap the live rounds at RATE bytes/s (K/M/G suffixes, binary)', (s) => parseSize(s, 'bandwidth'))
-    .option('--downtime-ms <n>', 'stop the live rounds once the rest fits in N ms', parseIntArg('downtime-ms', 1))
-    .option('--max-iterations <n>', 'at most N live rounds (default 5, as libxc)', parseIntArg('max-iterations', 0, 1000));
+    .option('--bandwidth <rate>', 'cap the live rounds at RATE bytes/s (K/M/G suffixes, binary)', (s) =>
+      parseSize(s, 'bandwidth'),
+    )
+    .option(
+      '--downtime-ms <n>',
+      'stop the live rounds once the rest fits in N ms',
+      parseIntArg('downtime-ms', 1),
+    )
+    .option(
+      '--max-iterations <n>',
+      'at most N live rounds (default 5, as libxc)',
+      parseIntArg('max-iterations', 0, 1000),
+    );
 }
 
 export function addOutputOptions(cmd: Command): Command {
   return cmd
     .option('--json', 'print the final statistics as JSON (QEMU query-migrate shape)')
-    .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text');
+    .option(
+      '--log-format <fmt>',
+      'log lines on stderr: text or json',
+      choice('log-format', ['text', 'json'] as const),
+      'text',
+    );
 }
 
 export function tlsFrom(o: { cert?: string; key?: string; ca?: string }): TlsMaterial | undefined {
@@ -174,7 +200,10 @@ export function tlsFrom(o: { cert?: string; key?: string; ca?: string }): TlsMat
 export type LogFormat = 'text' | 'json';
 
 export class Log {
-  constructor(readonly format: LogFormat = 'text', private readonly out: NodeJS.WriteStream = process.stderr) {}
+  constructor(
+    readonly format: LogFormat = 'text',
+    private readonly out: NodeJS.WriteStream = process.stderr,
+  ) {}
   private clearProgress: (() => void) | null = null;
 
   setProgressClear(f: (() => void) | null): void {
@@ -183,13 +212,18 @@ export class Log {
 
   line(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
     this.clearProgress?.();
-    if (this.format === 'json') this.out.write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }, jsonReplacer) + '\n');
+    if (this.format === 'json')
+      this.out.write(
+        JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }, jsonReplacer) + '\n',
+      );
     else {
       const extra = Object.entries(fields)
         .filter(([, v]) => v !== undefined)
         .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v, jsonReplacer)}`)
         .join(' ');
-      this.out.write(`xenmig: ${level === 'info' ? '' : level + ': '}${msg}${extra ? ' (' + extra + ')' : ''}\n`);
+      this.out.write(
+        `xenmig: ${level === 'info' ? '' : level + ': '}${msg}${extra ? ' (' + extra + ')' : ''}\n`,
+      );
     }
   }
   info(msg: string, fields?: Record<string, unknown>): void {
@@ -212,8 +246,13 @@ export class Progress {
   private last = 0;
   private shown = false;
   readonly enabled: boolean;
-  constructor(private readonly out: NodeJS.WriteStream = process.stderr, enabled?: boolean) {
-    this.enabled = enabled ?? (process.env.XENMIG_PROGRESS === '1' || (out.isTTY === true && !process.env.XENMIG_NO_PROGRESS));
+  constructor(
+    private readonly out: NodeJS.WriteStream = process.stderr,
+    enabled?: boolean,
+  ) {
+    this.enabled =
+      enabled ??
+      (process.env.XENMIG_PROGRESS === '1' || (out.isTTY === true && !process.env.XENMIG_NO_PROGRESS));
   }
   update(text: string, force = false): void {
     if (!this.enabled) return;
@@ -254,7 +293,11 @@ export function fmtRate(bytesPerSecond: number): string {
 // signals
 
 /** SIGINT/SIGTERM abort the returned signal (once); a second one exits at once. */
-export function signalAbort(): { signal: AbortSignal; received: () => NodeJS.Signals | null; dispose(): void } {
+export function signalAbort(): {
+  signal: AbortSignal;
+  received: () => NodeJS.Signals | null;
+  dispose(): void;
+} {
   const ac = new AbortController();
   let got: NodeJS.Signals | null = null;
   const on = (sig: NodeJS.Signals) => {

@@ -17,7 +17,10 @@ export class ByteReader {
   /** bytes consumed so far (offsets in errors) */
   position = 0;
 
-  constructor(private readonly sock: Duplex, private readonly highWater = 64 << 20) {
+  constructor(
+    private readonly sock: Duplex,
+    private readonly highWater = 64 << 20,
+  ) {
     sock.on('data', (c: Buffer) => {
       this.chunks.push(c);
       this.buffered += c.length;

@@ -39,7 +39,11 @@ export interface HelloInfo {
 }
 
 /** Daemon side: serve one primary's control connection. Never throws; tracking stops when it ends. */
-export async function serveControlConnection(sock: Socket, img: ReplicatedImage, log: (l: string) => void = () => {}): Promise<void> {
+export async function serveControlConnection(
+  sock: Socket,
+  img: ReplicatedImage,
+  log: (l: string) => void = () => {},
+): Promise<void> {
   const rd = new ByteReader(sock, 1 << 16);
   let started = false;
   const ok = (p?: Uint8Array) => writeOut(sock, frame(CtlStatus.OK, p));
@@ -47,21 +51,42 @@ export async function serveControlConnection(sock: Socket, img: ReplicatedImage,
     for (;;) {
       const at = rd.position;
       const len = (await rd.read(4)).readUInt32BE(0);
-      if (len < 1 || len > MAX_REQUEST_FRAME) throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `control request of ${len} bytes`, { offset: at });
+      if (len < 1 || len > MAX_REQUEST_FRAME)
+        throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `control request of ${len} bytes`, {
+          offset: at,
+        });
       const m = await rd.read(len);
       const op = m[0]!;
       const need = (n: number) => {
-        if (m.length !== 1 + n) throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `control op ${op} with ${m.length - 1} payload bytes (${n})`, { offset: at });
+        if (m.length !== 1 + n)
+          throw new DiskError(
+            DiskErrorCode.ERR_DISK_CONTROL,
+            `control op ${op} with ${m.length - 1} payload bytes (${n})`,
+            { offset: at },
+          );
       };
       try {
         switch (op) {
           case CtlOp.HELLO:
             need(0);
-            await ok(Buffer.from(JSON.stringify({ name: img.name, size: img.size, blockSize: img.blockSize, epoch: img.trackingEpoch } satisfies HelloInfo)));
+            await ok(
+              Buffer.from(
+                JSON.stringify({
+                  name: img.name,
+                  size: img.size,
+                  blockSize: img.blockSize,
+                  epoch: img.trackingEpoch,
+                } satisfies HelloInfo),
+              ),
+            );
             break;
           case CtlOp.START:
             need(0);
-            if (started || img.trackingEpoch !== 0) throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, 'another primary replicates this disk already');
+            if (started || img.trackingEpoch !== 0)
+              throw new DiskError(
+                DiskErrorCode.ERR_DISK_CONTROL,
+                'another primary replicates this disk already',
+              );
             img.start();
             started = true;
             log(`disk: replication started (epoch 1 open)`);
@@ -81,7 +106,10 @@ export async function serveControlConnection(sock: Socket, img: ReplicatedImage,
             if (!started) throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, 'FETCH before START');
             const n = m.readUInt32BE(1);
             // a chunk stays under 16 MiB of data
-            const max = Math.max(1, Math.min(MAX_FETCH_BLOCKS, (16 << 20) / img.blockSize, m.readUInt32BE(5)));
+            const max = Math.max(
+              1,
+              Math.min(MAX_FETCH_BLOCKS, (16 << 20) / img.blockSize, m.readUInt32BE(5)),
+            );
             let total = 0;
             for await (const c of img.fetch(n, max)) {
               const head = Buffer.allocUnsafe(4 + 8 * c.blocks.length);
@@ -99,7 +127,11 @@ export async function serveControlConnection(sock: Socket, img: ReplicatedImage,
             need(12);
             const off = Number(m.readBigUInt64BE(1));
             const len = m.readUInt32BE(9);
-            if (len > MAX_READ || off + len > img.size) throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `READ ${off} +${len} outside the image (${img.size} bytes) or over ${MAX_READ}`);
+            if (len > MAX_READ || off + len > img.size)
+              throw new DiskError(
+                DiskErrorCode.ERR_DISK_CONTROL,
+                `READ ${off} +${len} outside the image (${img.size} bytes) or over ${MAX_READ}`,
+              );
             await ok(img.read(off, len));
             break;
           }
@@ -110,7 +142,9 @@ export async function serveControlConnection(sock: Socket, img: ReplicatedImage,
             await ok();
             break;
           default:
-            throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `unknown control op ${op}`, { offset: at + 4 });
+            throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `unknown control op ${op}`, {
+              offset: at + 4,
+            });
         }
       } catch (e) {
         if (!(e instanceof DiskError)) throw e;
@@ -137,7 +171,10 @@ export class DiskControlClient {
   /** a daemon that does not answer within this many ms is lost (the guest may be suspended meanwhile) */
   timeoutMs = 10_000;
 
-  private constructor(private readonly sock: Socket, readonly path: string) {
+  private constructor(
+    private readonly sock: Socket,
+    readonly path: string,
+  ) {
     this.rd = new ByteReader(sock, 64 << 20);
   }
 
@@ -146,7 +183,12 @@ export class DiskControlClient {
       const s = createConnection(path);
       const t = setTimeout(() => {
         s.destroy();
-        reject(new DiskError(DiskErrorCode.ERR_DISK_SETUP, `disk daemon at ${path}: no connection within ${timeoutMs} ms`));
+        reject(
+          new DiskError(
+            DiskErrorCode.ERR_DISK_SETUP,
+            `disk daemon at ${path}: no connection within ${timeoutMs} ms`,
+          ),
+        );
       }, timeoutMs);
       s.once('connect', () => {
         clearTimeout(t);
@@ -157,7 +199,13 @@ export class DiskControlClient {
       });
       s.once('error', (e) => {
         clearTimeout(t);
-        reject(new DiskError(DiskErrorCode.ERR_DISK_SETUP, `disk daemon at ${path}: ${e.message} (is \`xenmig disk serve\` running with --control ${path}?)`, { cause: e }));
+        reject(
+          new DiskError(
+            DiskErrorCode.ERR_DISK_SETUP,
+            `disk daemon at ${path}: ${e.message} (is \`xenmig disk serve\` running with --control ${path}?)`,
+            { cause: e },
+          ),
+        );
       });
     });
   }
@@ -171,7 +219,12 @@ export class DiskControlClient {
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         this.sock.destroy();
-        reject(new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `disk daemon at ${this.path}: no answer within ${this.timeoutMs} ms`));
+        reject(
+          new DiskError(
+            DiskErrorCode.ERR_DISK_CONTROL,
+            `disk daemon at ${this.path}: no answer within ${this.timeoutMs} ms`,
+          ),
+        );
       }, this.timeoutMs);
     });
     try {
@@ -183,13 +236,21 @@ export class DiskControlClient {
 
   private async frame(): Promise<{ status: number; payload: Buffer }> {
     const len = (await this.rd.read(4)).readUInt32BE(0);
-    if (len < 1 || len > (48 << 20)) throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `disk daemon at ${this.path}: reply frame of ${len} bytes`);
+    if (len < 1 || len > 48 << 20)
+      throw new DiskError(
+        DiskErrorCode.ERR_DISK_CONTROL,
+        `disk daemon at ${this.path}: reply frame of ${len} bytes`,
+      );
     const f = await this.rd.read(len);
     return { status: f[0]!, payload: f.subarray(1) };
   }
 
   /** One request; onChunk receives CHUNK frames (FETCH). Requests are serialised. */
-  request(op: number, payload: Uint8Array = new Uint8Array(0), onChunk?: (p: Buffer) => Promise<void> | void): Promise<Buffer> {
+  request(
+    op: number,
+    payload: Uint8Array = new Uint8Array(0),
+    onChunk?: (p: Buffer) => Promise<void> | void,
+  ): Promise<Buffer> {
     const run = async () => {
       try {
         await writeOut(this.sock, frame(op, payload));
@@ -197,12 +258,24 @@ export class DiskControlClient {
           const f = await this.readFrame();
           if (f.status === CtlStatus.CHUNK && onChunk) await onChunk(f.payload);
           else if (f.status === CtlStatus.OK) return f.payload;
-          else if (f.status === CtlStatus.ERROR) throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `disk daemon at ${this.path}: ${f.payload.toString('utf8')}`);
-          else throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `disk daemon at ${this.path}: unexpected status ${f.status}`);
+          else if (f.status === CtlStatus.ERROR)
+            throw new DiskError(
+              DiskErrorCode.ERR_DISK_CONTROL,
+              `disk daemon at ${this.path}: ${f.payload.toString('utf8')}`,
+            );
+          else
+            throw new DiskError(
+              DiskErrorCode.ERR_DISK_CONTROL,
+              `disk daemon at ${this.path}: unexpected status ${f.status}`,
+            );
         }
       } catch (e) {
         if (e instanceof DiskError) throw e;
-        throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `disk daemon at ${this.path}: ${(e as Error).message}`, { cause: e });
+        throw new DiskError(
+          DiskErrorCode.ERR_DISK_CONTROL,
+          `disk daemon at ${this.path}: ${(e as Error).message}`,
+          { cause: e },
+        );
       }
     };
     const p = this.chain.then(run, run);
@@ -225,14 +298,22 @@ export class DiskControlClient {
   }
 
   /** Epoch n's blocks, chunk by chunk (the next chunk is read only after onChunk settled). */
-  async fetch(n: number, maxBlocks: number, blockSize: number, onChunk: (blocks: number[], data: Buffer) => Promise<void>): Promise<number> {
+  async fetch(
+    n: number,
+    maxBlocks: number,
+    blockSize: number,
+    onChunk: (blocks: number[], data: Buffer) => Promise<void>,
+  ): Promise<number> {
     const p = Buffer.allocUnsafe(8);
     p.writeUInt32BE(n, 0);
     p.writeUInt32BE(maxBlocks, 4);
     const r = await this.request(CtlOp.FETCH, p, async (c) => {
       const count = c.readUInt32BE(0);
       if (count > MAX_FETCH_BLOCKS || c.length !== 4 + count * (8 + blockSize))
-        throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `disk daemon at ${this.path}: chunk of ${count} blocks in ${c.length} bytes`);
+        throw new DiskError(
+          DiskErrorCode.ERR_DISK_CONTROL,
+          `disk daemon at ${this.path}: chunk of ${count} blocks in ${c.length} bytes`,
+        );
       const blocks: number[] = [];
       for (let i = 0; i < count; i++) blocks.push(Number(c.readBigUInt64BE(4 + 8 * i)));
       await onChunk(blocks, c.subarray(4 + 8 * count));
@@ -245,7 +326,11 @@ export class DiskControlClient {
     p.writeBigUInt64BE(BigInt(offset), 0);
     p.writeUInt32BE(length, 8);
     const r = await this.request(CtlOp.READ, p);
-    if (r.length !== length) throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `disk daemon at ${this.path}: READ returned ${r.length} of ${length} bytes`);
+    if (r.length !== length)
+      throw new DiskError(
+        DiskErrorCode.ERR_DISK_CONTROL,
+        `disk daemon at ${this.path}: READ returned ${r.length} of ${length} bytes`,
+      );
     return r;
   }
 

@@ -40,14 +40,19 @@ async function claimSocketPath(path: string): Promise<void> {
 
 function listenOn(server: Server, path: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    server.once('error', (e) => reject(new DiskError(DiskErrorCode.ERR_DISK_SETUP, `cannot listen on ${path}: ${e.message}`, { cause: e })));
+    server.once('error', (e) =>
+      reject(
+        new DiskError(DiskErrorCode.ERR_DISK_SETUP, `cannot listen on ${path}: ${e.message}`, { cause: e }),
+      ),
+    );
     server.listen(path, () => resolve());
   });
 }
 
 export async function serveDisk(imagePath: string, opts: DiskServeOptions): Promise<DiskServer> {
   const log = opts.log ?? (() => {});
-  if (opts.socket === opts.control) throw new DiskError(DiskErrorCode.ERR_DISK_SETUP, '--socket and --control must be two paths');
+  if (opts.socket === opts.control)
+    throw new DiskError(DiskErrorCode.ERR_DISK_SETUP, '--socket and --control must be two paths');
   const image = new ReplicatedImage(imagePath, opts);
   const servers: Server[] = [];
   const sockets = new Set<Socket>();
@@ -63,8 +68,13 @@ export async function serveDisk(imagePath: string, opts: DiskServeOptions): Prom
       track(sock);
       const id = ++clients;
       log(`nbd: client ${id} connected`);
-      void serveNbdConnection(sock, image, { ...(opts.maxRequest ? { maxRequest: opts.maxRequest } : {}), log }).then((r) =>
-        log(`nbd: client ${id} ${r.reason} after ${r.requests} requests${r.error ? `: ${r.error.message}` : ''}`),
+      void serveNbdConnection(sock, image, {
+        ...(opts.maxRequest ? { maxRequest: opts.maxRequest } : {}),
+        log,
+      }).then((r) =>
+        log(
+          `nbd: client ${id} ${r.reason} after ${r.requests} requests${r.error ? `: ${r.error.message}` : ''}`,
+        ),
       );
     });
     servers.push(nbd);
@@ -80,7 +90,9 @@ export async function serveDisk(imagePath: string, opts: DiskServeOptions): Prom
     image.close();
     throw e;
   }
-  log(`disk: serving ${imagePath} (${image.size} bytes, ${image.blockSize}-byte blocks) on ${opts.socket}, control ${opts.control}`);
+  log(
+    `disk: serving ${imagePath} (${image.size} bytes, ${image.blockSize}-byte blocks) on ${opts.socket}, control ${opts.control}`,
+  );
   return {
     image,
     close: async () => {

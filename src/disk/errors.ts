@@ -19,7 +19,11 @@ export class DiskError extends Error {
   readonly offset: number | undefined;
   /** the disk's name (its vdev), when it applies */
   readonly disk: string | undefined;
-  constructor(code: DiskErrorCode, message: string, info: { offset?: number; disk?: string; cause?: unknown } = {}) {
+  constructor(
+    code: DiskErrorCode,
+    message: string,
+    info: { offset?: number; disk?: string; cause?: unknown } = {},
+  ) {
     super(message, { cause: info.cause });
     this.name = 'DiskError';
     this.code = code;

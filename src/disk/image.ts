@@ -13,7 +13,16 @@
 // Node runs the daemon on one thread and every image access here is synchronous, so a write (save
 // old content, pwrite, mark) and a rotate never interleave: a write the client saw completed before
 // rotate(n) is in an epoch <= n, every later one in n+1 or later.
-import { closeSync, copyFileSync, fdatasyncSync, fstatSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  fdatasyncSync,
+  fstatSync,
+  openSync,
+  readSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { NbdExport } from './nbd.js';
 import { DiskError, DiskErrorCode } from './errors.js';
@@ -37,7 +46,10 @@ class BlockSet {
   private set: Set<number> | null = new Set();
   /** "every block" epochs: blocks below this were fetched */
   private allFrom = 0;
-  constructor(private readonly nblocks: number, private readonly max: number) {}
+  constructor(
+    private readonly nblocks: number,
+    private readonly max: number,
+  ) {}
   add(b: number): void {
     if (!this.set) return;
     this.set.add(b);
@@ -92,7 +104,10 @@ export class ReplicatedImage implements NbdExport {
   /** counters for logs and benchmarks */
   readonly stats = { writes: 0, preserved: 0, waits: 0 };
 
-  constructor(readonly path: string, private readonly opts: ImageOptions = {}) {
+  constructor(
+    readonly path: string,
+    private readonly opts: ImageOptions = {},
+  ) {
     const bs = opts.blockSize ?? 4096;
     if (!Number.isInteger(bs) || bs < 512 || bs > 1 << 20 || (bs & (bs - 1)) !== 0)
       throw new DiskError(DiskErrorCode.ERR_DISK_SETUP, `block size ${bs}: a power of two from 512 to 1 MiB`);
@@ -100,12 +115,18 @@ export class ReplicatedImage implements NbdExport {
     const st = fstatSync(this.fd);
     if (!st.isFile()) {
       closeSync(this.fd);
-      throw new DiskError(DiskErrorCode.ERR_DISK_SETUP, `${path} is not a regular file (the daemon serves an image file; put the file on the storage you want)`);
+      throw new DiskError(
+        DiskErrorCode.ERR_DISK_SETUP,
+        `${path} is not a regular file (the daemon serves an image file; put the file on the storage you want)`,
+      );
     }
     this.size = st.size;
     if (this.size % 512 !== 0) {
       closeSync(this.fd);
-      throw new DiskError(DiskErrorCode.ERR_DISK_SETUP, `${path}: ${this.size} bytes is not a multiple of 512 (a block device's sector)`);
+      throw new DiskError(
+        DiskErrorCode.ERR_DISK_SETUP,
+        `${path}: ${this.size} bytes is not a multiple of 512 (a block device's sector)`,
+      );
     }
     this.name = opts.name ?? path;
     this.blockSize = bs;
@@ -144,7 +165,8 @@ export class ReplicatedImage implements NbdExport {
   async writeZeroes(offset: number, length: number, fua: boolean): Promise<void> {
     await this.beforeWrite(offset, length);
     const z = Buffer.alloc(Math.min(length, 1 << 20));
-    for (let o = 0; o < length; o += z.length) this.pwrite(offset + o, z.subarray(0, Math.min(z.length, length - o)));
+    for (let o = 0; o < length; o += z.length)
+      this.pwrite(offset + o, z.subarray(0, Math.min(z.length, length - o)));
     this.mark(offset, length);
     if (fua) fdatasyncSync(this.fd);
   }
@@ -182,8 +204,10 @@ export class ReplicatedImage implements NbdExport {
 
   /** Close epoch n (it must be the open one) and open n+1: the number of blocks in epoch n. */
   rotate(n: number): number {
-    if (!this.tracking) throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `rotate(${n}): no replication started`);
-    if (n !== this.open) throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `rotate(${n}): the open epoch is ${this.open}`);
+    if (!this.tracking)
+      throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `rotate(${n}): no replication started`);
+    if (n !== this.open)
+      throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `rotate(${n}): the open epoch is ${this.open}`);
     const blocks = this.current;
     this.frozen.push({ n, blocks, preserved: new Map() });
     this.current = new BlockSet(this.nblocks, this.maxTracked);
@@ -198,14 +222,19 @@ export class ReplicatedImage implements NbdExport {
    */
   async *fetch(n: number, maxBlocks = 256): AsyncGenerator<EpochChunk> {
     const e = this.frozen.find((f) => f.n === n);
-    if (!e) throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `fetch(${n}): epoch ${n} is not closed or was fetched already`);
+    if (!e)
+      throw new DiskError(
+        DiskErrorCode.ERR_DISK_CONTROL,
+        `fetch(${n}): epoch ${n} is not closed or was fetched already`,
+      );
     try {
       const list = e.blocks.list();
       const total = list ? list.length : this.nblocks;
       const bs = this.blockSize;
       for (let i = 0; i < total; i += maxBlocks) {
         // the frozen epoch may have been dropped (stop()) while the consumer was busy
-        if (!this.frozen.includes(e)) throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `fetch(${n}): replication stopped`);
+        if (!this.frozen.includes(e))
+          throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `fetch(${n}): replication stopped`);
         const k = Math.min(maxBlocks, total - i);
         const blocks: number[] = [];
         const data = Buffer.alloc(k * bs);
@@ -276,7 +305,8 @@ export class ReplicatedImage implements NbdExport {
     const first = Math.floor(offset / bs);
     const last = Math.floor((offset + length - 1) / bs);
     const need: [Frozen, number][] = [];
-    for (const e of this.frozen) for (let b = first; b <= last; b++) if (e.blocks.has(b) && !e.preserved.has(b)) need.push([e, b]);
+    for (const e of this.frozen)
+      for (let b = first; b <= last; b++) if (e.blocks.has(b) && !e.preserved.has(b)) need.push([e, b]);
     if (need.length === 0) return null;
     // over the bound: wait for the fetch to send blocks (a single write always gets through alone)
     if (this.preservedBytes > 0 && this.preservedBytes + need.length * bs > this.maxPreserved)

@@ -18,7 +18,15 @@ export const NBD_REQUEST_MAGIC = 0x25609513;
 export const NBD_SIMPLE_REPLY_MAGIC = 0x67446698;
 
 export const NbdHandshakeFlag = { FIXED_NEWSTYLE: 1, NO_ZEROES: 2 } as const;
-export const NbdOpt = { EXPORT_NAME: 1, ABORT: 2, LIST: 3, STARTTLS: 5, INFO: 6, GO: 7, STRUCTURED_REPLY: 8 } as const;
+export const NbdOpt = {
+  EXPORT_NAME: 1,
+  ABORT: 2,
+  LIST: 3,
+  STARTTLS: 5,
+  INFO: 6,
+  GO: 7,
+  STRUCTURED_REPLY: 8,
+} as const;
 export const NbdRep = {
   ACK: 1,
   SERVER: 2,
@@ -29,7 +37,14 @@ export const NbdRep = {
   ERR_UNKNOWN: 0x80000006,
 } as const;
 export const NbdInfo = { EXPORT: 0, NAME: 1, DESCRIPTION: 2, BLOCK_SIZE: 3 } as const;
-export const NbdFlag = { HAS_FLAGS: 1, READ_ONLY: 2, SEND_FLUSH: 4, SEND_FUA: 8, SEND_TRIM: 32, SEND_WRITE_ZEROES: 64 } as const;
+export const NbdFlag = {
+  HAS_FLAGS: 1,
+  READ_ONLY: 2,
+  SEND_FLUSH: 4,
+  SEND_FUA: 8,
+  SEND_TRIM: 32,
+  SEND_WRITE_ZEROES: 64,
+} as const;
 export const NbdCmd = { READ: 0, WRITE: 1, DISC: 2, FLUSH: 3, TRIM: 4, CACHE: 5, WRITE_ZEROES: 6 } as const;
 export const NbdCmdFlag = { FUA: 1, NO_HOLE: 2 } as const;
 export const NbdErrno = { EPERM: 1, EIO: 5, ENOMEM: 12, EINVAL: 22, ENOSPC: 28, ENOTSUP: 95 } as const;
@@ -86,7 +101,8 @@ function simpleReply(handle: Buffer, error: number, dataLength = 0): Buffer {
 
 /** The transmission flags of an export. */
 export function transmissionFlags(exp: NbdExport): number {
-  let f = NbdFlag.HAS_FLAGS | NbdFlag.SEND_FLUSH | NbdFlag.SEND_FUA | NbdFlag.SEND_TRIM | NbdFlag.SEND_WRITE_ZEROES;
+  let f =
+    NbdFlag.HAS_FLAGS | NbdFlag.SEND_FLUSH | NbdFlag.SEND_FUA | NbdFlag.SEND_TRIM | NbdFlag.SEND_WRITE_ZEROES;
   if (exp.readOnly) f |= NbdFlag.READ_ONLY;
   return f;
 }
@@ -112,7 +128,8 @@ export async function serveNbdConnection(
   const maxRequest = opts.maxRequest ?? DEFAULT_MAX_REQUEST;
   const rd = new ByteReader(sock, 2 * maxRequest + 64);
   let requests = 0;
-  const violation = (msg: string, at: number) => new DiskError(DiskErrorCode.ERR_NBD_PROTOCOL, `NBD: ${msg}`, { offset: at });
+  const violation = (msg: string, at: number) =>
+    new DiskError(DiskErrorCode.ERR_NBD_PROTOCOL, `NBD: ${msg}`, { offset: at });
   try {
     await writeOut(sock, greeting());
     const cflags = (await rd.read(4)).readUInt32BE(0);
@@ -126,12 +143,18 @@ export async function serveNbdConnection(
       if (u64(h, 0) !== NBD_OPT_MAGIC) throw violation(`bad option magic 0x${u64(h, 0).toString(16)}`, at);
       const option = h.readUInt32BE(8);
       const len = h.readUInt32BE(12);
-      if (len > MAX_OPTION_LENGTH) throw violation(`option ${option} with ${len} bytes of data (at most ${MAX_OPTION_LENGTH})`, at + 12);
+      if (len > MAX_OPTION_LENGTH)
+        throw violation(`option ${option} with ${len} bytes of data (at most ${MAX_OPTION_LENGTH})`, at + 12);
       const data = await rd.read(len);
       if (option === NbdOpt.EXPORT_NAME) {
         const name = data.toString('utf8');
         // no way to say "unknown" here: the protocol says close
-        if (name !== '' && name !== exp.name) return { reason: 'protocol-error', requests, error: violation(`unknown export "${name}"`, at + 16) };
+        if (name !== '' && name !== exp.name)
+          return {
+            reason: 'protocol-error',
+            requests,
+            error: violation(`unknown export "${name}"`, at + 16),
+          };
         const b = Buffer.alloc(noZeroes ? 10 : 134);
         b.writeBigUInt64BE(BigInt(exp.size), 0);
         b.writeUInt16BE(transmissionFlags(exp), 8);
@@ -151,7 +174,10 @@ export async function serveNbdConnection(
         const d = Buffer.alloc(4 + name.length);
         d.writeUInt32BE(name.length, 0);
         name.copy(d, 4);
-        await writeOut(sock, Buffer.concat([optReply(option, NbdRep.SERVER, d), optReply(option, NbdRep.ACK)]));
+        await writeOut(
+          sock,
+          Buffer.concat([optReply(option, NbdRep.SERVER, d), optReply(option, NbdRep.ACK)]),
+        );
         continue;
       }
       if (option === NbdOpt.INFO || option === NbdOpt.GO) {
@@ -199,7 +225,8 @@ export async function serveNbdConnection(
     for (;;) {
       const at = rd.position;
       const q = await rd.read(28);
-      if (q.readUInt32BE(0) !== NBD_REQUEST_MAGIC) throw violation(`bad request magic 0x${q.readUInt32BE(0).toString(16)}`, at);
+      if (q.readUInt32BE(0) !== NBD_REQUEST_MAGIC)
+        throw violation(`bad request magic 0x${q.readUInt32BE(0).toString(16)}`, at);
       const flags = q.readUInt16BE(4);
       const type = q.readUInt16BE(6);
       const handle = Buffer.from(q.subarray(8, 16));

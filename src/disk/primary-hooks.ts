@@ -17,18 +17,30 @@ export interface PrimaryDiskHooks {
   stop(): Promise<void>;
 }
 
-export function primaryDiskHooks(d: DiskReplication | undefined, o: { colo?: boolean; protocol?: 'xenmig' | 'xl'; blackhole?: boolean }): PrimaryDiskHooks | null {
+export function primaryDiskHooks(
+  d: DiskReplication | undefined,
+  o: { colo?: boolean; protocol?: 'xenmig' | 'xl'; blackhole?: boolean },
+): PrimaryDiskHooks | null {
   if (!d || d.targets.length === 0) return null;
   return {
     setup: async () => {
-      if (o.colo) throw new DiskError(DiskErrorCode.ERR_DISK_SETUP, 'disk replication is for Remus, not COLO');
+      if (o.colo)
+        throw new DiskError(DiskErrorCode.ERR_DISK_SETUP, 'disk replication is for Remus, not COLO');
       // libxl rejects every record it does not know: an xl backup would fail at the first disk record
-      if (o.protocol === 'xl') throw new DiskError(DiskErrorCode.ERR_DISK_SETUP, 'an xl backup (--protocol xl) cannot apply disk records; replicate the disks with a xenmig backup, or give --no-disk-replication');
+      if (o.protocol === 'xl')
+        throw new DiskError(
+          DiskErrorCode.ERR_DISK_SETUP,
+          'an xl backup (--protocol xl) cannot apply disk records; replicate the disks with a xenmig backup, or give --no-disk-replication',
+        );
       await d.connect();
     },
     checkBackup: (caps) => {
       const missing = d.missingOn(caps);
-      if (missing.length) throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED_DEVICE, `the backup cannot replicate the guest's disks: ${missing.join('; ')}`);
+      if (missing.length)
+        throw new MigrationError(
+          MigrationErrorCode.ERR_UNSUPPORTED_DEVICE,
+          `the backup cannot replicate the guest's disks: ${missing.join('; ')}`,
+        );
     },
     start: () => d.start(),
     beforeLibxc: (w) => d.writeInitial(w),

@@ -5,7 +5,13 @@
 import { encodeLibxlRecord, type StreamWriter } from '../stream/index.js';
 import { DiskControlClient, MAX_READ, type HelloInfo } from './control.js';
 import { DiskError, DiskErrorCode } from './errors.js';
-import { encodeDiskRecordBody, MAX_BLOCKS_BODY, MAX_SYNC_CHUNK, XENMIG_DISK_RECORD, type DiskRecord } from './records.js';
+import {
+  encodeDiskRecordBody,
+  MAX_BLOCKS_BODY,
+  MAX_SYNC_CHUNK,
+  XENMIG_DISK_RECORD,
+  type DiskRecord,
+} from './records.js';
 
 export interface DiskTarget {
   /** the disk's name as the backup's --disk-map knows it (the vbd's vdev, e.g. xvda) */
@@ -30,7 +36,11 @@ export function parseDiskMapping(s: string, what: string): { name: string; path:
   const i = s.indexOf('=');
   const name = i > 0 ? s.slice(0, i) : '';
   const path = i > 0 ? s.slice(i + 1) : '';
-  if (!name || !path || !/^[A-Za-z0-9_.:-]{1,64}$/.test(name)) throw new DiskError(DiskErrorCode.ERR_DISK_SETUP, `${what} takes NAME=PATH (NAME: the vbd's vdev, e.g. xvda), got "${s}"`);
+  if (!name || !path || !/^[A-Za-z0-9_.:-]{1,64}$/.test(name))
+    throw new DiskError(
+      DiskErrorCode.ERR_DISK_SETUP,
+      `${what} takes NAME=PATH (NAME: the vbd's vdev, e.g. xvda), got "${s}"`,
+    );
   return { name, path };
 }
 
@@ -44,10 +54,14 @@ export class DiskReplication {
   /** blocks sent per disk with the last checkpoint, and the last rotate's duration (ms) */
   readonly last = { blocks: 0, rotateMs: 0 };
 
-  constructor(readonly targets: readonly DiskTarget[], private readonly opts: { log?: (l: string) => void; chunkBlocks?: number } = {}) {
+  constructor(
+    readonly targets: readonly DiskTarget[],
+    private readonly opts: { log?: (l: string) => void; chunkBlocks?: number } = {},
+  ) {
     const names = new Set<string>();
     for (const t of targets) {
-      if (names.has(t.name)) throw new DiskError(DiskErrorCode.ERR_DISK_SETUP, `disk ${t.name} given twice`, { disk: t.name });
+      if (names.has(t.name))
+        throw new DiskError(DiskErrorCode.ERR_DISK_SETUP, `disk ${t.name} given twice`, { disk: t.name });
       names.add(t.name);
     }
   }
@@ -64,7 +78,12 @@ export class DiskReplication {
         this.disks.push({ ...t, client, info: null as unknown as HelloInfo });
         const info = await client.hello();
         this.disks.at(-1)!.info = info;
-        if (info.epoch !== 0) throw new DiskError(DiskErrorCode.ERR_DISK_SETUP, `disk ${t.name}: the daemon at ${t.control} is replicating for another primary`, { disk: t.name });
+        if (info.epoch !== 0)
+          throw new DiskError(
+            DiskErrorCode.ERR_DISK_SETUP,
+            `disk ${t.name}: the daemon at ${t.control} is replicating for another primary`,
+            { disk: t.name },
+          );
       }
     } catch (e) {
       this.close();
@@ -74,17 +93,26 @@ export class DiskReplication {
 
   /** What the backup lacks (from its READY capabilities): one reason per disk. */
   missingOn(capabilities: readonly string[]): string[] {
-    if (!capabilities.includes(DISK_REPLICATION_CAPABILITY)) return ['the backup does not apply disk records (an older xenmig, or remus-receive without --disk-map)'];
+    if (!capabilities.includes(DISK_REPLICATION_CAPABILITY))
+      return [
+        'the backup does not apply disk records (an older xenmig, or remus-receive without --disk-map)',
+      ];
     const out: string[] = [];
     for (const d of this.disks) {
       const c = capabilities.find((x) => x.startsWith(`disk:${d.name}:`));
       if (!c) out.push(`disk ${d.name}: the backup has no --disk-map ${d.name}=IMAGE`);
-      else if (c !== diskCapability(d.name, d.info.size)) out.push(`disk ${d.name}: the backup's image is ${c.slice(c.lastIndexOf(':') + 1)} bytes, the primary's ${d.info.size}`);
+      else if (c !== diskCapability(d.name, d.info.size))
+        out.push(
+          `disk ${d.name}: the backup's image is ${c.slice(c.lastIndexOf(':') + 1)} bytes, the primary's ${d.info.size}`,
+        );
     }
     // a mapped disk this primary never sends would stay stale on the replica
     for (const c of capabilities) {
       const name = /^disk:(.+):\d+$/.exec(c)?.[1];
-      if (name && !this.disks.some((d) => d.name === name)) out.push(`the backup maps disk ${name}, which this primary does not replicate (no --disk ${name}=CTL)`);
+      if (name && !this.disks.some((d) => d.name === name))
+        out.push(
+          `the backup maps disk ${name}, which this primary does not replicate (no --disk ${name}=CTL)`,
+        );
     }
     return out;
   }
@@ -98,7 +126,9 @@ export class DiskReplication {
   async writeInitial(w: StreamWriter): Promise<void> {
     const chunk = Math.min(MAX_READ, MAX_SYNC_CHUNK, 1 << 20);
     for (const d of this.disks) {
-      await w.writeRaw(diskRecord({ kind: 'info', disk: d.name, size: d.info.size, blockSize: d.info.blockSize }));
+      await w.writeRaw(
+        diskRecord({ kind: 'info', disk: d.name, size: d.info.size, blockSize: d.info.blockSize }),
+      );
       for (let off = 0; off < d.info.size; off += chunk) {
         const len = Math.min(chunk, d.info.size - off);
         const data = await d.client.read(off, len);
@@ -120,8 +150,13 @@ export class DiskReplication {
     let total = 0;
     for (const d of this.disks) {
       const bs = d.info.blockSize;
-      const per = Math.max(1, Math.min(this.opts.chunkBlocks ?? 256, Math.floor((MAX_BLOCKS_BODY - 256) / (8 + bs))));
-      total += await d.client.fetch(n, per, bs, (blocks, data) => w.writeRaw(diskRecord({ kind: 'blocks', disk: d.name, checkpoint: n, blockSize: bs, blocks, data })));
+      const per = Math.max(
+        1,
+        Math.min(this.opts.chunkBlocks ?? 256, Math.floor((MAX_BLOCKS_BODY - 256) / (8 + bs))),
+      );
+      total += await d.client.fetch(n, per, bs, (blocks, data) =>
+        w.writeRaw(diskRecord({ kind: 'blocks', disk: d.name, checkpoint: n, blockSize: bs, blocks, data })),
+      );
     }
     this.last.blocks = total;
   }

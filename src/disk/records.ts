@@ -21,13 +21,21 @@ export const MAX_BLOCKS_BODY = 16 << 20;
 export type DiskRecord =
   | { kind: 'info'; disk: string; size: number; blockSize: number }
   | { kind: 'sync'; disk: string; offset: number; data: Uint8Array }
-  | { kind: 'blocks'; disk: string; checkpoint: number; blockSize: number; blocks: number[]; data: Uint8Array };
+  | {
+      kind: 'blocks';
+      disk: string;
+      checkpoint: number;
+      blockSize: number;
+      blocks: number[];
+      data: Uint8Array;
+    };
 
 const pad8 = (n: number) => (n + 7) & ~7;
 
 function head(kind: number, disk: string, rest: number): { b: Buffer; at: number } {
   const name = Buffer.from(disk, 'utf8');
-  if (name.length === 0 || name.length > MAX_DISK_NAME) throw new DiskError(DiskErrorCode.ERR_DISK_RECORD, `disk name "${disk}": 1 to ${MAX_DISK_NAME} bytes`);
+  if (name.length === 0 || name.length > MAX_DISK_NAME)
+    throw new DiskError(DiskErrorCode.ERR_DISK_RECORD, `disk name "${disk}": 1 to ${MAX_DISK_NAME} bytes`);
   const at = pad8(8 + name.length);
   const b = Buffer.alloc(at + rest);
   b.writeUInt32LE(kind, 0);
@@ -66,7 +74,8 @@ export function encodeDiskRecordBody(r: DiskRecord): Buffer {
 /** Parse a XENMIG_DISK body; every defect is a DiskError with the offset inside the body. */
 export function decodeDiskRecordBody(body: Uint8Array): DiskRecord {
   const b = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-  const bad = (msg: string, at: number) => new DiskError(DiskErrorCode.ERR_DISK_RECORD, `disk record: ${msg}`, { offset: at });
+  const bad = (msg: string, at: number) =>
+    new DiskError(DiskErrorCode.ERR_DISK_RECORD, `disk record: ${msg}`, { offset: at });
   if (b.length < 8) throw bad(`${b.length} bytes (at least 8)`, 0);
   const kind = b.readUInt32LE(0);
   const nameLen = b.readUInt32LE(4);
@@ -88,7 +97,8 @@ export function decodeDiskRecordBody(body: Uint8Array): DiskRecord {
       return { kind: 'info', disk, size: Number(size), blockSize: b.readUInt32LE(at + 8) };
     }
     case DiskRecordKind.SYNC: {
-      if (rest < 8 || rest - 8 > MAX_SYNC_CHUNK) throw bad(`SYNC of ${rest} bytes after the name (8 + at most ${MAX_SYNC_CHUNK})`, at);
+      if (rest < 8 || rest - 8 > MAX_SYNC_CHUNK)
+        throw bad(`SYNC of ${rest} bytes after the name (8 + at most ${MAX_SYNC_CHUNK})`, at);
       const offset = b.readBigUInt64LE(at);
       if (offset > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`offset ${offset}`, at);
       return { kind: 'sync', disk, offset: Number(offset), data: b.subarray(at + 8) };
@@ -98,8 +108,13 @@ export function decodeDiskRecordBody(body: Uint8Array): DiskRecord {
       const checkpoint = b.readUInt32LE(at);
       const blockSize = b.readUInt32LE(at + 4);
       const count = b.readUInt32LE(at + 8);
-      if (blockSize < 512 || blockSize > 1 << 20 || (blockSize & (blockSize - 1)) !== 0) throw bad(`block size ${blockSize}`, at + 4);
-      if (rest !== 16 + count * (8 + blockSize)) throw bad(`${count} blocks of ${blockSize} bytes need ${16 + count * (8 + blockSize)} bytes, got ${rest}`, at + 8);
+      if (blockSize < 512 || blockSize > 1 << 20 || (blockSize & (blockSize - 1)) !== 0)
+        throw bad(`block size ${blockSize}`, at + 4);
+      if (rest !== 16 + count * (8 + blockSize))
+        throw bad(
+          `${count} blocks of ${blockSize} bytes need ${16 + count * (8 + blockSize)} bytes, got ${rest}`,
+          at + 8,
+        );
       const blocks: number[] = [];
       for (let i = 0; i < count; i++) {
         const v = b.readBigUInt64LE(at + 16 + 8 * i);

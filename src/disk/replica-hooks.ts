@@ -13,10 +13,21 @@ export interface ReplicaDiskHooks {
   records: ExtraRecordHandler | null;
 }
 
-export function replicaDiskHooks(disks: DiskReplicaSet | undefined, o: { colo: boolean; xl: boolean; log: (l: string) => void }): ReplicaDiskHooks {
+export function replicaDiskHooks(
+  disks: DiskReplicaSet | undefined,
+  o: { colo: boolean; xl: boolean; log: (l: string) => void },
+): ReplicaDiskHooks {
   if (!disks) return { capabilities: [], builder: (b) => b, records: null };
-  if (o.colo) throw new DiskError(DiskErrorCode.ERR_DISK_SETUP, 'disk replication is for Remus; COLO needs its own disk handling (not supported)');
-  if (o.xl) throw new DiskError(DiskErrorCode.ERR_DISK_SETUP, "an xl primary sends no disk records: --disk-map needs a xenmig primary (xenmig remus --disk)");
+  if (o.colo)
+    throw new DiskError(
+      DiskErrorCode.ERR_DISK_SETUP,
+      'disk replication is for Remus; COLO needs its own disk handling (not supported)',
+    );
+  if (o.xl)
+    throw new DiskError(
+      DiskErrorCode.ERR_DISK_SETUP,
+      'an xl primary sends no disk records: --disk-map needs a xenmig primary (xenmig remus --disk)',
+    );
   let checkpoint = 0;
   return {
     capabilities: disks.capabilities(),
@@ -33,7 +44,9 @@ export function replicaDiskHooks(disks: DiskReplicaSet | undefined, o: { colo: b
         try {
           return disks.take(type, body, where);
         } catch (e) {
-          o.log(`backup: ${(e as Error).message}${where === 'checkpoint' ? `; checkpoint ${checkpoint + 1} is not applied` : ''}`);
+          o.log(
+            `backup: ${(e as Error).message}${where === 'checkpoint' ? `; checkpoint ${checkpoint + 1} is not applied` : ''}`,
+          );
           throw e;
         }
       },

@@ -6,7 +6,16 @@
 //
 // Memory: buffered blocks up to `maxBufferBytes` (default 64 MiB) per checkpoint; beyond it they
 // go to a journal file next to the image (IMAGE.xenmig-journal), read back at commit.
-import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fdatasyncSync,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  readSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import type { DomainConfig } from '../toolstack/config.js';
 import { parseDomainConfig } from '../toolstack/config.js';
 import { DiskError, DiskErrorCode } from './errors.js';
@@ -49,14 +58,32 @@ export class DiskReplicaSet {
         try {
           fd = openSync(path, 'r+');
         } catch (e) {
-          throw new DiskError(DiskErrorCode.ERR_DISK_SETUP, `--disk-map ${name}=${path}: ${(e as Error).message}`, { disk: name, cause: e });
+          throw new DiskError(
+            DiskErrorCode.ERR_DISK_SETUP,
+            `--disk-map ${name}=${path}: ${(e as Error).message}`,
+            { disk: name, cause: e },
+          );
         }
         const st = fstatSync(fd);
         if (!st.isFile()) {
           closeSync(fd);
-          throw new DiskError(DiskErrorCode.ERR_DISK_SETUP, `--disk-map ${name}=${path}: not a regular file`, { disk: name });
+          throw new DiskError(
+            DiskErrorCode.ERR_DISK_SETUP,
+            `--disk-map ${name}=${path}: not a regular file`,
+            { disk: name },
+          );
         }
-        this.images.set(name, { name, path, fd, size: st.size, info: false, blockSize: 0, pending: [], journal: null, journalAt: 0 });
+        this.images.set(name, {
+          name,
+          path,
+          fd,
+          size: st.size,
+          info: false,
+          blockSize: 0,
+          pending: [],
+          journal: null,
+          journalAt: 0,
+        });
       }
     } catch (e) {
       this.close();
@@ -66,13 +93,20 @@ export class DiskReplicaSet {
 
   /** READY capabilities: disk replication, and each mapped disk with its image size. */
   capabilities(): string[] {
-    return [DISK_REPLICATION_CAPABILITY, ...[...this.images.values()].map((i) => diskCapability(i.name, i.size))];
+    return [
+      DISK_REPLICATION_CAPABILITY,
+      ...[...this.images.values()].map((i) => diskCapability(i.name, i.size)),
+    ];
   }
 
   /** The guest's config as the replica uses it: each mapped vbd on the backup's image. */
   rewriteConfig(config: DomainConfig): DomainConfig {
     const disks = config.json['disks'];
-    if (!Array.isArray(disks) || !disks.some((d) => this.images.has((d as Record<string, unknown>)['vdev'] as string))) return config;
+    if (
+      !Array.isArray(disks) ||
+      !disks.some((d) => this.images.has((d as Record<string, unknown>)['vdev'] as string))
+    )
+      return config;
     const json = structuredClone(config.json);
     json['disks'] = (json['disks'] as Record<string, unknown>[]).map((d) => {
       const img = this.images.get(d['vdev'] as string);
@@ -90,19 +124,28 @@ export class DiskReplicaSet {
     if (type !== XENMIG_DISK_RECORD) return false;
     const r = decodeDiskRecordBody(body);
     const img = this.images.get(r.disk);
-    if (!img) throw new DiskError(DiskErrorCode.ERR_DISK_RECORD, `disk record for ${r.disk}, which has no --disk-map here`, { disk: r.disk });
-    const bad = (msg: string) => new DiskError(DiskErrorCode.ERR_DISK_RECORD, `disk ${r.disk}: ${msg}`, { disk: r.disk });
-    if (r.kind !== 'blocks' && where !== 'head') throw bad(`${r.kind.toUpperCase()} record after the initial copy`);
+    if (!img)
+      throw new DiskError(
+        DiskErrorCode.ERR_DISK_RECORD,
+        `disk record for ${r.disk}, which has no --disk-map here`,
+        { disk: r.disk },
+      );
+    const bad = (msg: string) =>
+      new DiskError(DiskErrorCode.ERR_DISK_RECORD, `disk ${r.disk}: ${msg}`, { disk: r.disk });
+    if (r.kind !== 'blocks' && where !== 'head')
+      throw bad(`${r.kind.toUpperCase()} record after the initial copy`);
     if (r.kind === 'blocks' && where !== 'checkpoint') throw bad('BLOCKS record outside a checkpoint');
     switch (r.kind) {
       case 'info':
-        if (r.size !== img.size) throw bad(`the primary's image is ${r.size} bytes, ${img.path} is ${img.size}`);
+        if (r.size !== img.size)
+          throw bad(`the primary's image is ${r.size} bytes, ${img.path} is ${img.size}`);
         img.info = true;
         img.blockSize = r.blockSize;
         return true;
       case 'sync':
         if (!img.info) throw bad('SYNC before INFO');
-        if (r.offset + r.data.length > img.size) throw bad(`SYNC at ${r.offset} +${r.data.length} beyond the image (${img.size} bytes)`);
+        if (r.offset + r.data.length > img.size)
+          throw bad(`SYNC at ${r.offset} +${r.data.length} beyond the image (${img.size} bytes)`);
         pwriteAll(img.fd, r.data, r.offset);
         return true;
       case 'blocks': {
@@ -132,7 +175,12 @@ export class DiskReplicaSet {
   commit(): void {
     let n = 0;
     for (const img of this.images.values()) {
-      if (!img.info) throw new DiskError(DiskErrorCode.ERR_DISK_RECORD, `disk ${img.name}: the primary does not replicate it (no initial copy); its image would be stale at failover`, { disk: img.name });
+      if (!img.info)
+        throw new DiskError(
+          DiskErrorCode.ERR_DISK_RECORD,
+          `disk ${img.name}: the primary does not replicate it (no initial copy); its image would be stale at failover`,
+          { disk: img.name },
+        );
       const bs = img.blockSize;
       const tmp = Buffer.alloc(bs);
       for (const p of img.pending) {

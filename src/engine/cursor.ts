@@ -20,9 +20,13 @@ export class StreamCursor {
   private readonly signal: AbortSignal | undefined;
 
   /** `signal`: an abort ends a wait for the next item at once (with an ERR_ABORTED error). */
-  constructor(input: StreamInput | StreamReader, opts: { reader?: ReaderOptions; validator?: ValidatorOptions; signal?: AbortSignal } = {}) {
+  constructor(
+    input: StreamInput | StreamReader,
+    opts: { reader?: ReaderOptions; validator?: ValidatorOptions; signal?: AbortSignal } = {},
+  ) {
     this.signal = opts.signal;
-    this.reader = input instanceof StreamReader ? input : new StreamReader(input, { lazyPageData: true, ...opts.reader });
+    this.reader =
+      input instanceof StreamReader ? input : new StreamReader(input, { lazyPageData: true, ...opts.reader });
     this.validator = new StreamValidator(opts.validator);
     this.it = this.reader[Symbol.asyncIterator]();
   }

@@ -43,7 +43,11 @@ export class MigrationError extends Error {
   readonly code: MigrationErrorCode;
   readonly domid: number | undefined;
   readonly pfn: number | undefined;
-  constructor(code: MigrationErrorCode, message: string, info: { domid?: number; pfn?: number; cause?: unknown } = {}) {
+  constructor(
+    code: MigrationErrorCode,
+    message: string,
+    info: { domid?: number; pfn?: number; cause?: unknown } = {},
+  ) {
     super(`${message}${info.domid !== undefined ? ` (domain ${info.domid})` : ''}`, { cause: info.cause });
     this.name = 'MigrationError';
     this.code = code;

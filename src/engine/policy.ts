@@ -48,13 +48,20 @@ export function makePrecopyPolicy(opts: PolicyOptions = {}): PrecopyPolicy {
   const downtime = opts.downtimeMs;
   return (s) => {
     if (s.dirtyCount >= 0 && s.dirtyCount < target) return 'stop-and-copy';
-    if (downtime !== undefined && s.dirtyCount >= 0 &&
-        expectedDowntimeMs(s.dirtyCount, s.bytesPerSecond) <= downtime) {
+    if (
+      downtime !== undefined &&
+      s.dirtyCount >= 0 &&
+      expectedDowntimeMs(s.dirtyCount, s.bytesPerSecond) <= downtime
+    ) {
       return 'stop-and-copy';
     }
     if (s.iteration >= maxIt) {
-      if (downtime !== undefined && opts.abortOnMissedDowntime && s.dirtyCount >= 0 &&
-          expectedDowntimeMs(s.dirtyCount, s.bytesPerSecond) > downtime) {
+      if (
+        downtime !== undefined &&
+        opts.abortOnMissedDowntime &&
+        s.dirtyCount >= 0 &&
+        expectedDowntimeMs(s.dirtyCount, s.bytesPerSecond) > downtime
+      ) {
         return 'abort';
       }
       return 'stop-and-copy';

@@ -14,7 +14,8 @@ export function cpuPolicyRecords(ctx: SaveContext): LibxcRecord[] {
     pol = ctx.xen.cpuPolicyGet(ctx.domid);
   } catch (e) {
     // Xen without policy support (pre-4.14 semantics): the stream simply has no policy records
-    if ((e as { code?: string }).code === 'EOPNOTSUPP' || (e as { code?: string }).code === 'ENOSYS') return out;
+    if ((e as { code?: string }).code === 'EOPNOTSUPP' || (e as { code?: string }).code === 'ENOSYS')
+      return out;
     throw e;
   }
   if (pol.cpuid.length) out.push(decodeLibxcBody(LibxcType.X86_CPUID_POLICY, pol.cpuid, LOC));
@@ -25,7 +26,14 @@ export function cpuPolicyRecords(ctx: SaveContext): LibxcRecord[] {
 /** X86_TSC_INFO of the domain, at the end of each checkpoint. */
 export function tscRecord(ctx: SaveContext): LibxcRecord {
   const t = ctx.xen.tscInfoGet(ctx.domid);
-  return { name: 'X86_TSC_INFO', mode: t.mode, khz: t.gtscKhz, nsec: t.elapsedNsec, incarnation: t.incarnation, reserved: 0 };
+  return {
+    name: 'X86_TSC_INFO',
+    mode: t.mode,
+    khz: t.gtscKhz,
+    nsec: t.elapsedNsec,
+    incarnation: t.incarnation,
+    reserved: 0,
+  };
 }
 
 /** CPU policy records are stashed and applied once, at STATIC_DATA_END. */
@@ -47,7 +55,8 @@ export class PolicyStash {
 
   apply(ctx: RestoreContext): { cpuid: boolean; msr: boolean } {
     const missing = { cpuid: this.cpuid === null, msr: this.msrs === null };
-    if (this.cpuid || this.msrs) ctx.xen.cpuPolicySet(ctx.domid, this.cpuid ?? new Uint8Array(0), this.msrs ?? new Uint8Array(0));
+    if (this.cpuid || this.msrs)
+      ctx.xen.cpuPolicySet(ctx.domid, this.cpuid ?? new Uint8Array(0), this.msrs ?? new Uint8Array(0));
     return missing;
   }
 }
@@ -55,6 +64,11 @@ export class PolicyStash {
 /** X86_TSC_INFO at restore: applied as it comes. */
 export function applyTsc(ctx: RestoreContext, rec: LibxcRecord): boolean {
   if (rec.name !== 'X86_TSC_INFO') return false;
-  ctx.xen.tscInfoSet(ctx.domid, { mode: rec.mode, elapsedNsec: rec.nsec, gtscKhz: rec.khz, incarnation: rec.incarnation });
+  ctx.xen.tscInfoSet(ctx.domid, {
+    mode: rec.mode,
+    elapsedNsec: rec.nsec,
+    gtscKhz: rec.khz,
+    incarnation: rec.incarnation,
+  });
   return true;
 }

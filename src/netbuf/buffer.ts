@@ -98,11 +98,13 @@ const errnoOf = (e: unknown) => (isXenError(e) ? e.errno : 0);
 const DEFAULT_LIMIT = 16 * 1024 * 1024;
 
 function checkNames(interfaces: readonly string[]): string[] {
-  if (!Array.isArray(interfaces) || interfaces.length === 0) throw new TypeError('interfaces must name at least one interface');
+  if (!Array.isArray(interfaces) || interfaces.length === 0)
+    throw new TypeError('interfaces must name at least one interface');
   for (const n of interfaces)
     if (typeof n !== 'string' || n.length === 0 || n.length > IFNAME_MAX || /[\s/:\0]/.test(n))
       throw new TypeError(`not an interface name: ${JSON.stringify(n)}`);
-  if (new Set(interfaces).size !== interfaces.length) throw new TypeError(`interfaces named twice: ${interfaces.join(', ')}`);
+  if (new Set(interfaces).size !== interfaces.length)
+    throw new TypeError(`interfaces named twice: ${interfaces.join(', ')}`);
   return Array.from(interfaces, String);
 }
 
@@ -112,11 +114,20 @@ function lookupLink(rt: NetlinkSocket, name: string): { ifindex: number; master:
     replies = rt.request(linkGet(name, rt.nextSeq()), 'RTM_GETLINK');
   } catch (e) {
     if (errnoOf(e) === constants.errno.ENODEV || errnoOf(e) === constants.errno.ENOENT)
-      throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER_SETUP, `no network interface ${name} (is the guest's vif up?)`, { iface: name, cause: e });
+      throw new NetBufferError(
+        NetBufferErrorCode.ERR_NET_BUFFER_SETUP,
+        `no network interface ${name} (is the guest's vif up?)`,
+        { iface: name, cause: e },
+      );
     throw e;
   }
   const m = replies.find((r) => r.type === RTM_NEWLINK);
-  if (!m) throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER_SETUP, `no answer describing interface ${name}`, { iface: name });
+  if (!m)
+    throw new NetBufferError(
+      NetBufferErrorCode.ERR_NET_BUFFER_SETUP,
+      `no answer describing interface ${name}`,
+      { iface: name },
+    );
   return parseLink(m.payload);
 }
 
@@ -150,20 +161,38 @@ export class PlugNetBuffer implements NetBuffer {
 
   setup(): void {
     const { limitBytes = DEFAULT_LIMIT } = this.#opts;
-    if (!Number.isInteger(limitBytes) || limitBytes < 65536 || limitBytes > 0xffffffff) throw new RangeError(`limitBytes must be in 65536..2^32-1, got ${limitBytes}`);
+    if (!Number.isInteger(limitBytes) || limitBytes < 65536 || limitBytes > 0xffffffff)
+      throw new RangeError(`limitBytes must be in 65536..2^32-1, got ${limitBytes}`);
     const rt = (this.#rt = openNetlink(NETLINK_ROUTE, this.#opts));
     try {
       for (const name of this.interfaces) {
         const { ifindex } = lookupLink(rt, name);
         const ifbName = `xnb${ifindex}`;
-        const v: PlugVif = { name, ifindex, ifb: 0, ifbName, ingress: false, buffer: Buffer.alloc(0), releaseOne: Buffer.alloc(0), releaseAll: Buffer.alloc(0) };
+        const v: PlugVif = {
+          name,
+          ifindex,
+          ifb: 0,
+          ifbName,
+          ingress: false,
+          buffer: Buffer.alloc(0),
+          releaseOne: Buffer.alloc(0),
+          releaseAll: Buffer.alloc(0),
+        };
         try {
           rt.request(linkAddIfb(ifbName, rt.nextSeq()), 'RTM_NEWLINK');
         } catch (e) {
           if (errnoOf(e) === constants.errno.EEXIST)
-            throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER_SETUP, `${ifbName} exists (left by a run that was killed?): remove it with 'ip link del ${ifbName}' and the ingress qdisc of ${name} with 'tc qdisc del dev ${name} ingress'`, { iface: name, cause: e });
+            throw new NetBufferError(
+              NetBufferErrorCode.ERR_NET_BUFFER_SETUP,
+              `${ifbName} exists (left by a run that was killed?): remove it with 'ip link del ${ifbName}' and the ingress qdisc of ${name} with 'tc qdisc del dev ${name} ingress'`,
+              { iface: name, cause: e },
+            );
           if (errnoOf(e) === constants.errno.EOPNOTSUPP)
-            throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER_UNSUPPORTED, `this kernel has no IFB devices (CONFIG_IFB, module ifb)`, { iface: name, cause: e });
+            throw new NetBufferError(
+              NetBufferErrorCode.ERR_NET_BUFFER_UNSUPPORTED,
+              `this kernel has no IFB devices (CONFIG_IFB, module ifb)`,
+              { iface: name, cause: e },
+            );
           throw e;
         }
         this.#vifs.push(v);
@@ -172,7 +201,11 @@ export class PlugNetBuffer implements NetBuffer {
           rt.request(qdiscAddPlug(v.ifb, limitBytes, rt.nextSeq()), 'RTM_NEWQDISC');
         } catch (e) {
           if (errnoOf(e) === constants.errno.ENOENT || errnoOf(e) === constants.errno.EOPNOTSUPP)
-            throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER_UNSUPPORTED, `this kernel has no plug qdisc (CONFIG_NET_SCH_PLUG; try 'modprobe sch_plug')`, { iface: name, cause: e });
+            throw new NetBufferError(
+              NetBufferErrorCode.ERR_NET_BUFFER_UNSUPPORTED,
+              `this kernel has no plug qdisc (CONFIG_NET_SCH_PLUG; try 'modprobe sch_plug')`,
+              { iface: name, cause: e },
+            );
           throw e;
         }
         v.buffer = qdiscPlugAction(v.ifb, TCQ_PLUG_BUFFER, 0);
@@ -185,7 +218,11 @@ export class PlugNetBuffer implements NetBuffer {
           rt.request(qdiscAddIngress(ifindex, rt.nextSeq()), 'RTM_NEWQDISC');
         } catch (e) {
           if (errnoOf(e) === constants.errno.EEXIST)
-            throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER_SETUP, `${name} already has an ingress (or clsact) qdisc: xenmig does not share it; remove it ('tc qdisc del dev ${name} ingress') or replicate with --no-net-buffer`, { iface: name, cause: e });
+            throw new NetBufferError(
+              NetBufferErrorCode.ERR_NET_BUFFER_SETUP,
+              `${name} already has an ingress (or clsact) qdisc: xenmig does not share it; remove it ('tc qdisc del dev ${name} ingress') or replicate with --no-net-buffer`,
+              { iface: name, cause: e },
+            );
           throw e;
         }
         v.ingress = true;
@@ -194,18 +231,27 @@ export class PlugNetBuffer implements NetBuffer {
     } catch (e) {
       this.teardown();
       if (e instanceof NetBufferError || e instanceof RangeError) throw e;
-      throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER_SETUP, `network buffering setup failed: ${(e as Error).message}`, { cause: e });
+      throw new NetBufferError(
+        NetBufferErrorCode.ERR_NET_BUFFER_SETUP,
+        `network buffering setup failed: ${(e as Error).message}`,
+        { cause: e },
+      );
     }
   }
 
   #each(what: string, pick: (v: PlugVif) => Buffer): void {
     const rt = this.#rt;
-    if (!rt) throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER, `${what}: network buffering is not set up`);
+    if (!rt)
+      throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER, `${what}: network buffering is not set up`);
     for (const v of this.#vifs) {
       try {
         rt.requestAck(pick(v), what);
       } catch (e) {
-        throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER, `${what} on ${v.ifbName} (${v.name}): ${(e as Error).message}`, { iface: v.name, cause: e });
+        throw new NetBufferError(
+          NetBufferErrorCode.ERR_NET_BUFFER,
+          `${what} on ${v.ifbName} (${v.name}): ${(e as Error).message}`,
+          { iface: v.name, cause: e },
+        );
       }
     }
   }
@@ -214,7 +260,10 @@ export class PlugNetBuffer implements NetBuffer {
     // sch_plug remembers the size of one closed epoch: a second plug before its release would
     // merge the counts and let unacknowledged packets out
     if (this.#closed !== null)
-      throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER, `plug(${n}) while epoch ${this.#closed} is still held: sch_plug holds one closed epoch`);
+      throw new NetBufferError(
+        NetBufferErrorCode.ERR_NET_BUFFER,
+        `plug(${n}) while epoch ${this.#closed} is still held: sch_plug holds one closed epoch`,
+      );
     this.#each('TCQ_PLUG_BUFFER', (v) => v.buffer);
     this.#closed = n;
     this.#passthrough = false;
@@ -238,9 +287,14 @@ export class PlugNetBuffer implements NetBuffer {
     if (!rt) return;
     for (const v of this.#vifs.splice(0).reverse()) {
       // the ingress qdisc goes first (with its filter): the vif's traffic flows directly again
-      if (v.ingress) tryDo(() => rt.request(qdiscDelIngress(v.ifindex, rt.nextSeq()), 'RTM_DELQDISC'), this.#opts.log);
+      if (v.ingress)
+        tryDo(() => rt.request(qdiscDelIngress(v.ifindex, rt.nextSeq()), 'RTM_DELQDISC'), this.#opts.log);
       if (v.ifb) tryDo(() => rt.request(linkDel(v.ifb, rt.nextSeq()), 'RTM_DELLINK'), this.#opts.log);
-      else tryDo(() => rt.request(linkDel(lookupLink(rt, v.ifbName).ifindex, rt.nextSeq()), 'RTM_DELLINK'), this.#opts.log);
+      else
+        tryDo(
+          () => rt.request(linkDel(lookupLink(rt, v.ifbName).ifindex, rt.nextSeq()), 'RTM_DELLINK'),
+          this.#opts.log,
+        );
     }
     rt.close();
     this.#rt = null;
@@ -277,12 +331,14 @@ export class NfqueueNetBuffer implements NetBuffer {
     this.interfaces = checkNames(opts.interfaces);
     this.#opts = opts;
     this.#queue = opts.queue ?? 7000 + (process.pid % 1000);
-    if (!Number.isInteger(this.#queue) || this.#queue < 0 || this.#queue > 65535) throw new RangeError(`queue must be in 0..65535, got ${this.#queue}`);
+    if (!Number.isInteger(this.#queue) || this.#queue < 0 || this.#queue > 65535)
+      throw new RangeError(`queue must be in 0..65535, got ${this.#queue}`);
   }
 
   setup(): void {
     const { maxPackets = 65536 } = this.#opts;
-    if (!Number.isInteger(maxPackets) || maxPackets < 1 || maxPackets > 0x7fffffff) throw new RangeError(`maxPackets must be a positive integer, got ${maxPackets}`);
+    if (!Number.isInteger(maxPackets) || maxPackets < 1 || maxPackets > 0x7fffffff)
+      throw new RangeError(`maxPackets must be a positive integer, got ${maxPackets}`);
     try {
       const rt = openNetlink(NETLINK_ROUTE, this.#opts);
       try {
@@ -297,7 +353,11 @@ export class NfqueueNetBuffer implements NetBuffer {
               /* br_netfilter not loaded */
             }
             if (v !== '1')
-              throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER_UNSUPPORTED, `${name} is a bridge port and net.bridge.${f} is not 1: the nfqueue backend would not see its traffic ('modprobe br_netfilter; sysctl -w net.bridge.${f}=1', or load sch_plug)`, { iface: name });
+              throw new NetBufferError(
+                NetBufferErrorCode.ERR_NET_BUFFER_UNSUPPORTED,
+                `${name} is a bridge port and net.bridge.${f} is not 1: the nfqueue backend would not see its traffic ('modprobe br_netfilter; sysctl -w net.bridge.${f}=1', or load sch_plug)`,
+                { iface: name },
+              );
           }
         }
       } finally {
@@ -309,10 +369,17 @@ export class NfqueueNetBuffer implements NetBuffer {
       const seq = nft.nextSeq();
       for (let i = 0; i < this.interfaces.length + 3; i++) nft.nextSeq();
       try {
-        nft.request(nftQueueRules(`xenmig_${process.pid}_${this.#queue}`, this.interfaces, this.#queue, seq), 'NFT_MSG_NEWRULE');
+        nft.request(
+          nftQueueRules(`xenmig_${process.pid}_${this.#queue}`, this.interfaces, this.#queue, seq),
+          'NFT_MSG_NEWRULE',
+        );
       } catch (e) {
         if (errnoOf(e) === constants.errno.ENOENT || errnoOf(e) === constants.errno.EOPNOTSUPP)
-          throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER_UNSUPPORTED, `this kernel cannot queue packets to NFQUEUE from nf_tables (CONFIG_NF_TABLES_INET, CONFIG_NFT_COMPAT, CONFIG_NETFILTER_XT_TARGET_NFQUEUE)`, { cause: e });
+          throw new NetBufferError(
+            NetBufferErrorCode.ERR_NET_BUFFER_UNSUPPORTED,
+            `this kernel cannot queue packets to NFQUEUE from nf_tables (CONFIG_NF_TABLES_INET, CONFIG_NFT_COMPAT, CONFIG_NETFILTER_XT_TARGET_NFQUEUE)`,
+            { cause: e },
+          );
         throw e;
       }
       this.#timer = setInterval(() => {
@@ -326,7 +393,11 @@ export class NfqueueNetBuffer implements NetBuffer {
     } catch (e) {
       this.teardown();
       if (e instanceof NetBufferError || e instanceof RangeError) throw e;
-      throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER_SETUP, `network buffering setup failed: ${(e as Error).message}`, { cause: e });
+      throw new NetBufferError(
+        NetBufferErrorCode.ERR_NET_BUFFER_SETUP,
+        `network buffering setup failed: ${(e as Error).message}`,
+        { cause: e },
+      );
     }
   }
 
@@ -363,20 +434,26 @@ export class NfqueueNetBuffer implements NetBuffer {
     } catch (e) {
       // ENOENT: none of those packets is queued any more (e.g. the interface went down)
       if (errnoOf(e) !== constants.errno.ENOENT)
-        throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER, `NFQUEUE verdict up to packet ${id}: ${(e as Error).message}`, { cause: e });
+        throw new NetBufferError(
+          NetBufferErrorCode.ERR_NET_BUFFER,
+          `NFQUEUE verdict up to packet ${id}: ${(e as Error).message}`,
+          { cause: e },
+        );
     }
     this.#released = id;
   }
 
   plug(n: number): void {
-    if (!this.#q) throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER, 'plug: network buffering is not set up');
+    if (!this.#q)
+      throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER, 'plug: network buffering is not set up');
     this.#drain();
     this.#passthrough = false;
     this.#epochs.push({ n, last: this.#seen });
   }
 
   release(n: number): void {
-    if (!this.#q) throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER, 'release: network buffering is not set up');
+    if (!this.#q)
+      throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER, 'release: network buffering is not set up');
     let last = -1;
     while (this.#epochs.length && this.#epochs[0]!.n <= n) last = this.#epochs.shift()!.last;
     if (last >= 0) this.#verdictUpTo(last);
@@ -399,7 +476,10 @@ export class NfqueueNetBuffer implements NetBuffer {
       const seq = nft.nextSeq();
       nft.nextSeq();
       nft.nextSeq();
-      tryDo(() => nft.request(nftDelTable(`xenmig_${process.pid}_${this.#queue}`, seq), 'NFT_MSG_DELTABLE'), this.#opts.log);
+      tryDo(
+        () => nft.request(nftDelTable(`xenmig_${process.pid}_${this.#queue}`, seq), 'NFT_MSG_DELTABLE'),
+        this.#opts.log,
+      );
       tryDo(() => nft.close(), this.#opts.log);
       this.#nft = null;
     }
@@ -437,14 +517,19 @@ export class AutoNetBuffer implements NetBuffer {
         b.setup();
       } catch (e2) {
         if (e2 instanceof NetBufferError)
-          throw new NetBufferError(e2.code, `no network buffering backend works here: plug: ${e.message}; nfqueue: ${e2.message}`, { ...(e2.iface ? { iface: e2.iface } : {}), cause: e2 });
+          throw new NetBufferError(
+            e2.code,
+            `no network buffering backend works here: plug: ${e.message}; nfqueue: ${e2.message}`,
+            { ...(e2.iface ? { iface: e2.iface } : {}), cause: e2 },
+          );
         throw e2;
       }
       this.#chosen = b;
     }
   }
   #b(): NetBuffer {
-    if (!this.#chosen) throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER, 'network buffering is not set up');
+    if (!this.#chosen)
+      throw new NetBufferError(NetBufferErrorCode.ERR_NET_BUFFER, 'network buffering is not set up');
     return this.#chosen;
   }
   plug(n: number): void {
@@ -464,7 +549,11 @@ export class AutoNetBuffer implements NetBuffer {
 /** A NetBuffer of the given backend ('auto': plug, else nfqueue), not yet set up. */
 export function createNetBuffer(opts: NetBufferOptions & { backend?: NetBufferBackend | 'auto' }): NetBuffer {
   const backend = opts.backend ?? 'auto';
-  return backend === 'plug' ? new PlugNetBuffer(opts) : backend === 'nfqueue' ? new NfqueueNetBuffer(opts) : new AutoNetBuffer(opts);
+  return backend === 'plug'
+    ? new PlugNetBuffer(opts)
+    : backend === 'nfqueue'
+      ? new NfqueueNetBuffer(opts)
+      : new AutoNetBuffer(opts);
 }
 
 /** createNetBuffer(), set up. */

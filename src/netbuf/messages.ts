@@ -3,12 +3,7 @@
 // netfilter/nfnetlink.h, nf_tables.h, nf_tables_compat.h, nfnetlink_queue.h, xt_NFQUEUE.h).
 // Every builder is a pure function of its arguments (sequence number included), so the unit tests
 // compare whole messages against golden bytes.
-import {
-  NLM_F_ACK,
-  NLM_F_CREATE,
-  NLM_F_EXCL,
-  NLM_F_REQUEST,
-} from '../xen/netlink.js';
+import { NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST } from '../xen/netlink.js';
 
 const NLA_F_NESTED = 0x8000;
 const NLM_F_APPEND = 0x800;
@@ -141,7 +136,9 @@ export function linkAddIfb(name: string, seq: number): Buffer {
 
 /** `ip link set dev (ifindex) up` */
 export function linkSetUp(ifindex: number, seq: number): Buffer {
-  return new NlWriter(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq).bytes(ifinfomsg(ifindex, IFF_UP, IFF_UP)).finish();
+  return new NlWriter(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq)
+    .bytes(ifinfomsg(ifindex, IFF_UP, IFF_UP))
+    .finish();
 }
 
 /** `ip link del dev (ifindex)` */
@@ -159,7 +156,7 @@ export function parseLink(payload: Buffer): { ifindex: number; master: number; n
   const ifindex = payload.readInt32LE(4);
   let master = 0;
   let name: string | null = null;
-  for (let off = 16; off + 4 <= payload.length; ) {
+  for (let off = 16; off + 4 <= payload.length;) {
     const len = payload.readUInt16LE(off);
     const type = payload.readUInt16LE(off + 2) & 0x3fff;
     if (len < 4 || off + len > payload.length) break;
@@ -336,10 +333,17 @@ const nftType = (msg: number) => (NFNL_SUBSYS_NFTABLES << 8) | msg;
  * family has no nft `queue` expression everywhere). IPv4 and IPv6 only: nft_compat refuses NFQUEUE
  * in the bridge family, and the netdev family cannot queue (no way to reinject).
  */
-export function nftQueueRules(table: string, interfaces: readonly string[], queue: number, seq: number): Buffer {
+export function nftQueueRules(
+  table: string,
+  interfaces: readonly string[],
+  queue: number,
+  seq: number,
+): Buffer {
   const parts: Buffer[] = [];
   let s = seq;
-  parts.push(new NlWriter(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, s++).bytes(nfgenmsg(0, NFNL_SUBSYS_NFTABLES)).finish());
+  parts.push(
+    new NlWriter(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, s++).bytes(nfgenmsg(0, NFNL_SUBSYS_NFTABLES)).finish(),
+  );
   parts.push(
     new NlWriter(nftType(NFT_MSG_NEWTABLE), NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE, s++)
       .bytes(nfgenmsg(NFPROTO_INET, 0))
@@ -401,7 +405,9 @@ export function nftQueueRules(table: string, interfaces: readonly string[], queu
         .finish(),
     );
   }
-  parts.push(new NlWriter(NFNL_MSG_BATCH_END, NLM_F_REQUEST, s++).bytes(nfgenmsg(0, NFNL_SUBSYS_NFTABLES)).finish());
+  parts.push(
+    new NlWriter(NFNL_MSG_BATCH_END, NLM_F_REQUEST, s++).bytes(nfgenmsg(0, NFNL_SUBSYS_NFTABLES)).finish(),
+  );
   return Buffer.concat(parts);
 }
 
@@ -413,7 +419,9 @@ export function nftDelTable(table: string, seq: number): Buffer {
       .bytes(nfgenmsg(NFPROTO_INET, 0))
       .str(NFTA_TABLE_NAME, table)
       .finish(),
-    new NlWriter(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + 2).bytes(nfgenmsg(0, NFNL_SUBSYS_NFTABLES)).finish(),
+    new NlWriter(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + 2)
+      .bytes(nfgenmsg(0, NFNL_SUBSYS_NFTABLES))
+      .finish(),
   ]);
 }
 
@@ -458,7 +466,7 @@ export function nfqVerdictBatch(queue: number, id: number, verdict: number, seq:
 
 /** the packet id of an NFQNL_MSG_PACKET payload (nfgenmsg, then attributes), or -1 */
 export function nfqPacketId(payload: Buffer): number {
-  for (let off = 4; off + 4 <= payload.length; ) {
+  for (let off = 4; off + 4 <= payload.length;) {
     const len = payload.readUInt16LE(off);
     const type = payload.readUInt16LE(off + 2) & 0x3fff;
     if (len < 4 || off + len > payload.length) break;

@@ -235,23 +235,35 @@ export function decodeImageHeader(b: Uint8Array, base: number, index: number): I
   const info = { layer: 'libxc' as const, recordType: 'IMAGE_HEADER', recordIndex: index };
   for (let i = 0; i < 8; i++) {
     if (b[i] !== 0xff)
-      throw new StreamError(StreamErrorCode.ERR_BAD_MARKER, 'image header marker is not 0xffffffffffffffff (legacy or not a libxc stream)', {
-        ...info,
-        offset: base,
-      });
+      throw new StreamError(
+        StreamErrorCode.ERR_BAD_MARKER,
+        'image header marker is not 0xffffffffffffffff (legacy or not a libxc stream)',
+        {
+          ...info,
+          offset: base,
+        },
+      );
   }
   const id = u32be(b, 8);
   if (id !== IHDR_ID)
-    throw new StreamError(StreamErrorCode.ERR_BAD_ID, `image header id 0x${id.toString(16)} is not 0x58454e46 ("XENF")`, {
-      ...info,
-      offset: base + 8,
-    });
+    throw new StreamError(
+      StreamErrorCode.ERR_BAD_ID,
+      `image header id 0x${id.toString(16)} is not 0x58454e46 ("XENF")`,
+      {
+        ...info,
+        offset: base + 8,
+      },
+    );
   const version = u32be(b, 12);
   if (version !== 2 && version !== 3)
-    throw new StreamError(StreamErrorCode.ERR_BAD_VERSION, `image header version ${version} (expected 2..3)`, {
-      ...info,
-      offset: base + 12,
-    });
+    throw new StreamError(
+      StreamErrorCode.ERR_BAD_VERSION,
+      `image header version ${version} (expected 2..3)`,
+      {
+        ...info,
+        offset: base + 12,
+      },
+    );
   const options = u16be(b, 16);
   if (options & 1)
     throw new StreamError(StreamErrorCode.ERR_BAD_ENDIANNESS, 'big-endian libxc streams are not supported', {
@@ -272,7 +284,13 @@ export function encodeDomainHeader(h: DomainHeader): Uint8Array {
 }
 
 export function decodeDomainHeader(b: Uint8Array): DomainHeader {
-  return { type: u32le(b, 0), pageShift: u16le(b, 4), reserved: u16le(b, 6), xenMajor: u32le(b, 8), xenMinor: u32le(b, 12) };
+  return {
+    type: u32le(b, 0),
+    pageShift: u16le(b, 4),
+    reserved: u16le(b, 6),
+    xenMajor: u32le(b, 8),
+    xenMinor: u32le(b, 12),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -281,7 +299,10 @@ export function decodeDomainHeader(b: Uint8Array): DomainHeader {
 /** Frame a body: 8-byte header, body, zero padding to 8. */
 export function frameRecord(type: number, body: Uint8Array): Uint8Array {
   if (body.length > REC_LENGTH_MAX)
-    throw new StreamError(StreamErrorCode.ERR_RECORD_TOO_LONG, `cannot encode a ${body.length}-byte body (max ${REC_LENGTH_MAX})`);
+    throw new StreamError(
+      StreamErrorCode.ERR_RECORD_TOO_LONG,
+      `cannot encode a ${body.length}-byte body (max ${REC_LENGTH_MAX})`,
+    );
   const out = new Uint8Array(REC_HDR_SIZE + roundUp8(body.length));
   putU32le(out, 0, type >>> 0);
   putU32le(out, 4, body.length);
@@ -298,7 +319,12 @@ export function encodeRecordHeader(type: number, bodyLength: number): Uint8Array
 }
 
 function bad(code: StreamErrorCode, detail: string, loc: Loc, name: string, at = loc.offset): StreamError {
-  return new StreamError(code, detail, { offset: at, recordIndex: loc.index, recordType: name, layer: loc.layer });
+  return new StreamError(code, detail, {
+    offset: at,
+    recordIndex: loc.index,
+    recordType: name,
+    layer: loc.layer,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -309,12 +335,17 @@ function bad(code: StreamErrorCode, detail: string, loc: Loc, name: string, at =
  * rule. head8 = the first 8 body bytes; pfnWords = the next 8*count bytes (pass null to only
  * check the first step and get the count back via the return of pageDataCount).
  */
-export function pageDataCount(head8: Uint8Array, bodyLength: number, loc: Loc): { count: number; reserved: number } {
+export function pageDataCount(
+  head8: Uint8Array,
+  bodyLength: number,
+  loc: Loc,
+): { count: number; reserved: number } {
   if (bodyLength < 8)
     throw bad(StreamErrorCode.ERR_BAD_LENGTH, `PAGE_DATA body_length ${bodyLength} < 8`, loc, 'PAGE_DATA');
   const count = u32le(head8, 0);
   const reserved = u32le(head8, 4);
-  if (count === 0) throw bad(StreamErrorCode.ERR_BAD_LENGTH, 'PAGE_DATA count is 0', loc, 'PAGE_DATA', loc.offset + 8);
+  if (count === 0)
+    throw bad(StreamErrorCode.ERR_BAD_LENGTH, 'PAGE_DATA count is 0', loc, 'PAGE_DATA', loc.offset + 8);
   if (count > (bodyLength - 8) / 8)
     throw bad(
       StreamErrorCode.ERR_BAD_LENGTH,
@@ -326,7 +357,13 @@ export function pageDataCount(head8: Uint8Array, bodyLength: number, loc: Loc): 
 }
 
 /** Decode pfn words (8*count bytes at w[0..]) and check page types and the exact length rule. */
-export function decodePfnWords(w: Uint8Array, count: number, reserved: number, bodyLength: number, loc: Loc): PageDataHeader {
+export function decodePfnWords(
+  w: Uint8Array,
+  count: number,
+  reserved: number,
+  bodyLength: number,
+  loc: Loc,
+): PageDataHeader {
   const pfns = new Float64Array(count);
   const types = new Uint8Array(count);
   let pfnReserved: Uint8Array | undefined;
@@ -393,12 +430,16 @@ function countDataPages(types: ArrayLike<number>): number {
 export function encodePageDataHeader(input: PageDataHeaderInput): { bytes: Uint8Array; dataPages: number } {
   const { pfns, types } = input;
   const count = pfns.length;
-  if (types.length !== count) throw new StreamError(StreamErrorCode.ERR_USAGE, 'pfns and types differ in length');
+  if (types.length !== count)
+    throw new StreamError(StreamErrorCode.ERR_USAGE, 'pfns and types differ in length');
   if (count === 0) throw new StreamError(StreamErrorCode.ERR_USAGE, 'PAGE_DATA needs at least one pfn');
   const dataPages = countDataPages(types);
   const bodyLength = 8 + 8 * count + PAGE_SIZE * dataPages;
   if (bodyLength > REC_LENGTH_MAX)
-    throw new StreamError(StreamErrorCode.ERR_RECORD_TOO_LONG, `PAGE_DATA body of ${bodyLength} bytes exceeds the 128 MiB limit`);
+    throw new StreamError(
+      StreamErrorCode.ERR_RECORD_TOO_LONG,
+      `PAGE_DATA body of ${bodyLength} bytes exceeds the 128 MiB limit`,
+    );
   const b = new Uint8Array(16 + 8 * count);
   putU32le(b, 0, LibxcType.PAGE_DATA);
   putU32le(b, 4, bodyLength);
@@ -452,19 +493,35 @@ export function decodeLibxcBody(type: number, body: Uint8Array, loc: Loc): Libxc
     }
     case LibxcType.X86_PV_INFO:
       needLen(len === 8, 'X86_PV_INFO', 'must be 8', len, loc);
-      return { name: 'X86_PV_INFO', guestWidth: body[0]!, ptLevels: body[1]!, reserved: u16le(body, 2) + u32le(body, 4) * 0x10000 };
+      return {
+        name: 'X86_PV_INFO',
+        guestWidth: body[0]!,
+        ptLevels: body[1]!,
+        reserved: u16le(body, 2) + u32le(body, 4) * 0x10000,
+      };
     case LibxcType.X86_PV_P2M_FRAMES:
       needLen(len >= 8 && len % 8 === 0, 'X86_PV_P2M_FRAMES', 'must be 8 + 8*n', len, loc);
-      return { name: 'X86_PV_P2M_FRAMES', startPfn: u32le(body, 0), endPfn: u32le(body, 4), frames: readU64Array(body, 8, (len - 8) / 8) };
+      return {
+        name: 'X86_PV_P2M_FRAMES',
+        startPfn: u32le(body, 0),
+        endPfn: u32le(body, 4),
+        frames: readU64Array(body, 8, (len - 8) / 8),
+      };
     case LibxcType.X86_PV_VCPU_BASIC:
     case LibxcType.X86_PV_VCPU_EXTENDED:
     case LibxcType.X86_PV_VCPU_XSAVE:
       needLen(len >= 8, name!, 'shorter than the 8-byte vcpu header', len, loc);
-      return { name: name as VcpuBlobRecord['name'], vcpuId: u32le(body, 0), reserved: u32le(body, 4), context: copyBytes(body.subarray(8)) };
+      return {
+        name: name as VcpuBlobRecord['name'],
+        vcpuId: u32le(body, 0),
+        reserved: u32le(body, 4),
+        context: copyBytes(body.subarray(8)),
+      };
     case LibxcType.X86_PV_VCPU_MSRS: {
       needLen(len >= 8 && (len - 8) % MSR_ENTRY_SIZE === 0, 'X86_PV_VCPU_MSRS', 'must be 8 + 16*n', len, loc);
       const msrs: VcpuMsr[] = [];
-      for (let o = 8; o < len; o += 16) msrs.push({ index: u32le(body, o), reserved: u32le(body, o + 4), value: u64leBig(body, o + 8) });
+      for (let o = 8; o < len; o += 16)
+        msrs.push({ index: u32le(body, o), reserved: u32le(body, o + 4), value: u64leBig(body, o + 8) });
       return { name: 'X86_PV_VCPU_MSRS', vcpuId: u32le(body, 0), reserved: u32le(body, 4), msrs };
     }
     case LibxcType.SHARED_INFO:
@@ -486,7 +543,8 @@ export function decodeLibxcBody(type: number, body: Uint8Array, loc: Loc): Libxc
       const count = u32le(body, 0);
       needLen(len === 8 + 16 * count, 'HVM_PARAMS', `count ${count} needs ${8 + 16 * count}`, len, loc);
       const params: HvmParam[] = [];
-      for (let o = 8; o < len; o += 16) params.push({ index: u64leBig(body, o), value: u64leBig(body, o + 8) });
+      for (let o = 8; o < len; o += 16)
+        params.push({ index: u64leBig(body, o), value: u64leBig(body, o + 8) });
       return { name: 'HVM_PARAMS', reserved: u32le(body, 4), params };
     }
     case LibxcType.CHECKPOINT_DIRTY_PFN_LIST:
@@ -496,18 +554,31 @@ export function decodeLibxcBody(type: number, body: Uint8Array, loc: Loc): Libxc
       needLen(len % CPUID_LEAF_SIZE === 0, 'X86_CPUID_POLICY', 'must be a multiple of 24', len, loc);
       const leaves: CpuidLeaf[] = [];
       for (let o = 0; o < len; o += 24)
-        leaves.push({ leaf: u32le(body, o), subleaf: u32le(body, o + 4), a: u32le(body, o + 8), b: u32le(body, o + 12), c: u32le(body, o + 16), d: u32le(body, o + 20) });
+        leaves.push({
+          leaf: u32le(body, o),
+          subleaf: u32le(body, o + 4),
+          a: u32le(body, o + 8),
+          b: u32le(body, o + 12),
+          c: u32le(body, o + 16),
+          d: u32le(body, o + 20),
+        });
       return { name: 'X86_CPUID_POLICY', leaves };
     }
     case LibxcType.X86_MSR_POLICY: {
       needLen(len % MSR_ENTRY_SIZE === 0, 'X86_MSR_POLICY', 'must be a multiple of 16', len, loc);
       const msrs: MsrPolicyEntry[] = [];
-      for (let o = 0; o < len; o += 16) msrs.push({ idx: u32le(body, o), flags: u32le(body, o + 4), val: u64leBig(body, o + 8) });
+      for (let o = 0; o < len; o += 16)
+        msrs.push({ idx: u32le(body, o), flags: u32le(body, o + 4), val: u64leBig(body, o + 8) });
       return { name: 'X86_MSR_POLICY', msrs };
     }
     default:
       if (!isOptionalType(type))
-        throw bad(StreamErrorCode.ERR_UNKNOWN_MANDATORY_RECORD, `unknown mandatory libxc record type 0x${type.toString(16)}`, loc, libxcTypeLabel(type));
+        throw bad(
+          StreamErrorCode.ERR_UNKNOWN_MANDATORY_RECORD,
+          `unknown mandatory libxc record type 0x${type.toString(16)}`,
+          loc,
+          libxcTypeLabel(type),
+        );
       return { name: 'UNKNOWN', type, body: copyBytes(body) };
   }
 }
@@ -602,7 +673,10 @@ function encodePageDataBody(r: PageDataRecord): Uint8Array {
   const { bytes, dataPages } = encodePageDataHeader(r);
   const data = r.data ?? new Uint8Array(0);
   if (data.length !== dataPages * PAGE_SIZE)
-    throw new StreamError(StreamErrorCode.ERR_USAGE, `PAGE_DATA data is ${data.length} bytes, types call for ${dataPages} pages`);
+    throw new StreamError(
+      StreamErrorCode.ERR_USAGE,
+      `PAGE_DATA data is ${data.length} bytes, types call for ${dataPages} pages`,
+    );
   const out = new Uint8Array(bytes.length - 8 + data.length);
   out.set(bytes.subarray(8));
   out.set(data, bytes.length - 8);
@@ -651,7 +725,11 @@ export function encodeLibxcRecord(r: LibxcRecord): Uint8Array {
 }
 
 /** PAGE_DATA record for a batch held in memory (pfns, types and the data pages concatenated). */
-export function encodePageData(pfns: ArrayLike<number>, types: ArrayLike<number>, data: Uint8Array): Uint8Array {
+export function encodePageData(
+  pfns: ArrayLike<number>,
+  types: ArrayLike<number>,
+  data: Uint8Array,
+): Uint8Array {
   return encodeLibxcRecord({
     name: 'PAGE_DATA',
     count: pfns.length,

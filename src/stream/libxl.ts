@@ -39,7 +39,12 @@ export interface UnknownLibxlRecord {
   type: number;
   body: Uint8Array;
 }
-export type LibxlRecord = EmptyLibxlRecord | EmulatorXenstoreRecord | EmulatorContextRecord | CheckpointStateRecord | UnknownLibxlRecord;
+export type LibxlRecord =
+  | EmptyLibxlRecord
+  | EmulatorXenstoreRecord
+  | EmulatorContextRecord
+  | CheckpointStateRecord
+  | UnknownLibxlRecord;
 
 export function libxlTypeName(type: number): LibxlTypeName | undefined {
   return type < LIBXL_TYPE_NAMES.length ? LIBXL_TYPE_NAMES[type] : undefined;
@@ -62,13 +67,22 @@ export function decodeLibxlHeader(b: Uint8Array, base: number, index: number): L
   const info = { layer: 'libxl' as const, recordType: 'LIBXL_HEADER', recordIndex: index };
   for (let i = 0; i < 8; i++)
     if (b[i] !== IDENT[i])
-      throw new StreamError(StreamErrorCode.ERR_BAD_LIBXL_HEADER, 'libxl header ident is not "LibxlFmt"', { ...info, offset: base });
+      throw new StreamError(StreamErrorCode.ERR_BAD_LIBXL_HEADER, 'libxl header ident is not "LibxlFmt"', {
+        ...info,
+        offset: base,
+      });
   const version = u32be(b, 8);
   if (version !== 2)
-    throw new StreamError(StreamErrorCode.ERR_BAD_VERSION, `libxl header version ${version} (expected 2)`, { ...info, offset: base + 8 });
+    throw new StreamError(StreamErrorCode.ERR_BAD_VERSION, `libxl header version ${version} (expected 2)`, {
+      ...info,
+      offset: base + 8,
+    });
   const options = u32be(b, 12);
   if (options & 1)
-    throw new StreamError(StreamErrorCode.ERR_BAD_ENDIANNESS, 'big-endian libxl streams are not supported', { ...info, offset: base + 12 });
+    throw new StreamError(StreamErrorCode.ERR_BAD_ENDIANNESS, 'big-endian libxl streams are not supported', {
+      ...info,
+      offset: base + 12,
+    });
   return { version, options };
 }
 
@@ -135,18 +149,27 @@ export function decodeLibxlBody(type: number, body: Uint8Array, loc: Loc): Libxl
     }
     case LibxlType.EMULATOR_CONTEXT:
       if (len < 8) throw badLen('EMULATOR_CONTEXT', `${len} < 8`, loc);
-      return { name: 'EMULATOR_CONTEXT', emulatorId: u32le(body, 0), index: u32le(body, 4), data: copyBytes(body.subarray(8)) };
+      return {
+        name: 'EMULATOR_CONTEXT',
+        emulatorId: u32le(body, 0),
+        index: u32le(body, 4),
+        data: copyBytes(body.subarray(8)),
+      };
     case LibxlType.CHECKPOINT_STATE:
       if (len !== 4) throw badLen('CHECKPOINT_STATE', `${len}, must be 4`, loc);
       return { name: 'CHECKPOINT_STATE', controlId: u32le(body, 0) };
     default:
       if (!isOptionalType(type))
-        throw new StreamError(StreamErrorCode.ERR_UNKNOWN_MANDATORY_RECORD, `unknown mandatory libxl record type 0x${type.toString(16)}`, {
-          offset: loc.offset,
-          recordIndex: loc.index,
-          recordType: libxlTypeLabel(type),
-          layer: loc.layer,
-        });
+        throw new StreamError(
+          StreamErrorCode.ERR_UNKNOWN_MANDATORY_RECORD,
+          `unknown mandatory libxl record type 0x${type.toString(16)}`,
+          {
+            offset: loc.offset,
+            recordIndex: loc.index,
+            recordType: libxlTypeLabel(type),
+            layer: loc.layer,
+          },
+        );
       return { name: 'UNKNOWN', type, body: copyBytes(body) };
   }
 }
@@ -160,7 +183,8 @@ export function encodeXenstoreData(entries: readonly (readonly [string, string])
   let n = 0;
   for (const [k, v] of entries) {
     for (const s of [k, v]) {
-      if (s.includes('\0')) throw new StreamError(StreamErrorCode.ERR_USAGE, 'xenstore key/value contains NUL');
+      if (s.includes('\0'))
+        throw new StreamError(StreamErrorCode.ERR_USAGE, 'xenstore key/value contains NUL');
       const e = utf8enc.encode(s);
       parts.push(e);
       n += e.length + 1;

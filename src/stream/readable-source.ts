@@ -13,7 +13,10 @@ export class ReadableByteSource implements ByteSource {
   private failed: Error | null = null;
   private scratch = new Uint8Array(64 << 10);
 
-  constructor(private readonly rs: Readable, private readonly base = 0) {
+  constructor(
+    private readonly rs: Readable,
+    private readonly base = 0,
+  ) {
     rs.on('end', () => {
       this.ended = true;
     });

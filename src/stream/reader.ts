@@ -43,7 +43,13 @@ import {
   type Loc,
   type PageDataRecord,
 } from './libxc.js';
-import { decodeLibxlBody, decodeLibxlHeader, libxlTypeLabel, type LibxlHeader, type LibxlRecord } from './libxl.js';
+import {
+  decodeLibxlBody,
+  decodeLibxlHeader,
+  libxlTypeLabel,
+  type LibxlHeader,
+  type LibxlRecord,
+} from './libxl.js';
 import { decodeXlFixedHeader, decodeXlOptionalData, type XlHeader } from './xl.js';
 import { toByteSource, type ByteSource, type StreamInput } from './source.js';
 
@@ -178,7 +184,10 @@ export class StreamReader implements AsyncIterable<StreamItem> {
   private readonly opts: ReaderOptions;
   private started = false;
 
-  constructor(private readonly input: StreamInput, opts: ReaderOptions = {}) {
+  constructor(
+    private readonly input: StreamInput,
+    opts: ReaderOptions = {},
+  ) {
     this.opts = opts;
   }
 
@@ -188,7 +197,8 @@ export class StreamReader implements AsyncIterable<StreamItem> {
   }
 
   [Symbol.asyncIterator](): AsyncGenerator<StreamItem, void, undefined> {
-    if (this.started) throw new StreamError(StreamErrorCode.ERR_USAGE, 'a StreamReader can be iterated only once');
+    if (this.started)
+      throw new StreamError(StreamErrorCode.ERR_USAGE, 'a StreamReader can be iterated only once');
     this.started = true;
     return this.run();
   }
@@ -221,12 +231,16 @@ function truncated(
   name?: string,
   idx?: number,
 ): StreamError {
-  return new StreamError(StreamErrorCode.ERR_TRUNCATED, `input ended inside ${what}: got ${got} of ${need} bytes`, {
-    offset: at,
-    ...(idx !== undefined ? { recordIndex: idx } : {}),
-    ...(name !== undefined ? { recordType: name } : {}),
-    ...(layer !== undefined ? { layer } : {}),
-  });
+  return new StreamError(
+    StreamErrorCode.ERR_TRUNCATED,
+    `input ended inside ${what}: got ${got} of ${need} bytes`,
+    {
+      offset: at,
+      ...(idx !== undefined ? { recordIndex: idx } : {}),
+      ...(name !== undefined ? { recordType: name } : {}),
+      ...(layer !== undefined ? { layer } : {}),
+    },
+  );
 }
 
 /** A record's framing, read before its body. */
@@ -328,7 +342,11 @@ class Parser {
       if (first.length === 0) throw new StreamError(StreamErrorCode.ERR_TRUNCATED, 'empty input', { offset });
       const f = detectFormat(first);
       if (!f)
-        throw new StreamError(StreamErrorCode.ERR_BAD_MARKER, 'input does not start like an xl, libxl or libxc stream', { offset });
+        throw new StreamError(
+          StreamErrorCode.ERR_BAD_MARKER,
+          'input does not start like an xl, libxl or libxc stream',
+          { offset },
+        );
       this.format = f;
     }
     this.sum.format = this.format;
@@ -339,19 +357,40 @@ class Parser {
     const index = this.index;
     const at = src.position;
     const b = await src.readExact(XL_HDR_SIZE);
-    if (b.length < XL_HDR_SIZE) throw truncated('the xl header', at, b.length, XL_HDR_SIZE, 'xl', 'XL_HEADER', index);
+    if (b.length < XL_HDR_SIZE)
+      throw truncated('the xl header', at, b.length, XL_HDR_SIZE, 'xl', 'XL_HEADER', index);
     const fixed = decodeXlFixedHeader(b, at, index);
     const d = await src.readExact(fixed.optionalDataLength);
     if (d.length < fixed.optionalDataLength)
-      throw truncated('the xl optional data', at, XL_HDR_SIZE + d.length, XL_HDR_SIZE + fixed.optionalDataLength, 'xl',
-        'XL_HEADER', index);
+      throw truncated(
+        'the xl optional data',
+        at,
+        XL_HDR_SIZE + d.length,
+        XL_HDR_SIZE + fixed.optionalDataLength,
+        'xl',
+        'XL_HEADER',
+        index,
+      );
     const header = decodeXlOptionalData(fixed, d, at, index);
     const size = XL_HDR_SIZE + fixed.optionalDataLength;
-    return { kind: 'xl-header', layer: 'xl', name: 'XL_HEADER', index: this.done(at, size), offset: at, size, header };
+    return {
+      kind: 'xl-header',
+      layer: 'xl',
+      name: 'XL_HEADER',
+      index: this.done(at, size),
+      offset: at,
+      size,
+      header,
+    };
   }
 
   /** `size` bytes of a fixed-size header, or ERR_TRUNCATED naming it. */
-  private async fixed(size: number, what: string, layer: Layer, name: string): Promise<{ at: number; b: Uint8Array }> {
+  private async fixed(
+    size: number,
+    what: string,
+    layer: Layer,
+    name: string,
+  ): Promise<{ at: number; b: Uint8Array }> {
     const at = this.src.position;
     const b = await this.src.readExact(size);
     if (b.length < size) throw truncated(what, at, b.length, size, layer, name, this.index);
@@ -362,21 +401,45 @@ class Parser {
     const size = LIBXL_HDR_SIZE;
     const { at, b } = await this.fixed(size, 'the libxl header', 'libxl', 'LIBXL_HEADER');
     const header = decodeLibxlHeader(b, at, this.index);
-    return { kind: 'libxl-header', layer: 'libxl', name: 'LIBXL_HEADER', index: this.done(at, size), offset: at, size, header };
+    return {
+      kind: 'libxl-header',
+      layer: 'libxl',
+      name: 'LIBXL_HEADER',
+      index: this.done(at, size),
+      offset: at,
+      size,
+      header,
+    };
   }
 
   private async imageHeader(): Promise<ImageHeaderItem> {
     const size = IHDR_SIZE;
     const { at, b } = await this.fixed(size, 'the libxc image header', 'libxc', 'IMAGE_HEADER');
     const header = decodeImageHeader(b, at, this.index);
-    return { kind: 'image-header', layer: 'libxc', name: 'IMAGE_HEADER', index: this.done(at, size), offset: at, size, header };
+    return {
+      kind: 'image-header',
+      layer: 'libxc',
+      name: 'IMAGE_HEADER',
+      index: this.done(at, size),
+      offset: at,
+      size,
+      header,
+    };
   }
 
   private async domainHeader(): Promise<DomainHeaderItem> {
     const size = DHDR_SIZE;
     const { at, b } = await this.fixed(size, 'the libxc domain header', 'libxc', 'DOMAIN_HEADER');
     const header = decodeDomainHeader(b);
-    return { kind: 'domain-header', layer: 'libxc', name: 'DOMAIN_HEADER', index: this.done(at, size), offset: at, size, header };
+    return {
+      kind: 'domain-header',
+      layer: 'libxc',
+      name: 'DOMAIN_HEADER',
+      index: this.done(at, size),
+      offset: at,
+      size,
+      header,
+    };
   }
 
   /** A lazy PAGE_DATA payload the consumer did not take is skipped now. */
@@ -386,7 +449,8 @@ class Parser {
     if (p.busy) await p.busy;
     if (p.remaining > 0) {
       const k = await this.src.skip(p.remaining);
-      if (k < p.remaining) throw truncated('a record body', p.at, p.done + k, p.total, 'libxc', 'PAGE_DATA', p.idx);
+      if (k < p.remaining)
+        throw truncated('a record body', p.at, p.done + k, p.total, 'libxc', 'PAGE_DATA', p.idx);
       p.remaining = 0;
     }
     this.pending = null;
@@ -409,12 +473,16 @@ class Parser {
     const name = layer === 'libxc' ? libxcTypeLabel(type) : libxlTypeLabel(type);
     const idx = this.index;
     if (len > this.maxLen)
-      throw new StreamError(StreamErrorCode.ERR_RECORD_TOO_LONG, `body_length ${len} exceeds ${this.maxLen}`, {
-        offset: at + 4,
-        recordIndex: idx,
-        recordType: name,
-        layer,
-      });
+      throw new StreamError(
+        StreamErrorCode.ERR_RECORD_TOO_LONG,
+        `body_length ${len} exceeds ${this.maxLen}`,
+        {
+          offset: at + 4,
+          recordIndex: idx,
+          recordType: name,
+          layer,
+        },
+      );
     return { at, type, len, padded: roundUp8(len), layer, name, idx, loc: { offset: at, index: idx, layer } };
   }
 
@@ -431,7 +499,8 @@ class Parser {
     const src = this.src;
     if (len < 8) pageDataCount(new Uint8Array(8), len, loc); // throws ERR_BAD_LENGTH
     const head = await src.readExact(8);
-    if (head.length < 8) throw truncated('a record body', at, 8 + head.length, 8 + padded, 'libxc', name, idx);
+    if (head.length < 8)
+      throw truncated('a record body', at, 8 + head.length, 8 + padded, 'libxc', name, idx);
     const { count, reserved } = pageDataCount(head, len, loc);
     const words = await src.readExact(8 * count);
     if (words.length < 8 * count)
@@ -447,7 +516,15 @@ class Parser {
     } else {
       this.lazyPayload(h, rec, 16 + 8 * count, payloadLen);
     }
-    const base = { kind: 'record', type: h.type, name, index: idx, offset: at, size: 8 + padded, bodyLength: len } as const;
+    const base = {
+      kind: 'record',
+      type: h.type,
+      name,
+      index: idx,
+      offset: at,
+      size: 8 + padded,
+      bodyLength: len,
+    } as const;
     return { ...base, layer: 'libxc', badPaddingAt: -1, record: rec };
   }
 
@@ -485,11 +562,21 @@ class Parser {
   private async recordBody(h: RecordHead): Promise<RecordItem> {
     const { at, type, len, padded, name, idx, loc } = h;
     const body = await this.src.readExact(padded);
-    if (body.length < padded) throw truncated('a record body', at, 8 + body.length, 8 + padded, h.layer, name, idx);
+    if (body.length < padded)
+      throw truncated('a record body', at, 8 + body.length, 8 + padded, h.layer, name, idx);
     const nz = firstNonZero(body, len, padded);
     const badPaddingAt = nz < 0 ? -1 : at + 8 + nz;
     const b = body.subarray(0, len);
-    const base = { kind: 'record', type, name, index: idx, offset: at, size: 8 + padded, bodyLength: len, badPaddingAt } as const;
+    const base = {
+      kind: 'record',
+      type,
+      name,
+      index: idx,
+      offset: at,
+      size: 8 + padded,
+      bodyLength: len,
+      badPaddingAt,
+    } as const;
     if (h.layer === 'libxc') return { ...base, layer: 'libxc', record: decodeLibxcBody(type, b, loc) };
     return { ...base, layer: 'libxl', record: decodeLibxlBody(type, b, loc) };
   }
@@ -529,7 +616,10 @@ export function readStream(input: StreamInput, opts: ReaderOptions = {}): Stream
 }
 
 /** Read everything into an array (eager PAGE_DATA data are copied so they stay valid). Small inputs only. */
-export async function readAll(input: StreamInput, opts: Omit<ReaderOptions, 'lazyPageData'> = {}): Promise<{ items: StreamItem[]; summary: ReaderSummary }> {
+export async function readAll(
+  input: StreamInput,
+  opts: Omit<ReaderOptions, 'lazyPageData'> = {},
+): Promise<{ items: StreamItem[]; summary: ReaderSummary }> {
   const r = new StreamReader(input, { ...opts, lazyPageData: false });
   const items: StreamItem[] = [];
   for await (const it of r) {

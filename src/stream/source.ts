@@ -61,7 +61,10 @@ class Scratch {
 /** In-memory source: views into the given bytes, no copies. */
 export class BytesSource implements ByteSource {
   private pos = 0;
-  constructor(private readonly bytes: Uint8Array, private readonly base = 0) {}
+  constructor(
+    private readonly bytes: Uint8Array,
+    private readonly base = 0,
+  ) {}
   get position(): number {
     return this.base + this.pos;
   }
@@ -102,7 +105,10 @@ export class ChunkSource implements ByteSource {
   private pos = 0;
   private readonly scratch = new Scratch();
 
-  constructor(iterable: AsyncIterable<unknown>, private readonly onClose?: () => void) {
+  constructor(
+    iterable: AsyncIterable<unknown>,
+    private readonly onClose?: () => void,
+  ) {
     this.it = iterable[Symbol.asyncIterator]();
   }
   get position(): number {
@@ -119,7 +125,10 @@ export class ChunkSource implements ByteSource {
       }
       const c = r.value;
       if (!(c instanceof Uint8Array))
-        throw new StreamError(StreamErrorCode.ERR_USAGE, 'stream source produced a non-binary chunk (do not set an encoding)');
+        throw new StreamError(
+          StreamErrorCode.ERR_USAGE,
+          'stream source produced a non-binary chunk (do not set an encoding)',
+        );
       if (c.length > 0) return c;
     }
     return null;
@@ -255,7 +264,10 @@ export class FdSource implements ByteSource {
    * throughput on pipes) at the price of blocking the event loop while waiting for data. Meant
    * for CLI tools such as `verify -`; EAGAIN (non-blocking fds) falls back to waiting.
    */
-  constructor(private readonly fd: number, private readonly opts: FdSourceOptions = {}) {
+  constructor(
+    private readonly fd: number,
+    private readonly opts: FdSourceOptions = {},
+  ) {
     const size = opts.chunkSize ?? (opts.blocking ? BLOCKING_CHUNK_SIZE : DEFAULT_CHUNK_SIZE);
     this.buf = new Uint8Array(Math.max(MIN_CHUNK_SIZE, size));
   }
@@ -268,7 +280,9 @@ export class FdSource implements ByteSource {
     if (this.eof || len === 0) return 0;
     for (let tries = 0; ; tries++) {
       try {
-        const n = this.opts.blocking ? fsReadSync(this.fd, dst, off, len, null) : await readFd(this.fd, dst, off, len);
+        const n = this.opts.blocking
+          ? fsReadSync(this.fd, dst, off, len, null)
+          : await readFd(this.fd, dst, off, len);
         if (n === 0) this.eof = true;
         return n;
       } catch (e) {
@@ -381,7 +395,9 @@ export class FdSource implements ByteSource {
 /** Open a path read-only and wrap it in an FdSource that closes it. */
 export function openFileSource(path: string, opts: Omit<FdSourceOptions, 'ownsFd'> = {}): Promise<FdSource> {
   return new Promise((resolve, reject) => {
-    fsOpen(path, 'r', (err, fd) => (err ? reject(err) : resolve(new FdSource(fd, { ...opts, ownsFd: true }))));
+    fsOpen(path, 'r', (err, fd) =>
+      err ? reject(err) : resolve(new FdSource(fd, { ...opts, ownsFd: true })),
+    );
   });
 }
 
@@ -389,15 +405,24 @@ export function openFileSource(path: string, opts: Omit<FdSourceOptions, 'ownsFd
 export type StreamInput = string | number | Uint8Array | AsyncIterable<unknown> | ByteSource;
 
 function isByteSource(x: unknown): x is ByteSource {
-  return typeof x === 'object' && x !== null && typeof (x as ByteSource).readExact === 'function' && typeof (x as ByteSource).peek === 'function';
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    typeof (x as ByteSource).readExact === 'function' &&
+    typeof (x as ByteSource).peek === 'function'
+  );
 }
 
 /** Wrap any supported input: path, fd, bytes, Readable / AsyncIterable, or an existing ByteSource. */
-export async function toByteSource(input: StreamInput, opts: Omit<FdSourceOptions, 'ownsFd'> = {}): Promise<ByteSource> {
+export async function toByteSource(
+  input: StreamInput,
+  opts: Omit<FdSourceOptions, 'ownsFd'> = {},
+): Promise<ByteSource> {
   if (isByteSource(input)) return input;
   if (typeof input === 'string') return openFileSource(input, opts);
   if (typeof input === 'number') return new FdSource(input, opts);
   if (input instanceof Uint8Array) return new BytesSource(input);
-  if (input && typeof (input as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') return new ChunkSource(input);
+  if (input && typeof (input as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function')
+    return new ChunkSource(input);
   throw new StreamError(StreamErrorCode.ERR_USAGE, 'unsupported stream input');
 }

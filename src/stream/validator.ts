@@ -28,7 +28,13 @@ import {
 import { StreamError, StreamErrorCode, type StreamWarning } from './errors.js';
 import type { LibxcRecord } from './libxc.js';
 import type { LibxlRecord } from './libxl.js';
-import { StreamReader, type ReaderOptions, type ReaderSummary, type RecordItem, type StreamItem } from './reader.js';
+import {
+  StreamReader,
+  type ReaderOptions,
+  type ReaderSummary,
+  type RecordItem,
+  type StreamItem,
+} from './reader.js';
 import type { StreamInput } from './source.js';
 
 export type StreamType = 'plain' | 'remus' | 'colo' | 'auto';
@@ -118,13 +124,31 @@ export class StreamValidator {
   }
 
   private err(code: StreamErrorCode, detail: string, item: StreamItem, offset = item.offset): StreamError {
-    return new StreamError(code, detail, { offset, recordIndex: item.index, recordType: item.name, layer: item.layer });
+    return new StreamError(code, detail, {
+      offset,
+      recordIndex: item.index,
+      recordType: item.name,
+      layer: item.layer,
+    });
   }
 
-  private soft(kind: 'reserved' | 'padding', code: StreamErrorCode, detail: string, item: StreamItem, offset: number): void {
+  private soft(
+    kind: 'reserved' | 'padding',
+    code: StreamErrorCode,
+    detail: string,
+    item: StreamItem,
+    offset: number,
+  ): void {
     if ((this.opts[kind] ?? 'error') === 'error') throw this.err(code, detail, item, offset);
     if (this.tooMany(code)) return;
-    this.warnings.push({ code, message: detail, offset, recordIndex: item.index, recordType: item.name, layer: item.layer });
+    this.warnings.push({
+      code,
+      message: detail,
+      offset,
+      recordIndex: item.index,
+      recordType: item.name,
+      layer: item.layer,
+    });
   }
 
   private tooMany(code: StreamErrorCode): boolean {
@@ -137,15 +161,25 @@ export class StreamValidator {
 
   private warn(code: StreamErrorCode, detail: string, item: StreamItem): void {
     if (this.tooMany(code)) return;
-    this.warnings.push({ code, message: detail, offset: item.offset, recordIndex: item.index, recordType: item.name, layer: item.layer });
+    this.warnings.push({
+      code,
+      message: detail,
+      offset: item.offset,
+      recordIndex: item.index,
+      recordType: item.name,
+      layer: item.layer,
+    });
   }
 
   private reserved(value: number | bigint, item: StreamItem, offset: number, what: string): void {
-    if (value !== 0 && value !== 0n) this.soft('reserved', StreamErrorCode.ERR_RESERVED, `${what} is not zero`, item, offset);
+    if (value !== 0 && value !== 0n)
+      this.soft('reserved', StreamErrorCode.ERR_RESERVED, `${what} is not zero`, item, offset);
   }
 
   private get checkpointed(): boolean {
-    return this.type === 'remus' || this.type === 'colo' || (this.type === 'auto' && this.facts.checkpoints > 0);
+    return (
+      this.type === 'remus' || this.type === 'colo' || (this.type === 'auto' && this.facts.checkpoints > 0)
+    );
   }
 
   /** Check one item; throws StreamError on the first violation. */
@@ -153,10 +187,21 @@ export class StreamValidator {
     this.facts.bytes = item.offset + item.size;
     if (item.kind !== 'record') return this.checkHeader(item);
     let key = `${item.layer}:${item.name}`;
-    if (!(key in this.facts.counts) && item.name.startsWith('UNKNOWN(') && ++this.unknownKeys > MAX_UNKNOWN_COUNT_KEYS)
+    if (
+      !(key in this.facts.counts) &&
+      item.name.startsWith('UNKNOWN(') &&
+      ++this.unknownKeys > MAX_UNKNOWN_COUNT_KEYS
+    )
       key = `${item.layer}:UNKNOWN(other types)`;
     this.facts.counts[key] = (this.facts.counts[key] ?? 0) + 1;
-    if (item.badPaddingAt >= 0) this.soft('padding', StreamErrorCode.ERR_NONZERO_PADDING, 'record padding is not zero', item, item.badPaddingAt);
+    if (item.badPaddingAt >= 0)
+      this.soft(
+        'padding',
+        StreamErrorCode.ERR_NONZERO_PADDING,
+        'record padding is not zero',
+        item,
+        item.badPaddingAt,
+      );
     if (this.finalEnd) throw this.err(StreamErrorCode.ERR_ORDER, 'record after the final END', item);
     if (this.opts.backChannel) return this.checkBackChannel(item);
     if (item.layer === 'libxl') this.checkLibxl(item, item.record);
@@ -173,7 +218,8 @@ export class StreamValidator {
         return;
       case 'image-header': {
         const h = item.header;
-        if (this.wrapped && !this.libxcContext) throw this.err(StreamErrorCode.ERR_ORDER, 'libxc stream without LIBXC_CONTEXT', item);
+        if (this.wrapped && !this.libxcContext)
+          throw this.err(StreamErrorCode.ERR_ORDER, 'libxc stream without LIBXC_CONTEXT', item);
         this.facts.version = h.version;
         this.reserved(h.options & ~1, item, item.offset + 16, 'image header options bits 1..15');
         this.reserved(h.reserved1, item, item.offset + 18, 'image header reserved u16');
@@ -183,10 +229,26 @@ export class StreamValidator {
       case 'domain-header': {
         const h = item.header;
         if (h.type !== DOMAIN_TYPE_X86_PV && h.type !== DOMAIN_TYPE_X86_HVM)
-          throw this.err(StreamErrorCode.ERR_BAD_HEADER, `domain type ${h.type} (expected 1 x86 PV or 2 x86 HVM)`, item, item.offset);
-        if (h.pageShift !== PAGE_SHIFT) throw this.err(StreamErrorCode.ERR_BAD_HEADER, `page_shift ${h.pageShift} (expected 12)`, item, item.offset + 4);
+          throw this.err(
+            StreamErrorCode.ERR_BAD_HEADER,
+            `domain type ${h.type} (expected 1 x86 PV or 2 x86 HVM)`,
+            item,
+            item.offset,
+          );
+        if (h.pageShift !== PAGE_SHIFT)
+          throw this.err(
+            StreamErrorCode.ERR_BAD_HEADER,
+            `page_shift ${h.pageShift} (expected 12)`,
+            item,
+            item.offset + 4,
+          );
         this.reserved(h.reserved, item, item.offset + 6, 'domain header reserved u16');
-        if (h.xenMajor === 0) this.warn(StreamErrorCode.ERR_BAD_HEADER, 'xen_major 0: stream produced by the legacy converter', item);
+        if (h.xenMajor === 0)
+          this.warn(
+            StreamErrorCode.ERR_BAD_HEADER,
+            'xen_major 0: stream produced by the legacy converter',
+            item,
+          );
         this.facts.domainType = h.type;
         this.facts.xenVersion = [h.xenMajor, h.xenMinor];
         this.headers = true;
@@ -200,7 +262,12 @@ export class StreamValidator {
     const r = item.record;
     if (r.name === 'CHECKPOINT_STATE') {
       if (r.controlId < 1 || r.controlId > 3)
-        throw this.err(StreamErrorCode.ERR_BAD_VALUE, `CHECKPOINT_STATE control_id ${r.controlId} is not valid on the back channel (1..3)`, item, item.offset + 8);
+        throw this.err(
+          StreamErrorCode.ERR_BAD_VALUE,
+          `CHECKPOINT_STATE control_id ${r.controlId} is not valid on the back channel (1..3)`,
+          item,
+          item.offset + 8,
+        );
       return;
     }
     if (r.name === 'CHECKPOINT_DIRTY_PFN_LIST') return;
@@ -215,7 +282,12 @@ export class StreamValidator {
         this.libxcContext = true;
         return;
       case 'END':
-        if (seg !== 'post') throw this.err(StreamErrorCode.ERR_ORDER, this.libxcContext ? 'libxl END before the libxc END' : 'libxl END without a libxc stream', item);
+        if (seg !== 'post')
+          throw this.err(
+            StreamErrorCode.ERR_ORDER,
+            this.libxcContext ? 'libxl END before the libxc END' : 'libxl END without a libxc stream',
+            item,
+          );
         this.finalEnd = true;
         this.facts.ended = true;
         this.seg = 'done';
@@ -223,33 +295,65 @@ export class StreamValidator {
       case 'EMULATOR_XENSTORE_DATA':
       case 'EMULATOR_CONTEXT':
         if (seg !== 'post' && seg !== 'ckpt')
-          throw this.err(StreamErrorCode.ERR_ORDER, `${r.name} outside the libxl part after the libxc stream or a checkpoint`, item);
-        if (this.facts.domainType !== DOMAIN_TYPE_X86_HVM) throw this.err(StreamErrorCode.ERR_DOMAIN_TYPE, `${r.name} in a non-HVM stream`, item);
-        if (r.emulatorId > 2) throw this.err(StreamErrorCode.ERR_BAD_VALUE, `emulator id ${r.emulatorId} (expected 0..2)`, item, item.offset + 8);
+          throw this.err(
+            StreamErrorCode.ERR_ORDER,
+            `${r.name} outside the libxl part after the libxc stream or a checkpoint`,
+            item,
+          );
+        if (this.facts.domainType !== DOMAIN_TYPE_X86_HVM)
+          throw this.err(StreamErrorCode.ERR_DOMAIN_TYPE, `${r.name} in a non-HVM stream`, item);
+        if (r.emulatorId > 2)
+          throw this.err(
+            StreamErrorCode.ERR_BAD_VALUE,
+            `emulator id ${r.emulatorId} (expected 0..2)`,
+            item,
+            item.offset + 8,
+          );
         return;
       case 'CHECKPOINT_END':
-        if (seg !== 'ckpt') throw this.err(StreamErrorCode.ERR_ORDER, 'CHECKPOINT_END without a preceding libxc CHECKPOINT', item);
+        if (seg !== 'ckpt')
+          throw this.err(
+            StreamErrorCode.ERR_ORDER,
+            'CHECKPOINT_END without a preceding libxc CHECKPOINT',
+            item,
+          );
         this.seg = 'ckptEnd';
         return;
       case 'CHECKPOINT_STATE':
-        if (seg !== 'ckptEnd') throw this.err(StreamErrorCode.ERR_ORDER, 'CHECKPOINT_STATE not right after CHECKPOINT_END', item);
-        if (this.type === 'remus') throw this.err(StreamErrorCode.ERR_ORDER, 'CHECKPOINT_STATE in a Remus stream (COLO only)', item);
+        if (seg !== 'ckptEnd')
+          throw this.err(StreamErrorCode.ERR_ORDER, 'CHECKPOINT_STATE not right after CHECKPOINT_END', item);
+        if (this.type === 'remus')
+          throw this.err(StreamErrorCode.ERR_ORDER, 'CHECKPOINT_STATE in a Remus stream (COLO only)', item);
         if (r.controlId !== 0)
-          throw this.err(StreamErrorCode.ERR_BAD_VALUE, `CHECKPOINT_STATE control_id ${r.controlId} in the forward stream (expected 0 NEW)`, item, item.offset + 8);
+          throw this.err(
+            StreamErrorCode.ERR_BAD_VALUE,
+            `CHECKPOINT_STATE control_id ${r.controlId} in the forward stream (expected 0 NEW)`,
+            item,
+            item.offset + 8,
+          );
         this.seg = 'libxc';
         return;
       case 'UNKNOWN':
-        this.warn(StreamErrorCode.WARN_UNKNOWN_OPTIONAL_RECORD, `unknown optional libxl record 0x${r.type.toString(16)} (libxl itself rejects unknown records)`, item);
+        this.warn(
+          StreamErrorCode.WARN_UNKNOWN_OPTIONAL_RECORD,
+          `unknown optional libxl record 0x${r.type.toString(16)} (libxl itself rejects unknown records)`,
+          item,
+        );
         return;
     }
   }
 
   private needSde(item: RecordItem): void {
-    if (!this.sde && this.facts.version !== 2) throw this.err(StreamErrorCode.ERR_ORDER, `${item.name} before STATIC_DATA_END`, item);
+    if (!this.sde && this.facts.version !== 2)
+      throw this.err(StreamErrorCode.ERR_ORDER, `${item.name} before STATIC_DATA_END`, item);
   }
   private needDomain(item: RecordItem, type: number): void {
     if (this.facts.domainType !== type)
-      throw this.err(StreamErrorCode.ERR_DOMAIN_TYPE, `${item.name} is only valid in ${type === DOMAIN_TYPE_X86_PV ? 'x86 PV' : 'x86 HVM'} streams`, item);
+      throw this.err(
+        StreamErrorCode.ERR_DOMAIN_TYPE,
+        `${item.name} is only valid in ${type === DOMAIN_TYPE_X86_PV ? 'x86 PV' : 'x86 HVM'} streams`,
+        item,
+      );
   }
   private needPvInfo(item: RecordItem): void {
     if (!this.pvInfo) throw this.err(StreamErrorCode.ERR_ORDER, `${item.name} before X86_PV_INFO`, item);
@@ -271,8 +375,10 @@ export class StreamValidator {
       case 'X86_MSR_POLICY':
         return this.checkPolicy(item, r.name);
       case 'STATIC_DATA_END':
-        if (this.sdeExplicit || this.sde) throw this.err(StreamErrorCode.ERR_DUPLICATE, 'second STATIC_DATA_END', item);
-        if (pv && !this.pvInfo) throw this.err(StreamErrorCode.ERR_ORDER, 'STATIC_DATA_END before X86_PV_INFO', item);
+        if (this.sdeExplicit || this.sde)
+          throw this.err(StreamErrorCode.ERR_DUPLICATE, 'second STATIC_DATA_END', item);
+        if (pv && !this.pvInfo)
+          throw this.err(StreamErrorCode.ERR_ORDER, 'STATIC_DATA_END before X86_PV_INFO', item);
         this.sde = this.sdeExplicit = true;
         return;
       case 'X86_PV_P2M_FRAMES':
@@ -288,7 +394,12 @@ export class StreamValidator {
         this.needDomain(item, DOMAIN_TYPE_X86_PV);
         this.needPvInfo(item);
         this.needSde(item);
-        if (item.bodyLength !== SHARED_INFO_SIZE) throw this.err(StreamErrorCode.ERR_BAD_LENGTH, `SHARED_INFO body_length ${item.bodyLength} (expected 4096)`, item);
+        if (item.bodyLength !== SHARED_INFO_SIZE)
+          throw this.err(
+            StreamErrorCode.ERR_BAD_LENGTH,
+            `SHARED_INFO body_length ${item.bodyLength} (expected 4096)`,
+            item,
+          );
         return;
       case 'X86_TSC_INFO':
         this.needSde(item);
@@ -305,17 +416,26 @@ export class StreamValidator {
         this.reserved(r.reserved, item, item.offset + 12, 'HVM_PARAMS reserved word');
         return;
       case 'TOOLSTACK':
-        throw this.err(StreamErrorCode.ERR_OBSOLETE_RECORD, 'TOOLSTACK records are obsolete (never sent by a release; libxc restore rejects them)', item);
+        throw this.err(
+          StreamErrorCode.ERR_OBSOLETE_RECORD,
+          'TOOLSTACK records are obsolete (never sent by a release; libxc restore rejects them)',
+          item,
+        );
       case 'VERIFY':
         this.once(this.verify, item);
-        if (this.checkpointed || this.type !== 'plain') throw this.err(StreamErrorCode.ERR_ORDER, 'VERIFY in a checkpointed stream', item);
+        if (this.checkpointed || this.type !== 'plain')
+          throw this.err(StreamErrorCode.ERR_ORDER, 'VERIFY in a checkpointed stream', item);
         this.needSde(item);
         this.verify = true;
         return;
       case 'CHECKPOINT':
         return this.checkCheckpoint(item);
       case 'CHECKPOINT_DIRTY_PFN_LIST':
-        throw this.err(StreamErrorCode.ERR_ORDER, 'CHECKPOINT_DIRTY_PFN_LIST in the forward stream (COLO back channel only)', item);
+        throw this.err(
+          StreamErrorCode.ERR_ORDER,
+          'CHECKPOINT_DIRTY_PFN_LIST in the forward stream (COLO back channel only)',
+          item,
+        );
       case 'END':
         this.libxcEnd = true;
         if (this.wrapped) this.seg = 'post';
@@ -326,7 +446,11 @@ export class StreamValidator {
         }
         return;
       case 'UNKNOWN':
-        this.warn(StreamErrorCode.WARN_UNKNOWN_OPTIONAL_RECORD, `unknown optional libxc record 0x${r.type.toString(16)} skipped`, item);
+        this.warn(
+          StreamErrorCode.WARN_UNKNOWN_OPTIONAL_RECORD,
+          `unknown optional libxc record 0x${r.type.toString(16)} skipped`,
+          item,
+        );
         return;
     }
   }
@@ -335,14 +459,24 @@ export class StreamValidator {
   private checkLibxcPlace(item: RecordItem, r: LibxcRecord): void {
     if (this.wrapped) {
       if (this.seg === 'ckptEnd') {
-        if (this.type === 'colo') throw this.err(StreamErrorCode.ERR_ORDER, 'libxc records resume without a CHECKPOINT_STATE (COLO)', item);
+        if (this.type === 'colo')
+          throw this.err(
+            StreamErrorCode.ERR_ORDER,
+            'libxc records resume without a CHECKPOINT_STATE (COLO)',
+            item,
+          );
         this.seg = 'libxc';
       }
     }
-    if (!this.headers) throw this.err(StreamErrorCode.ERR_ORDER, 'libxc record before the libxc headers', item);
+    if (!this.headers)
+      throw this.err(StreamErrorCode.ERR_ORDER, 'libxc record before the libxc headers', item);
     this.facts.firstLibxcRecord ??= item.name;
     if (this.verify && r.name !== 'PAGE_DATA' && r.name !== 'END')
-      throw this.err(StreamErrorCode.ERR_ORDER, `${item.name} after VERIFY (only PAGE_DATA and END may follow)`, item);
+      throw this.err(
+        StreamErrorCode.ERR_ORDER,
+        `${item.name} after VERIFY (only PAGE_DATA and END may follow)`,
+        item,
+      );
     if (this.libxcEnd) throw this.err(StreamErrorCode.ERR_ORDER, 'libxc record after the libxc END', item);
     if (r.name !== 'CHECKPOINT' && r.name !== 'END') this.inCheckpoint = true;
   }
@@ -365,7 +499,8 @@ export class StreamValidator {
   private checkPolicy(item: RecordItem, name: 'X86_CPUID_POLICY' | 'X86_MSR_POLICY'): void {
     const cpuid = name === 'X86_CPUID_POLICY';
     this.once(cpuid ? this.cpuid : this.msr, item);
-    if (this.facts.version === 2) throw this.err(StreamErrorCode.ERR_ORDER, `${name} in a v2 stream (v3 only)`, item);
+    if (this.facts.version === 2)
+      throw this.err(StreamErrorCode.ERR_ORDER, `${name} in a v2 stream (v3 only)`, item);
     if (this.sde) throw this.err(StreamErrorCode.ERR_ORDER, `${name} after STATIC_DATA_END`, item);
     if (item.bodyLength === 0) throw this.err(StreamErrorCode.ERR_BAD_LENGTH, `empty ${name}`, item);
     if (cpuid) this.cpuid = true;
@@ -377,7 +512,8 @@ export class StreamValidator {
     this.needPvInfo(item);
     this.once(this.p2m, item);
     if (!this.sde) {
-      if (this.facts.version !== 2) throw this.err(StreamErrorCode.ERR_ORDER, 'X86_PV_P2M_FRAMES before STATIC_DATA_END', item);
+      if (this.facts.version !== 2)
+        throw this.err(StreamErrorCode.ERR_ORDER, 'X86_PV_P2M_FRAMES before STATIC_DATA_END', item);
       this.sde = true;
     }
     const range = `0x${r.startPfn.toString(16)}..0x${r.endPfn.toString(16)}`;
@@ -397,7 +533,8 @@ export class StreamValidator {
   private checkPageData(item: RecordItem, r: Extract<LibxcRecord, { name: 'PAGE_DATA' }>): void {
     const pv = this.facts.domainType === DOMAIN_TYPE_X86_PV;
     if (!this.sde) {
-      if (this.facts.version !== 2) throw this.err(StreamErrorCode.ERR_ORDER, 'PAGE_DATA before STATIC_DATA_END', item);
+      if (this.facts.version !== 2)
+        throw this.err(StreamErrorCode.ERR_ORDER, 'PAGE_DATA before STATIC_DATA_END', item);
       if (!pv) this.sde = true;
     }
     if (pv) {
@@ -407,7 +544,12 @@ export class StreamValidator {
     this.reserved(r.reserved, item, item.offset + 12, 'PAGE_DATA reserved word');
     if (r.pfnReserved) {
       const i = r.pfnReserved.findIndex((x) => x !== 0);
-      this.reserved(r.pfnReserved[i]!, item, item.offset + 16 + 8 * i, `PAGE_DATA pfn[${i}] reserved bits 59..52`);
+      this.reserved(
+        r.pfnReserved[i]!,
+        item,
+        item.offset + 16 + 8 * i,
+        `PAGE_DATA pfn[${i}] reserved bits 59..52`,
+      );
     }
     this.facts.pageEntries += r.count;
     this.facts.dataPages += r.dataPages;
@@ -431,12 +573,15 @@ export class StreamValidator {
     } else if (r.name === 'X86_PV_VCPU_XSAVE') {
       if (blob < VCPU_XSAVE_MIN) throw bad(`X86_PV_VCPU_XSAVE context of ${blob} bytes (min 16)`);
     } else if (r.name === 'X86_PV_VCPU_MSRS') {
-      r.msrs.forEach((m, i) => this.reserved(m.reserved, item, off + 16 + 16 * i + 4, `X86_PV_VCPU_MSRS entry ${i} reserved`));
+      r.msrs.forEach((m, i) =>
+        this.reserved(m.reserved, item, off + 16 + 16 * i + 4, `X86_PV_VCPU_MSRS entry ${i} reserved`),
+      );
     }
   }
 
   private checkCheckpoint(item: RecordItem): void {
-    if (this.type === 'plain') throw this.err(StreamErrorCode.ERR_ORDER, 'CHECKPOINT in a plain stream', item);
+    if (this.type === 'plain')
+      throw this.err(StreamErrorCode.ERR_ORDER, 'CHECKPOINT in a plain stream', item);
     this.needSde(item);
     if (this.facts.domainType === DOMAIN_TYPE_X86_PV) this.needP2m(item);
     this.facts.checkpoints++;
@@ -455,7 +600,9 @@ export class StreamValidator {
     }
     throw new StreamError(
       StreamErrorCode.ERR_MISSING_END,
-      this.checkpointed ? 'checkpointed stream ended before its first complete checkpoint' : `stream ended without its ${this.wrapped ? 'libxl' : 'libxc'} END record`,
+      this.checkpointed
+        ? 'checkpointed stream ended before its first complete checkpoint'
+        : `stream ended without its ${this.wrapped ? 'libxl' : 'libxc'} END record`,
       { offset: summary.bytes, layer },
     );
   }
@@ -481,10 +628,16 @@ export async function validateStream(
   const reader = new StreamReader(input, { ...opts, lazyPageData: true });
   let v: StreamValidator | null = null;
   for await (const item of reader) {
-    v ??= new StreamValidator({ ...opts, backChannel: opts.backChannel ?? reader.summary.format === 'colo-back' });
+    v ??= new StreamValidator({
+      ...opts,
+      backChannel: opts.backChannel ?? reader.summary.format === 'colo-back',
+    });
     v.check(item);
   }
-  v ??= new StreamValidator({ ...opts, backChannel: opts.backChannel ?? reader.summary.format === 'colo-back' });
+  v ??= new StreamValidator({
+    ...opts,
+    backChannel: opts.backChannel ?? reader.summary.format === 'colo-back',
+  });
   const facts = v.finish(reader.summary);
   return { facts, warnings: v.warnings, suppressedWarnings: v.suppressedWarnings, summary: reader.summary };
 }

@@ -31,7 +31,9 @@ export function encodeRecord(layer: 'libxc', record: LibxcRecord): Uint8Array;
 export function encodeRecord(layer: 'libxl', record: LibxlRecord): Uint8Array;
 export function encodeRecord(layer: 'libxc' | 'libxl', record: LibxcRecord | LibxlRecord): Uint8Array;
 export function encodeRecord(layer: 'libxc' | 'libxl', record: LibxcRecord | LibxlRecord): Uint8Array {
-  return layer === 'libxc' ? encodeLibxcRecord(record as LibxcRecord) : encodeLibxlRecord(record as LibxlRecord);
+  return layer === 'libxc'
+    ? encodeLibxcRecord(record as LibxcRecord)
+    : encodeLibxlRecord(record as LibxlRecord);
 }
 
 /**
@@ -51,7 +53,8 @@ export function encodeItem(item: StreamItem, payload?: Uint8Array): Uint8Array {
     case 'record':
       if (item.layer === 'libxc') {
         const r = item.record;
-        if (r.name === 'PAGE_DATA' && r.data === null) return encodeLibxcRecord({ ...r, data: payload ?? null });
+        if (r.name === 'PAGE_DATA' && r.data === null)
+          return encodeLibxcRecord({ ...r, data: payload ?? null });
         // keep the numeric type of the item (UNKNOWN records carry theirs)
         return encodeLibxcRecord(r);
       }
@@ -69,7 +72,8 @@ export function* pageDataBatches(
   data: Uint8Array,
   batch = MAX_BATCH_SIZE,
 ): Generator<[Uint8Array, Uint8Array]> {
-  if (pfns.length !== types.length) throw new StreamError(StreamErrorCode.ERR_USAGE, 'pfns and types differ in length');
+  if (pfns.length !== types.length)
+    throw new StreamError(StreamErrorCode.ERR_USAGE, 'pfns and types differ in length');
   const n = Math.max(1, Math.min(batch, MAX_BATCH_SIZE));
   let dataOff = 0;
   for (let i = 0; i < pfns.length; i += n) {
@@ -79,11 +83,18 @@ export function* pageDataBatches(
     const { bytes, dataPages } = encodePageDataHeader({ pfns: p, types: t });
     const len = dataPages * PAGE_SIZE;
     if (dataOff + len > data.length)
-      throw new StreamError(StreamErrorCode.ERR_USAGE, `page data too short: need ${dataOff + len} bytes, have ${data.length}`);
+      throw new StreamError(
+        StreamErrorCode.ERR_USAGE,
+        `page data too short: need ${dataOff + len} bytes, have ${data.length}`,
+      );
     yield [bytes, data.subarray(dataOff, dataOff + len)];
     dataOff += len;
   }
-  if (dataOff !== data.length) throw new StreamError(StreamErrorCode.ERR_USAGE, `page data has ${data.length - dataOff} bytes more than the types call for`);
+  if (dataOff !== data.length)
+    throw new StreamError(
+      StreamErrorCode.ERR_USAGE,
+      `page data has ${data.length - dataOff} bytes more than the types call for`,
+    );
 }
 
 /** Number of data-bearing entries in a type array. */
@@ -96,7 +107,9 @@ export function countDataPages(types: ArrayLike<number>): number {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function writevFd(fd: number, bufs: Uint8Array[]): Promise<number> {
-  return new Promise((resolve, reject) => fsWritev(fd, bufs as NodeJS.ArrayBufferView[], null, (err, n) => (err ? reject(err) : resolve(n))));
+  return new Promise((resolve, reject) =>
+    fsWritev(fd, bufs as NodeJS.ArrayBufferView[], null, (err, n) => (err ? reject(err) : resolve(n))),
+  );
 }
 
 export class StreamWriter {
@@ -238,7 +251,10 @@ export class StreamWriter {
     const { bytes, dataPages } = encodePageDataHeader(r);
     const data = r.data ?? new Uint8Array(0);
     if (data.length !== dataPages * PAGE_SIZE)
-      throw new StreamError(StreamErrorCode.ERR_USAGE, `PAGE_DATA data is ${data.length} bytes, types call for ${dataPages} pages`);
+      throw new StreamError(
+        StreamErrorCode.ERR_USAGE,
+        `PAGE_DATA data is ${data.length} bytes, types call for ${dataPages} pages`,
+      );
     return this.writeRaw(bytes, data);
   }
 
@@ -246,7 +262,12 @@ export class StreamWriter {
    * Write pages as PAGE_DATA records of at most 1024 entries (as libxc). `data` = the pages of the
    * data-bearing entries back to back, in pfn order (XTAB/BROKEN/XALLOC entries have none).
    */
-  async writePages(pfns: ArrayLike<number>, types: ArrayLike<number>, data: Uint8Array, batch = MAX_BATCH_SIZE): Promise<void> {
+  async writePages(
+    pfns: ArrayLike<number>,
+    types: ArrayLike<number>,
+    data: Uint8Array,
+    batch = MAX_BATCH_SIZE,
+  ): Promise<void> {
     for (const [hdr, d] of pageDataBatches(pfns, types, data, batch)) await this.writeRaw(hdr, d);
   }
 
@@ -256,7 +277,8 @@ export class StreamWriter {
       const r = item.record;
       return this.writePageDataRecord(r.data === null && payload ? { ...r, data: payload } : r);
     }
-    if (item.kind === 'record' && item.layer === 'libxc') return this.writeRecord(libxcRecordType(item.record), encodeLibxcBody(item.record));
+    if (item.kind === 'record' && item.layer === 'libxc')
+      return this.writeRecord(libxcRecordType(item.record), encodeLibxcBody(item.record));
     return this.writeRaw(encodeItem(item));
   }
 

@@ -33,12 +33,22 @@ export function parseDomainConfig(text: string): DomainConfig {
   const cInfo = obj(json['c_info']);
   const bInfo = obj(json['b_info']);
   const kind = String(cInfo['type'] ?? 'pv');
-  if (kind !== 'pv' && kind !== 'hvm' && kind !== 'pvh') throw new ConfigError(`unknown guest type "${kind}" in the domain config`);
+  if (kind !== 'pv' && kind !== 'hvm' && kind !== 'pvh')
+    throw new ConfigError(`unknown guest type "${kind}" in the domain config`);
   const maxMemKb = Number(bInfo['max_memkb'] ?? bInfo['target_memkb'] ?? 0);
   const maxVcpus = Number(bInfo['max_vcpus'] ?? 1);
-  if (!Number.isSafeInteger(maxMemKb) || maxMemKb <= 0) throw new ConfigError('domain config has no usable b_info.max_memkb');
-  if (!Number.isSafeInteger(maxVcpus) || maxVcpus <= 0 || maxVcpus > 4096) throw new ConfigError('domain config has no usable b_info.max_vcpus');
-  return { kind, name: typeof cInfo['name'] === 'string' ? cInfo['name'] : undefined, maxMemKb, maxVcpus, json, text };
+  if (!Number.isSafeInteger(maxMemKb) || maxMemKb <= 0)
+    throw new ConfigError('domain config has no usable b_info.max_memkb');
+  if (!Number.isSafeInteger(maxVcpus) || maxVcpus <= 0 || maxVcpus > 4096)
+    throw new ConfigError('domain config has no usable b_info.max_vcpus');
+  return {
+    kind,
+    name: typeof cInfo['name'] === 'string' ? cInfo['name'] : undefined,
+    maxMemKb,
+    maxVcpus,
+    json,
+    text,
+  };
 }
 
 /** A minimal libxl-style config for a domain xenmig did not get a config for. */

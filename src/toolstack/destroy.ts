@@ -44,7 +44,10 @@ export function domainExists(xen: Hypervisor, domid: number): boolean {
 }
 
 /** Remove what a toolstack keeps for a dead domain in xenstore and libxl's userdata directory. */
-export async function removeToolstackState(domid: number, opts: Pick<DestroyOptions, 'xenstorePath' | 'userdataDir'> = {}): Promise<void> {
+export async function removeToolstackState(
+  domid: number,
+  opts: Pick<DestroyOptions, 'xenstorePath' | 'userdataDir'> = {},
+): Promise<void> {
   if (xenstoredPath(opts.xenstorePath)) {
     const s = await Xenstore.open(opts.xenstorePath);
     try {
@@ -63,7 +66,11 @@ export async function removeToolstackState(domid: number, opts: Pick<DestroyOpti
 }
 
 /** Destroy domid with its toolstack state (see the file comment). */
-export async function destroyDomain(xen: Hypervisor, domid: number, opts: DestroyOptions = {}): Promise<void> {
+export async function destroyDomain(
+  xen: Hypervisor,
+  domid: number,
+  opts: DestroyOptions = {},
+): Promise<void> {
   if (xen.flavour !== 'system') {
     xen.destroy(domid);
     return;

@@ -96,21 +96,35 @@ function disk(d: Record<string, unknown>, i: number, bad: string[]): DiskDevice 
   const name = `disk ${vdev ?? `#${i}`}`;
   const refuse = (why: string) => (bad.push(`${name}: ${why}`), null);
   if (!vdev) return refuse('no vdev');
-  if (Number(d['backend_domid'] ?? 0) !== 0 || str(d['backend_domname'])) return refuse('its backend is in a driver domain, not dom0');
+  if (Number(d['backend_domid'] ?? 0) !== 0 || str(d['backend_domname']))
+    return refuse('its backend is in a driver domain, not dom0');
   const backend = str(d['backend']) ?? 'unknown';
   if (backend !== 'phy' && backend !== 'unknown')
-    return refuse(`backend "${backend}" (xenmig attaches "phy" disks: a block device or a raw file through the block script)`);
+    return refuse(
+      `backend "${backend}" (xenmig attaches "phy" disks: a block device or a raw file through the block script)`,
+    );
   const format = str(d['format']) ?? 'raw';
-  if (format !== 'raw' && format !== 'unknown') return refuse(`format "${format}" (only raw disks use the phy backend)`);
-  if (Number(d['is_cdrom'] ?? 0) || Number(d['removable'] ?? 0)) return refuse('removable/CD-ROM drives are not supported');
+  if (format !== 'raw' && format !== 'unknown')
+    return refuse(`format "${format}" (only raw disks use the phy backend)`);
+  if (Number(d['is_cdrom'] ?? 0) || Number(d['removable'] ?? 0))
+    return refuse('removable/CD-ROM drives are not supported');
   if (defbool(d['colo_enable'])) return refuse('COLO disk replication is not supported');
-  if (str(d['specification']) && d['specification'] !== 'xen') return refuse(`specification "${String(d['specification'])}"`);
+  if (str(d['specification']) && d['specification'] !== 'xen')
+    return refuse(`specification "${String(d['specification'])}"`);
   if (!target) return refuse('no target (an empty drive)');
   const script = str(d['script']);
   // the target may hold anything: xl reads the rest of the spec after "target=" as the target
-  for (const [k, v] of [['vdev', vdev], ['script', script ?? '']] as const)
+  for (const [k, v] of [
+    ['vdev', vdev],
+    ['script', script ?? ''],
+  ] as const)
     if (v && !plain(v)) return refuse(`${k} "${v}" contains a comma, "=" or white space`);
-  const spec = [`format=raw`, `vdev=${vdev}`, `access=${Number(d['readwrite'] ?? 1) ? 'rw' : 'ro'}`, 'backendtype=phy'];
+  const spec = [
+    `format=raw`,
+    `vdev=${vdev}`,
+    `access=${Number(d['readwrite'] ?? 1) ? 'rw' : 'ro'}`,
+    'backendtype=phy',
+  ];
   if (script) spec.push(`script=${script}`);
   if (d['direct_io_safe'] === true || d['direct_io_safe'] === 'True') spec.push('direct-io-safe');
   const discard = defbool(d['discard_enable']);
@@ -126,7 +140,8 @@ function nic(n: Record<string, unknown>, i: number, bad: string[]): NicDevice | 
   const name = `vif ${devid}`;
   const refuse = (why: string) => (bad.push(`${name}: ${why}`), null);
   if (!Number.isSafeInteger(devid) || devid < 0) return refuse(`devid ${String(n['devid'])}`);
-  if (Number(n['backend_domid'] ?? 0) !== 0 || str(n['backend_domname'])) return refuse('its backend is in a driver domain, not dom0');
+  if (Number(n['backend_domid'] ?? 0) !== 0 || str(n['backend_domname']))
+    return refuse('its backend is in a driver domain, not dom0');
   const nictype = str(n['nictype']) ?? 'vif';
   if (nictype !== 'vif') return refuse(`type "${nictype}" (emulated NICs need a device model)`);
   if (Number(n['rate_bytes_per_interval'] ?? 0)) return refuse('a rate limit is set (not carried over yet)');
@@ -136,7 +151,13 @@ function nic(n: Record<string, unknown>, i: number, bad: string[]): NicDevice | 
   const mac = str(n['mac']);
   if (mac && mac !== '00:00:00:00:00:00') spec.push(`mac=${mac}`);
   spec.push(`bridge=${bridge}`);
-  for (const [k, key] of [['script', 'script'], ['ip', 'ip'], ['ifname', 'vifname'], ['model', 'model'], ['gatewaydev', 'gatewaydev']] as const) {
+  for (const [k, key] of [
+    ['script', 'script'],
+    ['ip', 'ip'],
+    ['ifname', 'vifname'],
+    ['model', 'model'],
+    ['gatewaydev', 'gatewaydev'],
+  ] as const) {
     const v = str(n[k]);
     if (!v) continue;
     if (!plain(v) && k !== 'ip') return refuse(`${k} "${v}" contains a comma, "=" or white space`);
@@ -159,7 +180,10 @@ export function guestDevices(config: DomainConfig): GuestDevices {
     .sort((a, b) => a.devid - b.devid);
   // xl network-attach takes the next free devid: the source's devids must be 0, 1, ...
   nics.forEach((n, i) => {
-    if (n.devid !== i) unsupported.push(`vif ${n.devid}: vif devids must be 0..${nics.length - 1} (libxl numbers attached vifs in order)`);
+    if (n.devid !== i)
+      unsupported.push(
+        `vif ${n.devid}: vif devids must be 0..${nics.length - 1} (libxl numbers attached vifs in order)`,
+      );
   });
   for (const [key, what] of Object.entries(OTHER_DEVICE_LISTS)) {
     const n = list(j[key]).length;
@@ -183,11 +207,20 @@ export function requiredDeviceCapabilities(config: DomainConfig): string[] {
 export function checkSourceDevices(config: DomainConfig, opts: { emulator: boolean; domid?: number }): void {
   const why: string[] = [];
   const pci = list(config.json['pcidevs']).length;
-  if (pci) why.push(`${pci} PCI passthrough device${pci > 1 ? 's' : ''} (a passed-through device's state cannot be migrated; detach with xl pci-detach first)`);
+  if (pci)
+    why.push(
+      `${pci} PCI passthrough device${pci > 1 ? 's' : ''} (a passed-through device's state cannot be migrated; detach with xl pci-detach first)`,
+    );
   if (config.kind === 'hvm' && !opts.emulator)
-    why.push("an HVM guest's device model (QEMU) state cannot be captured by xenmig yet; use xl save / xl migrate for HVM guests");
+    why.push(
+      "an HVM guest's device model (QEMU) state cannot be captured by xenmig yet; use xl save / xl migrate for HVM guests",
+    );
   if (why.length)
-    throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED_DEVICE, `refused before touching the guest: ${why.join('; ')}`, opts.domid !== undefined ? { domid: opts.domid } : {});
+    throw new MigrationError(
+      MigrationErrorCode.ERR_UNSUPPORTED_DEVICE,
+      `refused before touching the guest: ${why.join('; ')}`,
+      opts.domid !== undefined ? { domid: opts.domid } : {},
+    );
 }
 
 export interface DeviceHost {
@@ -237,14 +270,19 @@ export function checkDestinationDevices(config: DomainConfig, host: DeviceHost):
   const d = guestDevices(config);
   const why = [...d.unsupported];
   const missing = (kind: 'vbd' | 'vif', n: number, what: string) => {
-    if (n && !host.kinds.includes(kind)) why.push(`${n} ${what}${n > 1 ? 's' : ''}: ${host.whyNone ?? `this host attaches no ${kind} devices`}`);
+    if (n && !host.kinds.includes(kind))
+      why.push(`${n} ${what}${n > 1 ? 's' : ''}: ${host.whyNone ?? `this host attaches no ${kind} devices`}`);
   };
   missing('vbd', d.disks.length, 'disk');
   missing('vif', d.nics.length, 'network interface');
   if (host.kinds.includes('vbd'))
-    for (const k of d.disks) if (host.pathExists && !host.pathExists(k.target)) why.push(`disk ${k.vdev}: ${k.target} does not exist on this host`);
+    for (const k of d.disks)
+      if (host.pathExists && !host.pathExists(k.target))
+        why.push(`disk ${k.vdev}: ${k.target} does not exist on this host`);
   if (host.kinds.includes('vif'))
-    for (const n of d.nics) if (host.bridgeExists && !host.bridgeExists(n.bridge)) why.push(`vif ${n.devid}: bridge ${n.bridge} does not exist on this host`);
+    for (const n of d.nics)
+      if (host.bridgeExists && !host.bridgeExists(n.bridge))
+        why.push(`vif ${n.devid}: bridge ${n.bridge} does not exist on this host`);
   if (why.length)
     throw new MigrationError(
       MigrationErrorCode.ERR_UNSUPPORTED_DEVICE,
@@ -278,12 +316,22 @@ function runXl(xl: string, args: string[], timeoutMs: number): Promise<{ rc: num
  * backend and frontend entries, runs the hotplug scripts and waits for each backend. On a failure
  * the error names the device; what was attached goes with the domain (the caller destroys it).
  */
-export async function attachDevices(domid: number, devices: GuestDevices, opts: { xl?: string; timeoutMs?: number } = {}): Promise<string[]> {
+export async function attachDevices(
+  domid: number,
+  devices: GuestDevices,
+  opts: { xl?: string; timeoutMs?: number } = {},
+): Promise<string[]> {
   const xl = opts.xl ?? 'xl';
   const done: string[] = [];
   const steps = [
-    ...devices.disks.map((d) => ({ what: `disk ${d.vdev} (${d.target})`, args: ['block-attach', String(domid), ...d.spec] })),
-    ...devices.nics.map((n) => ({ what: `vif ${n.devid} (bridge ${n.bridge})`, args: ['network-attach', String(domid), ...n.spec] })),
+    ...devices.disks.map((d) => ({
+      what: `disk ${d.vdev} (${d.target})`,
+      args: ['block-attach', String(domid), ...d.spec],
+    })),
+    ...devices.nics.map((n) => ({
+      what: `vif ${n.devid} (bridge ${n.bridge})`,
+      args: ['network-attach', String(domid), ...n.spec],
+    })),
   ];
   for (const s of steps) {
     const r = await runXl(xl, s.args, opts.timeoutMs ?? 120_000);

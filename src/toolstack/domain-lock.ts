@@ -20,7 +20,18 @@
 // Where: a mock host keeps its locks in `<host dir>/xenmig-locks`; a real host in /run/xenmig
 // (XENMIG_LOCK_DIR overrides). A domain is named by domid and uuid (Xen's domain handle), so a
 // later domain that gets the same domid is another lock.
-import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, statSync, unlinkSync, writeSync, constants } from 'node:fs';
+import {
+  closeSync,
+  fstatSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+  constants,
+} from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Hypervisor, MockHost } from '../xen/types.js';
@@ -97,9 +108,14 @@ function lockFn(flavour: 'system' | 'mock'): LockFn {
       first ??= e;
     }
   }
-  throw Object.assign(new Error(`the xenmig addon has no lockFile call (rebuild it: npm run build:native)${first ? `: ${(first as Error).message}` : ''}`), {
-    code: 'ERR_XENMIG_ADDON',
-  });
+  throw Object.assign(
+    new Error(
+      `the xenmig addon has no lockFile call (rebuild it: npm run build:native)${first ? `: ${(first as Error).message}` : ''}`,
+    ),
+    {
+      code: 'ERR_XENMIG_ADDON',
+    },
+  );
 }
 
 const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -120,7 +136,8 @@ function readAll(fd: number): string {
 function parseHolder(text: string): LockHolder | null {
   try {
     const h = JSON.parse(text) as Partial<LockHolder>;
-    if (typeof h.pid !== 'number' || typeof h.operation !== 'string' || typeof h.since !== 'string') return null;
+    if (typeof h.pid !== 'number' || typeof h.operation !== 'string' || typeof h.since !== 'string')
+      return null;
     return h as LockHolder;
   } catch {
     return null;
@@ -138,7 +155,8 @@ function readHolder(fd: number): LockHolder | null {
 }
 
 function busyMessage(domid: number, holder: LockHolder | null, path: string): string {
-  if (!holder) return `domain ${domid} is held by another xenmig operation (lock ${path}, holder not described yet); wait until it ends and retry`;
+  if (!holder)
+    return `domain ${domid} is held by another xenmig operation (lock ${path}, holder not described yet); wait until it ends and retry`;
   const other = holder.hostname && holder.hostname !== hostname() ? ` on ${holder.hostname}` : '';
   return (
     `domain ${domid} is held by xenmig ${holder.operation} (pid ${holder.pid}${other}, since ${holder.since}; lock ${path}): ` +
@@ -151,7 +169,12 @@ function busyMessage(domid: number, holder: LockHolder | null, path: string): st
  * Take domain `domid` for `operation`, or throw DomainBusyError (ERR_DOMAIN_BUSY) when another
  * operation holds it. Reads the domain's info (uuid) but changes nothing on it. Synchronous.
  */
-export function lockDomain(xen: Hypervisor, domid: number, operation: DomainOperation, opts: LockOptions = {}): DomainLock {
+export function lockDomain(
+  xen: Hypervisor,
+  domid: number,
+  operation: DomainOperation,
+  opts: LockOptions = {},
+): DomainLock {
   const info = xen.domainInfo(domid); // ESRCH for a domain that does not exist
   const uuid = info.uuid ?? NIL_UUID;
   const dir = opts.dir ?? lockDirFor(xen);
@@ -184,7 +207,10 @@ export function lockDomain(xen: Hypervisor, domid: number, operation: DomainOper
     }
     if (same) break;
     closeSync(fd);
-    if (attempt >= 100) throw Object.assign(new Error(`cannot take the lock ${path}: it keeps being replaced`), { code: 'ERR_DOMAIN_BUSY' });
+    if (attempt >= 100)
+      throw Object.assign(new Error(`cannot take the lock ${path}: it keeps being replaced`), {
+        code: 'ERR_DOMAIN_BUSY',
+      });
   }
   const holder: LockHolder = {
     pid: process.pid,
@@ -198,7 +224,12 @@ export function lockDomain(xen: Hypervisor, domid: number, operation: DomainOper
   try {
     ftruncateSync(fd, 0);
     writeSync(fd, JSON.stringify(holder) + '\n', 0);
-    const libxlDir = opts.libxlDir === undefined ? (xen.flavour === 'system' ? process.env.XEN_LIB_DIR ?? XEN_LIB_DIR : null) : opts.libxlDir;
+    const libxlDir =
+      opts.libxlDir === undefined
+        ? xen.flavour === 'system'
+          ? (process.env.XEN_LIB_DIR ?? XEN_LIB_DIR)
+          : null
+        : opts.libxlDir;
     if (libxlDir) probeLibxlLock(libxlDir, domid, uuid, lock);
   } catch (e) {
     release(path, fd);
@@ -241,7 +272,12 @@ function release(path: string, fd: number): void {
  * kept for the operation: xenmig's own `xl destroy` of a migrated source, `xl list -l` and the
  * operator's xl commands would wait on it for as long as the operation (or a Remus run) lasts.
  */
-export function probeLibxlLock(libxlDir: string, domid: number, uuid: string, lock: LockFn = lockFn(selectFlavour())): void {
+export function probeLibxlLock(
+  libxlDir: string,
+  domid: number,
+  uuid: string,
+  lock: LockFn = lockFn(selectFlavour()),
+): void {
   const path = join(libxlDir, `userdata-l.${domid}.${uuid}.domain-userdata-lock`);
   let fd: number;
   try {

@@ -20,7 +20,10 @@ export interface XenOptions {
 
 export function openXen(o: XenOptions = {}): { xen: Hypervisor; owned: boolean } {
   if (o.xen) return { xen: o.xen, owned: false };
-  const flavour = o.flavour ?? (process.env.XENMIG_FLAVOUR as 'system' | 'mock' | undefined) ?? (existsSync('/dev/xen/privcmd') ? 'system' : 'mock');
+  const flavour =
+    o.flavour ??
+    (process.env.XENMIG_FLAVOUR as 'system' | 'mock' | undefined) ??
+    (existsSync('/dev/xen/privcmd') ? 'system' : 'mock');
   if (flavour === 'mock') return { xen: openMockHost(o.host ?? process.env.XENMIG_MOCK_HOST), owned: true };
   return { xen: openHypervisor({ flavour: 'system' }), owned: true };
 }
@@ -37,7 +40,10 @@ export function mockBuilder(host: MockHypervisor): DomainBuilder {
       // the mock simulates a hypervisor, not device backends: a guest with a disk or a NIC would
       // come up without them, so it is refused before a domain exists
       if (config.kind === 'hvm')
-        throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED_DEVICE, 'an HVM guest needs a device model, which the mock host does not simulate');
+        throw new MigrationError(
+          MigrationErrorCode.ERR_UNSUPPORTED_DEVICE,
+          'an HVM guest needs a device model, which the mock host does not simulate',
+        );
       checkDestinationDevices(config, { kinds: [], whyNone: 'the mock host simulates no device backends' });
       const type = domainTypeOf(config.kind);
       // A mock HVM domain's size is its gfn span: cover the 4 GiB below which Xen puts the special

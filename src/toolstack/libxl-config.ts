@@ -9,7 +9,11 @@ import { parseDomainConfig, type DomainConfig } from './config.js';
 export const XEN_LIB_DIR = '/var/lib/xen';
 
 /** The stored libxl config and, when there is none, why. */
-export function findLibxlStoredConfig(domid: number, info?: DomainInfo, dir = process.env.XEN_LIB_DIR ?? XEN_LIB_DIR): { config: DomainConfig | null; why: string } {
+export function findLibxlStoredConfig(
+  domid: number,
+  info?: DomainInfo,
+  dir = process.env.XEN_LIB_DIR ?? XEN_LIB_DIR,
+): { config: DomainConfig | null; why: string } {
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -28,7 +32,8 @@ export function findLibxlStoredConfig(domid: number, info?: DomainInfo, dir = pr
   // libxl leaves fields at their defaults out of the JSON: fill what xenmig needs from the domain
   const b = (json['b_info'] ??= {}) as Record<string, unknown>;
   if (info) {
-    if (!(Number(b['max_memkb']) > 0) && !(Number(b['target_memkb']) > 0)) b['max_memkb'] = Math.max(info.maxPages * 4 - 1024, info.totPages * 4);
+    if (!(Number(b['max_memkb']) > 0) && !(Number(b['target_memkb']) > 0))
+      b['max_memkb'] = Math.max(info.maxPages * 4 - 1024, info.totPages * 4);
     if (!(Number(b['max_vcpus']) > 0)) b['max_vcpus'] = info.maxVcpuId + 1;
   }
   try {
@@ -48,7 +53,12 @@ export function libxlStoredConfig(domid: number, info?: DomainInfo): DomainConfi
  * and a later save (by xenmig or xl) carries it: XEN_LIB_DIR/userdata-d.<domid>.<uuid>.libxl-json,
  * written whole (temporary file, then rename). Stale files of an earlier domain with this domid go.
  */
-export function writeLibxlStoredConfig(domid: number, uuid: string, json: Record<string, unknown>, dir = process.env.XEN_LIB_DIR ?? XEN_LIB_DIR): string {
+export function writeLibxlStoredConfig(
+  domid: number,
+  uuid: string,
+  json: Record<string, unknown>,
+  dir = process.env.XEN_LIB_DIR ?? XEN_LIB_DIR,
+): string {
   removeLibxlStoredConfig(domid, dir);
   const file = `${dir}/userdata-d.${domid}.${uuid}.libxl-json`;
   writeFileSync(`${file}.tmp`, JSON.stringify(json, null, 4) + '\n', { mode: 0o600 });
@@ -57,7 +67,11 @@ export function writeLibxlStoredConfig(domid: number, uuid: string, json: Record
 }
 
 /** Remove the stored libxl config(s) of domid (`all`: every kind of libxl userdata of it) (best effort). */
-export function removeLibxlStoredConfig(domid: number, dir = process.env.XEN_LIB_DIR ?? XEN_LIB_DIR, all = false): void {
+export function removeLibxlStoredConfig(
+  domid: number,
+  dir = process.env.XEN_LIB_DIR ?? XEN_LIB_DIR,
+  all = false,
+): void {
   let names: string[] = [];
   try {
     names = readdirSync(dir);

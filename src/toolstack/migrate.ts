@@ -6,13 +6,25 @@ import type { Hypervisor } from '../xen/types.js';
 import { abortError } from '../engine/errors.js';
 import type { PrecopyPolicy } from '../engine/policy.js';
 import type { SaveCallbacks, SaveProgress, SaveStats } from '../engine/save/types.js';
-import { senderHandshake, type Channel, type HandshakeProtocol, type SenderResult } from '../transport/index.js';
+import {
+  senderHandshake,
+  type Channel,
+  type HandshakeProtocol,
+  type SenderResult,
+} from '../transport/index.js';
 import type { DomainConfig } from './config.js';
 import { destroyDomain } from './destroy.js';
 import { checkSourceDevices, requiredDeviceCapabilities } from './devices.js';
 import { noEmulator, type EmulatorStateProvider } from './emulator.js';
 import { MIGRATED_AWAY_SUFFIX, type DomainNames } from './names.js';
-import { defaultEmulator, resumeDomain, saveDomain, sourceConfig, suspendDomain, zeroCopySafe } from './save.js';
+import {
+  defaultEmulator,
+  resumeDomain,
+  saveDomain,
+  sourceConfig,
+  suspendDomain,
+  zeroCopySafe,
+} from './save.js';
 
 export interface SendDomainOptions {
   xen: Hypervisor;
@@ -98,7 +110,11 @@ class MigrationSender {
     const { suspendedAt } = this;
     const downtimeMs = suspendedAt ? resultAt - suspendedAt : null;
     const since = (t: number) => (suspendedAt && t ? t - suspendedAt : null);
-    const timings = { streamEndMs: since(this.streamEndAt), receivedMs: since(this.receivedAt), handshakeDoneMs: since(resultAt) };
+    const timings = {
+      streamEndMs: since(this.streamEndAt),
+      receivedMs: since(this.receivedAt),
+      handshakeDoneMs: since(resultAt),
+    };
     if (handshake.outcome !== 'handed-over') {
       const e = handshake.error ?? new Error(`migration failed at step ${handshake.step}`);
       Object.assign(e, { handshake, sourceRuns: handshake.sourceRuns });

@@ -48,7 +48,12 @@ async function withStore<T>(path: string | undefined, f: (s: Xenstore) => Promis
  * The domain (other than `except`) named `name` in this xenstore. Entries a dead domain left behind
  * (a toolstack that destroyed it without cleaning up) do not count when `exists` can tell.
  */
-export async function holderIn(s: Xenstore, name: string, except?: number, exists?: (domid: number) => boolean): Promise<number | null> {
+export async function holderIn(
+  s: Xenstore,
+  name: string,
+  except?: number,
+  exists?: (domid: number) => boolean,
+): Promise<number | null> {
   for (const d of await s.directory('/local/domain')) {
     const id = Number(d);
     if (!Number.isInteger(id) || id === except) continue;
@@ -61,8 +66,14 @@ export async function holderIn(s: Xenstore, name: string, except?: number, exist
  * The name a new domain is built under: `want`, or "<want>--incoming" while another domain holds
  * `want` (then `pending` is the name it takes when cleared, with `rename`).
  */
-export async function nameForNewDomain(names: Pick<DomainNames, 'holder'>, domid: number, want: string): Promise<{ name: string; pending: string | null }> {
-  return (await names.holder(want, domid)) === null ? { name: want, pending: null } : { name: want + INCOMING_SUFFIX, pending: want };
+export async function nameForNewDomain(
+  names: Pick<DomainNames, 'holder'>,
+  domid: number,
+  want: string,
+): Promise<{ name: string; pending: string | null }> {
+  return (await names.holder(want, domid)) === null
+    ? { name: want, pending: null }
+    : { name: want + INCOMING_SUFFIX, pending: want };
 }
 
 /**
@@ -92,11 +103,19 @@ export function xenstoreNames(
         const dom = `/local/domain/${domid}`;
         const old = await s.read(`${dom}/name`);
         if (old === null && (await s.read(`${dom}/domid`)) === null && (await s.read(`${dom}/vm`)) === null)
-          throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, `domain ${domid} has no xenstore entries to rename`, { domid });
+          throw new MigrationError(
+            MigrationErrorCode.ERR_DOMAIN_MISMATCH,
+            `domain ${domid} has no xenstore entries to rename`,
+            { domid },
+          );
         if (old === to) return;
         const other = await holderIn(s, to, domid, opts.exists);
         if (other !== null)
-          throw new MigrationError(MigrationErrorCode.ERR_NAME_IN_USE, `cannot rename domain ${domid} to ${JSON.stringify(to)}: domain ${other} has that name`, { domid });
+          throw new MigrationError(
+            MigrationErrorCode.ERR_NAME_IN_USE,
+            `cannot rename domain ${domid} to ${JSON.stringify(to)}: domain ${other} has that name`,
+            { domid },
+          );
         await s.write(`${dom}/name`, to);
         const vm = await s.read(`${dom}/vm`);
         if (vm && vm.startsWith('/vm/')) await s.write(`${vm}/name`, to);
@@ -142,7 +161,8 @@ export function mockNames(
     all: async () => all(),
     rename: async (domid, to) => {
       checkDomainName(to);
-      if (!exists(domid)) throw new MigrationError(E.ERR_DOMAIN_MISMATCH, `domain ${domid} does not exist`, { domid });
+      if (!exists(domid))
+        throw new MigrationError(E.ERR_DOMAIN_MISMATCH, `domain ${domid} does not exist`, { domid });
       const other = holder(to, domid);
       if (other !== null) {
         const msg = `cannot rename domain ${domid} to ${JSON.stringify(to)}: domain ${other} has that name`;
@@ -174,7 +194,7 @@ export function hostNames(xen: Hypervisor): DomainNames | null {
  * ambiguous names are refused (ERR_NO_SUCH_DOMAIN, ERR_AMBIGUOUS_DOMAIN).
  */
 export async function resolveDomain(xen: Hypervisor, nameOrId: string | number): Promise<number> {
-  const hint = '`xenmig list` shows the host\'s domains';
+  const hint = "`xenmig list` shows the host's domains";
   if (typeof nameOrId === 'number' || /^\d+$/.test(nameOrId)) {
     const domid = Number(nameOrId);
     // whether it exists is for the operation to find (it reports ESRCH as before)
@@ -186,17 +206,26 @@ export async function resolveDomain(xen: Hypervisor, nameOrId: string | number):
   if (!nameOrId) throw new MigrationError(E.ERR_NO_SUCH_DOMAIN, `empty domain name; ${hint}`);
   const names = hostNames(xen);
   if (!names?.all)
-    throw new MigrationError(E.ERR_NO_SUCH_DOMAIN, `no domain names on this host (no xenstored): give domain ${name} by its id`);
+    throw new MigrationError(
+      E.ERR_NO_SUCH_DOMAIN,
+      `no domain names on this host (no xenstored): give domain ${name} by its id`,
+    );
   let all: Map<number, string>;
   try {
     all = await names.all();
   } catch (e) {
     const why = (e as Error).message;
-    throw new MigrationError(E.ERR_NO_SUCH_DOMAIN, `cannot look up domain ${name}: ${why}; give the domid`, { cause: e });
+    throw new MigrationError(E.ERR_NO_SUCH_DOMAIN, `cannot look up domain ${name}: ${why}; give the domid`, {
+      cause: e,
+    });
   }
   const hits = [...all].filter(([, n]) => n === nameOrId).map(([id]) => id);
-  if (hits.length === 0) throw new MigrationError(E.ERR_NO_SUCH_DOMAIN, `no domain named ${name} on this host; ${hint}`);
+  if (hits.length === 0)
+    throw new MigrationError(E.ERR_NO_SUCH_DOMAIN, `no domain named ${name} on this host; ${hint}`);
   if (hits.length > 1)
-    throw new MigrationError(E.ERR_AMBIGUOUS_DOMAIN, `domains ${hits.join(', ')} are all named ${name}: give the domid`);
+    throw new MigrationError(
+      E.ERR_AMBIGUOUS_DOMAIN,
+      `domains ${hits.join(', ')} are all named ${name}: give the domid`,
+    );
   return hits[0]!;
 }

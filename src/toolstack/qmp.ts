@@ -57,7 +57,10 @@ export class Qmp {
     const sock = connect(path);
     const q = new Qmp(sock);
     const greeting = new Promise<Record<string, unknown>>((resolve, reject) => {
-      const t = setTimeout(() => reject(new QmpError(`QMP ${path}: no greeting within ${timeoutMs} ms`)), timeoutMs);
+      const t = setTimeout(
+        () => reject(new QmpError(`QMP ${path}: no greeting within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       q.#onGreeting = (g) => {
         clearTimeout(t);
         resolve(g);
@@ -73,7 +76,10 @@ export class Qmp {
     sock.on('close', () => q.#fail(new QmpError(`QMP ${path}: connection closed`)));
     try {
       const g = await greeting;
-      const v = ((g['QMP'] as Record<string, unknown> | undefined)?.['version'] as { qemu?: { major: number; minor: number; micro: number } } | undefined)?.qemu;
+      const v = (
+        (g['QMP'] as Record<string, unknown> | undefined)?.['version'] as
+          { qemu?: { major: number; minor: number; micro: number } } | undefined
+      )?.qemu;
       q.version = v ?? null;
       await q.execute('qmp_capabilities', undefined, { timeoutMs });
       return q;
@@ -111,7 +117,12 @@ export class Qmp {
       clearTimeout(p.timer);
       if ('error' in m) {
         const err = (m['error'] ?? {}) as { class?: string; desc?: string };
-        p.reject(new QmpError(`QMP ${p.command}: ${err.desc ?? 'error'}${err.class ? ` (${err.class})` : ''}`, err.class));
+        p.reject(
+          new QmpError(
+            `QMP ${p.command}: ${err.desc ?? 'error'}${err.class ? ` (${err.class})` : ''}`,
+            err.class,
+          ),
+        );
       } else p.resolve(m['return']);
     }
   }
@@ -128,7 +139,11 @@ export class Qmp {
   }
 
   /** Run a command; resolves its "return" value. */
-  execute(command: string, args?: Record<string, unknown>, opts: { timeoutMs?: number } = {}): Promise<unknown> {
+  execute(
+    command: string,
+    args?: Record<string, unknown>,
+    opts: { timeoutMs?: number } = {},
+  ): Promise<unknown> {
     if (this.#closed) return Promise.reject(this.#closed);
     const id = this.#next++;
     const timeoutMs = opts.timeoutMs ?? 30_000;
@@ -205,7 +220,9 @@ export function qemuDeviceModel(opts: QemuDeviceModelOptions = {}): QemuDeviceMo
     socketPath,
     present: (domid) => existsSync(socketPath(domid)),
     async switchLogdirty(domid: number, enable: boolean) {
-      await withQmp(socketPath(domid), timeoutMs, (q) => q.execute('xen-set-global-dirty-log', { enable }, { timeoutMs }));
+      await withQmp(socketPath(domid), timeoutMs, (q) =>
+        q.execute('xen-set-global-dirty-log', { enable }, { timeoutMs }),
+      );
     },
     async save(domid: number, o: { live?: boolean } = {}): Promise<EmulatorState> {
       const file = join(stateDir, `qemu-save.${domid}`);
@@ -214,7 +231,11 @@ export function qemuDeviceModel(opts: QemuDeviceModelOptions = {}): QemuDeviceMo
         // the `live` argument exists since QEMU 2.11 (as libxl checks)
         const v = q.version;
         const hasLive = !v || v.major > 2 || (v.major === 2 && v.minor >= 11);
-        await q.execute('xen-save-devices-state', { filename: file, ...(hasLive ? { live: o.live ?? false } : {}) }, { timeoutMs });
+        await q.execute(
+          'xen-save-devices-state',
+          { filename: file, ...(hasLive ? { live: o.live ?? false } : {}) },
+          { timeoutMs },
+        );
         try {
           return new Uint8Array(readFileSync(file));
         } finally {
@@ -226,13 +247,20 @@ export function qemuDeviceModel(opts: QemuDeviceModelOptions = {}): QemuDeviceMo
         }
       });
       const xenstore = await physmapEntries(domid, opts.xenstorePath);
-      return { emulatorId: EmulatorId.QEMU_UPSTREAM, index: 0, context, ...(xenstore.length ? { xenstore } : {}) };
+      return {
+        emulatorId: EmulatorId.QEMU_UPSTREAM,
+        index: 0,
+        context,
+        ...(xenstore.length ? { xenstore } : {}),
+      };
     },
     async resume(domid: number) {
       await withQmp(socketPath(domid), timeoutMs, (q) => q.execute('cont', undefined, { timeoutMs }));
     },
     async restore(domid: number) {
-      throw new QmpError(`domain ${domid}: xenmig cannot start a device model with saved state; restore HVM guests with xl restore`);
+      throw new QmpError(
+        `domain ${domid}: xenmig cannot start a device model with saved state; restore HVM guests with xl restore`,
+      );
     },
   };
 }

@@ -3,12 +3,24 @@
 // read the libxl part of each checkpoint (up to CHECKPOINT_END) when the engine asks, apply
 // emulator state, and finally unpause (or leave paused). A half-restored domain is destroyed, or
 // left paused when asked, and the error says which.
-import { StreamError, StreamErrorCode, StreamReader, type StreamInput, type StreamItem, type StreamWarning } from '../stream/index.js';
+import {
+  StreamError,
+  StreamErrorCode,
+  StreamReader,
+  type StreamInput,
+  type StreamItem,
+  type StreamWarning,
+} from '../stream/index.js';
 import type { Hypervisor } from '../xen/types.js';
 import { StreamCursor } from '../engine/cursor.js';
 import { MigrationError, MigrationErrorCode } from '../engine/errors.js';
 import { libxcRestore } from '../engine/restore/restore.js';
-import type { CheckpointResult, RestoreCallbacks, RestoreStats, RestoreStreamType } from '../engine/restore/types.js';
+import type {
+  CheckpointResult,
+  RestoreCallbacks,
+  RestoreStats,
+  RestoreStreamType,
+} from '../engine/restore/types.js';
 import { domainTypeOf, parseDomainConfig, type DomainConfig } from './config.js';
 import { noEmulator, type EmulatorState, type EmulatorStateProvider } from './emulator.js';
 
@@ -90,7 +102,12 @@ export interface DomainRestoreResult {
 }
 
 function orderError(item: StreamItem, detail: string): StreamError {
-  return new StreamError(StreamErrorCode.ERR_ORDER, detail, { offset: item.offset, recordIndex: item.index, recordType: item.name, layer: item.layer });
+  return new StreamError(StreamErrorCode.ERR_ORDER, detail, {
+    offset: item.offset,
+    recordIndex: item.index,
+    recordType: item.name,
+    layer: item.layer,
+  });
 }
 
 export async function restoreDomain(opts: DomainRestoreOptions): Promise<DomainRestoreResult> {
@@ -129,7 +146,8 @@ class ToolstackRestore {
   async run(): Promise<DomainRestoreResult> {
     const { xen, opts, cursor } = this;
     const callbacks: RestoreCallbacks = { ...opts.callbacks };
-    if (this.streamType !== 'plain') callbacks.checkpoint = opts.callbacks?.checkpoint ?? (() => this.checkpoint());
+    if (this.streamType !== 'plain')
+      callbacks.checkpoint = opts.callbacks?.checkpoint ?? (() => this.checkpoint());
     // An existing domain: refused before the stream is read unless it is empty and never ran. On any
     // failure later it is never destroyed (this restore did not create it): it is left paused.
     if (opts.domid !== undefined) checkEmptyNeverRan(xen, opts.domid);
@@ -149,7 +167,14 @@ class ToolstackRestore {
       await this.applyEmulator();
       if (this.built && opts.builder?.finish) await opts.builder.finish(target);
       const unpaused = opts.paused ? false : await this.startGuest(target);
-      return { domid: target, config: this.config, stats, format, unpaused, warnings: cursor.validator.warnings };
+      return {
+        domid: target,
+        config: this.config,
+        stats,
+        format,
+        unpaused,
+        warnings: cursor.validator.warnings,
+      };
     } catch (e) {
       await this.afterFailure(e);
       throw e;
@@ -170,9 +195,14 @@ class ToolstackRestore {
       // libxl records until LIBXC_CONTEXT
       for (;;) {
         item = await cursor.next();
-        if (!item) throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'libxl stream ended before LIBXC_CONTEXT');
+        if (!item)
+          throw new MigrationError(
+            MigrationErrorCode.ERR_INCOMPLETE,
+            'libxl stream ended before LIBXC_CONTEXT',
+          );
         if (item.kind === 'record' && item.layer === 'libxl' && item.record.name === 'LIBXC_CONTEXT') break;
-        if (!this.takeEmulator(item) && !this.takeExtra(item, 'head')) throw orderError(item, `${item.name} before LIBXC_CONTEXT`);
+        if (!this.takeEmulator(item) && !this.takeExtra(item, 'head'))
+          throw orderError(item, `${item.name} before LIBXC_CONTEXT`);
       }
     } else if (item) {
       cursor.unshift(item); // bare libxc stream: the image header is next
@@ -187,7 +217,8 @@ class ToolstackRestore {
       // libxl records after the libxc stream, up to END
       for (;;) {
         const it = await cursor.next();
-        if (!it) throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'libxl stream ended without END');
+        if (!it)
+          throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'libxl stream ended without END');
         if (it.kind === 'record' && it.layer === 'libxl' && it.record.name === 'END') break;
         if (!this.takeEmulator(it)) throw orderError(it, `${it.name} after the libxc stream`);
       }
@@ -216,8 +247,16 @@ class ToolstackRestore {
       }
       return domid;
     }
-    if (!opts.builder) throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, 'no destination domain: give a domid or a domain builder');
-    if (!config) throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, 'the stream carries no domain config (no xl header): give one');
+    if (!opts.builder)
+      throw new MigrationError(
+        MigrationErrorCode.ERR_DOMAIN_MISMATCH,
+        'no destination domain: give a domid or a domain builder',
+      );
+    if (!config)
+      throw new MigrationError(
+        MigrationErrorCode.ERR_DOMAIN_MISMATCH,
+        'the stream carries no domain config (no xl header): give one',
+      );
     const domid = (this.domid = await opts.builder.create(config));
     this.built = true;
     opts.onDomain?.(domid);
@@ -242,7 +281,8 @@ class ToolstackRestore {
   /** A record of the caller's own (an unknown libxl record its extraRecords handler takes). */
   private takeExtra(item: StreamItem, where: 'head' | 'checkpoint'): boolean {
     const extra = this.opts.extraRecords;
-    if (!extra || item.kind !== 'record' || item.layer !== 'libxl' || item.record.name !== 'UNKNOWN') return false;
+    if (!extra || item.kind !== 'record' || item.layer !== 'libxl' || item.record.name !== 'UNKNOWN')
+      return false;
     return extra.take(item.record.type, item.record.body, where);
   }
 
@@ -268,7 +308,8 @@ class ToolstackRestore {
     }
     try {
       for (const item of held) {
-        if (!this.takeEmulator(item)) throw orderError(item, `${item.name} not allowed in the libxl part of a checkpoint`);
+        if (!this.takeEmulator(item))
+          throw orderError(item, `${item.name} not allowed in the libxl part of a checkpoint`);
       }
       await this.applyEmulator();
       await this.opts.extraRecords?.commit();
@@ -301,7 +342,12 @@ class ToolstackRestore {
       } else {
         // asked to keep it, or not ours to destroy: paused — as the hypervisor confirms
         const state = pauseIfPresent(xen, domid);
-        const destination = state === 'paused' ? (built ? 'left paused' : 'left paused (it was not created by this restore)') : state;
+        const destination =
+          state === 'paused'
+            ? built
+              ? 'left paused'
+              : 'left paused (it was not created by this restore)'
+            : state;
         Object.assign(e as object, { destination, domid });
       }
     } catch (de) {

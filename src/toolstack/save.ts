@@ -15,7 +15,13 @@ import { configFromDomain, withKind, withName, type DomainConfig } from './confi
 import { checkSourceDevices } from './devices.js';
 import { qemuDeviceModel } from './qmp.js';
 import { noEmulator, type EmulatorState, type EmulatorStateProvider } from './emulator.js';
-import { hasDeviceModel, requestSuspend, suspendsThroughXenstore, xenstoredPath, xenstoreResume } from './xenstore.js';
+import {
+  hasDeviceModel,
+  requestSuspend,
+  suspendsThroughXenstore,
+  xenstoredPath,
+  xenstoreResume,
+} from './xenstore.js';
 import { hostNames } from './names.js';
 import { libxlStoredConfig } from './libxl-config.js';
 
@@ -59,7 +65,8 @@ export interface DomainSaveOptions {
  */
 export function defaultEmulator(xen: Hypervisor, domid: number, config: DomainConfig): EmulatorStateProvider {
   // not yet proven against xl restore on real Xen: opt-in until the rig's HVM steps pass
-  if (xen.flavour !== 'system' || config.kind !== 'hvm' || process.env.XENMIG_HVM_QMP !== '1') return noEmulator;
+  if (xen.flavour !== 'system' || config.kind !== 'hvm' || process.env.XENMIG_HVM_QMP !== '1')
+    return noEmulator;
   const dm = qemuDeviceModel();
   return dm.present(domid) ? dm : noEmulator;
 }
@@ -81,7 +88,12 @@ export interface DomainSaveResult {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Default suspend, as libxl without a suspend event channel: xenstore control/shutdown for guests with PV drivers on a real host, else SHUTDOWN_suspend. */
-export async function suspendDomain(xen: Hypervisor, domid: number, timeoutMs = 60_000, signal?: AbortSignal): Promise<void> {
+export async function suspendDomain(
+  xen: Hypervisor,
+  domid: number,
+  timeoutMs = 60_000,
+  signal?: AbortSignal,
+): Promise<void> {
   // real host, guest with PV drivers: ask through xenstore, as libxl does (test/realxen)
   if (suspendsThroughXenstore(xen, domid)) await requestSuspend(domid);
   else xen.shutdown(domid, SHUTDOWN_SUSPEND);
@@ -90,8 +102,17 @@ export async function suspendDomain(xen: Hypervisor, domid: number, timeoutMs = 
     const info = xen.domainInfo(domid);
     if (info.shutdown && info.shutdownReason === SHUTDOWN_SUSPEND) return;
     if (info.shutdown)
-      throw new MigrationError(MigrationErrorCode.ERR_NOT_SUSPENDED, `guest shut down with reason ${info.shutdownReason} instead of suspending`, { domid });
-    if (Date.now() - t0 > timeoutMs) throw new MigrationError(MigrationErrorCode.ERR_NOT_SUSPENDED, `guest did not suspend within ${timeoutMs} ms`, { domid });
+      throw new MigrationError(
+        MigrationErrorCode.ERR_NOT_SUSPENDED,
+        `guest shut down with reason ${info.shutdownReason} instead of suspending`,
+        { domid },
+      );
+    if (Date.now() - t0 > timeoutMs)
+      throw new MigrationError(
+        MigrationErrorCode.ERR_NOT_SUSPENDED,
+        `guest did not suspend within ${timeoutMs} ms`,
+        { domid },
+      );
     if (signal?.aborted) throw abortError(signal);
     await sleep(5);
   }
@@ -112,7 +133,10 @@ export function resumeDomain(xen: Hypervisor, domid: number): Promise<void> {
   if (after.paused) xen.unpause(domid);
   if (!info.shutdown || xen.flavour !== 'system' || !xenstoredPath()) return Promise.resolve();
   return xenstoreResume(domid).catch((e: unknown) => {
-    process.emitWarning(`domain ${domid} runs again, but xenstored was not told (XS_RESUME): ${(e as Error).message}`, 'XenmigWarning');
+    process.emitWarning(
+      `domain ${domid} runs again, but xenstored was not told (XS_RESUME): ${(e as Error).message}`,
+      'XenmigWarning',
+    );
   });
 }
 
@@ -123,14 +147,22 @@ export function resumeDomain(xen: Hypervisor, domid: number): Promise<void> {
  * after its failover). An HVM domain without a stored config whose device model is registered in
  * xenstore is an "hvm" guest (not PVH), so that it is refused rather than saved without its QEMU.
  */
-export async function sourceConfig(xen: Hypervisor, domid: number, given?: DomainConfig): Promise<DomainConfig> {
+export async function sourceConfig(
+  xen: Hypervisor,
+  domid: number,
+  given?: DomainConfig,
+): Promise<DomainConfig> {
   if (given) return given;
   const info = xen.domainInfo(domid);
-  const liveName = (await hostNames(xen)?.name(domid).catch(() => null)) ?? null;
+  const liveName =
+    (await hostNames(xen)
+      ?.name(domid)
+      .catch(() => null)) ?? null;
   const stored = xen.flavour === 'system' ? libxlStoredConfig(domid, info) : null;
   if (stored) return liveName ? withName(stored, liveName) : stored;
   const config = configFromDomain(info, liveName ?? undefined);
-  if (info.type === 'hvm' && xen.flavour === 'system' && (await hasDeviceModel(domid))) return withKind(config, 'hvm');
+  if (info.type === 'hvm' && xen.flavour === 'system' && (await hasDeviceModel(domid)))
+    return withKind(config, 'hvm');
   return config;
 }
 
@@ -184,7 +216,8 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
   };
   if (opts.precopyPolicy) callbacks.precopyPolicy = opts.precopyPolicy;
   if (opts.onProgress) callbacks.progress = opts.onProgress;
-  if (emulator.switchLogdirty && !user.switchQemuLogdirty) callbacks.switchQemuLogdirty = (enable) => emulator.switchLogdirty!(domid, enable);
+  if (emulator.switchLogdirty && !user.switchQemuLogdirty)
+    callbacks.switchQemuLogdirty = (enable) => emulator.switchLogdirty!(domid, enable);
 
   try {
     if (format === 'xl') await w.writeRaw(encodeXlHeader({ configText: config.text }));
@@ -229,7 +262,21 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
 
 async function writeEmulatorRecords(w: StreamWriter, s: EmulatorState): Promise<void> {
   if (s.xenstore && s.xenstore.length)
-    await w.writeRaw(encodeLibxlRecord({ name: 'EMULATOR_XENSTORE_DATA', emulatorId: s.emulatorId, index: s.index, entries: s.xenstore }));
+    await w.writeRaw(
+      encodeLibxlRecord({
+        name: 'EMULATOR_XENSTORE_DATA',
+        emulatorId: s.emulatorId,
+        index: s.index,
+        entries: s.xenstore,
+      }),
+    );
   if (s.context)
-    await w.writeRaw(encodeLibxlRecord({ name: 'EMULATOR_CONTEXT', emulatorId: s.emulatorId, index: s.index, data: s.context }));
+    await w.writeRaw(
+      encodeLibxlRecord({
+        name: 'EMULATOR_CONTEXT',
+        emulatorId: s.emulatorId,
+        index: s.index,
+        data: s.context,
+      }),
+    );
 }

@@ -29,7 +29,14 @@ import type { DomainBuilder } from './restore.js';
 import { Xenstore, type XsPerm } from './xenstore.js';
 import { writeLibxlStoredConfig } from './libxl-config.js';
 import { destroyDomain, domainExists } from './destroy.js';
-import { attachDevices, checkDestinationDevices, DEVICE_CAPABILITY, findProgram, localDeviceHost, type GuestDevices } from './devices.js';
+import {
+  attachDevices,
+  checkDestinationDevices,
+  DEVICE_CAPABILITY,
+  findProgram,
+  localDeviceHost,
+  type GuestDevices,
+} from './devices.js';
 import { holderIn, nameForNewDomain, xenstoreNames } from './names.js';
 
 const HVM_REFUSED =
@@ -74,21 +81,34 @@ function num(v: unknown, dflt: number): number {
 }
 
 function uuidBytes(uuid: unknown): { text: string; bytes: Uint8Array } {
-  if (typeof uuid === 'string' && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(uuid) && !/^[0-]+$/.test(uuid))
+  if (
+    typeof uuid === 'string' &&
+    /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(uuid) &&
+    !/^[0-]+$/.test(uuid)
+  )
     return { text: uuid.toLowerCase(), bytes: Uint8Array.from(Buffer.from(uuid.replace(/-/g, ''), 'hex')) };
   const b = randomBytes(16);
   b[6] = (b[6]! & 0x0f) | 0x40;
   b[8] = (b[8]! & 0x3f) | 0x80;
   const h = b.toString('hex');
-  return { text: `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`, bytes: Uint8Array.from(b) };
+  return {
+    text: `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`,
+    bytes: Uint8Array.from(b),
+  };
 }
 
 /** The builder calls of the addon `xen` was opened with (native/src/builder.cc, system flavour). */
 function nativeBuilder(xen: Hypervisor): NativeBuilder {
   if (!(xen instanceof NativeHypervisor))
-    throw new TypeError('xenBuilder needs a hypervisor handle from openHypervisor (src/xen), which holds the builder calls');
+    throw new TypeError(
+      'xenBuilder needs a hypervisor handle from openHypervisor (src/xen), which holds the builder calls',
+    );
   const b = xen.builderCalls();
-  if (!b) throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, 'this addon has no domain builder calls (rebuild native/: npm run build:native)');
+  if (!b)
+    throw new MigrationError(
+      MigrationErrorCode.ERR_UNSUPPORTED,
+      'this addon has no domain builder calls (rebuild native/: npm run build:native)',
+    );
   return b;
 }
 
@@ -101,7 +121,8 @@ export interface XenBuilderOptions {
 }
 
 export function xenBuilder(xen: Hypervisor, opts: XenBuilderOptions = {}): XenBuilder {
-  if (xen.flavour !== 'system') throw new TypeError('xenBuilder needs the system flavour (the mock host has mockBuilder)');
+  if (xen.flavour !== 'system')
+    throw new TypeError('xenBuilder needs the system flavour (the mock host has mockBuilder)');
   const nb = nativeBuilder(xen);
   const xl = opts.xl === undefined ? findProgram('xl') : opts.xl;
   const deviceHost = localDeviceHost(xl);
@@ -114,7 +135,8 @@ export function xenBuilder(xen: Hypervisor, opts: XenBuilderOptions = {}): XenBu
     domains: built,
     capabilities: deviceHost.kinds.map((k) => DEVICE_CAPABILITY[k]),
     async create(config: DomainConfig): Promise<number> {
-      if (config.kind === 'hvm') throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED_DEVICE, HVM_REFUSED);
+      if (config.kind === 'hvm')
+        throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED_DEVICE, HVM_REFUSED);
       // everything the domain needs beyond memory is checked before anything is created
       const devices = checkDestinationDevices(config, deviceHost);
       const { domid, b } = createDomain(xen, nb, config, devices);
@@ -140,7 +162,12 @@ export function xenBuilder(xen: Hypervisor, opts: XenBuilderOptions = {}): XenBu
 
     async finish(domid: number) {
       const b = built.get(domid);
-      if (!b) throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, `domain ${domid} was not created by this builder`, { domid });
+      if (!b)
+        throw new MigrationError(
+          MigrationErrorCode.ERR_UNSUPPORTED,
+          `domain ${domid} was not created by this builder`,
+          { domid },
+        );
       const { storeGfn, consoleGfn } = ringFrames(xen, domid, b);
       nb.gnttabSeed(domid, b.hvm, consoleGfn, storeGfn, 0, 0);
       const s = await xs();
@@ -152,14 +179,18 @@ export function xenBuilder(xen: Hypervisor, opts: XenBuilderOptions = {}): XenBu
         s.close();
       }
       // disks and NICs through libxl, as its own restore adds them: after the stream, while paused
-      if (b.devices.disks.length || b.devices.nics.length) await attachDevices(domid, b.devices, xl ? { xl } : {});
+      if (b.devices.disks.length || b.devices.nics.length)
+        await attachDevices(domid, b.devices, xl ? { xl } : {});
       return { storeGfn, consoleGfn };
     },
 
     async start(domid: number) {
       const b = built.get(domid);
       if (!b || b.pendingName === null) return;
-      await xenstoreNames({ ...(opts.xenstorePath !== undefined ? { path: opts.xenstorePath } : {}), exists: alive }).rename(domid, b.pendingName);
+      await xenstoreNames({
+        ...(opts.xenstorePath !== undefined ? { path: opts.xenstorePath } : {}),
+        exists: alive,
+      }).rename(domid, b.pendingName);
       b.pendingName = null;
     },
 
@@ -252,7 +283,12 @@ function createDomain(
 }
 
 /** The xenstore skeleton of a new domain: /local/domain/N with its guest-writable dirs, /vm/<uuid>, /libxl/N/type. */
-async function writeSkeleton(s: Xenstore, domid: number, b: Built, alive: (d: number) => boolean): Promise<void> {
+async function writeSkeleton(
+  s: Xenstore,
+  domid: number,
+  b: Built,
+  alive: (d: number) => boolean,
+): Promise<void> {
   const dom = `/local/domain/${domid}`;
   const vm = `/vm/${b.uuid}`;
   const ro: XsPerm[] = ['n0', `r${domid}`];
@@ -289,7 +325,11 @@ async function writeSkeleton(s: Xenstore, domid: number, b: Built, alive: (d: nu
 /** libxl's stored config: `xl list -l` shows it and a later save carries the real config. */
 function storeLibxlConfig(domid: number, b: Built, libDir: string | undefined): void {
   const json = structuredClone(b.config.json) as Record<string, unknown>;
-  json['c_info'] = { ...obj(json['c_info']), uuid: b.uuid, ...(b.config.name ? { name: b.config.name } : {}) };
+  json['c_info'] = {
+    ...obj(json['c_info']),
+    uuid: b.uuid,
+    ...(b.config.name ? { name: b.config.name } : {}),
+  };
   try {
     writeLibxlStoredConfig(domid, b.uuid, json, libDir);
   } catch {

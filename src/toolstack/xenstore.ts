@@ -96,7 +96,8 @@ export class Xenstore {
       const reply = new Promise<{ type: number; body: Buffer }>((resolve) => (this.waiting = resolve));
       this.sock.write(Buffer.concat([h, payload]));
       const r = await reply;
-      if (r.type === XS.ERROR) throw new XenstoreError(r.body.toString('latin1').replace(/\0+$/, ''), opName(type), what);
+      if (r.type === XS.ERROR)
+        throw new XenstoreError(r.body.toString('latin1').replace(/\0+$/, ''), opName(type), what);
       return r.body;
     };
     const p = this.chain.then(run, run);
@@ -141,7 +142,11 @@ export class Xenstore {
 
   /** Tell xenstored the domain's ring is at `mfn` (gfn for HVM/PVH) with event channel `port`. */
   async introduce(domid: number, mfn: bigint | number, port: number): Promise<void> {
-    await this.request(XS.INTRODUCE, Buffer.concat([z(String(domid)), z(String(mfn)), z(String(port))]), `domain ${domid}`);
+    await this.request(
+      XS.INTRODUCE,
+      Buffer.concat([z(String(domid)), z(String(mfn)), z(String(port))]),
+      `domain ${domid}`,
+    );
   }
 
   async release(domid: number): Promise<void> {
@@ -183,7 +188,6 @@ function opName(t: number): string {
   return Object.entries(XS).find(([, v]) => v === t)?.[0] ?? `op ${t}`;
 }
 
-
 /**
  * How a guest must be asked to suspend (libxl_dom_suspend.c; reference §3.10): a guest with PV
  * drivers (every PV guest; an HVM/PVH guest with HVM_PARAM_CALLBACK_IRQ set) suspends cooperatively
@@ -191,7 +195,14 @@ function opName(t: number): string {
  * without its suspend hypercall, so its xenstore/console connections and, for PV, its start info
  * would not survive the restore). Only the system flavour on a real host has a xenstore.
  */
-export function suspendsThroughXenstore(xen: { flavour: string; domainInfo(d: number): { type: string }; hvmParamGet(d: number, i: number): bigint }, domid: number): boolean {
+export function suspendsThroughXenstore(
+  xen: {
+    flavour: string;
+    domainInfo(d: number): { type: string };
+    hvmParamGet(d: number, i: number): bigint;
+  },
+  domid: number,
+): boolean {
   if (xen.flavour !== 'system') return false;
   if (!xenstoredPath()) return false;
   if (xen.domainInfo(domid).type === 'pv') return true;

@@ -164,7 +164,9 @@ export class Channel extends EventEmitter {
     const sock = r as Readable & { setTimeout?: (ms: number, cb?: () => void) => unknown };
     if (typeof sock.setTimeout === 'function') {
       sock.setTimeout(ms);
-      sock.on('timeout', () => this.destroy(new TransportTimeoutError('data from the peer (idle timeout)', ms)));
+      sock.on('timeout', () =>
+        this.destroy(new TransportTimeoutError('data from the peer (idle timeout)', ms)),
+      );
     }
   }
 
@@ -190,14 +192,18 @@ export class Channel extends EventEmitter {
     this.#state = 'closing';
     const timeoutMs = opts.timeoutMs ?? 10_000;
     this.#closePromise = (async () => {
-      const timer = setTimeout(() => this.destroy(new TransportTimeoutError('a graceful close', timeoutMs)), timeoutMs);
+      const timer = setTimeout(
+        () => this.destroy(new TransportTimeoutError('a graceful close', timeoutMs)),
+        timeoutMs,
+      );
       try {
         const w = this.#w.value;
         if (w && !w.destroyed) await endWritable(w, { what: 'flushing the channel' }).catch(() => undefined);
         // wait (bounded) for the peer's EOF, discarding what it still sends, so that closing a socket
         // with unread data does not turn into a reset that could destroy our last bytes in flight
         const r = this.#r.value;
-        if (r && !r.destroyed && !r.readableEnded && this.#drainOnCloseMs > 0) await drain(r, this.#drainOnCloseMs);
+        if (r && !r.destroyed && !r.readableEnded && this.#drainOnCloseMs > 0)
+          await drain(r, this.#drainOnCloseMs);
       } finally {
         clearTimeout(timer);
         this.destroy();

@@ -124,14 +124,18 @@ export function decodeHeader(h: Uint8Array): FrameHeader {
   const b = Buffer.from(h.buffer, h.byteOffset, h.byteLength);
   const magic = b.readUInt32BE(0);
   if (magic !== CONTROL_MAGIC) {
-    throw new ProtocolError('EBADMAGIC', `bad control message magic 0x${magic.toString(16).padStart(8, '0')} (expected 0x584d4347 "XMCG")`);
+    throw new ProtocolError(
+      'EBADMAGIC',
+      `bad control message magic 0x${magic.toString(16).padStart(8, '0')} (expected 0x584d4347 "XMCG")`,
+    );
   }
   const code = b.readUInt32BE(4);
   const type = NAME_BY_CODE.get(code);
   if (!type) throw new ProtocolError('EBADTYPE', `unknown control message type ${code}`);
   const length = b.readUInt32BE(8);
   const max = maxBody(type);
-  if (length > max.max) throw new ProtocolError('ETOOLONG', `${type} body of ${length} bytes exceeds ${max.max}`);
+  if (length > max.max)
+    throw new ProtocolError('ETOOLONG', `${type} body of ${length} bytes exceeds ${max.max}`);
   if (max.exact !== undefined && length !== max.exact) {
     throw new ProtocolError('EBADBODY', `${type} body must be ${max.exact} bytes, got ${length}`);
   }
@@ -164,13 +168,15 @@ function parseJson(type: string, body: Buffer): Record<string, unknown> {
   } catch {
     throw new ProtocolError('EBADBODY', `${type} body is not valid JSON`);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ProtocolError('EBADBODY', `${type} body is not a JSON object`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new ProtocolError('EBADBODY', `${type} body is not a JSON object`);
   return v as Record<string, unknown>;
 }
 
 function readU64(type: string, b: Buffer): number {
   const v = b.readBigUInt64BE(0);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtocolError('EBADBODY', `${type} counter out of range`);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new ProtocolError('EBADBODY', `${type} counter out of range`);
   return Number(v);
 }
 
@@ -179,14 +185,28 @@ export function decodeBody(h: FrameHeader, body: Buffer): ControlMessage {
   switch (h.type) {
     case 'READY': {
       const o = parseJson('READY', body);
-      if (typeof o.protocol !== 'number' || typeof o.version !== 'string' || !Array.isArray(o.capabilities) || !o.capabilities.every((c) => typeof c === 'string')) {
-        throw new ProtocolError('EBADBODY', 'READY body needs protocol:number, version:string, capabilities:string[]');
+      if (
+        typeof o.protocol !== 'number' ||
+        typeof o.version !== 'string' ||
+        !Array.isArray(o.capabilities) ||
+        !o.capabilities.every((c) => typeof c === 'string')
+      ) {
+        throw new ProtocolError(
+          'EBADBODY',
+          'READY body needs protocol:number, version:string, capabilities:string[]',
+        );
       }
-      return { type: 'READY', protocol: o.protocol, version: o.version, capabilities: o.capabilities as string[] };
+      return {
+        type: 'READY',
+        protocol: o.protocol,
+        version: o.version,
+        capabilities: o.capabilities as string[],
+      };
     }
     case 'ERROR': {
       const o = parseJson('ERROR', body);
-      if (typeof o.code !== 'string' || typeof o.message !== 'string') throw new ProtocolError('EBADBODY', 'ERROR body needs code and message strings');
+      if (typeof o.code !== 'string' || typeof o.message !== 'string')
+        throw new ProtocolError('EBADBODY', 'ERROR body needs code and message strings');
       return { type: 'ERROR', code: o.code, message: o.message };
     }
     case 'DONE':
@@ -318,12 +338,14 @@ export class ControlConnection {
   startHeartbeat(intervalMs: number, onError?: (e: Error) => void): { stop(): void } {
     let stopped = false;
     const t = setInterval(() => {
-      this.send({ type: 'HEARTBEAT', seq: ++this.#hbSeq }, { timeoutMs: intervalMs * 4 }).catch((e: Error) => {
-        if (stopped) return;
-        stopped = true;
-        clearInterval(t);
-        onError?.(e);
-      });
+      this.send({ type: 'HEARTBEAT', seq: ++this.#hbSeq }, { timeoutMs: intervalMs * 4 }).catch(
+        (e: Error) => {
+          if (stopped) return;
+          stopped = true;
+          clearInterval(t);
+          onError?.(e);
+        },
+      );
     }, intervalMs);
     t.unref();
     return {

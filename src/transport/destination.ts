@@ -36,7 +36,8 @@ function splitHostPort(hp: string, what: string): { host: string; port?: number 
     rest = rest.slice(1);
   } else {
     const i = hp.lastIndexOf(':');
-    if (i >= 0 && hp.indexOf(':') !== i) throw new TransportConfigError(`IPv6 addresses must be in brackets in ${what}`);
+    if (i >= 0 && hp.indexOf(':') !== i)
+      throw new TransportConfigError(`IPv6 addresses must be in brackets in ${what}`);
     host = i >= 0 ? hp.slice(0, i) : hp;
     rest = i >= 0 ? hp.slice(i + 1) : '';
     if (i >= 0 && rest === '') throw new TransportConfigError(`empty port in ${what}`);
@@ -66,17 +67,25 @@ export function parseDestination(s: string): Destination {
       const user = at >= 0 ? auth.slice(0, at) : undefined;
       if (user === '') throw new TransportConfigError(`empty user in ${s}`);
       const { host, port } = splitHostPort(at >= 0 ? auth.slice(at + 1) : auth, s);
-      return { kind: 'ssh', host, ...(user !== undefined ? { user } : {}), ...(port !== undefined ? { port } : {}) };
+      return {
+        kind: 'ssh',
+        host,
+        ...(user !== undefined ? { user } : {}),
+        ...(port !== undefined ? { port } : {}),
+      };
     }
     case 'tcp': {
       const auth = rest.replace(/\/$/, '');
-      if (auth.includes('/') || auth.includes('@')) throw new TransportConfigError(`tcp destination is tcp://host:port: ${s}`);
+      if (auth.includes('/') || auth.includes('@'))
+        throw new TransportConfigError(`tcp destination is tcp://host:port: ${s}`);
       const { host, port } = splitHostPort(auth, s);
       if (port === undefined) throw new TransportConfigError(`tcp destination needs a port: ${s}`);
       return { kind: 'tcp', host, port };
     }
     default:
-      throw new TransportConfigError(`unknown destination scheme ${scheme}:// (use -, ssh://, tcp://, file:// or a path)`);
+      throw new TransportConfigError(
+        `unknown destination scheme ${scheme}:// (use -, ssh://, tcp://, file:// or a path)`,
+      );
   }
 }
 

@@ -13,7 +13,11 @@ export class TransportError extends Error {
 /** The peer closed (EOF) or the connection broke while we were waiting for `what`. */
 export class PeerClosedError extends TransportError {
   constructor(what: string, detail?: string, options?: { cause?: unknown }) {
-    super('EPEERCLOSED', `peer closed the connection while waiting for ${what}${detail ? ` (${detail})` : ''}`, options);
+    super(
+      'EPEERCLOSED',
+      `peer closed the connection while waiting for ${what}${detail ? ` (${detail})` : ''}`,
+      options,
+    );
     this.name = 'PeerClosedError';
   }
 }
@@ -65,7 +69,13 @@ export class ChildExitError extends TransportError {
   readonly exitCode: number | null;
   readonly signal: string | null;
   readonly stderr: string;
-  constructor(command: string, exitCode: number | null, signal: string | null, stderr: string, options?: { cause?: unknown }) {
+  constructor(
+    command: string,
+    exitCode: number | null,
+    signal: string | null,
+    stderr: string,
+    options?: { cause?: unknown },
+  ) {
     super(
       'ECHILDEXIT',
       `${command} exited ${signal ? `on signal ${signal}` : `with status ${exitCode}`}` +

@@ -55,7 +55,10 @@ export function writableFromFd(fd: number, opts: FdStreamOptions = {}): Writable
 function preventClose(s: Socket): void {
   // Like process.stdout for pipes: destroying the stream does not close the fd; it only stops reading
   // and lets the process exit.
-  (s as unknown as { _destroy: (e: Error | null, cb: (e: Error | null) => void) => void })._destroy = (e, cb) => {
+  (s as unknown as { _destroy: (e: Error | null, cb: (e: Error | null) => void) => void })._destroy = (
+    e,
+    cb,
+  ) => {
     const h = (s as unknown as { _handle?: { readStop?: () => void } })._handle;
     h?.readStop?.();
     s.unref();
@@ -80,7 +83,8 @@ export interface FdChannelOptions {
 export function fdChannel(opts: FdChannelOptions): Channel {
   const autoClose = opts.autoClose ?? true;
   const { readFd, writeFd } = opts;
-  if (readFd === undefined && writeFd === undefined) throw new TransportConfigError('fdChannel needs readFd or writeFd');
+  if (readFd === undefined && writeFd === undefined)
+    throw new TransportConfigError('fdChannel needs readFd or writeFd');
   const sameFd = readFd !== undefined && readFd === writeFd;
   // With one fd for both directions only one stream may close it: the writable closes, the readable not.
   const closeFd = (fd: number | undefined) => () => {
@@ -144,7 +148,11 @@ export function fileChannel(path: string, opts: FileChannelOptions): Channel {
  * closed when the channel closes unless closeFds is set (closing stdout is how a pipe peer sees EOF
  * before the process exits).
  */
-export function stdioChannel(opts: { role: ChannelRole; closeFds?: boolean; idleTimeoutMs?: number }): Channel {
+export function stdioChannel(opts: {
+  role: ChannelRole;
+  closeFds?: boolean;
+  idleTimeoutMs?: number;
+}): Channel {
   const forwardIn = opts.role === 'receiver';
   return fdChannel({
     role: opts.role,
@@ -153,6 +161,8 @@ export function stdioChannel(opts: { role: ChannelRole; closeFds?: boolean; idle
     autoClose: opts.closeFds ?? false,
     kind: 'stdio',
     idleTimeoutMs: opts.idleTimeoutMs,
-    description: forwardIn ? 'stdio (stream on stdin, replies on stdout)' : 'stdio (stream on stdout, replies on stdin)',
+    description: forwardIn
+      ? 'stdio (stream on stdin, replies on stdout)'
+      : 'stdio (stream on stdout, replies on stdin)',
   });
 }

@@ -47,12 +47,14 @@
 // once instead of waiting for a timeout) on failure.
 
 import type { Channel } from './channel.js';
+import { ControlConnection, CONTROL_PROTOCOL_VERSION, UnexpectedMessageError } from './control.js';
 import {
-  ControlConnection,
-  CONTROL_PROTOCOL_VERSION,
-  UnexpectedMessageError,
-} from './control.js';
-import { PeerReportedError, ProtocolError, TransportError, TransportTimeoutError, asError } from './errors.js';
+  PeerReportedError,
+  ProtocolError,
+  TransportError,
+  TransportTimeoutError,
+  asError,
+} from './errors.js';
 import type { WaitOptions } from './io.js';
 import type { HandshakeWire, PeerInfo } from './wire.js';
 import { xlWire } from './xl.js';
@@ -100,16 +102,30 @@ export interface HandshakeOptions {
 // ------------------------------------------------------------------------------------------------
 // xenmig wire
 
-export function xenmigWire(ch: Channel, opts: Pick<HandshakeOptions, 'version' | 'capabilities'> = {}): HandshakeWire {
+export function xenmigWire(
+  ch: Channel,
+  opts: Pick<HandshakeOptions, 'version' | 'capabilities'> = {},
+): HandshakeWire {
   const conn = new ControlConnection(ch.readable, ch.writable);
   return {
     name: 'xenmig',
     sendReady: (o) =>
-      conn.send({ type: 'READY', protocol: CONTROL_PROTOCOL_VERSION, version: opts.version ?? '0', capabilities: opts.capabilities ?? [] }, o),
+      conn.send(
+        {
+          type: 'READY',
+          protocol: CONTROL_PROTOCOL_VERSION,
+          version: opts.version ?? '0',
+          capabilities: opts.capabilities ?? [],
+        },
+        o,
+      ),
     async awaitReady(o): Promise<PeerInfo> {
       const m = await conn.expect('READY', o);
       if (m.protocol !== CONTROL_PROTOCOL_VERSION) {
-        throw new ProtocolError('EPROTONOSUPPORT', `receiver speaks control protocol ${m.protocol}, we speak ${CONTROL_PROTOCOL_VERSION}`);
+        throw new ProtocolError(
+          'EPROTONOSUPPORT',
+          `receiver speaks control protocol ${m.protocol}, we speak ${CONTROL_PROTOCOL_VERSION}`,
+        );
       }
       return { protocol: 'xenmig', version: m.version, capabilities: m.capabilities };
     },
@@ -156,7 +172,8 @@ export interface SenderCallbacks {
   onInDoubt?(reason: Error): Promise<void> | void;
 }
 
-export type SenderStep = 'ready' | 'stream' | 'done' | 'received' | 'prepare' | 'clear' | 'result' | 'cleared-back' | 'finished';
+export type SenderStep =
+  'ready' | 'stream' | 'done' | 'received' | 'prepare' | 'clear' | 'result' | 'cleared-back' | 'finished';
 export type SenderOutcome = 'not-started' | 'handed-over' | 'resumed' | 'resume-failed' | 'in-doubt';
 
 export interface SenderResult {
@@ -172,7 +189,11 @@ export interface SenderResult {
   peer?: PeerInfo;
 }
 
-export async function senderHandshake(channel: Channel, cb: SenderCallbacks, opts: HandshakeOptions = {}): Promise<SenderResult> {
+export async function senderHandshake(
+  channel: Channel,
+  cb: SenderCallbacks,
+  opts: HandshakeOptions = {},
+): Promise<SenderResult> {
   let wire: HandshakeWire;
   try {
     wire = makeWire(channel, opts);
@@ -182,7 +203,13 @@ export async function senderHandshake(channel: Channel, cb: SenderCallbacks, opt
   }
   const s = new SenderSteps(channel, cb, opts, wire);
   // each step answers null to go on, or the result it ended the handshake with
-  return (await s.ready()) ?? (await s.stream()) ?? (await s.confirm()) ?? (await s.clear()) ?? (await s.conclude());
+  return (
+    (await s.ready()) ??
+    (await s.stream()) ??
+    (await s.confirm()) ??
+    (await s.clear()) ??
+    (await s.conclude())
+  );
 }
 
 /** The sender's side of the handshake, step by step (SenderStep names where it failed). */
@@ -207,14 +234,20 @@ class SenderSteps {
   private async abortBeforeHandover(e: unknown): Promise<SenderResult> {
     const { step, peer, t } = this;
     const err = asError(e);
-    await bestEffort(this.wire.sendError(codeOf(err), err.message, { timeoutMs: t.bestEffort }), t.bestEffort);
+    await bestEffort(
+      this.wire.sendError(codeOf(err), err.message, { timeoutMs: t.bestEffort }),
+      t.bestEffort,
+    );
     this.channel.destroy(err);
     if (!this.streamStarted) return { outcome: 'not-started', sourceRuns: true, step, error: err, peer };
     try {
       await this.cb.resumeSource(err);
       return { outcome: 'resumed', sourceRuns: true, step, error: err, peer };
     } catch (e2) {
-      const error = new AggregateError([err, asError(e2)], `resuming the source failed after: ${err.message}`);
+      const error = new AggregateError(
+        [err, asError(e2)],
+        `resuming the source failed after: ${err.message}`,
+      );
       return { outcome: 'resume-failed', sourceRuns: false, step, error, peer };
     }
   }
@@ -236,7 +269,8 @@ class SenderSteps {
     try {
       const peer = (this.peer = await this.wire.awaitReady({ timeoutMs: this.t.ready }));
       const missing = (this.opts.requiredCapabilities ?? []).filter((c) => !peer.capabilities.includes(c));
-      if (missing.length) throw new ProtocolError('ENOTSUP', `receiver lacks capabilities: ${missing.join(', ')}`);
+      if (missing.length)
+        throw new ProtocolError('ENOTSUP', `receiver lacks capabilities: ${missing.join(', ')}`);
       return null;
     } catch (e) {
       return this.abortBeforeHandover(e);
@@ -298,12 +332,19 @@ class SenderSteps {
       // copy does not run, and without our CLEARED it may not run it — resume. RESULT = 0 here is a
       // peer that started the guest without permission: never resume then.
       if (early.value !== 0) {
-        return this.abortBeforeHandover(new TransportError('EREMOTEFAIL', `receiver gave up before it was cleared (status ${early.value})`));
+        return this.abortBeforeHandover(
+          new TransportError('EREMOTEFAIL', `receiver gave up before it was cleared (status ${early.value})`),
+        );
       }
-      return this.inDoubt(new ProtocolError('EUNEXPECTED', 'receiver reported a running guest before it was cleared'), early.value);
+      return this.inDoubt(
+        new ProtocolError('EUNEXPECTED', 'receiver reported a running guest before it was cleared'),
+        early.value,
+      );
     }
     if (!channel.isOpen || channel.writable.destroyed) {
-      return this.abortBeforeHandover(channel.error ?? new TransportError('EPEERCLOSED', 'channel closed before CLEARED_TO_UNPAUSE'));
+      return this.abortBeforeHandover(
+        channel.error ?? new TransportError('EPEERCLOSED', 'channel closed before CLEARED_TO_UNPAUSE'),
+      );
     }
     try {
       await this.wire.sendCleared({ timeoutMs: t.result });
@@ -327,7 +368,14 @@ class SenderSteps {
         await this.cb.destroySource();
         return { outcome: 'handed-over', sourceRuns: false, step: 'finished', status, peer };
       } catch (e) {
-        return { outcome: 'handed-over', sourceRuns: false, step: 'finished', status, peer, error: asError(e) };
+        return {
+          outcome: 'handed-over',
+          sourceRuns: false,
+          step: 'finished',
+          status,
+          peer,
+          error: asError(e),
+        };
       }
     }
     this.step = 'cleared-back';
@@ -368,7 +416,8 @@ export interface ReceiverCallbacks {
   discard(reason: Error): Promise<void>;
 }
 
-export type ReceiverStep = 'ready' | 'stream' | 'done' | 'received' | 'cleared' | 'unpause' | 'result' | 'finished';
+export type ReceiverStep =
+  'ready' | 'stream' | 'done' | 'received' | 'cleared' | 'unpause' | 'result' | 'finished';
 export type ReceiverOutcome = 'running' | 'discarded' | 'discard-failed';
 
 export interface ReceiverResult {
@@ -386,7 +435,11 @@ export const STATUS_NOT_CLEARED = 1;
 /** Status reported when unpause threw without a numeric status (libxl ERROR_FAIL). */
 export const STATUS_UNPAUSE_FAILED = -3;
 
-export async function receiverHandshake(channel: Channel, cb: ReceiverCallbacks, opts: HandshakeOptions = {}): Promise<ReceiverResult> {
+export async function receiverHandshake(
+  channel: Channel,
+  cb: ReceiverCallbacks,
+  opts: HandshakeOptions = {},
+): Promise<ReceiverResult> {
   let wire: HandshakeWire;
   try {
     wire = makeWire(channel, opts);
@@ -421,7 +474,10 @@ class ReceiverSteps {
       await this.cb.discard(err);
       return { outcome: 'discarded', guestRuns: false, step, error: err, ...extra };
     } catch (e2) {
-      const error = new AggregateError([err, asError(e2)], `discarding the received copy failed after: ${err.message}`);
+      const error = new AggregateError(
+        [err, asError(e2)],
+        `discarding the received copy failed after: ${err.message}`,
+      );
       return { outcome: 'discard-failed', guestRuns: false, step, error, ...extra };
     }
   }
@@ -432,7 +488,10 @@ class ReceiverSteps {
   private async fail(e: unknown): Promise<ReceiverResult> {
     const err = asError(e);
     const { t } = this;
-    await bestEffort(this.wire.sendError(codeOf(err), err.message, { timeoutMs: t.bestEffort }), t.bestEffort);
+    await bestEffort(
+      this.wire.sendError(codeOf(err), err.message, { timeoutMs: t.bestEffort }),
+      t.bestEffort,
+    );
     this.channel.destroy(err);
     return this.discardWith(err);
   }
@@ -493,7 +552,11 @@ class ReceiverSteps {
       status = STATUS_UNPAUSE_FAILED;
     }
     this.step = 'result';
-    if (status !== 0) return this.reportFailure(unpauseError ?? new TransportError('EUNPAUSE', `unpause failed with status ${status}`), status);
+    if (status !== 0)
+      return this.reportFailure(
+        unpauseError ?? new TransportError('EUNPAUSE', `unpause failed with status ${status}`),
+        status,
+      );
     // We run. Whether or not the sender hears it, it will not resume (it sent CLEARED).
     let err: Error | undefined;
     try {

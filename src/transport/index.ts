@@ -3,9 +3,34 @@
 
 export * from './errors.js';
 export { readExactly, writeAll, endWritable, type WaitOptions } from './io.js';
-export { Channel, emptyReadable, refusingWritable, type ChannelInit, type ChannelKind, type ChannelRole, type CloseOptions, type StreamSource } from './channel.js';
-export { fdChannel, fileChannel, stdioChannel, readableFromFd, writableFromFd, type FdChannelOptions, type FileChannelOptions, type FdStreamOptions } from './fd.js';
-export { sshChannel, spawnChannel, sshArgv, shellQuote, type SshOptions, type SpawnChannelOptions } from './ssh.js';
+export {
+  Channel,
+  emptyReadable,
+  refusingWritable,
+  type ChannelInit,
+  type ChannelKind,
+  type ChannelRole,
+  type CloseOptions,
+  type StreamSource,
+} from './channel.js';
+export {
+  fdChannel,
+  fileChannel,
+  stdioChannel,
+  readableFromFd,
+  writableFromFd,
+  type FdChannelOptions,
+  type FileChannelOptions,
+  type FdStreamOptions,
+} from './fd.js';
+export {
+  sshChannel,
+  spawnChannel,
+  sshArgv,
+  shellQuote,
+  type SshOptions,
+  type SpawnChannelOptions,
+} from './ssh.js';
 export {
   connectTcp,
   listen,

@@ -45,9 +45,14 @@ export function readExactly(r: Readable, n: number, opts: WaitOptions = {}): Pro
       // 'close' may come right after the last 'readable'; give a pending read a chance first.
       tryRead();
       const err = (r as Readable & { errored?: Error | null }).errored;
-      fail(err ? new PeerClosedError(what, err.message, { cause: err }) : new PeerClosedError(what, 'stream closed'));
+      fail(
+        err
+          ? new PeerClosedError(what, err.message, { cause: err })
+          : new PeerClosedError(what, 'stream closed'),
+      );
     };
-    const onAbort = () => fail(asError(opts.signal?.reason ?? new TransportError('EABORTED', `aborted waiting for ${what}`)));
+    const onAbort = () =>
+      fail(asError(opts.signal?.reason ?? new TransportError('EABORTED', `aborted waiting for ${what}`)));
     function tryRead() {
       if (settled) return;
       const b = r.read(n) as Buffer | null;
@@ -102,7 +107,8 @@ export function writeAll(w: Writable, data: Uint8Array, opts: WaitOptions = {}):
     };
     const onError = (e: Error) => fail(new PeerClosedError(what, e.message, { cause: e }));
     const onClose = () => fail(new PeerClosedError(what, 'stream closed before the write completed'));
-    const onAbort = () => fail(asError(opts.signal?.reason ?? new TransportError('EABORTED', `aborted ${what}`)));
+    const onAbort = () =>
+      fail(asError(opts.signal?.reason ?? new TransportError('EABORTED', `aborted ${what}`)));
     if (opts.signal?.aborted) return onAbort();
     if (w.destroyed || w.writableEnded) return fail(new PeerClosedError(what, 'stream already closed'));
     w.on('error', onError);
@@ -139,7 +145,8 @@ export function endWritable(w: Writable, opts: WaitOptions = {}): Promise<void> 
     };
     const onFinish = () => done();
     const onError = (e: Error) => done(new PeerClosedError(what, e.message, { cause: e }));
-    const onClose = () => (w.writableFinished ? done() : done(new PeerClosedError(what, 'closed before finishing')));
+    const onClose = () =>
+      w.writableFinished ? done() : done(new PeerClosedError(what, 'closed before finishing'));
     w.on('finish', onFinish);
     w.on('error', onError);
     w.on('close', onClose);

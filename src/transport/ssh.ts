@@ -46,7 +46,8 @@ export function shellQuote(word: string): string {
 
 /** The argv that sshChannel spawns (exported for logging and tests). */
 export function sshArgv(o: SshOptions): string[] {
-  if (!o.host || o.host.startsWith('-')) throw new TransportConfigError(`bad ssh host ${JSON.stringify(o.host)}`);
+  if (!o.host || o.host.startsWith('-'))
+    throw new TransportConfigError(`bad ssh host ${JSON.stringify(o.host)}`);
   const cmd = o.sshCommand ?? ['ssh'];
   if (cmd.length === 0) throw new TransportConfigError('empty sshCommand');
   const argv = [...cmd, ...(o.sshOptions ?? ['-T', '-o', 'BatchMode=yes'])];
@@ -86,7 +87,10 @@ export interface SpawnChannelOptions {
  */
 export async function spawnChannel(argv: string[], o: SpawnChannelOptions = {}): Promise<Channel> {
   if (argv.length === 0) throw new TransportConfigError('empty command');
-  const child: ChildProcess = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: o.env ?? process.env });
+  const child: ChildProcess = spawn(argv[0]!, argv.slice(1), {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: o.env ?? process.env,
+  });
   await new Promise<void>((resolve, reject) => {
     child.once('spawn', resolve);
     child.once('error', reject);

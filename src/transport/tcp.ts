@@ -79,11 +79,14 @@ export interface ListenOptions extends TcpCommonOptions {
 function checkSecurity(o: TcpSecurityOptions): 'tls' | 'plain' {
   if (o.tls && o.insecure) throw new TransportConfigError('choose either tls or insecure: true, not both');
   if (o.tls) {
-    if (!o.tls.cert || !o.tls.key || !o.tls.ca) throw new TransportConfigError('tls needs cert, key and ca (mutual authentication)');
+    if (!o.tls.cert || !o.tls.key || !o.tls.ca)
+      throw new TransportConfigError('tls needs cert, key and ca (mutual authentication)');
     return 'tls';
   }
   if (o.insecure === true) return 'plain';
-  throw new TransportConfigError('TCP needs tls: {cert, key, ca} (mutual TLS), or insecure: true on both ends');
+  throw new TransportConfigError(
+    'TCP needs tls: {cert, key, ca} (mutual TLS), or insecure: true on both ends',
+  );
 }
 
 function socketFd(s: net.Socket): number | undefined {
@@ -96,10 +99,19 @@ async function exchangeHello(s: net.Socket, hello: Buffer, timeoutMs: number): P
     writeAll(s, hello, { timeoutMs, what: 'sending the transport hello' }),
     readExactly(s, hello.length, { timeoutMs, what: "the peer's transport hello" }),
   ]);
-  if (!got.equals(hello)) throw new ConnectionRefusedError(`peer sent an unexpected transport hello ${JSON.stringify(got.toString('latin1'))}`);
+  if (!got.equals(hello))
+    throw new ConnectionRefusedError(
+      `peer sent an unexpected transport hello ${JSON.stringify(got.toString('latin1'))}`,
+    );
 }
 
-function makeChannel(s: net.Socket, mode: 'tls' | 'plain', role: ChannelRole, o: TcpCommonOptions, desc: string): Channel {
+function makeChannel(
+  s: net.Socket,
+  mode: 'tls' | 'plain',
+  role: ChannelRole,
+  o: TcpCommonOptions,
+  desc: string,
+): Channel {
   const keep = o.keepAliveMs ?? 15_000;
   if (keep > 0) s.setKeepAlive(true, keep);
   s.setNoDelay(true);
@@ -138,7 +150,10 @@ export async function connectTcp(o: ConnectOptions): Promise<Channel> {
   try {
     await new Promise<void>((resolve, reject) => {
       const ev = mode === 'tls' ? 'secureConnect' : 'connect';
-      const t = setTimeout(() => reject(new TransportTimeoutError(`connecting to ${o.host}:${o.port}`, connectMs)), connectMs);
+      const t = setTimeout(
+        () => reject(new TransportTimeoutError(`connecting to ${o.host}:${o.port}`, connectMs)),
+        connectMs,
+      );
       s.once(ev, () => {
         clearTimeout(t);
         resolve();
@@ -153,9 +168,18 @@ export async function connectTcp(o: ConnectOptions): Promise<Channel> {
     s.destroy();
     const err = asError(e);
     if (err instanceof TransportTimeoutError || (err as { code?: string }).code === 'ECONNREFUSED') throw err;
-    throw new ConnectionRefusedError(`${o.host}:${o.port} refused the ${mode === 'tls' ? 'TLS' : 'plain TCP'} connection: ${err.message}`, { cause: err });
+    throw new ConnectionRefusedError(
+      `${o.host}:${o.port} refused the ${mode === 'tls' ? 'TLS' : 'plain TCP'} connection: ${err.message}`,
+      { cause: err },
+    );
   }
-  return makeChannel(s, mode, o.role ?? 'sender', o, `${mode === 'tls' ? 'tls' : 'tcp'}://${o.host}:${o.port}`);
+  return makeChannel(
+    s,
+    mode,
+    o.role ?? 'sender',
+    o,
+    `${mode === 'tls' ? 'tls' : 'tcp'}://${o.host}:${o.port}`,
+  );
 }
 
 export interface ListenerStats {
@@ -299,7 +323,12 @@ export async function listen(o: ListenOptions): Promise<MigrationListener> {
       // an unauthenticated channel
       if (!s.authorized || !s.getPeerCertificate()?.raw) {
         s.destroy();
-        listener._refuse(new ConnectionRefusedError(`client not authorized: ${String(s.authorizationError ?? 'no certificate')}`), `${s.remoteAddress}:${s.remotePort}`);
+        listener._refuse(
+          new ConnectionRefusedError(
+            `client not authorized: ${String(s.authorizationError ?? 'no certificate')}`,
+          ),
+          `${s.remoteAddress}:${s.remotePort}`,
+        );
         return;
       }
       onAuthenticated(s);
@@ -307,7 +336,10 @@ export async function listen(o: ListenOptions): Promise<MigrationListener> {
     server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
       // a failed or timed-out TLS handshake (e.g. a client that never sends a byte): close it
       s.destroy();
-      listener._refuse(new ConnectionRefusedError(`TLS handshake failed: ${err.message}`, { cause: err }), `${s.remoteAddress}:${s.remotePort}`);
+      listener._refuse(
+        new ConnectionRefusedError(`TLS handshake failed: ${err.message}`, { cause: err }),
+        `${s.remoteAddress}:${s.remotePort}`,
+      );
     });
   } else {
     server = net.createServer();

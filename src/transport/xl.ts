@@ -21,18 +21,27 @@ import { readExactly, writeAll, type WaitOptions } from './io.js';
 import type { HandshakeWire, PeerInfo } from './wire.js';
 
 /** "xl migration receiver ready, send binary domain data.\n" — sent without NUL */
-export const XL_MIGRATE_RECEIVER_BANNER = Buffer.from('xl migration receiver ready, send binary domain data.\n', 'latin1');
+export const XL_MIGRATE_RECEIVER_BANNER = Buffer.from(
+  'xl migration receiver ready, send binary domain data.\n',
+  'latin1',
+);
 /** "domain received, ready to unpause" + NUL */
 export const XL_MIGRATE_RECEIVER_READY = Buffer.from('domain received, ready to unpause\0', 'latin1');
 /** "domain is yours, you are cleared to unpause" + NUL (both directions) */
-export const XL_MIGRATE_PERMISSION_TO_GO = Buffer.from('domain is yours, you are cleared to unpause\0', 'latin1');
+export const XL_MIGRATE_PERMISSION_TO_GO = Buffer.from(
+  'domain is yours, you are cleared to unpause\0',
+  'latin1',
+);
 /** "my copy unpause results are as follows" + NUL, then one status byte */
 export const XL_MIGRATE_REPORT = Buffer.from('my copy unpause results are as follows\0', 'latin1');
 
 async function readFixed(ch: Channel, msg: Buffer, what: string, o: WaitOptions = {}): Promise<void> {
   const got = await readExactly(ch.readable, msg.length, { ...o, what });
   if (!got.equals(msg)) {
-    throw new ProtocolError('EBADMSG', `xl migration: unexpected data instead of ${what}: ${JSON.stringify(got.toString('latin1').slice(0, 60))}`);
+    throw new ProtocolError(
+      'EBADMSG',
+      `xl migration: unexpected data instead of ${what}: ${JSON.stringify(got.toString('latin1').slice(0, 60))}`,
+    );
   }
 }
 
@@ -50,19 +59,25 @@ export function xlStatusByte(status: number): number {
 export function xlWire(ch: Channel): HandshakeWire {
   return {
     name: 'xl',
-    sendReady: (o) => writeAll(ch.writable, XL_MIGRATE_RECEIVER_BANNER, { ...o, what: 'sending the xl banner' }),
+    sendReady: (o) =>
+      writeAll(ch.writable, XL_MIGRATE_RECEIVER_BANNER, { ...o, what: 'sending the xl banner' }),
     async awaitReady(o): Promise<PeerInfo> {
       await readFixed(ch, XL_MIGRATE_RECEIVER_BANNER, 'the xl migration banner', o);
       return { protocol: 'xl', capabilities: [] };
     },
     sendDone: async () => undefined,
     awaitDone: async () => undefined,
-    sendReceived: (o) => writeAll(ch.writable, XL_MIGRATE_RECEIVER_READY, { ...o, what: 'sending the xl ready message' }),
+    sendReceived: (o) =>
+      writeAll(ch.writable, XL_MIGRATE_RECEIVER_READY, { ...o, what: 'sending the xl ready message' }),
     awaitReceived: (o) => readFixed(ch, XL_MIGRATE_RECEIVER_READY, 'the xl ready message', o),
-    sendCleared: (o) => writeAll(ch.writable, XL_MIGRATE_PERMISSION_TO_GO, { ...o, what: 'sending the xl GO message' }),
+    sendCleared: (o) =>
+      writeAll(ch.writable, XL_MIGRATE_PERMISSION_TO_GO, { ...o, what: 'sending the xl GO message' }),
     awaitCleared: (o) => readFixed(ch, XL_MIGRATE_PERMISSION_TO_GO, 'the xl GO message', o),
     sendResult: (status, o) =>
-      writeAll(ch.writable, Buffer.concat([XL_MIGRATE_REPORT, Buffer.from([xlStatusByte(status)])]), { ...o, what: 'sending the xl report' }),
+      writeAll(ch.writable, Buffer.concat([XL_MIGRATE_REPORT, Buffer.from([xlStatusByte(status)])]), {
+        ...o,
+        what: 'sending the xl report',
+      }),
     async awaitResult(o): Promise<number> {
       await readFixed(ch, XL_MIGRATE_REPORT, 'the xl success/failure report', o);
       const b = await readExactly(ch.readable, 1, { ...o, what: 'the xl success/failure status byte' });

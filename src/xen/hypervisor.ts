@@ -103,7 +103,11 @@ function u64(name: string, v: unknown): bigint {
   return v;
 }
 
-function bytes(name: string, v: unknown, opts: { min?: number; max?: number; multiple?: number } = {}): Uint8Array {
+function bytes(
+  name: string,
+  v: unknown,
+  opts: { min?: number; max?: number; multiple?: number } = {},
+): Uint8Array {
   if (!(v instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array, got ${describe(v)}`);
   const { min = 0, max = Infinity, multiple = 1 } = opts;
   if (v.byteLength < min || v.byteLength > max)
@@ -116,11 +120,13 @@ function bytes(name: string, v: unknown, opts: { min?: number; max?: number; mul
 }
 
 function frames(name: string, v: unknown, maxLen = Infinity): BigUint64Array {
-  if (!(v instanceof BigUint64Array)) throw new TypeError(`${name} must be a BigUint64Array, got ${describe(v)}`);
+  if (!(v instanceof BigUint64Array))
+    throw new TypeError(`${name} must be a BigUint64Array, got ${describe(v)}`);
   if (v.length === 0) throw new RangeError(`${name} must not be empty`);
   if (v.length > maxLen) throw new RangeError(`${name} has ${v.length} entries, at most ${maxLen} allowed`);
   for (let i = 0; i < v.length; i++)
-    if (v[i]! > MAX_FRAME) throw new RangeError(`${name}[${i}] = ${v[i]} is beyond the largest frame number ${MAX_FRAME}`);
+    if (v[i]! > MAX_FRAME)
+      throw new RangeError(`${name}[${i}] = ${v[i]} is beyond the largest frame number ${MAX_FRAME}`);
   return v;
 }
 
@@ -178,7 +184,8 @@ function checkIndices(m: NativeBackedMapping, v: unknown): Uint32Array {
   for (let i = 0; i < v.length; i++) {
     const p = v[i]!;
     if (p >= m.pages) throw new RangeError(`indices[${i}] = ${p} is beyond the mapping's ${m.pages} pages`);
-    if (m.errors[p] !== 0) throw new RangeError(`indices[${i}] = ${p} names a page that failed to map (errno ${m.errors[p]})`);
+    if (m.errors[p] !== 0)
+      throw new RangeError(`indices[${i}] = ${p} names a page that failed to map (errno ${m.errors[p]})`);
   }
   return v;
 }
@@ -217,7 +224,16 @@ export class NativeHypervisor implements Hypervisor {
     const gfn = (name: string, v: unknown) => integer(name, v, 0, MAX_PAGES - 1);
     const i32 = (name: string, v: unknown) => integer(name, v, 0, 0x7fffffff);
     return {
-      createDomain: (flags, maxVcpus, emulationFlags, handle, grantFrames, maptrackFrames, grantVersion, maxEvtchnPort) =>
+      createDomain: (
+        flags,
+        maxVcpus,
+        emulationFlags,
+        handle,
+        grantFrames,
+        maptrackFrames,
+        grantVersion,
+        maxEvtchnPort,
+      ) =>
         b.createDomain(
           u32('flags', flags),
           integer('maxVcpus', maxVcpus, 1, MAX_VCPU_ID + 1),
@@ -234,7 +250,14 @@ export class NativeHypervisor implements Hypervisor {
       evtchnAllocUnbound: (domid, remote) => b.evtchnAllocUnbound(checkDomid(domid), checkDomid(remote)),
       gnttabSeed: (domid, hvm, consoleGfn, storeGfn, consoleDomid, storeDomid) => {
         if (typeof hvm !== 'boolean') throw new TypeError(`hvm must be a boolean, got ${describe(hvm)}`);
-        b.gnttabSeed(checkDomid(domid), hvm, gfn('consoleGfn', consoleGfn), gfn('storeGfn', storeGfn), checkDomid(consoleDomid), checkDomid(storeDomid));
+        b.gnttabSeed(
+          checkDomid(domid),
+          hvm,
+          gfn('consoleGfn', consoleGfn),
+          gfn('storeGfn', storeGfn),
+          checkDomid(consoleDomid),
+          checkDomid(storeDomid),
+        );
       },
     };
   }
@@ -351,7 +374,8 @@ export class NativeHypervisor implements Hypervisor {
   #logDirty(domid: number, op: number, bitmap: Uint8Array, pages: number, mode: number): LogDirtyStats {
     checkDomid(domid);
     integer('pages', pages, 1, MAX_PAGES);
-    if (!(bitmap instanceof Uint8Array)) throw new TypeError(`bitmap must be a Uint8Array, got ${describe(bitmap)}`);
+    if (!(bitmap instanceof Uint8Array))
+      throw new TypeError(`bitmap must be a Uint8Array, got ${describe(bitmap)}`);
     const need = bitmapBytes(pages);
     if (bitmap.byteLength < need)
       throw new RangeError(`bitmap too small: ${pages} pages need ${need} bytes, got ${bitmap.byteLength}`);
@@ -422,10 +446,13 @@ export class NativeHypervisor implements Hypervisor {
   pinTables(domid: number, mfns: BigUint64Array, levels: Uint8Array): void {
     checkDomid(domid);
     frames('mfns', mfns, MAX_PIN_BATCH);
-    if (!(levels instanceof Uint8Array)) throw new TypeError(`levels must be a Uint8Array, got ${describe(levels)}`);
-    if (levels.length !== mfns.length) throw new RangeError(`levels has ${levels.length} entries, mfns ${mfns.length}`);
+    if (!(levels instanceof Uint8Array))
+      throw new TypeError(`levels must be a Uint8Array, got ${describe(levels)}`);
+    if (levels.length !== mfns.length)
+      throw new RangeError(`levels has ${levels.length} entries, mfns ${mfns.length}`);
     for (let i = 0; i < levels.length; i++)
-      if (levels[i]! < 1 || levels[i]! > 4) throw new RangeError(`levels[${i}] = ${levels[i]} is not a page-table level 1..4`);
+      if (levels[i]! < 1 || levels[i]! > 4)
+        throw new RangeError(`levels[${i}] = ${levels[i]} is not a page-table level 1..4`);
     this.native.pinTables(domid, mfns, levels);
   }
 
@@ -443,7 +470,11 @@ export class NativeHypervisor implements Hypervisor {
   vcpuExtendedSet(domid: number, vcpu: number, ctx: Uint8Array): void {
     checkDomid(domid);
     checkVcpu(vcpu);
-    this.native.vcpuExtendedSet(domid, vcpu, bytes('ctx', ctx, { min: 8, max: this.addon.sizes.extVcpuContext }));
+    this.native.vcpuExtendedSet(
+      domid,
+      vcpu,
+      bytes('ctx', ctx, { min: 8, max: this.addon.sizes.extVcpuContext }),
+    );
   }
   vcpuXsaveGet(domid: number, vcpu: number): Uint8Array {
     return this.native.vcpuXsaveGet(checkDomid(domid), checkVcpu(vcpu));
@@ -485,7 +516,8 @@ export class NativeHypervisor implements Hypervisor {
   }
   tscInfoSet(domid: number, tsc: TscInfo): void {
     checkDomid(domid);
-    if (typeof tsc !== 'object' || tsc === null) throw new TypeError(`tsc must be an object, got ${describe(tsc)}`);
+    if (typeof tsc !== 'object' || tsc === null)
+      throw new TypeError(`tsc must be an object, got ${describe(tsc)}`);
     this.native.tscInfoSet(
       domid,
       u32('tsc.mode', tsc.mode),
@@ -524,10 +556,12 @@ export class MockHypervisor extends NativeHypervisor implements MockHost {
   createDomain(opts: { type: DomainType; pages: number; vcpus?: number; populate?: boolean }): number {
     if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
     const { type, pages, vcpus = 1, populate = true } = opts;
-    if (type !== 'pv' && type !== 'hvm') throw new TypeError(`type must be 'pv' or 'hvm', got ${describe(type)}`);
+    if (type !== 'pv' && type !== 'hvm')
+      throw new TypeError(`type must be 'pv' or 'hvm', got ${describe(type)}`);
     integer('pages', pages, 1, MAX_PAGES);
     integer('vcpus', vcpus, 1, MAX_VCPU_ID + 1);
-    if (typeof populate !== 'boolean') throw new TypeError(`populate must be a boolean, got ${describe(populate)}`);
+    if (typeof populate !== 'boolean')
+      throw new TypeError(`populate must be a boolean, got ${describe(populate)}`);
     return this.#mock.domainCreate(DOMAIN_TYPE_CODE[type], pages, vcpus, populate);
   }
 
@@ -567,7 +601,8 @@ export class MockHypervisor extends NativeHypervisor implements MockHost {
       integer('hot', hot, 0, MAX_PAGES);
       integer('seed', seed, 0, Number.MAX_SAFE_INTEGER);
       integer('durationMs', durationMs, 0, Number.MAX_SAFE_INTEGER);
-      if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
+      if (signal !== undefined && !(signal instanceof AbortSignal))
+        throw new TypeError('signal must be an AbortSignal');
       const [id, done] = this.#mock.workloadStart(domid, rate, hot, seed, durationMs);
       if (signal) {
         const stop = () => this.#mock.workloadStop(id);
@@ -601,7 +636,8 @@ export function openHypervisor(opts: OpenOptions = {}): NativeHypervisor {
  * The mock library keeps one host per process: opening another dir switches every handle to it.
  */
 export function openMockHost(dir?: string, opts: Omit<OpenOptions, 'flavour'> = {}): MockHypervisor {
-  if (dir !== undefined && typeof dir !== 'string') throw new TypeError(`dir must be a string, got ${describe(dir)}`);
+  if (dir !== undefined && typeof dir !== 'string')
+    throw new TypeError(`dir must be a string, got ${describe(dir)}`);
   const { addon } = loadAddon({ ...opts, flavour: 'mock' });
   if (!addon.mock) throw new TypeError(`the mock addon has no mock host API`);
   addon.mock.setHost(dir ?? null);

@@ -14,7 +14,15 @@ export {
   SHUTDOWN,
   type OpenOptions,
 } from './hypervisor.js';
-export { loadAddon, selectFlavour, candidatePaths, AddonLoadError, PRIVCMD, type Flavour, type LoadOptions } from './loader.js';
+export {
+  loadAddon,
+  selectFlavour,
+  candidatePaths,
+  AddonLoadError,
+  PRIVCMD,
+  type Flavour,
+  type LoadOptions,
+} from './loader.js';
 export {
   openNetlink,
   NetlinkSocket,

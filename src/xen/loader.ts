@@ -163,7 +163,14 @@ export interface NativeBuilder {
   setMaxMem(domid: number, kb: number): void;
   setMemmapLimit(domid: number, kb: number): void;
   evtchnAllocUnbound(domid: number, remote: number): number;
-  gnttabSeed(domid: number, hvm: boolean, consoleGfn: number, storeGfn: number, consoleDomid: number, storeDomid: number): void;
+  gnttabSeed(
+    domid: number,
+    hvm: boolean,
+    consoleGfn: number,
+    storeGfn: number,
+    consoleDomid: number,
+    storeDomid: number,
+  ): void;
 }
 
 export interface NativeMock {
@@ -177,7 +184,13 @@ export interface NativeMock {
   setMaxMem(domid: number, maxMemKb: number): void;
   guestWrite(domid: number, pfn: number, offset: number, data: Uint8Array): void;
   checksum(domid: number): Uint8Array;
-  workloadStart(domid: number, rate: number, hot: number, seed: number, durationMs: number): [number, Promise<number>];
+  workloadStart(
+    domid: number,
+    rate: number,
+    hot: number,
+    seed: number,
+    durationMs: number,
+  ): [number, Promise<number>];
   workloadStop(id: number): void;
 }
 

@@ -45,7 +45,9 @@ const errnoNames = new Map<number, string>(Object.entries(constants.errno).map((
 /** The Error every failed netlink request throws (same shape as the addon's XenError). */
 export function netlinkError(errno: number, syscall: string, detail?: string): XenError {
   const code = errnoNames.get(errno) ?? 'EUNKNOWN';
-  const e = new Error(`${syscall} failed: ${code} (errno ${errno})${detail ? `: ${detail}` : ''}`) as XenError;
+  const e = new Error(
+    `${syscall} failed: ${code} (errno ${errno})${detail ? `: ${detail}` : ''}`,
+  ) as XenError;
   e.code = code;
   e.errno = errno;
   e.syscall = syscall;
@@ -58,7 +60,8 @@ export function parseMessages(buf: Buffer, len: number): NetlinkMessage[] {
   let off = 0;
   while (off + NLMSG_HDRLEN <= len) {
     const mlen = buf.readUInt32LE(off);
-    if (mlen < NLMSG_HDRLEN || off + mlen > len) throw netlinkError(constants.errno.EBADMSG, 'recv', `netlink message length ${mlen} at byte ${off}`);
+    if (mlen < NLMSG_HDRLEN || off + mlen > len)
+      throw netlinkError(constants.errno.EBADMSG, 'recv', `netlink message length ${mlen} at byte ${off}`);
     out.push({
       type: buf.readUInt16LE(off + 4),
       flags: buf.readUInt16LE(off + 6),
@@ -98,9 +101,15 @@ export class NetlinkSocket {
   readonly #buf = Buffer.alloc(NETLINK_RECV_BYTES);
   #seq = 1;
 
-  constructor(native: NativeNetlink, readonly protocol: number, rcvbuf = 0) {
-    if (!Number.isInteger(protocol) || protocol < 0 || protocol > 31) throw new RangeError(`protocol must be in 0..31, got ${protocol}`);
-    if (!Number.isInteger(rcvbuf) || rcvbuf < 0 || rcvbuf > 0x7fffffff) throw new RangeError(`rcvbuf must be in 0..2^31-1, got ${rcvbuf}`);
+  constructor(
+    native: NativeNetlink,
+    readonly protocol: number,
+    rcvbuf = 0,
+  ) {
+    if (!Number.isInteger(protocol) || protocol < 0 || protocol > 31)
+      throw new RangeError(`protocol must be in 0..31, got ${protocol}`);
+    if (!Number.isInteger(rcvbuf) || rcvbuf < 0 || rcvbuf > 0x7fffffff)
+      throw new RangeError(`rcvbuf must be in 0..2^31-1, got ${rcvbuf}`);
     this.#native = native;
     this.#fd = native.open(protocol, rcvbuf);
   }
@@ -145,7 +154,8 @@ export class NetlinkSocket {
   requestAck(message: Uint8Array, what: string): void {
     const b = this.#buf;
     const n = this.#native.request(this.#fdOrThrow(what), message, b);
-    if (n >= 36 && b.readUInt16LE(4) === NLMSG_ERROR && b.readInt32LE(16) === 0 && b.readUInt32LE(0) === n) return;
+    if (n >= 36 && b.readUInt16LE(4) === NLMSG_ERROR && b.readInt32LE(16) === 0 && b.readUInt32LE(0) === n)
+      return;
     if (n === 0) throw netlinkError(constants.errno.ENOMSG, what, 'no acknowledgement from the kernel');
     for (const m of parseMessages(b, n)) {
       if (m.type !== NLMSG_ERROR) continue;
@@ -184,8 +194,11 @@ export function openNetlink(protocol: number, opts: LoadOptions & { rcvbuf?: num
   const { rcvbuf, ...load } = opts;
   const { addon, path } = loadAddon(load);
   if (!addon.netlink)
-    throw Object.assign(new Error(`the xenmig addon at ${path} has no netlink calls (rebuild native/: npm run build:native)`), {
-      code: 'ERR_XENMIG_ADDON',
-    });
+    throw Object.assign(
+      new Error(`the xenmig addon at ${path} has no netlink calls (rebuild native/: npm run build:native)`),
+      {
+        code: 'ERR_XENMIG_ADDON',
+      },
+    );
   return new NetlinkSocket(addon.netlink, protocol, rcvbuf ?? 0);
 }

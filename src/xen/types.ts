@@ -32,9 +32,9 @@ export interface DomainInfo {
 }
 
 export interface XenError extends Error {
-  code: string;      // errno name, e.g. 'ESRCH'
-  errno: number;     // positive errno value
-  syscall: string;   // libxenctrl/libxenforeignmemory function that failed
+  code: string; // errno name, e.g. 'ESRCH'
+  errno: number; // positive errno value
+  syscall: string; // libxenctrl/libxenforeignmemory function that failed
 }
 
 export type Prot = 'r' | 'rw';
@@ -51,9 +51,17 @@ export interface Mapping extends Disposable {
   unmap(): void;
 }
 
-export interface TscInfo { mode: number; elapsedNsec: bigint; gtscKhz: number; incarnation: number }
+export interface TscInfo {
+  mode: number;
+  elapsedNsec: bigint;
+  gtscKhz: number;
+  incarnation: number;
+}
 
-export interface LogDirtyStats { faultCount: number; dirtyCount: number }
+export interface LogDirtyStats {
+  faultCount: number;
+  dirtyCount: number;
+}
 
 export interface Hypervisor {
   readonly flavour: 'system' | 'mock';
@@ -127,7 +135,10 @@ export interface MockHost {
   listDomainIds(): number[];
   guestWrite(domid: number, pfn: number, offset: number, data: Uint8Array): void;
   /** runs off the main thread; resolves with the number of page writes */
-  workload(domid: number, opts: { rate: number; hot?: number; seed?: number; durationMs?: number; signal?: AbortSignal }): Promise<number>;
+  workload(
+    domid: number,
+    opts: { rate: number; hot?: number; seed?: number; durationMs?: number; signal?: AbortSignal },
+  ): Promise<number>;
   /** hex SHA-256 of memory + state, machine-independent (see xenmig_mock.h) */
   checksum(domid: number): string;
 }

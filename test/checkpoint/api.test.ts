@@ -2,7 +2,14 @@
 // run in order, and the COLO back-channel framing is the spec's 8-byte record header.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MockHypervisor } from '../../src/xen/hypervisor.js';
-import { BackChannelDecoder, encodeDirtyPfns, encodeState, receiveReplica, remus, type CheckpointStat } from '../../src/checkpoint/index.js';
+import {
+  BackChannelDecoder,
+  encodeDirtyPfns,
+  encodeState,
+  receiveReplica,
+  remus,
+  type CheckpointStat,
+} from '../../src/checkpoint/index.js';
 import { CheckpointState } from '../../src/stream/index.js';
 import { connectTcp } from '../../src/transport/index.js';
 import { mockBuilder } from '../../src/api.js';
@@ -26,11 +33,21 @@ describe('COLO back channel framing', () => {
   });
 
   it('decodes records split at every byte', () => {
-    const all = new Uint8Array([...encodeState(CheckpointState.SVM_SUSPENDED), ...encodeDirtyPfns([9, 10]), ...encodeDirtyPfns([]), ...encodeState(CheckpointState.SVM_READY)]);
+    const all = new Uint8Array([
+      ...encodeState(CheckpointState.SVM_SUSPENDED),
+      ...encodeDirtyPfns([9, 10]),
+      ...encodeDirtyPfns([]),
+      ...encodeState(CheckpointState.SVM_READY),
+    ]);
     for (let cut = 0; cut <= all.length; cut++) {
       const d = new BackChannelDecoder();
       const out = [...d.push(all.subarray(0, cut)), ...d.push(all.subarray(cut))];
-      expect(out.map((r) => (r.kind === 'state' ? `S${r.state}` : `D${[...r.pfns].join(',')}`))).toEqual(['S1', 'D9,10', 'D', 'S2']);
+      expect(out.map((r) => (r.kind === 'state' ? `S${r.state}` : `D${[...r.pfns].join(',')}`))).toEqual([
+        'S1',
+        'D9,10',
+        'D',
+        'S2',
+      ]);
     }
   });
 });
@@ -48,7 +65,14 @@ describe('remus API in one process', () => {
     const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
     const events: string[] = [];
     const listening = listeningPort();
-    const backup = receiveReplica({ xen, listen: { host: '127.0.0.1', port: 0 }, insecure: true, failoverTimeoutMs: 5000, onListening: listening.onListening, log: () => {} });
+    const backup = receiveReplica({
+      xen,
+      listen: { host: '127.0.0.1', port: 0 },
+      insecure: true,
+      failoverTimeoutMs: 5000,
+      onListening: listening.onListening,
+      log: () => {},
+    });
     const ac = new AbortController();
     const h = remus(d, `tcp://127.0.0.1:${await listening.port}`, {
       xen,
@@ -100,7 +124,15 @@ describe('remus API in one process', () => {
       },
     };
     const listening = listeningPort();
-    const backup = receiveReplica({ xen, builder, listen: { host: '127.0.0.1', port: 0 }, insecure: true, failoverTimeoutMs: 200, onListening: listening.onListening, log: () => {} });
+    const backup = receiveReplica({
+      xen,
+      builder,
+      listen: { host: '127.0.0.1', port: 0 },
+      insecure: true,
+      failoverTimeoutMs: 200,
+      onListening: listening.onListening,
+      log: () => {},
+    });
     backup.catch(() => undefined);
     const channel = await connectTcp({ host: '127.0.0.1', port: await listening.port, insecure: true });
     const h = remus(d, '-', { xen, channel, intervalMs: 5, log: () => {}, onBackupLoss: 'continue' });
@@ -183,7 +215,15 @@ describe('COLO checkpoints on demand', () => {
     try {
       const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
       const listening = listeningPort();
-      const backup = receiveReplica({ xen, colo: true, listen: { host: '127.0.0.1', port: 0 }, insecure: true, failoverTimeoutMs: 3_600_000, onListening: listening.onListening, log: () => {} });
+      const backup = receiveReplica({
+        xen,
+        colo: true,
+        listen: { host: '127.0.0.1', port: 0 },
+        insecure: true,
+        failoverTimeoutMs: 3_600_000,
+        onListening: listening.onListening,
+        log: () => {},
+      });
       let divergences = 0;
       const h = remus(d, `tcp://127.0.0.1:${await listening.port}`, {
         xen,
@@ -214,14 +254,24 @@ describe('persistent mappings (HVM, no ballooning)', () => {
     const xen = host.xen;
     try {
       const d = xen.createDomain({ type: 'hvm', pages: 4096, populate: false });
-      xen.populatePhysmap(d, BigUint64Array.from({ length: 64 }, (_, i) => BigInt(i * 37)));
+      xen.populatePhysmap(
+        d,
+        BigUint64Array.from({ length: 64 }, (_, i) => BigInt(i * 37)),
+      );
       const donor = xen.createDomain({ type: 'hvm', pages: 16, populate: true });
       xen.hvmContextSet(d, xen.hvmContextGet(donor));
       xen.destroyDomain(donor);
       const prim = new Map<number, string>();
       const back = new Map<number, string>();
       const listening = listeningPort();
-      const backup = receiveReplica({ xen, listen: { host: '127.0.0.1', port: 0 }, insecure: true, onListening: listening.onListening, log: () => {}, onCheckpoint: (n, x, dd) => void back.set(n, (x as MockHypervisor).checksum(dd)) });
+      const backup = receiveReplica({
+        xen,
+        listen: { host: '127.0.0.1', port: 0 },
+        insecure: true,
+        onListening: listening.onListening,
+        log: () => {},
+        onCheckpoint: (n, x, dd) => void back.set(n, (x as MockHypervisor).checksum(dd)),
+      });
       const h = remus(d, `tcp://127.0.0.1:${await listening.port}`, {
         xen,
         insecure: true,

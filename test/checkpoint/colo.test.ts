@@ -43,7 +43,13 @@ describe('colo: one process, two domains (state exchange and dirty-pfn merge)', 
       onCheckpoint: (n, x, d) => void backSums.set(n, (x as MockHypervisor).checksum(d)),
       // the SVM runs between checkpoints: after checkpoint 2 it writes a page the PVM never touches
       onResumed: (n, x, d) => {
-        if (n === 2) (x as MockHypervisor).guestWrite(d, SVM_PFN, 128, new TextEncoder().encode('secondary output diverged'));
+        if (n === 2)
+          (x as MockHypervisor).guestWrite(
+            d,
+            SVM_PFN,
+            128,
+            new TextEncoder().encode('secondary output diverged'),
+          );
       },
     });
     const h = remus(pvm, `tcp://127.0.0.1:${await listening.port}`, {
@@ -68,11 +74,30 @@ describe('colo: one process, two domains (state exchange and dirty-pfn merge)', 
     // primary side, per checkpoint (libxl_colo_save.c): k = 1 has no SVM_SUSPENDED / dirty list
     const pOf = (k: number) => p.filter(([n]) => n === k).map(([, e]) => e.replace(/\(.*\)/, ''));
     expect(pOf(1)).toEqual(['recv SVM_READY', 'recv SVM_RESUMED', 'send NEW']);
-    for (let k = 2; k < N; k++) expect(pOf(k)).toEqual(['recv SVM_SUSPENDED', 'recv DIRTY_PFN_LIST', 'recv SVM_READY', 'recv SVM_RESUMED', 'send NEW']);
-    expect(pOf(N)).toEqual(['recv SVM_SUSPENDED', 'recv DIRTY_PFN_LIST', 'recv SVM_READY', 'recv SVM_RESUMED']);
+    for (let k = 2; k < N; k++)
+      expect(pOf(k)).toEqual([
+        'recv SVM_SUSPENDED',
+        'recv DIRTY_PFN_LIST',
+        'recv SVM_READY',
+        'recv SVM_RESUMED',
+        'send NEW',
+      ]);
+    expect(pOf(N)).toEqual([
+      'recv SVM_SUSPENDED',
+      'recv DIRTY_PFN_LIST',
+      'recv SVM_READY',
+      'recv SVM_RESUMED',
+    ]);
     // secondary side (libxl_colo_restore.c), after each applied checkpoint n < N
     const sOf = (k: number) => s.filter(([n]) => n === k).map(([, e]) => e.replace(/\(.*\)/, ''));
-    for (let k = 1; k < N; k++) expect(sOf(k)).toEqual(['send SVM_READY', 'send SVM_RESUMED', 'recv NEW', 'send SVM_SUSPENDED', 'send DIRTY_PFN_LIST']);
+    for (let k = 1; k < N; k++)
+      expect(sOf(k)).toEqual([
+        'send SVM_READY',
+        'send SVM_RESUMED',
+        'recv NEW',
+        'send SVM_SUSPENDED',
+        'send DIRTY_PFN_LIST',
+      ]);
 
     // the secondary reported the page it dirtied after checkpoint 2 ...
     const sent = s.find(([n, e]) => n === 2 && e.startsWith('send DIRTY_PFN_LIST'))![1];
@@ -90,9 +115,34 @@ describe('colo: separate processes, failover', () => {
     const dA = on(dirs.a).createDomain({ type: 'hvm', pages: 64, populate: true });
     const wl = new Proc(WORKLOAD, [dirs.a, '2000', '64', '5', String(dA)]);
     await new Promise<void>((r) => wl.child.stdout!.once('data', () => r()));
-    const secondary = new Proc(CLI, ['remus-receive', '--colo', '--host', dirs.b, '--listen', '127.0.0.1:0', '--insecure', '--json', '--failover-timeout-ms', '500', '--heartbeat-ms', '50']);
+    const secondary = new Proc(CLI, [
+      'remus-receive',
+      '--colo',
+      '--host',
+      dirs.b,
+      '--listen',
+      '127.0.0.1:0',
+      '--insecure',
+      '--json',
+      '--failover-timeout-ms',
+      '500',
+      '--heartbeat-ms',
+      '50',
+    ]);
     const l = await secondary.waitFor((j) => typeof j.listening === 'number', `${tag}: listening`);
-    const primary = new Proc(CLI, ['remus', String(dA), `tcp://127.0.0.1:${l.listening}`, '--colo', '--host', dirs.a, '--insecure', '-i', '10', '--json', ...primaryExtra]);
+    const primary = new Proc(CLI, [
+      'remus',
+      String(dA),
+      `tcp://127.0.0.1:${l.listening}`,
+      '--colo',
+      '--host',
+      dirs.a,
+      '--insecure',
+      '-i',
+      '10',
+      '--json',
+      ...primaryExtra,
+    ]);
     await primary.waitFor((j) => (j.checkpoint as number) >= 5, `${tag}: checkpoint 5`);
     return { dA, wl, secondary, primary };
   }
@@ -119,7 +169,12 @@ describe('colo: separate processes, failover', () => {
   });
 
   it('the secondary dies: the primary continues (--on-backup-loss continue)', async () => {
-    const { dA, wl, secondary, primary } = await start('secondary dies', ['--on-backup-loss', 'continue', '--ack-timeout-ms', '1000']);
+    const { dA, wl, secondary, primary } = await start('secondary dies', [
+      '--on-backup-loss',
+      'continue',
+      '--ack-timeout-ms',
+      '1000',
+    ]);
     secondary.kill('SIGKILL');
     await secondary.exited;
     const pe = await primary.exited;

@@ -53,7 +53,8 @@ describe('Remus restore: failover at every byte offset', () => {
     expect(r.checkpoints).toBe(CHECKPOINTS);
     stream = readFileSync(file);
     const { items } = await readAll(stream);
-    for (const it of items) if (it.kind === 'record' && it.name === 'CHECKPOINT_END') ends.push(it.offset + it.size);
+    for (const it of items)
+      if (it.kind === 'record' && it.name === 'CHECKPOINT_END') ends.push(it.offset + it.size);
     expect(ends.length).toBe(CHECKPOINTS);
     // every checkpoint captured a distinct state (the test can tell them apart)
     expect(new Set(atSuspend.values()).size).toBe(CHECKPOINTS);
@@ -71,7 +72,9 @@ describe('Remus restore: failover at every byte offset', () => {
     destroy: (d: number) => b.destroyDomain(d),
   };
 
-  async function restorePrefix(len: number): Promise<{ checksum: string | null; checkpoint: number; domains: number }> {
+  async function restorePrefix(
+    len: number,
+  ): Promise<{ checksum: string | null; checkpoint: number; domains: number }> {
     const before = b.listDomainIds().length;
     let applied = 0;
     let domid: number | null = null;
@@ -110,17 +113,29 @@ describe('Remus restore: failover at every byte offset', () => {
     // thousands of restores, each into a fresh domain: spread over child processes (the mock's
     // per-domain setup waits more than it computes). Workers run the built library (dist/).
     const expected = join(dir, 'expected.json');
-    writeFileSync(expected, JSON.stringify({ ends, sums: [...Array(CHECKPOINTS).keys()].map((i) => atSuspend.get(i + 1)), pages: 16 }));
+    writeFileSync(
+      expected,
+      JSON.stringify({
+        ends,
+        sums: [...Array(CHECKPOINTS).keys()].map((i) => atSuspend.get(i + 1)),
+        pages: 16,
+      }),
+    );
     const WORKERS = 4;
     const worker = fileURLToPath(new URL('./fixtures/cut-worker.mjs', import.meta.url));
     const results = await Promise.all(
       [...Array(WORKERS).keys()].map(
         (r) =>
           new Promise<{ checked: number; failures: number; first: unknown[] }>((resolve, reject) => {
-            execFile(process.execPath, [worker, join(dir, 'remus.stream'), join(dir, `w${r}`), expected, String(r), String(WORKERS)], { maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
-              if (err) reject(new Error(`cut worker ${r} failed: ${err.message}\n${stderr}`));
-              else resolve(JSON.parse(stdout));
-            });
+            execFile(
+              process.execPath,
+              [worker, join(dir, 'remus.stream'), join(dir, `w${r}`), expected, String(r), String(WORKERS)],
+              { maxBuffer: 1 << 20 },
+              (err, stdout, stderr) => {
+                if (err) reject(new Error(`cut worker ${r} failed: ${err.message}\n${stderr}`));
+                else resolve(JSON.parse(stdout));
+              },
+            );
           }),
       ),
     );

@@ -11,10 +11,17 @@ export const WORKLOAD = fileURLToPath(new URL('./fixtures/workload.mjs', import.
 
 /** The fixtures run dist/: refuse to test a stale build. */
 export function requireFreshBuild(): void {
-  for (const f of ['checkpoint/remus', 'checkpoint/backup', 'cli/commands/remus', 'engine/restore/restore', 'engine/save/save']) {
+  for (const f of [
+    'checkpoint/remus',
+    'checkpoint/backup',
+    'cli/commands/remus',
+    'engine/restore/restore',
+    'engine/save/save',
+  ]) {
     const js = join(REPO, 'dist', f + '.js');
     const ts = join(REPO, 'src', f + '.ts');
-    if (!existsSync(js) || statSync(js).mtimeMs < statSync(ts).mtimeMs) throw new Error(`dist/${f}.js is missing or older than src: run npm run build`);
+    if (!existsSync(js) || statSync(js).mtimeMs < statSync(ts).mtimeMs)
+      throw new Error(`dist/${f}.js is missing or older than src: run npm run build`);
   }
 }
 
@@ -49,7 +56,9 @@ export class Proc {
     this.child.stderr!.setEncoding('utf8').on('data', (s: string) => {
       this.stderr += s;
     });
-    this.exited = new Promise((resolve) => this.child.on('exit', (code, signal) => resolve({ code, signal })));
+    this.exited = new Promise((resolve) =>
+      this.child.on('exit', (code, signal) => resolve({ code, signal })),
+    );
     void this.exited.then(() => {
       for (const w of this.waiters.splice(0)) w();
     });
@@ -60,11 +69,15 @@ export class Proc {
   }
 
   /** Wait for a stdout JSON line matching `pred` (rejects if the process exits first). */
-  async waitFor(pred: (j: Record<string, unknown>) => boolean, what: string): Promise<Record<string, unknown>> {
+  async waitFor(
+    pred: (j: Record<string, unknown>) => boolean,
+    what: string,
+  ): Promise<Record<string, unknown>> {
     for (;;) {
       const hit = this.json.find(pred);
       if (hit) return hit;
-      if (this.child.exitCode !== null || this.child.signalCode !== null) throw new Error(`process exited before ${what}; stderr:\n${this.stderr}`);
+      if (this.child.exitCode !== null || this.child.signalCode !== null)
+        throw new Error(`process exited before ${what}; stderr:\n${this.stderr}`);
       await new Promise<void>((r) => this.waiters.push(r));
     }
   }

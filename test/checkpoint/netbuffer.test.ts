@@ -24,7 +24,8 @@ class Recording implements NetBuffer {
   }
   setup() {
     this.calls.push(`setup ${this.state()}`);
-    if (this.failSetup) throw Object.assign(new Error('no plug qdisc'), { code: 'ERR_NET_BUFFER_UNSUPPORTED' });
+    if (this.failSetup)
+      throw Object.assign(new Error('no plug qdisc'), { code: 'ERR_NET_BUFFER_UNSUPPORTED' });
   }
   plug(n: number) {
     this.calls.push(`plug ${n} ${this.state()}`);
@@ -53,7 +54,14 @@ describe('remus: network output buffering in the checkpoint cycle', () => {
     const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
     const nb = new Recording(xen, () => d);
     const listening = listeningPort();
-    const backup = receiveReplica({ xen, listen: { host: '127.0.0.1', port: 0 }, insecure: true, failoverTimeoutMs: 5000, onListening: listening.onListening, log: () => {} });
+    const backup = receiveReplica({
+      xen,
+      listen: { host: '127.0.0.1', port: 0 },
+      insecure: true,
+      failoverTimeoutMs: 5000,
+      onListening: listening.onListening,
+      log: () => {},
+    });
     const h = remus(d, `tcp://127.0.0.1:${await listening.port}`, {
       xen,
       insecure: true,
@@ -76,9 +84,25 @@ describe('remus: network output buffering in the checkpoint cycle', () => {
   it('no ACKs (a file, as towards xl migrate-receive -r): epoch n released once checkpoint n is written', async () => {
     const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
     const nb = new Recording(xen, () => d);
-    const r = await remus(d, join(host.xen.dir, 'remus.stream'), { xen, intervalMs: 1, maxCheckpoints: 3, log: () => {}, netBuffer: nb }).done;
+    const r = await remus(d, join(host.xen.dir, 'remus.stream'), {
+      xen,
+      intervalMs: 1,
+      maxCheckpoints: 3,
+      log: () => {},
+      netBuffer: nb,
+    }).done;
     expect(r).toMatchObject({ reason: 'max-checkpoints', guest: 'running' });
-    expect(nb.calls).toEqual(['setup running', 'plug 1 suspended', 'release 1', 'plug 2 suspended', 'release 2', 'plug 3 suspended', 'release 3', 'releaseAll', 'teardown']);
+    expect(nb.calls).toEqual([
+      'setup running',
+      'plug 1 suspended',
+      'release 1',
+      'plug 2 suspended',
+      'release 2',
+      'plug 3 suspended',
+      'release 3',
+      'releaseAll',
+      'teardown',
+    ]);
     xen.destroyDomain(d);
   });
 
@@ -87,8 +111,24 @@ describe('remus: network output buffering in the checkpoint cycle', () => {
     const nb = new Recording(xen, () => d);
     const listening = listeningPort();
     const ac = new AbortController();
-    const backup = receiveReplica({ xen, listen: { host: '127.0.0.1', port: 0 }, insecure: true, failoverTimeoutMs: 3_600_000, onListening: listening.onListening, signal: ac.signal, log: () => {} }).catch(() => null);
-    const h = remus(d, `tcp://127.0.0.1:${await listening.port}`, { xen, insecure: true, intervalMs: 5, ackTimeoutMs: 300, onBackupLoss: 'pause', log: () => {}, netBuffer: nb });
+    const backup = receiveReplica({
+      xen,
+      listen: { host: '127.0.0.1', port: 0 },
+      insecure: true,
+      failoverTimeoutMs: 3_600_000,
+      onListening: listening.onListening,
+      signal: ac.signal,
+      log: () => {},
+    }).catch(() => null);
+    const h = remus(d, `tcp://127.0.0.1:${await listening.port}`, {
+      xen,
+      insecure: true,
+      intervalMs: 5,
+      ackTimeoutMs: 300,
+      onBackupLoss: 'pause',
+      log: () => {},
+      netBuffer: nb,
+    });
     for await (const s of h) if (s.checkpoint === 2) ac.abort(); // the backup goes away
     const r = await h.done;
     await backup;
@@ -109,7 +149,13 @@ describe('remus: network output buffering in the checkpoint cycle', () => {
     const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
     const before = xen.checksum(d);
     const nb = new Recording(xen, () => d, true);
-    const r = await remus(d, join(host.xen.dir, 'refused.stream'), { xen, intervalMs: 1, maxCheckpoints: 1, log: () => {}, netBuffer: nb }).done;
+    const r = await remus(d, join(host.xen.dir, 'refused.stream'), {
+      xen,
+      intervalMs: 1,
+      maxCheckpoints: 1,
+      log: () => {},
+      netBuffer: nb,
+    }).done;
     expect(r).toMatchObject({ reason: 'refused', guest: 'running', checkpoints: 0 });
     expect(r.error?.message).toMatch(/no plug qdisc/);
     expect(nb.calls).toEqual(['setup running']);

@@ -29,7 +29,18 @@ afterAll(() => {
 });
 
 async function startBackup(log: string, extra: string[] = []): Promise<{ proc: Proc; port: number }> {
-  const proc = new Proc(CLI, ['remus-receive', '--host', dirs.b, '--listen', '127.0.0.1:0', '--insecure', '--json', '--checksum-log', log, ...extra]);
+  const proc = new Proc(CLI, [
+    'remus-receive',
+    '--host',
+    dirs.b,
+    '--listen',
+    '127.0.0.1:0',
+    '--insecure',
+    '--json',
+    '--checksum-log',
+    log,
+    ...extra,
+  ]);
   const l = await proc.waitFor((j) => typeof j.listening === 'number', 'the listening port');
   return { proc, port: l.listening as number };
 }
@@ -43,7 +54,21 @@ describe('remus: checkpoints under a workload', () => {
     const logB = join(dirs.root, 'w-backup.log');
     const { proc: backup, port } = await startBackup(logB, ['--failover-timeout-ms', '3000']);
     const N = 40;
-    const primary = new Proc(CLI, ['remus', String(d), `tcp://127.0.0.1:${port}`, '--host', dirs.a, '--insecure', '-i', '20', '--max-checkpoints', String(N), '--json', '--checksum-log', logA]);
+    const primary = new Proc(CLI, [
+      'remus',
+      String(d),
+      `tcp://127.0.0.1:${port}`,
+      '--host',
+      dirs.a,
+      '--insecure',
+      '-i',
+      '20',
+      '--max-checkpoints',
+      String(N),
+      '--json',
+      '--checksum-log',
+      logA,
+    ]);
     const pe = await primary.exited;
     const be = await backup.exited;
     wl.kill();
@@ -61,14 +86,20 @@ describe('remus: checkpoints under a workload', () => {
     // the workload dirties pages between checkpoints (not necessarily during the short initial
     // round, which on a fast mock can end before the workload's next write)
     expect(stats.filter((s) => (s.dirtyPages as number) > 0).length).toBeGreaterThan(N / 2);
-    expect(primary.json.at(-1)).toMatchObject({ result: 'max-checkpoints', checkpoints: N, lastAcked: N, guest: 'running' });
+    expect(primary.json.at(-1)).toMatchObject({
+      result: 'max-checkpoints',
+      checkpoints: N,
+      lastAcked: N,
+      guest: 'running',
+    });
     // a deliberate stop: the backup discards its replica instead of taking over
     expect(backup.json.at(-1)).toMatchObject({ result: 'discarded', checkpoint: N });
 
     const prim = new Map(checksumLog(logA).map((e) => [e.checkpoint as number, e.checksum as string]));
     const back = checksumLog(logB).filter((e) => e.checkpoint !== undefined);
     expect(back.map((e) => e.checkpoint)).toEqual([...Array(N).keys()].map((i) => i + 1));
-    for (const e of back) expect(e.checksum, `checkpoint ${e.checkpoint}`).toBe(prim.get(e.checkpoint as number));
+    for (const e of back)
+      expect(e.checksum, `checkpoint ${e.checkpoint}`).toBe(prim.get(e.checkpoint as number));
     // the workload really changed the guest between checkpoints
     expect(new Set(prim.values()).size).toBeGreaterThan(N / 2);
     // the primary's guest still runs; the replica is gone
@@ -103,22 +134,52 @@ describe('remus: the primary is killed (SIGKILL) at random moments', () => {
         const logA = join(dirs.root, `k${t}-primary.log`);
         const logB = join(dirs.root, `k${t}-backup.log`);
         const before = new Set(B().listDomainIds());
-        const { proc: backup, port } = await startBackup(logB, ['--failover-timeout-ms', '400', '--heartbeat-ms', '50']);
-        const primary = new Proc(CLI, ['remus', String(d), `tcp://127.0.0.1:${port}`, '--host', dirs.a, '--insecure', '-i', '5', '--ack-timeout-ms', '2000', '--json', '--checksum-log', logA]);
-        if (killAt > 0) await primary.waitFor((j) => (j.checkpoint as number) >= killAt, `checkpoint ${killAt}`);
+        const { proc: backup, port } = await startBackup(logB, [
+          '--failover-timeout-ms',
+          '400',
+          '--heartbeat-ms',
+          '50',
+        ]);
+        const primary = new Proc(CLI, [
+          'remus',
+          String(d),
+          `tcp://127.0.0.1:${port}`,
+          '--host',
+          dirs.a,
+          '--insecure',
+          '-i',
+          '5',
+          '--ack-timeout-ms',
+          '2000',
+          '--json',
+          '--checksum-log',
+          logA,
+        ]);
+        if (killAt > 0)
+          await primary.waitFor((j) => (j.checkpoint as number) >= killAt, `checkpoint ${killAt}`);
         await new Promise((r) => setTimeout(r, extraMs));
         primary.kill('SIGKILL');
         await primary.exited;
         const be = await backup.exited;
-        const acked = Math.max(0, ...primary.json.map((j) => (typeof j.checkpoint === 'number' ? j.checkpoint : 0)));
-        const captured = new Map(checksumLog(logA).map((e) => [e.checkpoint as number, e.checksum as string]));
+        const acked = Math.max(
+          0,
+          ...primary.json.map((j) => (typeof j.checkpoint === 'number' ? j.checkpoint : 0)),
+        );
+        const captured = new Map(
+          checksumLog(logA).map((e) => [e.checkpoint as number, e.checksum as string]),
+        );
         const res = backup.json.at(-1)!;
         const blog = checksumLog(logB);
         const ctx = `trial ${t}: kill at ${killAt}+${extraMs.toFixed(1)}ms, acked ${acked}, result ${JSON.stringify(res)}\n${backup.stderr}`;
         if (res.result === 'failed') {
           expect(acked, ctx).toBe(0);
           expect(be.code, ctx).not.toBe(0);
-          expect(B().listDomainIds().filter((x) => !before.has(x)), ctx).toEqual([]);
+          expect(
+            B()
+              .listDomainIds()
+              .filter((x) => !before.has(x)),
+            ctx,
+          ).toEqual([]);
           outcomes.push(`${t}:none`);
         } else {
           expect(res.result, ctx).toBe('failover');
@@ -131,7 +192,12 @@ describe('remus: the primary is killed (SIGKILL) at random moments', () => {
           const domid = res.domid as number;
           expect(B().domainInfo(domid).paused, ctx).toBe(false);
           expect(res.guest, ctx).toBe('running');
-          expect(B().listDomainIds().filter((x) => !before.has(x)), ctx).toEqual([domid]);
+          expect(
+            B()
+              .listDomainIds()
+              .filter((x) => !before.has(x)),
+            ctx,
+          ).toEqual([domid]);
           B().destroyDomain(domid);
           outcomes.push(`${t}:${acked}->${m}`);
         }
@@ -142,7 +208,10 @@ describe('remus: the primary is killed (SIGKILL) at random moments', () => {
     }
     console.log(`remus SIGKILL trials (acked->failover checkpoint): ${outcomes.join(' ')}`);
     // the kill points must really have landed inside long runs too
-    expect(outcomes.some((o) => /->(\d+)$/.test(o) && Number(/->(\d+)$/.exec(o)![1]) >= 50), outcomes.join(' ')).toBe(true);
+    expect(
+      outcomes.some((o) => /->(\d+)$/.test(o) && Number(/->(\d+)$/.exec(o)![1]) >= 50),
+      outcomes.join(' '),
+    ).toBe(true);
   });
 });
 
@@ -150,8 +219,25 @@ describe('remus: the backup is lost', () => {
   for (const policy of ['pause', 'continue'] as const) {
     it(`--on-backup-loss ${policy}: the primary ${policy === 'pause' ? 'pauses' : 'keeps running'} its guest and logs the checkpoint numbers`, async () => {
       const d = A().createDomain({ type: 'hvm', pages: 32, populate: true });
-      const { proc: backup, port } = await startBackup(join(dirs.root, `loss-${policy}.log`), ['--failover-timeout-ms', '60000']);
-      const primary = new Proc(CLI, ['remus', String(d), `tcp://127.0.0.1:${port}`, '--host', dirs.a, '--insecure', '-i', '10', '--ack-timeout-ms', '500', '--on-backup-loss', policy, '--json']);
+      const { proc: backup, port } = await startBackup(join(dirs.root, `loss-${policy}.log`), [
+        '--failover-timeout-ms',
+        '60000',
+      ]);
+      const primary = new Proc(CLI, [
+        'remus',
+        String(d),
+        `tcp://127.0.0.1:${port}`,
+        '--host',
+        dirs.a,
+        '--insecure',
+        '-i',
+        '10',
+        '--ack-timeout-ms',
+        '500',
+        '--on-backup-loss',
+        policy,
+        '--json',
+      ]);
       await primary.waitFor((j) => (j.checkpoint as number) >= 5, 'checkpoint 5');
       backup.kill('SIGKILL');
       await backup.exited;
@@ -161,7 +247,9 @@ describe('remus: the backup is lost', () => {
       expect(res).toMatchObject({ result: 'backup-lost', guest: policy === 'pause' ? 'paused' : 'running' });
       const acked = res.lastAcked as number;
       expect(acked).toBeGreaterThanOrEqual(5);
-      expect(primary.stderr).toMatch(new RegExp(`backup lost after checkpoint \\d+ \\(last acknowledged ${acked}\\)`));
+      expect(primary.stderr).toMatch(
+        new RegExp(`backup lost after checkpoint \\d+ \\(last acknowledged ${acked}\\)`),
+      );
       const info = A().domainInfo(d);
       expect(info.shutdown).toBe(false); // never left suspended
       expect(info.paused).toBe(policy === 'pause');
@@ -179,7 +267,21 @@ describe('remus: a silent primary (no FIN, no data)', () => {
     const logB = join(dirs.root, 'silent-backup.log');
     const before = new Set(B().listDomainIds());
     const { proc: backup, port } = await startBackup(logB, ['--failover-timeout-ms', '500']);
-    const primary = new Proc(CLI, ['remus', String(d), `tcp://127.0.0.1:${port}`, '--host', dirs.a, '--insecure', '-i', '10', '--ack-timeout-ms', '100000', '--json', '--checksum-log', logA]);
+    const primary = new Proc(CLI, [
+      'remus',
+      String(d),
+      `tcp://127.0.0.1:${port}`,
+      '--host',
+      dirs.a,
+      '--insecure',
+      '-i',
+      '10',
+      '--ack-timeout-ms',
+      '100000',
+      '--json',
+      '--checksum-log',
+      logA,
+    ]);
     await primary.waitFor((j) => (j.checkpoint as number) >= 5, 'checkpoint 5');
     primary.kill('SIGSTOP'); // the connection stays open: only the watchdog can notice
     const be = await backup.exited;
@@ -203,8 +305,25 @@ describe('remus: a silent primary (no FIN, no data)', () => {
 describe('remus: checkpoints are the forward heartbeat', () => {
   it('an interval longer than the backup tolerates is capped, so a healthy primary is never failed over', async () => {
     const d = A().createDomain({ type: 'hvm', pages: 32, populate: true });
-    const { proc: backup, port } = await startBackup(join(dirs.root, 'cap.log'), ['--failover-timeout-ms', '400', '--heartbeat-ms', '50']);
-    const primary = new Proc(CLI, ['remus', String(d), `tcp://127.0.0.1:${port}`, '--host', dirs.a, '--insecure', '-i', '60000', '--max-checkpoints', '4', '--json']);
+    const { proc: backup, port } = await startBackup(join(dirs.root, 'cap.log'), [
+      '--failover-timeout-ms',
+      '400',
+      '--heartbeat-ms',
+      '50',
+    ]);
+    const primary = new Proc(CLI, [
+      'remus',
+      String(d),
+      `tcp://127.0.0.1:${port}`,
+      '--host',
+      dirs.a,
+      '--insecure',
+      '-i',
+      '60000',
+      '--max-checkpoints',
+      '4',
+      '--json',
+    ]);
     const pe = await primary.exited;
     const be = await backup.exited;
     expect(pe.code, primary.stderr).toBe(0);
@@ -232,7 +351,10 @@ describe('remus: the link breaks before the first complete checkpoint', () => {
     const firstEnd = items.find((it) => it.kind === 'record' && it.name === 'CHECKPOINT_END')!;
     const before = new Set(B().listDomainIds());
     for (const cut of [Math.floor(firstEnd.offset / 2), firstEnd.offset + firstEnd.size - 1]) {
-      const { proc: backup, port } = await startBackup(join(dirs.root, `early-${cut}.log`), ['--failover-timeout-ms', '300']);
+      const { proc: backup, port } = await startBackup(join(dirs.root, `early-${cut}.log`), [
+        '--failover-timeout-ms',
+        '300',
+      ]);
       // a fake primary: READY, then a prefix of the stream, then the link drops
       const ch = await connectTcp({ host: '127.0.0.1', port, insecure: true });
       await new ControlConnection(ch.readable, ch.writable).expect('READY', { timeoutMs: 10_000 });
@@ -243,7 +365,11 @@ describe('remus: the link breaks before the first complete checkpoint', () => {
       expect(be.code, backup.stderr).toBe(1);
       expect(backup.json.at(-1)).toMatchObject({ result: 'failed', checkpoint: 0 });
       expect(backup.stderr).toMatch(/failed before a complete checkpoint/);
-      expect(B().listDomainIds().filter((x) => !before.has(x))).toEqual([]);
+      expect(
+        B()
+          .listDomainIds()
+          .filter((x) => !before.has(x)),
+      ).toEqual([]);
     }
     A().destroyDomain(d);
   });

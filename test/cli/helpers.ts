@@ -80,7 +80,12 @@ export function startCli(args: string[], o: CliOptions = {}): Running {
   const done = new Promise<Done>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code, signal) => {
-      for (const w of waiters.splice(0)) w.reject(new Error(`xenmig ${args.join(' ')} ended (${code ?? signal}) before printing ${String(w.re)}; stderr:\n${stderr}`));
+      for (const w of waiters.splice(0))
+        w.reject(
+          new Error(
+            `xenmig ${args.join(' ')} ended (${code ?? signal}) before printing ${String(w.re)}; stderr:\n${stderr}`,
+          ),
+        );
       resolve({ code, signal, stdout, stderr });
     });
   });
@@ -121,8 +126,24 @@ export interface DomInfo {
   vcpus: number;
 }
 
-export async function createDomain(host: string, type: 'hvm' | 'pv', memory = '16M', vcpus = 1): Promise<number> {
-  const out = await ok(['mock', 'create', '--type', type, '--memory', memory, '--vcpus', String(vcpus), '--host', host]);
+export async function createDomain(
+  host: string,
+  type: 'hvm' | 'pv',
+  memory = '16M',
+  vcpus = 1,
+): Promise<number> {
+  const out = await ok([
+    'mock',
+    'create',
+    '--type',
+    type,
+    '--memory',
+    memory,
+    '--vcpus',
+    String(vcpus),
+    '--host',
+    host,
+  ]);
   expectInt(out);
   return Number(out);
 }
@@ -146,14 +167,20 @@ export async function domainState(host: string, domid: number): Promise<Record<s
 /** Gunzip a shared vector into `dir` (once per dir). */
 export async function gunzipVector(name: string, dir: string): Promise<string> {
   const out = join(dir, name.replace(/\.gz$/, ''));
-  if (!existsSync(out)) await pipeline(createReadStream(join(VECTORS, name)), createGunzip(), createWriteStream(out));
+  if (!existsSync(out))
+    await pipeline(createReadStream(join(VECTORS, name)), createGunzip(), createWriteStream(out));
   return out;
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Poll `f` until it returns a truthy value (bounded by `tries`; not a timing assertion). */
-export async function until<T>(f: () => Promise<T | null | undefined | false>, what: string, tries = 600, everyMs = 50): Promise<T> {
+export async function until<T>(
+  f: () => Promise<T | null | undefined | false>,
+  what: string,
+  tries = 600,
+  everyMs = 50,
+): Promise<T> {
   for (let i = 0; i < tries; i++) {
     const v = await f();
     if (v) return v;

@@ -4,14 +4,29 @@ import { spawn } from 'node:child_process';
 import { createReadStream, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
-import { CLI, cleanEnv, cli, createDomain, gunzipVector, ok, REPO, tempDir, tempHost, VECTORS, type Done } from './helpers.js';
+import {
+  CLI,
+  cleanEnv,
+  cli,
+  createDomain,
+  gunzipVector,
+  ok,
+  REPO,
+  tempDir,
+  tempHost,
+  VECTORS,
+  type Done,
+} from './helpers.js';
 
 const tmp = tempDir('xenmig-cli-inspect-');
 let pv = '';
 let pvh = '';
 
 beforeAll(async () => {
-  [pv, pvh] = await Promise.all([gunzipVector('xl-save-pv-128M.xlsave.gz', tmp.dir), gunzipVector('xl-save-pvh-128M.xlsave.gz', tmp.dir)]);
+  [pv, pvh] = await Promise.all([
+    gunzipVector('xl-save-pv-128M.xlsave.gz', tmp.dir),
+    gunzipVector('xl-save-pvh-128M.xlsave.gz', tmp.dir),
+  ]);
 });
 afterAll(() => tmp.cleanup());
 
@@ -38,30 +53,42 @@ async function inspectJson(file: string, extra: string[] = []): Promise<Line[]> 
 
 /** Pipe a gzipped vector through gunzip into `xenmig ARGS` on stdin (a real pipe). */
 function pipeVector(name: string, args: string[]): Promise<Done> {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: REPO, env: cleanEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: REPO,
+    env: cleanEnv(),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   createReadStream(join(VECTORS, name)).pipe(createGunzip()).pipe(child.stdin);
   child.stdin.on('error', () => undefined);
-  return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return new Promise((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
 }
 
 describe('xenmig verify', () => {
   it.each([
     ['PV', () => pv, 'x86 PV'],
     ['PVH', () => pvh, 'x86 HVM'],
-  ])('accepts the real %s vector (exit 0, its domain type, nothing on stderr when piped)', async (_n, file, dt) => {
-    const r = await cli(['verify', file()]);
-    expect(r.code).toBe(0);
-    expect(r.stdout).toContain('OK: xl stream');
-    expect(r.stdout).toContain(dt);
-    expect(r.stderr).toBe('');
-  });
+  ])(
+    'accepts the real %s vector (exit 0, its domain type, nothing on stderr when piped)',
+    async (_n, file, dt) => {
+      const r = await cli(['verify', file()]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('OK: xl stream');
+      expect(r.stdout).toContain(dt);
+      expect(r.stderr).toBe('');
+    },
+  );
 
   it('reads - from a pipe (fast path) with the same result as from the file', async () => {
-    const [fromPipe, fromFile] = await Promise.all([pipeVector('xl-save-pvh-128M.xlsave.gz', ['verify', '-', '--json']), cli(['verify', pvh, '--json'])]);
+    const [fromPipe, fromFile] = await Promise.all([
+      pipeVector('xl-save-pvh-128M.xlsave.gz', ['verify', '-', '--json']),
+      cli(['verify', pvh, '--json']),
+    ]);
     expect(fromPipe.code).toBe(0);
     expect(fromPipe.stderr).toBe('');
     const a = JSON.parse(fromPipe.stdout);
@@ -102,19 +129,27 @@ describe('xenmig inspect', () => {
   it.each([
     ['PV', () => pv],
     ['PVH', () => pvh],
-  ])('%s vector: items tile the file exactly (offset + size = next offset = file size at the end)', async (_n, file) => {
-    const lines = await inspectJson(file(), ['--no-fold']);
-    expect(lines[0]!.type).toBe('XL_HEADER');
-    expect(lines[0]!.offset).toBe(0);
-    for (let i = 1; i < lines.length; i++) expect(lines[i]!.offset).toBe(lines[i - 1]!.offset + lines[i - 1]!.size);
-    const last = lines[lines.length - 1]!;
-    expect(last.offset + last.size).toBe(statSync(file()).size);
-    expect(last.type).toBe('END');
-    expect(last.layer).toBe('libxl');
-  });
+  ])(
+    '%s vector: items tile the file exactly (offset + size = next offset = file size at the end)',
+    async (_n, file) => {
+      const lines = await inspectJson(file(), ['--no-fold']);
+      expect(lines[0]!.type).toBe('XL_HEADER');
+      expect(lines[0]!.offset).toBe(0);
+      for (let i = 1; i < lines.length; i++)
+        expect(lines[i]!.offset).toBe(lines[i - 1]!.offset + lines[i - 1]!.size);
+      const last = lines[lines.length - 1]!;
+      expect(last.offset + last.size).toBe(statSync(file()).size);
+      expect(last.type).toBe('END');
+      expect(last.layer).toBe('libxl');
+    },
+  );
 
   it('folding: consecutive PAGE_DATA records become one line whose counts add up to the unfolded ones and to verify’s', async () => {
-    const [folded, unfolded, v] = await Promise.all([inspectJson(pvh), inspectJson(pvh, ['--no-fold']), cli(['verify', pvh, '--json'])]);
+    const [folded, unfolded, v] = await Promise.all([
+      inspectJson(pvh),
+      inspectJson(pvh, ['--no-fold']),
+      cli(['verify', pvh, '--json']),
+    ]);
     const pd = (ls: Line[]) => ls.filter((l) => l.type === 'PAGE_DATA');
     expect(pd(folded).length).toBeLessThan(pd(unfolded).length);
     const sum = (ls: Line[], k: string) => pd(ls).reduce((a, l) => a + (l[k] as number), 0);
@@ -125,7 +160,9 @@ describe('xenmig inspect', () => {
     expect(sum(unfolded, 'dataPages')).toBe(facts.dataPages);
     expect(pd(unfolded).length).toBe(facts.counts['libxc:PAGE_DATA']);
     // non-page items are the same in both views
-    expect(folded.filter((l) => l.type !== 'PAGE_DATA')).toEqual(unfolded.filter((l) => l.type !== 'PAGE_DATA'));
+    expect(folded.filter((l) => l.type !== 'PAGE_DATA')).toEqual(
+      unfolded.filter((l) => l.type !== 'PAGE_DATA'),
+    );
   });
 
   it('decodes the PV records: guest width, vCPU ids, P2M frames, page-table types', async () => {
@@ -138,7 +175,9 @@ describe('xenmig inspect', () => {
     const vcpus = lines.filter((l) => l.type === 'X86_PV_VCPU_BASIC').map((l) => l.vcpu);
     expect(vcpus.length).toBeGreaterThan(0);
     expect(vcpus).toEqual([...vcpus].sort((a, b) => (a as number) - (b as number)));
-    const types = lines.filter((l) => l.type === 'PAGE_DATA').flatMap((l) => Object.keys(l.pageTypes as object));
+    const types = lines
+      .filter((l) => l.type === 'PAGE_DATA')
+      .flatMap((l) => Object.keys(l.pageTypes as object));
     expect(types.some((t) => /L[1-4]TAB/.test(t))).toBe(true);
     expect(lines.some((l) => l.type === 'X86_PV_P2M_FRAMES' && (l.frames as number) > 0)).toBe(true);
   });
@@ -173,7 +212,10 @@ describe('xenmig inspect', () => {
   });
 
   it('reads - from a pipe', async () => {
-    const [p, f] = await Promise.all([pipeVector('xl-save-pv-128M.xlsave.gz', ['inspect', '-', '--json']), cli(['inspect', pv, '--json'])]);
+    const [p, f] = await Promise.all([
+      pipeVector('xl-save-pv-128M.xlsave.gz', ['inspect', '-', '--json']),
+      cli(['inspect', pv, '--json']),
+    ]);
     expect(p.code).toBe(0);
     expect(p.stdout).toBe(f.stdout);
   });
@@ -199,10 +241,17 @@ describe('broken files', () => {
     const f = write('cut.xl', bytes.subarray(0, rec.offset + 100));
     const v = await cli(['verify', f]);
     expect(v.code).toBe(1);
-    expect(v.stderr).toMatch(new RegExp(`^xenmig: ERR_TRUNCATED: .*#${rec.index}.*offset ${rec.offset}\\b`, 'm'));
+    expect(v.stderr).toMatch(
+      new RegExp(`^xenmig: ERR_TRUNCATED: .*#${rec.index}.*offset ${rec.offset}\\b`, 'm'),
+    );
     const j = await cli(['verify', f, '--json']);
     const e = JSON.parse(j.stdout).error;
-    expect(e).toMatchObject({ code: 'ERR_TRUNCATED', recordIndex: rec.index, recordType: 'PAGE_DATA', offset: rec.offset });
+    expect(e).toMatchObject({
+      code: 'ERR_TRUNCATED',
+      recordIndex: rec.index,
+      recordType: 'PAGE_DATA',
+      offset: rec.offset,
+    });
     const ins = await cli(['inspect', f, '--json', '--no-fold']);
     expect(ins.code).toBe(1);
     expect(ins.stderr).toContain('ERR_TRUNCATED');
@@ -247,7 +296,11 @@ describe('broken files', () => {
     b.writeUInt32LE(0x10000000, rec.offset + 4);
     const r = await cli(['verify', write('long.xl', b), '--json']);
     expect(r.code).toBe(1);
-    expect(JSON.parse(r.stdout).error).toMatchObject({ code: 'ERR_RECORD_TOO_LONG', offset: rec.offset + 4, recordIndex: rec.index });
+    expect(JSON.parse(r.stdout).error).toMatchObject({
+      code: 'ERR_RECORD_TOO_LONG',
+      offset: rec.offset + 4,
+      recordIndex: rec.index,
+    });
   });
 
   it('bad options are usage errors (exit 2)', async () => {

@@ -23,7 +23,19 @@ describe('xenmig mock', () => {
     const c1 = await checksum(host.dir, d);
     expect(c1).toMatch(/^[0-9a-f]{64}$/);
     expect(await checksum(host.dir, d)).toBe(c1);
-    const w = await cli(['mock', 'workload', String(d), '--rate', '2000', '--duration', '1', '--seed', '7', '--host', host.dir]);
+    const w = await cli([
+      'mock',
+      'workload',
+      String(d),
+      '--rate',
+      '2000',
+      '--duration',
+      '1',
+      '--seed',
+      '7',
+      '--host',
+      host.dir,
+    ]);
     expect(w.code, w.stderr).toBe(0);
     expect(Number(w.stdout.trim())).toBeGreaterThan(0);
     expect(w.stderr).toContain('reason=duration');

@@ -9,11 +9,27 @@ afterAll(() => h.cleanup());
 describe('remus --blackhole', () => {
   it('replicates into nothing without a destination; the guest keeps running', async () => {
     const d = await createDomain(h.dir, 'hvm', '8M');
-    const r = await cli(['remus', String(d), '--blackhole', '--max-checkpoints', '3', '--interval-ms', '20', '--json', '--host', h.dir]);
+    const r = await cli([
+      'remus',
+      String(d),
+      '--blackhole',
+      '--max-checkpoints',
+      '3',
+      '--interval-ms',
+      '20',
+      '--json',
+      '--host',
+      h.dir,
+    ]);
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(r.code).toBe(0);
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { checkpoint?: number; result?: string });
-    expect(lines.filter((l) => l.checkpoint !== undefined && l.result === undefined).map((l) => l.checkpoint)).toEqual([1, 2, 3]);
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { checkpoint?: number; result?: string });
+    expect(
+      lines.filter((l) => l.checkpoint !== undefined && l.result === undefined).map((l) => l.checkpoint),
+    ).toEqual([1, 2, 3]);
     const dom = (await listDomains(h.dir)).find((x) => x.domid === d);
     expect({ paused: dom?.paused, shutdown: dom?.shutdown }).toEqual({ paused: false, shutdown: false });
   });

@@ -20,7 +20,11 @@ describe('xenmig remus: safe mode for guests with vifs', () => {
     cfg = join(dirs.root, 'guest.json');
     writeFileSync(
       cfg,
-      JSON.stringify({ c_info: { type: 'pvh', name: 'netguest' }, b_info: { max_memkb: 128, max_vcpus: 1 }, nics: [{ devid: 0, mac: '00:16:3e:00:00:01', bridge: 'xenbr0' }] }),
+      JSON.stringify({
+        c_info: { type: 'pvh', name: 'netguest' },
+        b_info: { max_memkb: 128, max_vcpus: 1 },
+        nics: [{ devid: 0, mac: '00:16:3e:00:00:01', bridge: 'xenbr0' }],
+      }),
     );
   });
   afterAll(() => {
@@ -29,7 +33,21 @@ describe('xenmig remus: safe mode for guests with vifs', () => {
   });
 
   const run = async (...extra: string[]) => {
-    const p = new Proc(CLI, ['remus', String(d), join(dirs.root, `s-${extra.join('')}.stream`), '--host', dirs.a, '-i', '1', '--max-checkpoints', '2', '--json', '--config', cfg, ...extra]);
+    const p = new Proc(CLI, [
+      'remus',
+      String(d),
+      join(dirs.root, `s-${extra.join('')}.stream`),
+      '--host',
+      dirs.a,
+      '-i',
+      '1',
+      '--max-checkpoints',
+      '2',
+      '--json',
+      '--config',
+      cfg,
+      ...extra,
+    ]);
     return { p, e: await p.exited };
   };
 
@@ -52,7 +70,18 @@ describe('xenmig remus: safe mode for guests with vifs', () => {
   });
 
   it('a guest without vifs needs no flag', async () => {
-    const p = new Proc(CLI, ['remus', String(d), join(dirs.root, 'novif.stream'), '--host', dirs.a, '-i', '1', '--max-checkpoints', '1', '--json']);
+    const p = new Proc(CLI, [
+      'remus',
+      String(d),
+      join(dirs.root, 'novif.stream'),
+      '--host',
+      dirs.a,
+      '-i',
+      '1',
+      '--max-checkpoints',
+      '1',
+      '--json',
+    ]);
     const e = await p.exited;
     expect(e.code, p.stderr).toBe(0);
     expect(p.stderr).not.toMatch(/network buffering/);

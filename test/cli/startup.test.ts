@@ -14,7 +14,18 @@ describe('xenmig start-up', () => {
 
   it('--help still lists every command', async () => {
     const help = await ok(['--help']);
-    for (const c of ['inspect', 'verify', 'save', 'restore', 'migrate', 'receive', 'remus', 'remus-receive', 'mock', 'demo'])
+    for (const c of [
+      'inspect',
+      'verify',
+      'save',
+      'restore',
+      'migrate',
+      'receive',
+      'remus',
+      'remus-receive',
+      'mock',
+      'demo',
+    ])
       expect(help).toMatch(new RegExp(`^\\s+${c}\\b`, 'm'));
   });
 });

@@ -18,7 +18,10 @@ afterAll(() => {
 describe('query-migrate statistics', () => {
   it('normal = pages with contents; holes apart', async () => {
     const d = xen.createDomain({ type: 'hvm', pages: 4096, populate: false });
-    xen.populatePhysmap(d, BigUint64Array.from({ length: 300 }, (_, i) => BigInt(i * 7)));
+    xen.populatePhysmap(
+      d,
+      BigUint64Array.from({ length: 300 }, (_, i) => BigInt(i * 7)),
+    );
     const populated = xen.domainInfo(d).totPages;
     const pt = new PassThrough();
     pt.resume();

@@ -24,7 +24,8 @@ const BLOCKS = 32;
 
 /** First differing block, or -1. */
 function firstDiff(a: Buffer, b: Buffer): number {
-  for (let i = 0; i < a.length; i += BS) if (!a.subarray(i, i + BS).equals(b.subarray(i, i + BS))) return i / BS;
+  for (let i = 0; i < a.length; i += BS)
+    if (!a.subarray(i, i + BS).equals(b.subarray(i, i + BS))) return i / BS;
   return a.length === b.length ? -1 : a.length / BS;
 }
 
@@ -64,7 +65,8 @@ describe('Remus disk replication: the stream cut anywhere', () => {
       log: () => {},
       onIdle: async (n) => {
         // between checkpoints: a few blocks, one rewritten every time, one partial write
-        for (const blk of [0, n, n + 7]) await server.image.write(blk * BS, Buffer.alloc(BS, 0x10 * n + blk), false);
+        for (const blk of [0, n, n + 7])
+          await server.image.write(blk * BS, Buffer.alloc(BS, 0x10 * n + blk), false);
         await server.image.write(20 * BS + 100, Buffer.alloc(50, n), false);
         a.guestWrite(d, 1, 0, new TextEncoder().encode(`checkpoint ${n}`));
       },
@@ -94,8 +96,13 @@ describe('Remus disk replication: the stream cut anywhere', () => {
   });
 
   it('the backup image is the primary image at the last complete checkpoint, at every cut', async () => {
-    const cuts = [...new Set([...starts, ...starts.map((s) => s + 1), stream.length])].filter((c) => c <= stream.length).sort((x, y) => x - y);
-    const small = { create: () => b.createDomain({ type: 'hvm', pages: 16, populate: false }), destroy: (x: number) => b.destroyDomain(x) };
+    const cuts = [...new Set([...starts, ...starts.map((s) => s + 1), stream.length])]
+      .filter((c) => c <= stream.length)
+      .sort((x, y) => x - y);
+    const small = {
+      create: () => b.createDomain({ type: 'hvm', pages: 16, populate: false }),
+      destroy: (x: number) => b.destroyDomain(x),
+    };
     const backupImg = join(dir, 'backup.img');
     let checked = 0;
     for (const len of cuts) {
@@ -139,7 +146,14 @@ describe('Remus disk replication: the stream cut anywhere', () => {
 
   it('a malformed disk record in checkpoint 3: that checkpoint is not applied (failover to 2, logged with the typed error)', async () => {
     const { items } = await readAll(stream);
-    const rec = items.find((it) => it.offset > ends[1]! && it.offset < ends[2]! && it.kind === 'record' && it.layer === 'libxl' && it.name.startsWith('UNKNOWN'));
+    const rec = items.find(
+      (it) =>
+        it.offset > ends[1]! &&
+        it.offset < ends[2]! &&
+        it.kind === 'record' &&
+        it.layer === 'libxl' &&
+        it.name.startsWith('UNKNOWN'),
+    );
     expect(rec, 'a disk record in checkpoint 3').toBeDefined();
     const bad = Uint8Array.from(stream.subarray(0, ends[CHECKPOINTS - 1]!));
     // BLOCKS body: kind, name length, "xvda", pad to 16, checkpoint, block size <- 768
@@ -153,7 +167,10 @@ describe('Remus disk replication: the stream cut anywhere', () => {
     const r = await restoreDomain({
       xen: b,
       input: bad,
-      builder: { create: () => b.createDomain({ type: 'hvm', pages: 16, populate: false }), destroy: (x: number) => b.destroyDomain(x) },
+      builder: {
+        create: () => b.createDomain({ type: 'hvm', pages: 16, populate: false }),
+        destroy: (x: number) => b.destroyDomain(x),
+      },
       streamType: 'remus',
       paused: true,
       extraRecords: hooks.records!,

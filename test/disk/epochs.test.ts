@@ -84,21 +84,47 @@ describe('ReplicatedImage epochs', () => {
 
 describe('disk records', () => {
   it('round-trip and golden bytes of BLOCKS', () => {
-    const body = encodeDiskRecordBody({ kind: 'blocks', disk: 'xvda', checkpoint: 7, blockSize: 512, blocks: [3], data: Buffer.alloc(512, 0xee) });
+    const body = encodeDiskRecordBody({
+      kind: 'blocks',
+      disk: 'xvda',
+      checkpoint: 7,
+      blockSize: 512,
+      blocks: [3],
+      data: Buffer.alloc(512, 0xee),
+    });
     expect(body.subarray(0, 40).toString('hex')).toBe(
-      '03000000' + '04000000' + Buffer.from('xvda').toString('hex') + '00000000' + '07000000' + '00020000' + '01000000' + '00000000' + '0300000000000000',
+      '03000000' +
+        '04000000' +
+        Buffer.from('xvda').toString('hex') +
+        '00000000' +
+        '07000000' +
+        '00020000' +
+        '01000000' +
+        '00000000' +
+        '0300000000000000',
     );
     const r = decodeDiskRecordBody(body);
     expect(r).toMatchObject({ kind: 'blocks', disk: 'xvda', checkpoint: 7, blockSize: 512, blocks: [3] });
   });
 
   it('malformed bodies are DiskErrors with the offset in the body', () => {
-    const good = encodeDiskRecordBody({ kind: 'blocks', disk: 'xvda', checkpoint: 1, blockSize: 512, blocks: [0], data: Buffer.alloc(512) });
+    const good = encodeDiskRecordBody({
+      kind: 'blocks',
+      disk: 'xvda',
+      checkpoint: 1,
+      blockSize: 512,
+      blocks: [0],
+      data: Buffer.alloc(512),
+    });
     const cases: [Buffer, RegExp, number][] = [
       [Buffer.alloc(4), /4 bytes/, 0],
       [Buffer.from('0100000000000000', 'hex'), /name length 0/, 4],
       [good.subarray(0, good.length - 1), /need/, 24],
-      [Buffer.concat([good.subarray(0, 20), Buffer.from('00030000', 'hex'), good.subarray(24)]), /block size 768/, 20],
+      [
+        Buffer.concat([good.subarray(0, 20), Buffer.from('00030000', 'hex'), good.subarray(24)]),
+        /block size 768/,
+        20,
+      ],
       [Buffer.from('09000000010000007800000000000000', 'hex'), /unknown kind 9/, 0],
     ];
     for (const [b, msg, off] of cases) {
@@ -124,9 +150,21 @@ describe('DiskReplicaSet (backup)', () => {
     const set = new DiskReplicaSet(new Map([['xvda', path]]), { maxBufferBytes: BS });
     expect(set.capabilities()).toEqual(['disk-replication', `disk:xvda:${8 * BS}`]);
     set.take(XENMIG_DISK_RECORD, rec({ kind: 'info', disk: 'xvda', size: 8 * BS, blockSize: BS }), 'head');
-    set.take(XENMIG_DISK_RECORD, rec({ kind: 'sync', disk: 'xvda', offset: 0, data: Buffer.alloc(8 * BS, 1) }), 'head');
+    set.take(
+      XENMIG_DISK_RECORD,
+      rec({ kind: 'sync', disk: 'xvda', offset: 0, data: Buffer.alloc(8 * BS, 1) }),
+      'head',
+    );
     expect(readFileSync(path).every((b) => b === 1)).toBe(true);
-    const blocks = (v: number) => rec({ kind: 'blocks', disk: 'xvda', checkpoint: 1, blockSize: BS, blocks: [2, 5], data: Buffer.concat([block(v), block(v + 1)]) });
+    const blocks = (v: number) =>
+      rec({
+        kind: 'blocks',
+        disk: 'xvda',
+        checkpoint: 1,
+        blockSize: BS,
+        blocks: [2, 5],
+        data: Buffer.concat([block(v), block(v + 1)]),
+      });
     set.take(XENMIG_DISK_RECORD, blocks(7), 'checkpoint'); // block 5 spills to the journal
     expect(readFileSync(path)[2 * BS]).toBe(1);
     set.commit();
@@ -136,11 +174,23 @@ describe('DiskReplicaSet (backup)', () => {
     set.discard();
     set.commit(); // an empty checkpoint
     expect([readFileSync(path)[2 * BS], readFileSync(path)[5 * BS]]).toEqual([7, 8]);
-    expect(() => set.take(XENMIG_DISK_RECORD, rec({ kind: 'sync', disk: 'xvda', offset: 0, data: Buffer.alloc(8) }), 'checkpoint')).toThrow(/after the initial copy/);
-    expect(() => set.take(XENMIG_DISK_RECORD, rec({ kind: 'blocks', disk: 'xvda', checkpoint: 2, blockSize: BS, blocks: [8], data: block(1) }), 'checkpoint')).toThrow(
-      /beyond the image/,
-    );
-    expect(() => set.take(XENMIG_DISK_RECORD, rec({ kind: 'info', disk: 'xvdb', size: 1, blockSize: BS }), 'head')).toThrow(/no --disk-map/);
+    expect(() =>
+      set.take(
+        XENMIG_DISK_RECORD,
+        rec({ kind: 'sync', disk: 'xvda', offset: 0, data: Buffer.alloc(8) }),
+        'checkpoint',
+      ),
+    ).toThrow(/after the initial copy/);
+    expect(() =>
+      set.take(
+        XENMIG_DISK_RECORD,
+        rec({ kind: 'blocks', disk: 'xvda', checkpoint: 2, blockSize: BS, blocks: [8], data: block(1) }),
+        'checkpoint',
+      ),
+    ).toThrow(/beyond the image/);
+    expect(() =>
+      set.take(XENMIG_DISK_RECORD, rec({ kind: 'info', disk: 'xvdb', size: 1, blockSize: BS }), 'head'),
+    ).toThrow(/no --disk-map/);
     expect(set.take(0x80000001, Buffer.alloc(0), 'checkpoint')).toBe(false);
     set.close();
   });
@@ -149,7 +199,13 @@ describe('DiskReplicaSet (backup)', () => {
     const path = join(dir, 'b2.img');
     writeFileSync(path, Buffer.alloc(4 * BS));
     const set = new DiskReplicaSet(new Map([['xvda', path]]));
-    expect(() => set.take(XENMIG_DISK_RECORD, encodeDiskRecordBody({ kind: 'info', disk: 'xvda', size: 8 * BS, blockSize: BS }), 'head')).toThrow(/is 32768 bytes/);
+    expect(() =>
+      set.take(
+        XENMIG_DISK_RECORD,
+        encodeDiskRecordBody({ kind: 'info', disk: 'xvda', size: 8 * BS, blockSize: BS }),
+        'head',
+      ),
+    ).toThrow(/is 32768 bytes/);
     expect(() => set.commit()).toThrow(/does not replicate it/);
     set.close();
   });

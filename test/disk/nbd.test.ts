@@ -60,7 +60,8 @@ class Raw {
   }
   async read(n: number): Promise<string> {
     while (this.buf.length < n) {
-      if (this.closed) throw new Error(`closed after ${this.buf.length} of ${n} bytes: ${this.buf.toString('hex')}`);
+      if (this.closed)
+        throw new Error(`closed after ${this.buf.length} of ${n} bytes: ${this.buf.toString('hex')}`);
       await new Promise<void>((r) => (this.wake = r));
     }
     const out = this.buf.subarray(0, n);
@@ -79,7 +80,12 @@ const u32 = (n: number) => n.toString(16).padStart(8, '0');
 const u64 = (n: number) => n.toString(16).padStart(16, '0');
 const FLAGS = '006d'; // HAS_FLAGS | SEND_FLUSH | SEND_FUA | SEND_TRIM | SEND_WRITE_ZEROES
 const req = (type: number, handle: string, off: number, len: number, flags = 0) =>
-  '25609513' + flags.toString(16).padStart(4, '0') + type.toString(16).padStart(4, '0') + handle + u64(off) + u32(len);
+  '25609513' +
+  flags.toString(16).padStart(4, '0') +
+  type.toString(16).padStart(4, '0') +
+  handle +
+  u64(off) +
+  u32(len);
 
 async function go(c: Raw): Promise<void> {
   expect(await c.read(18)).toBe(GREETING);
@@ -87,7 +93,9 @@ async function go(c: Raw): Promise<void> {
   // GO, empty name (the default export), one info request: BLOCK_SIZE
   c.send(OPT + u32(7) + u32(8) + u32(0) + '0001' + '0003');
   expect(await c.read(20 + 12)).toBe(REP + u32(7) + u32(3) + u32(12) + '0000' + u64(SIZE) + FLAGS);
-  expect(await c.read(20 + 14)).toBe(REP + u32(7) + u32(3) + u32(14) + '0003' + u32(1) + u32(4096) + u32(8192));
+  expect(await c.read(20 + 14)).toBe(
+    REP + u32(7) + u32(3) + u32(14) + '0003' + u32(1) + u32(4096) + u32(8192),
+  );
   expect(await c.read(20)).toBe(REP + u32(7) + u32(1) + u32(0));
 }
 
@@ -134,7 +142,9 @@ describe('nbd: commands', () => {
     c.send(req(1, '0102030405060708', 4096, 4) + 'deadbeef');
     expect(await c.read(16)).toBe('67446698' + u32(0) + '0102030405060708');
     c.send(req(0, 'aaaaaaaaaaaaaaaa', 4094, 8));
-    expect(await c.read(16 + 8)).toBe('67446698' + u32(0) + 'aaaaaaaaaaaaaaaa' + 'feff' + 'deadbeef' + '0405');
+    expect(await c.read(16 + 8)).toBe(
+      '67446698' + u32(0) + 'aaaaaaaaaaaaaaaa' + 'feff' + 'deadbeef' + '0405',
+    );
     c.send(req(3, '0000000000000001', 0, 0));
     expect(await c.read(16)).toBe('67446698' + u32(0) + '0000000000000001');
     c.send(req(6, '0000000000000002', 8192, 16, 1)); // WRITE_ZEROES, FUA
@@ -176,9 +186,24 @@ describe('nbd: commands', () => {
   it("protocol violations end the connection with a typed error and its offset in the client's bytes", async () => {
     const cases: [string, (c: Raw) => Promise<void>, RegExp, number][] = [
       ['unknown client flags', async (c) => c.send('00000004'), /unknown client flags/, 0],
-      ['bad option magic', async (c) => c.send('00000003' + '0000000000000000' + u32(3) + u32(0)), /bad option magic/, 4],
-      ['oversized option', async (c) => c.send('00000003' + OPT + u32(7) + u32(1 << 20)), /option 7 with 1048576 bytes/, 16],
-      ['bad request magic', async (c) => (await go(c), c.send('12345678' + '00'.repeat(24))), /bad request magic/, 4 + 16 + 8],
+      [
+        'bad option magic',
+        async (c) => c.send('00000003' + '0000000000000000' + u32(3) + u32(0)),
+        /bad option magic/,
+        4,
+      ],
+      [
+        'oversized option',
+        async (c) => c.send('00000003' + OPT + u32(7) + u32(1 << 20)),
+        /option 7 with 1048576 bytes/,
+        16,
+      ],
+      [
+        'bad request magic',
+        async (c) => (await go(c), c.send('12345678' + '00'.repeat(24))),
+        /bad request magic/,
+        4 + 16 + 8,
+      ],
       [
         'oversized write',
         async (c) => (await go(c), c.send(req(1, '0000000000000021', 0, 1 << 20))),
@@ -189,7 +214,8 @@ describe('nbd: commands', () => {
     for (const [what, send, msg, offset] of cases) {
       const n = results.length;
       const c = await Raw.open();
-      if (what.startsWith('unknown') || what.startsWith('bad option') || what.startsWith('oversized option')) expect(await c.read(18)).toBe(GREETING);
+      if (what.startsWith('unknown') || what.startsWith('bad option') || what.startsWith('oversized option'))
+        expect(await c.read(18)).toBe(GREETING);
       await send(c);
       await c.untilClosed();
       while (results.length <= n) await new Promise((r) => setTimeout(r, 5));

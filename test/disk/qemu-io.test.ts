@@ -17,10 +17,20 @@ let daemon: Proc;
 
 beforeAll(async () => {
   requireFreshBuild();
-  if (!findProgram('qemu-io')) throw new Error('qemu-io is missing: apt-get install qemu-utils (CI installs it in .ci/run)');
+  if (!findProgram('qemu-io'))
+    throw new Error('qemu-io is missing: apt-get install qemu-utils (CI installs it in .ci/run)');
   dir = mkdtempSync(join(tmpdir(), 'xenmig-qemu-io-'));
   writeFileSync(join(dir, 'disk.img'), Buffer.alloc(1 << 20));
-  daemon = new Proc(MAIN, ['disk', 'serve', join(dir, 'disk.img'), '--socket', join(dir, 'nbd.sock'), '--control', join(dir, 'ctl.sock'), '--json']);
+  daemon = new Proc(MAIN, [
+    'disk',
+    'serve',
+    join(dir, 'disk.img'),
+    '--socket',
+    join(dir, 'nbd.sock'),
+    '--control',
+    join(dir, 'ctl.sock'),
+    '--json',
+  ]);
   await daemon.waitFor((j) => j.serving !== undefined, 'the disk daemon');
 });
 
@@ -31,11 +41,25 @@ afterAll(async () => {
 });
 
 const qemuIo = (...cmds: string[]) =>
-  execFileSync('qemu-io', ['-f', 'raw', `nbd+unix:///?socket=${join(dir, 'nbd.sock')}`, ...cmds.flatMap((c) => ['-c', c])], { encoding: 'utf8', stdio: 'pipe' });
+  execFileSync(
+    'qemu-io',
+    ['-f', 'raw', `nbd+unix:///?socket=${join(dir, 'nbd.sock')}`, ...cmds.flatMap((c) => ['-c', c])],
+    { encoding: 'utf8', stdio: 'pipe' },
+  );
 
 describe('qemu-io against xenmig disk serve', () => {
   it('writes, reads back (pattern-checked by qemu-io), zeroes, flushes; the image holds the data', () => {
-    const out = qemuIo('write -P 0xab 4096 8192', 'read -P 0xab 4096 8192', 'read -P 0 0 4096', 'write -z 8192 4096', 'read -P 0 8192 4096', 'flush', 'discard 0 4096', 'aio_write -P 0x5c 65536 65536', 'aio_flush');
+    const out = qemuIo(
+      'write -P 0xab 4096 8192',
+      'read -P 0xab 4096 8192',
+      'read -P 0 0 4096',
+      'write -z 8192 4096',
+      'read -P 0 8192 4096',
+      'flush',
+      'discard 0 4096',
+      'aio_write -P 0x5c 65536 65536',
+      'aio_flush',
+    );
     expect(out).toMatch(/wrote 8192\/8192 bytes at offset 4096/);
     expect(out).toMatch(/read 8192\/8192 bytes at offset 4096/);
     expect(out).not.toMatch(/Pattern verification failed|error/i);
@@ -47,7 +71,7 @@ describe('qemu-io against xenmig disk serve', () => {
     expect(() => qemuIo('read 1048576 4096')).toThrow();
   });
 
-  it("an epoch holds exactly the blocks qemu-io wrote, with the data they had at rotate", async () => {
+  it('an epoch holds exactly the blocks qemu-io wrote, with the data they had at rotate', async () => {
     const ctl = await DiskControlClient.connect(join(dir, 'ctl.sock'));
     try {
       expect(await ctl.hello()).toMatchObject({ size: 1 << 20, blockSize: 4096, epoch: 0 });
@@ -56,7 +80,9 @@ describe('qemu-io against xenmig disk serve', () => {
       expect(await ctl.rotate(1)).toBe(5);
       qemuIo('write -P 0x44 40960 4096'); // after rotate: epoch 1 still sends 0x11
       const got = new Map<number, number>();
-      await ctl.fetch(1, 2, 4096, async (blocks, data) => blocks.forEach((b, i) => got.set(b, data[i * 4096]!)));
+      await ctl.fetch(1, 2, 4096, async (blocks, data) =>
+        blocks.forEach((b, i) => got.set(b, data[i * 4096]!)),
+      );
       expect([...got]).toEqual([
         [0, 0x22],
         [10, 0x11],

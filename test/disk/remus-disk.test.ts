@@ -40,18 +40,43 @@ afterAll(() => {
   rmSync(dirs.root, { recursive: true, force: true });
 });
 
-async function startDaemon(t: string, image: string): Promise<{ proc: Proc; ctl: string; nbd: string; snaps: string }> {
+async function startDaemon(
+  t: string,
+  image: string,
+): Promise<{ proc: Proc; ctl: string; nbd: string; snaps: string }> {
   const snaps = join(dirs.root, `${t}-snaps`);
   mkdirSync(snaps, { recursive: true });
   const nbd = join(dirs.root, `${t}-nbd.sock`);
   const ctl = join(dirs.root, `${t}-ctl.sock`);
-  const proc = new Proc(MAIN, ['disk', 'serve', image, '--socket', nbd, '--control', ctl, '--json', '--snapshot-dir', snaps, '--snapshot-keep', '100000']);
+  const proc = new Proc(MAIN, [
+    'disk',
+    'serve',
+    image,
+    '--socket',
+    nbd,
+    '--control',
+    ctl,
+    '--json',
+    '--snapshot-dir',
+    snaps,
+    '--snapshot-keep',
+    '100000',
+  ]);
   await proc.waitFor((j) => j.serving !== undefined, 'the disk daemon');
   return { proc, ctl, nbd, snaps };
 }
 
 async function startBackup(extra: string[]): Promise<{ proc: Proc; port: number }> {
-  const proc = new Proc(MAIN, ['remus-receive', '--host', dirs.b, '--listen', '127.0.0.1:0', '--insecure', '--json', ...extra]);
+  const proc = new Proc(MAIN, [
+    'remus-receive',
+    '--host',
+    dirs.b,
+    '--listen',
+    '127.0.0.1:0',
+    '--insecure',
+    '--json',
+    ...extra,
+  ]);
   const l = await proc.waitFor((j) => typeof j.listening === 'number', 'the listening port');
   return { proc, port: l.listening as number };
 }
@@ -69,7 +94,8 @@ function maxCounter(img: Buffer): number {
 
 function firstDiff(a: Buffer, b: Buffer): number {
   if (a.length !== b.length) return -2;
-  for (let i = 0; i < a.length; i += BS) if (!a.subarray(i, i + BS).equals(b.subarray(i, i + BS))) return i / BS;
+  for (let i = 0; i < a.length; i += BS)
+    if (!a.subarray(i, i + BS).equals(b.subarray(i, i + BS))) return i / BS;
   return -1;
 }
 
@@ -92,22 +118,53 @@ describe('remus --disk: the primary is killed (SIGKILL) at random moments', () =
       const writer = new Proc(WRITER, [dirs.a, String(d), daemon.nbd, String(WRITTEN)]);
       await new Promise<void>((r) => writer.child.stdout!.once('data', () => r()));
       const before = new Set(B().listDomainIds());
-      const { proc: backup, port } = await startBackup(['--failover-timeout-ms', '400', '--heartbeat-ms', '50', '--disk-map', `xvda=${bimg}`]);
-      const primary = new Proc(MAIN, ['remus', String(d), `tcp://127.0.0.1:${port}`, '--host', dirs.a, '--insecure', '-i', '10', '--ack-timeout-ms', '2000', '--json', '--disk', `xvda=${daemon.ctl}`]);
+      const { proc: backup, port } = await startBackup([
+        '--failover-timeout-ms',
+        '400',
+        '--heartbeat-ms',
+        '50',
+        '--disk-map',
+        `xvda=${bimg}`,
+      ]);
+      const primary = new Proc(MAIN, [
+        'remus',
+        String(d),
+        `tcp://127.0.0.1:${port}`,
+        '--host',
+        dirs.a,
+        '--insecure',
+        '-i',
+        '10',
+        '--ack-timeout-ms',
+        '2000',
+        '--json',
+        '--disk',
+        `xvda=${daemon.ctl}`,
+      ]);
       try {
         // kill point 0: during the initial copy or the live phase (the primary is connected by then)
-        if (killAt === 0) while (!daemon.proc.stderr.includes('replication started')) await new Promise((r) => setTimeout(r, 2));
+        if (killAt === 0)
+          while (!daemon.proc.stderr.includes('replication started'))
+            await new Promise((r) => setTimeout(r, 2));
         else await primary.waitFor((j) => (j.checkpoint as number) >= killAt, `checkpoint ${killAt}`);
         await new Promise((r) => setTimeout(r, extraMs));
         primary.kill('SIGKILL');
         await primary.exited;
         await backup.exited;
-        const acked = Math.max(0, ...primary.json.map((j) => (typeof j.checkpoint === 'number' ? j.checkpoint : 0)));
+        const acked = Math.max(
+          0,
+          ...primary.json.map((j) => (typeof j.checkpoint === 'number' ? j.checkpoint : 0)),
+        );
         const res = backup.json.at(-1)!;
         const ctx = `trial ${t}: kill at ${killAt}+${extraMs.toFixed(1)}ms, acked ${acked}, result ${JSON.stringify(res)}\n${backup.stderr}\n${primary.stderr}`;
         if (res.result === 'failed') {
           expect(acked, ctx).toBe(0);
-          expect(B().listDomainIds().filter((x) => !before.has(x)), ctx).toEqual([]);
+          expect(
+            B()
+              .listDomainIds()
+              .filter((x) => !before.has(x)),
+            ctx,
+          ).toEqual([]);
           outcomes.push(`${t}:none`);
           continue;
         }
@@ -123,7 +180,9 @@ describe('remus --disk: the primary is killed (SIGKILL) at random moments', () =
         // memory and disk of the same checkpoint: the counter in memory names a write on the disk
         const domid = res.domid as number;
         const map = B().map(domid, new BigUint64Array([1n]), 'r');
-        const memCounter = Number(new DataView(map.bytes.buffer, map.bytes.byteOffset, 8).getBigUint64(0, true));
+        const memCounter = Number(
+          new DataView(map.bytes.buffer, map.bytes.byteOffset, 8).getBigUint64(0, true),
+        );
         map.unmap();
         const diskMax = maxCounter(got);
         expect(diskMax, `${ctx}: memory says ${memCounter}`).toBeGreaterThanOrEqual(memCounter);
@@ -163,7 +222,22 @@ describe('remus --disk: refused before the guest is touched', () => {
     writeFileSync(cfg, JSON.stringify(json));
     const run = (args: string[]) => {
       try {
-        execFileSync(process.execPath, [MAIN, 'remus', String(d), 'tcp://127.0.0.1:9', '--host', dirs.a, '--insecure', '--config', cfg, ...args], { stdio: 'pipe' });
+        execFileSync(
+          process.execPath,
+          [
+            MAIN,
+            'remus',
+            String(d),
+            'tcp://127.0.0.1:9',
+            '--host',
+            dirs.a,
+            '--insecure',
+            '--config',
+            cfg,
+            ...args,
+          ],
+          { stdio: 'pipe' },
+        );
         return { code: 0, err: '' };
       } catch (e) {
         const x = e as { status: number; stderr: Buffer };
@@ -172,7 +246,9 @@ describe('remus --disk: refused before the guest is touched', () => {
     };
     const none = run([]);
     expect(none.code).toBe(2);
-    expect(none.err).toMatch(/vbds without disk replication \(xvda\).*--disk NAME=CTL\.sock.*--no-disk-replication \(or --unsafe\)/s);
+    expect(none.err).toMatch(
+      /vbds without disk replication \(xvda\).*--disk NAME=CTL\.sock.*--no-disk-replication \(or --unsafe\)/s,
+    );
     const xl = run(['--protocol', 'xl', '--disk', 'xvda=/nonexistent.sock']);
     expect(xl.code).toBe(2);
     expect(xl.err).toMatch(/--disk needs a xenmig backup/);
@@ -188,10 +264,22 @@ describe('remus --disk: refused before the guest is touched', () => {
 
   it('an unreachable disk daemon refuses the replication (exit 1, guest untouched); a backup without --disk-map: no replica, the guest runs on', async () => {
     const d = A().createDomain({ type: 'hvm', pages: 16, populate: true });
-    const gone = new Proc(MAIN, ['remus', String(d), 'tcp://127.0.0.1:9', '--host', dirs.a, '--insecure', '--json', '--disk', `xvda=${join(dirs.root, 'none.sock')}`]);
+    const gone = new Proc(MAIN, [
+      'remus',
+      String(d),
+      'tcp://127.0.0.1:9',
+      '--host',
+      dirs.a,
+      '--insecure',
+      '--json',
+      '--disk',
+      `xvda=${join(dirs.root, 'none.sock')}`,
+    ]);
     const ge = await gone.exited;
     expect(ge.code, gone.stderr).toBe(1);
-    expect(gone.stderr).toMatch(/refused, guest untouched: disk daemon at .*none\.sock.*--no-disk-replication/);
+    expect(gone.stderr).toMatch(
+      /refused, guest untouched: disk daemon at .*none\.sock.*--no-disk-replication/,
+    );
     expect(gone.json.at(-1)).toMatchObject({ result: 'refused', guest: 'running' });
 
     const img = join(dirs.root, 'nomap.img');
@@ -199,10 +287,22 @@ describe('remus --disk: refused before the guest is touched', () => {
     const daemon = await startDaemon('nomap', img);
     const { proc: backup, port } = await startBackup([]);
     try {
-      const primary = new Proc(MAIN, ['remus', String(d), `tcp://127.0.0.1:${port}`, '--host', dirs.a, '--insecure', '--json', '--disk', `xvda=${daemon.ctl}`]);
+      const primary = new Proc(MAIN, [
+        'remus',
+        String(d),
+        `tcp://127.0.0.1:${port}`,
+        '--host',
+        dirs.a,
+        '--insecure',
+        '--json',
+        '--disk',
+        `xvda=${daemon.ctl}`,
+      ]);
       const pe = await primary.exited;
       expect(pe.code, primary.stderr).toBe(1);
-      expect(primary.stderr).toMatch(/the backup cannot replicate the guest's disks: the backup does not apply disk records/);
+      expect(primary.stderr).toMatch(
+        /the backup cannot replicate the guest's disks: the backup does not apply disk records/,
+      );
       expect(primary.json.at(-1)).toMatchObject({ result: 'no-replica', guest: 'running' });
       expect(A().domainInfo(d).paused).toBe(false);
     } finally {
@@ -222,7 +322,21 @@ describe('remus --disk: the disk daemon dies during replication', () => {
     const daemon = await startDaemon('dies', img);
     writeFileSync(join(dirs.root, 'dies-b.img'), Buffer.alloc(16 * BS));
     const { proc: backup, port } = await startBackup(['--disk-map', `xvda=${join(dirs.root, 'dies-b.img')}`]);
-    const primary = new Proc(MAIN, ['remus', String(d), `tcp://127.0.0.1:${port}`, '--host', dirs.a, '--insecure', '-i', '20', '--json', '--on-backup-loss', 'continue', '--disk', `xvda=${daemon.ctl}`]);
+    const primary = new Proc(MAIN, [
+      'remus',
+      String(d),
+      `tcp://127.0.0.1:${port}`,
+      '--host',
+      dirs.a,
+      '--insecure',
+      '-i',
+      '20',
+      '--json',
+      '--on-backup-loss',
+      'continue',
+      '--disk',
+      `xvda=${daemon.ctl}`,
+    ]);
     try {
       await primary.waitFor((j) => (j.checkpoint as number) >= 3, 'checkpoint 3');
       daemon.proc.kill('SIGKILL');

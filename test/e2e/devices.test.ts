@@ -22,7 +22,8 @@ const tmp = tempDir('xenmig-devices-');
 const cleanups: (() => void)[] = [];
 const procs: Running[] = [];
 afterEach(() => {
-  for (const p of procs.splice(0)) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+  for (const p of procs.splice(0))
+    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
   for (const c of cleanups.splice(0)) c();
 });
 afterAll(() => tmp.cleanup());
@@ -31,12 +32,20 @@ let n = 0;
 /** A libxl config (xl list -l shape) for a 16 MiB guest of the given kind, with extra device lists. */
 function configFile(extra: Record<string, unknown>, type = 'pvh'): string {
   const f = join(tmp.dir, `config-${++n}.json`);
-  const config = { c_info: { type, name: `g${n}` }, b_info: { max_vcpus: 1, max_memkb: 16384, target_memkb: 16384 }, ...extra };
+  const config = {
+    c_info: { type, name: `g${n}` },
+    b_info: { max_vcpus: 1, max_memkb: 16384, target_memkb: 16384 },
+    ...extra,
+  };
   writeFileSync(f, JSON.stringify([{ domid: 1, config }], null, 2));
   return f;
 }
 
-const DISK = { disks: [{ pdev_path: '/var/lib/xen/images/g.img', vdev: 'xvda', backend: 'phy', format: 'raw', readwrite: 1 }] };
+const DISK = {
+  disks: [
+    { pdev_path: '/var/lib/xen/images/g.img', vdev: 'xvda', backend: 'phy', format: 'raw', readwrite: 1 },
+  ],
+};
 const VIF = { nics: [{ devid: 0, mac: '00:16:3e:00:00:07', bridge: 'xenbr0', nictype: 'vif' }] };
 
 async function host(): Promise<{ dir: string; domid: number; sum: string }> {
@@ -50,7 +59,11 @@ async function host(): Promise<{ dir: string; domid: number; sum: string }> {
 async function untouched(h: { dir: string; domid: number; sum: string }): Promise<void> {
   const d = (await listDomains(h.dir)).find((x) => x.domid === h.domid);
   expect(d, 'the domain still exists').toBeDefined();
-  expect({ state: d!.state, paused: d!.paused, shutdown: d!.shutdown }).toEqual({ state: 'running', paused: false, shutdown: false });
+  expect({ state: d!.state, paused: d!.paused, shutdown: d!.shutdown }).toEqual({
+    state: 'running',
+    paused: false,
+    shutdown: false,
+  });
   expect(await checksum(h.dir, h.domid)).toBe(h.sum);
 }
 
@@ -58,7 +71,15 @@ describe('refused before the guest is touched', () => {
   it('save of a guest with a PCI passthrough device: exit 1, ERR_UNSUPPORTED_DEVICE, no stream written', async () => {
     const h = await host();
     const out = join(tmp.dir, 'pci.save');
-    const r = await cli(['save', String(h.domid), out, '--host', h.dir, '--config', configFile({ pcidevs: [{ domain: 0, bus: 3, dev: 0, func: 0 }] })]);
+    const r = await cli([
+      'save',
+      String(h.domid),
+      out,
+      '--host',
+      h.dir,
+      '--config',
+      configFile({ pcidevs: [{ domain: 0, bus: 3, dev: 0, func: 0 }] }),
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/ERR_UNSUPPORTED_DEVICE.*1 PCI passthrough device/);
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
@@ -80,11 +101,17 @@ describe('refused before the guest is touched', () => {
     const src = await host();
     const dst = tempHost();
     cleanups.push(dst.cleanup);
-    const receiver = startCli(['receive', '-', '--host', dst.dir], { stdio: ['pipe', 'pipe', 'pipe'], rawStdout: true });
-    procs.push(receiver);
-    const sender = startCli(['migrate', String(src.domid), '-', '--host', src.dir, '--config', configFile(VIF)], {
-      stdio: [receiver.child.stdout!, receiver.child.stdin!, 'pipe'],
+    const receiver = startCli(['receive', '-', '--host', dst.dir], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      rawStdout: true,
     });
+    procs.push(receiver);
+    const sender = startCli(
+      ['migrate', String(src.domid), '-', '--host', src.dir, '--config', configFile(VIF)],
+      {
+        stdio: [receiver.child.stdout!, receiver.child.stdin!, 'pipe'],
+      },
+    );
     procs.push(sender);
     receiver.child.stdin!.destroy();
     receiver.child.stdout!.destroy();
@@ -101,7 +128,16 @@ describe('refused before the guest is touched', () => {
     const src = await host();
     const file = join(tmp.dir, 'disk.save');
     // the sender has no reason to refuse a disk (xl restore would attach it); this host's builder does
-    await ok(['save', String(src.domid), file, '--keep-running', '--host', src.dir, '--config', configFile(DISK)]);
+    await ok([
+      'save',
+      String(src.domid),
+      file,
+      '--keep-running',
+      '--host',
+      src.dir,
+      '--config',
+      configFile(DISK),
+    ]);
     const dst = tempHost();
     cleanups.push(dst.cleanup);
     const r = await cli(['restore', file, '--host', dst.dir]);

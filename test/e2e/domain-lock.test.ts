@@ -33,7 +33,8 @@ const cleanups: (() => void)[] = [];
 const servers: Server[] = [];
 
 afterEach(async () => {
-  for (const p of procs.splice(0)) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+  for (const p of procs.splice(0))
+    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
   for (const c of cleanups.splice(0)) c();
   for (const s of servers.splice(0)) await new Promise<void>((r) => s.close(() => r()));
 });
@@ -81,13 +82,11 @@ function lockFiles(host: string): { name: string; holder: LockFile | null }[] {
 
 /** Wait until `p` holds the lock of domid (its lock file names it). */
 function waitHeld(host: string, domid: number, p: Running): Promise<LockFile> {
-  return until(
-    async () => {
-      if (p.child.exitCode !== null) throw new Error(`the holder exited (${p.child.exitCode}): ${p.err()}`);
-      return lockFiles(host).find((f) => f.name.startsWith(`domain-${domid}-`) && f.holder?.pid === p.child.pid)?.holder;
-    },
-    `process ${p.child.pid} to hold domain ${domid}`,
-  );
+  return until(async () => {
+    if (p.child.exitCode !== null) throw new Error(`the holder exited (${p.child.exitCode}): ${p.err()}`);
+    return lockFiles(host).find((f) => f.name.startsWith(`domain-${domid}-`) && f.holder?.pid === p.child.pid)
+      ?.holder;
+  }, `process ${p.child.pid} to hold domain ${domid}`);
 }
 
 type Op = 'save' | 'migrate' | 'remus' | 'restore';
@@ -95,7 +94,11 @@ const OPS: Op[] = ['save', 'migrate', 'remus', 'restore'];
 
 function expectBusy(r: Done, domid: number, holder: Running, op: string): void {
   expect(r.code, r.stderr).toBe(1);
-  expect(r.stderr).toMatch(new RegExp(`ERR_DOMAIN_BUSY: domain ${domid} is held by xenmig ${op} \\(pid ${holder.child.pid}, since \\d{4}-`));
+  expect(r.stderr).toMatch(
+    new RegExp(
+      `ERR_DOMAIN_BUSY: domain ${domid} is held by xenmig ${op} \\(pid ${holder.child.pid}, since \\d{4}-`,
+    ),
+  );
   expect(r.stderr).toMatch(/wait until it ends, or stop it/);
   expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
 }
@@ -122,11 +125,18 @@ describe('one operation per domain, across processes', () => {
       switch (holderOp) {
         case 'migrate': // connected, waiting for a receiver's READY that never comes
         case 'remus':
-          holder = track(startCli([holderOp, d, `tcp://127.0.0.1:${silent.port}`, '--insecure', '--host', host]));
+          holder = track(
+            startCli([holderOp, d, `tcp://127.0.0.1:${silent.port}`, '--insecure', '--host', host]),
+          );
           await until(async () => silent.connections() > 0, 'the holder to connect');
           break;
         case 'save': // streaming its first live round into a pipe nobody reads
-          holder = track(startCli(['save', d, '-', '--live', '--host', host], { stdio: ['ignore', 'pipe', 'pipe'], rawStdout: true }));
+          holder = track(
+            startCli(['save', d, '-', '--live', '--host', host], {
+              stdio: ['ignore', 'pipe', 'pipe'],
+              rawStdout: true,
+            }),
+          );
           await once(holder.child.stdout!, 'readable');
           break;
         case 'restore': // waiting for the stream on a stdin that stays open
@@ -161,7 +171,14 @@ describe('one operation per domain, across processes', () => {
         expect(r.code, r.stderr).toBe(0);
         expect(r.stdout.trim()).toBe(d);
       } else {
-        const r = await cli(['save', d, join(tmp.dir, `after-kill-${holderOp}.xl`), '--keep-running', '--host', host]);
+        const r = await cli([
+          'save',
+          d,
+          join(tmp.dir, `after-kill-${holderOp}.xl`),
+          '--keep-running',
+          '--host',
+          host,
+        ]);
         expect(r.code, r.stderr).toBe(0);
       }
       expect((await listDomains(host)).find((x) => x.domid === target)?.state).toBe('running');
@@ -170,19 +187,36 @@ describe('one operation per domain, across processes', () => {
     });
   }
 
-  it('two migrations of one busy guest at once (the issue\'s corruption): the second is refused, the first hands over the exact state', async () => {
+  it("two migrations of one busy guest at once (the issue's corruption): the second is refused, the first hands over the exact state", async () => {
     const a = tempHost();
     const b1 = tempHost();
     const b2 = tempHost();
     cleanups.push(a.cleanup, b1.cleanup, b2.cleanup);
     const domid = await createDomain(a.dir, 'hvm', '16M');
     const workload = track(await startWorkload(a.dir, domid, 1000, 0, 7));
-    const receivers = [b1.dir, b2.dir].map((B) => track(startCli(['receive', '--listen', '127.0.0.1:0', '--insecure', '--host', B])));
-    const ports = await Promise.all(receivers.map(async (r) => Number(/listening on .*:(\d+)/.exec(await r.waitErr(/listening on .*:\d+/))![1])));
+    const receivers = [b1.dir, b2.dir].map((B) =>
+      track(startCli(['receive', '--listen', '127.0.0.1:0', '--insecure', '--host', B])),
+    );
+    const ports = await Promise.all(
+      receivers.map(async (r) =>
+        Number(/listening on .*:(\d+)/.exec(await r.waitErr(/listening on .*:\d+/))![1]),
+      ),
+    );
     const atSuspend = [join(tmp.dir, 'race-1.json'), join(tmp.dir, 'race-2.json')];
     const migrate = (i: number) =>
       track(
-        startCli(['migrate', String(domid), `tcp://127.0.0.1:${ports[i]}`, '--insecure', '--bandwidth', '4M', '--checksum-at-suspend', atSuspend[i]!, '--host', a.dir]),
+        startCli([
+          'migrate',
+          String(domid),
+          `tcp://127.0.0.1:${ports[i]}`,
+          '--insecure',
+          '--bandwidth',
+          '4M',
+          '--checksum-at-suspend',
+          atSuspend[i]!,
+          '--host',
+          a.dir,
+        ]),
       );
     const first = migrate(0);
     // the first is streaming: its receiver has built the destination domain
@@ -220,7 +254,11 @@ describe('the lock itself', () => {
       }
       expect(err).toBeInstanceOf(DomainBusyError);
       expect((err as DomainBusyError).code).toBe('ERR_DOMAIN_BUSY');
-      expect((err as DomainBusyError).holder).toMatchObject({ pid: process.pid, operation: 'save', domid: d });
+      expect((err as DomainBusyError).holder).toMatchObject({
+        pid: process.pid,
+        operation: 'save',
+        domid: d,
+      });
       l1.release();
       l1.release(); // idempotent
       const l2 = lockDomain(xen, d, 'migrate');
@@ -231,14 +269,17 @@ describe('the lock itself', () => {
     }
   });
 
-  it("refuses while libxl holds its own per-domain lock (a POSIX fcntl lock, as libxl__lock_domain_userdata takes)", async () => {
+  it('refuses while libxl holds its own per-domain lock (a POSIX fcntl lock, as libxl__lock_domain_userdata takes)', async () => {
     const dir = join(tmp.dir, 'xenlib');
     execFileSync('mkdir', ['-p', dir]);
     const uuid = '0123abcd-0000-4000-8000-00000000beef';
     const file = join(dir, `userdata-l.5.${uuid}.domain-userdata-lock`);
     // a separate process holds lockf (F_SETLK, F_WRLCK) on the file, as libxl does, until told to stop
     const script = join(tmp.dir, 'hold.py');
-    writeFileSync(script, 'import fcntl, sys\nf = open(sys.argv[1], "a+")\nfcntl.lockf(f, fcntl.LOCK_EX)\nprint("locked", flush=True)\nsys.stdin.read()\n');
+    writeFileSync(
+      script,
+      'import fcntl, sys\nf = open(sys.argv[1], "a+")\nfcntl.lockf(f, fcntl.LOCK_EX)\nprint("locked", flush=True)\nsys.stdin.read()\n',
+    );
     const py = spawn('python3', [script, file], { stdio: ['pipe', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       py.stdout.once('data', () => resolve());

@@ -23,14 +23,44 @@ function openssl(dir: string, args: string[]): void {
 /** CA + server (127.0.0.1/localhost) + client certificates, and a client of an unrelated CA (paths). */
 export function makePki(dir: string): Pki {
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  for (const ca of ['ca', 'rogue-ca']) openssl(dir, ['req', '-x509', ...ec, '-keyout', `${ca}.key`, '-out', `${ca}.crt`, '-subj', `/CN=${ca}`, '-days', '2']);
+  for (const ca of ['ca', 'rogue-ca'])
+    openssl(dir, [
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      `${ca}.key`,
+      '-out',
+      `${ca}.crt`,
+      '-subj',
+      `/CN=${ca}`,
+      '-days',
+      '2',
+    ]);
   const leaf = (name: string, ca: string, usage: string) => {
     openssl(dir, ['req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
     writeFileSync(
       join(dir, `${name}.ext`),
-      `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=${usage}\n` + (usage === 'serverAuth' ? 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' : ''),
+      `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=${usage}\n` +
+        (usage === 'serverAuth' ? 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' : ''),
     );
-    openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`]);
+    openssl(dir, [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      `${ca}.crt`,
+      '-CAkey',
+      `${ca}.key`,
+      '-CAcreateserial',
+      '-out',
+      `${name}.crt`,
+      '-days',
+      '2',
+      '-extfile',
+      `${name}.ext`,
+    ]);
     return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
   };
   return {
@@ -77,8 +107,26 @@ export function readAtSuspend(file: string): AtSuspend {
 }
 
 /** Start a workload process and wait until it runs. */
-export async function startWorkload(host: string, domid: number, rate = 400, hot = 0, seed = 1): Promise<Running> {
-  const w = startCli(['mock', 'workload', String(domid), '--rate', String(rate), '--hot', String(hot), '--seed', String(seed), '--host', host]);
+export async function startWorkload(
+  host: string,
+  domid: number,
+  rate = 400,
+  hot = 0,
+  seed = 1,
+): Promise<Running> {
+  const w = startCli([
+    'mock',
+    'workload',
+    String(domid),
+    '--rate',
+    String(rate),
+    '--hot',
+    String(hot),
+    '--seed',
+    String(seed),
+    '--host',
+    host,
+  ]);
   await w.waitErr('workload running');
   return w;
 }
@@ -102,7 +150,12 @@ export async function expectSourceResumed(host: string, domid: number, workload:
   expect(d!.shutdown).toBe(false);
   expect(workload.child.exitCode, 'workload still running').toBeNull();
   const c1 = await checksum(host, domid);
-  await until(async () => (await checksum(host, domid)) !== c1, 'the workload to change guest memory after the failure', 200, 50);
+  await until(
+    async () => (await checksum(host, domid)) !== c1,
+    'the workload to change guest memory after the failure',
+    200,
+    50,
+  );
   workload.child.kill('SIGINT');
   const w = await workload.done;
   expect(w.code).toBe(0);

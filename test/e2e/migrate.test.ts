@@ -38,7 +38,8 @@ beforeAll(() => {
   ssh = makeFakeSsh(tmp.dir);
 });
 afterEach(() => {
-  for (const p of procs.splice(0)) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+  for (const p of procs.splice(0))
+    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
   for (const c of cleanups.splice(0)) c();
 });
 afterAll(() => tmp.cleanup());
@@ -65,17 +66,49 @@ async function setup(type: 'hvm' | 'pv' = 'hvm', memory = '16M'): Promise<Setup>
   const domid = await createDomain(a.dir, type, memory, 2);
   const workload = track(await startWorkload(a.dir, domid, 400, 0, ++seq));
   const n = ++seq;
-  return { A: a.dir, B: b.dir, domid, workload, atSuspend: join(tmp.dir, `at-suspend-${n}.json`), stats: join(tmp.dir, `stats-${n}.json`) };
+  return {
+    A: a.dir,
+    B: b.dir,
+    domid,
+    workload,
+    atSuspend: join(tmp.dir, `at-suspend-${n}.json`),
+    stats: join(tmp.dir, `stats-${n}.json`),
+  };
 }
 
 function senderArgs(s: Setup, dest: string, extra: string[] = []): string[] {
-  return ['migrate', String(s.domid), dest, '--host', s.A, '--checksum-at-suspend', s.atSuspend, '--stats-file', s.stats, ...extra];
+  return [
+    'migrate',
+    String(s.domid),
+    dest,
+    '--host',
+    s.A,
+    '--checksum-at-suspend',
+    s.atSuspend,
+    '--stats-file',
+    s.stats,
+    ...extra,
+  ];
 }
 
 /** sender | receiver over two pipes joined directly between the two processes */
-function pipePair(s: Setup, senderExtra: string[] = [], receiverEnv: NodeJS.ProcessEnv = {}): { sender: Running; receiver: Running } {
-  const receiver = track(startCli(['receive', '-', '--host', s.B], { stdio: ['pipe', 'pipe', 'pipe'], rawStdout: true, env: receiverEnv }));
-  const sender = track(startCli(senderArgs(s, '-', senderExtra), { stdio: [receiver.child.stdout!, receiver.child.stdin!, 'pipe'] }));
+function pipePair(
+  s: Setup,
+  senderExtra: string[] = [],
+  receiverEnv: NodeJS.ProcessEnv = {},
+): { sender: Running; receiver: Running } {
+  const receiver = track(
+    startCli(['receive', '-', '--host', s.B], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      rawStdout: true,
+      env: receiverEnv,
+    }),
+  );
+  const sender = track(
+    startCli(senderArgs(s, '-', senderExtra), {
+      stdio: [receiver.child.stdout!, receiver.child.stdin!, 'pipe'],
+    }),
+  );
   receiver.child.stdin!.destroy();
   receiver.child.stdout!.destroy();
   return { sender, receiver };
@@ -126,8 +159,14 @@ function expectSenderFailed(r: Done, status = 1): void {
 async function expectRetryWorks(s: Setup, stableChecksum: string): Promise<void> {
   const c = tempHost();
   cleanups.push(c.cleanup);
-  const receiver = track(startCli(['receive', '-', '--host', c.dir], { stdio: ['pipe', 'pipe', 'pipe'], rawStdout: true }));
-  const sender = track(startCli(['migrate', String(s.domid), '-', '--host', s.A], { stdio: [receiver.child.stdout!, receiver.child.stdin!, 'pipe'] }));
+  const receiver = track(
+    startCli(['receive', '-', '--host', c.dir], { stdio: ['pipe', 'pipe', 'pipe'], rawStdout: true }),
+  );
+  const sender = track(
+    startCli(['migrate', String(s.domid), '-', '--host', s.A], {
+      stdio: [receiver.child.stdout!, receiver.child.stdin!, 'pipe'],
+    }),
+  );
   receiver.child.stdin!.destroy();
   receiver.child.stdout!.destroy();
   const [sd, rd] = await Promise.all([sender.done, receiver.done]);
@@ -157,8 +196,17 @@ describe('live migration succeeds', () => {
 
   it('HVM over - with xl’s handshake (--protocol xl on both ends)', async () => {
     const s = await setup('hvm');
-    const receiver = track(startCli(['receive', '-', '--protocol', 'xl', '--host', s.B], { stdio: ['pipe', 'pipe', 'pipe'], rawStdout: true }));
-    const sender = track(startCli(senderArgs(s, '-', ['--protocol', 'xl']), { stdio: [receiver.child.stdout!, receiver.child.stdin!, 'pipe'] }));
+    const receiver = track(
+      startCli(['receive', '-', '--protocol', 'xl', '--host', s.B], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        rawStdout: true,
+      }),
+    );
+    const sender = track(
+      startCli(senderArgs(s, '-', ['--protocol', 'xl']), {
+        stdio: [receiver.child.stdout!, receiver.child.stdin!, 'pipe'],
+      }),
+    );
     receiver.child.stdin!.destroy();
     receiver.child.stdout!.destroy();
     const [sd, rd] = await Promise.all([sender.done, receiver.done]);
@@ -168,9 +216,13 @@ describe('live migration succeeds', () => {
 
   it('HVM over tcp:// with mutual TLS', async () => {
     const s = await setup('hvm');
-    const receiver = track(startCli(['receive', '--listen', '127.0.0.1:0', ...tlsArgs(pki.server), '--host', s.B]));
+    const receiver = track(
+      startCli(['receive', '--listen', '127.0.0.1:0', ...tlsArgs(pki.server), '--host', s.B]),
+    );
     const port = listeningPort(await receiver.waitErr(/listening on .*:\d+/));
-    const sender = track(startCli(senderArgs(s, `tcp://127.0.0.1:${port}`, [...tlsArgs(pki.client), '--json'])));
+    const sender = track(
+      startCli(senderArgs(s, `tcp://127.0.0.1:${port}`, [...tlsArgs(pki.client), '--json'])),
+    );
     const [sd, rd] = await Promise.all([sender.done, receiver.done]);
     await expectMigrated(s, sd, rd);
     // --json: the same stats on stdout; the receiver prints the new domid
@@ -182,12 +234,24 @@ describe('live migration succeeds', () => {
     const s = await setup('hvm');
     const remote = `${process.execPath} ${CLI} receive - --host ${s.B}`;
     const sender = track(
-      startCli(senderArgs(s, 'ssh://tester@fakehost:2222', ['--ssh-command', `${process.execPath} ${ssh.path}`, '--remote-command', remote, '--log-format', 'json'])),
+      startCli(
+        senderArgs(s, 'ssh://tester@fakehost:2222', [
+          '--ssh-command',
+          `${process.execPath} ${ssh.path}`,
+          '--remote-command',
+          remote,
+          '--log-format',
+          'json',
+        ]),
+      ),
     );
     const sd = await sender.done;
     await expectMigrated(s, sd, { ...sd });
     // --log-format json: every log line on stderr is a JSON object
-    const logs = sd.stderr.trim().split('\n').map((l) => JSON.parse(l) as { level: string; msg: string });
+    const logs = sd.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { level: string; msg: string });
     expect(logs.length).toBeGreaterThan(0);
     expect(logs.every((l) => l.level === 'info' && typeof l.msg === 'string')).toBe(true);
     const argv = ssh.argv();
@@ -195,7 +259,6 @@ describe('live migration succeeds', () => {
     expect(argv.at(-1)).toContain('receive - --host');
   });
 });
-
 
 describe('live migration of a PV guest', () => {
   it('PV over - while a workload dirties memory: destination = source at suspend', async () => {
@@ -247,7 +310,9 @@ describe('every failure leaves the source running', () => {
 
   it('stream cut in the middle (a relay drops both directions after 2 MiB)', async () => {
     const s = await setup();
-    const receiver = track(startCli(['receive', '-', '--host', s.B], { stdio: ['pipe', 'pipe', 'pipe'], rawStdout: true }));
+    const receiver = track(
+      startCli(['receive', '-', '--host', s.B], { stdio: ['pipe', 'pipe', 'pipe'], rawStdout: true }),
+    );
     const sender = track(startCli(senderArgs(s, '-'), { stdio: ['pipe', 'pipe', 'pipe'], rawStdout: true }));
     const so = sender.child.stdout!;
     const ri = receiver.child.stdin!;
@@ -276,14 +341,23 @@ describe('every failure leaves the source running', () => {
 
   it('TLS refused (client certificate of another CA): nothing sent, source untouched; the receiver still accepts a good client', async () => {
     const s = await setup();
-    const receiver = track(startCli(['receive', '--listen', '127.0.0.1:0', ...tlsArgs(pki.server), '--host', s.B]));
+    const receiver = track(
+      startCli(['receive', '--listen', '127.0.0.1:0', ...tlsArgs(pki.server), '--host', s.B]),
+    );
     const port = listeningPort(await receiver.waitErr(/listening on .*:\d+/));
     const bad = await startCli(senderArgs(s, `tcp://127.0.0.1:${port}`, tlsArgs(pki.rogue))).done;
     expectSenderFailed(bad);
     expect(bad.stderr).toMatch(/source was not touched and runs/);
     const stable = await expectSourceResumed(s.A, s.domid, s.workload);
     expect(await listDomains(s.B)).toEqual([]);
-    const good = await startCli(['migrate', String(s.domid), `tcp://127.0.0.1:${port}`, '--host', s.A, ...tlsArgs(pki.client)]).done;
+    const good = await startCli([
+      'migrate',
+      String(s.domid),
+      `tcp://127.0.0.1:${port}`,
+      '--host',
+      s.A,
+      ...tlsArgs(pki.client),
+    ]).done;
     expect(good.code, good.stderr).toBe(0);
     expect((await receiver.done).code).toBe(0);
     const [d] = await listDomains(s.B);
@@ -309,11 +383,18 @@ describe('TLS listener', () => {
   it('refuses a TLS client without a certificate: no transport hello, no channel', async () => {
     const b = tempHost();
     cleanups.push(b.cleanup);
-    const receiver = track(startCli(['receive', '--listen', '127.0.0.1:0', ...tlsArgs(pki.server), '--host', b.dir]));
+    const receiver = track(
+      startCli(['receive', '--listen', '127.0.0.1:0', ...tlsArgs(pki.server), '--host', b.dir]),
+    );
     const port = listeningPort(await receiver.waitErr(/listening on .*:\d+/));
     const got = await new Promise<{ data: string; error: string | null }>((resolve) => {
       let data = '';
-      const sock = tls.connect({ host: '127.0.0.1', port, ca: readFileSync(pki.ca), servername: 'localhost' });
+      const sock = tls.connect({
+        host: '127.0.0.1',
+        port,
+        ca: readFileSync(pki.ca),
+        servername: 'localhost',
+      });
       sock.on('secureConnect', () => sock.write('xenmig-tls-1.0\r\n'));
       sock.on('data', (d: Buffer) => (data += d.toString('latin1')));
       sock.on('error', (e) => resolve({ data, error: e.message }));

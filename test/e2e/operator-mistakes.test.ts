@@ -34,7 +34,8 @@ const cleanups: (() => void | Promise<void>)[] = [];
 let pki: Pki | null = null;
 
 afterEach(async () => {
-  for (const p of procs.splice(0)) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+  for (const p of procs.splice(0))
+    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
   for (const c of cleanups.splice(0)) await c();
 });
 afterAll(() => tmp.cleanup());
@@ -77,7 +78,11 @@ describe('restore FILE DOMID never destroys what it did not create', () => {
       const r = await cli(['restore', file, String(d), '--on-failure', onFailure, '--host', h]);
       expect(r.code, r.stderr).toBe(1);
       noCrash(r);
-      expect(r.stderr).toMatch(new RegExp(`ERR_DOMAIN_NOT_EMPTY: refusing to restore into domain ${d}: it has 4096 pages of memory, it has already run`));
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `ERR_DOMAIN_NOT_EMPTY: refusing to restore into domain ${d}: it has 4096 pages of memory, it has already run`,
+        ),
+      );
       expect(r.stderr).toMatch(/leave DOMID out to restore into a new domain/);
       expect(r.stderr).not.toMatch(/destroyed|left paused/);
       expect(await stateOf(h, d)).toMatchObject({ state: 'running', paused: false, pages: 4096 });
@@ -106,7 +111,9 @@ describe('restore FILE DOMID never destroys what it did not create', () => {
     const r = await cli(['restore', cut, String(e), '--host', h]);
     expect(r.code, r.stderr).toBe(1);
     noCrash(r);
-    expect(r.stderr).toMatch(new RegExp(`the half-restored domain ${e} was left paused \\(it was not created by this restore\\)`));
+    expect(r.stderr).toMatch(
+      new RegExp(`the half-restored domain ${e} was left paused \\(it was not created by this restore\\)`),
+    );
     expect(await stateOf(h, e)).toMatchObject({ paused: true });
   });
 
@@ -115,7 +122,11 @@ describe('restore FILE DOMID never destroys what it did not create', () => {
     const h = host();
     const e = Number(await ok(['mock', 'create', '--empty', '--type', 'hvm', '--memory', '4G', '--host', h]));
     const bytes = readFileSync(file);
-    const p = track(startCli(['restore', '-', String(e), '--on-failure', 'pause', '--host', h], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    const p = track(
+      startCli(['restore', '-', String(e), '--on-failure', 'pause', '--host', h], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      }),
+    );
     // half the stream (the domain receives memory), then someone destroys the domain, then EOF
     p.child.stdin!.write(bytes.subarray(0, Math.floor(bytes.length / 2)));
     await until(async () => ((await stateOf(h, e))?.pages ?? 0) > 0, 'the restore to populate the domain');
@@ -137,7 +148,12 @@ async function mutedBackup(): Promise<number> {
     try {
       const ch = await l.accept();
       cleanups.push(() => ch.destroy());
-      await new ControlConnection(ch.readable, ch.writable).send({ type: 'READY', protocol: 1, version: '0.1.0', capabilities: ['remus', 'colo'] });
+      await new ControlConnection(ch.readable, ch.writable).send({
+        type: 'READY',
+        protocol: 1,
+        version: '0.1.0',
+        capabilities: ['remus', 'colo'],
+      });
       ch.readable.on('error', () => {}).resume();
     } catch {
       /* closed */
@@ -153,23 +169,54 @@ describe('remus before the first ACK: nothing to protect, the guest keeps runnin
       'a refused handshake (plain TCP against a TLS backup)',
       async () => {
         pki ??= makePki(tmp.dir);
-        const backup = track(startCli(['remus-receive', '--listen', '127.0.0.1:0', '--cert', pki.server.cert, '--key', pki.server.key, '--ca', pki.ca, '--host', host()]));
-        const port = Number(/listening on port (\d+)/.exec(await backup.waitErr(/listening on port \d+/))![1]);
+        const backup = track(
+          startCli([
+            'remus-receive',
+            '--listen',
+            '127.0.0.1:0',
+            '--cert',
+            pki.server.cert,
+            '--key',
+            pki.server.key,
+            '--ca',
+            pki.ca,
+            '--host',
+            host(),
+          ]),
+        );
+        const port = Number(
+          /listening on port (\d+)/.exec(await backup.waitErr(/listening on port \d+/))![1],
+        );
         return [`tcp://127.0.0.1:${port}`, '--insecure'];
       },
       /refused the plain TCP connection/,
     ],
-    ['a backup that never acknowledges', async () => [`tcp://127.0.0.1:${await mutedBackup()}`, '--insecure', '--ack-timeout-ms', '500'], /no ACK\(1\) within 500 ms/],
+    [
+      'a backup that never acknowledges',
+      async () => [`tcp://127.0.0.1:${await mutedBackup()}`, '--insecure', '--ack-timeout-ms', '500'],
+      /no ACK\(1\) within 500 ms/,
+    ],
   ];
   for (const [what, dest, why] of cases) {
     it(`${what}: exit 1, the guest runs, the error says why`, async () => {
       const h = host();
       const d = await createDomain(h, 'hvm', '16M');
-      const r = await cli(['remus', String(d), ...(await dest()), '--on-backup-loss', 'pause', '--json', '--host', h]);
+      const r = await cli([
+        'remus',
+        String(d),
+        ...(await dest()),
+        '--on-backup-loss',
+        'pause',
+        '--json',
+        '--host',
+        h,
+      ]);
       expect(r.code, r.stderr).toBe(1);
       noCrash(r);
       expect(r.stderr).toMatch(why);
-      expect(r.stderr).toMatch(new RegExp(`no replica of domain ${d} was ever established .*the guest keeps running here`));
+      expect(r.stderr).toMatch(
+        new RegExp(`no replica of domain ${d} was ever established .*the guest keeps running here`),
+      );
       expect(r.stderr).not.toMatch(/guest paused/);
       const last = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
       expect(last).toMatchObject({ result: 'no-replica', guest: 'running', lastAcked: 0 });
@@ -184,13 +231,15 @@ describe('remus before the first ACK: nothing to protect, the guest keeps runnin
     const r = await cli(['remus', String(d), 'tcp://127.0.0.1:1', '--host', h]);
     expect(r.code, r.stderr).toBe(2);
     noCrash(r);
-    expect(r.stderr).toMatch(/ERR_USAGE: tcp:\/\/ needs --cert, --key and --ca \(mutual TLS\), or --insecure/);
+    expect(r.stderr).toMatch(
+      /ERR_USAGE: tcp:\/\/ needs --cert, --key and --ca \(mutual TLS\), or --insecure/,
+    );
     expect(await stateOf(h, d)).toMatchObject({ state: 'running', paused: false });
     expect(await checksum(h, d)).toBe(before);
   });
 });
 
-describe('migrate states the source\'s true state', () => {
+describe("migrate states the source's true state", () => {
   it('a paused source (e.g. after Remus lost its backup) is reported paused, not "runs"', async () => {
     const h = host();
     const d = await createDomain(h, 'hvm', '16M');
@@ -231,7 +280,11 @@ describe('save to a path it cannot write', () => {
         expect(r.code, r.stderr).toBe(1);
         noCrash(r);
         expect(r.stderr.trim().split('\n')).toHaveLength(1);
-        expect(r.stderr).toMatch(new RegExp(`^xenmig: ERR_SAVE_FILE: cannot write the save file .*: ${why.source}; domain ${d} was not touched`));
+        expect(r.stderr).toMatch(
+          new RegExp(
+            `^xenmig: ERR_SAVE_FILE: cannot write the save file .*: ${why.source}; domain ${d} was not touched`,
+          ),
+        );
         expect(await stateOf(h, d)).toMatchObject({ state: 'running', paused: false, shutdown: false });
         expect(await checksum(h, d)).toBe(before);
       });

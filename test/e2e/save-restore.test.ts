@@ -69,7 +69,20 @@ describe('save and restore', () => {
     const w = await startWorkload(A!, d, 400);
     const file = join(tmp.dir, 'live.xl');
     const rec = join(tmp.dir, 'live-at-suspend.json');
-    const s = await cli(['save', String(d), file, '--live', '--keep-running', '--max-iterations', '1', '--checksum-at-suspend', rec, '--json', '--host', A!]);
+    const s = await cli([
+      'save',
+      String(d),
+      file,
+      '--live',
+      '--keep-running',
+      '--max-iterations',
+      '1',
+      '--checksum-at-suspend',
+      rec,
+      '--json',
+      '--host',
+      A!,
+    ]);
     expect(s.code, s.stderr).toBe(0);
     const q = JSON.parse(s.stdout);
     expect(q.status).toBe('completed');
@@ -89,37 +102,55 @@ describe('save and restore', () => {
     const [A, B] = hosts(2);
     const d = await createDomain(A!, 'hvm', '16M');
     const c0 = await checksum(A!, d);
-    const restoreP = spawn(process.execPath, [CLI, 'restore', '-', '--host', B!], { cwd: REPO, env: cleanEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
-    const saveP = spawn(process.execPath, [CLI, 'save', String(d), '-', '--host', A!], { cwd: REPO, env: cleanEnv(), stdio: ['ignore', restoreP.stdin, 'pipe'] });
+    const restoreP = spawn(process.execPath, [CLI, 'restore', '-', '--host', B!], {
+      cwd: REPO,
+      env: cleanEnv(),
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const saveP = spawn(process.execPath, [CLI, 'save', String(d), '-', '--host', A!], {
+      cwd: REPO,
+      env: cleanEnv(),
+      stdio: ['ignore', restoreP.stdin, 'pipe'],
+    });
     restoreP.stdin.destroy();
     let out = '';
     restoreP.stdout.setEncoding('utf8').on('data', (x: string) => (out += x));
-    const codes = await Promise.all([saveP, restoreP].map((p) => new Promise<number | null>((res) => p.on('close', (c) => res(c)))));
+    const codes = await Promise.all(
+      [saveP, restoreP].map((p) => new Promise<number | null>((res) => p.on('close', (c) => res(c)))),
+    );
     expect(codes).toEqual([0, 0]);
     expect(await checksum(B!, Number(out.trim()))).toBe(c0);
   });
 
-  it.each(['xl', 'libxl', 'libxc'] as const)('a %s file written by xenmig passes xenmig verify (auto-detected and with --format)', async (format) => {
-    const [A] = hosts(1);
-    const d = await createDomain(A!, 'hvm', '8M');
-    const file = join(tmp.dir, `f.${format}`);
-    await ok(['save', String(d), file, '--format', format, '--keep-running', '--host', A!]);
-    const auto = JSON.parse(await ok(['verify', file, '--json']));
-    expect(auto.valid).toBe(true);
-    expect(auto.format).toBe(format);
-    expect(auto.facts.domainType).toBe(2);
-    expect(auto.facts.dataPages).toBeGreaterThanOrEqual(2048);
-    await ok(['verify', file, '--format', format]);
-    const first = JSON.parse((await ok(['inspect', file, '--json'])).split('\n')[0]!);
-    expect(first.type).toBe({ xl: 'XL_HEADER', libxl: 'LIBXL_HEADER', libxc: 'IMAGE_HEADER' }[format]);
-  });
+  it.each(['xl', 'libxl', 'libxc'] as const)(
+    'a %s file written by xenmig passes xenmig verify (auto-detected and with --format)',
+    async (format) => {
+      const [A] = hosts(1);
+      const d = await createDomain(A!, 'hvm', '8M');
+      const file = join(tmp.dir, `f.${format}`);
+      await ok(['save', String(d), file, '--format', format, '--keep-running', '--host', A!]);
+      const auto = JSON.parse(await ok(['verify', file, '--json']));
+      expect(auto.valid).toBe(true);
+      expect(auto.format).toBe(format);
+      expect(auto.facts.domainType).toBe(2);
+      expect(auto.facts.dataPages).toBeGreaterThanOrEqual(2048);
+      await ok(['verify', file, '--format', format]);
+      const first = JSON.parse((await ok(['inspect', file, '--json'])).split('\n')[0]!);
+      expect(first.type).toBe({ xl: 'XL_HEADER', libxl: 'LIBXL_HEADER', libxc: 'IMAGE_HEADER' }[format]);
+    },
+  );
 
   it('SIGINT during a live save: exit 130 with ERR_ABORTED, the guest keeps running (not destroyed), the partial file does not verify', async () => {
     const [A] = hosts(1);
     const d = await createDomain(A!, 'hvm', '16M');
     const file = join(tmp.dir, 'interrupted.xl');
     const run = startCli(['save', String(d), file, '--live', '--bandwidth', '1M', '--host', A!]);
-    await until(async () => existsSync(file) && statSync(file).size > 1 << 20, 'the save to be under way', 2000, 25);
+    await until(
+      async () => existsSync(file) && statSync(file).size > 1 << 20,
+      'the save to be under way',
+      2000,
+      25,
+    );
     run.child.kill('SIGINT');
     const r = await run.done;
     expect(r.code).toBe(130);
@@ -172,12 +203,15 @@ describe('the real PVH vector', () => {
     expect(dom).toMatchObject({ domid: d, type: 'hvm', state: 'running' });
     const again = join(tmp.dir, 'pvh-again.xl');
     await ok(['save', String(d), again, '--keep-running', '--host', B!]);
-    const [v0, v1] = await Promise.all([ok(['verify', vec, '--json']), ok(['verify', again, '--json'])]).then((x) => x.map((s) => JSON.parse(s)));
+    const [v0, v1] = await Promise.all([ok(['verify', vec, '--json']), ok(['verify', again, '--json'])]).then(
+      (x) => x.map((s) => JSON.parse(s)),
+    );
     expect(v1.valid).toBe(true);
     expect(v1.facts.domainType).toBe(2);
     expect(v1.facts.dataPages).toBe(v0.facts.dataPages);
     // the register records are byte-identical (TSC: the incarnation goes up by one, as on Xen)
-    const items = async (f: string) => (await ok(['inspect', f, '--json'])).split('\n').map((l) => JSON.parse(l));
+    const items = async (f: string) =>
+      (await ok(['inspect', f, '--json'])).split('\n').map((l) => JSON.parse(l));
     const [i0, i1] = await Promise.all([items(vec), items(again)]);
     const b0 = readFileSync(vec);
     const b1 = readFileSync(again);
@@ -185,10 +219,17 @@ describe('the real PVH vector', () => {
       const it = its.find((x) => x.type === t)!;
       return b.subarray(it.offset, it.offset + it.size);
     };
-    for (const t of ['HVM_CONTEXT', 'HVM_PARAMS', 'X86_CPUID_POLICY', 'X86_MSR_POLICY']) expect(raw(b1, i1, t).equals(raw(b0, i0, t)), t).toBe(true);
+    for (const t of ['HVM_CONTEXT', 'HVM_PARAMS', 'X86_CPUID_POLICY', 'X86_MSR_POLICY'])
+      expect(raw(b1, i1, t).equals(raw(b0, i0, t)), t).toBe(true);
     const tsc0 = i0.find((x) => x.type === 'X86_TSC_INFO');
     const tsc1 = i1.find((x) => x.type === 'X86_TSC_INFO');
-    expect({ ...tsc1, offset: 0, index: 0, incarnation: 0, summary: '' }).toEqual({ ...tsc0, offset: 0, index: 0, incarnation: 0, summary: '' });
+    expect({ ...tsc1, offset: 0, index: 0, incarnation: 0, summary: '' }).toEqual({
+      ...tsc0,
+      offset: 0,
+      index: 0,
+      incarnation: 0,
+      summary: '',
+    });
     expect(tsc1.incarnation).toBe(tsc0.incarnation + 1);
     // and its memory: the re-saved file restores to the same guest
     const d2 = Number(await ok(['restore', again, '--host', C!]));

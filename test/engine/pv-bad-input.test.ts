@@ -74,7 +74,8 @@ describe('malformed PV streams', () => {
       expect(xen.checksum(bystander)).toBe(bystanderSum);
     }
   }
-  const edit = (f: (recs: Rec[]) => Rec[]) => f(good.recs.map((r) => ({ type: r.type, body: Buffer.from(r.body) })));
+  const edit = (f: (recs: Rec[]) => Rec[]) =>
+    f(good.recs.map((r) => ({ type: r.type, body: Buffer.from(r.body) })));
   const expectCode = (err: unknown, code: string, msg: RegExp) => {
     expect(err, String(err)).toBeInstanceOf(MigrationError);
     expect((err as MigrationError).code).toBe(code);
@@ -237,18 +238,42 @@ describe('malformed PV streams', () => {
     const ops = pvRestoreOps();
     try {
       await ops.setup(ctx);
-      const bad = () => ops.processRecord(ctx, { name: 'X86_PV_INFO', guestWidth: 8, ptLevels: 3, reserved: 0 });
+      const bad = () =>
+        ops.processRecord(ctx, { name: 'X86_PV_INFO', guestWidth: 8, ptLevels: 3, reserved: 0 });
       expect(bad).toThrow(/invalid X86_PV_INFO combination/);
-      expect(ops.processRecord(ctx, { name: 'X86_PV_INFO', guestWidth: 8, ptLevels: 4, reserved: 0 })).toBe(true);
-      expect(() => ops.processRecord(ctx, { name: 'X86_PV_INFO', guestWidth: 8, ptLevels: 4, reserved: 0 })).toThrow(/a second X86_PV_INFO/);
-      expect(() => ops.processRecord(ctx, { name: 'X86_PV_P2M_FRAMES', startPfn: 0, endPfn: 1023, frames: new BigUint64Array(1) })).toThrow(
-        /needs 2 frames, has 1/,
+      expect(ops.processRecord(ctx, { name: 'X86_PV_INFO', guestWidth: 8, ptLevels: 4, reserved: 0 })).toBe(
+        true,
       );
-      expect(() => ops.processRecord(ctx, { name: 'X86_PV_P2M_FRAMES', startPfn: 10, endPfn: 5, frames: new BigUint64Array(1) })).toThrow(/below start/);
-      expect(() => ops.processRecord(ctx, { name: 'X86_PV_VCPU_BASIC', vcpuId: 0, reserved: 0, context: new Uint8Array(5160) })).toThrow(
-        /X86_PV_VCPU_BASIC of 5160 bytes, expected 5168/,
+      expect(() =>
+        ops.processRecord(ctx, { name: 'X86_PV_INFO', guestWidth: 8, ptLevels: 4, reserved: 0 }),
+      ).toThrow(/a second X86_PV_INFO/);
+      expect(() =>
+        ops.processRecord(ctx, {
+          name: 'X86_PV_P2M_FRAMES',
+          startPfn: 0,
+          endPfn: 1023,
+          frames: new BigUint64Array(1),
+        }),
+      ).toThrow(/needs 2 frames, has 1/);
+      expect(() =>
+        ops.processRecord(ctx, {
+          name: 'X86_PV_P2M_FRAMES',
+          startPfn: 10,
+          endPfn: 5,
+          frames: new BigUint64Array(1),
+        }),
+      ).toThrow(/below start/);
+      expect(() =>
+        ops.processRecord(ctx, {
+          name: 'X86_PV_VCPU_BASIC',
+          vcpuId: 0,
+          reserved: 0,
+          context: new Uint8Array(5160),
+        }),
+      ).toThrow(/X86_PV_VCPU_BASIC of 5160 bytes, expected 5168/);
+      expect(() => ops.processRecord(ctx, { name: 'SHARED_INFO', data: new Uint8Array(100) })).toThrow(
+        /SHARED_INFO of 100 bytes/,
       );
-      expect(() => ops.processRecord(ctx, { name: 'SHARED_INFO', data: new Uint8Array(100) })).toThrow(/SHARED_INFO of 100 bytes/);
       // nothing was populated: PAGE_DATA never came
       expect(xen.domainInfo(e).totPages).toBe(0);
     } finally {
@@ -264,7 +289,9 @@ describe('malformed PV streams', () => {
       const l4 = new DataView(ctx.buffer, ctx.byteOffset).getBigUint64(4984 + 24, true) >> 12n;
       expect(() => xen.pinTables(d, BigUint64Array.of(l4), Uint8Array.of(4, 4))).toThrow(RangeError);
       expect(() => xen.pinTables(d, BigUint64Array.of(l4), Uint8Array.of(5))).toThrow(/level 1..4/);
-      expect(() => xen.pinTables(d, new BigUint64Array(1025).fill(l4), new Uint8Array(1025).fill(4))).toThrow(/at most 1024/);
+      expect(() => xen.pinTables(d, new BigUint64Array(1025).fill(l4), new Uint8Array(1025).fill(4))).toThrow(
+        /at most 1024/,
+      );
       // the builder pinned the L4 already: Xen says EINVAL
       let err: unknown;
       try {

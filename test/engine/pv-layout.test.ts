@@ -71,7 +71,9 @@ const EXPECTED: Record<string, number> = {
 };
 
 const haveCc = spawnSync('cc', ['--version']).status === 0;
-const includeDirs = ['/usr/include', join(packageRoot, 'docker', 'mock', 'include')].filter((d) => existsSync(join(d, 'xen', 'foreign', 'x86_64.h')));
+const includeDirs = ['/usr/include', join(packageRoot, 'docker', 'mock', 'include')].filter((d) =>
+  existsSync(join(d, 'xen', 'foreign', 'x86_64.h')),
+);
 
 describe.skipIf(!haveCc || includeDirs.length === 0)('PV layout constants against the Xen headers', () => {
   for (const inc of includeDirs) {
@@ -108,9 +110,13 @@ describe('page-table rewriting', () => {
     frames.forEach((f, i) => v.setBigUint64(8 * (i + 1), pte(f, (FLAGS & ~0x80n) | 1n), true));
     v.setBigUint64(8 * 10, pte(0x55n, 0x62n), true); // not present: untouched
     const dst = new Uint8Array(4096);
-    expect(normalisePageTable({ pfnOfMfn: (m) => (m === 0x55 ? -1 : m + 3), fatal: true, domid: 1 }, 1, src, dst)).toBe(true);
+    expect(
+      normalisePageTable({ pfnOfMfn: (m) => (m === 0x55 ? -1 : m + 3), fatal: true, domid: 1 }, 1, src, dst),
+    ).toBe(true);
     const d = new DataView(dst.buffer);
-    frames.forEach((f, i) => expect(d.getBigUint64(8 * (i + 1), true)).toBe(pte(f + 3n, (FLAGS & ~0x80n) | 1n)));
+    frames.forEach((f, i) =>
+      expect(d.getBigUint64(8 * (i + 1), true)).toBe(pte(f + 3n, (FLAGS & ~0x80n) | 1n)),
+    );
     expect(d.getBigUint64(80, true)).toBe(pte(0x55n, 0x62n));
     // and back
     localisePageTable({ mfnOfPfn: (p) => p - 3, domid: 1 }, 1, dst, 9);
@@ -125,12 +131,18 @@ describe('page-table rewriting', () => {
     expect(normalisePageTable({ pfnOfMfn: (m) => m, fatal: true, domid: 1 }, 4, src, dst)).toBe(true);
     const d = new DataView(dst.buffer);
     for (let i = 250; i < 280; i++) expect(d.getBigUint64(8 * i, true) === 0n).toBe(i >= 256 && i <= 272);
-    expect(normalisePageTable({ pfnOfMfn: (m) => (m === 1250 ? -1 : m), fatal: false, domid: 1 }, 4, src, dst)).toBe(false);
-    expect(() => normalisePageTable({ pfnOfMfn: (m) => (m === 1250 ? -1 : m), fatal: true, domid: 1 }, 4, src, dst)).toThrow(MigrationError);
+    expect(
+      normalisePageTable({ pfnOfMfn: (m) => (m === 1250 ? -1 : m), fatal: false, domid: 1 }, 4, src, dst),
+    ).toBe(false);
+    expect(() =>
+      normalisePageTable({ pfnOfMfn: (m) => (m === 1250 ? -1 : m), fatal: true, domid: 1 }, 4, src, dst),
+    ).toThrow(MigrationError);
     // PSE in an L1 is the PAT bit, not a superpage
     v.setBigUint64(0, pte(5n, 0x81n), true);
     expect(normalisePageTable({ pfnOfMfn: (m) => m, fatal: true, domid: 1 }, 1, src, dst)).toBe(true);
-    expect(() => normalisePageTable({ pfnOfMfn: (m) => m, fatal: true, domid: 1 }, 2, src, dst)).toThrow(/superpage/);
+    expect(() => normalisePageTable({ pfnOfMfn: (m) => m, fatal: true, domid: 1 }, 2, src, dst)).toThrow(
+      /superpage/,
+    );
   });
 });
 
@@ -159,7 +171,13 @@ describe('vCPU frame rewriting', () => {
       [4, 12],
       [5, 4],
     ]);
-    localiseVcpu(ctx, 0, { domid: 1, maxPfn: 100, levels: 4, type: (p) => types.get(p) ?? 0, mfnOf: (p) => p + 0x700000000 });
+    localiseVcpu(ctx, 0, {
+      domid: 1,
+      maxPfn: 100,
+      levels: 4,
+      type: (p) => types.get(p) ?? 0,
+      mfnOf: (p) => p + 0x700000000,
+    });
     expect(v.getBigUint64(VCPU64.gdtFrames, true)).toBe(0x700000001n);
     expect(v.getBigUint64(VCPU64.ctrlreg + 24, true)).toBe(0x700000004n << 12n);
     expect(v.getBigUint64(VCPU64.ctrlreg + 8, true)).toBe(0x700000005n << 12n);
@@ -170,7 +188,15 @@ describe('vCPU frame rewriting', () => {
     b.setBigUint64(VCPU64.gdtEnts, 1n, true);
     b.setBigUint64(VCPU64.gdtFrames, 4n, true);
     b.setBigUint64(VCPU64.ctrlreg + 24, 4n << 12n, true);
-    expect(() => localiseVcpu(bad, 0, { domid: 1, maxPfn: 100, levels: 4, type: (p) => types.get(p) ?? 0, mfnOf: (p) => p })).toThrow(/GDT frame 0/);
+    expect(() =>
+      localiseVcpu(bad, 0, {
+        domid: 1,
+        maxPfn: 100,
+        levels: 4,
+        type: (p) => types.get(p) ?? 0,
+        mfnOf: (p) => p,
+      }),
+    ).toThrow(/GDT frame 0/);
     b.setBigUint64(VCPU64.gdtEnts, 20000n, true);
     expect(() => normaliseVcpu(bad, 1, 1, (m) => m)).toThrow(/GDT entry count/);
   });

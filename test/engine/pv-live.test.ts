@@ -16,7 +16,9 @@ const N = 4000;
 async function entries(stream: Uint8Array): Promise<{ pfn: number; type: number }[]> {
   const out: { pfn: number; type: number }[] = [];
   for await (const it of new StreamReader(stream)) {
-    if (it.kind === 'record' && it.record.name === 'PAGE_DATA') for (let i = 0; i < it.record.count; i++) out.push({ pfn: it.record.pfns[i]!, type: it.record.types[i]! });
+    if (it.kind === 'record' && it.record.name === 'PAGE_DATA')
+      for (let i = 0; i < it.record.count; i++)
+        out.push({ pfn: it.record.pfns[i]!, type: it.record.types[i]! });
   }
   return out;
 }
@@ -48,9 +50,12 @@ describe('live PV save on the mock', () => {
   it('a guest writing from another process during the live rounds restores as it was at the suspend', async () => {
     const d = xen.createDomain({ type: 'pv', pages: N, vcpus: 2 });
     let writes: number | undefined;
-    const wl = child.start({ op: 'workload', host: host.dir, domid: d, rate: 50_000, seed: 99, durationMs: 600_000 }, (l) => {
-      if (typeof l.writes === 'number') writes = l.writes;
-    });
+    const wl = child.start(
+      { op: 'workload', host: host.dir, domid: d, rate: 50_000, seed: 99, durationMs: 600_000 },
+      (l) => {
+        if (typeof l.writes === 'number') writes = l.writes;
+      },
+    );
     await new Promise<void>((res, rej) => {
       wl.child.stdout!.once('data', () => res());
       wl.child.once('exit', () => rej(new Error('workload child ended early')));
@@ -97,7 +102,12 @@ describe('live PV save on the mock', () => {
     const e = xen.createDomain({ type: 'pv', pages: N, vcpus: 2, populate: false });
     await restoreLibxc(xen, e, stream);
     expect(xen.checksum(e)).toBe(atSuspend);
-    expect(inspectPvDomain(xen, e)).toMatchObject({ m2pMismatches: 0, p2mMismatches: 0, foreignPtes: 0, cr3PinnedL4: true });
+    expect(inspectPvDomain(xen, e)).toMatchObject({
+      m2pMismatches: 0,
+      p2mMismatches: 0,
+      foreignPtes: 0,
+      cr3PinnedL4: true,
+    });
     xen.destroy(e);
     xen.destroy(d);
   });

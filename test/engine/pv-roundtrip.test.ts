@@ -57,7 +57,13 @@ describe('PV save/restore on the mock', () => {
   it('the stream has the PV records a libxc sender writes, in order', async () => {
     const { records, pages } = await decode(stream);
     const names = records.map((r) => r.name);
-    expect(names.slice(0, 5)).toEqual(['X86_PV_INFO', 'X86_CPUID_POLICY', 'X86_MSR_POLICY', 'STATIC_DATA_END', 'X86_PV_P2M_FRAMES']);
+    expect(names.slice(0, 5)).toEqual([
+      'X86_PV_INFO',
+      'X86_CPUID_POLICY',
+      'X86_MSR_POLICY',
+      'STATIC_DATA_END',
+      'X86_PV_P2M_FRAMES',
+    ]);
     expect(names.slice(5)).toEqual([
       'X86_TSC_INFO',
       'SHARED_INFO',
@@ -72,7 +78,9 @@ describe('PV save/restore on the mock', () => {
     expect(p2m.startPfn).toBe(0);
     expect(p2m.endPfn).toBe(N - 1);
     // the leaves are the mock guest's last ceil(N/512) pfns, named by pfn (not mfn)
-    expect(Array.from(p2m.frames, Number)).toEqual(Array.from({ length: Math.ceil(N / 512) }, (_, j) => N - Math.ceil(N / 512) + j));
+    expect(Array.from(p2m.frames, Number)).toEqual(
+      Array.from({ length: Math.ceil(N / 512) }, (_, j) => N - Math.ceil(N / 512) + j),
+    );
     expect(pages.size).toBe(N);
     // normalised page tables: every present entry names a pfn of the guest, Xen's L4 slots are empty
     let tables = 0;
@@ -98,7 +106,13 @@ describe('PV save/restore on the mock', () => {
     expect(stats.pages).toBe(N);
     expect(xen.checksum(e)).toBe(sumAtSuspend);
     const f = inspectPvDomain(xen, e);
-    expect(f, JSON.stringify(f)).toMatchObject({ pages: N, m2pMismatches: 0, p2mMismatches: 0, foreignPtes: 0, cr3PinnedL4: true });
+    expect(f, JSON.stringify(f)).toMatchObject({
+      pages: N,
+      m2pMismatches: 0,
+      p2mMismatches: 0,
+      foreignPtes: 0,
+      cr3PinnedL4: true,
+    });
     expect(f.tableTypes).toEqual(inspectPvDomain(xen, src).tableTypes);
 
     // run it (the guest rebuilds its frame list, as Linux does), then save it again: the same pages
@@ -117,7 +131,10 @@ describe('PV save/restore on the mock', () => {
     }
     expect(compared).toBe(N - skip.size);
     // and the vCPU state, frames as pfns, is the sender's (vCPU0's rax: the suspend return value)
-    const basics = (d: typeof first) => d.records.filter((r) => r.name === 'X86_PV_VCPU_BASIC').map((r) => (r as { context: Uint8Array }).context);
+    const basics = (d: typeof first) =>
+      d.records
+        .filter((r) => r.name === 'X86_PV_VCPU_BASIC')
+        .map((r) => (r as { context: Uint8Array }).context);
     const [a0, a1] = basics(first);
     const [b0, b1] = basics(again);
     expect(Buffer.compare(b1!, a1!)).toBe(0);
@@ -133,10 +150,23 @@ describe('PV save/restore on the mock', () => {
   it('restores on a second host, in another process: equal checksum, consistent there', async () => {
     const file = join(hostB.dir, 'stream.bin');
     writeFileSync(file, stream);
-    const [out] = await child.run({ op: 'restore', host: hostB.dir, stream: file, pages: N, vcpus: 2, padPages: 700 });
+    const [out] = await child.run({
+      op: 'restore',
+      host: hostB.dir,
+      stream: file,
+      pages: N,
+      vcpus: 2,
+      padPages: 700,
+    });
     expect(out).not.toHaveProperty('error');
     expect(out!.checksum).toBe(sumAtSuspend);
-    expect(out!.facts).toMatchObject({ pages: N, m2pMismatches: 0, p2mMismatches: 0, foreignPtes: 0, cr3PinnedL4: true });
+    expect(out!.facts).toMatchObject({
+      pages: N,
+      m2pMismatches: 0,
+      p2mMismatches: 0,
+      foreignPtes: 0,
+      cr3PinnedL4: true,
+    });
   });
 
   it('a changed page shows in the checksum (the comparison can fail)', async () => {
@@ -153,7 +183,14 @@ describe('PV save/restore on the mock', () => {
     const d = xen.createDomain({ type: 'pv', pages: N, vcpus: 1 });
     const sink = new Sink();
     const out = new StreamWriter(sink);
-    await libxcSave({ xen, domid: d, out, live: true, verify: true, callbacks: { suspend: async () => xen.shutdown(d, 2) } });
+    await libxcSave({
+      xen,
+      domid: d,
+      out,
+      live: true,
+      verify: true,
+      callbacks: { suspend: async () => xen.shutdown(d, 2) },
+    });
     await out.end();
     const e = xen.createDomain({ type: 'pv', pages: N, vcpus: 1, populate: false });
     const stats = await restoreLibxc(xen, e, sink.bytes());

@@ -50,42 +50,51 @@ describe('PV through the toolstack layer', () => {
     xen.destroy(d);
   });
 
-  it.each([false, true])('Remus (staging %s): PV checkpoints; the failover restore holds the last complete checkpoint', async (staging) => {
-    const d = xen.createDomain({ type: 'pv', pages: N, vcpus: 1 });
-    const sums: string[] = [];
-    let n = 0;
-    const sink = new Sink();
-    await saveDomain({
-      xen,
-      domid: d,
-      out: sink,
-      format: 'libxl',
-      live: true,
-      streamType: 'remus',
-      staging,
-      callbacks: {
-        suspend: async () => {
-          xen.shutdown(d, 2);
-          sums.push(xen.checksum(d));
+  it.each([false, true])(
+    'Remus (staging %s): PV checkpoints; the failover restore holds the last complete checkpoint',
+    async (staging) => {
+      const d = xen.createDomain({ type: 'pv', pages: N, vcpus: 1 });
+      const sums: string[] = [];
+      let n = 0;
+      const sink = new Sink();
+      await saveDomain({
+        xen,
+        domid: d,
+        out: sink,
+        format: 'libxl',
+        live: true,
+        streamType: 'remus',
+        staging,
+        callbacks: {
+          suspend: async () => {
+            xen.shutdown(d, 2);
+            sums.push(xen.checksum(d));
+          },
+          checkpoint: async () => {
+            // the guest runs again (postcopy resumed it): it changes a page before the next one
+            xen.guestWrite(d, 10 + n, 0, new Uint8Array([n + 1, 0xaa]));
+            n++;
+            return n < 3 ? 'again' : 'stop';
+          },
         },
-        checkpoint: async () => {
-          // the guest runs again (postcopy resumed it): it changes a page before the next one
-          xen.guestWrite(d, 10 + n, 0, new Uint8Array([n + 1, 0xaa]));
-          n++;
-          return n < 3 ? 'again' : 'stop';
-        },
-      },
-    });
-    expect(sums.length).toBe(3);
-    expect(new Set(sums).size).toBe(3);
-    const e = xen.createDomain({ type: 'pv', pages: N, vcpus: 1, populate: false });
-    const r = await restoreDomain({ xen, input: sink.bytes(), domid: e, streamType: 'remus', paused: true });
-    expect(r.stats.endedBy).toBe('failover');
-    expect(r.stats.checkpoints).toBe(3);
-    expect(xen.checksum(r.domid)).toBe(sums[2]);
-    xen.destroy(r.domid);
-    xen.destroy(d);
-  });
+      });
+      expect(sums.length).toBe(3);
+      expect(new Set(sums).size).toBe(3);
+      const e = xen.createDomain({ type: 'pv', pages: N, vcpus: 1, populate: false });
+      const r = await restoreDomain({
+        xen,
+        input: sink.bytes(),
+        domid: e,
+        streamType: 'remus',
+        paused: true,
+      });
+      expect(r.stats.endedBy).toBe('failover');
+      expect(r.stats.checkpoints).toBe(3);
+      expect(xen.checksum(r.domid)).toBe(sums[2]);
+      xen.destroy(r.domid);
+      xen.destroy(d);
+    },
+  );
 
   describe('linear p2m list (arch.p2m_cr3 / p2m_vaddr, as Linux publishes it)', () => {
     /** publish the mock guest's p2m leaves as a virtual list: they sit in its direct map */
@@ -115,7 +124,9 @@ describe('PV through the toolstack layer', () => {
       const viaTree = await decode(await saveLibxc(xen, d, { suspend: async () => {} }));
       publishList(d, 7n);
       const viaList = await decode(await saveLibxc(xen, d, { suspend: async () => {} }));
-      expect(viaList.records.find((r) => r.name === 'X86_PV_P2M_FRAMES')).toEqual(viaTree.records.find((r) => r.name === 'X86_PV_P2M_FRAMES'));
+      expect(viaList.records.find((r) => r.name === 'X86_PV_P2M_FRAMES')).toEqual(
+        viaTree.records.find((r) => r.name === 'X86_PV_P2M_FRAMES'),
+      );
       expect(viaList.pages.size).toBe(N);
       for (const [pfn, pg] of viaTree.pages) {
         const o = viaList.pages.get(pfn)!;

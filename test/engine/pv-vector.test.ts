@@ -10,12 +10,16 @@ import type { LibxcRecord } from '../../src/stream/index.js';
 import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
 import { digest, tempHost, PV_VECTOR, saveLibxc, type Digest } from './helpers/pv.js';
 
-const gunzipped = () => createReadStream(PV_VECTOR).pipe(createGunzip({ chunkSize: 1 << 20 })) as AsyncIterable<Uint8Array>;
+const gunzipped = () =>
+  createReadStream(PV_VECTOR).pipe(createGunzip({ chunkSize: 1 << 20 })) as AsyncIterable<Uint8Array>;
 
-const u64 = (b: Uint8Array, off: number) => Number(new DataView(b.buffer, b.byteOffset, b.byteLength).getBigUint64(off, true));
-const rec = <N extends LibxcRecord['name']>(d: Digest, name: N) => d.records.filter((r) => r.name === name) as Extract<LibxcRecord, { name: N }>[];
+const u64 = (b: Uint8Array, off: number) =>
+  Number(new DataView(b.buffer, b.byteOffset, b.byteLength).getBigUint64(off, true));
+const rec = <N extends LibxcRecord['name']>(d: Digest, name: N) =>
+  d.records.filter((r) => r.name === name) as Extract<LibxcRecord, { name: N }>[];
 const leafKeeper = (pfn: number, records: LibxcRecord[]) => {
-  const p2m = records.find((r) => r.name === 'X86_PV_P2M_FRAMES') as Extract<LibxcRecord, { name: 'X86_PV_P2M_FRAMES' }> | undefined;
+  const p2m = records.find((r) => r.name === 'X86_PV_P2M_FRAMES') as
+    Extract<LibxcRecord, { name: 'X86_PV_P2M_FRAMES' }> | undefined;
   return !!p2m && p2m.frames.includes(BigInt(pfn));
 };
 
@@ -88,7 +92,8 @@ describe('the real PV vector (xl save, Xen 4.17, 128 MiB 64-bit Linux)', () => {
         continue;
       }
       expect(a.hash, `pfn ${pfn} (type ${v.type})`).toBe(v.hash);
-      if ((v.type & 7) >= 1 && (v.type & 7) <= 4 && v.type !== 0xd && v.type !== 0xe && v.type !== 0xf) tables++;
+      if ((v.type & 7) >= 1 && (v.type & 7) <= 4 && v.type !== 0xd && v.type !== 0xe && v.type !== 0xf)
+        tables++;
       same++;
     }
     expect(tables).toBe(184); // 40 L1 + 14 L2 + 74 L3, 48 pinned L1 + 1 pinned L3 + 7 pinned L4
@@ -157,7 +162,11 @@ describe('the real PV vector (xl save, Xen 4.17, 128 MiB 64-bit Linux)', () => {
     expect(Buffer.compare(ae!.context, ve!.context)).toBe(0);
     const [vt] = rec(vector, 'X86_TSC_INFO');
     const [at] = rec(again, 'X86_TSC_INFO');
-    expect({ mode: at!.mode, khz: at!.khz, nsec: at!.nsec }).toEqual({ mode: vt!.mode, khz: vt!.khz, nsec: vt!.nsec });
+    expect({ mode: at!.mode, khz: at!.khz, nsec: at!.nsec }).toEqual({
+      mode: vt!.mode,
+      khz: vt!.khz,
+      nsec: vt!.nsec,
+    });
   });
 
   it('the shared info carries the vector’s vCPU info and arch part; event channels start masked', () => {

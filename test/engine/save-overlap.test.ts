@@ -41,7 +41,8 @@ function observed(xen: Hypervisor, sink: LateSink, failAt = Infinity) {
     get(target, key) {
       if (key === 'map') {
         return (domid: number, frames: BigUint64Array, prot: 'r' | 'rw'): Mapping => {
-          if (++seen.maps >= failAt) throw Object.assign(new Error('injected map failure'), { code: 'EIO', errno: 5, syscall: 'map' });
+          if (++seen.maps >= failAt)
+            throw Object.assign(new Error('injected map failure'), { code: 'EIO', errno: 5, syscall: 'map' });
           if (sink.pending > 0) seen.mapsWhileWriting++;
           return target.map(domid, frames, prot);
         };
@@ -72,7 +73,14 @@ describe('save engine: next batch mapped while the previous one is written', () 
     const sink = new LateSink();
     const { hv, seen } = observed(xen, sink);
     const out = new StreamWriter(sink);
-    await libxcSave({ xen: hv, domid: d, out, live: false, zeroCopy: true, callbacks: { suspend: async () => xen.shutdown(d, 2) } });
+    await libxcSave({
+      xen: hv,
+      domid: d,
+      out,
+      live: false,
+      zeroCopy: true,
+      callbacks: { suspend: async () => xen.shutdown(d, 2) },
+    });
     expect(sink.detached).toBe(0);
     expect(seen.maps).toBeGreaterThanOrEqual(5);
     expect(seen.mapsWhileWriting).toBeGreaterThan(0);
@@ -86,7 +94,9 @@ describe('save engine: next batch mapped while the previous one is written', () 
       for (let i = 0; i < r.count; i++) {
         if (r.types[i]! >= 0xd) continue; // no data
         const m = xen.map(d, BigUint64Array.of(BigInt(r.pfns[i]!)), 'r');
-        expect(Buffer.compare(Buffer.from(r.data!.subarray(j * 4096, (j + 1) * 4096)), Buffer.from(m.bytes))).toBe(0);
+        expect(
+          Buffer.compare(Buffer.from(r.data!.subarray(j * 4096, (j + 1) * 4096)), Buffer.from(m.bytes)),
+        ).toBe(0);
         m.unmap();
         j++;
         pages++;
@@ -102,7 +112,14 @@ describe('save engine: next batch mapped while the previous one is written', () 
     const { hv } = observed(xen, sink, 3);
     const out = new StreamWriter(sink);
     await expect(
-      libxcSave({ xen: hv, domid: d, out, live: false, zeroCopy: true, callbacks: { suspend: async () => xen.shutdown(d, 2) } }),
+      libxcSave({
+        xen: hv,
+        domid: d,
+        out,
+        live: false,
+        zeroCopy: true,
+        callbacks: { suspend: async () => xen.shutdown(d, 2) },
+      }),
     ).rejects.toThrow('injected map failure');
     await new Promise((r) => setTimeout(r, 20));
     expect(sink.pending).toBe(0);

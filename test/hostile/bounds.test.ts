@@ -56,7 +56,10 @@ describe('memory bounded by the guest, not by the input', () => {
     const segs = clone(hvmXl);
     const at = libxcEnd(segs);
     const file = pathJoin(tmp.dir, 'million.xl');
-    writeFileSync(file, Buffer.concat([join(segs.slice(0, at)), unknownRecords(1_000_000), join(segs.slice(at))]));
+    writeFileSync(
+      file,
+      Buffer.concat([join(segs.slice(0, at)), unknownRecords(1_000_000), join(segs.slice(at))]),
+    );
     const r = await supervise(['verify', file], { deadlineMs: 120_000, rssLimitMb: 400 });
     expect(r.killed, `killed for ${r.killed}, peak ${r.peakRssKb} KiB`).toBeNull();
     expect(crashText(r.stderr), r.stderr.slice(0, 2000)).toBeNull();
@@ -80,7 +83,9 @@ describe('memory bounded by the guest, not by the input', () => {
         const chunk = 100_000;
         const pump = () => {
           while (sent < 1_500_000) {
-            const ok = child.stdin!.write(sent === 0 ? Buffer.concat([head, unknownRecords(chunk)]) : unknownRecords(chunk, sent));
+            const ok = child.stdin!.write(
+              sent === 0 ? Buffer.concat([head, unknownRecords(chunk)]) : unknownRecords(chunk, sent),
+            );
             sent += chunk;
             if (!ok) return void child.stdin!.once('drain', pump);
           }
@@ -101,7 +106,16 @@ describe('memory bounded by the guest, not by the input', () => {
     const at = segs.findIndex((s) => s.kind === 'record' && s.layer === 'libxc' && s.type === 1);
     const extra: Segment[] = [];
     for (let r = 0; r < 64; r++)
-      extra.push(rec('libxc', 1, pageDataNoData(Array.from({ length: 1024 }, (_, i) => 0x10000 + r * 1024 + i), 0xe)));
+      extra.push(
+        rec(
+          'libxc',
+          1,
+          pageDataNoData(
+            Array.from({ length: 1024 }, (_, i) => 0x10000 + r * 1024 + i),
+            0xe,
+          ),
+        ),
+      );
     segs.splice(at, 0, ...extra);
     let err: (Error & { code?: string; domid?: number; destination?: string }) | null = null;
     try {
@@ -153,7 +167,10 @@ describe('memory bounded by the guest, not by the input', () => {
     } finally {
       xen.destroyDomain(domid);
     }
-    expect(err, `the checkpoint of ${maxRecords} records was buffered whole (ended by ${endedBy})`).not.toBeNull();
+    expect(
+      err,
+      `the checkpoint of ${maxRecords} records was buffered whole (ended by ${endedBy})`,
+    ).not.toBeNull();
     expect(err!.message).toMatch(new RegExp(`checkpoint exceeds ${limit} buffered bytes`));
     expect(crashText(String(err!.stack?.split('\n')[0]))).toBeNull();
   });

@@ -21,9 +21,23 @@ export async function split(stream: Uint8Array): Promise<Segment[]> {
   for await (const item of new StreamReader(buf, { lazyPageData: true })) {
     if (item.kind === 'record') {
       const body = Buffer.from(buf.subarray(item.offset + 8, item.offset + 8 + item.bodyLength));
-      out.push({ kind: 'record', layer: item.layer, type: item.type, name: item.name, bytes: body, offset: item.offset });
+      out.push({
+        kind: 'record',
+        layer: item.layer,
+        type: item.type,
+        name: item.name,
+        bytes: body,
+        offset: item.offset,
+      });
     } else {
-      out.push({ kind: item.kind, layer: item.layer, type: -1, name: item.name, bytes: Buffer.from(buf.subarray(item.offset, item.offset + item.size)), offset: item.offset });
+      out.push({
+        kind: item.kind,
+        layer: item.layer,
+        type: -1,
+        name: item.name,
+        bytes: Buffer.from(buf.subarray(item.offset, item.offset + item.size)),
+        offset: item.offset,
+      });
     }
   }
   return out;
@@ -52,7 +66,14 @@ export function clone(segs: Segment[]): Segment[] {
 
 /** A record segment (for insertion). */
 export function rec(layer: 'libxl' | 'libxc', type: number, body: Uint8Array): Segment {
-  return { kind: 'record', layer, type, name: `0x${type.toString(16)}`, bytes: Buffer.from(body), offset: -1 };
+  return {
+    kind: 'record',
+    layer,
+    type,
+    name: `0x${type.toString(16)}`,
+    bytes: Buffer.from(body),
+    offset: -1,
+  };
 }
 
 /** Index of the libxc END record (the last record of the libxc layer). */

@@ -29,7 +29,12 @@ function silentClient(port: number, capMs: number): Promise<number> {
 }
 
 const within = <T>(p: Promise<T>, ms: number, what: string) =>
-  Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`${what}: still waiting after ${ms} ms`)), ms))]);
+  Promise.race([
+    p,
+    new Promise<never>((_, rej) =>
+      setTimeout(() => rej(new Error(`${what}: still waiting after ${ms} ms`)), ms),
+    ),
+  ]);
 
 describe('idle timeouts on the receiving side', () => {
   let pki: TestPki;
@@ -47,7 +52,11 @@ describe('idle timeouts on the receiving side', () => {
 
   for (const mode of ['tls', 'plain'] as const) {
     it(`${mode}: silent TCP clients are dropped after the hello timeout and reported as refused`, async () => {
-      const l = await listen({ port: 0, helloTimeoutMs: 300, ...(mode === 'tls' ? { tls: { ...pki.server, ca: pki.ca } } : { insecure: true }) });
+      const l = await listen({
+        port: 0,
+        helloTimeoutMs: 300,
+        ...(mode === 'tls' ? { tls: { ...pki.server, ca: pki.ca } } : { insecure: true }),
+      });
       const refused: string[] = [];
       l.on('refused', (e: Error) => refused.push(e.message));
       try {
@@ -94,7 +103,16 @@ describe('idle timeouts on the receiving side', () => {
   });
 
   it('the CLI logs refused clients and keeps listening for a good one', async () => {
-    const r = startCli(['receive', '--listen', '127.0.0.1:0', '--insecure', '--hello-timeout-ms', '300', '--host', host.dir]);
+    const r = startCli([
+      'receive',
+      '--listen',
+      '127.0.0.1:0',
+      '--insecure',
+      '--hello-timeout-ms',
+      '300',
+      '--host',
+      host.dir,
+    ]);
     try {
       const line = await r.waitErr(/listening on .*:(\d+)/);
       const port = Number(/listening on .*:(\d+)/.exec(line)![1]);

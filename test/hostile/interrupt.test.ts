@@ -32,9 +32,10 @@ describe('a stalled restore is interruptible', () => {
         input: 'open',
         onStart: (child) => {
           child.stdin!.write(saved.subarray(0, saved.length >> 1));
-          void until(async () => (await listDomains(host.dir)).some((d) => !before.includes(d.domid)), 'the half-restored domain').then(() =>
-            child.kill(sig),
-          );
+          void until(
+            async () => (await listDomains(host.dir)).some((d) => !before.includes(d.domid)),
+            'the half-restored domain',
+          ).then(() => child.kill(sig));
         },
       });
       expect(r.killed, r.stderr).toBeNull();

@@ -41,8 +41,14 @@ describe('self-referencing PV page tables (restore through the CLI)', () => {
     it(`${attack}: refused with a typed error, bounded time and memory, nothing left behind`, async () => {
       const file = join(tmp.dir, `${attack}.xl`);
       writeFileSync(file, await withTableAttack(saved, attack));
-      const r = await supervise(['restore', file, '--host', host.dir], { deadlineMs: 60_000, rssLimitMb: 400 });
-      expect(r.killed, `${attack}: killed for ${r.killed}, peak ${r.peakRssKb} KiB; stderr:\n${r.stderr}`).toBeNull();
+      const r = await supervise(['restore', file, '--host', host.dir], {
+        deadlineMs: 60_000,
+        rssLimitMb: 400,
+      });
+      expect(
+        r.killed,
+        `${attack}: killed for ${r.killed}, peak ${r.peakRssKb} KiB; stderr:\n${r.stderr}`,
+      ).toBeNull();
       expect(crashText(r.stderr), r.stderr).toBeNull();
       if (attack === 'l4-self-ro') {
         // a read-only self-map of the L4 is a linear page table, which Xen accepts

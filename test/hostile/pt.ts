@@ -27,7 +27,8 @@ export async function tablePages(stream: Uint8Array): Promise<Map<number, TableP
     for (let i = 0; i < r.count; i++) {
       const t = r.types[i]!;
       if (t === PageType.XTAB || t === PageType.BROKEN || t === PageType.XALLOC) continue;
-      const isTable = (t >= PageType.L1TAB && t <= PageType.L4TAB) || (t >= PageType.L1TAB_PIN && t <= PageType.L4TAB_PIN);
+      const isTable =
+        (t >= PageType.L1TAB && t <= PageType.L4TAB) || (t >= PageType.L1TAB_PIN && t <= PageType.L4TAB_PIN);
       if (isTable) out.set(r.pfns[i]!, { pfn: r.pfns[i]!, type: t, offset: data });
       data += 4096;
     }

@@ -87,6 +87,9 @@ export function supervise(args: string[], o: SuperviseOptions): Promise<Supervis
 
 /** A stack trace or an untyped error in a CLI's stderr (what a hostile input must never cause). */
 export function crashText(stderr: string): string | null {
-  const m = /^\s+at .+\(.+:\d+:\d+\)$|Unhandled|TypeError|RangeError|ReferenceError|SyntaxError|Maximum call stack|FATAL ERROR/m.exec(stderr);
+  const m =
+    /^\s+at .+\(.+:\d+:\d+\)$|Unhandled|TypeError|RangeError|ReferenceError|SyntaxError|Maximum call stack|FATAL ERROR/m.exec(
+      stderr,
+    );
   return m ? m[0] : null;
 }

@@ -66,9 +66,15 @@ describe('rtnetlink messages (golden bytes from tc / ip)', () => {
   });
 
   it('ip link set up / del / RTM_GETLINK by name', () => {
-    expect(M.linkSetUp(7, 9)).toEqual(hex('20000000 1000 0500 09000000 00000000  00 00 0000 07000000 01000000 01000000'));
-    expect(M.linkDel(7, 9)).toEqual(hex('20000000 1100 0500 09000000 00000000  00 00 0000 07000000 00000000 00000000'));
-    expect(M.linkGet('v0', 9)).toEqual(hex('28000000 1200 0100 09000000 00000000  00 00 0000 00000000 00000000 00000000  0700 0300 763000 00'));
+    expect(M.linkSetUp(7, 9)).toEqual(
+      hex('20000000 1000 0500 09000000 00000000  00 00 0000 07000000 01000000 01000000'),
+    );
+    expect(M.linkDel(7, 9)).toEqual(
+      hex('20000000 1100 0500 09000000 00000000  00 00 0000 07000000 00000000 00000000'),
+    );
+    expect(M.linkGet('v0', 9)).toEqual(
+      hex('28000000 1200 0100 09000000 00000000  00 00 0000 00000000 00000000 00000000  0700 0300 763000 00'),
+    );
   });
 });
 
@@ -124,7 +130,9 @@ describe('nfnetlink messages (golden bytes from the UAPI layouts)', () => {
   });
 
   it('parses a packet notification id, a link reply, and an error with its extended-ACK text', () => {
-    const pkt = hex('24000000 0003 0000 00000000 00000000 00 00 0005  0b00 0100 0000002a 0800 03 00  0800 0500 03000000');
+    const pkt = hex(
+      '24000000 0003 0000 00000000 00000000 00 00 0005  0b00 0100 0000002a 0800 03 00  0800 0500 03000000',
+    );
     const [m] = parseMessages(pkt, pkt.length);
     expect(m!.type).toBe(M.NFQ_PACKET_TYPE);
     expect(M.nfqPacketId(m!.payload)).toBe(42);

@@ -22,9 +22,21 @@ describe.skipIf(unavailable !== null)('network output buffering in a network nam
   let sender: LineProc;
   beforeAll(async () => {
     topo = makeTopology(String(process.pid));
-    observer = new LineProc(topo.dom0, [process.execPath, join(FIX, 'udp.mjs'), 'listen', DOM0_IP, String(PORT)]);
+    observer = new LineProc(topo.dom0, [
+      process.execPath,
+      join(FIX, 'udp.mjs'),
+      'listen',
+      DOM0_IP,
+      String(PORT),
+    ]);
     await observer.waitFor(/^listening$/);
-    sender = new LineProc(topo.guest, [process.execPath, join(FIX, 'udp.mjs'), 'send', DOM0_IP, String(PORT)]);
+    sender = new LineProc(topo.guest, [
+      process.execPath,
+      join(FIX, 'udp.mjs'),
+      'send',
+      DOM0_IP,
+      String(PORT),
+    ]);
     await sender.waitFor(/^ready$/);
   });
   afterAll(() => {
@@ -38,7 +50,8 @@ describe.skipIf(unavailable !== null)('network output buffering in a network nam
   const send = (...words: string[]) => words.forEach((w) => sender.send(w));
   const arrive = async (n: number) => {
     const t0 = Date.now();
-    while (observer.lines.filter((l) => l !== 'listening').length < n && Date.now() - t0 < 5000) await sleep(20);
+    while (observer.lines.filter((l) => l !== 'listening').length < n && Date.now() - t0 < 5000)
+      await sleep(20);
     return received();
   };
 
@@ -47,7 +60,9 @@ describe.skipIf(unavailable !== null)('network output buffering in a network nam
     const first = await d.waitFor(/^(ready|error) /);
     await d.exited;
     if (first.startsWith('ready')) {
-      console.log('netbuf e2e: this kernel has sch_plug; the refusal is not exercised here (the hold sequence runs on plug below)');
+      console.log(
+        'netbuf e2e: this kernel has sch_plug; the refusal is not exercised here (the hold sequence runs on plug below)',
+      );
       ctx.skip();
     }
     expect(first).toMatch(/^error ERR_NET_BUFFER_UNSUPPORTED .*plug qdisc/);
@@ -136,8 +151,22 @@ describe.skipIf(unavailable !== null)('network output buffering in a network nam
     try {
       const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
       const cli = join(import.meta.dirname, '..', 'checkpoint', 'fixtures', 'cli.mjs');
-      const p = new LineProc(topo.dom0, [process.execPath, cli, 'remus', String(d), join(root, 's.stream'), '--host', join(root, 'host'),
-        '-i', '100', '--max-checkpoints', '10', '--json', '--net-buffer-interfaces', 'v0']);
+      const p = new LineProc(topo.dom0, [
+        process.execPath,
+        cli,
+        'remus',
+        String(d),
+        join(root, 's.stream'),
+        '--host',
+        join(root, 'host'),
+        '-i',
+        '100',
+        '--max-checkpoints',
+        '10',
+        '--json',
+        '--net-buffer-interfaces',
+        'v0',
+      ]);
       received();
       const words: string[] = [];
       for (let i = 0; i < 20; i++) {
@@ -147,7 +176,9 @@ describe.skipIf(unavailable !== null)('network output buffering in a network nam
       }
       const code = await p.exited;
       expect(code, p.stderr).toBe(0);
-      expect(p.lines.map((l) => JSON.parse(l) as { result?: string }).at(-1)).toMatchObject({ result: 'max-checkpoints' });
+      expect(p.lines.map((l) => JSON.parse(l) as { result?: string }).at(-1)).toMatchObject({
+        result: 'max-checkpoints',
+      });
       // everything sent during the run came out (released per checkpoint, the rest at the end), in order
       expect(await arrive(words.length)).toEqual(words);
       send('after-remus');

@@ -35,7 +35,13 @@ export function makeTopology(tag: string): Topology {
   ip('-n', dom0, 'link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'g0', 'netns', guest);
   ip('-n', dom0, 'addr', 'add', `${DOM0_IP}/24`, 'dev', 'v0');
   ip('-n', guest, 'addr', 'add', `${GUEST_IP}/24`, 'dev', 'g0');
-  for (const [ns, dev] of [[dom0, 'v0'], [guest, 'g0'], [dom0, 'lo'], [guest, 'lo']] as const) ip('-n', ns, 'link', 'set', dev, 'up');
+  for (const [ns, dev] of [
+    [dom0, 'v0'],
+    [guest, 'g0'],
+    [dom0, 'lo'],
+    [guest, 'lo'],
+  ] as const)
+    ip('-n', ns, 'link', 'set', dev, 'up');
   return {
     guest,
     dom0,
@@ -72,7 +78,10 @@ export class LineProc {
         this.lines.splice(this.lines.indexOf(hit), 1);
         return hit;
       }
-      if (Date.now() - t0 > timeoutMs) throw new Error(`no line matching ${re} within ${timeoutMs} ms; got ${JSON.stringify(this.lines)}; stderr: ${this.stderr}`);
+      if (Date.now() - t0 > timeoutMs)
+        throw new Error(
+          `no line matching ${re} within ${timeoutMs} ms; got ${JSON.stringify(this.lines)}; stderr: ${this.stderr}`,
+        );
       await new Promise<void>((r) => {
         const t = setTimeout(r, 50);
         this.#waiters.push(() => {

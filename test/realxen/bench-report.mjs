@@ -5,8 +5,13 @@ import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { basename } from 'node:path';
 
 const [dir, outFile] = process.argv.slice(2);
-const rows = readFileSync(`${dir}/bench.jsonl`, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
-const facts = existsSync(`${dir}/bench-facts.json`) ? JSON.parse(readFileSync(`${dir}/bench-facts.json`, 'utf8')) : {};
+const rows = readFileSync(`${dir}/bench.jsonl`, 'utf8')
+  .split('\n')
+  .filter(Boolean)
+  .map((l) => JSON.parse(l));
+const facts = existsSync(`${dir}/bench-facts.json`)
+  ? JSON.parse(readFileSync(`${dir}/bench-facts.json`, 'utf8'))
+  : {};
 
 const median = (a) => {
   const v = a.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((x, y) => x - y);
@@ -19,18 +24,37 @@ const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : '–');
 const lines = [];
 lines.push(`# Real-Xen benchmark: xl and xenmig on the same Xen boot`);
 lines.push('');
-lines.push(`Run \`${basename(dir)}\`: Xen ${facts.xen ?? '?'} under QEMU TCG (one emulated CPU), node ${facts.node ?? '?'};`);
-lines.push(`the 128 MiB PVH guest \`g-bench\` (a vbd and a vif) ticks every ${facts.tickMs ?? 50} ms; ${facts.rounds ?? '?'} rounds per direction, interleaved;`);
-lines.push('live migration on the same host, both ends the real CLI connected by two FIFOs. Produced by `npm run bench:realxen`.');
+lines.push(
+  `Run \`${basename(dir)}\`: Xen ${facts.xen ?? '?'} under QEMU TCG (one emulated CPU), node ${facts.node ?? '?'};`,
+);
+lines.push(
+  `the 128 MiB PVH guest \`g-bench\` (a vbd and a vif) ticks every ${facts.tickMs ?? 50} ms; ${facts.rounds ?? '?'} rounds per direction, interleaved;`,
+);
+lines.push(
+  'live migration on the same host, both ends the real CLI connected by two FIFOs. Produced by `npm run bench:realxen`.',
+);
 lines.push('');
-lines.push('Guest-visible pause: the largest gap between two consecutive ticks of the guest as they reach dom0, less one tick');
-lines.push('interval: on the console (xenconsoled\'s log) and in UDP datagrams (network back at the destination).');
-lines.push('Speed ratio: xl → xl wall time ÷ this direction\'s (above 1 is faster than xl). Pause ratio: this ÷ xl → xl (below 1 is shorter).');
+lines.push(
+  'Guest-visible pause: the largest gap between two consecutive ticks of the guest as they reach dom0, less one tick',
+);
+lines.push(
+  "interval: on the console (xenconsoled's log) and in UDP datagrams (network back at the destination).",
+);
+lines.push(
+  "Speed ratio: xl → xl wall time ÷ this direction's (above 1 is faster than xl). Pause ratio: this ÷ xl → xl (below 1 is shorter).",
+);
 lines.push('');
-lines.push('| migration | runs | wall time | speed vs xl → xl | sender wall / CPU | receiver wall / CPU | peak RSS sender / receiver | pause (console) | vs xl | pause (network) | vs xl |');
+lines.push(
+  '| migration | runs | wall time | speed vs xl → xl | sender wall / CPU | receiver wall / CPU | peak RSS sender / receiver | pause (console) | vs xl | pause (network) | vs xl |',
+);
 lines.push('|---|---|---|---|---|---|---|---|---|---|---|');
 const mig = rows.filter((r) => r.kind === 'migrate');
-const dirs = [['xl', 'xl'], ['xenmig', 'xenmig'], ['xenmig', 'xl'], ['xl', 'xenmig']];
+const dirs = [
+  ['xl', 'xl'],
+  ['xenmig', 'xenmig'],
+  ['xenmig', 'xl'],
+  ['xl', 'xenmig'],
+];
 const stat = {};
 for (const [s, r] of dirs) {
   const ok = mig.filter((x) => x.sender === s && x.receiver === r && !x.error);
@@ -38,62 +62,98 @@ for (const [s, r] of dirs) {
     n: ok.length,
     failed: mig.filter((x) => x.sender === s && x.receiver === r && x.error).length,
     wall: median(ok.map((x) => x.wallMs / 1000)),
-    sw: median(ok.map((x) => x.senderWallS)), sc: median(ok.map((x) => x.senderCpuS)),
-    rw: median(ok.map((x) => x.receiverWallS)), rc: median(ok.map((x) => x.receiverCpuS)),
-    sm: median(ok.map((x) => x.senderPeakMiB)), rm: median(ok.map((x) => x.receiverPeakMiB)),
-    pc: median(ok.map((x) => x.pauseConsoleMs / 1000)), pu: median(ok.map((x) => x.pauseUdpMs / 1000)),
+    sw: median(ok.map((x) => x.senderWallS)),
+    sc: median(ok.map((x) => x.senderCpuS)),
+    rw: median(ok.map((x) => x.receiverWallS)),
+    rc: median(ok.map((x) => x.receiverCpuS)),
+    sm: median(ok.map((x) => x.senderPeakMiB)),
+    rm: median(ok.map((x) => x.receiverPeakMiB)),
+    pc: median(ok.map((x) => x.pauseConsoleMs / 1000)),
+    pu: median(ok.map((x) => x.pauseUdpMs / 1000)),
   };
 }
 const base = stat['xl>xl'];
 for (const [s, r] of dirs) {
   const x = stat[`${s}>${r}`];
-  lines.push(`| \`${s} ${s === 'xl' ? 'migrate' : 'migrate'}\` → \`${r === 'xl' ? 'xl migrate-receive' : 'xenmig receive'}\` | ${x.n}${x.failed ? ` (+${x.failed} failed)` : ''} | ${f1(x.wall)} s | ${ratio(base.wall, x.wall)} | ${f1(x.sw)} s / ${f1(x.sc)} s | ${f1(x.rw)} s / ${f1(x.rc)} s | ${f1(x.sm, 0)} / ${f1(x.rm, 0)} MiB | ${f1(x.pc, 2)} s | ${ratio(x.pc, base.pc)} | ${f1(x.pu, 2)} s | ${ratio(x.pu, base.pu)} |`);
+  lines.push(
+    `| \`${s} ${s === 'xl' ? 'migrate' : 'migrate'}\` → \`${r === 'xl' ? 'xl migrate-receive' : 'xenmig receive'}\` | ${x.n}${x.failed ? ` (+${x.failed} failed)` : ''} | ${f1(x.wall)} s | ${ratio(base.wall, x.wall)} | ${f1(x.sw)} s / ${f1(x.sc)} s | ${f1(x.rw)} s / ${f1(x.rc)} s | ${f1(x.sm, 0)} / ${f1(x.rm, 0)} MiB | ${f1(x.pc, 2)} s | ${ratio(x.pc, base.pc)} | ${f1(x.pu, 2)} s | ${ratio(x.pu, base.pu)} |`,
+  );
 }
 const rem = rows.filter((r) => r.kind === 'remus');
 if (rem.length) {
   lines.push('');
-  lines.push(`Remus at a ${rem.find((r) => r.intervalMs)?.intervalMs ?? '?'} ms interval, measured over ${rem.find((r) => r.windowS)?.windowS ?? '?'} s per run after the first checkpoints; guest-visible pauses are the`);
+  lines.push(
+    `Remus at a ${rem.find((r) => r.intervalMs)?.intervalMs ?? '?'} ms interval, measured over ${rem.find((r) => r.windowS)?.windowS ?? '?'} s per run after the first checkpoints; guest-visible pauses are the`,
+  );
   lines.push('console gaps above 1.5 ticks (less one tick); "own" is the pause the primary reports itself.');
   lines.push('');
-  lines.push('| Remus | runs | checkpoints/s | visible pauses/s | pause median | vs xl | pause max | own pause median |');
+  lines.push(
+    '| Remus | runs | checkpoints/s | visible pauses/s | pause median | vs xl | pause max | own pause median |',
+  );
   lines.push('|---|---|---|---|---|---|---|---|');
-  const names = { xl: '`xl remus -F -n -d` → `xl migrate-receive -r`', xenmig: '`xenmig remus --no-net-buffer` → `xenmig remus-receive`', 'xenmig-buffered': '`xenmig remus` (network buffered) → `xenmig remus-receive`' };
+  const names = {
+    xl: '`xl remus -F -n -d` → `xl migrate-receive -r`',
+    xenmig: '`xenmig remus --no-net-buffer` → `xenmig remus-receive`',
+    'xenmig-buffered': '`xenmig remus` (network buffered) → `xenmig remus-receive`',
+  };
   const rs = {};
   for (const tool of ['xl', 'xenmig', 'xenmig-buffered']) {
     const ok = rem.filter((x) => x.tool === tool && !x.error);
-    rs[tool] = { n: ok.length, failed: rem.filter((x) => x.tool === tool && x.error).length, cps: median(ok.map((x) => x.checkpointsPerS)), vps: median(ok.map((x) => x.visiblePauses / x.windowS)), pm: median(ok.map((x) => x.pauseMedianMs)), px: median(ok.map((x) => x.pauseMaxMs)), own: median(ok.map((x) => x.ownPauseMedianMs)) };
+    rs[tool] = {
+      n: ok.length,
+      failed: rem.filter((x) => x.tool === tool && x.error).length,
+      cps: median(ok.map((x) => x.checkpointsPerS)),
+      vps: median(ok.map((x) => x.visiblePauses / x.windowS)),
+      pm: median(ok.map((x) => x.pauseMedianMs)),
+      px: median(ok.map((x) => x.pauseMaxMs)),
+      own: median(ok.map((x) => x.ownPauseMedianMs)),
+    };
   }
   for (const tool of ['xl', 'xenmig', 'xenmig-buffered']) {
     const x = rs[tool];
-    lines.push(`| ${names[tool]} | ${x.n}${x.failed ? ` (+${x.failed} failed)` : ''} | ${f1(x.cps, 2)} | ${f1(x.vps, 2)} | ${f1(x.pm, 0)} ms | ${ratio(x.pm, rs.xl.pm)} | ${f1(x.px, 0)} ms | ${x.own === null ? '–' : `${f1(x.own, 1)} ms`} |`);
+    lines.push(
+      `| ${names[tool]} | ${x.n}${x.failed ? ` (+${x.failed} failed)` : ''} | ${f1(x.cps, 2)} | ${f1(x.vps, 2)} | ${f1(x.pm, 0)} ms | ${ratio(x.pm, rs.xl.pm)} | ${f1(x.px, 0)} ms | ${x.own === null ? '–' : `${f1(x.own, 1)} ms`} |`,
+    );
   }
 }
 const trials = rows.filter((r) => r.kind === 'trial' && !r.error);
 if (trials.length) {
   lines.push('');
-  lines.push('Remus output commit (xenmig → xenmig, the primary killed 2–12 s after its first acknowledged checkpoint): the highest');
-  lines.push('counter dom0 ever received over UDP against the counter the replica resumed from (its first console tick less one).');
+  lines.push(
+    'Remus output commit (xenmig → xenmig, the primary killed 2–12 s after its first acknowledged checkpoint): the highest',
+  );
+  lines.push(
+    'counter dom0 ever received over UDP against the counter the replica resumed from (its first console tick less one).',
+  );
   lines.push('');
-  lines.push('| network output | trials | replica ≥ outside (output commit held) | outside saw the future | largest lead |');
+  lines.push(
+    '| network output | trials | replica ≥ outside (output commit held) | outside saw the future | largest lead |',
+  );
   lines.push('|---|---|---|---|---|');
   for (const buffered of [true, false]) {
     const t = trials.filter((x) => x.buffered === buffered);
     if (!t.length) continue;
     const fut = t.filter((x) => x.future > 0);
-    lines.push(`| ${buffered ? 'buffered (default)' : '`--no-net-buffer`'} | ${t.length} | ${t.filter((x) => x.ok).length} | ${fut.length} | ${fut.length ? Math.max(...fut.map((x) => x.future)) + ' ticks' : '–'} |`);
+    lines.push(
+      `| ${buffered ? 'buffered (default)' : '`--no-net-buffer`'} | ${t.length} | ${t.filter((x) => x.ok).length} | ${fut.length} | ${fut.length ? Math.max(...fut.map((x) => x.future)) + ' ticks' : '–'} |`,
+    );
   }
 }
 const noFailover = rows.filter((r) => r.kind === 'remus' && r.failover && r.failover !== 'ok');
 if (noFailover.length) {
   lines.push('');
   lines.push('Measured, but the backup did not take over after the primary was killed:');
-  for (const r of noFailover) lines.push(`- remus ${r.tool} round ${r.round}: ${String(r.failover).replace(/\n/g, ' ').slice(0, 300)}`);
+  for (const r of noFailover)
+    lines.push(`- remus ${r.tool} round ${r.round}: ${String(r.failover).replace(/\n/g, ' ').slice(0, 300)}`);
 }
 const errors = rows.filter((r) => r.error);
 if (errors.length) {
   lines.push('');
   lines.push('Failed runs:');
-  for (const e of errors) lines.push(`- ${e.kind} ${e.sender ?? e.tool}${e.receiver ? ` → ${e.receiver}` : ''} round ${e.round}: ${String(e.error).replace(/\n/g, ' ').slice(0, 300)}`);
+  for (const e of errors)
+    lines.push(
+      `- ${e.kind} ${e.sender ?? e.tool}${e.receiver ? ` → ${e.receiver}` : ''} round ${e.round}: ${String(e.error).replace(/\n/g, ' ').slice(0, 300)}`,
+    );
 }
 const text = lines.join('\n') + '\n';
 process.stdout.write(text);

@@ -8,7 +8,19 @@
 // One JSON line per run in OUT/bench.jsonl; bench-report.mjs turns them into the table.
 // Usage: node bench.mjs OUTDIR   Env: BENCH_ROUNDS (3), BENCH_REMUS_ROUNDS (2), BENCH_REMUS_SECONDS (30),
 // BENCH_REMUS_INTERVAL_MS (1000), BENCH_PROFILE (0), BENCH_ONLY (directions/tools to run, e.g. xenmig>xenmig,remus:xenmig)
-import { appendFileSync, mkdirSync, existsSync, openSync, readSync, closeSync, fstatSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  mkdirSync,
+  existsSync,
+  openSync,
+  readSync,
+  closeSync,
+  fstatSync,
+  readdirSync,
+  readFileSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { xl, domidOf, xlList, sleep, uptime, errInfo, CONSOLE_DIR, UDP_PORT, run } from './helpers.mjs';
@@ -21,7 +33,10 @@ const REMUS_ROUNDS = Number(process.env.BENCH_REMUS_ROUNDS ?? 2);
 const REMUS_SECONDS = Number(process.env.BENCH_REMUS_SECONDS ?? 30);
 const REMUS_INTERVAL_MS = Number(process.env.BENCH_REMUS_INTERVAL_MS ?? 1000);
 // BENCH_PROFILE=1: every xenmig process writes a V8 CPU profile into OUT/prof (copied out with the results)
-const XENMIG = process.env.BENCH_PROFILE === '1' ? `node --cpu-prof --cpu-prof-dir=${OUT}/prof /opt/xenmig/dist/cli/main.js` : 'node /opt/xenmig/dist/cli/main.js';
+const XENMIG =
+  process.env.BENCH_PROFILE === '1'
+    ? `node --cpu-prof --cpu-prof-dir=${OUT}/prof /opt/xenmig/dist/cli/main.js`
+    : 'node /opt/xenmig/dist/cli/main.js';
 const log = (s) => console.log(`RIG BENCH ${s} t=${uptime()}`);
 const record = (r) => {
   appendFileSync(`${OUT}/bench.jsonl`, JSON.stringify(r) + '\n');
@@ -122,7 +137,8 @@ const median = (a) => {
 async function waitArrival(arr, kind, above, timeoutMs) {
   const t0 = Date.now();
   while (arr.last(kind) <= above) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`no ${kind} tick above ${above} within ${timeoutMs} ms (last ${arr.last(kind)})`);
+    if (Date.now() - t0 > timeoutMs)
+      throw new Error(`no ${kind} tick above ${above} within ${timeoutMs} ms (last ${arr.last(kind)})`);
     await sleep(50);
   }
 }
@@ -132,7 +148,13 @@ const readTime = (f) => {
   // busybox prints ru_maxrss (KiB) multiplied by 4 (it takes it for pages): measured against node's own
   // process.resourceUsage().maxRSS (40084 KiB vs 160864 for `node -e 1`), hence the division.
   const m = existsSync(f) ? /([\d.]+) ([\d.]+) ([\d.]+) (\d+)/.exec(readFileSync(f, 'utf8')) : null;
-  return m ? { wallS: Number(m[1]), cpuS: Number((Number(m[2]) + Number(m[3])).toFixed(2)), peakMiB: Math.round(Number(m[4]) / 4 / 1024) } : null;
+  return m
+    ? {
+        wallS: Number(m[1]),
+        cpuS: Number((Number(m[2]) + Number(m[3])).toFixed(2)),
+        peakMiB: Math.round(Number(m[4]) / 4 / 1024),
+      }
+    : null;
 };
 
 /** Every process a run starts, killed when the run fails (a stuck replicator would hold the guest). */
@@ -151,13 +173,24 @@ function killAll() {
  * does not end); after limitMs the run's processes are killed (the run then fails). */
 function watchdog(what, limitMs = 1_200_000) {
   const t0 = Date.now();
-  const tail = (f) => (existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').slice(-3).join(' | ') : '-');
+  const tail = (f) =>
+    existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').slice(-3).join(' | ') : '-';
   const timer = setInterval(async () => {
     const ps = await run(['ps', '-o', 'pid,time,args'], { timeoutMs: 20_000 });
     const l = await xlList().catch(() => []);
-    console.log(`RIG BENCH WAIT ${what} ${Math.round((Date.now() - t0) / 1000)} s; xl list: ${l.map((r) => `${r.name}:${r.domid}:${r.state}`).join(' ')}`);
-    console.log(`RIG BENCH WAIT ps: ${ps.out.split('\n').filter((x) => /node|xl|sh -c|hotplug|block|vif|losetup/.test(x)).join(' ;; ').slice(0, 1500)}`);
-    console.log(`RIG BENCH WAIT logs: tx ${tail('/tmp/b-tx.log')} rx ${tail('/tmp/b-rx.log')} pr ${tail('/tmp/b-pr.log')} bk ${tail('/tmp/b-bk.log')}`);
+    console.log(
+      `RIG BENCH WAIT ${what} ${Math.round((Date.now() - t0) / 1000)} s; xl list: ${l.map((r) => `${r.name}:${r.domid}:${r.state}`).join(' ')}`,
+    );
+    console.log(
+      `RIG BENCH WAIT ps: ${ps.out
+        .split('\n')
+        .filter((x) => /node|xl|sh -c|hotplug|block|vif|losetup/.test(x))
+        .join(' ;; ')
+        .slice(0, 1500)}`,
+    );
+    console.log(
+      `RIG BENCH WAIT logs: tx ${tail('/tmp/b-tx.log')} rx ${tail('/tmp/b-rx.log')} pr ${tail('/tmp/b-pr.log')} bk ${tail('/tmp/b-bk.log')}`,
+    );
     if (Date.now() - t0 > limitMs) {
       console.log(`RIG BENCH WAIT ${what}: over ${limitMs / 1000} s, killing its processes`);
       killAll();
@@ -184,7 +217,16 @@ const RECEIVERS = {
 async function migration(arr, sender, receiver, round) {
   const src = await domidOf(NAME);
   if (src === null) throw new Error(`${NAME} does not exist`);
-  for (const f of ['/tmp/b-tx.time', '/tmp/b-rx.time', '/tmp/b-tx.log', '/tmp/b-rx.log', '/tmp/b-stats.json', '/tmp/b-a', '/tmp/b-b']) if (existsSync(f)) unlinkSync(f);
+  for (const f of [
+    '/tmp/b-tx.time',
+    '/tmp/b-rx.time',
+    '/tmp/b-tx.log',
+    '/tmp/b-rx.log',
+    '/tmp/b-stats.json',
+    '/tmp/b-a',
+    '/tmp/b-b',
+  ])
+    if (existsSync(f)) unlinkSync(f);
   const tick0 = arr.last('console');
   const udp0 = arr.last('udp');
   const t0 = performance.now();
@@ -192,7 +234,9 @@ async function migration(arr, sender, receiver, round) {
   if (sender === 'xl') {
     // xl runs its transport as `sh -c RUNE`; with -s "" the RUNE is the host argument itself
     const rx = receiver === 'xl' ? RECEIVERS.xl : `${XENMIG} receive --protocol xl --json -`;
-    const s = sh(`${T('/tmp/b-tx.time')} xl migrate -s '' ${NAME} "exec ${T('/tmp/b-rx.time')} ${rx} 2>>/tmp/b-rx.log" 2>>/tmp/b-tx.log`);
+    const s = sh(
+      `${T('/tmp/b-tx.time')} xl migrate -s '' ${NAME} "exec ${T('/tmp/b-rx.time')} ${rx} 2>>/tmp/b-rx.log" 2>>/tmp/b-tx.log`,
+    );
     rc = { tx: await s.exited, rx: 0 };
   } else {
     // xenmig's CLI on its stdio, connected to the receiver through two FIFOs: /tmp/b-a carries the
@@ -201,20 +245,29 @@ async function migration(arr, sender, receiver, round) {
     const rxCmd = receiver === 'xl' ? 'xl migrate-receive' : `${XENMIG} receive --json -`;
     const proto = receiver === 'xl' ? '--protocol xl ' : '';
     const r = sh(`exec ${T('/tmp/b-rx.time')} ${rxCmd} >/tmp/b-b </tmp/b-a 2>>/tmp/b-rx.log`);
-    const s = sh(`exec ${T('/tmp/b-tx.time')} ${XENMIG} migrate ${proto}--stats-file /tmp/b-stats.json ${src} - </tmp/b-b >/tmp/b-a 2>>/tmp/b-tx.log`);
+    const s = sh(
+      `exec ${T('/tmp/b-tx.time')} ${XENMIG} migrate ${proto}--stats-file /tmp/b-stats.json ${src} - </tmp/b-b >/tmp/b-a 2>>/tmp/b-tx.log`,
+    );
     rc = { tx: await s.exited, rx: await r.exited };
   }
   const t1 = performance.now();
   const txLog = existsSync('/tmp/b-tx.log') ? readFileSync('/tmp/b-tx.log', 'utf8') : '';
   const rxLog = existsSync('/tmp/b-rx.log') ? readFileSync('/tmp/b-rx.log', 'utf8') : '';
-  writeFileSync(`${OUT}/bench-${sender}-${receiver}-${round}.log`, `== sender\n${txLog}\n== receiver\n${rxLog}\n`);
-  if (rc.tx !== 0 || rc.rx !== 0) throw new Error(`rc sender ${rc.tx} receiver ${rc.rx}: ${txLog.trim().slice(-300)} | ${rxLog.trim().slice(-300)}`);
+  writeFileSync(
+    `${OUT}/bench-${sender}-${receiver}-${round}.log`,
+    `== sender\n${txLog}\n== receiver\n${rxLog}\n`,
+  );
+  if (rc.tx !== 0 || rc.rx !== 0)
+    throw new Error(
+      `rc sender ${rc.tx} receiver ${rc.rx}: ${txLog.trim().slice(-300)} | ${rxLog.trim().slice(-300)}`,
+    );
   // the guest runs at the destination: its console and its network continue
   await waitArrival(arr, 'console', tick0, 120_000);
   await waitArrival(arr, 'udp', Math.max(udp0, arr.last('console') - 1), 120_000);
   await sleep(1000);
   const dst = await domidOf(NAME);
-  if (dst === null || dst === src) throw new Error(`after the migration ${NAME} is domid ${dst} (source ${src})`);
+  if (dst === null || dst === src)
+    throw new Error(`after the migration ${NAME} is domid ${dst} (source ${src})`);
   const tx = readTime('/tmp/b-tx.time');
   const rx = readTime('/tmp/b-rx.time');
   let xenmigStats;
@@ -222,15 +275,25 @@ async function migration(arr, sender, receiver, round) {
     xenmigStats = JSON.parse(readFileSync('/tmp/b-stats.json', 'utf8'));
   } catch {}
   return {
-    kind: 'migrate', sender, receiver, round, src, dst,
+    kind: 'migrate',
+    sender,
+    receiver,
+    round,
+    src,
+    dst,
     wallMs: Math.round(t1 - t0),
     // xl runs its receiver as its own child (the transport rune), and time(1) counts waited-for
     // children: the sender's own CPU is then its total less the receiver's
-    senderWallS: tx?.wallS, senderCpuS: tx && sender === 'xl' && rx ? Number((tx.cpuS - rx.cpuS).toFixed(2)) : tx?.cpuS, senderPeakMiB: tx?.peakMiB,
-    receiverWallS: rx?.wallS, receiverCpuS: rx?.cpuS, receiverPeakMiB: rx?.peakMiB,
+    senderWallS: tx?.wallS,
+    senderCpuS: tx && sender === 'xl' && rx ? Number((tx.cpuS - rx.cpuS).toFixed(2)) : tx?.cpuS,
+    senderPeakMiB: tx?.peakMiB,
+    receiverWallS: rx?.wallS,
+    receiverCpuS: rx?.cpuS,
+    receiverPeakMiB: rx?.peakMiB,
     pauseConsoleMs: Math.round(arr.maxPause('console', t0, performance.now())),
     pauseUdpMs: Math.round(arr.maxPause('udp', t0, performance.now())),
-    xenmigDowntimeMs: xenmigStats?.downtime, xenmigTotalMs: xenmigStats?.['total-time'],
+    xenmigDowntimeMs: xenmigStats?.downtime,
+    xenmigTotalMs: xenmigStats?.['total-time'],
   };
 }
 
@@ -246,9 +309,27 @@ async function remusRun(arr, tool, round) {
   let backupOut = '';
   const json = [];
   if (tool === 'xl') {
-    p = track(spawn('sh', ['-c', `exec xl remus -F -n -d -i ${REMUS_INTERVAL_MS} -s '' ${NAME} "exec xl migrate-receive -r 2>>/tmp/b-bk.log" >/tmp/b-pr.log 2>&1`], { stdio: 'ignore' }));
+    p = track(
+      spawn(
+        'sh',
+        [
+          '-c',
+          `exec xl remus -F -n -d -i ${REMUS_INTERVAL_MS} -s '' ${NAME} "exec xl migrate-receive -r 2>>/tmp/b-bk.log" >/tmp/b-pr.log 2>&1`,
+        ],
+        { stdio: 'ignore' },
+      ),
+    );
   } else {
-    bk = track(spawn('sh', ['-c', `exec ${XENMIG} remus-receive --listen 127.0.0.1:0 --insecure --json --failover-timeout-ms 30000 2>>/tmp/b-bk.log`], { stdio: ['ignore', 'pipe', 'ignore'] }));
+    bk = track(
+      spawn(
+        'sh',
+        [
+          '-c',
+          `exec ${XENMIG} remus-receive --listen 127.0.0.1:0 --insecure --json --failover-timeout-ms 30000 2>>/tmp/b-bk.log`,
+        ],
+        { stdio: ['ignore', 'pipe', 'ignore'] },
+      ),
+    );
     bk.stdout.setEncoding('utf8');
     bk.stdout.on('data', (d) => (backupOut += d));
     let port = null;
@@ -256,11 +337,21 @@ async function remusRun(arr, tool, round) {
     while (port === null) {
       const m = /"listening":(\d+)/.exec(backupOut);
       if (m) port = Number(m[1]);
-      else if (Date.now() - tb > 60_000 || bk.exitCode !== null) throw new Error(`remus-receive did not listen: ${readFileSync('/tmp/b-bk.log', 'utf8').slice(-300)}`);
+      else if (Date.now() - tb > 60_000 || bk.exitCode !== null)
+        throw new Error(`remus-receive did not listen: ${readFileSync('/tmp/b-bk.log', 'utf8').slice(-300)}`);
       else await sleep(100);
     }
     const nb = tool === 'xenmig' ? ' --no-net-buffer' : '';
-    p = track(spawn('sh', ['-c', `exec ${XENMIG} remus --json${nb} --no-disk-replication -i ${REMUS_INTERVAL_MS} --insecure ${src} tcp://127.0.0.1:${port} 2>/tmp/b-pr.log`], { stdio: ['ignore', 'pipe', 'ignore'] }));
+    p = track(
+      spawn(
+        'sh',
+        [
+          '-c',
+          `exec ${XENMIG} remus --json${nb} --no-disk-replication -i ${REMUS_INTERVAL_MS} --insecure ${src} tcp://127.0.0.1:${port} 2>/tmp/b-pr.log`,
+        ],
+        { stdio: ['ignore', 'pipe', 'ignore'] },
+      ),
+    );
     p.stdout.setEncoding('utf8');
     let buf = '';
     p.stdout.on('data', (d) => {
@@ -276,9 +367,17 @@ async function remusRun(arr, tool, round) {
   }
   // the first checkpoint is the whole guest: measure from 5 s after it to the end of the window
   const ts = Date.now();
-  const applied = () => (tool === 'xl' ? (existsSync('/tmp/b-bk.log') ? (readFileSync('/tmp/b-bk.log', 'utf8').match(/All records processed/g) ?? []).length : 0) : json.filter((j) => j.checkpoint).length);
+  const applied = () =>
+    tool === 'xl'
+      ? existsSync('/tmp/b-bk.log')
+        ? (readFileSync('/tmp/b-bk.log', 'utf8').match(/All records processed/g) ?? []).length
+        : 0
+      : json.filter((j) => j.checkpoint).length;
   while (applied() < 2) {
-    if (p.exitCode !== null) throw new Error(`${tool} remus exited (${p.exitCode}): ${readFileSync('/tmp/b-pr.log', 'utf8').slice(-300)} | ${existsSync('/tmp/b-bk.log') ? readFileSync('/tmp/b-bk.log', 'utf8').slice(-300) : ''}`);
+    if (p.exitCode !== null)
+      throw new Error(
+        `${tool} remus exited (${p.exitCode}): ${readFileSync('/tmp/b-pr.log', 'utf8').slice(-300)} | ${existsSync('/tmp/b-bk.log') ? readFileSync('/tmp/b-bk.log', 'utf8').slice(-300) : ''}`,
+      );
     if (Date.now() - ts > 600_000) throw new Error(`${tool} remus: ${applied()} checkpoints in 600 s`);
     await sleep(200);
   }
@@ -289,7 +388,9 @@ async function remusRun(arr, tool, round) {
   const w1 = performance.now();
   const n1 = applied();
   const pauses = arr.pauses('console', w0, w1);
-  const jsonPauses = json.filter((j) => j.checkpoint && j.pauseMs !== undefined && j.atMs !== undefined).map((j) => j.pauseMs);
+  const jsonPauses = json
+    .filter((j) => j.checkpoint && j.pauseMs !== undefined && j.atMs !== undefined)
+    .map((j) => j.pauseMs);
   // the primary host fails: freeze the replicating process, take its guest away, kill the process;
   // the measurement above stands whether or not the backup then takes over (reported apart)
   p.kill('SIGSTOP');
@@ -309,10 +410,17 @@ async function remusRun(arr, tool, round) {
   }
   if (failover === 'ok') await waitArrival(arr, 'console', Math.max(0, tick - 200), 120_000).catch(() => {});
   else await recover();
-  writeFileSync(`${OUT}/bench-remus-${tool}-${round}.log`, `== primary\n${readFileSync('/tmp/b-pr.log', 'utf8')}\n== backup\n${existsSync('/tmp/b-bk.log') ? readFileSync('/tmp/b-bk.log', 'utf8') : ''}\n`);
+  writeFileSync(
+    `${OUT}/bench-remus-${tool}-${round}.log`,
+    `== primary\n${readFileSync('/tmp/b-pr.log', 'utf8')}\n== backup\n${existsSync('/tmp/b-bk.log') ? readFileSync('/tmp/b-bk.log', 'utf8') : ''}\n`,
+  );
   bk?.kill('SIGKILL');
   return {
-    kind: 'remus', tool, round, intervalMs: REMUS_INTERVAL_MS, windowS: REMUS_SECONDS,
+    kind: 'remus',
+    tool,
+    round,
+    intervalMs: REMUS_INTERVAL_MS,
+    windowS: REMUS_SECONDS,
     checkpointsPerS: Number(((n1 - n0) / ((w1 - w0) / 1000)).toFixed(2)),
     visiblePauses: pauses.length,
     pauseMedianMs: pauses.length ? Math.round(median(pauses)) : null,
@@ -333,7 +441,16 @@ async function killTrial(arr, buffered, trial) {
   const src = await domidOf(NAME);
   for (const f of ['/tmp/b-bk.log', '/tmp/b-pr.log']) if (existsSync(f)) unlinkSync(f);
   let backupOut = '';
-  const bk = track(spawn('sh', ['-c', `exec ${XENMIG} remus-receive --listen 127.0.0.1:0 --insecure --json --failover-timeout-ms 30000 2>>/tmp/b-bk.log`], { stdio: ['ignore', 'pipe', 'ignore'] }));
+  const bk = track(
+    spawn(
+      'sh',
+      [
+        '-c',
+        `exec ${XENMIG} remus-receive --listen 127.0.0.1:0 --insecure --json --failover-timeout-ms 30000 2>>/tmp/b-bk.log`,
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    ),
+  );
   bk.stdout.setEncoding('utf8');
   bk.stdout.on('data', (d) => (backupOut += d));
   let port = null;
@@ -341,17 +458,28 @@ async function killTrial(arr, buffered, trial) {
   while (port === null) {
     const m = /"listening":(\d+)/.exec(backupOut);
     if (m) port = Number(m[1]);
-    else if (Date.now() - tb > 60_000 || bk.exitCode !== null) throw new Error(`remus-receive did not listen: ${readFileSync('/tmp/b-bk.log', 'utf8').slice(-300)}`);
+    else if (Date.now() - tb > 60_000 || bk.exitCode !== null)
+      throw new Error(`remus-receive did not listen: ${readFileSync('/tmp/b-bk.log', 'utf8').slice(-300)}`);
     else await sleep(100);
   }
   const nb = buffered ? '' : ' --no-net-buffer';
   let out = '';
-  const p = track(spawn('sh', ['-c', `exec ${XENMIG} remus --json${nb} --no-disk-replication -i ${REMUS_INTERVAL_MS} --insecure ${src} tcp://127.0.0.1:${port} 2>/tmp/b-pr.log`], { stdio: ['ignore', 'pipe', 'ignore'] }));
+  const p = track(
+    spawn(
+      'sh',
+      [
+        '-c',
+        `exec ${XENMIG} remus --json${nb} --no-disk-replication -i ${REMUS_INTERVAL_MS} --insecure ${src} tcp://127.0.0.1:${port} 2>/tmp/b-pr.log`,
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    ),
+  );
   p.stdout.setEncoding('utf8');
   p.stdout.on('data', (d) => (out += d));
   const t0 = Date.now();
   while (!/"checkpoint":\d+/.test(out)) {
-    if (p.exitCode !== null) throw new Error(`remus exited (${p.exitCode}): ${readFileSync('/tmp/b-pr.log', 'utf8').slice(-300)}`);
+    if (p.exitCode !== null)
+      throw new Error(`remus exited (${p.exitCode}): ${readFileSync('/tmp/b-pr.log', 'utf8').slice(-300)}`);
     if (Date.now() - t0 > 600_000) throw new Error('no acknowledged checkpoint in 600 s');
     await sleep(100);
   }
@@ -372,7 +500,10 @@ async function killTrial(arr, buffered, trial) {
   while (!b) {
     const line = backupOut.split('\n').find((l) => l.includes('"result"'));
     if (line) b = JSON.parse(line);
-    else if (Date.now() - tf > 180_000) throw new Error(`the backup reported nothing within 180 s: ${readFileSync('/tmp/b-bk.log', 'utf8').slice(-300)}`);
+    else if (Date.now() - tf > 180_000)
+      throw new Error(
+        `the backup reported nothing within 180 s: ${readFileSync('/tmp/b-bk.log', 'utf8').slice(-300)}`,
+      );
     else await sleep(200);
   }
   if (b.result !== 'failover' || b.guest !== 'running') throw new Error(`backup: ${JSON.stringify(b)}`);
@@ -384,8 +515,22 @@ async function killTrial(arr, buffered, trial) {
   }
   const replica = first() - 1;
   bk.kill('SIGKILL');
-  writeFileSync(`${OUT}/trial-${buffered ? 'buffered' : 'unbuffered'}-${trial}.log`, `== primary\n${readFileSync('/tmp/b-pr.log', 'utf8')}\n== backup\n${readFileSync('/tmp/b-bk.log', 'utf8')}\n`);
-  return { kind: 'trial', buffered, trial, killedAfterMs: waitMs, ackedBeforeKill: acked, failoverCheckpoint: b.checkpoint, seenOutside: seen, replicaCounter: replica, future: seen > replica ? seen - replica : 0, ok: replica >= seen };
+  writeFileSync(
+    `${OUT}/trial-${buffered ? 'buffered' : 'unbuffered'}-${trial}.log`,
+    `== primary\n${readFileSync('/tmp/b-pr.log', 'utf8')}\n== backup\n${readFileSync('/tmp/b-bk.log', 'utf8')}\n`,
+  );
+  return {
+    kind: 'trial',
+    buffered,
+    trial,
+    killedAfterMs: waitMs,
+    ackedBeforeKill: acked,
+    failoverCheckpoint: b.checkpoint,
+    seenOutside: seen,
+    replicaCounter: replica,
+    future: seen > replica ? seen - replica : 0,
+    ok: replica >= seen,
+  };
 }
 
 /** After a failed run: nothing of it left running, and a ticking g-bench (a fresh one if it was lost). */
@@ -399,7 +544,8 @@ async function recover() {
     await sleep(3000);
     ok = arr.last('console') > before;
   }
-  for (const r of await xlList()) if (r.name.startsWith(NAME) && (!ok || r.domid !== d)) await xl(['destroy', String(r.domid)]);
+  for (const r of await xlList())
+    if (r.name.startsWith(NAME) && (!ok || r.domid !== d)) await xl(['destroy', String(r.domid)]);
   if (ok) return 'kept';
   const c = await xl(['create', `/etc/xen/${NAME}.cfg`], { timeoutMs: 120_000 });
   if (c.rc !== 0) throw new Error(`re-creating ${NAME}: ${c.err}`);
@@ -411,7 +557,10 @@ async function recover() {
 /** The logs of a run that failed, kept with the results. */
 function keepLogs(file) {
   const part = (f) => (existsSync(f) ? readFileSync(f, 'utf8').slice(-20_000) : '(none)');
-  writeFileSync(`${OUT}/${file}`, `== primary / sender\n${part('/tmp/b-pr.log')}${part('/tmp/b-tx.log')}\n== backup / receiver\n${part('/tmp/b-bk.log')}${part('/tmp/b-rx.log')}\n`);
+  writeFileSync(
+    `${OUT}/${file}`,
+    `== primary / sender\n${part('/tmp/b-pr.log')}${part('/tmp/b-tx.log')}\n== backup / receiver\n${part('/tmp/b-bk.log')}${part('/tmp/b-rx.log')}\n`,
+  );
 }
 
 // ---- the run --------------------------------------------------------------------------------------
@@ -434,7 +583,12 @@ log(`create ${NAME}`);
   await waitArrival(arr, 'udp', 20, 120_000);
 }
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : null;
-const PAIRS = [['xl', 'xl'], ['xenmig', 'xenmig'], ['xenmig', 'xl'], ['xl', 'xenmig']].filter(([s, r]) => !ONLY || ONLY.has(`${s}>${r}`));
+const PAIRS = [
+  ['xl', 'xl'],
+  ['xenmig', 'xenmig'],
+  ['xenmig', 'xl'],
+  ['xl', 'xenmig'],
+].filter(([s, r]) => !ONLY || ONLY.has(`${s}>${r}`));
 const REMUS_TOOLS = ['xl', 'xenmig', 'xenmig-buffered'].filter((t) => !ONLY || ONLY.has(`remus:${t}`));
 for (let round = 1; round <= ROUNDS; round++) {
   for (const [s, r] of PAIRS) {
@@ -448,7 +602,14 @@ for (let round = 1; round <= ROUNDS; round++) {
       }
     } catch (e) {
       keepLogs(`bench-${s}-${r}-${round}-failed.log`);
-      record({ kind: 'migrate', sender: s, receiver: r, round, error: errInfo(e).slice(0, 600), guest: await recover() });
+      record({
+        kind: 'migrate',
+        sender: s,
+        receiver: r,
+        round,
+        error: errInfo(e).slice(0, 600),
+        guest: await recover(),
+      });
     }
   }
 }

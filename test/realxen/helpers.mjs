@@ -1,6 +1,14 @@
 // Helpers for the in-dom0 scenario of the xenmig real-Xen rig: processes, console ticks, results.
 import { spawn } from 'node:child_process';
-import { appendFileSync, readFileSync, readdirSync, existsSync, openSync, readSync, closeSync } from 'node:fs';
+import {
+  appendFileSync,
+  readFileSync,
+  readdirSync,
+  existsSync,
+  openSync,
+  readSync,
+  closeSync,
+} from 'node:fs';
 
 export const CONSOLE_DIR = '/var/log/xen/console';
 export const uptime = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
@@ -92,7 +100,10 @@ export async function waitTicks(name, after, { n = 2, timeoutMs = 60_000 } = {})
   for (;;) {
     const t = lastTick(name);
     if (t >= after + n) return t;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`guest ${name}: no new console ticks within ${timeoutMs} ms (last tick ${t}, needed > ${after + n - 1})`);
+    if (Date.now() - t0 > timeoutMs)
+      throw new Error(
+        `guest ${name}: no new console ticks within ${timeoutMs} ms (last tick ${t}, needed > ${after + n - 1})`,
+      );
     await sleep(500);
   }
 }
@@ -111,14 +122,18 @@ export async function xlConfigText(name) {
  * the guest to shut down with reason suspend (2). */
 export function xenstoreSuspend(xen, domid, timeoutMs = 60_000) {
   return async () => {
-    const r = await run(['xenstore-write', `/local/domain/${domid}/control/shutdown`, 'suspend'], { timeoutMs: 20_000 });
+    const r = await run(['xenstore-write', `/local/domain/${domid}/control/shutdown`, 'suspend'], {
+      timeoutMs: 20_000,
+    });
     if (r.rc !== 0) throw new Error(`xenstore-write control/shutdown: rc ${r.rc} ${r.err}`);
     const t0 = Date.now();
     for (;;) {
       const i = xen.domainInfo(domid);
       if (i.shutdown && i.shutdownReason === 2) return;
-      if (i.shutdown) throw new Error(`guest shut down with reason ${i.shutdownReason} instead of suspending`);
-      if (Date.now() - t0 > timeoutMs) throw new Error(`guest ${domid} did not suspend within ${timeoutMs} ms`);
+      if (i.shutdown)
+        throw new Error(`guest shut down with reason ${i.shutdownReason} instead of suspending`);
+      if (Date.now() - t0 > timeoutMs)
+        throw new Error(`guest ${domid} did not suspend within ${timeoutMs} ms`);
       await sleep(20);
     }
   };
@@ -134,7 +149,9 @@ export class Results {
     appendFileSync(this.file, JSON.stringify(line) + '\n');
     // also on the serial console: run.sh rebuilds results.jsonl from these if the disk copy is lost
     console.log(`RIG JSON ${JSON.stringify(line)}`);
-    console.log(`RIG RESULT ${r.status.toUpperCase()} ${r.id} ${r.name} (${r.ms ?? '-'} ms)${r.detail ? ': ' + String(r.detail).slice(0, 400) : ''}`);
+    console.log(
+      `RIG RESULT ${r.status.toUpperCase()} ${r.id} ${r.name} (${r.ms ?? '-'} ms)${r.detail ? ': ' + String(r.detail).slice(0, 400) : ''}`,
+    );
   }
 }
 
@@ -144,7 +161,11 @@ export class Todo extends Error {}
 export function errInfo(e) {
   if (!(e instanceof Error)) return String(e);
   const x = /** @type {any} */ (e);
-  const parts = [x.code && `code=${x.code}`, x.errno !== undefined && `errno=${x.errno}`, x.syscall && `syscall=${x.syscall}`].filter(Boolean);
+  const parts = [
+    x.code && `code=${x.code}`,
+    x.errno !== undefined && `errno=${x.errno}`,
+    x.syscall && `syscall=${x.syscall}`,
+  ].filter(Boolean);
   return `${e.message}${parts.length ? ' [' + parts.join(' ') + ']' : ''}`;
 }
 
@@ -160,13 +181,23 @@ export async function step(results, id, name, fn, timeoutMs = 240_000) {
   try {
     const detail = await Promise.race([
       fn(),
-      new Promise((_, rej) => (timer = setTimeout(() => rej(new Error(`step timed out after ${timeoutMs} ms`)), timeoutMs))),
+      new Promise(
+        (_, rej) =>
+          (timer = setTimeout(() => rej(new Error(`step timed out after ${timeoutMs} ms`)), timeoutMs)),
+      ),
     ]);
     results.record({ id, name, status: 'pass', ms: Date.now() - t0, detail: detail ?? '' });
     return true;
   } catch (e) {
     const status = e instanceof Unsupported ? 'unsupported' : e instanceof Todo ? 'todo' : 'fail';
-    results.record({ id, name, status, ms: Date.now() - t0, detail: errInfo(e) + (status === 'fail' && e?.stack ? '\n' + e.stack.split('\n').slice(1, 6).join('\n') : '') });
+    results.record({
+      id,
+      name,
+      status,
+      ms: Date.now() - t0,
+      detail:
+        errInfo(e) + (status === 'fail' && e?.stack ? '\n' + e.stack.split('\n').slice(1, 6).join('\n') : ''),
+    });
     return false;
   } finally {
     clearTimeout(timer);

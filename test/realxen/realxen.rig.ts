@@ -10,12 +10,21 @@ import { join, resolve } from 'node:path';
 // @ts-expect-error plain ESM helper shared with the in-dom0 scenario
 import { EXPECTED } from './steps.mjs';
 
-interface StepResult { id: string; name: string; status: 'pass' | 'fail' | 'unsupported' | 'todo'; ms?: number; detail?: string }
+interface StepResult {
+  id: string;
+  name: string;
+  status: 'pass' | 'fail' | 'unsupported' | 'todo';
+  ms?: number;
+  detail?: string;
+}
 
 const dir = join(resolve(process.env.XENLAB_DIR ?? '.xenlab'), 'results', 'latest');
 const file = join(dir, 'results.jsonl');
 const results: StepResult[] = existsSync(file)
-  ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as StepResult)
+  ? readFileSync(file, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as StepResult)
   : [];
 const byId = new Map(results.map((r) => [r.id, r]));
 

@@ -16,10 +16,23 @@ const config = parseDomainConfig(readFileSync(process.argv[3], 'utf8'));
 const xen = openHypervisor({ flavour: 'system' });
 // The backup's stderr goes to a file, not through this process: when the primary dies, a backup
 // writing its log into a pipe nobody reads would die of SIGPIPE/EPIPE instead of failing over.
-const channel = await spawnChannel(['sh', '-c', 'exec xl migrate-receive -r 2>>/tmp/remus-backup.log'], { role: 'sender', label: 'remus-backup' });
+const channel = await spawnChannel(['sh', '-c', 'exec xl migrate-receive -r 2>>/tmp/remus-backup.log'], {
+  role: 'sender',
+  label: 'remus-backup',
+});
 const log = (l) => process.stderr.write(`primary: ${l}\n`);
 const netBuffer = createNetBuffer({ interfaces: vifInterfaces(config.json, domid), backend: 'plug', log });
 const h = remus(domid, '-', { xen, channel, config, netBuffer, protocol: 'xl', intervalMs: 1000, log });
-for await (const st of h) process.stdout.write(JSON.stringify({ checkpoint: st.checkpoint, pauseMs: st.pauseMs, dirtyPages: st.dirtyPages, atMs: st.atMs }) + '\n');
+for await (const st of h)
+  process.stdout.write(
+    JSON.stringify({
+      checkpoint: st.checkpoint,
+      pauseMs: st.pauseMs,
+      dirtyPages: st.dirtyPages,
+      atMs: st.atMs,
+    }) + '\n',
+  );
 const r = await h.done;
-process.stdout.write(JSON.stringify({ done: r.reason, error: r.error ? String(r.error.message) : undefined }) + '\n');
+process.stdout.write(
+  JSON.stringify({ done: r.reason, error: r.error ? String(r.error.message) : undefined }) + '\n',
+);

@@ -51,20 +51,62 @@ function rng(seed: number) {
     x >>>= 0;
     return x;
   };
-  return { next, int: (n: number) => next() % n, pick: <T,>(a: readonly T[]) => a[next() % a.length]! };
+  return { next, int: (n: number) => next() % n, pick: <T>(a: readonly T[]) => a[next() % a.length]! };
 }
 
 // Small seeds: page data with mostly data-less entries so mutations hit structure.
 const pd = (entries: [number, number][]): LibxcRecord => {
   const withData = entries.filter(([, t]) => t < 13);
   const data = new Uint8Array(withData.length * 4096);
-  return { name: 'PAGE_DATA', count: entries.length, reserved: 0, pfns: Float64Array.from(entries.map((e) => e[0])), types: Uint8Array.from(entries.map((e) => e[1])), dataPages: withData.length, data };
+  return {
+    name: 'PAGE_DATA',
+    count: entries.length,
+    reserved: 0,
+    pfns: Float64Array.from(entries.map((e) => e[0])),
+    types: Uint8Array.from(entries.map((e) => e[1])),
+    dataPages: withData.length,
+    data,
+  };
 };
-const smallPd: Part = { xc: pd([[1, 15], [2, 13], [3, 14], [4, 0]]) };
-const swapPd = (parts: Part[]) => parts.map((p) => (!(p instanceof Uint8Array) && 'xc' in p && p.xc.name === 'PAGE_DATA' ? smallPd : p));
+const smallPd: Part = {
+  xc: pd([
+    [1, 15],
+    [2, 13],
+    [3, 14],
+    [4, 0],
+  ]),
+};
+const swapPd = (parts: Part[]) =>
+  parts.map((p) => (!(p instanceof Uint8Array) && 'xc' in p && p.xc.name === 'PAGE_DATA' ? smallPd : p));
 const hvmBody = swapPd(hvmParts()).slice(0, -1);
-const remus: Part[] = [LIBXL_HDR, { xl: LX_CTX }, ...hvmBody, { xc: CKPT }, { xl: EMU }, { xl: LX_CKEND }, smallPd, { xc: TSC }, { xc: HVMCTX }, { xc: HVMPAR }, { xc: CKPT }, { xl: LX_CKEND }];
-const colo: Part[] = [XL_HDR, LIBXL_HDR, { xl: LX_CTX }, ...hvmBody, { xc: CKPT }, { xl: EMU }, { xl: LX_CKEND }, { xl: { name: 'CHECKPOINT_STATE', controlId: 0 } }, smallPd, { xc: TSC }, { xc: HVMCTX }, { xc: CKPT }];
+const remus: Part[] = [
+  LIBXL_HDR,
+  { xl: LX_CTX },
+  ...hvmBody,
+  { xc: CKPT },
+  { xl: EMU },
+  { xl: LX_CKEND },
+  smallPd,
+  { xc: TSC },
+  { xc: HVMCTX },
+  { xc: HVMPAR },
+  { xc: CKPT },
+  { xl: LX_CKEND },
+];
+const colo: Part[] = [
+  XL_HDR,
+  LIBXL_HDR,
+  { xl: LX_CTX },
+  ...hvmBody,
+  { xc: CKPT },
+  { xl: EMU },
+  { xl: LX_CKEND },
+  { xl: { name: 'CHECKPOINT_STATE', controlId: 0 } },
+  smallPd,
+  { xc: TSC },
+  { xc: HVMCTX },
+  { xc: CKPT },
+];
 
 interface Seed {
   name: string;
@@ -78,10 +120,22 @@ const seedDefs: [string, Part[], StreamType, ReaderOptions['format']?][] = [
   ['pv', swapPd(pvParts()), 'plain'],
   ['hvm', swapPd(hvmParts()), 'plain'],
   ['xl-hvm', swapPd(xlHvmParts()), 'plain'],
-  ['hvm-v2', [IHDR2, DHDR_HVM, smallPd, { xc: TSC }, { xc: HVMPAR }, { xc: HVMCTX }, { xc: { name: 'END' } }], 'plain'],
+  [
+    'hvm-v2',
+    [IHDR2, DHDR_HVM, smallPd, { xc: TSC }, { xc: HVMPAR }, { xc: HVMCTX }, { xc: { name: 'END' } }],
+    'plain',
+  ],
   ['remus', remus, 'remus'],
   ['colo', colo, 'colo'],
-  ['colo-back', [{ xl: { name: 'CHECKPOINT_STATE', controlId: 2 } }, { xc: { name: 'CHECKPOINT_DIRTY_PFN_LIST', pfns: new BigUint64Array([1n, 9n]) } }], 'plain', 'colo-back'],
+  [
+    'colo-back',
+    [
+      { xl: { name: 'CHECKPOINT_STATE', controlId: 2 } },
+      { xc: { name: 'CHECKPOINT_DIRTY_PFN_LIST', pfns: new BigUint64Array([1n, 9n]) } },
+    ],
+    'plain',
+    'colo-back',
+  ],
 ];
 
 async function makeSeeds(): Promise<Seed[]> {
@@ -108,10 +162,14 @@ function mutate(s: Seed, r: Rng): Uint8Array {
   const n = 1 + (r.int(4) === 0 ? r.int(4) : 0);
   for (let m = 0; m < n; m++) {
     const len = b.length;
-    const pos = () => (r.int(2) === 0 && s.hot.length ? Math.min(len - 1, r.pick(s.hot) + r.int(24)) : r.int(Math.max(1, len)));
+    const pos = () =>
+      r.int(2) === 0 && s.hot.length ? Math.min(len - 1, r.pick(s.hot) + r.int(24)) : r.int(Math.max(1, len));
     switch (r.int(9)) {
       case 0: {
-        if (len) { const p = pos(); b[p] = b[p]! ^ (1 << r.int(8)); }
+        if (len) {
+          const p = pos();
+          b[p] = b[p]! ^ (1 << r.int(8));
+        }
         break;
       }
       case 1: {
@@ -147,7 +205,23 @@ function mutate(s: Seed, r: Rng): Uint8Array {
         const h = r.pick(s.hot) + r.pick([4, 4, 8, 0]);
         if (h + 4 <= len) {
           const cur = b[h]! | (b[h + 1]! << 8) | (b[h + 2]! << 16) | (b[h + 3]! * 0x1000000);
-          le32(b, h, r.pick([cur + 1, cur - 1, cur + 8, cur - 8, cur + 4096, 0, 0xffffffff, 0x8000000, 0x8000001, r.next(), cur * 2]) >>> 0);
+          le32(
+            b,
+            h,
+            r.pick([
+              cur + 1,
+              cur - 1,
+              cur + 8,
+              cur - 8,
+              cur + 4096,
+              0,
+              0xffffffff,
+              0x8000000,
+              0x8000001,
+              r.next(),
+              cur * 2,
+            ]) >>> 0,
+          );
         }
         break;
       }
@@ -166,7 +240,8 @@ function mutate(s: Seed, r: Rng): Uint8Array {
       case 8: {
         // set a type field to a random/known value
         const h = r.pick(s.hot);
-        if (h + 4 <= len) le32(b, h, r.pick([r.int(0x14), r.int(7), 0x80000000 | r.int(16), 0xb, 0xe, 0xf, 0x10, 5]));
+        if (h + 4 <= len)
+          le32(b, h, r.pick([r.int(0x14), r.int(7), 0x80000000 | r.int(16), 0xb, 0xe, 0xf, 0x10, 5]));
         break;
       }
     }
@@ -184,7 +259,8 @@ export function badRejection(e: unknown, inputLength: number): string | null {
   if (!(e instanceof StreamError)) return `not a StreamError: ${String(e)}`;
   if (!ERROR_CODES.has(e.code)) return `code ${e.code} is not an ERR_ code`;
   const o = e.offset;
-  if (typeof o !== 'number' || !Number.isInteger(o) || o < 0 || o > inputLength) return `${e.code} at offset ${o} (input ${inputLength} bytes)`;
+  if (typeof o !== 'number' || !Number.isInteger(o) || o < 0 || o > inputLength)
+    return `${e.code} at offset ${o} (input ${inputLength} bytes)`;
   return null;
 }
 
@@ -200,15 +276,24 @@ async function outcome(
     const rd = new StreamReader(input, opts);
     let v: StreamValidator | null = null;
     for await (const it of rd) {
-      v ??= new StreamValidator({ streamType, backChannel: rd.summary.format === 'colo-back' || opts.format === 'colo-back' });
+      v ??= new StreamValidator({
+        streamType,
+        backChannel: rd.summary.format === 'colo-back' || opts.format === 'colo-back',
+      });
       v.check(it);
       items?.push(it);
       if (readPayloads && it.kind === 'record' && it.record.name === 'PAGE_DATA' && it.record.readPayloadInto)
         await it.record.readPayloadInto(new Uint8Array(it.record.dataPages * 4096));
     }
-    v ??= new StreamValidator({ streamType, backChannel: rd.summary.format === 'colo-back' || opts.format === 'colo-back' });
+    v ??= new StreamValidator({
+      streamType,
+      backChannel: rd.summary.format === 'colo-back' || opts.format === 'colo-back',
+    });
     const f = v.finish(rd.summary);
-    return { error: null, verdict: `ok ${f.pageEntries}/${f.dataPages}/${f.checkpoints}/${f.partialCheckpoint}/${f.bytes}` };
+    return {
+      error: null,
+      verdict: `ok ${f.pageEntries}/${f.dataPages}/${f.checkpoints}/${f.partialCheckpoint}/${f.bytes}`,
+    };
   } catch (e) {
     const x = e as { code?: string; offset?: number };
     return { error: e, verdict: `${x.code} @${x.offset}` };
@@ -238,7 +323,14 @@ describe('mutation fuzzer', () => {
       const s = seeds[i % seeds.length]!;
       const bytes = mutate(s, r);
       const mode = r.int(8);
-      const opts: ReaderOptions = { lazyPageData: mode === 1, ...(s.format ? { format: s.format } : r.int(4) === 0 ? { format: r.pick(['xl', 'libxl', 'libxc', 'colo-back'] as const) } : {}) };
+      const opts: ReaderOptions = {
+        lazyPageData: mode === 1,
+        ...(s.format
+          ? { format: s.format }
+          : r.int(4) === 0
+            ? { format: r.pick(['xl', 'libxl', 'libxc', 'colo-back'] as const) }
+            : {}),
+      };
       const input = mode === 2 ? chunked(bytes, [1 + r.int(13), 1 + r.int(200)]) : bytes;
       const streamType: StreamType = r.int(5) === 0 ? 'auto' : s.streamType;
       const readPayloads = r.int(2) === 0;
@@ -246,14 +338,25 @@ describe('mutation fuzzer', () => {
       const got = await outcome(input, opts, streamType, readPayloads);
       const dt = performance.now() - t0;
       const why = got.error === null ? null : badRejection(got.error, bytes.length);
-      if (why !== null) throw new Error(`seed ${SEED} iteration ${i} (${s.name}): ${why}\ninput: ${Buffer.from(bytes).toString('hex')}`);
+      if (why !== null)
+        throw new Error(
+          `seed ${SEED} iteration ${i} (${s.name}): ${why}\ninput: ${Buffer.from(bytes).toString('hex')}`,
+        );
       // the same bytes as one eager buffer: chunking, lazy payloads and payload reads must not change
       // the verdict (same code at the same offset, or the same facts)
       const items: StreamItem[] = [];
-      const ref = await outcome(bytes, { ...(opts.format ? { format: opts.format } : {}) }, streamType, false, items);
+      const ref = await outcome(
+        bytes,
+        { ...(opts.format ? { format: opts.format } : {}) },
+        streamType,
+        false,
+        items,
+      );
       // an accepted input is exactly what its items say: they re-encode to the same bytes
       if (ref.error === null && Buffer.compare(concatBytes(items.map((it) => encodeItem(it))), bytes) !== 0) {
-        throw new Error(`seed ${SEED} iteration ${i} (${s.name}): accepted, but its items re-encode differently\ninput: ${Buffer.from(bytes).toString('hex')}`);
+        throw new Error(
+          `seed ${SEED} iteration ${i} (${s.name}): accepted, but its items re-encode differently\ninput: ${Buffer.from(bytes).toString('hex')}`,
+        );
       }
       // Lazy payloads (mode 1) legitimately see a record's own field errors before they learn that
       // its payload is cut off: the eager reference then reports ERR_TRUNCATED at that record.
@@ -264,7 +367,9 @@ describe('mutation fuzzer', () => {
         got.error instanceof StreamError &&
         (got.error.offset ?? -1) >= (ref.error.offset ?? Infinity);
       if (got.verdict !== ref.verdict && !lazyFirst) {
-        throw new Error(`seed ${SEED} iteration ${i} (${s.name}, mode ${mode}): ${got.verdict} but as one buffer ${ref.verdict}\ninput: ${Buffer.from(bytes).toString('hex')}`);
+        throw new Error(
+          `seed ${SEED} iteration ${i} (${s.name}, mode ${mode}): ${got.verdict} but as one buffer ${ref.verdict}\ninput: ${Buffer.from(bytes).toString('hex')}`,
+        );
       }
       if (got.error) {
         const e = got.error as StreamError;
@@ -275,11 +380,15 @@ describe('mutation fuzzer', () => {
         reencoded++;
       }
       if (dt > worst) worst = dt;
-      if (dt > PER_INPUT_MS) throw new Error(`seed ${SEED} iteration ${i} (${s.name}) took ${dt.toFixed(0)} ms`);
+      if (dt > PER_INPUT_MS)
+        throw new Error(`seed ${SEED} iteration ${i} (${s.name}) took ${dt.toFixed(0)} ms`);
     }
     const rssGrowth = process.memoryUsage().rss - rssStart;
     // eslint-disable-next-line no-console
-    console.log(`fuzz: ${ITERATIONS} inputs, ${ok} accepted, ${rejected} rejected, worst ${worst.toFixed(1)} ms, rss +${(rssGrowth / 2 ** 20).toFixed(0)} MiB`, Object.fromEntries(codes));
+    console.log(
+      `fuzz: ${ITERATIONS} inputs, ${ok} accepted, ${rejected} rejected, worst ${worst.toFixed(1)} ms, rss +${(rssGrowth / 2 ** 20).toFixed(0)} MiB`,
+      Object.fromEntries(codes),
+    );
     expect(rejected).toBeGreaterThan(ITERATIONS / 4);
     // the re-encoding check ran on a real share of the inputs, not only on the rejected ones
     expect(reencoded).toBeGreaterThan(ITERATIONS / 100);

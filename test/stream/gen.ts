@@ -13,13 +13,20 @@ const bytesArb = (min: number, max: number) => fc.uint8Array({ minLength: min, m
 export const pfnArb = fc.tuple(fc.nat({ max: 0xfffff }), u32).map(([hi, lo]) => hi * 2 ** 32 + lo);
 
 /** PAGE_DATA with cheap page contents (each page filled with one byte). */
-export function pageDataArb(opts: { maxEntries?: number; maxPfn?: number; reserved?: boolean } = {}): fc.Arbitrary<LibxcRecord> {
+export function pageDataArb(
+  opts: { maxEntries?: number; maxPfn?: number; reserved?: boolean } = {},
+): fc.Arbitrary<LibxcRecord> {
   const pfn = opts.maxPfn !== undefined ? fc.nat({ max: opts.maxPfn }) : pfnArb;
   return fc
     .record({
-      entries: fc.array(fc.tuple(pfn, fc.constantFrom(...ALL_TYPES), fc.nat({ max: 255 })), { minLength: 1, maxLength: opts.maxEntries ?? 12 }),
+      entries: fc.array(fc.tuple(pfn, fc.constantFrom(...ALL_TYPES), fc.nat({ max: 255 })), {
+        minLength: 1,
+        maxLength: opts.maxEntries ?? 12,
+      }),
       reserved: opts.reserved ? fc.oneof(fc.constant(0), u32) : fc.constant(0),
-      pfnRes: opts.reserved ? fc.array(fc.nat({ max: 255 }), { minLength: 64, maxLength: 64 }) : fc.constant(null),
+      pfnRes: opts.reserved
+        ? fc.array(fc.nat({ max: 255 }), { minLength: 64, maxLength: 64 })
+        : fc.constant(null),
     })
     .map(({ entries, reserved, pfnRes }) => {
       const withData = entries.filter(([, t]) => DATA_TYPES.includes(t));
@@ -34,19 +41,39 @@ export function pageDataArb(opts: { maxEntries?: number; maxPfn?: number; reserv
         dataPages: withData.length,
         data,
       };
-      if (pfnRes && entries.some((_, i) => pfnRes[i % 64] !== 0)) r.pfnReserved = Uint8Array.from(entries.map((_, i) => pfnRes[i % 64]!));
+      if (pfnRes && entries.some((_, i) => pfnRes[i % 64] !== 0))
+        r.pfnReserved = Uint8Array.from(entries.map((_, i) => pfnRes[i % 64]!));
       return r;
     });
 }
 
 /** Any libxc record (all fields random, reserved ones included). */
 export const libxcRecordArb: fc.Arbitrary<LibxcRecord> = fc.oneof(
-  fc.constantFrom<LibxcRecord>({ name: 'END' }, { name: 'VERIFY' }, { name: 'CHECKPOINT' }, { name: 'STATIC_DATA_END' }),
+  fc.constantFrom<LibxcRecord>(
+    { name: 'END' },
+    { name: 'VERIFY' },
+    { name: 'CHECKPOINT' },
+    { name: 'STATIC_DATA_END' },
+  ),
   pageDataArb({ reserved: true }),
-  fc.record({ name: fc.constant('X86_PV_INFO' as const), guestWidth: fc.nat({ max: 255 }), ptLevels: fc.nat({ max: 255 }), reserved: fc.nat({ max: 2 ** 48 - 1 }) }),
-  fc.record({ name: fc.constant('X86_PV_P2M_FRAMES' as const), startPfn: u32, endPfn: u32, frames: fc.array(u64, { maxLength: 5 }).map((a) => BigUint64Array.from(a)) }),
   fc.record({
-    name: fc.constantFrom('X86_PV_VCPU_BASIC' as const, 'X86_PV_VCPU_EXTENDED' as const, 'X86_PV_VCPU_XSAVE' as const),
+    name: fc.constant('X86_PV_INFO' as const),
+    guestWidth: fc.nat({ max: 255 }),
+    ptLevels: fc.nat({ max: 255 }),
+    reserved: fc.nat({ max: 2 ** 48 - 1 }),
+  }),
+  fc.record({
+    name: fc.constant('X86_PV_P2M_FRAMES' as const),
+    startPfn: u32,
+    endPfn: u32,
+    frames: fc.array(u64, { maxLength: 5 }).map((a) => BigUint64Array.from(a)),
+  }),
+  fc.record({
+    name: fc.constantFrom(
+      'X86_PV_VCPU_BASIC' as const,
+      'X86_PV_VCPU_EXTENDED' as const,
+      'X86_PV_VCPU_XSAVE' as const,
+    ),
     vcpuId: u32,
     reserved: u32,
     context: bytesArb(0, 300),
@@ -57,25 +84,65 @@ export const libxcRecordArb: fc.Arbitrary<LibxcRecord> = fc.oneof(
     reserved: u32,
     msrs: fc.array(fc.record({ index: u32, reserved: u32, value: u64 }), { maxLength: 4 }),
   }),
-  fc.record({ name: fc.constantFrom('SHARED_INFO' as const, 'HVM_CONTEXT' as const, 'TOOLSTACK' as const), data: bytesArb(0, 300) }),
-  fc.record({ name: fc.constant('X86_TSC_INFO' as const), mode: u32, khz: u32, nsec: u64, incarnation: u32, reserved: u32 }),
-  fc.record({ name: fc.constant('HVM_PARAMS' as const), reserved: u32, params: fc.array(fc.record({ index: u64, value: u64 }), { maxLength: 6 }) }),
-  fc.record({ name: fc.constant('CHECKPOINT_DIRTY_PFN_LIST' as const), pfns: fc.array(u64, { maxLength: 8 }).map((a) => BigUint64Array.from(a)) }),
+  fc.record({
+    name: fc.constantFrom('SHARED_INFO' as const, 'HVM_CONTEXT' as const, 'TOOLSTACK' as const),
+    data: bytesArb(0, 300),
+  }),
+  fc.record({
+    name: fc.constant('X86_TSC_INFO' as const),
+    mode: u32,
+    khz: u32,
+    nsec: u64,
+    incarnation: u32,
+    reserved: u32,
+  }),
+  fc.record({
+    name: fc.constant('HVM_PARAMS' as const),
+    reserved: u32,
+    params: fc.array(fc.record({ index: u64, value: u64 }), { maxLength: 6 }),
+  }),
+  fc.record({
+    name: fc.constant('CHECKPOINT_DIRTY_PFN_LIST' as const),
+    pfns: fc.array(u64, { maxLength: 8 }).map((a) => BigUint64Array.from(a)),
+  }),
   fc.record({
     name: fc.constant('X86_CPUID_POLICY' as const),
-    leaves: fc.array(fc.record({ leaf: u32, subleaf: u32, a: u32, b: u32, c: u32, d: u32 }), { maxLength: 4 }),
+    leaves: fc.array(fc.record({ leaf: u32, subleaf: u32, a: u32, b: u32, c: u32, d: u32 }), {
+      maxLength: 4,
+    }),
   }),
-  fc.record({ name: fc.constant('X86_MSR_POLICY' as const), msrs: fc.array(fc.record({ idx: u32, flags: u32, val: u64 }), { maxLength: 4 }) }),
-  fc.record({ name: fc.constant('UNKNOWN' as const), type: fc.integer({ min: 0x80000000, max: 0xffffffff }), body: bytesArb(0, 40) }),
+  fc.record({
+    name: fc.constant('X86_MSR_POLICY' as const),
+    msrs: fc.array(fc.record({ idx: u32, flags: u32, val: u64 }), { maxLength: 4 }),
+  }),
+  fc.record({
+    name: fc.constant('UNKNOWN' as const),
+    type: fc.integer({ min: 0x80000000, max: 0xffffffff }),
+    body: bytesArb(0, 40),
+  }),
 );
 
 const xsString = fc.string({ maxLength: 12 }).filter((s) => !s.includes('\0'));
 export const libxlRecordArb: fc.Arbitrary<LibxlRecord> = fc.oneof(
   fc.constantFrom<LibxlRecord>({ name: 'END' }, { name: 'LIBXC_CONTEXT' }, { name: 'CHECKPOINT_END' }),
-  fc.record({ name: fc.constant('EMULATOR_XENSTORE_DATA' as const), emulatorId: u32, index: u32, entries: fc.array(fc.tuple(xsString, xsString), { maxLength: 4 }) }),
-  fc.record({ name: fc.constant('EMULATOR_CONTEXT' as const), emulatorId: u32, index: u32, data: bytesArb(0, 200) }),
+  fc.record({
+    name: fc.constant('EMULATOR_XENSTORE_DATA' as const),
+    emulatorId: u32,
+    index: u32,
+    entries: fc.array(fc.tuple(xsString, xsString), { maxLength: 4 }),
+  }),
+  fc.record({
+    name: fc.constant('EMULATOR_CONTEXT' as const),
+    emulatorId: u32,
+    index: u32,
+    data: bytesArb(0, 200),
+  }),
   fc.record({ name: fc.constant('CHECKPOINT_STATE' as const), controlId: u32 }),
-  fc.record({ name: fc.constant('UNKNOWN' as const), type: fc.integer({ min: 0x80000000, max: 0xffffffff }), body: bytesArb(0, 40) }),
+  fc.record({
+    name: fc.constant('UNKNOWN' as const),
+    type: fc.integer({ min: 0x80000000, max: 0xffffffff }),
+    body: bytesArb(0, 40),
+  }),
 );
 
 export interface StreamShape {
@@ -108,7 +175,10 @@ export const streamShapeArb: fc.Arbitrary<StreamShape> = fc
     verify: fc.boolean(),
     vcpus: fc.integer({ min: 1, max: 2 }),
     emulatorXs: fc.boolean(),
-    pages: fc.array(fc.array(pageDataArb({ maxEntries: 6, maxPfn: MAX_PFN }), { minLength: 0, maxLength: 3 }), { minLength: 4, maxLength: 4 }),
+    pages: fc.array(
+      fc.array(pageDataArb({ maxEntries: 6, maxPfn: MAX_PFN }), { minLength: 0, maxLength: 3 }),
+      { minLength: 4, maxLength: 4 },
+    ),
   })
   .map((s) => ({ ...s, checkpoints: s.mode === 'plain' ? 1 : s.checkpoints }));
 
@@ -119,9 +189,13 @@ export function buildStream(s: StreamShape): { bytes: Uint8Array; parts: Part[];
   if (s.wrap === 'xl') p.push(XL_HDR);
   if (wrapped) p.push(LIBXL_HDR, { xl: { name: 'LIBXC_CONTEXT' } });
   p.push(s.version === 3 ? IHDR3 : IHDR2, s.pv ? DHDR_PV : DHDR_HVM);
-  if (s.pv) p.push({ xc: { name: 'X86_PV_INFO', guestWidth: s.width, ptLevels: s.width === 8 ? 4 : 3, reserved: 0 } });
+  if (s.pv)
+    p.push({
+      xc: { name: 'X86_PV_INFO', guestWidth: s.width, ptLevels: s.width === 8 ? 4 : 3, reserved: 0 },
+    });
   if (s.version === 3) {
-    if (s.policies[0]) p.push({ xc: { name: 'X86_CPUID_POLICY', leaves: [{ leaf: 1, subleaf: 0, a: 2, b: 3, c: 4, d: 5 }] } });
+    if (s.policies[0])
+      p.push({ xc: { name: 'X86_CPUID_POLICY', leaves: [{ leaf: 1, subleaf: 0, a: 2, b: 3, c: 4, d: 5 }] } });
     if (s.policies[1]) p.push({ xc: { name: 'X86_MSR_POLICY', msrs: [{ idx: 0xce, flags: 0, val: 7n }] } });
     p.push({ xc: { name: 'STATIC_DATA_END' } });
   }
@@ -134,7 +208,18 @@ export function buildStream(s: StreamShape): { bytes: Uint8Array; parts: Part[];
     s.pv
       ? []
       : [
-          ...(s.emulatorXs ? [{ xl: { name: 'EMULATOR_XENSTORE_DATA', emulatorId: 2, index: 0, entries: [['physmap/1/size', '800000']] } } as Part] : []),
+          ...(s.emulatorXs
+            ? [
+                {
+                  xl: {
+                    name: 'EMULATOR_XENSTORE_DATA',
+                    emulatorId: 2,
+                    index: 0,
+                    entries: [['physmap/1/size', '800000']],
+                  },
+                } as Part,
+              ]
+            : []),
           { xl: { name: 'EMULATOR_CONTEXT', emulatorId: 2, index: 0, data: new Uint8Array(21).fill(0x51) } },
         ];
   for (let k = 0; k < s.checkpoints; k++) {
@@ -142,18 +227,39 @@ export function buildStream(s: StreamShape): { bytes: Uint8Array; parts: Part[];
     // v2 HVM: the implied STATIC_DATA_END comes with the first PAGE_DATA, so end-of-checkpoint
     // records need no special care; PV v2 streams already have P2M_FRAMES.
     for (const pd of pages) p.push({ xc: pd });
-    p.push({ xc: { name: 'X86_TSC_INFO', mode: 0, khz: 1000 + k, nsec: BigInt(k), incarnation: k, reserved: 0 } });
+    p.push({
+      xc: { name: 'X86_TSC_INFO', mode: 0, khz: 1000 + k, nsec: BigInt(k), incarnation: k, reserved: 0 },
+    });
     if (s.pv) {
       p.push({ xc: { name: 'SHARED_INFO', data: new Uint8Array(4096).fill(k) } });
       for (let v = 0; v < s.vcpus; v++) {
-        p.push({ xc: { name: 'X86_PV_VCPU_BASIC', vcpuId: v, reserved: 0, context: new Uint8Array(s.width === 8 ? 5168 : 2800).fill(v) } });
+        p.push({
+          xc: {
+            name: 'X86_PV_VCPU_BASIC',
+            vcpuId: v,
+            reserved: 0,
+            context: new Uint8Array(s.width === 8 ? 5168 : 2800).fill(v),
+          },
+        });
         p.push({ xc: { name: 'X86_PV_VCPU_EXTENDED', vcpuId: v, reserved: 0, context: new Uint8Array(64) } });
-        if (v === 0) p.push({ xc: { name: 'X86_PV_VCPU_XSAVE', vcpuId: v, reserved: 0, context: new Uint8Array(24).fill(1) } });
-        p.push({ xc: { name: 'X86_PV_VCPU_MSRS', vcpuId: v, reserved: 0, msrs: [{ index: 0xc0000103, reserved: 0, value: 5n }] } });
+        if (v === 0)
+          p.push({
+            xc: { name: 'X86_PV_VCPU_XSAVE', vcpuId: v, reserved: 0, context: new Uint8Array(24).fill(1) },
+          });
+        p.push({
+          xc: {
+            name: 'X86_PV_VCPU_MSRS',
+            vcpuId: v,
+            reserved: 0,
+            msrs: [{ index: 0xc0000103, reserved: 0, value: 5n }],
+          },
+        });
       }
     } else {
       const ctx: Part = { xc: { name: 'HVM_CONTEXT', data: new Uint8Array(40).fill(k + 1) } };
-      const par: Part = { xc: { name: 'HVM_PARAMS', reserved: 0, params: [{ index: 1n, value: 0xfeffcn + BigInt(k) }] } };
+      const par: Part = {
+        xc: { name: 'HVM_PARAMS', reserved: 0, params: [{ index: 1n, value: 0xfeffcn + BigInt(k) }] },
+      };
       p.push(...(s.paramsFirst ? [par, ctx] : [ctx, par]));
     }
     if (s.mode === 'plain') {

@@ -31,7 +31,11 @@ describe('record properties', () => {
         const b = encodeLibxcRecord(r);
         const len = b[4]! | (b[5]! << 8) | (b[6]! << 16) | (b[7]! << 24);
         expect(b.length).toBe(8 + Math.ceil(len / 8) * 8);
-        const d = decodeLibxcBody(libxcRecordType(r), b.subarray(8, 8 + len), { offset: 0, index: 0, layer: 'libxc' });
+        const d = decodeLibxcBody(libxcRecordType(r), b.subarray(8, 8 + len), {
+          offset: 0,
+          index: 0,
+          layer: 'libxc',
+        });
         expect(d).toEqual(r);
       }),
       { numRuns: RUNS * 2 },
@@ -42,7 +46,13 @@ describe('record properties', () => {
       fc.property(libxlRecordArb, (r) => {
         const b = encodeLibxlRecord(r);
         const len = b[4]! | (b[5]! << 8) | (b[6]! << 16) | (b[7]! << 24);
-        expect(decodeLibxlBody(libxlRecordType(r), b.subarray(8, 8 + len), { offset: 0, index: 0, layer: 'libxl' })).toEqual(r);
+        expect(
+          decodeLibxlBody(libxlRecordType(r), b.subarray(8, 8 + len), {
+            offset: 0,
+            index: 0,
+            layer: 'libxl',
+          }),
+        ).toEqual(r);
       }),
       { numRuns: RUNS * 2 },
     );
@@ -72,7 +82,10 @@ describe('stream properties', () => {
     await fc.assert(
       fc.asyncProperty(
         streamShapeArb,
-        fc.oneof(fc.constant(null), fc.array(fc.integer({ min: 1, max: 97 }), { minLength: 1, maxLength: 4 })),
+        fc.oneof(
+          fc.constant(null),
+          fc.array(fc.integer({ min: 1, max: 97 }), { minLength: 1, maxLength: 4 }),
+        ),
         fc.boolean(),
         async (shape, sizes, lazy) => {
           const { bytes, parts, streamType } = buildStream(shape);
@@ -86,7 +99,8 @@ describe('stream properties', () => {
           expect(res.facts.domainType).toBe(shape.pv ? 1 : 2);
           // every libxc record is tagged libxc, every libxl record libxl
           parts.forEach((p, i) => {
-            if (!(p instanceof Uint8Array)) expect(res.names[i]!.startsWith('xc' in p ? 'libxc:' : 'libxl:')).toBe(true);
+            if (!(p instanceof Uint8Array))
+              expect(res.names[i]!.startsWith('xc' in p ? 'libxc:' : 'libxl:')).toBe(true);
           });
         },
       ),
@@ -112,14 +126,24 @@ describe('stream properties', () => {
     try {
       let n = 0;
       await fc.assert(
-        fc.asyncProperty(streamShapeArb, fc.integer({ min: 1, max: 20000 }), fc.boolean(), fc.boolean(), async (shape, chunkSize, lazy, blocking) => {
-          const { bytes, streamType } = buildStream(shape);
-          const file = join(dir, `s${n++}.bin`);
-          writeFileSync(file, bytes);
-          const res = await reencode(file, { chunkSize, lazyPageData: lazy, blockingReads: blocking }, streamType);
-          expect(Buffer.compare(Buffer.from(res.bytes), Buffer.from(bytes))).toBe(0);
-          rmSync(file);
-        }),
+        fc.asyncProperty(
+          streamShapeArb,
+          fc.integer({ min: 1, max: 20000 }),
+          fc.boolean(),
+          fc.boolean(),
+          async (shape, chunkSize, lazy, blocking) => {
+            const { bytes, streamType } = buildStream(shape);
+            const file = join(dir, `s${n++}.bin`);
+            writeFileSync(file, bytes);
+            const res = await reencode(
+              file,
+              { chunkSize, lazyPageData: lazy, blockingReads: blocking },
+              streamType,
+            );
+            expect(Buffer.compare(Buffer.from(res.bytes), Buffer.from(bytes))).toBe(0);
+            rmSync(file);
+          },
+        ),
         { numRuns: Math.max(20, RUNS / 2) },
       );
     } finally {

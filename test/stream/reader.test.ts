@@ -79,9 +79,21 @@ describe('inputs', () => {
     expect(names(blocking.items)).toEqual(names(ref.items));
     expect(ref.summary).toMatchObject({ format: 'xl', endedBy: 'END', bytes: bytes.length });
     expect(names(ref.items)).toEqual([
-      'xl:XL_HEADER', 'libxl:LIBXL_HEADER', 'libxl:LIBXC_CONTEXT', 'libxc:IMAGE_HEADER', 'libxc:DOMAIN_HEADER',
-      'libxc:X86_CPUID_POLICY', 'libxc:X86_MSR_POLICY', 'libxc:STATIC_DATA_END', 'libxc:PAGE_DATA', 'libxc:X86_TSC_INFO',
-      'libxc:HVM_CONTEXT', 'libxc:HVM_PARAMS', 'libxc:END', 'libxl:EMULATOR_CONTEXT', 'libxl:END',
+      'xl:XL_HEADER',
+      'libxl:LIBXL_HEADER',
+      'libxl:LIBXC_CONTEXT',
+      'libxc:IMAGE_HEADER',
+      'libxc:DOMAIN_HEADER',
+      'libxc:X86_CPUID_POLICY',
+      'libxc:X86_MSR_POLICY',
+      'libxc:STATIC_DATA_END',
+      'libxc:PAGE_DATA',
+      'libxc:X86_TSC_INFO',
+      'libxc:HVM_CONTEXT',
+      'libxc:HVM_PARAMS',
+      'libxc:END',
+      'libxl:EMULATOR_CONTEXT',
+      'libxl:END',
     ]);
     expect(ref.items.map((i) => i.index)).toEqual(ref.items.map((_, k) => k));
   });
@@ -127,7 +139,12 @@ describe('checkpointed streams', () => {
     const { items, summary } = await readAll(chunked(bytes, 3));
     const n = names(items);
     const i = n.indexOf('libxc:CHECKPOINT');
-    expect(n.slice(i, i + 4)).toEqual(['libxc:CHECKPOINT', 'libxl:EMULATOR_CONTEXT', 'libxl:CHECKPOINT_END', 'libxc:PAGE_DATA']);
+    expect(n.slice(i, i + 4)).toEqual([
+      'libxc:CHECKPOINT',
+      'libxl:EMULATOR_CONTEXT',
+      'libxl:CHECKPOINT_END',
+      'libxc:PAGE_DATA',
+    ]);
     expect(n.at(-1)).toBe('libxl:CHECKPOINT_END');
     expect(summary.endedBy).toBe('EOF');
     const rep = await validateStream(bytes, { streamType: 'remus' });
@@ -138,7 +155,16 @@ describe('checkpointed streams', () => {
     expect(auto.facts.checkpoints).toBe(2);
   });
   it('COLO: CHECKPOINT_STATE (type 5, length 4) is libxl; X86_PV_VCPU_EXTENDED (type 5) stays libxc', async () => {
-    const bytes = build([...head, { xl: EMU }, { xl: LX_CKEND }, state(0), ...ck, { xl: EMU }, { xl: LX_CKEND }, state(0)]);
+    const bytes = build([
+      ...head,
+      { xl: EMU },
+      { xl: LX_CKEND },
+      state(0),
+      ...ck,
+      { xl: EMU },
+      { xl: LX_CKEND },
+      state(0),
+    ]);
     const { items } = await readAll(bytes);
     const n = names(items);
     expect(n.filter((x) => x === 'libxl:CHECKPOINT_STATE').length).toBe(2);
@@ -146,7 +172,14 @@ describe('checkpointed streams', () => {
     expect((await validateStream(bytes, { streamType: 'colo' })).facts.checkpoints).toBe(2);
     // PV: a checkpoint that resumes with a VCPU_EXTENDED record right after CHECKPOINT_END
     const pv = pvParts().slice(0, -1);
-    const pvBytes = build([LIBXL_HDR, { xl: LX_CTX }, ...pv, { xc: CKPT }, { xl: LX_CKEND }, { xc: { name: 'X86_PV_VCPU_EXTENDED', vcpuId: 0, reserved: 0, context: new Uint8Array(64) } }]);
+    const pvBytes = build([
+      LIBXL_HDR,
+      { xl: LX_CTX },
+      ...pv,
+      { xc: CKPT },
+      { xl: LX_CKEND },
+      { xc: { name: 'X86_PV_VCPU_EXTENDED', vcpuId: 0, reserved: 0, context: new Uint8Array(64) } },
+    ]);
     const pvItems = names((await readAll(pvBytes)).items);
     expect(pvItems.at(-1)).toBe('libxc:X86_PV_VCPU_EXTENDED');
   });
@@ -156,9 +189,21 @@ describe('checkpointed streams', () => {
     expect(rep.facts.partialCheckpoint).toBe(true);
   });
   it('COLO back channel', async () => {
-    const bytes = build([state(2), state(3), state(1), { xc: { name: 'CHECKPOINT_DIRTY_PFN_LIST', pfns: new BigUint64Array([4n, 2n]) } }, state(2)]);
+    const bytes = build([
+      state(2),
+      state(3),
+      state(1),
+      { xc: { name: 'CHECKPOINT_DIRTY_PFN_LIST', pfns: new BigUint64Array([4n, 2n]) } },
+      state(2),
+    ]);
     const { items } = await readAll(bytes, { format: 'colo-back' });
-    expect(names(items)).toEqual(['libxl:CHECKPOINT_STATE', 'libxl:CHECKPOINT_STATE', 'libxl:CHECKPOINT_STATE', 'libxc:CHECKPOINT_DIRTY_PFN_LIST', 'libxl:CHECKPOINT_STATE']);
+    expect(names(items)).toEqual([
+      'libxl:CHECKPOINT_STATE',
+      'libxl:CHECKPOINT_STATE',
+      'libxl:CHECKPOINT_STATE',
+      'libxc:CHECKPOINT_DIRTY_PFN_LIST',
+      'libxl:CHECKPOINT_STATE',
+    ]);
     await validateStream(bytes, { format: 'colo-back' });
   });
 });
@@ -181,7 +226,9 @@ describe('lazy PAGE_DATA', () => {
         expect(target[8192]).toBe(0xcc);
         expect(it.record.payloadOffset).toBe(it.offset + 16 + 8 * it.record.count);
         await expect(it.record.readPayloadInto!(target)).rejects.toMatchObject({ code: 'ERR_USAGE' });
-        await expect(it.record.readPayloadInto!(new Uint8Array(1))).rejects.toMatchObject({ code: 'ERR_USAGE' });
+        await expect(it.record.readPayloadInto!(new Uint8Array(1))).rejects.toMatchObject({
+          code: 'ERR_USAGE',
+        });
       }
     }
     expect(seen.at(-1)).toBe('END');
@@ -197,7 +244,11 @@ describe('lazy PAGE_DATA', () => {
         if (it.kind === 'record' && it.record.name === 'PAGE_DATA') {
           inPd = true;
           if (consume === 'skip') await it.record.skipPayload!();
-          else held = () => it.record.name === 'PAGE_DATA' ? it.record.readPayloadInto!(new Uint8Array(8192)) : Promise.resolve();
+          else
+            held = () =>
+              it.record.name === 'PAGE_DATA'
+                ? it.record.readPayloadInto!(new Uint8Array(8192))
+                : Promise.resolve();
         }
       }
       expect(after[0]).toBe('X86_TSC_INFO');
@@ -209,7 +260,9 @@ describe('lazy PAGE_DATA', () => {
     const r = new StreamReader(bytes.subarray(0, pdOff + 40 + 100), { lazyPageData: true });
     let err: unknown;
     try {
-      for await (const it of r) if (it.kind === 'record' && it.record.name === 'PAGE_DATA') await it.record.readPayloadInto!(new Uint8Array(8192));
+      for await (const it of r)
+        if (it.kind === 'record' && it.record.name === 'PAGE_DATA')
+          await it.record.readPayloadInto!(new Uint8Array(8192));
     } catch (e) {
       err = e;
     }
@@ -223,12 +276,17 @@ describe('ends and extras', () => {
     const bytes = build(pvParts());
     const cut = (await readAll(bytes.subarray(0, bytes.length - 8))).summary;
     expect(cut.endedBy).toBe('EOF');
-    await expect(readAll(bytes.subarray(0, bytes.length - 3))).rejects.toMatchObject({ code: 'ERR_TRUNCATED', offset: bytes.length - 8 });
+    await expect(readAll(bytes.subarray(0, bytes.length - 3))).rejects.toMatchObject({
+      code: 'ERR_TRUNCATED',
+      offset: bytes.length - 8,
+    });
   });
   it("afterEnd: 'stop' leaves what follows END in the source", async () => {
     const bytes = build(xlHvmParts());
     const tail = new TextEncoder().encode('domain received, ready to unpause\0');
-    const r = new StreamReader(Readable.from(chunked(concatBytes([bytes, tail]), 4096)), { afterEnd: 'stop' });
+    const r = new StreamReader(Readable.from(chunked(concatBytes([bytes, tail]), 4096)), {
+      afterEnd: 'stop',
+    });
     for await (const _ of r) void _;
     expect(r.summary.endedBy).toBe('END');
     const rest = await r.source!.readExact(tail.length);
@@ -246,7 +304,11 @@ describe('ends and extras', () => {
     const rep = await validateStream(bytes);
     expect(rep.warnings.length).toBe(1);
     // libxl optional unknown: passes through too
-    const lx = build([...xlHvmParts().slice(0, -1), encodeLibxlRecord({ name: 'UNKNOWN', type: 0x80000001, body: new Uint8Array(0) }), { xl: { name: 'END' } }]);
+    const lx = build([
+      ...xlHvmParts().slice(0, -1),
+      encodeLibxlRecord({ name: 'UNKNOWN', type: 0x80000001, body: new Uint8Array(0) }),
+      { xl: { name: 'END' } },
+    ]);
     expect((await validateStream(lx)).warnings[0]!.layer).toBe('libxl');
   });
   it('memory stays bounded when a length field lies on a short input', async () => {
@@ -258,7 +320,9 @@ describe('ends and extras', () => {
   });
   it('maxRecordLength lowers the cap', async () => {
     const bytes = build(pvParts());
-    await expect(readAll(bytes, { maxRecordLength: 4096 })).rejects.toMatchObject({ code: 'ERR_RECORD_TOO_LONG' });
+    await expect(readAll(bytes, { maxRecordLength: 4096 })).rejects.toMatchObject({
+      code: 'ERR_RECORD_TOO_LONG',
+    });
   });
   it('a reader can only be iterated once', async () => {
     const r = new StreamReader(build(pvParts()));

@@ -24,14 +24,26 @@ import {
 } from '../../src/stream/index.js';
 import { pageData, page } from './helpers.js';
 
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex').replace(/(..)(?!$)/g, '$1 ');
+const hex = (b: Uint8Array) =>
+  Buffer.from(b)
+    .toString('hex')
+    .replace(/(..)(?!$)/g, '$1 ');
 const loc: Loc = { offset: 0, index: 0, layer: 'libxc' };
 
 describe('golden header bytes', () => {
   it('x86 v3 image header', () => {
-    expect(hex(encodeImageHeader())).toBe('ff ff ff ff ff ff ff ff 58 45 4e 46 00 00 00 03 00 00 00 00 00 00 00 00');
-    expect(hex(encodeImageHeader({ version: 2 }))).toBe('ff ff ff ff ff ff ff ff 58 45 4e 46 00 00 00 02 00 00 00 00 00 00 00 00');
-    expect(decodeImageHeader(encodeImageHeader(), 0, 0)).toEqual({ version: 3, options: 0, reserved1: 0, reserved2: 0 });
+    expect(hex(encodeImageHeader())).toBe(
+      'ff ff ff ff ff ff ff ff 58 45 4e 46 00 00 00 03 00 00 00 00 00 00 00 00',
+    );
+    expect(hex(encodeImageHeader({ version: 2 }))).toBe(
+      'ff ff ff ff ff ff ff ff 58 45 4e 46 00 00 00 02 00 00 00 00 00 00 00 00',
+    );
+    expect(decodeImageHeader(encodeImageHeader(), 0, 0)).toEqual({
+      version: 3,
+      options: 0,
+      reserved1: 0,
+      reserved2: 0,
+    });
   });
   it('domain header (PV, Xen 4.17)', () => {
     const h = { type: 1, pageShift: 12, reserved: 0, xenMajor: 4, xenMinor: 17 };
@@ -60,7 +72,11 @@ describe('golden header bytes', () => {
       '01 00 00 00 18 10 00 00 02 00 00 00 00 00 00 00 45 23 01 00 00 00 00 f0 ff ff ff ff ff ff 0f 90',
     );
     // header + pages == the whole record
-    const rec = pageData([[3, 0], [4, 15], [5, 12]]);
+    const rec = pageData([
+      [3, 0],
+      [4, 15],
+      [5, 12],
+    ]);
     const whole = encodeLibxcRecord(rec);
     const h = encodePageDataHeader(rec as { pfns: Float64Array; types: Uint8Array });
     expect(concatBytes([h.bytes, (rec as { data: Uint8Array }).data])).toEqual(whole);
@@ -71,18 +87,48 @@ const u8 = (n: number, f = 0xab) => new Uint8Array(n).fill(f);
 
 export const SAMPLE_LIBXC: LibxcRecord[] = [
   { name: 'END' },
-  pageData([[0, 0], [1, 1], [2, 2], [3, 3], [4, 4], [5, 9], [6, 10], [7, 11], [8, 12], [9, 13], [10, 14], [2 ** 52 - 1, 15]]),
+  pageData([
+    [0, 0],
+    [1, 1],
+    [2, 2],
+    [3, 3],
+    [4, 4],
+    [5, 9],
+    [6, 10],
+    [7, 11],
+    [8, 12],
+    [9, 13],
+    [10, 14],
+    [2 ** 52 - 1, 15],
+  ]),
   pageData([[77, 15]]),
   { name: 'X86_PV_INFO', guestWidth: 4, ptLevels: 3, reserved: 0 },
-  { name: 'X86_PV_P2M_FRAMES', startPfn: 0, endPfn: 1023, frames: new BigUint64Array([1n, 0xffffffffffffffffn]) },
+  {
+    name: 'X86_PV_P2M_FRAMES',
+    startPfn: 0,
+    endPfn: 1023,
+    frames: new BigUint64Array([1n, 0xffffffffffffffffn]),
+  },
   { name: 'X86_PV_VCPU_BASIC', vcpuId: 3, reserved: 0, context: u8(5168) },
   { name: 'X86_PV_VCPU_EXTENDED', vcpuId: 0, reserved: 0, context: u8(64) },
   { name: 'X86_PV_VCPU_XSAVE', vcpuId: 1, reserved: 0, context: u8(17) },
-  { name: 'X86_PV_VCPU_MSRS', vcpuId: 0, reserved: 0, msrs: [{ index: 0xc0000080, reserved: 0, value: 0x8000000000000001n }] },
+  {
+    name: 'X86_PV_VCPU_MSRS',
+    vcpuId: 0,
+    reserved: 0,
+    msrs: [{ index: 0xc0000080, reserved: 0, value: 0x8000000000000001n }],
+  },
   { name: 'SHARED_INFO', data: page(7) },
   { name: 'X86_TSC_INFO', mode: 3, khz: 3_000_000, nsec: 0xffffffffffffn, incarnation: 9, reserved: 0 },
   { name: 'HVM_CONTEXT', data: u8(2503) },
-  { name: 'HVM_PARAMS', reserved: 0, params: [{ index: 1n, value: 2n }, { index: 38n, value: 0xffffffffffffffffn }] },
+  {
+    name: 'HVM_PARAMS',
+    reserved: 0,
+    params: [
+      { index: 1n, value: 2n },
+      { index: 38n, value: 0xffffffffffffffffn },
+    ],
+  },
   { name: 'HVM_PARAMS', reserved: 0, params: [] },
   { name: 'TOOLSTACK', data: u8(5) },
   { name: 'VERIFY' },
@@ -97,7 +143,15 @@ export const SAMPLE_LIBXC: LibxcRecord[] = [
 export const SAMPLE_LIBXL: LibxlRecord[] = [
   { name: 'END' },
   { name: 'LIBXC_CONTEXT' },
-  { name: 'EMULATOR_XENSTORE_DATA', emulatorId: 2, index: 0, entries: [['physmap/1/start_addr', 'f0000000'], ['physmap/1/name', 'vga.vram ü']] },
+  {
+    name: 'EMULATOR_XENSTORE_DATA',
+    emulatorId: 2,
+    index: 0,
+    entries: [
+      ['physmap/1/start_addr', 'f0000000'],
+      ['physmap/1/name', 'vga.vram ü'],
+    ],
+  },
   { name: 'EMULATOR_XENSTORE_DATA', emulatorId: 2, index: 0, entries: [] },
   { name: 'EMULATOR_CONTEXT', emulatorId: 2, index: 0, data: u8(1001) },
   { name: 'CHECKPOINT_END' },
@@ -145,10 +199,18 @@ describe('round trip of every record type', () => {
     }
   });
   it('through the reader, libxc type numbers are kept', async () => {
-    const bytes = concatBytes([encodeImageHeader(), encodeDomainHeader({ type: 2, pageShift: 12, reserved: 0, xenMajor: 4, xenMinor: 17 }), ...SAMPLE_LIBXC.slice(1).map(encodeLibxcRecord), encodeLibxcRecord({ name: 'END' })]);
+    const bytes = concatBytes([
+      encodeImageHeader(),
+      encodeDomainHeader({ type: 2, pageShift: 12, reserved: 0, xenMajor: 4, xenMinor: 17 }),
+      ...SAMPLE_LIBXC.slice(1).map(encodeLibxcRecord),
+      encodeLibxcRecord({ name: 'END' }),
+    ]);
     const { items, summary } = await readAll(bytes);
     expect(summary.endedBy).toBe('END');
     const recs = items.filter((i) => i.kind === 'record');
-    expect(recs.map((i) => i.kind === 'record' && i.type)).toEqual([...SAMPLE_LIBXC.slice(1).map(libxcRecordType), LibxcType.END]);
+    expect(recs.map((i) => i.kind === 'record' && i.type)).toEqual([
+      ...SAMPLE_LIBXC.slice(1).map(libxcRecordType),
+      LibxcType.END,
+    ]);
   });
 });

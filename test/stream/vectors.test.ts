@@ -48,7 +48,14 @@ async function roundTrip(file: string): Promise<Outcome> {
   }
   const facts = validator.finish(reader.summary);
   await writer.end();
-  return { inHash: inHash.digest('hex'), outHash: outHash.digest('hex'), inBytes: reader.summary.bytes, outBytes, items, facts };
+  return {
+    inHash: inHash.digest('hex'),
+    outHash: outHash.digest('hex'),
+    inBytes: reader.summary.bytes,
+    outBytes,
+    items,
+    facts,
+  };
 }
 
 describe('real xl save vectors (Xen 4.17)', () => {
@@ -58,7 +65,13 @@ describe('real xl save vectors (Xen 4.17)', () => {
     expect(r.outHash).toBe(r.inHash);
     expect(r.inBytes).toBe(134492577);
     const names = r.items.map((i) => `${i.layer}:${i.name}`);
-    expect(names.slice(0, 5)).toEqual(['xl:XL_HEADER', 'libxl:LIBXL_HEADER', 'libxl:LIBXC_CONTEXT', 'libxc:IMAGE_HEADER', 'libxc:DOMAIN_HEADER']);
+    expect(names.slice(0, 5)).toEqual([
+      'xl:XL_HEADER',
+      'libxl:LIBXL_HEADER',
+      'libxl:LIBXC_CONTEXT',
+      'libxc:IMAGE_HEADER',
+      'libxc:DOMAIN_HEADER',
+    ]);
     expect(r.facts.firstLibxcRecord).toBe('X86_PV_INFO');
     expect(r.facts.guestWidth).toBe(8);
     expect(r.facts.ptLevels).toBe(4);

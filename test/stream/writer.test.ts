@@ -61,7 +61,9 @@ describe('StreamWriter', () => {
     expect(w.bytesWritten).toBe(out.length);
     expect(sink.maxPending()).toBeLessThanOrEqual(1024 * 4096 + 8 + 8 * 1024 + 8);
     const { items } = await readAll(out);
-    const pds = items.flatMap((i) => (i.kind === 'record' && i.record.name === 'PAGE_DATA' ? [i.record] : []));
+    const pds = items.flatMap((i) =>
+      i.kind === 'record' && i.record.name === 'PAGE_DATA' ? [i.record] : [],
+    );
     expect(pds.map((p) => p.count)).toEqual([1024, 1024, 452]);
     expect(pds.map((p) => p.pfns[0])).toEqual([0, 1024, 2048]);
     for (const p of pds) {
@@ -97,7 +99,15 @@ describe('StreamWriter', () => {
     const data = new Uint8Array(2 * 4096).fill(7);
     await w.writePages([5, 6, 7], [0, 15, 9], data);
     await w.end();
-    const rec = encodeLibxcRecord({ name: 'PAGE_DATA', count: 3, reserved: 0, pfns: Float64Array.from([5, 6, 7]), types: Uint8Array.from([0, 15, 9]), dataPages: 2, data });
+    const rec = encodeLibxcRecord({
+      name: 'PAGE_DATA',
+      count: 3,
+      reserved: 0,
+      pfns: Float64Array.from([5, 6, 7]),
+      types: Uint8Array.from([0, 15, 9]),
+      dataPages: 2,
+      data,
+    });
     expect(sink.bytes()).toEqual(rec);
     const h = encodePageDataHeader({ pfns: [5, 6, 7], types: [0, 15, 9] });
     expect(h.dataPages).toBe(2);

@@ -91,12 +91,27 @@ describe('layers', () => {
   it('finds an upward import, a dynamic one and one between base layers', () => {
     const f = (p: string) => join(SRC, p);
     const bad = upwardImports([
-      { file: f('checkpoint/remus.ts'), imports: importsOf(f('checkpoint/remus.ts'), "import { openXen } from '../api.js';") },
-      { file: f('engine/x.ts'), imports: importsOf(f('engine/x.ts'), "const m = await import('../toolstack/save.js');") },
-      { file: f('stream/x.ts'), imports: importsOf(f('stream/x.ts'), "export { a } from '../transport/io.js';") },
+      {
+        file: f('checkpoint/remus.ts'),
+        imports: importsOf(f('checkpoint/remus.ts'), "import { openXen } from '../api.js';"),
+      },
+      {
+        file: f('engine/x.ts'),
+        imports: importsOf(f('engine/x.ts'), "const m = await import('../toolstack/save.js');"),
+      },
+      {
+        file: f('stream/x.ts'),
+        imports: importsOf(f('stream/x.ts'), "export { a } from '../transport/io.js';"),
+      },
       { file: f('api.ts'), imports: importsOf(f('api.ts'), "import { x } from './toolstack/host.js';") },
-      { file: f('stream/y.ts'), imports: importsOf(f('stream/y.ts'), "import { PAGE_SIZE } from '../xen/constants.js';") },
-      { file: f('xen/constants.ts'), imports: importsOf(f('xen/constants.ts'), "import { x } from './types.js';") },
+      {
+        file: f('stream/y.ts'),
+        imports: importsOf(f('stream/y.ts'), "import { PAGE_SIZE } from '../xen/constants.js';"),
+      },
+      {
+        file: f('xen/constants.ts'),
+        imports: importsOf(f('xen/constants.ts'), "import { x } from './types.js';"),
+      },
     ]);
     expect(bad).toEqual([
       'checkpoint/remus.ts (checkpoint) imports api.ts (api)',

@@ -53,8 +53,14 @@ describe('domain builder finish()', () => {
   it('is not called when the restore fails', async () => {
     const base = mockBuilder(xen);
     let calls = 0;
-    const builder: DomainBuilder = { create: (c) => base.create(c), destroy: (d) => base.destroy(d), finish: () => void calls++ };
-    await expect(restoreDomain({ xen, input: stream.subarray(0, stream.length - 100), builder })).rejects.toThrow();
+    const builder: DomainBuilder = {
+      create: (c) => base.create(c),
+      destroy: (d) => base.destroy(d),
+      finish: () => void calls++,
+    };
+    await expect(
+      restoreDomain({ xen, input: stream.subarray(0, stream.length - 100), builder }),
+    ).rejects.toThrow();
     expect(calls).toBe(0);
   });
 });

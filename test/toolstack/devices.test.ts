@@ -23,7 +23,16 @@ function guest(extra: Record<string, unknown> = {}, type = 'pvh'): DomainConfig 
     JSON.stringify({
       c_info: { type, name: 'g', uuid: '7c3d1a52-0f43-4c4c-9d55-3a1f2b6c8e01' },
       b_info: { max_vcpus: 1, max_memkb: 131072, target_memkb: 131072 },
-      disks: [{ pdev_path: '/var/lib/g.img', vdev: 'xvda', backend: 'phy', format: 'raw', readwrite: 1, discard_enable: 'True' }],
+      disks: [
+        {
+          pdev_path: '/var/lib/g.img',
+          vdev: 'xvda',
+          backend: 'phy',
+          format: 'raw',
+          readwrite: 1,
+          discard_enable: 'True',
+        },
+      ],
       nics: [{ devid: 0, mac: '00:16:3e:5a:00:12', bridge: 'xenbr0', nictype: 'vif' }],
       ...extra,
     }),
@@ -37,16 +46,36 @@ describe('guestDevices', () => {
     const d = guestDevices(guest());
     expect(d.unsupported).toEqual([]);
     expect(d.disks).toEqual([
-      { vdev: 'xvda', target: '/var/lib/g.img', spec: ['format=raw', 'vdev=xvda', 'access=rw', 'backendtype=phy', 'discard', 'target=/var/lib/g.img'] },
+      {
+        vdev: 'xvda',
+        target: '/var/lib/g.img',
+        spec: ['format=raw', 'vdev=xvda', 'access=rw', 'backendtype=phy', 'discard', 'target=/var/lib/g.img'],
+      },
     ]);
-    expect(d.nics).toEqual([{ devid: 0, mac: '00:16:3e:5a:00:12', bridge: 'xenbr0', spec: ['mac=00:16:3e:5a:00:12', 'bridge=xenbr0'] }]);
+    expect(d.nics).toEqual([
+      {
+        devid: 0,
+        mac: '00:16:3e:5a:00:12',
+        bridge: 'xenbr0',
+        spec: ['mac=00:16:3e:5a:00:12', 'bridge=xenbr0'],
+      },
+    ]);
     expect(requiredDeviceCapabilities(guest())).toEqual(['device-vbd', 'device-vif']);
   });
 
   it('keeps read-only disks read-only, a target with commas whole, and NIC settings', () => {
     const d = guestDevices(
       guest({
-        disks: [{ pdev_path: '/srv/a,b.img', vdev: 'xvdb', backend: 'unknown', readwrite: 0, script: 'block', trusted: 'False' }],
+        disks: [
+          {
+            pdev_path: '/srv/a,b.img',
+            vdev: 'xvdb',
+            backend: 'unknown',
+            readwrite: 0,
+            script: 'block',
+            trusted: 'False',
+          },
+        ],
         nics: [
           { devid: 1, bridge: 'br1', script: 'vif-bridge', ip: '10.0.0.2 10.0.0.3', ifname: 'web1' },
           { devid: 0, mac: '00:16:3e:00:00:01' },
@@ -54,11 +83,24 @@ describe('guestDevices', () => {
       }),
     );
     expect(d.unsupported).toEqual([]);
-    expect(d.disks[0]!.spec).toEqual(['format=raw', 'vdev=xvdb', 'access=ro', 'backendtype=phy', 'script=block', 'untrusted', 'target=/srv/a,b.img']);
+    expect(d.disks[0]!.spec).toEqual([
+      'format=raw',
+      'vdev=xvdb',
+      'access=ro',
+      'backendtype=phy',
+      'script=block',
+      'untrusted',
+      'target=/srv/a,b.img',
+    ]);
     // attached in devid order (libxl numbers them as they come)
     expect(d.nics.map((n) => n.devid)).toEqual([0, 1]);
     expect(d.nics[0]!.spec).toEqual(['mac=00:16:3e:00:00:01', 'bridge=xenbr0']);
-    expect(d.nics[1]!.spec).toEqual(['bridge=br1', 'script=vif-bridge', 'ip=10.0.0.2 10.0.0.3', 'vifname=web1']);
+    expect(d.nics[1]!.spec).toEqual([
+      'bridge=br1',
+      'script=vif-bridge',
+      'ip=10.0.0.2 10.0.0.3',
+      'vifname=web1',
+    ]);
   });
 
   it('names every device it cannot recreate', () => {
@@ -91,9 +133,14 @@ describe('guestDevices', () => {
 describe('refusals', () => {
   it('sender: PCI passthrough, and an HVM guest without a device-model state provider', () => {
     expect(() => checkSourceDevices(guest({ pcidevs: [{ bus: 1 }] }), { emulator: false, domid: 4 })).toThrow(
-      expect.objectContaining({ code: 'ERR_UNSUPPORTED_DEVICE', message: expect.stringMatching(/1 PCI passthrough device .*\(domain 4\)/) }),
+      expect.objectContaining({
+        code: 'ERR_UNSUPPORTED_DEVICE',
+        message: expect.stringMatching(/1 PCI passthrough device .*\(domain 4\)/),
+      }),
     );
-    expect(() => checkSourceDevices(guest({}, 'hvm'), { emulator: false })).toThrow(/device model \(QEMU\) state cannot be captured/);
+    expect(() => checkSourceDevices(guest({}, 'hvm'), { emulator: false })).toThrow(
+      /device model \(QEMU\) state cannot be captured/,
+    );
     expect(() => checkSourceDevices(guest({}, 'hvm'), { emulator: true })).not.toThrow();
     // disks and NICs themselves are no reason for the sender to refuse: the destination decides
     expect(() => checkSourceDevices(guest(), { emulator: false })).not.toThrow();
@@ -101,10 +148,18 @@ describe('refusals', () => {
 
   it('destination: a host without device support, a missing image or bridge, an unsupported device', () => {
     expect(checkDestinationDevices(guest(), everything).disks).toHaveLength(1);
-    expect(() => checkDestinationDevices(guest(), { kinds: [], whyNone: 'no xl here' })).toThrow(/1 disk: no xl here; 1 network interface: no xl here/);
-    expect(() => checkDestinationDevices(guest(), { ...everything, pathExists: (p) => p !== '/var/lib/g.img' })).toThrow(/disk xvda: \/var\/lib\/g\.img does not exist on this host/);
-    expect(() => checkDestinationDevices(guest(), { ...everything, bridgeExists: () => false })).toThrow(/vif 0: bridge xenbr0 does not exist on this host/);
-    expect(() => checkDestinationDevices(guest({ vtpms: [{}] }), everything)).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED_DEVICE' }));
+    expect(() => checkDestinationDevices(guest(), { kinds: [], whyNone: 'no xl here' })).toThrow(
+      /1 disk: no xl here; 1 network interface: no xl here/,
+    );
+    expect(() =>
+      checkDestinationDevices(guest(), { ...everything, pathExists: (p) => p !== '/var/lib/g.img' }),
+    ).toThrow(/disk xvda: \/var\/lib\/g\.img does not exist on this host/);
+    expect(() => checkDestinationDevices(guest(), { ...everything, bridgeExists: () => false })).toThrow(
+      /vif 0: bridge xenbr0 does not exist on this host/,
+    );
+    expect(() => checkDestinationDevices(guest({ vtpms: [{}] }), everything)).toThrow(
+      expect.objectContaining({ code: 'ERR_UNSUPPORTED_DEVICE' }),
+    );
     // a console-only guest needs nothing
     expect(() => checkDestinationDevices(guest({ disks: [], nics: [] }), { kinds: [] })).not.toThrow();
   });
@@ -121,14 +176,28 @@ describe('attachDevices (through xl)', () => {
   function fakeXl(failOn = ''): { xl: string; log: string } {
     const xl = join(dir, `xl-${failOn || 'ok'}`);
     const log = `${xl}.log`;
-    writeFileSync(xl, `#!/bin/sh\necho "$*" >> ${log}\nif [ "$1" = "${failOn}" ]; then echo "libxl: error: hotplug script failed" >&2; exit 3; fi\n`);
+    writeFileSync(
+      xl,
+      `#!/bin/sh\necho "$*" >> ${log}\nif [ "$1" = "${failOn}" ]; then echo "libxl: error: hotplug script failed" >&2; exit 3; fi\n`,
+    );
     chmodSync(xl, 0o755);
     return { xl, log };
   }
 
   it('attaches the disks, then the NICs in devid order, to the paused domain', async () => {
     const { xl, log } = fakeXl();
-    const done = await attachDevices(9, guestDevices(guest({ nics: [{ devid: 1, bridge: 'b1' }, { devid: 0, bridge: 'b0' }] })), { xl });
+    const done = await attachDevices(
+      9,
+      guestDevices(
+        guest({
+          nics: [
+            { devid: 1, bridge: 'b1' },
+            { devid: 0, bridge: 'b0' },
+          ],
+        }),
+      ),
+      { xl },
+    );
     expect(done).toEqual(['disk xvda (/var/lib/g.img)', 'vif 0 (bridge b0)', 'vif 1 (bridge b1)']);
     expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual([
       'block-attach 9 format=raw vdev=xvda access=rw backendtype=phy discard target=/var/lib/g.img',
@@ -140,10 +209,17 @@ describe('attachDevices (through xl)', () => {
   it('stops at the first device xl cannot attach, naming it with what xl said', async () => {
     const { xl, log } = fakeXl('network-attach');
     await expect(attachDevices(9, guestDevices(guest()), { xl })).rejects.toThrow(
-      expect.objectContaining({ code: 'ERR_DEVICE', message: expect.stringMatching(/attaching vif 0 \(bridge xenbr0\) failed: .* exited 3: libxl: error: hotplug script failed/) }),
+      expect.objectContaining({
+        code: 'ERR_DEVICE',
+        message: expect.stringMatching(
+          /attaching vif 0 \(bridge xenbr0\) failed: .* exited 3: libxl: error: hotplug script failed/,
+        ),
+      }),
     );
     expect(readFileSync(log, 'utf8').trim().split('\n')).toHaveLength(2);
-    await expect(attachDevices(9, guestDevices(guest()), { xl: join(dir, 'missing-xl') })).rejects.toThrow(/did not run or timed out/);
+    await expect(attachDevices(9, guestDevices(guest()), { xl: join(dir, 'missing-xl') })).rejects.toThrow(
+      /did not run or timed out/,
+    );
   });
 
   it('findProgram looks along PATH', () => {

@@ -4,7 +4,18 @@
 import net from 'node:net';
 import { join } from 'node:path';
 
-const T = { DIRECTORY: 1, READ: 2, INTRODUCE: 8, RELEASE: 9, WRITE: 11, MKDIR: 12, RM: 13, SET_PERMS: 14, ERROR: 16, RESUME: 18 } as const;
+const T = {
+  DIRECTORY: 1,
+  READ: 2,
+  INTRODUCE: 8,
+  RELEASE: 9,
+  WRITE: 11,
+  MKDIR: 12,
+  RM: 13,
+  SET_PERMS: 14,
+  ERROR: 16,
+  RESUME: 18,
+} as const;
 
 export interface FakeXenstored {
   path: string;
@@ -21,7 +32,10 @@ function parents(p: string): string[] {
   return out;
 }
 
-export async function startFakeXenstored(dir: string, initial: Record<string, string> = {}): Promise<FakeXenstored> {
+export async function startFakeXenstored(
+  dir: string,
+  initial: Record<string, string> = {},
+): Promise<FakeXenstored> {
   const tree = new Map<string, string>();
   const log: string[] = [];
   const put = (p: string, v: string) => {
@@ -73,7 +87,9 @@ export async function startFakeXenstored(dir: string, initial: Record<string, st
           case T.DIRECTORY:
             if (!tree.has(p)) reply = err('ENOENT');
             else {
-              const kids = [...tree.keys()].filter((k) => k.startsWith(p + '/') && !k.slice(p.length + 1).includes('/')).map((k) => k.slice(p.length + 1));
+              const kids = [...tree.keys()]
+                .filter((k) => k.startsWith(p + '/') && !k.slice(p.length + 1).includes('/'))
+                .map((k) => k.slice(p.length + 1));
               reply = Buffer.from(kids.map((k) => k + '\0').join(''));
             }
             break;

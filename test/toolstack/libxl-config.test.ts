@@ -4,7 +4,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findLibxlStoredConfig, removeLibxlStoredConfig, writeLibxlStoredConfig } from '../../src/toolstack/libxl-config.js';
+import {
+  findLibxlStoredConfig,
+  removeLibxlStoredConfig,
+  writeLibxlStoredConfig,
+} from '../../src/toolstack/libxl-config.js';
 import { parseDomainConfig, withName } from '../../src/toolstack/config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'xenmig-libxl-'));
@@ -17,9 +21,15 @@ const json = {
 
 describe('libxl stored config', () => {
   it('writes what it reads back, replacing a stale file of an earlier domain with the same domid, keeping others', () => {
-    writeFileSync(join(dir, 'userdata-d.12.00000000-0000-4000-8000-000000000001.libxl-json'), '{"c_info":{"name":"old"}}');
+    writeFileSync(
+      join(dir, 'userdata-d.12.00000000-0000-4000-8000-000000000001.libxl-json'),
+      '{"c_info":{"name":"old"}}',
+    );
     writeFileSync(join(dir, 'userdata-d.12.00000000-0000-4000-8000-000000000001.xl'), 'old xl config');
-    writeFileSync(join(dir, 'userdata-d.120.00000000-0000-4000-8000-000000000002.libxl-json'), '{"c_info":{"name":"other"}}');
+    writeFileSync(
+      join(dir, 'userdata-d.120.00000000-0000-4000-8000-000000000002.libxl-json'),
+      '{"c_info":{"name":"other"}}',
+    );
     const f = writeLibxlStoredConfig(12, json.c_info.uuid, json, dir);
     expect(f).toBe(join(dir, `userdata-d.12.${json.c_info.uuid}.libxl-json`));
     const { config, why } = findLibxlStoredConfig(12, undefined, dir);
@@ -27,11 +37,13 @@ describe('libxl stored config', () => {
     expect(config?.name).toBe('g-pvh');
     expect(config?.kind).toBe('pvh');
     expect(config?.maxMemKb).toBe(131072);
-    expect(readdirSync(dir).sort()).toEqual([
-      'userdata-d.12.00000000-0000-4000-8000-000000000001.xl',
-      `userdata-d.12.${json.c_info.uuid}.libxl-json`,
-      'userdata-d.120.00000000-0000-4000-8000-000000000002.libxl-json',
-    ].sort());
+    expect(readdirSync(dir).sort()).toEqual(
+      [
+        'userdata-d.12.00000000-0000-4000-8000-000000000001.xl',
+        `userdata-d.12.${json.c_info.uuid}.libxl-json`,
+        'userdata-d.120.00000000-0000-4000-8000-000000000002.libxl-json',
+      ].sort(),
+    );
   });
 
   it('removes a dead domain’s configs (all of its userdata with `all`), not its neighbours’', () => {
@@ -45,7 +57,9 @@ describe('libxl stored config', () => {
 
 describe('withName', () => {
   it('renames c_info.name and keeps everything else', () => {
-    const c = parseDomainConfig(JSON.stringify({ ...json, c_info: { ...json.c_info, name: 'g-pvh--incoming' } }));
+    const c = parseDomainConfig(
+      JSON.stringify({ ...json, c_info: { ...json.c_info, name: 'g-pvh--incoming' } }),
+    );
     const r = withName(c, 'g-pvh');
     expect(r.name).toBe('g-pvh');
     expect(JSON.parse(r.text)).toEqual(json);

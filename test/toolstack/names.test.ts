@@ -7,7 +7,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { migrate, mockBuilder, receive } from '../../src/api.js';
 import { openMockHost, type MockHypervisor } from '../../src/xen/index.js';
 import { configFromDomain } from '../../src/toolstack/config.js';
-import { nameForNewDomain, xenstoreNames, MIGRATED_AWAY_SUFFIX, INCOMING_SUFFIX } from '../../src/toolstack/names.js';
+import {
+  nameForNewDomain,
+  xenstoreNames,
+  MIGRATED_AWAY_SUFFIX,
+  INCOMING_SUFFIX,
+} from '../../src/toolstack/names.js';
 import type { DomainBuilder } from '../../src/toolstack/restore.js';
 import { removeToolstackState } from '../../src/toolstack/destroy.js';
 import { startFakeXenstored, type FakeXenstored } from './fake-xenstored.js';
@@ -39,7 +44,11 @@ const entries = (id: number, name: string, uuid = `0000000${id}-0000-4000-8000-0
 
 describe('xenstoreNames', () => {
   it('renames a domain in /local/domain and /vm, and refuses a name another domain has', async () => {
-    xs = await startFakeXenstored(dir, { ...entries(0, 'Domain-0'), ...entries(5, 'web'), ...entries(7, 'db') });
+    xs = await startFakeXenstored(dir, {
+      ...entries(0, 'Domain-0'),
+      ...entries(5, 'web'),
+      ...entries(7, 'db'),
+    });
     const n = xenstoreNames({ path: xs.path });
     expect(await n.name(5)).toBe('web');
     expect(await n.holder('db')).toBe(7);
@@ -58,14 +67,22 @@ describe('xenstoreNames', () => {
 
 describe('a dead domain’s leftovers', () => {
   it('stale entries do not hold a name when the host can tell dead from alive', async () => {
-    xs = await startFakeXenstored(dir, { ...entries(0, 'Domain-0'), ...entries(3, 'web'), ...entries(8, 'web--incoming') });
+    xs = await startFakeXenstored(dir, {
+      ...entries(0, 'Domain-0'),
+      ...entries(3, 'web'),
+      ...entries(8, 'web--incoming'),
+    });
     const alive = new Set([0, 8]);
     const n = xenstoreNames({ path: xs.path, exists: (d) => alive.has(d) });
     expect(await n.holder('web')).toBeNull();
     await n.rename(8, 'web');
     expect(xs.tree.get('/local/domain/8/name')).toBe('web');
     // without the check the leftovers of domain 3 block the name
-    await expect(xenstoreNames({ path: xs.path }).rename(8, 'web--x').then(() => xenstoreNames({ path: xs.path }).rename(8, 'web'))).rejects.toMatchObject({ code: 'ERR_NAME_IN_USE' });
+    await expect(
+      xenstoreNames({ path: xs.path })
+        .rename(8, 'web--x')
+        .then(() => xenstoreNames({ path: xs.path }).rename(8, 'web')),
+    ).rejects.toMatchObject({ code: 'ERR_NAME_IN_USE' });
   });
 
   it('removeToolstackState removes the domain’s xenstore entries, backends and libxl userdata, nothing else', async () => {
@@ -81,7 +98,12 @@ describe('a dead domain’s leftovers', () => {
     });
     const ud = join(dir, 'userdata');
     mkdirSync(ud, { recursive: true });
-    for (const f of ['userdata-d.3.aaaa.libxl-json', 'userdata-d.34.bbbb.libxl-json', 'userdata-d.4.cccc.libxl-json']) writeFileSync(join(ud, f), '{}');
+    for (const f of [
+      'userdata-d.3.aaaa.libxl-json',
+      'userdata-d.34.bbbb.libxl-json',
+      'userdata-d.4.cccc.libxl-json',
+    ])
+      writeFileSync(join(ud, f), '{}');
     await removeToolstackState(3, { xenstorePath: xs.path, userdataDir: ud });
     const keys = [...xs.tree.keys()];
     expect(keys.filter((k) => /\/3(\/|$)|00000003/.test(k))).toEqual([]);
@@ -112,7 +134,8 @@ function namingBuilder(seen: string[], opts: { failStart?: boolean } = {}): Doma
     },
     destroy(d) {
       base.destroy(d);
-      for (const k of [...xs.tree.keys()]) if (k === `/local/domain/${d}` || k.startsWith(`/local/domain/${d}/`)) xs.tree.delete(k);
+      for (const k of [...xs.tree.keys()])
+        if (k === `/local/domain/${d}` || k.startsWith(`/local/domain/${d}/`)) xs.tree.delete(k);
     },
     async start(d) {
       if (opts.failStart) throw new Error('injected: the copy cannot start');
@@ -147,7 +170,13 @@ async function migrateOnOneHost(failStart: boolean) {
     },
   }).catch((e: Error) => e);
   await up;
-  const tx = await migrate(src, `tcp://127.0.0.1:${port}`, { xen, insecure: true, live: false, config, names }).catch((e: Error) => e);
+  const tx = await migrate(src, `tcp://127.0.0.1:${port}`, {
+    xen,
+    insecure: true,
+    live: false,
+    config,
+    names,
+  }).catch((e: Error) => e);
   return { src, seen, rx: await rx, tx };
 }
 
@@ -157,7 +186,11 @@ describe('names through a migration on one host', () => {
     expect(tx).not.toBeInstanceOf(Error);
     expect(rx).not.toBeInstanceOf(Error);
     const dst = (rx as Awaited<ReturnType<typeof receive>>).domid!;
-    expect(seen).toEqual([`create guest${INCOMING_SUFFIX}`, `cleared: source is guest${MIGRATED_AWAY_SUFFIX}`, 'start guest']);
+    expect(seen).toEqual([
+      `create guest${INCOMING_SUFFIX}`,
+      `cleared: source is guest${MIGRATED_AWAY_SUFFIX}`,
+      'start guest',
+    ]);
     expect(xs.tree.get(`/local/domain/${dst}/name`)).toBe('guest');
     expect(xen.listDomainIds()).not.toContain(src);
     xen.destroyDomain(dst);
@@ -167,7 +200,10 @@ describe('names through a migration on one host', () => {
     const { src, seen, rx, tx } = await migrateOnOneHost(true);
     expect(rx).toBeInstanceOf(Error);
     expect(tx).toBeInstanceOf(Error);
-    expect(seen).toEqual([`create guest${INCOMING_SUFFIX}`, `cleared: source is guest${MIGRATED_AWAY_SUFFIX}`]);
+    expect(seen).toEqual([
+      `create guest${INCOMING_SUFFIX}`,
+      `cleared: source is guest${MIGRATED_AWAY_SUFFIX}`,
+    ]);
     expect(xs.tree.get(`/local/domain/${src}/name`)).toBe('guest');
     expect(xs.tree.get(`/vm/0000000${src}-0000-4000-8000-000000000000/name`)).toBe('guest');
     const info = xen.domainInfo(src);
@@ -179,8 +215,24 @@ describe('names through a migration on one host', () => {
 
 describe('xenstoreNames.all (xenmig list, domains by name on a real host)', () => {
   it('every live domain with a name; stale entries of dead domains left out', async () => {
-    xs = await startFakeXenstored(dir, { ...entries(0, 'Domain-0'), ...entries(5, 'web'), ...entries(7, 'db'), '/local/domain/9/domid': '9' });
-    expect(await xenstoreNames({ path: xs.path }).all()).toEqual(new Map([[0, 'Domain-0'], [5, 'web'], [7, 'db']]));
-    expect(await xenstoreNames({ path: xs.path, exists: (d) => d !== 7 }).all()).toEqual(new Map([[0, 'Domain-0'], [5, 'web']]));
+    xs = await startFakeXenstored(dir, {
+      ...entries(0, 'Domain-0'),
+      ...entries(5, 'web'),
+      ...entries(7, 'db'),
+      '/local/domain/9/domid': '9',
+    });
+    expect(await xenstoreNames({ path: xs.path }).all()).toEqual(
+      new Map([
+        [0, 'Domain-0'],
+        [5, 'web'],
+        [7, 'db'],
+      ]),
+    );
+    expect(await xenstoreNames({ path: xs.path, exists: (d) => d !== 7 }).all()).toEqual(
+      new Map([
+        [0, 'Domain-0'],
+        [5, 'web'],
+      ]),
+    );
   });
 });

@@ -35,11 +35,29 @@ async function status(): Promise<string> {
 
 beforeAll(async () => {
   // CI installs qemu-system-x86 (.ci/run); a machine without it cannot run these tests
-  expect(spawnSync(QEMU, ['--version']).status, `${QEMU} is needed (apt-get install qemu-system-x86)`).toBe(0);
+  expect(spawnSync(QEMU, ['--version']).status, `${QEMU} is needed (apt-get install qemu-system-x86)`).toBe(
+    0,
+  );
   dir = mkdtempSync('/tmp/xenmig-qmp-');
-  qemu = spawn(QEMU, ['-machine', 'pc', '-accel', 'tcg', '-nodefaults', '-display', 'none', '-m', '32', '-qmp', `unix:${join(dir, `qmp-libxl-${DOMID}`)},server=on,wait=off`], {
-    stdio: 'ignore',
-  });
+  qemu = spawn(
+    QEMU,
+    [
+      '-machine',
+      'pc',
+      '-accel',
+      'tcg',
+      '-nodefaults',
+      '-display',
+      'none',
+      '-m',
+      '32',
+      '-qmp',
+      `unix:${join(dir, `qmp-libxl-${DOMID}`)},server=on,wait=off`,
+    ],
+    {
+      stdio: 'ignore',
+    },
+  );
   await waitFor(join(dir, `qmp-libxl-${DOMID}`));
   const dm = `/local/domain/0/device-model/${DOMID}/physmap`;
   xs = await startFakeXenstored(dir, {
@@ -61,7 +79,9 @@ describe('QMP', () => {
     try {
       expect(q.version?.major).toBeGreaterThanOrEqual(2);
       expect(await q.execute('query-status')).toMatchObject({ status: 'running' });
-      await expect(q.execute('no-such-command')).rejects.toThrow(expect.objectContaining({ code: 'ERR_QMP', qmpClass: 'CommandNotFound' }));
+      await expect(q.execute('no-such-command')).rejects.toThrow(
+        expect.objectContaining({ code: 'ERR_QMP', qmpClass: 'CommandNotFound' }),
+      );
     } finally {
       q.close();
     }
@@ -102,10 +122,15 @@ describe('QMP', () => {
       const emulator = {
         save: async (_d: number, o?: { live?: boolean }) => (calls.push('save'), dm.save(DOMID, o)),
         resume: async () => (calls.push('resume'), dm.resume!(DOMID)),
-        switchLogdirty: async (_d: number, on: boolean) => (calls.push(`logdirty ${on}`), dm.switchLogdirty!(DOMID, on)),
+        switchLogdirty: async (_d: number, on: boolean) => (
+          calls.push(`logdirty ${on}`),
+          dm.switchLogdirty!(DOMID, on)
+        ),
         restore: dm.restore,
       };
-      const config = parseDomainConfig(JSON.stringify({ c_info: { type: 'hvm', name: 'h' }, b_info: { max_vcpus: 1, max_memkb: 4096 } }));
+      const config = parseDomainConfig(
+        JSON.stringify({ c_info: { type: 'hvm', name: 'h' }, b_info: { max_vcpus: 1, max_memkb: 4096 } }),
+      );
       const out = new PassThrough();
       const chunks: Buffer[] = [];
       out.on('data', (c: Buffer) => chunks.push(c));

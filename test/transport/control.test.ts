@@ -39,7 +39,9 @@ describe('control message encoding', () => {
     const b = encodeMessage({ type: 'RESULT', status: 0x01020304 });
     expect(b.toString('hex')).toBe('584d4347' + '00000005' + '00000004' + '01020304');
     expect(b.readUInt32BE(0)).toBe(CONTROL_MAGIC);
-    expect(encodeMessage({ type: 'CLEARED_TO_UNPAUSE' }).toString('hex')).toBe('584d4347000000040000000' + '0');
+    expect(encodeMessage({ type: 'CLEARED_TO_UNPAUSE' }).toString('hex')).toBe(
+      '584d4347000000040000000' + '0',
+    );
     const ack = encodeMessage({ type: 'ACK', checkpoint: 5 });
     expect(ack.subarray(12).toString('hex')).toBe('0000000000000005');
   });
@@ -57,28 +59,40 @@ describe('control message encoding', () => {
 
   it('round-trips under arbitrary chunking (property)', () => {
     const msgArb: fc.Arbitrary<ControlMessage> = fc.oneof(
-      fc.record({ type: fc.constant('READY' as const), protocol: fc.nat(10), version: fc.string(), capabilities: fc.array(fc.string(), { maxLength: 4 }) }),
+      fc.record({
+        type: fc.constant('READY' as const),
+        protocol: fc.nat(10),
+        version: fc.string(),
+        capabilities: fc.array(fc.string(), { maxLength: 4 }),
+      }),
       fc.constantFrom<ControlMessage>({ type: 'DONE' }, { type: 'RECEIVED' }, { type: 'CLEARED_TO_UNPAUSE' }),
-      fc.record({ type: fc.constant('RESULT' as const), status: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }) }),
+      fc.record({
+        type: fc.constant('RESULT' as const),
+        status: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
+      }),
       fc.record({ type: fc.constant('ACK' as const), checkpoint: fc.nat() }),
       fc.record({ type: fc.constant('HEARTBEAT' as const), seq: fc.nat() }),
       fc.record({ type: fc.constant('ERROR' as const), code: fc.string(), message: fc.string() }),
       fc.uint8Array({ maxLength: 64 }).map((data) => ({ type: 'BACKCHANNEL' as const, data })),
     );
     fc.assert(
-      fc.property(fc.array(msgArb, { maxLength: 8 }), fc.array(fc.integer({ min: 1, max: 17 }), { minLength: 1 }), (msgs, cuts) => {
-        const all = Buffer.concat(msgs.map(encodeMessage));
-        const d = new ControlDecoder();
-        const out: ControlMessage[] = [];
-        let i = 0;
-        let k = 0;
-        while (i < all.length) {
-          const n = cuts[k++ % cuts.length]!;
-          out.push(...d.push(all.subarray(i, i + n)));
-          i += n;
-        }
-        expect(out.map(norm)).toEqual(msgs.map(norm));
-      }),
+      fc.property(
+        fc.array(msgArb, { maxLength: 8 }),
+        fc.array(fc.integer({ min: 1, max: 17 }), { minLength: 1 }),
+        (msgs, cuts) => {
+          const all = Buffer.concat(msgs.map(encodeMessage));
+          const d = new ControlDecoder();
+          const out: ControlMessage[] = [];
+          let i = 0;
+          let k = 0;
+          while (i < all.length) {
+            const n = cuts[k++ % cuts.length]!;
+            out.push(...d.push(all.subarray(i, i + n)));
+            i += n;
+          }
+          expect(out.map(norm)).toEqual(msgs.map(norm));
+        },
+      ),
       { numRuns: 200 },
     );
   });
@@ -87,12 +101,28 @@ describe('control message encoding', () => {
     ['bad magic', Buffer.from('xl migration receiver ready, send binary domain data.\n'), 'EBADMAGIC'],
     ['unknown type', Buffer.from('584d4347000000630000000000', 'hex'), 'EBADTYPE'],
     ['oversized JSON', Buffer.from('584d43470000000100100001', 'hex'), 'ETOOLONG'],
-    ['oversized BACKCHANNEL', Buffer.from('584d434700000009' + (128 * 1024 * 1024 + 1).toString(16).padStart(8, '0'), 'hex'), 'ETOOLONG'],
+    [
+      'oversized BACKCHANNEL',
+      Buffer.from('584d434700000009' + (128 * 1024 * 1024 + 1).toString(16).padStart(8, '0'), 'hex'),
+      'ETOOLONG',
+    ],
     ['DONE with a body', Buffer.from('584d4347000000020000000100', 'hex'), 'ETOOLONG'],
     ['RESULT with 3 bytes', Buffer.from('584d434700000005000000030000', 'hex'), 'EBADBODY'],
-    ['READY with non-JSON', Buffer.concat([Buffer.from('584d43470000000100000003', 'hex'), Buffer.from('{x]')]), 'EBADBODY'],
-    ['READY missing fields', Buffer.concat([Buffer.from('584d43470000000100000002', 'hex'), Buffer.from('{}')]), 'EBADBODY'],
-    ['ERROR not an object', Buffer.concat([Buffer.from('584d43470000000800000002', 'hex'), Buffer.from('[]')]), 'EBADBODY'],
+    [
+      'READY with non-JSON',
+      Buffer.concat([Buffer.from('584d43470000000100000003', 'hex'), Buffer.from('{x]')]),
+      'EBADBODY',
+    ],
+    [
+      'READY missing fields',
+      Buffer.concat([Buffer.from('584d43470000000100000002', 'hex'), Buffer.from('{}')]),
+      'EBADBODY',
+    ],
+    [
+      'ERROR not an object',
+      Buffer.concat([Buffer.from('584d43470000000800000002', 'hex'), Buffer.from('[]')]),
+      'EBADBODY',
+    ],
   ];
   for (const [name, bytes, code] of garbage) {
     it(`rejects garbage: ${name} (${code}), also byte by byte, and stays poisoned`, () => {
@@ -135,7 +165,10 @@ async function socketPair(): Promise<[net.Socket, net.Socket]> {
 describe('readMessage over a real socket', () => {
   it('decodes messages written one byte per TCP segment, and leaves following bytes unread', async () => {
     const [a, b] = await socketPair();
-    const frames = Buffer.concat([encodeMessage(samples[0]!), encodeMessage({ type: 'ACK', checkpoint: 42 })]);
+    const frames = Buffer.concat([
+      encodeMessage(samples[0]!),
+      encodeMessage({ type: 'ACK', checkpoint: 42 }),
+    ]);
     const trailer = Buffer.from('RAW-STREAM-BYTES');
     const all = Buffer.concat([frames, trailer]);
     const writer = (async () => {

@@ -105,7 +105,10 @@ describe('file channel', () => {
 
 describe('pipes to a child process (stdio transport on the far end)', () => {
   function spawnPeer(...args: string[]) {
-    return spawnChannel([process.execPath, PEER, built.dir, ...args], { role: 'sender', forwardStderr: true });
+    return spawnChannel([process.execPath, PEER, built.dir, ...args], {
+      role: 'sender',
+      forwardStderr: true,
+    });
   }
 
   it('round-trips 5 MiB forward and back through a child using stdioChannel', async () => {
@@ -148,7 +151,10 @@ describe('pipes to a child process (stdio transport on the far end)', () => {
       readExactly(receiver.readable, data.length, { timeoutMs: 30_000 }),
     ]);
     expect(got.equals(data)).toBe(true);
-    const [, back] = await Promise.all([writeAll(receiver.writable, reply), readExactly(sender.readable, reply.length, { timeoutMs: 30_000 })]);
+    const [, back] = await Promise.all([
+      writeAll(receiver.writable, reply),
+      readExactly(sender.readable, reply.length, { timeoutMs: 30_000 }),
+    ]);
     expect(back.equals(reply)).toBe(true);
     sender.destroy();
     receiver.destroy();

@@ -32,13 +32,26 @@ import {
 } from '../../src/transport/index.js';
 import { FakeGuest, FaultProxy, type FaultRule } from './helpers.js';
 
-const T: Partial<HandshakeTimeouts> = { ready: 8_000, received: 8_000, done: 8_000, cleared: 8_000, result: 8_000, clearedBack: 8_000, bestEffort: 500 };
+const T: Partial<HandshakeTimeouts> = {
+  ready: 8_000,
+  received: 8_000,
+  done: 8_000,
+  cleared: 8_000,
+  result: 8_000,
+  clearedBack: 8_000,
+  bestEffort: 500,
+};
 
-async function channelPair(proxyRule?: FaultRule): Promise<{ sch: Channel; rch: Channel; done(): Promise<void> }> {
+async function channelPair(
+  proxyRule?: FaultRule,
+): Promise<{ sch: Channel; rch: Channel; done(): Promise<void> }> {
   const l = await listen({ host: '127.0.0.1', port: 0, insecure: true });
   const proxy = new FaultProxy(l.address().port, proxyRule);
   await proxy.start();
-  const [sch, rch] = await Promise.all([connectTcp({ host: '127.0.0.1', port: proxy.port, insecure: true }), l.accept({ timeoutMs: 10_000 })]);
+  const [sch, rch] = await Promise.all([
+    connectTcp({ host: '127.0.0.1', port: proxy.port, insecure: true }),
+    l.accept({ timeoutMs: 10_000 }),
+  ]);
   return {
     sch,
     rch,
@@ -59,14 +72,21 @@ interface PairOpts {
   timeouts?: Partial<HandshakeTimeouts>;
 }
 
-async function runPair(o: PairOpts): Promise<{ s: SenderResult; r: ReceiverResult; g: FakeGuest; ms: number }> {
+async function runPair(
+  o: PairOpts,
+): Promise<{ s: SenderResult; r: ReceiverResult; g: FakeGuest; ms: number }> {
   const g = new FakeGuest();
   const { sch, rch, done } = await channelPair(o.rule);
   const t0 = Date.now();
   const timeouts = { ...T, ...o.timeouts };
   const [s, r] = await Promise.all([
     senderHandshake(sch, g.sender(o.sender?.(g)), { protocol: o.protocol, timeouts }),
-    receiverHandshake(rch, g.receiver(o.receiver?.(g)), { protocol: o.protocol, timeouts, version: 't', capabilities: [] }),
+    receiverHandshake(rch, g.receiver(o.receiver?.(g)), {
+      protocol: o.protocol,
+      timeouts,
+      version: 't',
+      capabilities: [],
+    }),
   ]);
   const ms = Date.now() - t0;
   await done();
@@ -94,7 +114,13 @@ const F = {
   RESULT: encodeMessage({ type: 'RESULT', status: 0 }),
 };
 
-type Row = [label: string, rule: FaultRule | undefined, sOutcome: SenderResult['outcome'], rOutcome: ReceiverResult['outcome'], runs: 'source' | 'destination' | 'none'];
+type Row = [
+  label: string,
+  rule: FaultRule | undefined,
+  sOutcome: SenderResult['outcome'],
+  rOutcome: ReceiverResult['outcome'],
+  runs: 'source' | 'destination' | 'none',
+];
 
 // A slow rename (100 ms) makes sure a cut right after RECEIVED is visible before CLEARED is sent,
 // as it would be in reality (renaming a domain takes a xenstore transaction).
@@ -113,32 +139,137 @@ const failUnpause = (g: FakeGuest): Partial<ReceiverCallbacks> => ({
 });
 
 function checkRuns(g: FakeGuest, runs: Row[4]) {
-  expect({ source: g.sourceRunning, destination: g.destRunning }).toEqual({ source: runs === 'source', destination: runs === 'destination' });
+  expect({ source: g.sourceRunning, destination: g.destRunning }).toEqual({
+    source: runs === 'source',
+    destination: runs === 'destination',
+  });
 }
 
 const xenmigRows: Row[] = [
   ['no fault', undefined, 'handed-over', 'running', 'destination'],
-  ['cut before READY', { direction: 'reverse', match: F.READY, when: 'before' }, 'not-started', 'discarded', 'source'],
-  ['cut after READY', { direction: 'reverse', match: F.READY, when: 'after' }, 'resumed', 'discarded', 'source'],
-  ['cut before DONE', { direction: 'forward', match: F.DONE, when: 'before' }, 'resumed', 'discarded', 'source'],
-  ['cut after DONE', { direction: 'forward', match: F.DONE, when: 'after' }, 'resumed', 'discarded', 'source'],
-  ['cut before RECEIVED', { direction: 'reverse', match: F.RECEIVED, when: 'before' }, 'resumed', 'discarded', 'source'],
-  ['cut after RECEIVED', { direction: 'reverse', match: F.RECEIVED, when: 'after' }, 'resumed', 'discarded', 'source'],
-  ['cut before CLEARED (the in-doubt window)', { direction: 'forward', match: F.CLEARED, when: 'before' }, 'in-doubt', 'discarded', 'none'],
-  ['cut after CLEARED', { direction: 'forward', match: F.CLEARED, when: 'after' }, 'in-doubt', 'running', 'destination'],
-  ['cut before RESULT', { direction: 'reverse', match: F.RESULT, when: 'before' }, 'in-doubt', 'running', 'destination'],
-  ['cut after RESULT', { direction: 'reverse', match: F.RESULT, when: 'after' }, 'handed-over', 'running', 'destination'],
+  [
+    'cut before READY',
+    { direction: 'reverse', match: F.READY, when: 'before' },
+    'not-started',
+    'discarded',
+    'source',
+  ],
+  [
+    'cut after READY',
+    { direction: 'reverse', match: F.READY, when: 'after' },
+    'resumed',
+    'discarded',
+    'source',
+  ],
+  [
+    'cut before DONE',
+    { direction: 'forward', match: F.DONE, when: 'before' },
+    'resumed',
+    'discarded',
+    'source',
+  ],
+  [
+    'cut after DONE',
+    { direction: 'forward', match: F.DONE, when: 'after' },
+    'resumed',
+    'discarded',
+    'source',
+  ],
+  [
+    'cut before RECEIVED',
+    { direction: 'reverse', match: F.RECEIVED, when: 'before' },
+    'resumed',
+    'discarded',
+    'source',
+  ],
+  [
+    'cut after RECEIVED',
+    { direction: 'reverse', match: F.RECEIVED, when: 'after' },
+    'resumed',
+    'discarded',
+    'source',
+  ],
+  [
+    'cut before CLEARED (the in-doubt window)',
+    { direction: 'forward', match: F.CLEARED, when: 'before' },
+    'in-doubt',
+    'discarded',
+    'none',
+  ],
+  [
+    'cut after CLEARED',
+    { direction: 'forward', match: F.CLEARED, when: 'after' },
+    'in-doubt',
+    'running',
+    'destination',
+  ],
+  [
+    'cut before RESULT',
+    { direction: 'reverse', match: F.RESULT, when: 'before' },
+    'in-doubt',
+    'running',
+    'destination',
+  ],
+  [
+    'cut after RESULT',
+    { direction: 'reverse', match: F.RESULT, when: 'after' },
+    'handed-over',
+    'running',
+    'destination',
+  ],
 ];
 
 const xlRows: Row[] = [
   ['no fault', undefined, 'handed-over', 'running', 'destination'],
-  ['cut before banner', { direction: 'reverse', match: XL_MIGRATE_RECEIVER_BANNER, when: 'before' }, 'not-started', 'discarded', 'source'],
-  ['cut after banner', { direction: 'reverse', match: XL_MIGRATE_RECEIVER_BANNER, when: 'after' }, 'resumed', 'discarded', 'source'],
-  ['cut before "ready to unpause"', { direction: 'reverse', match: XL_MIGRATE_RECEIVER_READY, when: 'before' }, 'resumed', 'discarded', 'source'],
-  ['cut after "ready to unpause"', { direction: 'reverse', match: XL_MIGRATE_RECEIVER_READY, when: 'after' }, 'resumed', 'discarded', 'source'],
-  ['cut before GO (the in-doubt window)', { direction: 'forward', match: XL_MIGRATE_PERMISSION_TO_GO, when: 'before' }, 'in-doubt', 'discarded', 'none'],
-  ['cut after GO', { direction: 'forward', match: XL_MIGRATE_PERMISSION_TO_GO, when: 'after' }, 'in-doubt', 'running', 'destination'],
-  ['cut before report', { direction: 'reverse', match: XL_MIGRATE_REPORT, when: 'before' }, 'in-doubt', 'running', 'destination'],
+  [
+    'cut before banner',
+    { direction: 'reverse', match: XL_MIGRATE_RECEIVER_BANNER, when: 'before' },
+    'not-started',
+    'discarded',
+    'source',
+  ],
+  [
+    'cut after banner',
+    { direction: 'reverse', match: XL_MIGRATE_RECEIVER_BANNER, when: 'after' },
+    'resumed',
+    'discarded',
+    'source',
+  ],
+  [
+    'cut before "ready to unpause"',
+    { direction: 'reverse', match: XL_MIGRATE_RECEIVER_READY, when: 'before' },
+    'resumed',
+    'discarded',
+    'source',
+  ],
+  [
+    'cut after "ready to unpause"',
+    { direction: 'reverse', match: XL_MIGRATE_RECEIVER_READY, when: 'after' },
+    'resumed',
+    'discarded',
+    'source',
+  ],
+  [
+    'cut before GO (the in-doubt window)',
+    { direction: 'forward', match: XL_MIGRATE_PERMISSION_TO_GO, when: 'before' },
+    'in-doubt',
+    'discarded',
+    'none',
+  ],
+  [
+    'cut after GO',
+    { direction: 'forward', match: XL_MIGRATE_PERMISSION_TO_GO, when: 'after' },
+    'in-doubt',
+    'running',
+    'destination',
+  ],
+  [
+    'cut before report',
+    { direction: 'reverse', match: XL_MIGRATE_REPORT, when: 'before' },
+    'in-doubt',
+    'running',
+    'destination',
+  ],
 ];
 
 for (const [protocol, rows] of [
@@ -188,13 +319,21 @@ for (const [protocol, rows] of [
 
     const back = protocol === 'xenmig' ? F.CLEARED : XL_MIGRATE_PERMISSION_TO_GO;
     it('link cut before the permission comes back → sender in doubt, nobody runs (double failure)', async () => {
-      const { s, r, g } = await runPair({ protocol, receiver: failUnpause, rule: { direction: 'reverse', match: back, when: 'before' } });
+      const { s, r, g } = await runPair({
+        protocol,
+        receiver: failUnpause,
+        rule: { direction: 'reverse', match: back, when: 'before' },
+      });
       expect({ s: s.outcome, r: r.outcome }).toEqual({ s: 'in-doubt', r: 'discarded' });
       checkRuns(g, 'none');
     });
 
     it('link cut right after the permission came back → sender resumes', async () => {
-      const { s, r, g } = await runPair({ protocol, receiver: failUnpause, rule: { direction: 'reverse', match: back, when: 'after' } });
+      const { s, r, g } = await runPair({
+        protocol,
+        receiver: failUnpause,
+        rule: { direction: 'reverse', match: back, when: 'after' },
+      });
       expect({ s: s.outcome, r: r.outcome }).toEqual({ s: 'resumed', r: 'discarded' });
       checkRuns(g, 'source');
     });
@@ -346,7 +485,9 @@ for (const [protocol, rows] of [
 // ------------------------------------------------------------------------------------------------
 // Scripted peers: garbage, protocol versions, silence.
 
-async function rawPair(): Promise<{ ch: Channel; raw: net.Socket; role: 'sender' | 'receiver'; done(): Promise<void> }[]> {
+async function rawPair(): Promise<
+  { ch: Channel; raw: net.Socket; role: 'sender' | 'receiver'; done(): Promise<void> }[]
+> {
   const out = [];
   for (const role of ['sender', 'receiver'] as const) {
     const l = await listen({ host: '127.0.0.1', port: 0, insecure: true, role });
@@ -363,25 +504,42 @@ async function rawPair(): Promise<{ ch: Channel; raw: net.Socket; role: 'sender'
   return out;
 }
 
-async function scriptedReceiver(script: (raw: net.Socket) => Promise<void>, protocol: HandshakeProtocol, timeouts: Partial<HandshakeTimeouts> = {}) {
+async function scriptedReceiver(
+  script: (raw: net.Socket) => Promise<void>,
+  protocol: HandshakeProtocol,
+  timeouts: Partial<HandshakeTimeouts> = {},
+) {
   const [sender] = await rawPair();
   const g = new FakeGuest();
-  const [res] = await Promise.all([senderHandshake(sender!.ch, g.sender(), { protocol, timeouts: { ...T, ...timeouts } }), script(sender!.raw).catch(() => undefined)]);
+  const [res] = await Promise.all([
+    senderHandshake(sender!.ch, g.sender(), { protocol, timeouts: { ...T, ...timeouts } }),
+    script(sender!.raw).catch(() => undefined),
+  ]);
   await sender!.done();
   return { res, g };
 }
 
-async function scriptedSender(script: (raw: net.Socket) => Promise<void>, protocol: HandshakeProtocol, timeouts: Partial<HandshakeTimeouts> = {}) {
+async function scriptedSender(
+  script: (raw: net.Socket) => Promise<void>,
+  protocol: HandshakeProtocol,
+  timeouts: Partial<HandshakeTimeouts> = {},
+) {
   const [, receiver] = await rawPair();
   const g = new FakeGuest();
-  const [res] = await Promise.all([receiverHandshake(receiver!.ch, g.receiver(), { protocol, timeouts: { ...T, ...timeouts } }), script(receiver!.raw).catch(() => undefined)]);
+  const [res] = await Promise.all([
+    receiverHandshake(receiver!.ch, g.receiver(), { protocol, timeouts: { ...T, ...timeouts } }),
+    script(receiver!.raw).catch(() => undefined),
+  ]);
   await receiver!.done();
   return { res, g };
 }
 
 describe('scripted peers (garbage, versions, silence)', () => {
   it('xenmig: garbage instead of READY → not started, typed error', async () => {
-    const { res, g } = await scriptedReceiver(async (raw) => void raw.write('HTTP/1.1 400 Bad Request\r\n\r\n'), 'xenmig');
+    const { res, g } = await scriptedReceiver(
+      async (raw) => void raw.write('HTTP/1.1 400 Bad Request\r\n\r\n'),
+      'xenmig',
+    );
     expect(res.outcome).toBe('not-started');
     expect(res.error).toBeInstanceOf(ProtocolError);
     expect((res.error as ProtocolError).code).toBe('EBADMAGIC');
@@ -403,14 +561,20 @@ describe('scripted peers (garbage, versions, silence)', () => {
     const [sender] = await rawPair();
     const g = new FakeGuest();
     sender!.raw.write(encodeMessage({ type: 'READY', protocol: 1, version: 'x', capabilities: ['remus'] }));
-    const res = await senderHandshake(sender!.ch, g.sender(), { requiredCapabilities: ['colo'], timeouts: T });
+    const res = await senderHandshake(sender!.ch, g.sender(), {
+      requiredCapabilities: ['colo'],
+      timeouts: T,
+    });
     await sender!.done();
     expect(res.outcome).toBe('not-started');
     expect((res.error as ProtocolError).code).toBe('ENOTSUP');
   });
 
   it('xl: a wrong banner → not started', async () => {
-    const { res } = await scriptedReceiver(async (raw) => void raw.write('xl migration receiver ready, send binary domain data!\n'), 'xl');
+    const { res } = await scriptedReceiver(
+      async (raw) => void raw.write('xl migration receiver ready, send binary domain data!\n'),
+      'xl',
+    );
     expect(res.outcome).toBe('not-started');
     expect((res.error as ProtocolError).code).toBe('EBADMSG');
   });
@@ -441,7 +605,13 @@ describe('scripted peers (garbage, versions, silence)', () => {
       expect(g.destRunning).toBe(false); // (the scripted sender has no real source)
       const wire = Buffer.concat(seen);
       if (protocol === 'xl') {
-        const expected = Buffer.concat([XL_MIGRATE_RECEIVER_BANNER, XL_MIGRATE_RECEIVER_READY, XL_MIGRATE_REPORT, Buffer.from([0xff]), XL_MIGRATE_PERMISSION_TO_GO]);
+        const expected = Buffer.concat([
+          XL_MIGRATE_RECEIVER_BANNER,
+          XL_MIGRATE_RECEIVER_READY,
+          XL_MIGRATE_REPORT,
+          Buffer.from([0xff]),
+          XL_MIGRATE_PERMISSION_TO_GO,
+        ]);
         expect(wire.toString('latin1')).toBe(expected.toString('latin1'));
       } else {
         const { ControlDecoder } = await import('../../src/transport/index.js');
@@ -469,10 +639,14 @@ describe('scripted peers (garbage, versions, silence)', () => {
 
 describe('xl wire compatibility, byte-exact (scripted xl peers)', () => {
   it('the four strings are those of tools/xl/xl.h, with/without NUL as xl_migrate.c sends them', () => {
-    expect(XL_MIGRATE_RECEIVER_BANNER.toString('latin1')).toBe('xl migration receiver ready, send binary domain data.\n');
+    expect(XL_MIGRATE_RECEIVER_BANNER.toString('latin1')).toBe(
+      'xl migration receiver ready, send binary domain data.\n',
+    );
     expect(XL_MIGRATE_RECEIVER_BANNER.includes(0)).toBe(false);
     expect(XL_MIGRATE_RECEIVER_READY.toString('latin1')).toBe('domain received, ready to unpause\0');
-    expect(XL_MIGRATE_PERMISSION_TO_GO.toString('latin1')).toBe('domain is yours, you are cleared to unpause\0');
+    expect(XL_MIGRATE_PERMISSION_TO_GO.toString('latin1')).toBe(
+      'domain is yours, you are cleared to unpause\0',
+    );
     expect(XL_MIGRATE_REPORT.toString('latin1')).toBe('my copy unpause results are as follows\0');
   });
 
@@ -492,7 +666,12 @@ describe('xl wire compatibility, byte-exact (scripted xl peers)', () => {
     expect(res.outcome).toBe('running');
     expect(g.destRunning).toBe(true);
     expect(Buffer.concat(seen).toString('latin1')).toBe(
-      Buffer.concat([XL_MIGRATE_RECEIVER_BANNER, XL_MIGRATE_RECEIVER_READY, XL_MIGRATE_REPORT, Buffer.from([0])]).toString('latin1'),
+      Buffer.concat([
+        XL_MIGRATE_RECEIVER_BANNER,
+        XL_MIGRATE_RECEIVER_READY,
+        XL_MIGRATE_REPORT,
+        Buffer.from([0]),
+      ]).toString('latin1'),
     );
   });
 
@@ -512,7 +691,9 @@ describe('xl wire compatibility, byte-exact (scripted xl peers)', () => {
     checkRuns(g, 'source');
     const fwd = Buffer.concat(forward);
     // forward direction: the stream, then exactly the GO string, nothing else
-    expect(fwd.subarray(fwd.length - XL_MIGRATE_PERMISSION_TO_GO.length).equals(XL_MIGRATE_PERMISSION_TO_GO)).toBe(true);
+    expect(
+      fwd.subarray(fwd.length - XL_MIGRATE_PERMISSION_TO_GO.length).equals(XL_MIGRATE_PERMISSION_TO_GO),
+    ).toBe(true);
     expect(fwd.length).toBe(8 + g.payload.length + XL_MIGRATE_PERMISSION_TO_GO.length);
   });
 

@@ -41,19 +41,67 @@ function openssl(dir: string, args: string[]): void {
 }
 
 function makeCa(dir: string, name: string): void {
-  openssl(dir, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.crt`, '-subj', `/CN=${name}`, '-days', '2']);
+  openssl(dir, [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    `${name}.key`,
+    '-out',
+    `${name}.crt`,
+    '-subj',
+    `/CN=${name}`,
+    '-days',
+    '2',
+  ]);
 }
 
 function makeLeaf(dir: string, name: string, ca: string, usage: 'serverAuth' | 'clientAuth'): Pem {
-  openssl(dir, ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
+  openssl(dir, [
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    `${name}.key`,
+    '-out',
+    `${name}.csr`,
+    '-subj',
+    `/CN=${name}`,
+  ]);
   const ext = `${name}.ext`;
   writeFileSync(
     join(dir, ext),
     `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=${usage}\n` +
       (usage === 'serverAuth' ? 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n' : ''),
   );
-  openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', ext]);
-  return { cert: readFileSync(join(dir, `${name}.crt`), 'utf8'), key: readFileSync(join(dir, `${name}.key`), 'utf8') };
+  openssl(dir, [
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    `${ca}.crt`,
+    '-CAkey',
+    `${ca}.key`,
+    '-CAcreateserial',
+    '-out',
+    `${name}.crt`,
+    '-days',
+    '2',
+    '-extfile',
+    ext,
+  ]);
+  return {
+    cert: readFileSync(join(dir, `${name}.crt`), 'utf8'),
+    key: readFileSync(join(dir, `${name}.key`), 'utf8'),
+  };
 }
 
 /** CA, server (localhost/127.0.0.1/::1), client; a second CA with its own client and server. */
@@ -127,7 +175,9 @@ export class FakeGuest {
   }
 
   /** sender callbacks; `over` replaces some of them */
-  sender(over: Partial<import('../../src/transport/index.js').SenderCallbacks> = {}): import('../../src/transport/index.js').SenderCallbacks {
+  sender(
+    over: Partial<import('../../src/transport/index.js').SenderCallbacks> = {},
+  ): import('../../src/transport/index.js').SenderCallbacks {
     return {
       sendStream: async (ch: Channel) => {
         this.log.push('S:stream');
@@ -159,7 +209,9 @@ export class FakeGuest {
     };
   }
 
-  receiver(over: Partial<import('../../src/transport/index.js').ReceiverCallbacks> = {}): import('../../src/transport/index.js').ReceiverCallbacks {
+  receiver(
+    over: Partial<import('../../src/transport/index.js').ReceiverCallbacks> = {},
+  ): import('../../src/transport/index.js').ReceiverCallbacks {
     return {
       receiveStream: async (ch: Channel) => {
         this.log.push('R:stream');

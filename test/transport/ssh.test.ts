@@ -21,7 +21,7 @@ let built: ReturnType<typeof buildTransportForChildren>;
 let fakeSsh: string;
 
 beforeAll(() => {
-  tmp = tempDir('xenmig ssh test ');  // a space in the path exercises quoting
+  tmp = tempDir('xenmig ssh test '); // a space in the path exercises quoting
   built = buildTransportForChildren();
   fakeSsh = join(tmp.dir, 'ssh');
   writeFileSync(
@@ -45,7 +45,12 @@ afterAll(() => {
 });
 
 function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return { ...process.env, PATH: `${tmp.dir}:${process.env.PATH}`, FAKE_SSH_LOG: join(tmp.dir, 'argv.log'), ...extra };
+  return {
+    ...process.env,
+    PATH: `${tmp.dir}:${process.env.PATH}`,
+    FAKE_SSH_LOG: join(tmp.dir, 'argv.log'),
+    ...extra,
+  };
 }
 
 describe('ssh transport', () => {
@@ -66,13 +71,23 @@ describe('ssh transport', () => {
       const g = new FakeGuest(4 * 1024 * 1024);
       const res = await senderHandshake(ch, g.sender(), { protocol });
       expect(res.outcome).toBe('handed-over');
-      if (protocol === 'xenmig') expect(res.peer).toMatchObject({ protocol: 'xenmig', version: 'test-peer', capabilities: ['test'] });
+      if (protocol === 'xenmig')
+        expect(res.peer).toMatchObject({ protocol: 'xenmig', version: 'test-peer', capabilities: ['test'] });
       await ch.closed;
       expect(ch.error).toBeUndefined();
       const remote = JSON.parse(readFileSync(result, 'utf8'));
       expect(remote).toMatchObject({ outcome: 'running', bytes: g.payload.length, sha: sha256(g.payload) });
       const argv = readFileSync(join(tmp.dir, 'argv.log'), 'utf8').trimEnd().split('\n');
-      expect(argv.slice(0, 8)).toEqual(['-T', '-o', 'BatchMode=yes', '-p', '2222', '-l', 'root', 'dst.example']);
+      expect(argv.slice(0, 8)).toEqual([
+        '-T',
+        '-o',
+        'BatchMode=yes',
+        '-p',
+        '2222',
+        '-l',
+        'root',
+        'dst.example',
+      ]);
       expect(argv[8]).toBe('--');
     });
   }
@@ -102,7 +117,9 @@ describe('ssh transport', () => {
   });
 
   it('a missing ssh program rejects at spawn', async () => {
-    await expect(sshChannel({ host: 'h', sshCommand: [join(tmp.dir, 'no-such-ssh')] })).rejects.toThrow(/ENOENT/);
+    await expect(sshChannel({ host: 'h', sshCommand: [join(tmp.dir, 'no-such-ssh')] })).rejects.toThrow(
+      /ENOENT/,
+    );
   });
 
   it('builds the argv with quoting and refuses option-like hosts', () => {
@@ -135,6 +152,22 @@ describe('parseDestination', () => {
   ];
   for (const [s, d] of ok) it(`parses ${s}`, () => expect(parseDestination(s)).toEqual(d));
 
-  const bad = ['', 'tcp://host', 'tcp://host:0', 'tcp://host:65536', 'tcp://host:x', 'tcp://u@host:1', 'ssh://', 'ssh://@host', 'ssh://host/path', 'ssh://fe80::1', 'ssh://-oProxyCommand=x', 'http://x', 'file://relative', 'ssh://[::1'];
-  for (const s of bad) it(`rejects ${JSON.stringify(s)}`, () => expect(() => parseDestination(s)).toThrow(TransportConfigError));
+  const bad = [
+    '',
+    'tcp://host',
+    'tcp://host:0',
+    'tcp://host:65536',
+    'tcp://host:x',
+    'tcp://u@host:1',
+    'ssh://',
+    'ssh://@host',
+    'ssh://host/path',
+    'ssh://fe80::1',
+    'ssh://-oProxyCommand=x',
+    'http://x',
+    'file://relative',
+    'ssh://[::1',
+  ];
+  for (const s of bad)
+    it(`rejects ${JSON.stringify(s)}`, () => expect(() => parseDestination(s)).toThrow(TransportConfigError));
 });

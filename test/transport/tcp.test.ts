@@ -34,14 +34,18 @@ async function transfer(sender: Channel, receiver: Channel, bytes: number): Prom
   const reply = randomPayload(256 * 1024);
   const [, got] = await Promise.all([
     (async () => {
-      for (let i = 0; i < data.length; i += 512 * 1024) await writeAll(sender.writable, data.subarray(i, i + 512 * 1024));
+      for (let i = 0; i < data.length; i += 512 * 1024)
+        await writeAll(sender.writable, data.subarray(i, i + 512 * 1024));
     })(),
     readExactly(receiver.readable, data.length, { timeoutMs: 60_000 }),
   ]);
   expect(got.length).toBe(data.length);
   expect(sha256(got)).toBe(sha256(data));
   expect(got.equals(data)).toBe(true);
-  const [, back] = await Promise.all([writeAll(receiver.writable, reply), readExactly(sender.readable, reply.length, { timeoutMs: 60_000 })]);
+  const [, back] = await Promise.all([
+    writeAll(receiver.writable, reply),
+    readExactly(sender.readable, reply.length, { timeoutMs: 60_000 }),
+  ]);
   expect(back.equals(reply)).toBe(true);
 }
 
@@ -60,7 +64,10 @@ describe('mutual TLS', () => {
   afterAll(() => l.close());
 
   it('transfers 6 MiB forward and 256 KiB back byte-exact', async () => {
-    const [sender, receiver] = await Promise.all([connectTcp({ host: '127.0.0.1', port, tls: clientTls() }), l.accept({ timeoutMs: 10_000 })]);
+    const [sender, receiver] = await Promise.all([
+      connectTcp({ host: '127.0.0.1', port, tls: clientTls() }),
+      l.accept({ timeoutMs: 10_000 }),
+    ]);
     expect(sender.kind).toBe('tls');
     expect(sender.role).toBe('sender');
     expect(receiver.role).toBe('receiver');
@@ -74,7 +81,10 @@ describe('mutual TLS', () => {
   });
 
   it('verifies the server name (localhost) as well', async () => {
-    const [sender, receiver] = await Promise.all([connectTcp({ host: 'localhost', port, tls: clientTls() }), l.accept({ timeoutMs: 10_000 })]);
+    const [sender, receiver] = await Promise.all([
+      connectTcp({ host: 'localhost', port, tls: clientTls() }),
+      l.accept({ timeoutMs: 10_000 }),
+    ]);
     await transfer(sender, receiver, 64 * 1024);
     sender.destroy();
     receiver.destroy();
@@ -102,7 +112,9 @@ describe('mutual TLS', () => {
     const r = await rawTlsClient({});
     expect(r).not.toBe('got data?!');
     // and our own client (no cert) is refused at connect time, not later
-    await expect(connectTcp({ host: '127.0.0.1', port, tls: { ...clientTls(), cert: '', key: '' } })).rejects.toBeInstanceOf(TransportConfigError);
+    await expect(
+      connectTcp({ host: '127.0.0.1', port, tls: { ...clientTls(), cert: '', key: '' } }),
+    ).rejects.toBeInstanceOf(TransportConfigError);
     const viaTlsNoCert = await rawTlsClient({});
     expect(viaTlsNoCert).toMatch(/error|closed/);
     const got = await acceptP;
@@ -116,8 +128,16 @@ describe('mutual TLS', () => {
     const refusedEvents: Error[] = [];
     const onRefused = (e: Error) => refusedEvents.push(e);
     l.on('refused', onRefused);
-    await expect(connectTcp({ host: '127.0.0.1', port, tls: { cert: pki.otherClient.cert, key: pki.otherClient.key, ca: pki.ca } })).rejects.toBeInstanceOf(ConnectionRefusedError);
-    expect(await rawTlsClient({ cert: pki.otherClient.cert, key: pki.otherClient.key })).not.toBe('got data?!');
+    await expect(
+      connectTcp({
+        host: '127.0.0.1',
+        port,
+        tls: { cert: pki.otherClient.cert, key: pki.otherClient.key, ca: pki.ca },
+      }),
+    ).rejects.toBeInstanceOf(ConnectionRefusedError);
+    expect(await rawTlsClient({ cert: pki.otherClient.cert, key: pki.otherClient.key })).not.toBe(
+      'got data?!',
+    );
     await expectNoChannel(l);
     l.off('refused', onRefused);
     expect(l.stats.accepted).toBe(before.accepted);
@@ -137,21 +157,32 @@ describe('mutual TLS', () => {
     });
     expect(raw).toMatch(/error|closed/);
     // our own insecure client cannot connect to a TLS listener
-    await expect(connectTcp({ host: '127.0.0.1', port, insecure: true, helloTimeoutMs: 3_000 })).rejects.toBeInstanceOf(ConnectionRefusedError);
+    await expect(
+      connectTcp({ host: '127.0.0.1', port, insecure: true, helloTimeoutMs: 3_000 }),
+    ).rejects.toBeInstanceOf(ConnectionRefusedError);
     await expectNoChannel(l);
     expect(l.stats.accepted).toBe(before.accepted);
     expect(l.stats.refused).toBe(before.refused + 2);
   });
 
   it('the client refuses a server whose certificate comes from another CA', async () => {
-    const other = await listen({ host: '127.0.0.1', port: 0, tls: { cert: pki.otherServer.cert, key: pki.otherServer.key, ca: pki.ca } });
-    await expect(connectTcp({ host: '127.0.0.1', port: other.address().port, tls: clientTls() })).rejects.toBeInstanceOf(ConnectionRefusedError);
+    const other = await listen({
+      host: '127.0.0.1',
+      port: 0,
+      tls: { cert: pki.otherServer.cert, key: pki.otherServer.key, ca: pki.ca },
+    });
+    await expect(
+      connectTcp({ host: '127.0.0.1', port: other.address().port, tls: clientTls() }),
+    ).rejects.toBeInstanceOf(ConnectionRefusedError);
     await expect(other.accept({ timeoutMs: 300 })).rejects.toBeInstanceOf(TransportTimeoutError);
     await other.close();
   });
 
   it('a peer that vanishes surfaces as an error on pending reads and writes', async () => {
-    const [sender, receiver] = await Promise.all([connectTcp({ host: '127.0.0.1', port, tls: clientTls() }), l.accept({ timeoutMs: 10_000 })]);
+    const [sender, receiver] = await Promise.all([
+      connectTcp({ host: '127.0.0.1', port, tls: clientTls() }),
+      l.accept({ timeoutMs: 10_000 }),
+    ]);
     const pending = readExactly(sender.readable, 10, { timeoutMs: 10_000 });
     receiver.destroy();
     await expect(pending).rejects.toBeInstanceOf(PeerClosedError);
@@ -166,7 +197,10 @@ describe('mutual TLS', () => {
   });
 
   it('idle timeout destroys a channel whose peer stays silent', async () => {
-    const [sender, receiver] = await Promise.all([connectTcp({ host: '127.0.0.1', port, tls: clientTls(), idleTimeoutMs: 200 }), l.accept({ timeoutMs: 10_000 })]);
+    const [sender, receiver] = await Promise.all([
+      connectTcp({ host: '127.0.0.1', port, tls: clientTls(), idleTimeoutMs: 200 }),
+      l.accept({ timeoutMs: 10_000 }),
+    ]);
     await sender.closed;
     expect(sender.error).toBeInstanceOf(TransportTimeoutError);
     receiver.destroy();
@@ -177,15 +211,22 @@ describe('configuration', () => {
   it('TCP without TLS material and without insecure is refused', async () => {
     await expect(listen({ port: 0 })).rejects.toBeInstanceOf(TransportConfigError);
     await expect(connectTcp({ host: '127.0.0.1', port: 1 })).rejects.toBeInstanceOf(TransportConfigError);
-    await expect(listen({ port: 0, insecure: true, tls: { cert: 'a', key: 'b', ca: 'c' } })).rejects.toBeInstanceOf(TransportConfigError);
-    await expect(connectTcp({ host: '127.0.0.1', port: 1, tls: { cert: 'a', key: '', ca: 'c' } })).rejects.toBeInstanceOf(TransportConfigError);
+    await expect(
+      listen({ port: 0, insecure: true, tls: { cert: 'a', key: 'b', ca: 'c' } }),
+    ).rejects.toBeInstanceOf(TransportConfigError);
+    await expect(
+      connectTcp({ host: '127.0.0.1', port: 1, tls: { cert: 'a', key: '', ca: 'c' } }),
+    ).rejects.toBeInstanceOf(TransportConfigError);
   });
 });
 
 describe('insecure plain TCP', () => {
   it('works when both sides choose it; the fd is exposed', async () => {
     const l = await listen({ host: '127.0.0.1', port: 0, insecure: true });
-    const [sender, receiver] = await Promise.all([connectTcp({ host: '127.0.0.1', port: l.address().port, insecure: true }), l.accept({ timeoutMs: 10_000 })]);
+    const [sender, receiver] = await Promise.all([
+      connectTcp({ host: '127.0.0.1', port: l.address().port, insecure: true }),
+      l.accept({ timeoutMs: 10_000 }),
+    ]);
     expect(sender.kind).toBe('tcp');
     expect(typeof sender.writeFd).toBe('number');
     expect(typeof receiver.readFd).toBe('number');
@@ -196,10 +237,14 @@ describe('insecure plain TCP', () => {
 
   it('pauseReading hands the raw fd over: read-ahead bytes + raw reads = the exact stream', async () => {
     const l = await listen({ host: '127.0.0.1', port: 0, insecure: true });
-    const [sender, receiver] = await Promise.all([connectTcp({ host: '127.0.0.1', port: l.address().port, insecure: true }), l.accept({ timeoutMs: 10_000 })]);
+    const [sender, receiver] = await Promise.all([
+      connectTcp({ host: '127.0.0.1', port: l.address().port, insecure: true }),
+      l.accept({ timeoutMs: 10_000 }),
+    ]);
     const data = randomPayload(2 * MiB);
     const writing = (async () => {
-      for (let i = 0; i < data.length; i += 64 * 1024) await writeAll(sender.writable, data.subarray(i, i + 64 * 1024));
+      for (let i = 0; i < data.length; i += 64 * 1024)
+        await writeAll(sender.writable, data.subarray(i, i + 64 * 1024));
     })();
     // the engine reads a record header through the stream ...
     const head = await readExactly(receiver.readable, 16, { timeoutMs: 10_000 });
@@ -228,7 +273,9 @@ describe('insecure plain TCP', () => {
 
   it('a TLS client cannot connect to an insecure listener, and the listener yields no channel', async () => {
     const l = await listen({ host: '127.0.0.1', port: 0, insecure: true });
-    await expect(connectTcp({ host: '127.0.0.1', port: l.address().port, tls: clientTls(), helloTimeoutMs: 3_000 })).rejects.toBeInstanceOf(ConnectionRefusedError);
+    await expect(
+      connectTcp({ host: '127.0.0.1', port: l.address().port, tls: clientTls(), helloTimeoutMs: 3_000 }),
+    ).rejects.toBeInstanceOf(ConnectionRefusedError);
     await expectNoChannel(l);
     expect(l.stats).toEqual({ accepted: 0, refused: 1 });
     await l.close();
@@ -237,7 +284,9 @@ describe('insecure plain TCP', () => {
   it('a client that sends a stream without the plain hello is refused', async () => {
     const l = await listen({ host: '127.0.0.1', port: 0, insecure: true });
     await new Promise<void>((resolve) => {
-      const s = net.connect(l.address().port, '127.0.0.1', () => s.write(Buffer.concat([TLS_HELLO, Buffer.alloc(1024)])));
+      const s = net.connect(l.address().port, '127.0.0.1', () =>
+        s.write(Buffer.concat([TLS_HELLO, Buffer.alloc(1024)])),
+      );
       s.on('data', () => undefined);
       s.on('error', () => resolve());
       s.on('close', () => resolve());

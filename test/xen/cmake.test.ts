@@ -22,30 +22,38 @@ describe('cmake-js build', () => {
     expect(hasLibxen || hasMockSources).toBe(true);
   }, 300_000);
 
-  it.runIf(hasLibxen && !hasXen)('the cmake system addon loads and fails open() with ENOENT, silently', () => {
-    const script = `
+  it.runIf(hasLibxen && !hasXen)(
+    'the cmake system addon loads and fails open() with ENOENT, silently',
+    () => {
+      const script = `
       const a = require(${JSON.stringify(join(out, 'Release', 'xenmig_system.node'))});
       try { new a.Interface(); console.log('opened'); } catch (e) { console.log(a.flavour, e.code, e.syscall, e.message); }`;
-    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
-    expect(r.stderr).toBe('');
-    expect(r.stdout.trim()).toBe('system ENOENT xc_interface_open no Xen hypervisor: /dev/xen/privcmd missing');
-  });
+      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+      expect(r.stderr).toBe('');
+      expect(r.stdout.trim()).toBe(
+        'system ENOENT xc_interface_open no Xen hypervisor: /dev/xen/privcmd missing',
+      );
+    },
+  );
 
-  it.runIf(hasMockSources)('the cmake mock addon finds its libxenctrl beside it ($ORIGIN) and runs a host', () => {
-    const host = mkdtempSync(join(tmpdir(), 'xenmig-cmake-host-'));
-    try {
-      const script = `
+  it.runIf(hasMockSources)(
+    'the cmake mock addon finds its libxenctrl beside it ($ORIGIN) and runs a host',
+    () => {
+      const host = mkdtempSync(join(tmpdir(), 'xenmig-cmake-host-'));
+      try {
+        const script = `
         const a = require(${JSON.stringify(join(out, 'Release', 'xenmig_mock.node'))});
         a.mock.setHost(${JSON.stringify(host)});
         const d = a.mock.domainCreate(a.mock.DOMAIN_HVM, 16, 1, true);
         const h = new a.Interface();
         const info = h.domainInfo(d);
         console.log(a.flavour, info.domid === d, info.hvm, h.nrGpfns(d));`;
-      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
-      expect(r.stderr).toBe('');
-      expect(r.stdout.trim()).toBe('mock true true 16');
-    } finally {
-      rmSync(host, { recursive: true, force: true });
-    }
-  });
+        const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+        expect(r.stderr).toBe('');
+        expect(r.stdout.trim()).toBe('mock true true 16');
+      } finally {
+        rmSync(host, { recursive: true, force: true });
+      }
+    },
+  );
 });

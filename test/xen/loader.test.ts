@@ -3,7 +3,14 @@ import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { AddonLoadError, candidatePaths, loadAddon, missingNativeMethods, selectFlavour, type NativeAddon } from '../../src/xen/loader.js';
+import {
+  AddonLoadError,
+  candidatePaths,
+  loadAddon,
+  missingNativeMethods,
+  selectFlavour,
+  type NativeAddon,
+} from '../../src/xen/loader.js';
 import { ensureBuilt, hasLibxen, hasXen, root, systemAddonPath } from './helpers.js';
 
 const saved = { ...process.env };
@@ -54,7 +61,9 @@ describe('loadAddon', () => {
     const pkg = mkdtempSync(join(tmpdir(), 'xenmig-loader-pkg-'));
     mkdirSync(join(pkg, 'dist', 'xen'), { recursive: true });
     copyFileSync(join(root, 'dist', 'xen', 'loader.js'), join(pkg, 'dist', 'xen', 'loader.js'));
-    const isolated = (await import(pathToFileURL(join(pkg, 'dist', 'xen', 'loader.js')).href)) as typeof import('../../src/xen/loader.js');
+    const isolated = (await import(
+      pathToFileURL(join(pkg, 'dist', 'xen', 'loader.js')).href
+    )) as typeof import('../../src/xen/loader.js');
     const dir = mkdtempSync(join(tmpdir(), 'xenmig-loader-'));
     const bogus = join(dir, 'xenmig_system.node');
     writeFileSync(bogus, 'not an ELF file');
@@ -93,7 +102,8 @@ describe('loadAddon', () => {
       err = e;
     }
     // the mock may still load from build/Release afterwards; if not, the reason is listed
-    if (err) expect((err as Error).message).toContain(`${systemAddonPath}: is the 'system' flavour, not 'mock'`);
+    if (err)
+      expect((err as Error).message).toContain(`${systemAddonPath}: is the 'system' flavour, not 'mock'`);
     else expect(loadAddon({ flavour: 'mock', path: systemAddonPath }).path).not.toBe(systemAddonPath);
   });
 });
@@ -106,19 +116,30 @@ describe('the native surface', () => {
   });
 
   // without libxen-dev there is no system addon (the README says when this skips)
-  it.runIf(hasLibxen)("the system addon's Interface has every method NativeInterface types, and the builder calls", () => {
-    const { addon } = loadAddon({ flavour: 'system' });
-    expect(missingNativeMethods(addon)).toEqual([]);
-    expect(Object.keys(addon.builder ?? {}).sort()).toEqual(
-      ['createDomain', 'evtchnAllocUnbound', 'gnttabSeed', 'setMaxMem', 'setMaxVcpus', 'setMemmapLimit'],
-    );
-  });
+  it.runIf(hasLibxen)(
+    "the system addon's Interface has every method NativeInterface types, and the builder calls",
+    () => {
+      const { addon } = loadAddon({ flavour: 'system' });
+      expect(missingNativeMethods(addon)).toEqual([]);
+      expect(Object.keys(addon.builder ?? {}).sort()).toEqual([
+        'createDomain',
+        'evtchnAllocUnbound',
+        'gnttabSeed',
+        'setMaxMem',
+        'setMaxVcpus',
+        'setMemmapLimit',
+      ]);
+    },
+  );
 
   it('names the methods an older build lacks', () => {
     const real = loadAddon({ flavour: 'mock' }).addon.Interface;
     class Older extends real {}
     for (const m of ['hvmParamSet', 'cpuPolicyGet'])
       Object.defineProperty(Older.prototype, m, { value: undefined, configurable: true });
-    expect(missingNativeMethods({ Interface: Older } as Pick<NativeAddon, 'Interface'>)).toEqual(['hvmParamSet', 'cpuPolicyGet']);
+    expect(missingNativeMethods({ Interface: Older } as Pick<NativeAddon, 'Interface'>)).toEqual([
+      'hvmParamSet',
+      'cpuPolicyGet',
+    ]);
   });
 });

@@ -193,7 +193,9 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
       expect(() => hv.map(hvm, [0n] as never, 'r')).toThrow(/BigUint64Array/);
       expect(() => hv.map(hvm, new BigUint64Array([0n]), 'w' as never)).toThrow(/prot must be/);
       expect(() => hv.pfnTypes(hvm, new BigUint64Array([~0n & 0xffffffffffffffffn]))).toThrow(RangeError);
-      expect(() => hv.logDirtyClean(hvm, new Uint8Array(8), 65)).toThrow(/bitmap too small: 65 pages need 16 bytes, got 8/);
+      expect(() => hv.logDirtyClean(hvm, new Uint8Array(8), 65)).toThrow(
+        /bitmap too small: 65 pages need 16 bytes, got 8/,
+      );
       expect(() => hv.logDirtyPeek(hvm, new Uint8Array(8), 0)).toThrow(RangeError);
       expect(() => hv.logDirtyClean(hvm, new Uint16Array(8) as never, 64)).toThrow(TypeError);
       expect(() => hv.guestWrite(hvm, 0, 4000, new Uint8Array(200))).toThrow(/data must be 1\.\.96 bytes/);
@@ -311,7 +313,9 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
       await settle();
       const after = process.memoryUsage().rss;
       const mapsAfter = readFileSync('/proc/self/maps', 'utf8').split('\n').length;
-      console.log(`map/unmap x90,000: RSS ${(before / 2 ** 20).toFixed(1)} -> ${(after / 2 ** 20).toFixed(1)} MiB`);
+      console.log(
+        `map/unmap x90,000: RSS ${(before / 2 ** 20).toFixed(1)} -> ${(after / 2 ** 20).toFixed(1)} MiB`,
+      );
       expect(mapsAfter - mapsBefore).toBeLessThan(50); // no mapping left behind
       const growth = after - before;
       // leaked mappings would show in /proc/self/maps (and hit vm.max_map_count); leaked native
@@ -326,7 +330,8 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
       await sleep(10);
       const base = countMaps();
       (() => {
-        for (let i = 0; i < 2000; i++) hv.map(hvm, new BigUint64Array([BigInt(i % 500), BigInt(600 + (i % 100))]), 'r');
+        for (let i = 0; i < 2000; i++)
+          hv.map(hvm, new BigUint64Array([BigInt(i % 500), BigInt(600 + (i % 100))]), 'r');
       })();
       const peak = countMaps();
       expect(peak - base).toBeGreaterThanOrEqual(1000);
@@ -480,8 +485,13 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
         expect(nr).toBe(indices.length * PAGE);
         for (let i = 0; i < 300; i++) {
           const got = md.bytes.subarray(i * PAGE, (i + 1) * PAGE);
-          if (i % 7 !== 3) expect(Buffer.compare(got, pat.subarray(i * PAGE, (i + 1) * PAGE)), `page ${i}`).toBe(0);
-          else expect(Buffer.compare(got, before.subarray(i * PAGE, (i + 1) * PAGE)), `page ${i} untouched`).toBe(0);
+          if (i % 7 !== 3)
+            expect(Buffer.compare(got, pat.subarray(i * PAGE, (i + 1) * PAGE)), `page ${i}`).toBe(0);
+          else
+            expect(
+              Buffer.compare(got, before.subarray(i * PAGE, (i + 1) * PAGE)),
+              `page ${i} untouched`,
+            ).toBe(0);
         }
         ms.unmap();
         md.unmap();
@@ -568,10 +578,18 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
       const r = hv.map(hvm, new BigUint64Array([1n, BigInt(HVM_PAGES + 9999)]), 'r');
       try {
         await expect(hv.readPages(0, r, new Uint32Array([0]))).rejects.toThrow(/prot 'rw'/);
-        await expect(hv.writePages(1, new Uint8Array(0), r, new Uint32Array([2]))).rejects.toThrow(RangeError);
-        await expect(hv.writePages(1, new Uint8Array(0), r, new Uint32Array([1]))).rejects.toThrow(/failed to map/);
-        await expect(hv.writePages(-1, new Uint8Array(0), r, new Uint32Array([0]))).rejects.toThrow(RangeError);
-        await expect(hv.writePages(1, new Uint8Array(0), {} as never, new Uint32Array([0]))).rejects.toThrow(TypeError);
+        await expect(hv.writePages(1, new Uint8Array(0), r, new Uint32Array([2]))).rejects.toThrow(
+          RangeError,
+        );
+        await expect(hv.writePages(1, new Uint8Array(0), r, new Uint32Array([1]))).rejects.toThrow(
+          /failed to map/,
+        );
+        await expect(hv.writePages(-1, new Uint8Array(0), r, new Uint32Array([0]))).rejects.toThrow(
+          RangeError,
+        );
+        await expect(hv.writePages(1, new Uint8Array(0), {} as never, new Uint32Array([0]))).rejects.toThrow(
+          TypeError,
+        );
         await expect(hv.writePages(1, new Uint8Array(0), r, [0] as never)).rejects.toThrow(/Uint32Array/);
       } finally {
         r.unmap();
@@ -620,7 +638,7 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
         hv.populatePhysmap(d, rest);
         const types = new BigUint64Array(range(2016));
         hv.pfnTypes(d, types);
-        expect(types.every((t) => (t >> 28n) === 0n)).toBe(true); // NOTAB: all RAM now
+        expect(types.every((t) => t >> 28n === 0n)).toBe(true); // NOTAB: all RAM now
         expect(hv.domainInfo(d).totPages).toBeGreaterThanOrEqual(2016);
       } finally {
         hv.destroyDomain(d);
@@ -751,8 +769,14 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
 
         // once a domain has run, Xen refuses a new CPU policy; the error carries libxc's log line
         const ran = hvm;
-        const e = expectXenError(() => hv.cpuPolicySet(ran, pol.cpuid, pol.msrs), 'EEXIST', 'xc_set_domain_cpu_policy');
-        expect(e.message).toMatch(/^xc_set_domain_cpu_policy failed: File exists \(domid \d+, .*\): .*already run/);
+        const e = expectXenError(
+          () => hv.cpuPolicySet(ran, pol.cpuid, pol.msrs),
+          'EEXIST',
+          'xc_set_domain_cpu_policy',
+        );
+        expect(e.message).toMatch(
+          /^xc_set_domain_cpu_policy failed: File exists \(domid \d+, .*\): .*already run/,
+        );
       } finally {
         hv.destroyDomain(d);
         hv.destroyDomain(fresh);

@@ -21,7 +21,10 @@ export function register(program: Command): void {
     .option('--memory <size>', 'guest memory', (s) => parseSize(s, 'memory'), 256 * 1024 * 1024)
     .option('--rate <pages>', 'workload page writes per second', parseIntArg('rate', 1), 1000)
     .option('--keep', 'keep the temporary hosts (their directories are printed)')
-    .option('--json', 'print the result as one JSON object (downtimeMs: the migration; checksumMs: the demonstration)')
+    .option(
+      '--json',
+      'print the result as one JSON object (downtimeMs: the migration; checksumMs: the demonstration)',
+    )
     .action(async (o: { memory: number; rate: number; keep?: boolean; json?: boolean }) => {
       process.exitCode = await demo(o);
     });
@@ -76,7 +79,11 @@ async function demo(o: { memory: number; rate: number; keep?: boolean; json?: bo
     await say(`created HVM domain ${domid} (${fmtBytes(pages * PAGE_SIZE)}, 2 vCPUs) on host A`);
 
     // the workload: a separate process dirtying guest memory until the domain leaves host A
-    const workload = spawn(process.execPath, [CLI, 'mock', 'workload', String(domid), '--rate', String(o.rate), '--host', hostA], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const workload = spawn(
+      process.execPath,
+      [CLI, 'mock', 'workload', String(domid), '--rate', String(o.rate), '--host', hostA],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     children.push(workload);
     const workloadDone = exited(workload);
     await new Promise<void>((resolve, reject) => {
@@ -93,11 +100,24 @@ async function demo(o: { memory: number; rate: number; keep?: boolean; json?: bo
     // receiver and sender, their stdin/stdout joined directly (sender stdout -> receiver stdin, and back)
     const suspendFile = join(base, 'at-suspend.json');
     const statsFile = join(base, 'stats.json');
-    const receiver = spawn(process.execPath, [CLI, 'receive', '-', '--host', hostB], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const receiver = spawn(process.execPath, [CLI, 'receive', '-', '--host', hostB], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     children.push(receiver);
     const sender = spawn(
       process.execPath,
-      [CLI, 'migrate', String(domid), '-', '--host', hostA, '--checksum-at-suspend', suspendFile, '--stats-file', statsFile],
+      [
+        CLI,
+        'migrate',
+        String(domid),
+        '-',
+        '--host',
+        hostA,
+        '--checksum-at-suspend',
+        suspendFile,
+        '--stats-file',
+        statsFile,
+      ],
       { stdio: [receiver.stdout!, receiver.stdin!, 'inherit'], env: progressEnv },
     );
     children.push(sender);
@@ -110,11 +130,17 @@ async function demo(o: { memory: number; rate: number; keep?: boolean; json?: bo
       process.stderr.write(`xenmig: demo: migration failed: ${how}\n`);
       return EXIT.FAILED;
     }
-    const w = await Promise.race([workloadDone, new Promise<null>((res) => setTimeout(() => res(null), 5000).unref())]);
+    const w = await Promise.race([
+      workloadDone,
+      new Promise<null>((res) => setTimeout(() => res(null), 5000).unref()),
+    ]);
     if (w === null) workload.kill('SIGINT');
     const writes = (w ?? (await workloadDone)).stdout.trim();
 
-    const atSuspend = JSON.parse(readFileSync(suspendFile, 'utf8')) as { checksum: string; suspended: boolean };
+    const atSuspend = JSON.parse(readFileSync(suspendFile, 'utf8')) as {
+      checksum: string;
+      suspended: boolean;
+    };
     const q = JSON.parse(readFileSync(statsFile, 'utf8')) as QueryMigrate;
     const sources = onHost(hostA, (h) => h.listDomainIds());
     const { dest, destSum } = onHost(hostB, (h) => {
@@ -127,16 +153,24 @@ async function demo(o: { memory: number; rate: number; keep?: boolean; json?: bo
     const equal = destSum === atSuspend.checksum;
     const rounds = (q.xenmig.rounds as { kind: string; pages: number }[]) ?? [];
     const live = rounds.filter((x) => x.kind === 'live').length;
-    await say(`migrated: domain ${domid} on host A -> domain ${dest.domid} on host B (${dest.state}); ${sources.length} domains left on host A`);
+    await say(
+      `migrated: domain ${domid} on host A -> domain ${dest.domid} on host B (${dest.state}); ${sources.length} domains left on host A`,
+    );
     await say(`workload page writes on host A: ${writes}`);
-    await say(`rounds: ${rounds.length} (${live} live + ${rounds.length - live} final), pages sent: ${q.ram?.normal}, bytes: ${fmtBytes(q.ram?.transferred ?? 0)}`);
+    await say(
+      `rounds: ${rounds.length} (${live} live + ${rounds.length - live} final), pages sent: ${q.ram?.normal}, bytes: ${fmtBytes(q.ram?.transferred ?? 0)}`,
+    );
     // The checksum at suspend is the demonstration's, not the migration's: the sender computes it
     // while the guest is stopped, so the measured downtime contains it; the headline leaves it out.
     const guestDowntime = q.downtime ?? 0;
     const held = Math.min(guestDowntime, Number(q.xenmig['checksum-at-suspend-ms'] ?? 0));
     const downtime = guestDowntime - held;
-    await say(`total time: ${q['total-time']} ms, downtime: ${downtime} ms, throughput: ${q.ram?.mbps} Mbit/s`);
-    await say(`checksum at suspend took ${held} ms (demonstration only: the guest was stopped ${guestDowntime} ms in all)`);
+    await say(
+      `total time: ${q['total-time']} ms, downtime: ${downtime} ms, throughput: ${q.ram?.mbps} Mbit/s`,
+    );
+    await say(
+      `checksum at suspend took ${held} ms (demonstration only: the guest was stopped ${guestDowntime} ms in all)`,
+    );
     await say(`checksum at suspend (host A): ${atSuspend.checksum}`);
     await say(`checksum on host B:           ${destSum}`);
     await say(equal ? 'checksums match' : 'CHECKSUMS DIFFER');

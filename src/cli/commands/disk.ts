@@ -4,7 +4,16 @@
 // SIGINT/SIGTERM; start it before the guest boots.
 import type { Command } from 'commander';
 import { serveDisk } from '../../disk/daemon.js';
-import { choice, EXIT, Log, parseIntArg, printError, signalAbort, writeOut, type LogFormat } from '../util.js';
+import {
+  choice,
+  EXIT,
+  Log,
+  parseIntArg,
+  printError,
+  signalAbort,
+  writeOut,
+  type LogFormat,
+} from '../util.js';
 
 interface ServeCli {
   socket: string;
@@ -22,17 +31,38 @@ export function register(program: Command): void {
   const disk = program.command('disk').description('Remus disk replication: the disk daemon');
   disk
     .command('serve')
-    .description('serve IMAGE over NBD on a unix socket, tracking writes per checkpoint epoch for xenmig remus --disk')
+    .description(
+      'serve IMAGE over NBD on a unix socket, tracking writes per checkpoint epoch for xenmig remus --disk',
+    )
     .argument('<image>', 'the guest disk image (a raw file)')
     .requiredOption('--socket <path>', 'NBD unix socket (dom0: nbd-client -unix PATH /dev/nbdN)')
     .requiredOption('--control <path>', 'control unix socket (xenmig remus --disk NAME=PATH)')
     .option('--block-size <bytes>', 'replication granularity', parseIntArg('block-size', 512, 1 << 20), 4096)
-    .option('--max-preserved-mib <n>', 'old block contents kept while an epoch is sent; beyond it guest writes wait', parseIntArg('max-preserved-mib', 1, 1 << 20), 64)
-    .option('--max-request-mib <n>', 'largest NBD read/write request', parseIntArg('max-request-mib', 1, 256), 32)
+    .option(
+      '--max-preserved-mib <n>',
+      'old block contents kept while an epoch is sent; beyond it guest writes wait',
+      parseIntArg('max-preserved-mib', 1, 1 << 20),
+      64,
+    )
+    .option(
+      '--max-request-mib <n>',
+      'largest NBD read/write request',
+      parseIntArg('max-request-mib', 1, 256),
+      32,
+    )
     .option('--snapshot-dir <dir>', 'debug/tests: copy the image to DIR/epoch-N.img at each checkpoint N')
-    .option('--snapshot-keep <n>', 'with --snapshot-dir: keep the last N copies (default 8)', parseIntArg('snapshot-keep', 1))
+    .option(
+      '--snapshot-keep <n>',
+      'with --snapshot-dir: keep the last N copies (default 8)',
+      parseIntArg('snapshot-keep', 1),
+    )
     .option('--json', 'one JSON line on stdout once serving')
-    .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text')
+    .option(
+      '--log-format <fmt>',
+      'log lines on stderr: text or json',
+      choice('log-format', ['text', 'json'] as const),
+      'text',
+    )
     .action(async (image: string, o: ServeCli) => {
       process.exitCode = await runServe(image, o);
     });
@@ -52,7 +82,16 @@ async function runServe(image: string, o: ServeCli): Promise<number> {
       ...(o.snapshotKeep ? { snapshotKeep: o.snapshotKeep } : {}),
       log: (l) => log.info(l),
     });
-    if (o.json) await writeOut(JSON.stringify({ serving: image, size: server.image.size, blockSize: server.image.blockSize, socket: o.socket, control: o.control }) + '\n');
+    if (o.json)
+      await writeOut(
+        JSON.stringify({
+          serving: image,
+          size: server.image.size,
+          blockSize: server.image.blockSize,
+          socket: o.socket,
+          control: o.control,
+        }) + '\n',
+      );
     await new Promise<void>((r) => sig.signal.addEventListener('abort', () => r(), { once: true }));
     await server.close();
     // a signal is how a daemon is stopped: not a failure

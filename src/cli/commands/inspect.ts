@@ -9,7 +9,12 @@ export function register(program: Command): void {
     .command('inspect')
     .description('list the items of a migration stream / save file (- = stdin)')
     .argument('<file>', 'save file or stream, - for stdin')
-    .option('--format <fmt>', 'xl, libxl, libxc, colo-back or auto', choice('format', ['auto', 'xl', 'libxl', 'libxc', 'colo-back'] as const), 'auto')
+    .option(
+      '--format <fmt>',
+      'xl, libxl, libxc, colo-back or auto',
+      choice('format', ['auto', 'xl', 'libxl', 'libxc', 'colo-back'] as const),
+      'auto',
+    )
     .option('--no-fold', 'one line per PAGE_DATA record (default: consecutive ones folded)')
     .option('--json', 'JSON lines with the same content')
     .action(async (file: string, o: { format: StreamFormat; fold: boolean; json?: boolean }) => {
@@ -17,7 +22,10 @@ export function register(program: Command): void {
     });
 }
 
-async function inspect(file: string, o: { format: StreamFormat; fold: boolean; json?: boolean }): Promise<number> {
+async function inspect(
+  file: string,
+  o: { format: StreamFormat; fold: boolean; json?: boolean },
+): Promise<number> {
   const stdin = file === '-';
   const reader = new StreamReader(stdin ? 0 : file, {
     format: o.format,
@@ -57,7 +65,9 @@ async function inspect(file: string, o: { format: StreamFormat; fold: boolean; j
       }
       if (progress.enabled) {
         const s = (performance.now() - t0) / 1000;
-        progress.update(`${fmtBytes(reader.summary.bytes)}  ${reader.summary.items} items  ${fmtRate(s > 0 ? reader.summary.bytes / s : 0)}`);
+        progress.update(
+          `${fmtBytes(reader.summary.bytes)}  ${reader.summary.items} items  ${fmtRate(s > 0 ? reader.summary.bytes / s : 0)}`,
+        );
       }
     }
     if (fold) await emit(fold.result());

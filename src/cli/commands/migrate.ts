@@ -47,7 +47,9 @@ interface MigrateCliOptions extends TransferCliOptions {
 export function register(program: Command): void {
   const cmd = program
     .command('migrate')
-    .description('live-migrate a domain to DEST: - (stdin/stdout), ssh://[user@]host[:port] or tcp://host:port')
+    .description(
+      'live-migrate a domain to DEST: - (stdin/stdout), ssh://[user@]host[:port] or tcp://host:port',
+    )
     .argument('<domain>', DOMAIN_ARG, parseDomain)
     .argument('<dest>', 'destination')
     .option('--cert <file>', 'TLS: our certificate (PEM)')
@@ -56,13 +58,20 @@ export function register(program: Command): void {
     .option('--insecure', 'plain TCP without authentication (the receiver must use --insecure too)')
     .option('--ssh-command <cmd>', 'ssh program and options (default: ssh)')
     .option('--remote-command <cmd>', 'command run on the ssh host (default: xenmig receive -)')
-    .option('--protocol <p>', 'handshake: xenmig or xl (to/from xl migrate-receive)', choice('protocol', ['xenmig', 'xl'] as const), 'xenmig')
+    .option(
+      '--protocol <p>',
+      'handshake: xenmig or xl (to/from xl migrate-receive)',
+      choice('protocol', ['xenmig', 'xl'] as const),
+      'xenmig',
+    )
     .option('--no-live', 'suspend first, then copy (no live rounds)')
     .option('--stats-file <file>', 'also write the final JSON statistics to FILE')
     .option('--checksum-at-suspend <file>', 'debug (mock): record the guest checksum once it is suspended');
-  addOutputOptions(addTransferOptions(addHostOptions(cmd))).action(async (domain: number | string, dest: string, o: MigrateCliOptions) => {
-    process.exitCode = await runMigrate(domain, dest, o);
-  });
+  addOutputOptions(addTransferOptions(addHostOptions(cmd))).action(
+    async (domain: number | string, dest: string, o: MigrateCliOptions) => {
+      process.exitCode = await runMigrate(domain, dest, o);
+    },
+  );
 }
 
 /** The source's state as the hypervisor reports it now. */
@@ -71,7 +80,10 @@ export function sourceState(xen: Hypervisor | null, domid: number): string {
   try {
     const i = xen.domainInfo(domid);
     if (i.dying) return 'being destroyed';
-    if (i.shutdown) return i.shutdownReason === ShutdownReason.SUSPEND ? 'suspended' : `shut down (reason ${i.shutdownReason})`;
+    if (i.shutdown)
+      return i.shutdownReason === ShutdownReason.SUSPEND
+        ? 'suspended'
+        : `shut down (reason ${i.shutdownReason})`;
     return i.paused ? 'paused' : 'running';
   } catch (e) {
     if ((e as { code?: string }).code === 'ESRCH') return 'gone (no such domain)';
@@ -100,7 +112,10 @@ function outcomeText(h: SenderResult | undefined, state: string): string {
 export function abortedBy(signal: NodeJS.Signals, e: unknown): Error & { code: string } {
   const c = e as { code?: string; message?: string };
   if (c?.code === 'ERR_ABORTED') return c as Error & { code: string };
-  return Object.assign(new Error(`interrupted by ${signal} (${c?.code ? c.code + ': ' : ''}${c?.message ?? String(e)})`), { code: 'ERR_ABORTED' });
+  return Object.assign(
+    new Error(`interrupted by ${signal} (${c?.code ? c.code + ': ' : ''}${c?.message ?? String(e)})`),
+    { code: 'ERR_ABORTED' },
+  );
 }
 
 async function runMigrate(domain: number | string, dest: string, o: MigrateCliOptions): Promise<number> {
@@ -121,9 +136,11 @@ async function runMigrate(domain: number | string, dest: string, o: MigrateCliOp
   };
   try {
     const d = parseDestination(dest);
-    if (d.kind === 'file') throw new UsageError(`migrate needs -, ssh://… or tcp://… (use xenmig save for files): ${dest}`);
+    if (d.kind === 'file')
+      throw new UsageError(`migrate needs -, ssh://… or tcp://… (use xenmig save for files): ${dest}`);
     const tls = tlsFrom(o);
-    if (d.kind === 'tcp' && !tls && !o.insecure) throw new UsageError('tcp:// needs --cert, --key and --ca (mutual TLS), or --insecure');
+    if (d.kind === 'tcp' && !tls && !o.insecure)
+      throw new UsageError('tcp:// needs --cert, --key and --ca (mutual TLS), or --insecure');
     xen = openXen(xenOptions(o)).xen;
     domid = await resolveDomain(xen, domain);
     guestBytes = xen.domainInfo(domid).totPages * PAGE_SIZE;
@@ -152,7 +169,12 @@ async function runMigrate(domain: number | string, dest: string, o: MigrateCliOp
       stats: r.stats,
       guestBytes,
       downtimeMs: r.downtimeMs,
-      extra: { outcome: r.handshake.outcome, peer: r.handshake.peer ?? null, timings: r.timings, ...hookStats(hook) },
+      extra: {
+        outcome: r.handshake.outcome,
+        peer: r.handshake.peer ?? null,
+        timings: r.timings,
+        ...hookStats(hook),
+      },
     });
     log.info(`migrated domain ${domid}: ${summaryLine(q)}`);
     if (r.handshake.error) log.warn(`destroying the source failed: ${r.handshake.error.message}`);
@@ -167,9 +189,21 @@ async function runMigrate(domain: number | string, dest: string, o: MigrateCliOp
     // without a handshake the failure came before it (options, connect, TLS): the domain was not touched
     // a domain that could not even be named was not touched: nothing to say about it
     const text =
-      usage || domid === null ? '' : outcomeText(h ?? ({ outcome: 'not-started' } as SenderResult), sourceState(xen, domid));
+      usage || domid === null
+        ? ''
+        : outcomeText(h ?? ({ outcome: 'not-started' } as SenderResult), sourceState(xen, domid));
     if (text) log.info(text, h ? { step: h.step } : {});
-    await emit(queryMigrate({ clock, stats: null, guestBytes, downtimeMs: null, error: e, cancelled: signal !== null, extra: { outcome: h?.outcome ?? 'not-started', step: h?.step } }));
+    await emit(
+      queryMigrate({
+        clock,
+        stats: null,
+        guestBytes,
+        downtimeMs: null,
+        error: e,
+        cancelled: signal !== null,
+        extra: { outcome: h?.outcome ?? 'not-started', step: h?.step },
+      }),
+    );
     if (h && !h.sourceRuns) return EXIT.IN_DOUBT;
     return signalExit(signal) ?? ((e as { code?: string }).code === 'ERR_USAGE' ? EXIT.USAGE : EXIT.FAILED);
   } finally {

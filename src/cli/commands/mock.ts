@@ -7,10 +7,30 @@ import { PAGE_SIZE, ShutdownReason } from '../../xen/constants.js';
 import { checkDomainName, mockNames, resolveDomain } from '../../toolstack/names.js';
 import { domainExists } from '../../toolstack/destroy.js';
 import { domainState } from '../state.js';
-import { addHostOptions, choice, DOMAIN_ARG, EXIT, Log, parseDomain, parseIntArg, parseSize, printError, signalAbort, UsageError, writeOut, xenOptions } from '../util.js';
+import {
+  addHostOptions,
+  choice,
+  DOMAIN_ARG,
+  EXIT,
+  Log,
+  parseDomain,
+  parseIntArg,
+  parseSize,
+  printError,
+  signalAbort,
+  UsageError,
+  writeOut,
+  xenOptions,
+} from '../util.js';
 
 type HostOpts = { host?: string; flavour?: 'system' | 'mock' };
-type CreateOpts = HostOpts & { type: 'hvm' | 'pv'; memory: number; vcpus: number; empty?: boolean; name?: string };
+type CreateOpts = HostOpts & {
+  type: 'hvm' | 'pv';
+  memory: number;
+  vcpus: number;
+  empty?: boolean;
+  name?: string;
+};
 
 /** The names kept in the mock host's directory (names/<domid>). */
 function namesOf(h: MockHypervisor) {
@@ -37,17 +57,30 @@ async function withHost(o: HostOpts, f: (h: MockHypervisor) => Promise<number> |
 
 function stateWord(i: DomainInfo): string {
   if (i.dying) return 'dying';
-  if (i.shutdown) return i.shutdownReason === ShutdownReason.SUSPEND ? 'suspended' : `shutdown(${i.shutdownReason})`;
+  if (i.shutdown)
+    return i.shutdownReason === ShutdownReason.SUSPEND ? 'suspended' : `shutdown(${i.shutdownReason})`;
   if (i.paused) return 'paused';
   return 'running';
 }
 
 export function infoJson(i: DomainInfo): Record<string, unknown> {
-  return { domid: i.domid, type: i.type, state: stateWord(i), paused: i.paused, shutdown: i.shutdown, shutdownReason: i.shutdownReason, pages: i.totPages, maxPages: i.maxPages, vcpus: i.maxVcpuId + 1 };
+  return {
+    domid: i.domid,
+    type: i.type,
+    state: stateWord(i),
+    paused: i.paused,
+    shutdown: i.shutdown,
+    shutdownReason: i.shutdownReason,
+    pages: i.totPages,
+    maxPages: i.maxPages,
+    vcpus: i.maxVcpuId + 1,
+  };
 }
 
 export function register(program: Command): void {
-  const mock = program.command('mock').description('the simulated Xen host (a directory shared between processes)');
+  const mock = program
+    .command('mock')
+    .description('the simulated Xen host (a directory shared between processes)');
 
   addHostOptions(
     mock
@@ -56,7 +89,10 @@ export function register(program: Command): void {
       .requiredOption('--type <type>', 'hvm or pv', choice('type', ['hvm', 'pv'] as const))
       .requiredOption('--memory <size>', 'memory size (e.g. 64M)', (s) => parseSize(s, 'memory'))
       .option('--vcpus <n>', 'vCPUs', parseIntArg('vcpus', 1, 512), 1)
-      .option('--empty', 'an empty domain that never ran (paused, no memory): a target for restore FILE DOMID')
+      .option(
+        '--empty',
+        'an empty domain that never ran (paused, no memory): a target for restore FILE DOMID',
+      )
       .option('--name <name>', 'its name (unique on the host; commands then take it in place of the domid)'),
   ).action(async (o: CreateOpts) => {
     process.exitCode = await withHost(o, async (h) => {
@@ -71,7 +107,12 @@ export function register(program: Command): void {
         const other = await namesOf(h).holder(o.name);
         if (other !== null) throw new UsageError(`--name ${o.name}: domain ${other} has that name`);
       }
-      const domid = h.createDomain({ type: o.type, pages: o.memory / PAGE_SIZE, vcpus: o.vcpus, populate: !o.empty });
+      const domid = h.createDomain({
+        type: o.type,
+        pages: o.memory / PAGE_SIZE,
+        vcpus: o.vcpus,
+        populate: !o.empty,
+      });
       if (o.name !== undefined) {
         try {
           await namesOf(h).rename(domid, o.name);
@@ -85,41 +126,41 @@ export function register(program: Command): void {
     });
   });
 
-  addHostOptions(mock.command('list').description('list the host’s domains').option('--json', 'JSON array')).action(
-    async (o: HostOpts & { json?: boolean }) => {
-      process.exitCode = await withHost(o, async (h) => {
-        const infos: DomainInfo[] = [];
-        for (const d of h.listDomainIds()) {
-          try {
-            infos.push(h.domainInfo(d));
-          } catch {
-            /* destroyed meanwhile */
-          }
+  addHostOptions(
+    mock.command('list').description('list the host’s domains').option('--json', 'JSON array'),
+  ).action(async (o: HostOpts & { json?: boolean }) => {
+    process.exitCode = await withHost(o, async (h) => {
+      const infos: DomainInfo[] = [];
+      for (const d of h.listDomainIds()) {
+        try {
+          infos.push(h.domainInfo(d));
+        } catch {
+          /* destroyed meanwhile */
         }
-        const names = await namesOf(h).all();
-        const named = (i: DomainInfo) => ({ ...infoJson(i), name: names.get(i.domid) ?? null });
-        if (o.json) await writeOut(JSON.stringify(infos.map(named)) + '\n');
-        else {
-          const line = (i: DomainInfo) =>
-            `${i.domid}\t${i.type}\t${stateWord(i)}\t${(i.totPages * 4) / 1024} MiB\t${i.maxVcpuId + 1} vCPUs` +
-            (names.has(i.domid) ? `\t${names.get(i.domid)}` : '');
-          await writeOut(infos.map(line).join('\n') + (infos.length ? '\n' : ''));
-        }
-        return EXIT.OK;
-      });
-    },
-  );
+      }
+      const names = await namesOf(h).all();
+      const named = (i: DomainInfo) => ({ ...infoJson(i), name: names.get(i.domid) ?? null });
+      if (o.json) await writeOut(JSON.stringify(infos.map(named)) + '\n');
+      else {
+        const line = (i: DomainInfo) =>
+          `${i.domid}\t${i.type}\t${stateWord(i)}\t${(i.totPages * 4) / 1024} MiB\t${i.maxVcpuId + 1} vCPUs` +
+          (names.has(i.domid) ? `\t${names.get(i.domid)}` : '');
+        await writeOut(infos.map(line).join('\n') + (infos.length ? '\n' : ''));
+      }
+      return EXIT.OK;
+    });
+  });
 
-  addHostOptions(mock.command('destroy').description('destroy a domain').argument('<domain>', DOMAIN_ARG, parseDomain)).action(
-    async (domain: number | string, o: HostOpts) => {
-      process.exitCode = await withHost(o, async (h) => {
-        const domid = await resolveDomain(h, domain);
-        h.destroyDomain(domid);
-        namesOf(h).remove(domid);
-        return EXIT.OK;
-      });
-    },
-  );
+  addHostOptions(
+    mock.command('destroy').description('destroy a domain').argument('<domain>', DOMAIN_ARG, parseDomain),
+  ).action(async (domain: number | string, o: HostOpts) => {
+    process.exitCode = await withHost(o, async (h) => {
+      const domid = await resolveDomain(h, domain);
+      h.destroyDomain(domid);
+      namesOf(h).remove(domid);
+      return EXIT.OK;
+    });
+  });
 
   addHostOptions(
     mock
@@ -127,45 +168,79 @@ export function register(program: Command): void {
       .description('dirty guest memory until --duration ends, SIGINT/SIGTERM, or the domain is destroyed')
       .argument('<domain>', DOMAIN_ARG, parseDomain)
       .requiredOption('--rate <pages>', 'page writes per second', parseIntArg('rate', 1))
-      .option('--hot <pages>', 'write among the first PAGES data pages only (default all)', parseIntArg('hot', 0), 0)
-      .option('--duration <s>', 'stop after S seconds (default: run until stopped)', parseIntArg('duration', 0), 0)
+      .option(
+        '--hot <pages>',
+        'write among the first PAGES data pages only (default all)',
+        parseIntArg('hot', 0),
+        0,
+      )
+      .option(
+        '--duration <s>',
+        'stop after S seconds (default: run until stopped)',
+        parseIntArg('duration', 0),
+        0,
+      )
       .option('--seed <n>', 'seed of the deterministic write pattern', parseIntArg('seed', 0), 0),
-  ).action(async (domain: number | string, o: HostOpts & { rate: number; hot: number; duration: number; seed: number }) => {
-    const sig = signalAbort();
-    const log = new Log();
+  ).action(
+    async (
+      domain: number | string,
+      o: HostOpts & { rate: number; hot: number; duration: number; seed: number },
+    ) => {
+      const sig = signalAbort();
+      const log = new Log();
+      process.exitCode = await withHost(o, async (h) => {
+        const domid = await resolveDomain(h, domain);
+        h.domainInfo(domid); // fails clearly for a missing domain
+        log.info(`workload running on domain ${domid}`, {
+          rate: o.rate,
+          hot: o.hot || undefined,
+          seed: o.seed,
+        });
+        const writes = await h.workload(domid, {
+          rate: o.rate,
+          hot: o.hot,
+          seed: o.seed,
+          durationMs: o.duration * 1000,
+          signal: sig.signal,
+        });
+        let gone = false;
+        try {
+          h.domainInfo(domid);
+        } catch {
+          gone = true;
+        }
+        log.info(`workload stopped`, {
+          writes,
+          reason: sig.received() ?? (gone ? 'domain gone' : 'duration'),
+        });
+        await writeOut(`${writes}\n`);
+        return EXIT.OK;
+      });
+      sig.dispose();
+    },
+  );
+
+  addHostOptions(
+    mock
+      .command('checksum')
+      .description('SHA-256 of the guest’s memory and state')
+      .argument('<domain>', DOMAIN_ARG, parseDomain),
+  ).action(async (domain: number | string, o: HostOpts) => {
     process.exitCode = await withHost(o, async (h) => {
-      const domid = await resolveDomain(h, domain);
-      h.domainInfo(domid); // fails clearly for a missing domain
-      log.info(`workload running on domain ${domid}`, { rate: o.rate, hot: o.hot || undefined, seed: o.seed });
-      const writes = await h.workload(domid, { rate: o.rate, hot: o.hot, seed: o.seed, durationMs: o.duration * 1000, signal: sig.signal });
-      let gone = false;
-      try {
-        h.domainInfo(domid);
-      } catch {
-        gone = true;
-      }
-      log.info(`workload stopped`, { writes, reason: sig.received() ?? (gone ? 'domain gone' : 'duration') });
-      await writeOut(`${writes}\n`);
+      await writeOut(h.checksum(await resolveDomain(h, domain)) + '\n');
       return EXIT.OK;
     });
-    sig.dispose();
   });
 
-  addHostOptions(mock.command('checksum').description('SHA-256 of the guest’s memory and state').argument('<domain>', DOMAIN_ARG, parseDomain)).action(
-    async (domain: number | string, o: HostOpts) => {
-      process.exitCode = await withHost(o, async (h) => {
-        await writeOut(h.checksum(await resolveDomain(h, domain)) + '\n');
-        return EXIT.OK;
-      });
-    },
-  );
-
-  addHostOptions(mock.command('state').description('register state summary as JSON (vCPUs, HVM context/params, TSC)').argument('<domain>', DOMAIN_ARG, parseDomain)).action(
-    async (domain: number | string, o: HostOpts) => {
-      process.exitCode = await withHost(o, async (h) => {
-        await writeOut(JSON.stringify(domainState(h, await resolveDomain(h, domain))) + '\n');
-        return EXIT.OK;
-      });
-    },
-  );
+  addHostOptions(
+    mock
+      .command('state')
+      .description('register state summary as JSON (vCPUs, HVM context/params, TSC)')
+      .argument('<domain>', DOMAIN_ARG, parseDomain),
+  ).action(async (domain: number | string, o: HostOpts) => {
+    process.exitCode = await withHost(o, async (h) => {
+      await writeOut(JSON.stringify(domainState(h, await resolveDomain(h, domain))) + '\n');
+      return EXIT.OK;
+    });
+  });
 }

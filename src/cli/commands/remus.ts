@@ -105,7 +105,8 @@ function checksumLogger(path: string | undefined, xen: Hypervisor) {
 function parseHostPort(s: string): { host?: string; port: number } {
   const i = s.lastIndexOf(':');
   const port = Number(i >= 0 ? s.slice(i + 1) : s);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--listen needs [host:]port, got "${s}"`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`--listen needs [host:]port, got "${s}"`);
   const host = i > 0 ? s.slice(0, i).replace(/^\[|\]$/g, '') : undefined;
   return { ...(host ? { host } : {}), port };
 }
@@ -115,36 +116,92 @@ export function register(program: Command): void {
     .command('remus')
     .description('replicate a running domain continuously to a backup (Remus; --colo for COLO)')
     .argument('<domain>', DOMAIN_ARG, parseDomain)
-    .argument('[dest]', 'tcp://host:port, ssh://host, - (stdio), or a file (no acknowledgements); none with --blackhole')
+    .argument(
+      '[dest]',
+      'tcp://host:port, ssh://host, - (stdio), or a file (no acknowledgements); none with --blackhole',
+    )
     .option('-i, --interval-ms <ms>', 'checkpoint interval', parseIntArg('interval-ms', 1, 3_600_000), 200)
     .option('-b, --blackhole', 'discard the stream (measure the overhead; no backup)')
     .option('--colo', 'COLO: the secondary runs too; checkpoint on divergence or the interval')
-    .option('--ack-timeout-ms <ms>', 'backup lost when ACK(n) does not come within MS (default max(2000, 10 x interval))', parseIntArg('ack-timeout-ms', 1))
-    .option('--on-backup-loss <what>', 'after the first ACK: pause the guest (default) or let it continue unreplicated', choice('on-backup-loss', ['pause', 'continue'] as const), 'pause')
+    .option(
+      '--ack-timeout-ms <ms>',
+      'backup lost when ACK(n) does not come within MS (default max(2000, 10 x interval))',
+      parseIntArg('ack-timeout-ms', 1),
+    )
+    .option(
+      '--on-backup-loss <what>',
+      'after the first ACK: pause the guest (default) or let it continue unreplicated',
+      choice('on-backup-loss', ['pause', 'continue'] as const),
+      'pause',
+    )
     .option('--max-checkpoints <n>', 'stop after N checkpoints', parseIntArg('max-checkpoints', 1))
     .option('--insecure', 'plain TCP (both ends must say so)')
     .option('--cert <file>', 'TLS certificate')
     .option('--key <file>', 'TLS key')
     .option('--ca <file>', 'TLS CA')
-    .option('--protocol <p>', 'xenmig (ACKs, heartbeats) or xl (as xl remus: banner, no ACKs)', choice('protocol', ['xenmig', 'xl'] as const), 'xenmig')
-    .option('--persistent-mappings', 'HVM guests that never balloon: keep guest mappings across checkpoints (shorter pauses)')
+    .option(
+      '--protocol <p>',
+      'xenmig (ACKs, heartbeats) or xl (as xl remus: banner, no ACKs)',
+      choice('protocol', ['xenmig', 'xl'] as const),
+      'xenmig',
+    )
+    .option(
+      '--persistent-mappings',
+      'HVM guests that never balloon: keep guest mappings across checkpoints (shorter pauses)',
+    )
     .option('--json', 'one JSON line per checkpoint on stdout')
-    .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text')
-    .option('--checksum-log <file>', 'debug (mock): append the guest checksum taken while suspended for each checkpoint')
-    .option('--no-net-buffer', 'replicate a guest with vifs without holding its network output (unsafe: clients may see output the replica never produced)')
-    .option('--unsafe', 'replicate without network buffering and without replicating vbds that have no --disk (as xl remus -n -d)')
-    .option('--disk <name=ctl>', 'replicate the vbd NAME (its vdev) served by `xenmig disk serve --control CTL` (repeat per vbd)', collect)
-    .option('--no-disk-replication', "replicate a guest with vbds without replicating its disks (unsafe: the replica's disks are whatever the backup's images hold)")
-    .option('--net-buffer-interfaces <if,...>', "buffer these dom0 interfaces instead of the config's vifs (vifD.N)")
-    .option('--net-buffer-backend <b>', 'auto (plug, else nfqueue when the kernel has no sch_plug), plug or nfqueue', choice('net-buffer-backend', ['auto', 'plug', 'nfqueue'] as const), 'auto');
-  addConfigOption(addHostOptions(cmd)).action(async (domain: number | string, dest: string | undefined, o: RemusCli) => {
-    process.exitCode = await runRemus(domain, dest, o);
-  });
+    .option(
+      '--log-format <fmt>',
+      'log lines on stderr: text or json',
+      choice('log-format', ['text', 'json'] as const),
+      'text',
+    )
+    .option(
+      '--checksum-log <file>',
+      'debug (mock): append the guest checksum taken while suspended for each checkpoint',
+    )
+    .option(
+      '--no-net-buffer',
+      'replicate a guest with vifs without holding its network output (unsafe: clients may see output the replica never produced)',
+    )
+    .option(
+      '--unsafe',
+      'replicate without network buffering and without replicating vbds that have no --disk (as xl remus -n -d)',
+    )
+    .option(
+      '--disk <name=ctl>',
+      'replicate the vbd NAME (its vdev) served by `xenmig disk serve --control CTL` (repeat per vbd)',
+      collect,
+    )
+    .option(
+      '--no-disk-replication',
+      "replicate a guest with vbds without replicating its disks (unsafe: the replica's disks are whatever the backup's images hold)",
+    )
+    .option(
+      '--net-buffer-interfaces <if,...>',
+      "buffer these dom0 interfaces instead of the config's vifs (vifD.N)",
+    )
+    .option(
+      '--net-buffer-backend <b>',
+      'auto (plug, else nfqueue when the kernel has no sch_plug), plug or nfqueue',
+      choice('net-buffer-backend', ['auto', 'plug', 'nfqueue'] as const),
+      'auto',
+    );
+  addConfigOption(addHostOptions(cmd)).action(
+    async (domain: number | string, dest: string | undefined, o: RemusCli) => {
+      process.exitCode = await runRemus(domain, dest, o);
+    },
+  );
 
   const rcv = program
     .command('remus-receive')
     .description('receive a Remus / COLO replica (backup side; same as receive --remus / --colo)')
-    .option('--protocol <p>', 'xenmig (ACKs, heartbeats) or xl (as xl migrate-receive -r)', choice('protocol', ['xenmig', 'xl'] as const), 'xenmig');
+    .option(
+      '--protocol <p>',
+      'xenmig (ACKs, heartbeats) or xl (as xl migrate-receive -r)',
+      choice('protocol', ['xenmig', 'xl'] as const),
+      'xenmig',
+    );
   addReplicaReceiveOptions(rcv).action(async (o: ReplicaReceiveCli) => {
     process.exitCode = await runReplicaReceive(o);
   });
@@ -159,14 +216,41 @@ export function addReplicaReceiveOptions(cmd: Command, withColo = true): Command
     .option('--cert <file>', 'TLS certificate')
     .option('--key <file>', 'TLS key')
     .option('--ca <file>', 'TLS CA')
-    .option('--failover-timeout-ms <ms>', 'no data from the primary for MS = failover; never take over sooner (default 5000)', parseIntArg('failover-timeout-ms', 1))
-    .option('--heartbeat-ms <ms>', 'heartbeat period towards the primary (default 250)', parseIntArg('heartbeat-ms', 1))
+    .option(
+      '--failover-timeout-ms <ms>',
+      'no data from the primary for MS = failover; never take over sooner (default 5000)',
+      parseIntArg('failover-timeout-ms', 1),
+    )
+    .option(
+      '--heartbeat-ms <ms>',
+      'heartbeat period towards the primary (default 250)',
+      parseIntArg('heartbeat-ms', 1),
+    )
     .option('--paused', 'leave the replica paused after a failover')
-    .option('--json', 'JSON lines (listening port, each applied checkpoint, result) on stdout; on stderr when stdout is the link (no --listen)')
-    .option('--log-format <fmt>', 'log lines on stderr: text or json', choice('log-format', ['text', 'json'] as const), 'text')
-    .option('--checksum-log <file>', 'debug (mock): append the replica checksum after each applied checkpoint and at failover')
-    .option('--disk-map <name=image>', "apply the primary's disk NAME to IMAGE (a raw file of the same size) at each checkpoint (repeat per disk)", collect)
-    .option('--disk-buffer-mib <n>', "a checkpoint's disk blocks kept in memory before they spill to IMAGE.xenmig-journal (default 64)", parseIntArg('disk-buffer-mib', 1));
+    .option(
+      '--json',
+      'JSON lines (listening port, each applied checkpoint, result) on stdout; on stderr when stdout is the link (no --listen)',
+    )
+    .option(
+      '--log-format <fmt>',
+      'log lines on stderr: text or json',
+      choice('log-format', ['text', 'json'] as const),
+      'text',
+    )
+    .option(
+      '--checksum-log <file>',
+      'debug (mock): append the replica checksum after each applied checkpoint and at failover',
+    )
+    .option(
+      '--disk-map <name=image>',
+      "apply the primary's disk NAME to IMAGE (a raw file of the same size) at each checkpoint (repeat per disk)",
+      collect,
+    )
+    .option(
+      '--disk-buffer-mib <n>',
+      "a checkpoint's disk blocks kept in memory before they spill to IMAGE.xenmig-journal (default 64)",
+      parseIntArg('disk-buffer-mib', 1),
+    );
   return addHostOptions(cmd);
 }
 
@@ -183,8 +267,10 @@ async function runRemus(domain: number | string, dest: string | undefined, o: Re
   try {
     const tls = tlsFrom(o);
     // options first: a replication that cannot connect is refused before the domain is touched
-    if (dest === undefined && !o.blackhole) throw new UsageError('remus needs a destination (or --blackhole, as xl remus -b)');
-    if (dest !== undefined && o.blackhole) throw new UsageError('--blackhole discards the stream: give no destination');
+    if (dest === undefined && !o.blackhole)
+      throw new UsageError('remus needs a destination (or --blackhole, as xl remus -b)');
+    if (dest !== undefined && o.blackhole)
+      throw new UsageError('--blackhole discards the stream: give no destination');
     if (dest !== undefined && parseDestination(dest).kind === 'tcp' && !tls && !o.insecure)
       throw new UsageError('tcp:// needs --cert, --key and --ca (mutual TLS), or --insecure (on both ends)');
     xen = openXen(xenOptions(o)).xen;
@@ -213,7 +299,9 @@ async function runRemus(domain: number | string, dest: string | undefined, o: Re
       ...(o.insecure ? { insecure: true } : {}),
       ...(tls ? { tls } : {}),
       log: (l) => log.info(l),
-      ...(ck ? { onSuspended: (n: number, _x: Hypervisor, d: number) => ck({ side: 'primary', checkpoint: n }, d) } : {}),
+      ...(ck
+        ? { onSuspended: (n: number, _x: Hypervisor, d: number) => ck({ side: 'primary', checkpoint: n }, d) }
+        : {}),
     });
     sig.signal.addEventListener('abort', () => void h.stop(), { once: true });
     for await (const s of h) {
@@ -222,17 +310,34 @@ async function runRemus(domain: number | string, dest: string | undefined, o: Re
     }
     const r = await h.done;
     progress.clear();
-    if (o.json) await writeOut(JSON.stringify({ result: r.reason, checkpoints: r.checkpoints, lastAcked: r.lastAcked, guest: r.guest, error: r.error?.message }) + '\n');
+    if (o.json)
+      await writeOut(
+        JSON.stringify({
+          result: r.reason,
+          checkpoints: r.checkpoints,
+          lastAcked: r.lastAcked,
+          guest: r.guest,
+          error: r.error?.message,
+        }) + '\n',
+      );
     if (r.reason === 'refused' && (r.error as { code?: string } | undefined)?.code?.startsWith('ERR_DISK')) {
-      log.warn(`replication refused, guest untouched: ${r.error?.message}; to replicate without its disks give --no-disk-replication (or --unsafe)`);
+      log.warn(
+        `replication refused, guest untouched: ${r.error?.message}; to replicate without its disks give --no-disk-replication (or --unsafe)`,
+      );
       return EXIT.FAILED;
     }
     if (r.reason === 'refused') {
-      log.warn(`replication refused, guest untouched: ${r.error?.message}; to replicate without holding its network output give --no-net-buffer (or --unsafe)`);
+      log.warn(
+        `replication refused, guest untouched: ${r.error?.message}; to replicate without holding its network output give --no-net-buffer (or --unsafe)`,
+      );
       return EXIT.FAILED;
     }
     if (r.error) {
-      log.warn(`replication ended: ${r.error.message}`, { checkpoint: r.checkpoints, lastAcked: r.lastAcked, guest: r.guest });
+      log.warn(`replication ended: ${r.error.message}`, {
+        checkpoint: r.checkpoints,
+        lastAcked: r.lastAcked,
+        guest: r.guest,
+      });
       return EXIT.FAILED;
     }
     return signalExit(sig.received()) ?? EXIT.OK;
@@ -258,14 +363,24 @@ function remusConfig(xen: Hypervisor, domid: number): DomainConfig | null {
  * --no-net-buffer / --unsafe (logged as unsafe).
  */
 function remusNetBuffer(domid: number, config: DomainConfig | null, o: RemusCli, log: Log): NetBuffer | null {
-  const explicit = o.netBufferInterfaces?.split(',').map((s) => s.trim()).filter(Boolean);
+  const explicit = o.netBufferInterfaces
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const vifs = explicit ?? (config ? vifInterfaces(config.json, domid) : []);
   if (vifs.length === 0 || o.colo) return null;
   if (o.netBuffer === false || o.unsafe) {
-    log.warn(`replicating without network buffering (${o.unsafe ? '--unsafe' : '--no-net-buffer'}): output of ${vifs.join(', ')} leaves before the backup holds the checkpoint that produced it`);
+    log.warn(
+      `replicating without network buffering (${o.unsafe ? '--unsafe' : '--no-net-buffer'}): output of ${vifs.join(', ')} leaves before the backup holds the checkpoint that produced it`,
+    );
     return null;
   }
-  return createNetBuffer({ interfaces: vifs, backend: o.netBufferBackend ?? 'auto', log: (l) => log.info(l), ...(o.flavour ? { flavour: o.flavour } : {}) });
+  return createNetBuffer({
+    interfaces: vifs,
+    backend: o.netBufferBackend ?? 'auto',
+    log: (l) => log.info(l),
+    ...(o.flavour ? { flavour: o.flavour } : {}),
+  });
 }
 
 /**
@@ -274,16 +389,30 @@ function remusNetBuffer(domid: number, config: DomainConfig | null, o: RemusCli,
  * before the guest is touched: a --disk the guest has no vbd for, --disk with --protocol xl (xl's
  * receiver rejects the records) or COLO.
  */
-function remusDisks(domid: number, config: DomainConfig | null, o: RemusCli, log: Log): DiskReplication | null {
-  const targets = (o.disk ?? []).map((s) => diskMapping(s, '--disk')).map(({ name, path }) => ({ name, control: path }));
+function remusDisks(
+  domid: number,
+  config: DomainConfig | null,
+  o: RemusCli,
+  log: Log,
+): DiskReplication | null {
+  const targets = (o.disk ?? [])
+    .map((s) => diskMapping(s, '--disk'))
+    .map(({ name, path }) => ({ name, control: path }));
   const vbds = config ? guestVbds(config) : [];
   const skip = o.diskReplication === false || o.unsafe;
   if (targets.length) {
-    if (o.diskReplication === false) throw new UsageError('--disk and --no-disk-replication contradict each other');
+    if (o.diskReplication === false)
+      throw new UsageError('--disk and --no-disk-replication contradict each other');
     if (o.colo) throw new UsageError('--disk: disk replication is for Remus, not COLO');
-    if (o.protocol === 'xl') throw new UsageError("--disk needs a xenmig backup: xl's receiver rejects the disk records (give --no-disk-replication to replicate to xl without the disks)");
+    if (o.protocol === 'xl')
+      throw new UsageError(
+        "--disk needs a xenmig backup: xl's receiver rejects the disk records (give --no-disk-replication to replicate to xl without the disks)",
+      );
     const unknown = targets.filter((t) => vbds.length && !vbds.includes(t.name)).map((t) => t.name);
-    if (unknown.length) throw new UsageError(`--disk ${unknown.join(', ')}: domain ${domid} has no such vbd (its vbds: ${vbds.join(', ')})`);
+    if (unknown.length)
+      throw new UsageError(
+        `--disk ${unknown.join(', ')}: domain ${domid} has no such vbd (its vbds: ${vbds.join(', ')})`,
+      );
   }
   const uncovered = vbds.filter((v) => !targets.some((t) => t.name === v));
   if (uncovered.length && !o.colo) {
@@ -292,7 +421,9 @@ function remusDisks(domid: number, config: DomainConfig | null, o: RemusCli, log
         `domain ${domid} has vbds without disk replication (${uncovered.join(', ')}): serve each disk with \`xenmig disk serve IMAGE --socket NBD.sock --control CTL.sock\` ` +
           `(the vbd on the NBD device) and give --disk NAME=CTL.sock, or replicate without them: --no-disk-replication (or --unsafe)`,
       );
-    log.warn(`replicating without disk replication (${o.unsafe ? '--unsafe' : '--no-disk-replication'}): after a failover the replica's ${uncovered.join(', ')} hold whatever the backup's images hold`);
+    log.warn(
+      `replicating without disk replication (${o.unsafe ? '--unsafe' : '--no-disk-replication'}): after a failover the replica's ${uncovered.join(', ')} hold whatever the backup's images hold`,
+    );
   }
   return targets.length ? new DiskReplication(targets, { log: (l) => log.info(l) }) : null;
 }
@@ -315,13 +446,16 @@ export async function runReplicaReceive(o: ReplicaReceiveCli): Promise<number> {
   try {
     if (o.diskMap?.length) {
       if (o.colo) throw new UsageError('--disk-map: disk replication is for Remus, not COLO');
-      if (o.protocol === 'xl') throw new UsageError('--disk-map needs a xenmig primary (an xl primary sends no disk records)');
+      if (o.protocol === 'xl')
+        throw new UsageError('--disk-map needs a xenmig primary (an xl primary sends no disk records)');
       const map = new Map<string, string>();
       for (const m of o.diskMap.map((s) => diskMapping(s, '--disk-map'))) {
         if (map.has(m.name)) throw new UsageError(`--disk-map ${m.name} given twice`);
         map.set(m.name, m.path);
       }
-      disks = new DiskReplicaSet(map, { ...(o.diskBufferMib ? { maxBufferBytes: o.diskBufferMib << 20 } : {}) });
+      disks = new DiskReplicaSet(map, {
+        ...(o.diskBufferMib ? { maxBufferBytes: o.diskBufferMib << 20 } : {}),
+      });
     }
     xen = openXen(xenOptions(o)).xen;
     const ck = checksumLogger(o.checksumLog, xen);
@@ -349,9 +483,21 @@ export async function runReplicaReceive(o: ReplicaReceiveCli): Promise<number> {
         ck?.({ side: 'backup', checkpoint: n }, d);
         if (o.json) await writeOut(JSON.stringify({ applied: n, domid: d }) + '\n', jsonOut);
       },
-      ...(ck ? { onFailover: (n: number, _x: Hypervisor, d: number) => ck({ side: 'backup', failover: n }, d) } : {}),
+      ...(ck
+        ? { onFailover: (n: number, _x: Hypervisor, d: number) => ck({ side: 'backup', failover: n }, d) }
+        : {}),
     });
-    if (o.json) await writeOut(JSON.stringify({ result: r.outcome, domid: r.domid, checkpoint: r.checkpoint, guest: r.guest, cause: r.cause?.message }) + '\n', jsonOut);
+    if (o.json)
+      await writeOut(
+        JSON.stringify({
+          result: r.outcome,
+          domid: r.domid,
+          checkpoint: r.checkpoint,
+          guest: r.guest,
+          cause: r.cause?.message,
+        }) + '\n',
+        jsonOut,
+      );
     return r.outcome === 'failed' ? EXIT.FAILED : EXIT.OK;
   } catch (e) {
     printError(e, log);

@@ -59,16 +59,29 @@ export function register(program: Command): void {
     .argument('<file>', 'output file, - for stdout')
     .option('--live', 'live rounds with log-dirty before the suspend')
     .option('--keep-running', 'resume the guest after the save instead of destroying it')
-    .option('--format <fmt>', 'xl (as xl save), libxl or libxc', choice('format', ['xl', 'libxl', 'libxc'] as const), 'xl')
+    .option(
+      '--format <fmt>',
+      'xl (as xl save), libxl or libxc',
+      choice('format', ['xl', 'libxl', 'libxc'] as const),
+      'xl',
+    )
     .option('--checksum-at-suspend <file>', 'debug (mock): record the guest checksum once it is suspended');
   addOutputOptions(addTransferOptions(addHostOptions(cmd))).action(
-    async (domain: number | string, file: string, o: TransferCliOptions & { live?: boolean; keepRunning?: boolean; format: SaveFormat }) => {
+    async (
+      domain: number | string,
+      file: string,
+      o: TransferCliOptions & { live?: boolean; keepRunning?: boolean; format: SaveFormat },
+    ) => {
       process.exitCode = await runSave(domain, file, o);
     },
   );
 }
 
-async function runSave(domain: number | string, file: string, o: TransferCliOptions & { live?: boolean; keepRunning?: boolean; format: SaveFormat }): Promise<number> {
+async function runSave(
+  domain: number | string,
+  file: string,
+  o: TransferCliOptions & { live?: boolean; keepRunning?: boolean; format: SaveFormat },
+): Promise<number> {
   const log = new Log(o.logFormat);
   const progress = new Progress();
   log.setProgressClear(progress.clear);
@@ -100,7 +113,13 @@ async function runSave(domain: number | string, file: string, o: TransferCliOpti
       ...(o.bandwidth ? { bandwidth: o.bandwidth } : {}),
     });
     progress.clear();
-    const q = queryMigrate({ clock, stats: r.stats, guestBytes, downtimeMs: r.stats.suspendedMs, extra: { source: r.source, format: o.format, ...hookStats(hook) } });
+    const q = queryMigrate({
+      clock,
+      stats: r.stats,
+      guestBytes,
+      downtimeMs: r.stats.suspendedMs,
+      extra: { source: r.source, format: o.format, ...hookStats(hook) },
+    });
     log.info(`saved domain ${domid}: ${summaryLine(q)}; source ${r.source}`);
     if (o.json) await writeOut(JSON.stringify(q) + '\n', jsonOut);
     return EXIT.OK;
@@ -108,9 +127,30 @@ async function runSave(domain: number | string, file: string, o: TransferCliOpti
     progress.clear();
     const signal = sig.received();
     const resumed = (e as { guestResumed?: boolean }).guestResumed;
-    printError(signal && (e as { code?: string }).code !== 'ERR_ABORTED' ? Object.assign(new Error(`interrupted by ${signal} (${(e as Error).message})`), { code: 'ERR_ABORTED' }) : e, log);
-    if (resumed !== undefined) log.info(resumed ? `domain ${domid} resumed` : `domain ${domid} could NOT be resumed`);
-    if (o.json) await writeOut(JSON.stringify(queryMigrate({ clock, stats: null, guestBytes, downtimeMs: null, error: e, cancelled: signal !== null })) + '\n', jsonOut);
+    printError(
+      signal && (e as { code?: string }).code !== 'ERR_ABORTED'
+        ? Object.assign(new Error(`interrupted by ${signal} (${(e as Error).message})`), {
+            code: 'ERR_ABORTED',
+          })
+        : e,
+      log,
+    );
+    if (resumed !== undefined)
+      log.info(resumed ? `domain ${domid} resumed` : `domain ${domid} could NOT be resumed`);
+    if (o.json)
+      await writeOut(
+        JSON.stringify(
+          queryMigrate({
+            clock,
+            stats: null,
+            guestBytes,
+            downtimeMs: null,
+            error: e,
+            cancelled: signal !== null,
+          }),
+        ) + '\n',
+        jsonOut,
+      );
     return signalExit(signal) ?? ((e as { code?: string }).code === 'ERR_USAGE' ? EXIT.USAGE : EXIT.FAILED);
   } finally {
     sig.dispose();

@@ -4,7 +4,17 @@
 // save: pfn_to_mfn reads the guest's current p2m, as libxc does.
 import type { Hypervisor, Mapping } from '../../xen/types.js';
 import { MigrationError, MigrationErrorCode } from '../errors.js';
-import { dataView, FrameTable, hex, INVALID, M2p, PAGE_SIZE, readU64, readU64Big, SHINFO64 } from './layout.js';
+import {
+  dataView,
+  FrameTable,
+  hex,
+  INVALID,
+  M2p,
+  PAGE_SIZE,
+  readU64,
+  readU64Big,
+  SHINFO64,
+} from './layout.js';
 
 /** entries per p2m page for a 64-bit guest */
 const FPP = PAGE_SIZE / 8;
@@ -61,7 +71,11 @@ export class GuestP2m {
   }
 
   private mapFrames(mfns: number[], what: string): Mapping {
-    const m = this.xen.map(this.domid, BigUint64Array.from(mfns, (x) => BigInt(x)), 'r');
+    const m = this.xen.map(
+      this.domid,
+      BigUint64Array.from(mfns, (x) => BigInt(x)),
+      'r',
+    );
     for (let i = 0; i < m.errors.length; i++) {
       if (m.errors[i] !== 0) {
         m.unmap();
@@ -73,7 +87,8 @@ export class GuestP2m {
 
   setup(): void {
     const maxPfnField = this.arch(SHINFO64.maxPfn);
-    if (maxPfnField <= 0 || maxPfnField > 2 ** 32) this.fail(`shared info max_pfn ${hex(maxPfnField)} is not usable`);
+    if (maxPfnField <= 0 || maxPfnField > 2 ** 32)
+      this.fail(`shared info max_pfn ${hex(maxPfnField)} is not usable`);
     this.maxPfn = maxPfnField - 1;
     const p2mCr3 = this.archBig(SHINFO64.p2mCr3);
     if (p2mCr3 !== 0n) this.mapList(p2mCr3);
@@ -100,7 +115,8 @@ export class GuestP2m {
     let savedMfn = 0;
     let savedX = 0;
     for (let x = 0; x < fllEntries; x++) {
-      if (!this.validMfn(fll[x]!)) this.fail(`bad mfn ${hex(fll[x]!)} at index ${x} of the p2m frame list list`);
+      if (!this.validMfn(fll[x]!))
+        this.fail(`bad mfn ${hex(fll[x]!)} at index ${x} of the p2m frame list list`);
       if (fll[x] !== savedMfn) {
         savedMfn = fll[x]!;
         savedX = x;
@@ -121,7 +137,8 @@ export class GuestP2m {
     } finally {
       mids.unmap();
     }
-    for (let x = 0; x < flEntries; x++) if (!this.validMfn(fl[x]!)) this.fail(`bad mfn ${hex(fl[x]!)} at index ${x} of the p2m frame list`);
+    for (let x = 0; x < flEntries; x++)
+      if (!this.validMfn(fl[x]!)) this.fail(`bad mfn ${hex(fl[x]!)} at index ${x} of the p2m frame list`);
     this.mapLeaves(fl);
   }
 
@@ -138,7 +155,12 @@ export class GuestP2m {
       const s = BigInt.asIntN(64, a);
       return s >> 47n === s >> 63n;
     };
-    if (!canonical(vaddr) || !canonical(end) || end < vaddr || (vaddr <= HYPERVISOR_VIRT_END && end > HYPERVISOR_VIRT_START))
+    if (
+      !canonical(vaddr) ||
+      !canonical(end) ||
+      end < vaddr ||
+      (vaddr <= HYPERVISOR_VIRT_END && end > HYPERVISOR_VIRT_START)
+    )
       this.fail(`bad virtual p2m address range ${vaddr.toString(16)}-${end.toString(16)}`);
     let mfns = [rootMfn];
     let off = 0n;
@@ -159,7 +181,8 @@ export class GuestP2m {
           const lo = ptes.getUint32(idx * 8, true);
           const hi = ptes.getUint32(idx * 8 + 4, true);
           const mfn = (hi & 0xfffff) * 0x100000 + (lo >>> 12);
-          if (!this.validMfn(mfn)) this.fail(`bad mfn ${hex(mfn)} in the page tables of the p2m list at level ${level}`);
+          if (!this.validMfn(mfn))
+            this.fail(`bad mfn ${hex(mfn)} in the page tables of the p2m list at level ${level}`);
           next.push(mfn);
           if (level === 2 && mfn !== savedMfn) {
             savedMfn = mfn;
@@ -216,7 +239,13 @@ export class GuestP2m {
   }
 
   snapshot(): GuestP2mSnapshot {
-    return { mode: this.mode, generation: this.generation, frameListList: this.frameListList, leafMfns: this.leafMfns.slice(), maxPfn: this.maxPfn };
+    return {
+      mode: this.mode,
+      generation: this.generation,
+      frameListList: this.frameListList,
+      leafMfns: this.leafMfns.slice(),
+      maxPfn: this.maxPfn,
+    };
   }
 
   /**
@@ -229,9 +258,11 @@ export class GuestP2m {
       return g === this.generation ? null : `p2m generation changed from ${this.generation} to ${g}`;
     }
     const maxPfnField = this.arch(SHINFO64.maxPfn);
-    if (maxPfnField - 1 < this.maxPfn) return `max_pfn shrank from ${hex(this.maxPfn)} to ${hex(maxPfnField - 1)}`;
+    if (maxPfnField - 1 < this.maxPfn)
+      return `max_pfn shrank from ${hex(this.maxPfn)} to ${hex(maxPfnField - 1)}`;
     const fll = this.arch(SHINFO64.frameListList);
-    if (fll !== this.frameListList) return `p2m frame list list moved from mfn ${hex(this.frameListList)} to ${hex(fll)}`;
+    if (fll !== this.frameListList)
+      return `p2m frame list list moved from mfn ${hex(this.frameListList)} to ${hex(fll)}`;
     const fllEntries = Math.floor(this.maxPfn / (FPP * FPP)) + 1;
     const top = this.xen.map(this.domid, new BigUint64Array([BigInt(fll)]), 'r');
     let mids: number[];
@@ -243,12 +274,18 @@ export class GuestP2m {
       top.unmap();
     }
     if (mids.some((m) => !this.validMfn(m))) return 'p2m frame list list has invalid entries';
-    const fl = this.xen.map(this.domid, BigUint64Array.from(mids, (x) => BigInt(x)), 'r');
+    const fl = this.xen.map(
+      this.domid,
+      BigUint64Array.from(mids, (x) => BigInt(x)),
+      'r',
+    );
     try {
-      for (let i = 0; i < fl.errors.length; i++) if (fl.errors[i] !== 0) return 'p2m frame lists no longer mappable';
+      for (let i = 0; i < fl.errors.length; i++)
+        if (fl.errors[i] !== 0) return 'p2m frame lists no longer mappable';
       const t = new FrameTable(fl.bytes);
       for (let x = 0; x < this.leafMfns.length; x++)
-        if (t.get(x) !== this.leafMfns[x]) return `p2m leaf ${x} moved from mfn ${hex(this.leafMfns[x]!)} to ${hex(t.get(x))}`;
+        if (t.get(x) !== this.leafMfns[x])
+          return `p2m leaf ${x} moved from mfn ${hex(this.leafMfns[x]!)} to ${hex(t.get(x))}`;
     } finally {
       fl.unmap();
     }

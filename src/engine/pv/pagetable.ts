@@ -36,7 +36,13 @@ export interface NormaliseEnv {
  * PTE names a frame outside the guest while the guest runs (the page is resent after the
  * suspend); throws when that happens with the guest suspended, and for superpage mappings.
  */
-export function normalisePageTable(env: NormaliseEnv, level: number, src: Uint8Array, dst: Uint8Array, pfn?: number): boolean {
+export function normalisePageTable(
+  env: NormaliseEnv,
+  level: number,
+  src: Uint8Array,
+  dst: Uint8Array,
+  pfn?: number,
+): boolean {
   const s = words(src);
   const d = words(dst);
   d.set(s);
@@ -52,18 +58,26 @@ export function normalisePageTable(env: NormaliseEnv, level: number, src: Uint8A
     if (!(lo & PTE_PRESENT)) continue;
     const hi = s[2 * i + 1]!;
     if (level > 1 && lo & PTE_PSE)
-      throw new MigrationError(MigrationErrorCode.ERR_PV_STATE, `cannot migrate a superpage mapping: entry ${i}${where}`, {
-        domid: env.domid,
-        ...(pfn !== undefined ? { pfn } : {}),
-      });
+      throw new MigrationError(
+        MigrationErrorCode.ERR_PV_STATE,
+        `cannot migrate a superpage mapping: entry ${i}${where}`,
+        {
+          domid: env.domid,
+          ...(pfn !== undefined ? { pfn } : {}),
+        },
+      );
     const mfn = pteFrame(lo, hi);
     const p = env.pfnOfMfn(mfn);
     if (p < 0) {
       if (!env.fatal) return false;
-      throw new MigrationError(MigrationErrorCode.ERR_PV_STATE, `entry ${i}${where} maps mfn ${hex(mfn)}, which is not one of the guest's frames`, {
-        domid: env.domid,
-        ...(pfn !== undefined ? { pfn } : {}),
-      });
+      throw new MigrationError(
+        MigrationErrorCode.ERR_PV_STATE,
+        `entry ${i}${where} maps mfn ${hex(mfn)}, which is not one of the guest's frames`,
+        {
+          domid: env.domid,
+          ...(pfn !== undefined ? { pfn } : {}),
+        },
+      );
     }
     setPteFrame(d, i, p);
   }
@@ -98,10 +112,14 @@ export function localisePageTable(env: LocaliseEnv, level: number, page: Uint8Ar
     const p = pteFrame(lo, w[2 * i + 1]!);
     const mfn = env.mfnOfPfn(p);
     if (mfn < 0)
-      throw new MigrationError(MigrationErrorCode.ERR_PV_STATE, `entry ${i} of the L${level} table at pfn ${hex(pfn)} names pfn ${hex(p)}, which the guest does not have`, {
-        domid: env.domid,
-        pfn,
-      });
+      throw new MigrationError(
+        MigrationErrorCode.ERR_PV_STATE,
+        `entry ${i} of the L${level} table at pfn ${hex(pfn)} names pfn ${hex(p)}, which the guest does not have`,
+        {
+          domid: env.domid,
+          pfn,
+        },
+      );
     setPteFrame(w, i, mfn);
   }
 }

@@ -14,12 +14,20 @@ function pvError(domid: number, msg: string): MigrationError {
 function gdtFrames(v: DataView, domid: number, vcpu: number): number {
   const ents = readU64(v, VCPU64.gdtEnts);
   if (ents < 0 || ents > FIRST_RESERVED_GDT_ENTRY)
-    throw pvError(domid, `vcpu${vcpu}: GDT entry count ${ents < 0 ? 'huge' : ents} out of range (max ${FIRST_RESERVED_GDT_ENTRY})`);
+    throw pvError(
+      domid,
+      `vcpu${vcpu}: GDT entry count ${ents < 0 ? 'huge' : ents} out of range (max ${FIRST_RESERVED_GDT_ENTRY})`,
+    );
   return Math.ceil(ents / 512);
 }
 
 /** Save: machine frames -> pfns, in place. `pfnOf` answers -1 for a frame that is not the guest's. */
-export function normaliseVcpu(ctx: Uint8Array, vcpu: number, domid: number, pfnOf: (mfn: number) => number): void {
+export function normaliseVcpu(
+  ctx: Uint8Array,
+  vcpu: number,
+  domid: number,
+  pfnOf: (mfn: number) => number,
+): void {
   const v = dataView(ctx);
   const tr = (off: number, what: string): number => {
     const mfn = readU64(v, off);
@@ -29,7 +37,8 @@ export function normaliseVcpu(ctx: Uint8Array, vcpu: number, domid: number, pfnO
   };
   if (vcpu === 0) writeU64(v, VCPU64.rdx, tr(VCPU64.rdx, 'suspend record (start info)'));
   const n = gdtFrames(v, domid, vcpu);
-  for (let i = 0; i < n; i++) writeU64(v, VCPU64.gdtFrames + 8 * i, tr(VCPU64.gdtFrames + 8 * i, `GDT frame ${i}`));
+  for (let i = 0; i < n; i++)
+    writeU64(v, VCPU64.gdtFrames + 8 * i, tr(VCPU64.gdtFrames + 8 * i, `GDT frame ${i}`));
   const cr3 = v.getBigUint64(CR3, true);
   const cr3Pfn = pfnOf(Number(cr3 >> 12n));
   if (cr3Pfn < 0) throw pvError(domid, `bad mfn ${hex(Number(cr3 >> 12n))} for vcpu${vcpu}'s cr3`);
@@ -58,16 +67,22 @@ export function localiseVcpu(ctx: Uint8Array, vcpu: number, env: LocaliseVcpuEnv
   const v = dataView(ctx);
   v.setUint32(VCPU64.flags, v.getUint32(VCPU64.flags, true) | VGCF_ONLINE, true);
   const frame = (pfn: number, what: string, wantType: (t: number) => boolean, typeWhat: string): number => {
-    if (!(pfn >= 0 && pfn <= env.maxPfn)) throw pvError(env.domid, `vcpu${vcpu}: ${what} (pfn ${hex(pfn)}) out of range`);
+    if (!(pfn >= 0 && pfn <= env.maxPfn))
+      throw pvError(env.domid, `vcpu${vcpu}: ${what} (pfn ${hex(pfn)}) out of range`);
     const t = env.type(pfn);
-    if (!wantType(t)) throw pvError(env.domid, `vcpu${vcpu}: ${what} (pfn ${hex(pfn)}) has type ${t}, expected ${typeWhat}`);
+    if (!wantType(t))
+      throw pvError(env.domid, `vcpu${vcpu}: ${what} (pfn ${hex(pfn)}) has type ${t}, expected ${typeWhat}`);
     const mfn = env.mfnOf(pfn);
     if (mfn < 0) throw pvError(env.domid, `vcpu${vcpu}: ${what} (pfn ${hex(pfn)}) has no frame`);
     return mfn;
   };
   const n = gdtFrames(v, env.domid, vcpu);
   for (let i = 0; i < n; i++)
-    writeU64(v, VCPU64.gdtFrames + 8 * i, frame(readU64(v, VCPU64.gdtFrames + 8 * i), `GDT frame ${i}`, (t) => t === 0, 'a normal page'));
+    writeU64(
+      v,
+      VCPU64.gdtFrames + 8 * i,
+      frame(readU64(v, VCPU64.gdtFrames + 8 * i), `GDT frame ${i}`, (t) => t === 0, 'a normal page'),
+    );
   const isTop = (t: number) => (t & 7) === env.levels; // L4TAB, pinned or not
   const cr3Pfn = Number(v.getBigUint64(CR3, true) >> 12n);
   v.setBigUint64(CR3, BigInt(frame(cr3Pfn, 'cr3', isTop, `an L${env.levels} table`)) << 12n, true);

@@ -46,7 +46,10 @@ export function hvmRestoreOps(): RestoreOps {
         case 'X86_TSC_INFO':
           return applyTsc(ctx, rec);
         case 'HVM_CONTEXT':
-          if (rec.data.length === 0) throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, 'empty HVM_CONTEXT', { domid: ctx.domid });
+          if (rec.data.length === 0)
+            throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, 'empty HVM_CONTEXT', {
+              domid: ctx.domid,
+            });
           context = rec.data; // applied at stream completion; the last one wins
           return true;
         case 'HVM_PARAMS':
@@ -60,7 +63,12 @@ export function hvmRestoreOps(): RestoreOps {
               );
             const index = Number(p.index);
             if (index === HvmParam.PAE_ENABLED) continue; // dropped, as libxc does
-            if (index === HvmParam.STORE_PFN || index === HvmParam.IOREQ_PFN || index === HvmParam.BUFIOREQ_PFN) clearPage(ctx, p.value);
+            if (
+              index === HvmParam.STORE_PFN ||
+              index === HvmParam.IOREQ_PFN ||
+              index === HvmParam.BUFIOREQ_PFN
+            )
+              clearPage(ctx, p.value);
             ctx.xen.hvmParamSet(ctx.domid, index, p.value);
           }
           return true;
@@ -73,7 +81,10 @@ export function hvmRestoreOps(): RestoreOps {
     },
     staticDataComplete: (ctx) => policy.apply(ctx),
     streamComplete(ctx) {
-      if (!context) throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'stream completed without HVM_CONTEXT', { domid: ctx.domid });
+      if (!context)
+        throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'stream completed without HVM_CONTEXT', {
+          domid: ctx.domid,
+        });
       ctx.xen.hvmContextSet(ctx.domid, context);
     },
     cleanup() {},

@@ -4,7 +4,22 @@
 // at stream completion together with the page-table pins and the guest's own p2m.
 import type { LibxcRecord } from '../../stream/index.js';
 import { MigrationError, MigrationErrorCode } from '../errors.js';
-import { dataView, FrameTable, hex, INVALID, isPinned, M2p, PAGE_SIZE, readU64, SHINFO64, START_INFO64, tableLevel, VCPU32_SIZE, VCPU64, writeU64 } from '../pv/layout.js';
+import {
+  dataView,
+  FrameTable,
+  hex,
+  INVALID,
+  isPinned,
+  M2p,
+  PAGE_SIZE,
+  readU64,
+  SHINFO64,
+  START_INFO64,
+  tableLevel,
+  VCPU32_SIZE,
+  VCPU64,
+  writeU64,
+} from '../pv/layout.js';
 import { localisePageTable, presentPfns } from '../pv/pagetable.js';
 import { localiseVcpu } from '../pv/vcpu.js';
 import { applyTsc, PolicyStash } from '../x86.js';
@@ -43,7 +58,10 @@ export interface PvRestoreResults {
   consoleMfn: number;
 }
 
-type VcpuRecord = Extract<LibxcRecord, { name: 'X86_PV_VCPU_BASIC' | 'X86_PV_VCPU_EXTENDED' | 'X86_PV_VCPU_XSAVE' | 'X86_PV_VCPU_MSRS' }>;
+type VcpuRecord = Extract<
+  LibxcRecord,
+  { name: 'X86_PV_VCPU_BASIC' | 'X86_PV_VCPU_EXTENDED' | 'X86_PV_VCPU_XSAVE' | 'X86_PV_VCPU_MSRS' }
+>;
 
 /** The restore's PV state (Xen's ctx->x86.pv.restore): what the records gave, until completion. */
 class PvRestoreState {
@@ -79,8 +97,12 @@ class PvRestoreState {
   };
 }
 
-const pvError = (ctx: RestoreContext, msg: string, code: MigrationErrorCode = MigrationErrorCode.ERR_PV_STATE, pfn?: number) =>
-  new MigrationError(code, msg, { domid: ctx.domid, ...(pfn !== undefined ? { pfn } : {}) });
+const pvError = (
+  ctx: RestoreContext,
+  msg: string,
+  code: MigrationErrorCode = MigrationErrorCode.ERR_PV_STATE,
+  pfn?: number,
+) => new MigrationError(code, msg, { domid: ctx.domid, ...(pfn !== undefined ? { pfn } : {}) });
 
 /** Xen refusing what the stream gives it (page tables: type conflicts, cycles, writable mappings). */
 function refused(ctx: RestoreContext, f: () => void, what: string): void {
@@ -89,10 +111,18 @@ function refused(ctx: RestoreContext, f: () => void, what: string): void {
   } catch (e) {
     // the wrapper's argument checks (sizes this hypervisor does not take) are the stream's fault too
     if (e instanceof RangeError)
-      throw new MigrationError(MigrationErrorCode.ERR_PV_STATE, `the stream's ${what} cannot be loaded: ${e.message}`, { domid: ctx.domid, cause: e });
+      throw new MigrationError(
+        MigrationErrorCode.ERR_PV_STATE,
+        `the stream's ${what} cannot be loaded: ${e.message}`,
+        { domid: ctx.domid, cause: e },
+      );
     if (!isXenError(e)) throw e;
-    const why = what.includes('page-table') || what.startsWith('pin') ? " (the stream's page tables are invalid)" : '';
-    throw new MigrationError(MigrationErrorCode.ERR_PV_STATE, `Xen refused the ${what}: ${e.code}${why}`, { domid: ctx.domid, cause: e });
+    const why =
+      what.includes('page-table') || what.startsWith('pin') ? " (the stream's page tables are invalid)" : '';
+    throw new MigrationError(MigrationErrorCode.ERR_PV_STATE, `Xen refused the ${what}: ${e.code}${why}`, {
+      domid: ctx.domid,
+      cause: e,
+    });
   }
 }
 
@@ -100,7 +130,11 @@ function mapOne(ctx: RestoreContext, mfn: number, what: string): Mapping {
   const m = ctx.xen.map(ctx.domid, new BigUint64Array([BigInt(mfn)]), 'rw');
   if (m.errors[0] !== 0) {
     m.unmap();
-    throw pvError(ctx, `cannot map ${what} (mfn ${hex(mfn)}, errno ${m.errors[0]})`, MigrationErrorCode.ERR_MAP_FAILED);
+    throw pvError(
+      ctx,
+      `cannot map ${what} (mfn ${hex(mfn)}, errno ${m.errors[0]})`,
+      MigrationErrorCode.ERR_MAP_FAILED,
+    );
   }
   return m;
 }
@@ -126,7 +160,12 @@ function populate(st: PvRestoreState, ctx: RestoreContext, pfns: number[]): void
   const want = new Set<number>();
   for (const pfn of pfns) {
     if (!(pfn >= 0 && pfn <= st.maxPfn))
-      throw pvError(ctx, `pfn ${hex(pfn)} beyond the guest's max pfn ${hex(st.maxPfn)}`, MigrationErrorCode.ERR_DOMAIN_MISMATCH, pfn);
+      throw pvError(
+        ctx,
+        `pfn ${hex(pfn)} beyond the guest's max pfn ${hex(st.maxPfn)}`,
+        MigrationErrorCode.ERR_DOMAIN_MISMATCH,
+        pfn,
+      );
     if (st.p2m[pfn]! < 0) want.add(pfn);
   }
   const need = [...want];
@@ -136,14 +175,26 @@ function populate(st: PvRestoreState, ctx: RestoreContext, pfns: number[]): void
     ctx.xen.populatePhysmap(ctx.domid, a);
     for (let j = 0; j < chunk.length; j++) {
       const mfn = a[j]! >= 2n ** 40n ? INVALID : Number(a[j]!);
-      if (mfn < 0) throw pvError(ctx, `populating pfn ${hex(chunk[j]!)} gave no frame`, MigrationErrorCode.ERR_MAP_FAILED, chunk[j]);
+      if (mfn < 0)
+        throw pvError(
+          ctx,
+          `populating pfn ${hex(chunk[j]!)} gave no frame`,
+          MigrationErrorCode.ERR_MAP_FAILED,
+          chunk[j],
+        );
       st.p2m[chunk[j]!] = mfn;
     }
   }
 }
 
 /** x86_pv_localise_page: a page table's pfns become the new mfns (frames it names are populated first). */
-function localisePage(st: PvRestoreState, ctx: RestoreContext, type: number, page: Uint8Array, pfn: number): void {
+function localisePage(
+  st: PvRestoreState,
+  ctx: RestoreContext,
+  type: number,
+  page: Uint8Array,
+  pfn: number,
+): void {
   const level = tableLevel(type);
   if (level === 0) return;
   // as libxc: frames a table names before their PAGE_DATA arrived are populated now
@@ -159,10 +210,22 @@ function localisePage(st: PvRestoreState, ctx: RestoreContext, type: number, pag
 }
 
 /** A NOTAB pfn of the guest and its new frame (start info, xenstore/console page, p2m frames, GDT). */
-function normalFrame(st: PvRestoreState, ctx: RestoreContext, pfn: number, what: string, checkType = true): number {
-  if (!(pfn >= 0 && pfn <= st.maxPfn)) throw pvError(ctx, `${what} pfn ${hex(pfn)} out of range (max ${hex(st.maxPfn)})`);
+function normalFrame(
+  st: PvRestoreState,
+  ctx: RestoreContext,
+  pfn: number,
+  what: string,
+  checkType = true,
+): number {
+  if (!(pfn >= 0 && pfn <= st.maxPfn))
+    throw pvError(ctx, `${what} pfn ${hex(pfn)} out of range (max ${hex(st.maxPfn)})`);
   if (checkType && st.types[pfn] !== NOTAB)
-    throw pvError(ctx, `${what} pfn ${hex(pfn)} has page type ${st.types[pfn]}, expected a normal page`, undefined, pfn);
+    throw pvError(
+      ctx,
+      `${what} pfn ${hex(pfn)} has page type ${st.types[pfn]}, expected a normal page`,
+      undefined,
+      pfn,
+    );
   const mfn = st.mfnOf(pfn);
   if (mfn < 0) throw pvError(ctx, `${what} pfn ${hex(pfn)} has no frame`, undefined, pfn);
   return mfn;
@@ -170,28 +233,47 @@ function normalFrame(st: PvRestoreState, ctx: RestoreContext, pfn: number, what:
 
 // ---- per-record handlers (xg_sr_restore_x86_pv.c handle_*) -----------------------------------
 
-function handlePvInfo(st: PvRestoreState, ctx: RestoreContext, rec: Extract<LibxcRecord, { name: 'X86_PV_INFO' }>): void {
+function handlePvInfo(
+  st: PvRestoreState,
+  ctx: RestoreContext,
+  rec: Extract<LibxcRecord, { name: 'X86_PV_INFO' }>,
+): void {
   if (st.seenPvInfo) throw pvError(ctx, 'a second X86_PV_INFO record');
   const ok = (rec.guestWidth === 4 && rec.ptLevels === 3) || (rec.guestWidth === 8 && rec.ptLevels === 4);
-  if (!ok) throw pvError(ctx, `invalid X86_PV_INFO combination: width ${rec.guestWidth}, pt_levels ${rec.ptLevels}`);
-  if (rec.guestWidth === 4) throw pvError(ctx, '32-bit PV guests are not supported', MigrationErrorCode.ERR_UNSUPPORTED);
+  if (!ok)
+    throw pvError(ctx, `invalid X86_PV_INFO combination: width ${rec.guestWidth}, pt_levels ${rec.ptLevels}`);
+  if (rec.guestWidth === 4)
+    throw pvError(ctx, '32-bit PV guests are not supported', MigrationErrorCode.ERR_UNSUPPORTED);
   if (rec.guestWidth !== st.width)
-    throw pvError(ctx, `stream guest width ${rec.guestWidth * 8} bits, domain ${st.width * 8} bits`, MigrationErrorCode.ERR_DOMAIN_MISMATCH);
+    throw pvError(
+      ctx,
+      `stream guest width ${rec.guestWidth * 8} bits, domain ${st.width * 8} bits`,
+      MigrationErrorCode.ERR_DOMAIN_MISMATCH,
+    );
   st.seenPvInfo = true;
 }
 
-function handleP2mFrames(st: PvRestoreState, ctx: RestoreContext, rec: Extract<LibxcRecord, { name: 'X86_PV_P2M_FRAMES' }>): void {
+function handleP2mFrames(
+  st: PvRestoreState,
+  ctx: RestoreContext,
+  rec: Extract<LibxcRecord, { name: 'X86_PV_P2M_FRAMES' }>,
+): void {
   if (!st.seenPvInfo) throw pvError(ctx, 'X86_PV_P2M_FRAMES before X86_PV_INFO');
-  if (rec.startPfn > rec.endPfn) throw pvError(ctx, `X86_PV_P2M_FRAMES end pfn ${hex(rec.endPfn)} below start ${hex(rec.startPfn)}`);
+  if (rec.startPfn > rec.endPfn)
+    throw pvError(ctx, `X86_PV_P2M_FRAMES end pfn ${hex(rec.endPfn)} below start ${hex(rec.startPfn)}`);
   const start = Math.floor(rec.startPfn / FPP);
   const end = Math.floor(rec.endPfn / FPP) + 1;
   if (rec.frames.length !== end - start) {
     const range = `${hex(rec.startPfn)}..${hex(rec.endPfn)}`;
-    throw pvError(ctx, `X86_PV_P2M_FRAMES for pfns ${range} needs ${end - start} frames, has ${rec.frames.length}`);
+    throw pvError(
+      ctx,
+      `X86_PV_P2M_FRAMES for pfns ${range} needs ${end - start} frames, has ${rec.frames.length}`,
+    );
   }
   if (rec.endPfn > st.maxPfn) expand(st, ctx, rec.endPfn);
   while (st.p2mPfns.length < end) st.p2mPfns.push(INVALID);
-  for (let x = 0; x < end - start; x++) st.p2mPfns[start + x] = rec.frames[x]! >= 2n ** 40n ? INVALID : Number(rec.frames[x]!);
+  for (let x = 0; x < end - start; x++)
+    st.p2mPfns[start + x] = rec.frames[x]! >= 2n ** 40n ? INVALID : Number(rec.frames[x]!);
   st.seenP2m = true;
 }
 
@@ -220,7 +302,8 @@ function handleVcpu(st: PvRestoreState, ctx: RestoreContext, rec: VcpuRecord): v
   switch (rec.name) {
     case 'X86_PV_VCPU_BASIC': {
       const want = st.width === 8 ? VCPU64.size : VCPU32_SIZE;
-      if (blob.length !== want) throw pvError(ctx, `X86_PV_VCPU_BASIC of ${blob.length} bytes, expected ${want}`);
+      if (blob.length !== want)
+        throw pvError(ctx, `X86_PV_VCPU_BASIC of ${blob.length} bytes, expected ${want}`);
       s.basic = blob.slice();
       break;
     }
@@ -240,19 +323,32 @@ function handleVcpu(st: PvRestoreState, ctx: RestoreContext, rec: VcpuRecord): v
 
 function handleSharedInfo(st: PvRestoreState, ctx: RestoreContext, rec: { data: Uint8Array }): void {
   if (!st.seenPvInfo) throw pvError(ctx, 'SHARED_INFO before X86_PV_INFO');
-  if (rec.data.length !== PAGE_SIZE) throw pvError(ctx, `SHARED_INFO of ${rec.data.length} bytes, expected ${PAGE_SIZE}`);
+  if (rec.data.length !== PAGE_SIZE)
+    throw pvError(ctx, `SHARED_INFO of ${rec.data.length} bytes, expected ${PAGE_SIZE}`);
   st.shinfo = rec.data.slice();
 }
 
 // ---- stream completion (x86_pv_stream_complete) ----------------------------------------------
 
 /** Every check on the stream's content before the first hypercall: p2m frames, vCPU contexts. */
-function prepareCompletion(st: PvRestoreState, ctx: RestoreContext): { p2mMfns: number[]; basics: (Uint8Array | undefined)[] } {
-  if (!st.seenPvInfo) throw pvError(ctx, 'stream completed without X86_PV_INFO', MigrationErrorCode.ERR_INCOMPLETE);
-  if (!st.seenP2m) throw pvError(ctx, 'stream completed without X86_PV_P2M_FRAMES', MigrationErrorCode.ERR_INCOMPLETE);
-  if (!st.vcpus[0]?.basic) throw pvError(ctx, "the sender did not send vcpu0's basic state", MigrationErrorCode.ERR_INCOMPLETE);
+function prepareCompletion(
+  st: PvRestoreState,
+  ctx: RestoreContext,
+): { p2mMfns: number[]; basics: (Uint8Array | undefined)[] } {
+  if (!st.seenPvInfo)
+    throw pvError(ctx, 'stream completed without X86_PV_INFO', MigrationErrorCode.ERR_INCOMPLETE);
+  if (!st.seenP2m)
+    throw pvError(ctx, 'stream completed without X86_PV_P2M_FRAMES', MigrationErrorCode.ERR_INCOMPLETE);
+  if (!st.vcpus[0]?.basic)
+    throw pvError(ctx, "the sender did not send vcpu0's basic state", MigrationErrorCode.ERR_INCOMPLETE);
   const p2mMfns = st.p2mPfns.map((pfn, i) => normalFrame(st, ctx, pfn, `p2m frame ${i}`));
-  const vcpuInfo = { domid: ctx.domid, maxPfn: st.maxPfn, levels: st.levels, type: (p: number) => st.types[p]!, mfnOf: st.mfnOf };
+  const vcpuInfo = {
+    domid: ctx.domid,
+    maxPfn: st.maxPfn,
+    levels: st.levels,
+    type: (p: number) => st.types[p]!,
+    mfnOf: st.mfnOf,
+  };
   const basics = st.vcpus.map((s, id) => {
     if (!s.basic) return undefined;
     const basic = s.basic.slice();
@@ -263,7 +359,12 @@ function prepareCompletion(st: PvRestoreState, ctx: RestoreContext): { p2mMfns: 
 }
 
 /** process_start_info: vCPU0's suspend record names the start-info page by pfn. */
-function processStartInfo(st: PvRestoreState, ctx: RestoreContext, opts: PvRestoreOptions, basic: Uint8Array): void {
+function processStartInfo(
+  st: PvRestoreState,
+  ctx: RestoreContext,
+  opts: PvRestoreOptions,
+  basic: Uint8Array,
+): void {
   const v = dataView(basic);
   const mfn = normalFrame(st, ctx, readU64(v, VCPU64.rdx), 'start info');
   writeU64(v, VCPU64.rdx, mfn);
@@ -286,19 +387,33 @@ function processStartInfo(st: PvRestoreState, ctx: RestoreContext, opts: PvResto
 }
 
 /** update_vcpu_context: vCPU0 first (its start info); loading cr3 makes Xen type the page tables. */
-function loadVcpus(st: PvRestoreState, ctx: RestoreContext, opts: PvRestoreOptions, basics: (Uint8Array | undefined)[]): void {
+function loadVcpus(
+  st: PvRestoreState,
+  ctx: RestoreContext,
+  opts: PvRestoreOptions,
+  basics: (Uint8Array | undefined)[],
+): void {
   for (let id = 0; id < st.nrVcpus; id++) {
     const basic = basics[id];
     if (basic) {
       if (id === 0) processStartInfo(st, ctx, opts, basic);
-      refused(ctx, () => ctx.xen.vcpuContextSet(ctx.domid, id, basic), `vcpu${id}'s context (its cr3 page-table tree)`);
+      refused(
+        ctx,
+        () => ctx.xen.vcpuContextSet(ctx.domid, id, basic),
+        `vcpu${id}'s context (its cr3 page-table tree)`,
+      );
     }
     const { extended, xsave, msrs } = st.vcpus[id]!;
     if (extended) {
       const what = `vcpu${id}'s extended context (${extended.length} bytes)`;
       refused(ctx, () => ctx.xen.vcpuExtendedSet(ctx.domid, id, extended), what);
     }
-    if (xsave) refused(ctx, () => ctx.xen.vcpuXsaveSet(ctx.domid, id, xsave), `vcpu${id}'s xsave area (${xsave.length} bytes)`);
+    if (xsave)
+      refused(
+        ctx,
+        () => ctx.xen.vcpuXsaveSet(ctx.domid, id, xsave),
+        `vcpu${id}'s xsave area (${xsave.length} bytes)`,
+      );
     if (msrs) refused(ctx, () => ctx.xen.vcpuMsrsSet(ctx.domid, id, msrs), `vcpu${id}'s MSRs`);
   }
 }
@@ -310,7 +425,11 @@ function pinPagetables(st: PvRestoreState, ctx: RestoreContext): void {
   const flush = () => {
     if (!mf.length) return;
     const mfns = BigUint64Array.from(mf, (x) => BigInt(x));
-    refused(ctx, () => ctx.xen.pinTables(ctx.domid, mfns, Uint8Array.from(lv)), `pin of ${mf.length} page tables`);
+    refused(
+      ctx,
+      () => ctx.xen.pinTables(ctx.domid, mfns, Uint8Array.from(lv)),
+      `pin of ${mf.length} page tables`,
+    );
     mf = [];
     lv = [];
   };
@@ -329,10 +448,19 @@ function pinPagetables(st: PvRestoreState, ctx: RestoreContext): void {
 
 /** update_guest_p2m: the new frames, written into the guest's p2m leaves. */
 function updateGuestP2m(st: PvRestoreState, ctx: RestoreContext, p2mMfns: number[]): void {
-  const m = ctx.xen.map(ctx.domid, BigUint64Array.from(p2mMfns, (x) => BigInt(x)), 'rw');
+  const m = ctx.xen.map(
+    ctx.domid,
+    BigUint64Array.from(p2mMfns, (x) => BigInt(x)),
+    'rw',
+  );
   try {
     for (let i = 0; i < m.errors.length; i++)
-      if (m.errors[i] !== 0) throw pvError(ctx, `cannot map p2m frame ${i} (errno ${m.errors[i]})`, MigrationErrorCode.ERR_MAP_FAILED);
+      if (m.errors[i] !== 0)
+        throw pvError(
+          ctx,
+          `cannot map p2m frame ${i} (errno ${m.errors[i]})`,
+          MigrationErrorCode.ERR_MAP_FAILED,
+        );
     const t = new FrameTable(m.bytes);
     for (let pfn = 0; pfn <= st.maxPfn; pfn++) t.set(pfn, st.p2m[pfn]!);
   } finally {
@@ -353,7 +481,8 @@ function updateSharedInfo(st: PvRestoreState, ctx: RestoreContext): void {
     const v = dataView(dst);
     writeU64(v, A.arch + A.frameListList, 0); // the guest rebuilds its frame list on resume
     dst.fill(0, A.evtchnPending, A.evtchnPending + A.evtchnBytes);
-    for (let i = 0; i < A.legacyMaxVcpus; i++) writeU64(v, A.vcpuInfo + i * A.vcpuInfoSize + A.evtchnPendingSel, 0);
+    for (let i = 0; i < A.legacyMaxVcpus; i++)
+      writeU64(v, A.vcpuInfo + i * A.vcpuInfoSize + A.evtchnPendingSel, 0);
     dst.fill(0xff, A.evtchnMask, A.evtchnMask + A.evtchnBytes);
   } finally {
     sm.unmap();
@@ -362,13 +491,16 @@ function updateSharedInfo(st: PvRestoreState, ctx: RestoreContext): void {
 
 // ---- the ops table ----------------------------------------------------------------------------
 
-export function pvRestoreOps(opts: PvRestoreOptions = {}): RestoreOps & { results(): PvRestoreResults | null } {
+export function pvRestoreOps(
+  opts: PvRestoreOptions = {},
+): RestoreOps & { results(): PvRestoreResults | null } {
   const st = new PvRestoreState();
   return {
     domainHeaderType: 1,
 
     setup(ctx) {
-      if (ctx.info.type !== 'pv') throw pvError(ctx, `domain ${ctx.domid} is not a PV domain`, MigrationErrorCode.ERR_DOMAIN_MISMATCH);
+      if (ctx.info.type !== 'pv')
+        throw pvError(ctx, `domain ${ctx.domid} is not a PV domain`, MigrationErrorCode.ERR_DOMAIN_MISMATCH);
       st.width = ctx.info.guestWidth;
       st.nrVcpus = ctx.info.maxVcpuId + 1;
       st.vcpus = Array.from({ length: st.nrVcpus }, () => ({}));

@@ -18,7 +18,13 @@ import type { StreamCursor } from '../cursor.js';
 import { abortable, MigrationError, MigrationErrorCode, throwIfAborted } from '../errors.js';
 import { hvmRestoreOps } from './hvm.js';
 import { hex, tableLevel } from '../pv/layout.js';
-import type { RestoreCallbacks, RestoreContext, RestoreOps, RestoreStats, RestoreStreamType } from './types.js';
+import type {
+  RestoreCallbacks,
+  RestoreContext,
+  RestoreOps,
+  RestoreStats,
+  RestoreStreamType,
+} from './types.js';
 import { PAGE_SIZE } from '../../xen/constants.js';
 
 /** Bytes of bookkeeping counted per buffered checkpoint record on top of its stream size. */
@@ -92,12 +98,18 @@ class RestoreEngine implements RestoreContext {
       totalMs: 0,
     };
     if (this.streamType !== 'plain' && !this.cb.checkpoint)
-      throw new MigrationError(MigrationErrorCode.ERR_CALLBACK, `${this.streamType} restore needs the checkpoint callback`);
+      throw new MigrationError(
+        MigrationErrorCode.ERR_CALLBACK,
+        `${this.streamType} restore needs the checkpoint callback`,
+      );
   }
 
   private mismatch(msg: string, item?: StreamItem, pfn?: number): MigrationError {
     const where = item ? ` at offset ${item.offset} (record ${item.index}, ${item.name})` : '';
-    return new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, `${msg}${where}`, { domid: this.domid, ...(pfn !== undefined ? { pfn } : {}) });
+    return new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, `${msg}${where}`, {
+      domid: this.domid,
+      ...(pfn !== undefined ? { pfn } : {}),
+    });
   }
 
   async run(): Promise<RestoreStats> {
@@ -106,7 +118,9 @@ class RestoreEngine implements RestoreContext {
       await this.readHeaders();
       await this.ops.setup(this);
       this.maxPfn = this.ops.maxPfn(this);
-      this.maxBuffered = this.opts.maxCheckpointBytes ?? 2 * Math.max(this.info.maxPages, this.info.totPages) * PAGE_SIZE + (64 << 20);
+      this.maxBuffered =
+        this.opts.maxCheckpointBytes ??
+        2 * Math.max(this.info.maxPages, this.info.totPages) * PAGE_SIZE + (64 << 20);
 
       for (;;) {
         throwIfAborted(this.opts.signal);
@@ -118,17 +132,26 @@ class RestoreEngine implements RestoreContext {
           throw e;
         }
         if (item === null) {
-          if (this.buffering) return await this.failover(new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'stream ended inside a checkpoint'));
-          throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'libxc stream ended without END', { domid: this.domid });
+          if (this.buffering)
+            return await this.failover(
+              new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'stream ended inside a checkpoint'),
+            );
+          throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'libxc stream ended without END', {
+            domid: this.domid,
+          });
         }
         this.lastItem = item;
         if (item.kind !== 'record' || item.layer !== 'libxc') {
-          throw new StreamError(StreamErrorCode.ERR_ORDER, `unexpected ${item.name} inside the libxc stream`, {
-            offset: item.offset,
-            recordIndex: item.index,
-            recordType: item.name,
-            layer: item.layer,
-          });
+          throw new StreamError(
+            StreamErrorCode.ERR_ORDER,
+            `unexpected ${item.name} inside the libxc stream`,
+            {
+              offset: item.offset,
+              recordIndex: item.index,
+              recordType: item.name,
+              layer: item.layer,
+            },
+          );
         }
         this.stats.records++;
         const name = item.record.name;
@@ -148,7 +171,10 @@ class RestoreEngine implements RestoreContext {
         }
         if (name === 'CHECKPOINT') {
           const r = await this.handleCheckpoint();
-          if (r === 'failover') return await this.failover(new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'toolstack reported failover'));
+          if (r === 'failover')
+            return await this.failover(
+              new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'toolstack reported failover'),
+            );
           continue;
         }
         await this.processRecord(item, null);
@@ -172,14 +198,19 @@ class RestoreEngine implements RestoreContext {
 
   private async readHeaders(): Promise<void> {
     const ih = await this.cursor.next();
-    if (!ih || ih.kind !== 'image-header') throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'no libxc image header');
+    if (!ih || ih.kind !== 'image-header')
+      throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'no libxc image header');
     const dh = await this.cursor.next();
-    if (!dh || dh.kind !== 'domain-header') throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'no libxc domain header');
+    if (!dh || dh.kind !== 'domain-header')
+      throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'no libxc domain header');
     const want = this.info.type === 'hvm' ? 2 : 1;
     const ops = this.opts.ops ?? this.ops;
     if (dh.header.type !== want || ops.domainHeaderType !== want) {
       const names: Record<number, string> = { 1: 'x86 PV', 2: 'x86 HVM' };
-      throw this.mismatch(`unable to restore ${names[dh.header.type] ?? `type ${dh.header.type}`} stream into ${names[want]} domain`, dh);
+      throw this.mismatch(
+        `unable to restore ${names[dh.header.type] ?? `type ${dh.header.type}`} stream into ${names[want]} domain`,
+        dh,
+      );
     }
     if (dh.header.pageShift !== 12) throw this.mismatch(`invalid page size 2^${dh.header.pageShift}`, dh);
   }
@@ -199,9 +230,18 @@ class RestoreEngine implements RestoreContext {
     const r = await this.cb.checkpoint!();
     if (r === 'failover') {
       if (this.buffering) return 'failover';
-      throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'channel broke before the first complete checkpoint', { domid: this.domid });
+      throw new MigrationError(
+        MigrationErrorCode.ERR_INCOMPLETE,
+        'channel broke before the first complete checkpoint',
+        { domid: this.domid },
+      );
     }
-    if (r !== 'success') throw new MigrationError(MigrationErrorCode.ERR_CALLBACK, 'toolstack failed to process its checkpoint records', { domid: this.domid });
+    if (r !== 'success')
+      throw new MigrationError(
+        MigrationErrorCode.ERR_CALLBACK,
+        'toolstack failed to process its checkpoint records',
+        { domid: this.domid },
+      );
     if (this.buffering) {
       const records = this.buffer;
       this.buffer = [];
@@ -218,7 +258,12 @@ class RestoreEngine implements RestoreContext {
       await this.ops.streamComplete(this);
     }
     await this.cb.checkpointApplied?.(this.stats.checkpoints);
-    this.cb.progress?.({ records: this.stats.records, pages: this.stats.pages, bytes: this.lastItem!.offset, checkpoints: this.stats.checkpoints });
+    this.cb.progress?.({
+      records: this.stats.records,
+      pages: this.stats.pages,
+      bytes: this.lastItem!.offset,
+      checkpoints: this.stats.checkpoints,
+    });
     if (this.streamType === 'colo') {
       // xg_sr_restore.c handle_checkpoint (COLO): postcopy, wait_checkpoint, suspend, then the
       // secondary's dirty pfns on the back channel
@@ -227,7 +272,10 @@ class RestoreEngine implements RestoreContext {
         if (!f) continue;
         const r = await f.call(this.cb);
         if (r === 'failover') return 'failover';
-        if (r !== 'ok') throw new MigrationError(MigrationErrorCode.ERR_CALLBACK, `COLO ${step} callback failed`, { domid: this.domid });
+        if (r !== 'ok')
+          throw new MigrationError(MigrationErrorCode.ERR_CALLBACK, `COLO ${step} callback failed`, {
+            domid: this.domid,
+          });
       }
       if (this.cb.sendDirtyPfns) await this.cb.sendDirtyPfns(this.secondaryDirtyPfns());
     }
@@ -257,7 +305,11 @@ class RestoreEngine implements RestoreContext {
     if (r.name === 'PAGE_DATA') {
       const len = r.dataPages * PAGE_SIZE;
       if (this.bufferedBytes + len > this.maxBuffered)
-        throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, `checkpoint exceeds ${this.maxBuffered} buffered bytes`, { domid: this.domid });
+        throw new MigrationError(
+          MigrationErrorCode.ERR_UNSUPPORTED,
+          `checkpoint exceeds ${this.maxBuffered} buffered bytes`,
+          { domid: this.domid },
+        );
       payload = new Uint8Array(len);
       try {
         if (r.readPayloadInto) await abortable(r.readPayloadInto(payload), this.opts.signal);
@@ -273,7 +325,11 @@ class RestoreEngine implements RestoreContext {
     }
     this.bufferedBytes += size;
     if (this.bufferedBytes > this.maxBuffered)
-      throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED, `checkpoint exceeds ${this.maxBuffered} buffered bytes`, { domid: this.domid });
+      throw new MigrationError(
+        MigrationErrorCode.ERR_UNSUPPORTED,
+        `checkpoint exceeds ${this.maxBuffered} buffered bytes`,
+        { domid: this.domid },
+      );
     this.buffer.push({ item, payload });
   }
 
@@ -329,22 +385,31 @@ class RestoreEngine implements RestoreContext {
     }
     const handled = await this.ops.processRecord(this, r);
     if (!handled) {
-      throw new StreamError(StreamErrorCode.ERR_DOMAIN_TYPE, `${r.name} record not handled for a ${this.info.type.toUpperCase()} domain`, {
-        offset: item.offset,
-        recordIndex: item.index,
-        recordType: item.name,
-        layer: 'libxc',
-      });
+      throw new StreamError(
+        StreamErrorCode.ERR_DOMAIN_TYPE,
+        `${r.name} record not handled for a ${this.info.type.toUpperCase()} domain`,
+        {
+          offset: item.offset,
+          recordIndex: item.index,
+          recordType: item.name,
+          layer: 'libxc',
+        },
+      );
     }
   }
 
-  private async processPageData(item: LibxcRecordItem, r: PageDataRecord, payload: Uint8Array | null): Promise<void> {
+  private async processPageData(
+    item: LibxcRecordItem,
+    r: PageDataRecord,
+    payload: Uint8Array | null,
+  ): Promise<void> {
     const n = r.count;
     const { pfns, types } = r;
     // validate every entry before touching the domain
     for (let i = 0; i < n; i++) {
       const pfn = pfns[i]!;
-      if (pfn > this.maxPfn) throw this.mismatch(`pfn ${hex(pfn)} beyond the domain's max pfn ${hex(this.maxPfn)}`, item, pfn);
+      if (pfn > this.maxPfn)
+        throw this.mismatch(`pfn ${hex(pfn)} beyond the domain's max pfn ${hex(this.maxPfn)}`, item, pfn);
     }
     this.populatePfns(item, r);
 
@@ -363,7 +428,12 @@ class RestoreEngine implements RestoreContext {
     try {
       m = this.xen.map(this.domid, frames, 'rw');
       for (let j = 0; j < m.errors.length; j++) {
-        if (m.errors[j] !== 0) throw new MigrationError(MigrationErrorCode.ERR_MAP_FAILED, `failed to map pfn ${hex(pfns[dataIdx[j]!]!)} (errno ${m.errors[j]})`, { domid: this.domid, pfn: pfns[dataIdx[j]!] });
+        if (m.errors[j] !== 0)
+          throw new MigrationError(
+            MigrationErrorCode.ERR_MAP_FAILED,
+            `failed to map pfn ${hex(pfns[dataIdx[j]!]!)} (errno ${m.errors[j]})`,
+            { domid: this.domid, pfn: pfns[dataIdx[j]!] },
+          );
       }
       const target = m.bytes;
       if (this.verify) {
@@ -377,12 +447,17 @@ class RestoreEngine implements RestoreContext {
         pending = r.readPayloadInto(target);
         await abortable(pending, this.opts.signal);
         pending = null;
-      }
-      else if (r.data) target.set(r.data);
+      } else if (r.data) target.set(r.data);
       else throw new MigrationError(MigrationErrorCode.ERR_INCOMPLETE, 'PAGE_DATA without payload');
       for (let j = 0; j < dataIdx.length; j++) {
         const t = types[dataIdx[j]!]!;
-        if (tableLevel(t) !== 0) this.ops.localisePage(this, t, target.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE), pfns[dataIdx[j]!]!);
+        if (tableLevel(t) !== 0)
+          this.ops.localisePage(
+            this,
+            t,
+            target.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE),
+            pfns[dataIdx[j]!]!,
+          );
       }
       this.stats.pages += dataIdx.length;
     } finally {

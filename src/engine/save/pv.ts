@@ -12,7 +12,11 @@ import { normaliseVcpu } from '../pv/vcpu.js';
 import { cpuPolicyRecords, tscRecord } from '../x86.js';
 import type { SaveContext, SaveOps } from './types.js';
 
-const fail = (ctx: SaveContext, msg: string, code: MigrationErrorCode = MigrationErrorCode.ERR_PV_STATE): never => {
+const fail = (
+  ctx: SaveContext,
+  msg: string,
+  code: MigrationErrorCode = MigrationErrorCode.ERR_PV_STATE,
+): never => {
   throw new MigrationError(code, msg, { domid: ctx.domid });
 };
 
@@ -26,7 +30,8 @@ class PvSaveState {
 
   /** x86_pv_setup: the guest's width, then the M2P, the shared info and the guest's p2m (list or tree). */
   setup(ctx: SaveContext): void {
-    if (ctx.info.type !== 'pv') fail(ctx, `domain ${ctx.domid} is not a PV domain`, MigrationErrorCode.ERR_DOMAIN_MISMATCH);
+    if (ctx.info.type !== 'pv')
+      fail(ctx, `domain ${ctx.domid} is not a PV domain`, MigrationErrorCode.ERR_DOMAIN_MISMATCH);
     this.width = ctx.info.guestWidth;
     if (this.width === 4) fail(ctx, '32-bit PV guests are not supported', MigrationErrorCode.ERR_UNSUPPORTED);
     if (this.width !== 8) fail(ctx, `invalid guest width ${this.width * 8} bits (expected 32 or 64)`);
@@ -68,7 +73,8 @@ class PvSaveState {
 function vcpuRecords(ctx: SaveContext, id: number, pfnOf: (mfn: number) => number): LibxcRecord[] {
   const recs: LibxcRecord[] = [];
   const raw = ctx.xen.vcpuContextGet(ctx.domid, id);
-  if (raw.length < VCPU64.size) fail(ctx, `vcpu${id}: context of ${raw.length} bytes, expected ${VCPU64.size}`);
+  if (raw.length < VCPU64.size)
+    fail(ctx, `vcpu${id}: context of ${raw.length} bytes, expected ${VCPU64.size}`);
   const basic = raw.slice(0, VCPU64.size);
   normaliseVcpu(basic, id, ctx.domid, pfnOf);
   recs.push({ name: 'X86_PV_VCPU_BASIC', vcpuId: id, reserved: 0, context: basic });
@@ -81,7 +87,11 @@ function vcpuRecords(ctx: SaveContext, id: number, pfnOf: (mfn: number) => numbe
     const v = new DataView(msrs.buffer, msrs.byteOffset, msrs.byteLength);
     const list = [];
     for (let o = 0; o + 16 <= msrs.length; o += 16)
-      list.push({ index: v.getUint32(o, true), reserved: v.getUint32(o + 4, true), value: v.getBigUint64(o + 8, true) });
+      list.push({
+        index: v.getUint32(o, true),
+        reserved: v.getUint32(o + 4, true),
+        value: v.getBigUint64(o + 8, true),
+      });
     recs.push({ name: 'X86_PV_VCPU_MSRS', vcpuId: id, reserved: 0, msrs: list });
   }
   return recs;
@@ -98,12 +108,22 @@ export function pvSaveOps(): SaveOps {
     setup: (ctx) => st.setup(ctx),
 
     staticData(ctx) {
-      return [{ name: 'X86_PV_INFO', guestWidth: st.width, ptLevels: st.levels, reserved: 0 }, ...cpuPolicyRecords(ctx)];
+      return [
+        { name: 'X86_PV_INFO', guestWidth: st.width, ptLevels: st.levels, reserved: 0 },
+        ...cpuPolicyRecords(ctx),
+      ];
     },
 
     startOfStream() {
       const g = st.p2m!;
-      return [{ name: 'X86_PV_P2M_FRAMES', startPfn: 0, endPfn: g.maxPfn, frames: BigUint64Array.from(g.leafPfns, (x) => BigInt(x)) }];
+      return [
+        {
+          name: 'X86_PV_P2M_FRAMES',
+          startPfn: 0,
+          endPfn: g.maxPfn,
+          frames: BigUint64Array.from(g.leafPfns, (x) => BigInt(x)),
+        },
+      ];
     },
 
     checkVmState: (ctx) => st.checkP2m(ctx),
@@ -119,7 +139,12 @@ export function pvSaveOps(): SaveOps {
         return 'ok';
       }
       const g = st.p2m!;
-      const ok = normalisePageTable({ pfnOfMfn: (mfn) => g.pfnOf(mfn), fatal: ctx.suspended || !ctx.live, domid: ctx.domid }, level, src, dst);
+      const ok = normalisePageTable(
+        { pfnOfMfn: (mfn) => g.pfnOf(mfn), fatal: ctx.suspended || !ctx.live, domid: ctx.domid },
+        level,
+        src,
+        dst,
+      );
       return ok ? 'ok' : 'defer';
     },
 
@@ -127,7 +152,10 @@ export function pvSaveOps(): SaveOps {
       // a p2m changed under the live rounds makes what was sent meaningless: refuse to finish
       st.checkP2m(ctx);
       const g = st.p2m!;
-      const recs: LibxcRecord[] = [tscRecord(ctx), { name: 'SHARED_INFO', data: st.shinfo!.bytes.slice(0, PAGE_SIZE) }];
+      const recs: LibxcRecord[] = [
+        tscRecord(ctx),
+        { name: 'SHARED_INFO', data: st.shinfo!.bytes.slice(0, PAGE_SIZE) },
+      ];
       const info = ctx.xen.domainInfo(ctx.domid);
       for (let id = 0; id <= info.maxVcpuId; id++) {
         if (ctx.xen.vcpuOnline(ctx.domid, id)) recs.push(...vcpuRecords(ctx, id, (mfn) => g.pfnOf(mfn)));

@@ -25,7 +25,15 @@ import { abortError, MigrationError, MigrationErrorCode, throwIfAborted } from '
 import { defaultPrecopyPolicy, expectedDowntimeMs, Pacer, type PrecopyStats } from '../policy.js';
 import { hex } from '../pv/layout.js';
 import { hvmSaveOps } from './hvm.js';
-import type { RoundStats, SaveCallbacks, SaveContext, SaveOps, SaveProgress, SaveStats, StreamType } from './types.js';
+import type {
+  RoundStats,
+  SaveCallbacks,
+  SaveContext,
+  SaveOps,
+  SaveProgress,
+  SaveStats,
+  StreamType,
+} from './types.js';
 import { SHUTDOWN_SUSPEND } from '../../xen/constants.js';
 
 export { SHUTDOWN_SUSPEND };
@@ -149,9 +157,15 @@ class SaveEngine implements SaveContext {
     };
     if (this.streamType !== 'plain') {
       if (!this.live)
-        throw new MigrationError(MigrationErrorCode.ERR_CALLBACK, 'a checkpointed stream must start live (log-dirty is enabled by the live phase)');
+        throw new MigrationError(
+          MigrationErrorCode.ERR_CALLBACK,
+          'a checkpointed stream must start live (log-dirty is enabled by the live phase)',
+        );
       if (!this.cb.postcopy || !this.cb.checkpoint)
-        throw new MigrationError(MigrationErrorCode.ERR_CALLBACK, `${this.streamType} needs the postcopy and checkpoint callbacks`);
+        throw new MigrationError(
+          MigrationErrorCode.ERR_CALLBACK,
+          `${this.streamType} needs the postcopy and checkpoint callbacks`,
+        );
       if (this.streamType === 'colo' && !this.cb.waitCheckpoint)
         throw new MigrationError(MigrationErrorCode.ERR_CALLBACK, 'COLO needs the waitCheckpoint callback');
     }
@@ -201,7 +215,8 @@ class SaveEngine implements SaveContext {
         if (this.streamType === 'colo') {
           await this.flushStaging();
           const c = await this.cb.checkpoint!(round);
-          if (c !== 'again') throw new MigrationError(MigrationErrorCode.ERR_CALLBACK, 'COLO checkpoint callback failed');
+          if (c !== 'again')
+            throw new MigrationError(MigrationErrorCode.ERR_CALLBACK, 'COLO checkpoint callback failed');
           await this.cb.postcopy!();
           this.suspended = false;
           again = await this.cb.waitCheckpoint!(round);
@@ -266,7 +281,13 @@ class SaveEngine implements SaveContext {
     const v = this.xen.version();
     await this.out.writeRaw(
       encodeImageHeader({ version: 3 }),
-      encodeDomainHeader({ type: this.ops.domainHeaderType, pageShift: 12, reserved: 0, xenMajor: v.major, xenMinor: v.minor }),
+      encodeDomainHeader({
+        type: this.ops.domainHeaderType,
+        pageShift: 12,
+        reserved: 0,
+        xenMajor: v.major,
+        xenMinor: v.minor,
+      }),
     );
   }
 
@@ -306,7 +327,13 @@ class SaveEngine implements SaveContext {
     const size = this.ops.p2mSize;
     this.dirty.setAll();
     let dirtyCount = size;
-    const ps: PrecopyStats = { iteration: 0, totalWritten: 0, dirtyCount: size, bytesPerSecond: 0, elapsedMs: 0 };
+    const ps: PrecopyStats = {
+      iteration: 0,
+      totalWritten: 0,
+      dirtyCount: size,
+      bytesPerSecond: 0,
+      elapsedMs: 0,
+    };
     const tLive = performance.now();
     let x = 0;
     for (;;) {
@@ -321,10 +348,22 @@ class SaveEngine implements SaveContext {
         const ms = performance.now() - t;
         this.liveBytes += this.out.bytesWritten - b0;
         this.liveMs += ms;
-        this.stats.rounds.push({ iteration: x - 1, kind: 'live', dirtyPages: dirtyCount, pages: sent, bytes: this.out.bytesWritten - b0, ms });
+        this.stats.rounds.push({
+          iteration: x - 1,
+          kind: 'live',
+          dirtyPages: dirtyCount,
+          pages: sent,
+          bytes: this.out.bytesWritten - b0,
+          ms,
+        });
       }
       if (d !== 'continue') {
-        if (d === 'abort') throw new MigrationError(MigrationErrorCode.ERR_PRECOPY_ABORTED, 'precopy policy aborted the migration', { domid: this.domid });
+        if (d === 'abort')
+          throw new MigrationError(
+            MigrationErrorCode.ERR_PRECOPY_ABORTED,
+            'precopy policy aborted the migration',
+            { domid: this.domid },
+          );
         break;
       }
       ps.iteration = x;
@@ -334,7 +373,12 @@ class SaveEngine implements SaveContext {
       ps.elapsedMs = performance.now() - tLive;
       d = policy({ ...ps });
       if (d !== 'continue') {
-        if (d === 'abort') throw new MigrationError(MigrationErrorCode.ERR_PRECOPY_ABORTED, 'precopy policy aborted the migration', { domid: this.domid });
+        if (d === 'abort')
+          throw new MigrationError(
+            MigrationErrorCode.ERR_PRECOPY_ABORTED,
+            'precopy policy aborted the migration',
+            { domid: this.domid },
+          );
         break;
       }
       const st = this.xen.logDirtyClean(this.domid, this.dirty.bytes, size, false);
@@ -359,7 +403,10 @@ class SaveEngine implements SaveContext {
     this.suspended = true;
     const info = this.xen.domainInfo(this.domid);
     const ok = (info.shutdown && info.shutdownReason === SHUTDOWN_SUSPEND) || info.paused;
-    if (!ok) throw new MigrationError(MigrationErrorCode.ERR_NOT_SUSPENDED, 'domain has not been suspended', { domid: this.domid });
+    if (!ok)
+      throw new MigrationError(MigrationErrorCode.ERR_NOT_SUSPENDED, 'domain has not been suspended', {
+        domid: this.domid,
+      });
   }
 
   /** Non-live: suspend, then every page. */
@@ -371,7 +418,14 @@ class SaveEngine implements SaveContext {
     const b0 = this.out.bytesWritten;
     const sent = await this.sendDirtyPages(this.dirty, this.ops.p2mSize, false);
     const ms = performance.now() - t;
-    this.stats.rounds.push({ iteration: 0, kind: 'final', dirtyPages: this.ops.p2mSize, pages: sent, bytes: this.out.bytesWritten - b0, ms });
+    this.stats.rounds.push({
+      iteration: 0,
+      kind: 'final',
+      dirtyPages: this.ops.p2mSize,
+      pages: sent,
+      bytes: this.out.bytesWritten - b0,
+      ms,
+    });
   }
 
   /** xg_sr_save.c suspend_and_send_dirty(): final CLEAN, deferred pages, (COLO) secondary's pfns. */
@@ -387,7 +441,11 @@ class SaveEngine implements SaveContext {
       for (let i = 0; i < list.length; i++) {
         const p = Number(list[i]!);
         if (!(p >= 0 && p < size))
-          throw new MigrationError(MigrationErrorCode.ERR_DOMAIN_MISMATCH, `secondary reported dirty pfn ${hex(p)} beyond the p2m (${size} pfns)`, { domid: this.domid, pfn: p });
+          throw new MigrationError(
+            MigrationErrorCode.ERR_DOMAIN_MISMATCH,
+            `secondary reported dirty pfn ${hex(p)} beyond the p2m (${size} pfns)`,
+            { domid: this.domid, pfn: p },
+          );
         this.dirty.set(p);
       }
     }
@@ -513,7 +571,11 @@ class SaveEngine implements SaveContext {
         // XEN_DOMCTL_PFINFO_* type: bits 31-28 of the (64-bit) word
         const t = LITTLE_ENDIAN ? qw[2 * j]! >>> 28 : Number((q[j]! >> 28n) & 0xfn);
         if (!pageTypeValid(t))
-          throw new MigrationError(MigrationErrorCode.ERR_PAGE_TYPE, `unknown page type ${t} for pfn ${hex(pfns[valid[j]!]!)}`, { domid: this.domid, pfn: pfns[valid[j]!] });
+          throw new MigrationError(
+            MigrationErrorCode.ERR_PAGE_TYPE,
+            `unknown page type ${t} for pfn ${hex(pfns[valid[j]!]!)}`,
+            { domid: this.domid, pfn: pfns[valid[j]!] },
+          );
         types[valid[j]!] = t;
       }
     }
@@ -534,10 +596,14 @@ class SaveEngine implements SaveContext {
         const errs = mapping.errors;
         for (let j = 0; j < errs.length; j++) {
           if (errs[j] !== 0)
-            throw new MigrationError(MigrationErrorCode.ERR_MAP_FAILED, `mapping of pfn ${hex(pfns[dataIdx[j]!]!)} failed (errno ${errs[j]})`, {
-              domid: this.domid,
-              pfn: pfns[dataIdx[j]!],
-            });
+            throw new MigrationError(
+              MigrationErrorCode.ERR_MAP_FAILED,
+              `mapping of pfn ${hex(pfns[dataIdx[j]!]!)} failed (errno ${errs[j]})`,
+              {
+                domid: this.domid,
+                pfn: pfns[dataIdx[j]!],
+              },
+            );
         }
         const bytes = mapping.bytes;
         if (this.info.type === 'pv') {
@@ -554,10 +620,14 @@ class SaveEngine implements SaveContext {
               chunks.push(dst);
             } else {
               if (!live)
-                throw new MigrationError(MigrationErrorCode.ERR_PV_STATE, `page table at pfn ${hex(pfns[dataIdx[j]!]!)} cannot be normalised`, {
-                  domid: this.domid,
-                  pfn: pfns[dataIdx[j]!],
-                });
+                throw new MigrationError(
+                  MigrationErrorCode.ERR_PV_STATE,
+                  `page table at pfn ${hex(pfns[dataIdx[j]!]!)} cannot be normalised`,
+                  {
+                    domid: this.domid,
+                    pfn: pfns[dataIdx[j]!],
+                  },
+                );
               // inconsistent while the guest runs: XTAB now, again after the suspend
               types[dataIdx[j]!] = PageType.XTAB;
               this.stats.dataPages--;
@@ -571,7 +641,8 @@ class SaveEngine implements SaveContext {
         }
         if (!this.opts.zeroCopy && !this.staging) {
           // the sink may keep what it is given after the mapping is gone: give it a copy
-          for (let c = 0; c < chunks.length; c++) if (chunks[c]!.buffer === bytes.buffer) chunks[c] = chunks[c]!.slice();
+          for (let c = 0; c < chunks.length; c++)
+            if (chunks[c]!.buffer === bytes.buffer) chunks[c] = chunks[c]!.slice();
         }
       }
       const { bytes: header } = encodePageDataHeader({ pfns, types });
@@ -612,7 +683,11 @@ class SaveEngine implements SaveContext {
         m = this.xen.map(this.domid, fr, 'r');
         this.chunkMaps.set(key, m);
         if (m.errors[off] !== 0)
-          throw new MigrationError(MigrationErrorCode.ERR_MAP_FAILED, `mapping of pfn ${hex(pfns[i]!)} failed (errno ${m.errors[off]})`, { domid: this.domid, pfn: pfns[i] });
+          throw new MigrationError(
+            MigrationErrorCode.ERR_MAP_FAILED,
+            `mapping of pfn ${hex(pfns[i]!)} failed (errno ${m.errors[off]})`,
+            { domid: this.domid, pfn: pfns[i] },
+          );
       }
       const bytes = m.bytes;
       const page = bytes.subarray(off * PAGE_SIZE, (off + 1) * PAGE_SIZE);
@@ -630,7 +705,8 @@ class SaveEngine implements SaveContext {
 
   private startStaging(pages: number): void {
     const need = pages * PAGE_SIZE;
-    if (!this.stagingBuf || this.stagingBuf.length < need) this.stagingBuf = new Uint8Array(Math.max(need, PAGE_SIZE));
+    if (!this.stagingBuf || this.stagingBuf.length < need)
+      this.stagingBuf = new Uint8Array(Math.max(need, PAGE_SIZE));
     this.stagingUsed = 0;
     this.staging = [];
   }
@@ -645,7 +721,8 @@ class SaveEngine implements SaveContext {
       const old = this.stagingBuf!;
       this.stagingBuf = bigger;
       for (const s of this.staging!) {
-        if (s.data.length && s.data.buffer === old.buffer) s.data = bigger.subarray(s.data.byteOffset, s.data.byteOffset + s.data.length);
+        if (s.data.length && s.data.buffer === old.buffer)
+          s.data = bigger.subarray(s.data.byteOffset, s.data.byteOffset + s.data.length);
       }
     }
     const data = this.stagingBuf!.subarray(this.stagingUsed, this.stagingUsed + len);
@@ -720,7 +797,13 @@ function setFrame(big: BigUint64Array, w: Uint32Array, i: number, f: number): vo
 }
 
 /** dst[j] = src[idx[j]] for every j (idx covering all of src in order: one block copy). */
-function copyFrames(dst: BigUint64Array, dw: Uint32Array, src: BigUint64Array, sw: Uint32Array, idx: readonly number[]): void {
+function copyFrames(
+  dst: BigUint64Array,
+  dw: Uint32Array,
+  src: BigUint64Array,
+  sw: Uint32Array,
+  idx: readonly number[],
+): void {
   if (idx.length === src.length) {
     dst.set(src);
     return;

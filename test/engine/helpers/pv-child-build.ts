@@ -12,7 +12,10 @@ export interface ChildRunner {
   /** Runs a job to completion; resolves with the JSON lines it printed. */
   run(job: object): Promise<Record<string, unknown>[]>;
   /** Starts a job; `lines` receives each JSON line as it arrives. */
-  start(job: object, onLine: (l: Record<string, unknown>) => void): { child: ChildProcess; done: Promise<number> };
+  start(
+    job: object,
+    onLine: (l: Record<string, unknown>) => void,
+  ): { child: ChildProcess; done: Promise<number> };
   dispose(): void;
 }
 
@@ -27,7 +30,10 @@ export async function buildChild(): Promise<ChildRunner> {
   });
   const env = { ...process.env, XENMIG_ADDON_PATH: join(packageRoot, 'build', 'Release') };
   const start = (job: object, onLine: (l: Record<string, unknown>) => void) => {
-    const child = spawn(process.execPath, [join(dir, 'child.mjs'), JSON.stringify(job)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(dir, 'child.mjs'), JSON.stringify(job)], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let buf = '';
     let err = '';
     child.stdout!.setEncoding('utf8').on('data', (s: string) => {
@@ -42,7 +48,9 @@ export async function buildChild(): Promise<ChildRunner> {
     child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
     const done = new Promise<number>((res, rej) => {
       child.on('error', rej);
-      child.on('close', (code) => (code === 0 || code === 1 ? res(code) : rej(new Error(`child exited with ${code}: ${err}`))));
+      child.on('close', (code) =>
+        code === 0 || code === 1 ? res(code) : rej(new Error(`child exited with ${code}: ${err}`)),
+      );
     });
     return { child, done };
   };

@@ -30,7 +30,11 @@ async function main(): Promise<void> {
   if (job.op === 'workload') {
     // tell the parent we run, then write until the duration ends or the domain is destroyed
     process.stdout.write(JSON.stringify({ started: true }) + '\n');
-    const writes = await xen.workload(job.domid, { rate: job.rate, seed: job.seed, durationMs: job.durationMs });
+    const writes = await xen.workload(job.domid, {
+      rate: job.rate,
+      seed: job.seed,
+      durationMs: job.durationMs,
+    });
     process.stdout.write(JSON.stringify({ writes }) + '\n');
     return;
   }

@@ -11,14 +11,19 @@ function u64(v: DataView, off: number): number {
   const hi = v.getUint32(off + 4, true);
   return hi >= 0x100000 ? INVALID : hi * 2 ** 32 + lo;
 }
-const pteMfn = (v: DataView, off: number) => (v.getUint32(off + 4, true) & 0xfffff) * 2 ** 20 + (v.getUint32(off, true) >>> 12);
+const pteMfn = (v: DataView, off: number) =>
+  (v.getUint32(off + 4, true) & 0xfffff) * 2 ** 20 + (v.getUint32(off, true) >>> 12);
 const present = (v: DataView, off: number) => (v.getUint32(off, true) & 1) === 1;
 
 function mapAll(xen: Hypervisor, domid: number, mfns: number[]): DataView[] {
   const out: DataView[] = [];
   for (let i = 0; i < mfns.length; i += 1024) {
     const chunk = mfns.slice(i, i + 1024);
-    const m = xen.map(domid, BigUint64Array.from(chunk, (x) => BigInt(x)), 'r');
+    const m = xen.map(
+      domid,
+      BigUint64Array.from(chunk, (x) => BigInt(x)),
+      'r',
+    );
     for (let j = 0; j < chunk.length; j++) {
       if (m.errors[j] !== 0) throw new Error(`inspect: mfn ${chunk[j]} not mappable (errno ${m.errors[j]})`);
       out.push(new DataView(m.bytes.slice(j * 4096, (j + 1) * 4096).buffer));
@@ -49,7 +54,18 @@ export function mockLayout(n: number) {
   const np2m = Math.ceil(n / 512);
   const nmid = Math.ceil(np2m / 512);
   const first = n - (3 + 1 + 1 + nl2 + nl1 + 1 + nmid + np2m);
-  return { startInfo: first, l4: first + 3, l3: first + 4, l2: first + 5, l1: first + 5 + nl2, p2mTop: first + 5 + nl2 + nl1, p2mMid: first + 6 + nl2 + nl1, p2mLeaf: n - np2m, nl1, np2m };
+  return {
+    startInfo: first,
+    l4: first + 3,
+    l3: first + 4,
+    l2: first + 5,
+    l1: first + 5 + nl2,
+    p2mTop: first + 5 + nl2 + nl1,
+    p2mMid: first + 6 + nl2 + nl1,
+    p2mLeaf: n - np2m,
+    nl1,
+    np2m,
+  };
 }
 
 /** pfn -> mfn of a mock guest, read from its page tables' direct map. */
@@ -61,7 +77,11 @@ export function directMap(xen: Hypervisor, domid: number, n: number): Float64Arr
   const nl1 = Math.ceil(n / 512);
   const nl2 = Math.ceil(nl1 / 512);
   const l3 = mapAll(xen, domid, [pteMfn(l4!, 273 * 8)])[0]!;
-  const l2s = mapAll(xen, domid, Array.from({ length: nl2 }, (_, i) => pteMfn(l3, i * 8)));
+  const l2s = mapAll(
+    xen,
+    domid,
+    Array.from({ length: nl2 }, (_, i) => pteMfn(l3, i * 8)),
+  );
   const l1Mfns: number[] = [];
   for (let j = 0; j < nl1; j++) l1Mfns.push(pteMfn(l2s[Math.floor(j / 512)]!, (j % 512) * 8));
   const l1s = mapAll(xen, domid, l1Mfns);
@@ -76,7 +96,9 @@ export function inspectPvDomain(xen: Hypervisor, domid: number): PvFacts {
   const maxPfnField = u64(sh, 3088);
   const n = maxPfnField; // the mock guest: pfns 0..n-1
   const ctx = xen.vcpuContextGet(domid, 0);
-  const l4Mfn = Number(new DataView(ctx.buffer, ctx.byteOffset, ctx.byteLength).getBigUint64(4984 + 24, true) >> 12n);
+  const l4Mfn = Number(
+    new DataView(ctx.buffer, ctx.byteOffset, ctx.byteLength).getBigUint64(4984 + 24, true) >> 12n,
+  );
   const mfn = directMap(xen, domid, n);
 
   const m2p = xen.mapM2p();
@@ -87,7 +109,11 @@ export function inspectPvDomain(xen: Hypervisor, domid: number): PvFacts {
 
   // the p2m leaves are the guest's last ceil(n/512) pages
   const np2m = Math.ceil(n / 512);
-  const leaves = mapAll(xen, domid, Array.from({ length: np2m }, (_, j) => mfn[n - np2m + j]!));
+  const leaves = mapAll(
+    xen,
+    domid,
+    Array.from({ length: np2m }, (_, j) => mfn[n - np2m + j]!),
+  );
   let p2mMismatches = 0;
   for (let j = 0; j < np2m; j++)
     for (let k = 0; k < 512; k++) {
@@ -113,7 +139,11 @@ export function inspectPvDomain(xen: Hypervisor, domid: number): PvFacts {
     }
   }
   let foreignPtes = 0;
-  const tables = mapAll(xen, domid, tablePfns.map((p) => mfn[p]!));
+  const tables = mapAll(
+    xen,
+    domid,
+    tablePfns.map((p) => mfn[p]!),
+  );
   tables.forEach((v, i) => {
     const lvl = typeOf[tablePfns[i]!]! & 7;
     for (let e = 0; e < 512; e++) {
@@ -126,5 +156,12 @@ export function inspectPvDomain(xen: Hypervisor, domid: number): PvFacts {
   });
   const l4Pfn = m2pOf(l4Mfn);
   m2p.unmap();
-  return { pages: n, m2pMismatches, p2mMismatches, foreignPtes, tableTypes, cr3PinnedL4: l4Pfn >= 0 && typeOf[l4Pfn] === 12 };
+  return {
+    pages: n,
+    m2pMismatches,
+    p2mMismatches,
+    foreignPtes,
+    tableTypes,
+    cr3PinnedL4: l4Pfn >= 0 && typeOf[l4Pfn] === 12,
+  };
 }

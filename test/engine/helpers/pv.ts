@@ -31,7 +31,12 @@ export class Sink extends Writable {
 export async function saveLibxc(
   xen: Hypervisor,
   domid: number,
-  opts: { live?: boolean; suspend?: () => Promise<void>; callbacks?: Partial<SaveCallbacks>; onStats?: (s: SaveStats) => void } = {},
+  opts: {
+    live?: boolean;
+    suspend?: () => Promise<void>;
+    callbacks?: Partial<SaveCallbacks>;
+    onStats?: (s: SaveStats) => void;
+  } = {},
 ): Promise<Buffer> {
   const sink = new Sink();
   const out = new StreamWriter(sink);
@@ -96,7 +101,10 @@ export interface Digest {
 }
 
 /** Like decode(), but pages are kept as hashes (a 128 MiB guest stays small). */
-export async function digest(input: Uint8Array | AsyncIterable<Uint8Array>, keep: (pfn: number, records: LibxcRecord[]) => boolean = () => false): Promise<Digest> {
+export async function digest(
+  input: Uint8Array | AsyncIterable<Uint8Array>,
+  keep: (pfn: number, records: LibxcRecord[]) => boolean = () => false,
+): Promise<Digest> {
   const { createHash } = await import('node:crypto');
   const r = new StreamReader(input);
   const pages: Digest['pages'] = new Map();
@@ -122,7 +130,11 @@ export async function digest(input: Uint8Array | AsyncIterable<Uint8Array>, keep
       d++;
       const masked = Buffer.from(page);
       masked.fill(0, 32, 88);
-      pages.set(pfn, { type: t, hash: createHash('sha256').update(page).digest('hex'), hashMasked: createHash('sha256').update(masked).digest('hex') });
+      pages.set(pfn, {
+        type: t,
+        hash: createHash('sha256').update(page).digest('hex'),
+        hashMasked: createHash('sha256').update(masked).digest('hex'),
+      });
       if (keep(pfn, records)) kept.set(pfn, page.slice());
     }
   }

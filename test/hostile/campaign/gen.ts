@@ -50,8 +50,27 @@ export interface Case {
   input: Input;
 }
 
-const U32S = [0, 1, 2, 7, 8, 0x7f, 0x80, 0xff, 0x100, 0x3ff, 0x400, 0x401, 0xfff, 0x1000, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff];
-const U64S = [0n, 1n, 0xfffn, 0x1000n, 0xfffffn, 0x100000n, 0xfffffffn, 0x10000000n, 0xffffffffn, 0x100000000n, (1n << 52n) - 1n, 1n << 52n, (1n << 63n) - 1n, 1n << 63n, (1n << 64n) - 1n];
+const U32S = [
+  0, 1, 2, 7, 8, 0x7f, 0x80, 0xff, 0x100, 0x3ff, 0x400, 0x401, 0xfff, 0x1000, 0xffff, 0x10000, 0x7fffffff,
+  0x80000000, 0xfffffffe, 0xffffffff,
+];
+const U64S = [
+  0n,
+  1n,
+  0xfffn,
+  0x1000n,
+  0xfffffn,
+  0x100000n,
+  0xfffffffn,
+  0x10000000n,
+  0xffffffffn,
+  0x100000000n,
+  (1n << 52n) - 1n,
+  1n << 52n,
+  (1n << 63n) - 1n,
+  1n << 63n,
+  (1n << 64n) - 1n,
+];
 
 function u32(r: Rng): number {
   return r.chance(0.8) ? r.pick(U32S) : r.next();
@@ -187,11 +206,27 @@ function mutateSegment(s: Segment, r: Rng, ops: string[]): void {
 function lyingRecord(s: Segment, r: Rng): Buffer {
   const b = Buffer.from(encodeSegment(s));
   const len = s.bytes.length;
-  b.writeUInt32LE(r.pick([0, len + 1, len + 8, Math.max(0, len - 1), Math.max(0, len - 8), 0x7fffffff, 0xffffffff, 128 * 2 ** 20, 128 * 2 ** 20 + 1]) >>> 0, 4);
+  b.writeUInt32LE(
+    r.pick([
+      0,
+      len + 1,
+      len + 8,
+      Math.max(0, len - 1),
+      Math.max(0, len - 8),
+      0x7fffffff,
+      0xffffffff,
+      128 * 2 ** 20,
+      128 * 2 ** 20 + 1,
+    ]) >>> 0,
+    4,
+  );
   return b;
 }
 
-const KNOWN_LIBXC = [0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13, 0x7fffffff, 0x80000000, 0x80000123, 0xffffffff];
+const KNOWN_LIBXC = [
+  0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11,
+  0x12, 0x13, 0x7fffffff, 0x80000000, 0x80000123, 0xffffffff,
+];
 const KNOWN_LIBXL = [0, 1, 2, 3, 4, 5, 6, 0x80000001];
 
 function randomRecord(r: Rng, layer: 'libxc' | 'libxl'): Segment {
@@ -206,7 +241,9 @@ function randomRecord(r: Rng, layer: 'libxc' | 'libxl'): Segment {
 export const ENDLESS_BYTES = Number(process.env.XENMIG_CAMPAIGN_ENDLESS_BYTES ?? 1 << 20);
 
 function endless(prefix: Buffer, unit: Buffer, cap: number): () => AsyncIterable<Uint8Array> {
-  const block = Buffer.concat(Array.from({ length: Math.max(1, Math.floor((256 << 10) / unit.length)) }, () => unit));
+  const block = Buffer.concat(
+    Array.from({ length: Math.max(1, Math.floor((256 << 10) / unit.length)) }, () => unit),
+  );
   return async function* () {
     yield prefix;
     for (let n = prefix.length; n < cap; n += block.length) yield block;
@@ -216,14 +253,20 @@ function endless(prefix: Buffer, unit: Buffer, cap: number): () => AsyncIterable
 export type Attack = (stream: Buffer) => Promise<Buffer>;
 
 /** One case. `ptAttack` rewrites a PV stream's page tables (self-references, cycles). */
-export async function makeCase(bases: Base[], seed: number, index: number, ptAttack: (b: Buffer, r: Rng) => Promise<Buffer>): Promise<Case> {
+export async function makeCase(
+  bases: Base[],
+  seed: number,
+  index: number,
+  ptAttack: (b: Buffer, r: Rng) => Promise<Buffer>,
+): Promise<Case> {
   const r = caseRng(seed, index);
   const pickTarget = (): Case['target'] => {
     const x = r.int(100);
     return x < 40 ? 'verify' : x < 72 ? 'restore' : x < 88 ? 'receive' : 'remus';
   };
   const target = pickTarget();
-  const pool = target === 'remus' ? bases.filter((b) => b.remus) : bases.filter((b) => !b.remus || target === 'verify');
+  const pool =
+    target === 'remus' ? bases.filter((b) => b.remus) : bases.filter((b) => !b.remus || target === 'verify');
   const base = r.pick(pool);
   const segs = clone(base.segs);
   const ops: string[] = [];
@@ -241,7 +284,9 @@ export async function makeCase(bases: Base[], seed: number, index: number, ptAtt
     // endless: a static prefix, then one record kind over and over
     const end = Math.max(1, libxcEnd(segs) >= 0 ? libxcEnd(segs) : segs.length - 1);
     const recs = records(segs.slice(0, end)).map(([s]) => s);
-    const unit = r.chance(0.3) ? frameRecord(0x80000000 | r.int(0x1000000), Buffer.alloc(r.pick([0, 8, 64]))) : encodeSegment(r.pick(recs));
+    const unit = r.chance(0.3)
+      ? frameRecord(0x80000000 | r.int(0x1000000), Buffer.alloc(r.pick([0, 8, 64])))
+      : encodeSegment(r.pick(recs));
     const cut = r.chance(0.5) ? end : 1 + r.int(end);
     input = endless(join(segs.slice(0, cut)), unit, ENDLESS_BYTES);
     ops.push(`endless(${unit.readUInt32LE(0).toString(16)})@${cut}`);
@@ -256,7 +301,9 @@ export async function makeCase(bases: Base[], seed: number, index: number, ptAtt
       const recIdx = records(segs).map(([, i]) => i);
       if (op < 55) {
         // a field of any item, biased to the records that matter most
-        const hot = segs.map((s, i) => [s, i] as const).filter(([s]) => s.kind !== 'record' || [0x01, 0x03, 0x04, 0x0a, 0x09, 0x02].includes(s.type));
+        const hot = segs
+          .map((s, i) => [s, i] as const)
+          .filter(([s]) => s.kind !== 'record' || [0x01, 0x03, 0x04, 0x0a, 0x09, 0x02].includes(s.type));
         const [s] = r.chance(0.7) && hot.length ? r.pick(hot) : r.pick(segs.map((s, i) => [s, i] as const));
         mutateSegment(s, r, ops);
       } else if (op < 62 && recIdx.length) {
@@ -264,7 +311,10 @@ export async function makeCase(bases: Base[], seed: number, index: number, ptAtt
         ops.push('drop');
       } else if (op < 70 && recIdx.length) {
         const i = r.pick(recIdx);
-        segs.splice(i + (r.chance(0.5) ? 1 : r.int(segs.length - i)), 0, { ...segs[i]!, bytes: Buffer.from(segs[i]!.bytes) });
+        segs.splice(i + (r.chance(0.5) ? 1 : r.int(segs.length - i)), 0, {
+          ...segs[i]!,
+          bytes: Buffer.from(segs[i]!.bytes),
+        });
         ops.push('duplicate');
       } else if (op < 76 && recIdx.length > 1) {
         const a = r.pick(recIdx);

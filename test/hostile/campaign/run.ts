@@ -76,7 +76,19 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const deadlineMs = o.caseDeadlineMs ?? 30_000;
   const rssLimit = o.rssLimitMb ?? 1536;
   const b = await bundle();
-  const res: CampaignResult = { cases: 0, ok: 0, rejected: 0, cli: 0, failures: [], codes: {}, targets: {}, msByKind: {}, slow: [], maxRssMb: 0, ms: 0 };
+  const res: CampaignResult = {
+    cases: 0,
+    ok: 0,
+    rejected: 0,
+    cli: 0,
+    failures: [],
+    codes: {},
+    targets: {},
+    msByKind: {},
+    slow: [],
+    maxRssMb: 0,
+    ms: 0,
+  };
   const from = o.from ?? 0;
   const per = Math.ceil(o.cases / o.workers);
   const add = (to: Record<string, number>, from: Record<string, number>) => {
@@ -87,8 +99,18 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const lane = async (lo: number, hi: number, lane: number): Promise<void> => {
     let next = lo;
     while (next < hi) {
-      const host = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), `xenmig-campaign-${lane}-`));
-      const job: WorkerJob = { host, seed: o.seed, from: next, to: hi, cliEvery: o.cliEvery, caseDeadlineMs: deadlineMs, repo: REPO };
+      const host = mkdtempSync(
+        join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), `xenmig-campaign-${lane}-`),
+      );
+      const job: WorkerJob = {
+        host,
+        seed: o.seed,
+        from: next,
+        to: hi,
+        cliEvery: o.cliEvery,
+        caseDeadlineMs: deadlineMs,
+        repo: REPO,
+      };
       const child = spawn(process.execPath, [b.file, JSON.stringify(job)], {
         env: { ...process.env, XENMIG_ADDON_PATH: join(REPO, 'build', 'Release'), XENMIG_MOCK_HOST: host },
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -112,7 +134,9 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
           } else if (line.startsWith('F ')) {
             const f = JSON.parse(line.slice(2)) as Failure;
             res.failures.push({ seed: o.seed, index: current, ...f });
-            o.log?.(`campaign: FAILED seed ${o.seed} index ${f.index ?? current}: ${f.check}: ${f.detail.split('\n')[0]}`);
+            o.log?.(
+              `campaign: FAILED seed ${o.seed} index ${f.index ?? current}: ${f.check}: ${f.detail.split('\n')[0]}`,
+            );
           } else if (line.startsWith('W ')) {
             res.slow.push(JSON.parse(line.slice(2)) as { index: number; kind: string; ms: number });
           } else if (line.startsWith('D ')) {
@@ -134,14 +158,20 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
         const mb = rssMb(child.pid);
         res.maxRssMb = Math.max(res.maxRssMb, Math.round(mb));
         if (mb > rssLimit && !killed) killed = `resident memory ${Math.round(mb)} MiB > ${rssLimit} MiB`;
-        else if (performance.now() - startedAt > deadlineMs * 2 && !killed) killed = `no result after ${deadlineMs * 2} ms (the event loop is blocked)`;
+        else if (performance.now() - startedAt > deadlineMs * 2 && !killed)
+          killed = `no result after ${deadlineMs * 2} ms (the event loop is blocked)`;
         if (killed) child.kill('SIGKILL');
       }, 100);
       const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
       clearInterval(watch);
       rmSync(host, { recursive: true, force: true });
       if (killed) {
-        res.failures.push({ seed: o.seed, index: current, check: killed.startsWith('resident') ? 'memory' : 'hang', detail: killed });
+        res.failures.push({
+          seed: o.seed,
+          index: current,
+          check: killed.startsWith('resident') ? 'memory' : 'hang',
+          detail: killed,
+        });
         o.log?.(`campaign: FAILED seed ${o.seed} index ${current}: ${killed}`);
         res.cases += current - next + 1; // the killed worker's totals are lost; its cases ran
         next = current + 1;
@@ -154,7 +184,12 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
         continue;
       }
       if (code !== 0 || !finished) {
-        res.failures.push({ seed: o.seed, index: current, check: 'worker exit', detail: `worker exited ${code}: ${stderr}` });
+        res.failures.push({
+          seed: o.seed,
+          index: current,
+          check: 'worker exit',
+          detail: `worker exited ${code}: ${stderr}`,
+        });
         next = current + 1;
         continue;
       }

@@ -56,18 +56,41 @@ function configOf(segs: Segment[]): string {
 
 /** A Remus stream (libxl format) from a plain one: the stream as checkpoint 1, then two more. */
 function remusOf(segs: Segment[]): Segment[] {
-  const ckpt: Segment = { kind: 'record', layer: 'libxc', type: 0x0e, name: 'CHECKPOINT', bytes: Buffer.alloc(0), offset: -1 };
-  const ckEnd: Segment = { kind: 'record', layer: 'libxl', type: 4, name: 'CHECKPOINT_END', bytes: Buffer.alloc(0), offset: -1 };
+  const ckpt: Segment = {
+    kind: 'record',
+    layer: 'libxc',
+    type: 0x0e,
+    name: 'CHECKPOINT',
+    bytes: Buffer.alloc(0),
+    offset: -1,
+  };
+  const ckEnd: Segment = {
+    kind: 'record',
+    layer: 'libxl',
+    type: 4,
+    name: 'CHECKPOINT_END',
+    bytes: Buffer.alloc(0),
+    offset: -1,
+  };
   const end = segs.findIndex((s) => s.kind === 'record' && s.layer === 'libxc' && s.type === 0);
   const body = segs.slice(0, end);
-  const again = body.filter((s) => s.kind === 'record' && s.layer === 'libxc' && [0x01, 0x09, 0x0a].includes(s.type));
-  return [...body, ckpt, ckEnd, ...again, ckpt, ckEnd, ...again, ckpt, ckEnd].map((s, i) => ({ ...s, offset: i === 0 ? 0 : -1 }));
+  const again = body.filter(
+    (s) => s.kind === 'record' && s.layer === 'libxc' && [0x01, 0x09, 0x0a].includes(s.type),
+  );
+  return [...body, ckpt, ckEnd, ...again, ckpt, ckEnd, ...again, ckpt, ckEnd].map((s, i) => ({
+    ...s,
+    offset: i === 0 ? 0 : -1,
+  }));
 }
 
 async function corpus(xen: MockHypervisor): Promise<Base[]> {
   const bases: Base[] = [];
   for (const kind of ['hvm', 'pv'] as const) {
-    const d = xen.createDomain({ type: kind, pages: kind === 'hvm' ? 64 : 128, vcpus: kind === 'pv' ? 2 : 1 });
+    const d = xen.createDomain({
+      type: kind,
+      pages: kind === 'hvm' ? 64 : 128,
+      vcpus: kind === 'pv' ? 2 : 1,
+    });
     for (const format of ['xl', 'libxl', 'libxc'] as const) {
       const bytes = await saved(xen, d, format);
       const segs = await split(bytes);
@@ -85,21 +108,35 @@ async function corpus(xen: MockHypervisor): Promise<Base[]> {
     s.offset = off;
     off += s.kind === 'record' ? frameRecord(s.type, s.bytes).length : s.bytes.length;
   }
-  bases.push({ name: 'hvm-remus', kind: 'hvm', format: 'libxl', remus: true, segs: remusSegs, config: hvmLibxl.config });
+  bases.push({
+    name: 'hvm-remus',
+    kind: 'hvm',
+    format: 'libxl',
+    remus: true,
+    segs: remusSegs,
+    config: hvmLibxl.config,
+  });
   return bases;
 }
 
 /** The problem with an error, or null when it is a typed one (a string code of ours or an errno). */
 export function untyped(e: unknown): string | null {
   if (!(e instanceof Error)) return `non-Error thrown: ${String(e)}`;
-  if (e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError || e instanceof SyntaxError)
+  if (
+    e instanceof TypeError ||
+    e instanceof RangeError ||
+    e instanceof ReferenceError ||
+    e instanceof SyntaxError
+  )
     return `${e.name}: ${e.message}`;
   const code = (e as { code?: unknown }).code;
-  if (typeof code !== 'string' || !/^(ERR_[A-Z0-9_]+|E[A-Z0-9]+)$/.test(code)) return `untyped ${e.name}: ${e.message}`;
+  if (typeof code !== 'string' || !/^(ERR_[A-Z0-9_]+|E[A-Z0-9]+)$/.test(code))
+    return `untyped ${e.name}: ${e.message}`;
   return null;
 }
 
-const toReadable = (input: Input): Readable | Buffer => (Buffer.isBuffer(input) ? input : Readable.from(input()));
+const toReadable = (input: Input): Readable | Buffer =>
+  Buffer.isBuffer(input) ? input : Readable.from(input());
 
 /** A loopback TCP connection as a (sender, receiver) channel pair: sockets, so the receiver's idle timeout works. */
 let server: net.Server | null = null;
@@ -115,12 +152,21 @@ async function channelPair(): Promise<[Channel, Channel]> {
     await new Promise<void>((res) => server!.listen(0, '127.0.0.1', () => res()));
   }
   const port = (server.address() as net.AddressInfo).port;
-  const got = accepted.length ? Promise.resolve(accepted.shift()!) : new Promise<net.Socket>((res) => acceptWaiters.push(res));
+  const got = accepted.length
+    ? Promise.resolve(accepted.shift()!)
+    : new Promise<net.Socket>((res) => acceptWaiters.push(res));
   const a = net.connect(port, '127.0.0.1');
   await new Promise<void>((res, rej) => a.once('connect', res).once('error', rej));
   const b = await got;
   const mk = (role: 'sender' | 'receiver', s: net.Socket) =>
-    new Channel({ kind: 'tcp', role, description: `loopback ${role}`, readable: { stream: s }, writable: { stream: s }, idleTimeoutMs: 400 });
+    new Channel({
+      kind: 'tcp',
+      role,
+      description: `loopback ${role}`,
+      readable: { stream: s },
+      writable: { stream: s },
+      idleTimeoutMs: 400,
+    });
   return [mk('sender', a), mk('receiver', b)];
 }
 
@@ -128,17 +174,18 @@ async function writeInput(w: Writable, input: Input, signal: AbortSignal): Promi
   const chunks: AsyncIterable<Uint8Array> = Buffer.isBuffer(input) ? [input] : input();
   for await (const c of chunks) {
     if (signal.aborted) throw signal.reason;
-    if (!w.write(c)) await new Promise<void>((res, rej) => {
-      const done = () => {
-        w.off('drain', done);
-        w.off('close', done);
-        signal.removeEventListener('abort', done);
-        signal.aborted ? rej(signal.reason) : res();
-      };
-      w.on('drain', done);
-      w.on('close', done);
-      signal.addEventListener('abort', done);
-    });
+    if (!w.write(c))
+      await new Promise<void>((res, rej) => {
+        const done = () => {
+          w.off('drain', done);
+          w.off('close', done);
+          signal.removeEventListener('abort', done);
+          signal.aborted ? rej(signal.reason) : res();
+        };
+        w.on('drain', done);
+        w.on('close', done);
+        signal.addEventListener('abort', done);
+      });
   }
 }
 
@@ -146,7 +193,9 @@ async function runTarget(xen: MockHypervisor, c: Case, base: Base): Promise<{ do
   const config = base.format === 'xl' ? undefined : parseDomainConfig(base.config);
   switch (c.target) {
     case 'verify':
-      await validateStream(Buffer.isBuffer(c.input) ? c.input : c.input(), { streamType: base.remus ? 'remus' : 'plain' });
+      await validateStream(Buffer.isBuffer(c.input) ? c.input : c.input(), {
+        streamType: base.remus ? 'remus' : 'plain',
+      });
       return { domid: null };
     case 'restore': {
       const r = await restore(toReadable(c.input), { xen, paused: true, ...(config ? { config } : {}) });
@@ -192,15 +241,40 @@ async function main(): Promise<void> {
   const xen = openMockHost(job.host);
   const bases = await corpus(xen);
   const byName = new Map(bases.map((b) => [b.name, b]));
-  const bystanders = [xen.createDomain({ type: 'pv', pages: 64, vcpus: 1 }), xen.createDomain({ type: 'hvm', pages: 16, vcpus: 1 })];
+  const bystanders = [
+    xen.createDomain({ type: 'pv', pages: 64, vcpus: 1 }),
+    xen.createDomain({ type: 'hvm', pages: 16, vcpus: 1 }),
+  ];
   const sums = bystanders.map((d) => xen.checksum(d));
   const baseline = xen.listDomainIds().join(',');
   const tmp = mkdtempSync(pathJoin(tmpdir(), 'xenmig-campaign-'));
-  const totals = { cases: 0, ok: 0, rejected: 0, cli: 0, codes: {} as Record<string, number>, targets: {} as Record<string, number>, msByKind: {} as Record<string, number>, maxRssMb: 0 };
-  const ptAttack = async (b: Buffer, r: { int(n: number): number; next(): number; pick<T>(a: readonly T[]): T; chance(p: number): boolean }) =>
-    r.chance(0.5) ? withTableAttack(b, r.pick(TABLE_ATTACKS)) : withRandomPtes(b, () => r.next());
+  const totals = {
+    cases: 0,
+    ok: 0,
+    rejected: 0,
+    cli: 0,
+    codes: {} as Record<string, number>,
+    targets: {} as Record<string, number>,
+    msByKind: {} as Record<string, number>,
+    maxRssMb: 0,
+  };
+  const ptAttack = async (
+    b: Buffer,
+    r: { int(n: number): number; next(): number; pick<T>(a: readonly T[]): T; chance(p: number): boolean },
+  ) => (r.chance(0.5) ? withTableAttack(b, r.pick(TABLE_ATTACKS)) : withRandomPtes(b, () => r.next()));
   const fail = (c: Case, check: string, detail: string) =>
-    out('F ' + JSON.stringify({ seed: job.seed, index: c.index, base: c.base, target: c.target, ops: c.ops, check, detail: detail.slice(0, 2000) }));
+    out(
+      'F ' +
+        JSON.stringify({
+          seed: job.seed,
+          index: c.index,
+          base: c.base,
+          target: c.target,
+          ops: c.ops,
+          check,
+          detail: detail.slice(0, 2000),
+        }),
+    );
 
   for (let i = job.from; i < job.to; i++) {
     out(`S ${i}`);
@@ -210,7 +284,10 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, rej) => {
-      timer = setTimeout(() => rej(Object.assign(new Error(`no result after ${job.caseDeadlineMs} ms`), { hang: true })), job.caseDeadlineMs);
+      timer = setTimeout(
+        () => rej(Object.assign(new Error(`no result after ${job.caseDeadlineMs} ms`), { hang: true })),
+        job.caseDeadlineMs,
+      );
     });
     try {
       const r = await Promise.race([runTarget(xen, c, base), deadline]);
@@ -233,7 +310,8 @@ async function main(): Promise<void> {
     totals.cases++;
     const kindKey = `${c.target}:${c.ops[0]?.replace(/[@(].*/, '') ?? '?'}`;
     totals.msByKind[kindKey] = Math.round((totals.msByKind[kindKey] ?? 0) + performance.now() - t0);
-    if (performance.now() - t0 > 1000) out('W ' + JSON.stringify({ index: i, kind: kindKey, ms: Math.round(performance.now() - t0) }));
+    if (performance.now() - t0 > 1000)
+      out('W ' + JSON.stringify({ index: i, kind: kindKey, ms: Math.round(performance.now() - t0) }));
     const now = xen.listDomainIds();
     if (now.join(',') !== baseline) {
       fail(c, 'domain left behind', `domains ${now.join(',')} (expected ${baseline})`);
@@ -267,12 +345,22 @@ async function cliCase(
 ): Promise<void> {
   const file = pathJoin(tmp, `case-${c.index}`);
   writeFileSync(file, c.input as Buffer);
-  const opts = { deadlineMs: 60_000, rssLimitMb: 400, cli: pathJoin(job.repo, 'dist', 'cli', 'main.js'), cwd: job.repo };
-  for (const args of [['verify', file], ['restore', file, '--paused', '--host', job.host]]) {
+  const opts = {
+    deadlineMs: 60_000,
+    rssLimitMb: 400,
+    cli: pathJoin(job.repo, 'dist', 'cli', 'main.js'),
+    cwd: job.repo,
+  };
+  for (const args of [
+    ['verify', file],
+    ['restore', file, '--paused', '--host', job.host],
+  ]) {
     const r = await supervise(args, opts);
     const what = `xenmig ${args[0]}`;
-    if (r.killed) fail(c, `${what}: ${r.killed}`, `peak ${r.peakRssKb} KiB after ${Math.round(r.ms)} ms\n${r.stderr}`);
-    else if (r.code !== 0 && r.code !== 1) fail(c, `${what}: exit status`, `exit ${r.code ?? r.signal}\n${r.stderr}`);
+    if (r.killed)
+      fail(c, `${what}: ${r.killed}`, `peak ${r.peakRssKb} KiB after ${Math.round(r.ms)} ms\n${r.stderr}`);
+    else if (r.code !== 0 && r.code !== 1)
+      fail(c, `${what}: exit status`, `exit ${r.code ?? r.signal}\n${r.stderr}`);
     const crash = crashText(r.stderr);
     if (crash) fail(c, `${what}: stack trace`, r.stderr);
     if (args[0] === 'restore' && r.code === 0) {
