@@ -337,7 +337,7 @@ async function remusRun(arr, tool, round) {
     while (port === null) {
       const m = /"listening":(\d+)/.exec(backupOut);
       if (m) port = Number(m[1]);
-      else if (Date.now() - tb > 60_000 || bk.exitCode !== null)
+      else if (Date.now() - tb > 300_000 || bk.exitCode !== null)
         throw new Error(`remus-receive did not listen: ${readFileSync('/tmp/b-bk.log', 'utf8').slice(-300)}`);
       else await sleep(100);
     }
@@ -458,7 +458,7 @@ async function killTrial(arr, buffered, trial) {
   while (port === null) {
     const m = /"listening":(\d+)/.exec(backupOut);
     if (m) port = Number(m[1]);
-    else if (Date.now() - tb > 60_000 || bk.exitCode !== null)
+    else if (Date.now() - tb > 300_000 || bk.exitCode !== null)
       throw new Error(`remus-receive did not listen: ${readFileSync('/tmp/b-bk.log', 'utf8').slice(-300)}`);
     else await sleep(100);
   }
