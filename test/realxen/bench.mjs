@@ -298,6 +298,49 @@ async function migration(arr, sender, receiver, round) {
 }
 
 // ---- Remus ----------------------------------------------------------------------------------------
+/** A xenmig Remus pair on this host: `remus-receive` on a TCP port of 127.0.0.1 (waits until it
+ * listens), then `remus --json` towards it, network output buffered or not (--no-net-buffer); both
+ * --no-disk-replication (one host, one image). Their stdout so far: backupOut(), primaryOut(). */
+async function startXenmigRemus(src, buffered) {
+  let backupOut = '';
+  const bk = track(
+    spawn(
+      'sh',
+      [
+        '-c',
+        `exec ${XENMIG} remus-receive --listen 127.0.0.1:0 --insecure --json --failover-timeout-ms 30000 2>>/tmp/b-bk.log`,
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    ),
+  );
+  bk.stdout.setEncoding('utf8');
+  bk.stdout.on('data', (d) => (backupOut += d));
+  let port = null;
+  const tb = Date.now();
+  while (port === null) {
+    const m = /"listening":(\d+)/.exec(backupOut);
+    if (m) port = Number(m[1]);
+    else if (Date.now() - tb > 300_000 || bk.exitCode !== null)
+      throw new Error(`remus-receive did not listen: ${readFileSync('/tmp/b-bk.log', 'utf8').slice(-300)}`);
+    else await sleep(100);
+  }
+  const nb = buffered ? '' : ' --no-net-buffer';
+  let primaryOut = '';
+  const p = track(
+    spawn(
+      'sh',
+      [
+        '-c',
+        `exec ${XENMIG} remus --json${nb} --no-disk-replication -i ${REMUS_INTERVAL_MS} --insecure ${src} tcp://127.0.0.1:${port} 2>/tmp/b-pr.log`,
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    ),
+  );
+  p.stdout.setEncoding('utf8');
+  p.stdout.on('data', (d) => (primaryOut += d));
+  return { bk, p, backupOut: () => backupOut, primaryOut: () => primaryOut };
+}
+
 /** Replicate g-bench for REMUS_SECONDS, then fail the primary over to the backup (as the scenario's
  * Remus steps do). tool: 'xl' (xl remus -F -n -d, as Debian's xl allows) | 'xenmig' (--no-net-buffer,
  * the same unsafe mode) | 'xenmig-buffered' (network output held until the backup ACKs). */
@@ -306,8 +349,18 @@ async function remusRun(arr, tool, round) {
   for (const f of ['/tmp/b-bk.log', '/tmp/b-pr.log', '/tmp/b-pr.out']) if (existsSync(f)) unlinkSync(f);
   let p;
   let bk;
-  let backupOut = '';
-  const json = [];
+  let primaryOut = () => '';
+  // the xenmig primary's --json lines (one per acknowledged checkpoint)
+  const json = () =>
+    primaryOut()
+      .split('\n')
+      .flatMap((l) => {
+        try {
+          return [JSON.parse(l)];
+        } catch {
+          return [];
+        }
+      });
   if (tool === 'xl') {
     p = track(
       spawn(
@@ -320,50 +373,10 @@ async function remusRun(arr, tool, round) {
       ),
     );
   } else {
-    bk = track(
-      spawn(
-        'sh',
-        [
-          '-c',
-          `exec ${XENMIG} remus-receive --listen 127.0.0.1:0 --insecure --json --failover-timeout-ms 30000 2>>/tmp/b-bk.log`,
-        ],
-        { stdio: ['ignore', 'pipe', 'ignore'] },
-      ),
-    );
-    bk.stdout.setEncoding('utf8');
-    bk.stdout.on('data', (d) => (backupOut += d));
-    let port = null;
-    const tb = Date.now();
-    while (port === null) {
-      const m = /"listening":(\d+)/.exec(backupOut);
-      if (m) port = Number(m[1]);
-      else if (Date.now() - tb > 300_000 || bk.exitCode !== null)
-        throw new Error(`remus-receive did not listen: ${readFileSync('/tmp/b-bk.log', 'utf8').slice(-300)}`);
-      else await sleep(100);
-    }
-    const nb = tool === 'xenmig' ? ' --no-net-buffer' : '';
-    p = track(
-      spawn(
-        'sh',
-        [
-          '-c',
-          `exec ${XENMIG} remus --json${nb} --no-disk-replication -i ${REMUS_INTERVAL_MS} --insecure ${src} tcp://127.0.0.1:${port} 2>/tmp/b-pr.log`,
-        ],
-        { stdio: ['ignore', 'pipe', 'ignore'] },
-      ),
-    );
-    p.stdout.setEncoding('utf8');
-    let buf = '';
-    p.stdout.on('data', (d) => {
-      buf += d;
-      const lines = buf.split('\n');
-      buf = lines.pop();
-      for (const l of lines) {
-        try {
-          json.push(JSON.parse(l));
-        } catch {}
-      }
-    });
+    const r = await startXenmigRemus(src, tool === 'xenmig-buffered');
+    p = r.p;
+    bk = r.bk;
+    primaryOut = r.primaryOut;
   }
   // the first checkpoint is the whole guest: measure from 5 s after it to the end of the window
   const ts = Date.now();
@@ -372,7 +385,7 @@ async function remusRun(arr, tool, round) {
       ? existsSync('/tmp/b-bk.log')
         ? (readFileSync('/tmp/b-bk.log', 'utf8').match(/All records processed/g) ?? []).length
         : 0
-      : json.filter((j) => j.checkpoint).length;
+      : json().filter((j) => j.checkpoint).length;
   while (applied() < 2) {
     if (p.exitCode !== null)
       throw new Error(
@@ -388,7 +401,7 @@ async function remusRun(arr, tool, round) {
   const w1 = performance.now();
   const n1 = applied();
   const pauses = arr.pauses('console', w0, w1);
-  const jsonPauses = json
+  const jsonPauses = json()
     .filter((j) => j.checkpoint && j.pauseMs !== undefined && j.atMs !== undefined)
     .map((j) => j.pauseMs);
   // the primary host fails: freeze the replicating process, take its guest away, kill the process;
@@ -440,44 +453,9 @@ async function remusRun(arr, tool, round) {
 async function killTrial(arr, buffered, trial) {
   const src = await domidOf(NAME);
   for (const f of ['/tmp/b-bk.log', '/tmp/b-pr.log']) if (existsSync(f)) unlinkSync(f);
-  let backupOut = '';
-  const bk = track(
-    spawn(
-      'sh',
-      [
-        '-c',
-        `exec ${XENMIG} remus-receive --listen 127.0.0.1:0 --insecure --json --failover-timeout-ms 30000 2>>/tmp/b-bk.log`,
-      ],
-      { stdio: ['ignore', 'pipe', 'ignore'] },
-    ),
-  );
-  bk.stdout.setEncoding('utf8');
-  bk.stdout.on('data', (d) => (backupOut += d));
-  let port = null;
-  const tb = Date.now();
-  while (port === null) {
-    const m = /"listening":(\d+)/.exec(backupOut);
-    if (m) port = Number(m[1]);
-    else if (Date.now() - tb > 300_000 || bk.exitCode !== null)
-      throw new Error(`remus-receive did not listen: ${readFileSync('/tmp/b-bk.log', 'utf8').slice(-300)}`);
-    else await sleep(100);
-  }
-  const nb = buffered ? '' : ' --no-net-buffer';
-  let out = '';
-  const p = track(
-    spawn(
-      'sh',
-      [
-        '-c',
-        `exec ${XENMIG} remus --json${nb} --no-disk-replication -i ${REMUS_INTERVAL_MS} --insecure ${src} tcp://127.0.0.1:${port} 2>/tmp/b-pr.log`,
-      ],
-      { stdio: ['ignore', 'pipe', 'ignore'] },
-    ),
-  );
-  p.stdout.setEncoding('utf8');
-  p.stdout.on('data', (d) => (out += d));
+  const { bk, p, backupOut, primaryOut } = await startXenmigRemus(src, buffered);
   const t0 = Date.now();
-  while (!/"checkpoint":\d+/.test(out)) {
+  while (!/"checkpoint":\d+/.test(primaryOut())) {
     if (p.exitCode !== null)
       throw new Error(`remus exited (${p.exitCode}): ${readFileSync('/tmp/b-pr.log', 'utf8').slice(-300)}`);
     if (Date.now() - t0 > 600_000) throw new Error('no acknowledged checkpoint in 600 s');
@@ -485,7 +463,7 @@ async function killTrial(arr, buffered, trial) {
   }
   const waitMs = 2000 + Math.floor(Math.random() * 10_000);
   await sleep(waitMs);
-  const acked = Math.max(...[...out.matchAll(/"checkpoint":(\d+)/g)].map((m) => Number(m[1])));
+  const acked = Math.max(...[...primaryOut().matchAll(/"checkpoint":(\d+)/g)].map((m) => Number(m[1])));
   // the primary host fails: the replicating process freezes, its guest goes, the process dies
   p.kill('SIGSTOP');
   await xl(['destroy', String(src)]);
@@ -498,7 +476,9 @@ async function killTrial(arr, buffered, trial) {
   const tf = Date.now();
   let b = null;
   while (!b) {
-    const line = backupOut.split('\n').find((l) => l.includes('"result"'));
+    const line = backupOut()
+      .split('\n')
+      .find((l) => l.includes('"result"'));
     if (line) b = JSON.parse(line);
     else if (Date.now() - tf > 180_000)
       throw new Error(
