@@ -384,6 +384,7 @@ class Primary {
   private current = 0;
   private suspendAt = 0;
   private pauseMs = 0;
+  private suspendMs = 0;
   private bytesAt = 0;
   private secondaryDirty = 0;
   private lost: BackupLost | null = null;
@@ -556,6 +557,7 @@ class Primary {
     const n = (this.current = this.checkpoints + 1);
     this.suspendAt = performance.now();
     await suspendDomain(this.xen, this.domid, 60_000);
+    this.suspendMs = performance.now() - this.suspendAt;
     // what the guest sent up to this suspend is epoch n: held until checkpoint n is safe
     this.netBuffer?.plug(n);
     await this.disks?.rotate(n);
@@ -669,7 +671,7 @@ class Primary {
     const dirtyPages = round.dirtyPages + this.secondaryDirty;
     const atMs = performance.now() - this.t0;
     const disk = this.opts.disks ? { diskBlocks: this.opts.disks.last.blocks } : {};
-    this.ctl.push({ checkpoint: n, dirtyPages, bytes, pauseMs: this.pauseMs, ackMs, atMs, ...disk });
+    this.ctl.push({ checkpoint: n, dirtyPages, bytes, pauseMs: this.pauseMs, suspendMs: this.suspendMs, ackMs, atMs, ...disk });
     this.secondaryDirty = 0;
   }
 

@@ -11,6 +11,11 @@ export interface CheckpointStat {
   bytes: number;
   /** guest paused: suspend requested → guest resumed */
   pauseMs: number;
+  /**
+   * the part of pauseMs spent waiting for the guest to suspend itself (suspend requested → domain
+   * shut down for suspend); the rest is xenmig's own work while the guest is stopped
+   */
+  suspendMs: number;
   /** CHECKPOINT_END written → ACK(n) received (0 with --blackhole / without a back channel) */
   ackMs: number;
   /** ms since replication started */

@@ -81,6 +81,9 @@ describe('remus: checkpoints under a workload', () => {
     for (const s of stats) {
       expect(s.ackMs as number).toBeGreaterThanOrEqual(0);
       expect(s.pauseMs as number).toBeGreaterThan(0);
+      // the guest's share (waiting for it to suspend) is part of the pause, never more
+      expect(s.suspendMs as number).toBeGreaterThanOrEqual(0);
+      expect(s.suspendMs as number).toBeLessThanOrEqual(s.pauseMs as number);
       expect(s.bytes as number).toBeGreaterThan(0);
     }
     // the workload dirties pages between checkpoints (not necessarily during the short initial

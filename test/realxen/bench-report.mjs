@@ -66,6 +66,10 @@ for (const [s, r] of dirs) {
     sc: median(ok.map((x) => x.senderCpuS)),
     rw: median(ok.map((x) => x.receiverWallS)),
     rc: median(ok.map((x) => x.receiverCpuS)),
+    ru: median(ok.map((x) => x.receiverUserS)),
+    rs: median(ok.map((x) => x.receiverSysS)),
+    su: median(ok.map((x) => x.senderUserS)),
+    ss: median(ok.map((x) => x.senderSysS)),
     sm: median(ok.map((x) => x.senderPeakMiB)),
     rm: median(ok.map((x) => x.receiverPeakMiB)),
     pc: median(ok.map((x) => x.pauseConsoleMs / 1000)),
@@ -79,18 +83,34 @@ for (const [s, r] of dirs) {
     `| \`${s} ${s === 'xl' ? 'migrate' : 'migrate'}\` → \`${r === 'xl' ? 'xl migrate-receive' : 'xenmig receive'}\` | ${x.n}${x.failed ? ` (+${x.failed} failed)` : ''} | ${f1(x.wall)} s | ${ratio(base.wall, x.wall)} | ${f1(x.sw)} s / ${f1(x.sc)} s | ${f1(x.rw)} s / ${f1(x.rc)} s | ${f1(x.sm, 0)} / ${f1(x.rm, 0)} MiB | ${f1(x.pc, 2)} s | ${ratio(x.pc, base.pc)} | ${f1(x.pu, 2)} s | ${ratio(x.pu, base.pu)} |`,
   );
 }
+if (dirs.some(([s, r]) => stat[`${s}>${r}`].ru !== null)) {
+  lines.push('');
+  lines.push("CPU seconds split into user / system (an xl sender's figures include its receiver child's):");
+  lines.push('');
+  lines.push('| migration | sender user / system | receiver user / system |');
+  lines.push('|---|---|---|');
+  for (const [s, r] of dirs) {
+    const x = stat[`${s}>${r}`];
+    lines.push(`| ${s} → ${r} | ${f1(x.su)} / ${f1(x.ss)} s | ${f1(x.ru)} / ${f1(x.rs)} s |`);
+  }
+}
 const rem = rows.filter((r) => r.kind === 'remus');
 if (rem.length) {
   lines.push('');
   lines.push(
     `Remus at a ${rem.find((r) => r.intervalMs)?.intervalMs ?? '?'} ms interval, measured over ${rem.find((r) => r.windowS)?.windowS ?? '?'} s per run after the first checkpoints; guest-visible pauses are the`,
   );
-  lines.push('console gaps above 1.5 ticks (less one tick); "own" is the pause the primary reports itself.');
+  lines.push(
+    'console gaps above 1.5 ticks (less one tick); "own" is the pause the primary reports itself (suspend requested →',
+  );
+  lines.push(
+    'guest resumed), "guest suspending" the part of it spent waiting for the guest to suspend itself.',
+  );
   lines.push('');
   lines.push(
-    '| Remus | runs | checkpoints/s | visible pauses/s | pause median | vs xl | pause max | own pause median |',
+    '| Remus | runs | checkpoints/s | visible pauses/s | pause median | vs xl | pause max | own pause median | guest suspending, median |',
   );
-  lines.push('|---|---|---|---|---|---|---|---|');
+  lines.push('|---|---|---|---|---|---|---|---|---|');
   const names = {
     xl: '`xl remus -F -n -d` → `xl migrate-receive -r`',
     xenmig: '`xenmig remus --no-net-buffer` → `xenmig remus-receive`',
@@ -107,12 +127,13 @@ if (rem.length) {
       pm: median(ok.map((x) => x.pauseMedianMs)),
       px: median(ok.map((x) => x.pauseMaxMs)),
       own: median(ok.map((x) => x.ownPauseMedianMs)),
+      susp: median(ok.filter((x) => x.suspendMedianMs != null).map((x) => x.suspendMedianMs)),
     };
   }
   for (const tool of ['xl', 'xenmig', 'xenmig-buffered']) {
     const x = rs[tool];
     lines.push(
-      `| ${names[tool]} | ${x.n}${x.failed ? ` (+${x.failed} failed)` : ''} | ${f1(x.cps, 2)} | ${f1(x.vps, 2)} | ${f1(x.pm, 0)} ms | ${ratio(x.pm, rs.xl.pm)} | ${f1(x.px, 0)} ms | ${x.own === null ? '–' : `${f1(x.own, 1)} ms`} |`,
+      `| ${names[tool]} | ${x.n}${x.failed ? ` (+${x.failed} failed)` : ''} | ${f1(x.cps, 2)} | ${f1(x.vps, 2)} | ${f1(x.pm, 0)} ms | ${ratio(x.pm, rs.xl.pm)} | ${f1(x.px, 0)} ms | ${x.own === null ? '–' : `${f1(x.own, 1)} ms`} | ${x.susp === null ? '–' : `${f1(x.susp, 1)} ms`} |`,
     );
   }
 }

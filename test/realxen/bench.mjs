@@ -152,6 +152,8 @@ const readTime = (f) => {
     ? {
         wallS: Number(m[1]),
         cpuS: Number((Number(m[2]) + Number(m[3])).toFixed(2)),
+        userS: Number(m[2]),
+        sysS: Number(m[3]),
         peakMiB: Math.round(Number(m[4]) / 4 / 1024),
       }
     : null;
@@ -290,6 +292,11 @@ async function migration(arr, sender, receiver, round) {
     receiverWallS: rx?.wallS,
     receiverCpuS: rx?.cpuS,
     receiverPeakMiB: rx?.peakMiB,
+    // user / system split (an xl sender's includes its receiver child's)
+    senderUserS: tx?.userS,
+    senderSysS: tx?.sysS,
+    receiverUserS: rx?.userS,
+    receiverSysS: rx?.sysS,
     pauseConsoleMs: Math.round(arr.maxPause('console', t0, performance.now())),
     pauseUdpMs: Math.round(arr.maxPause('udp', t0, performance.now())),
     xenmigDowntimeMs: xenmigStats?.downtime,
@@ -401,9 +408,10 @@ async function remusRun(arr, tool, round) {
   const w1 = performance.now();
   const n1 = applied();
   const pauses = arr.pauses('console', w0, w1);
-  const jsonPauses = json()
-    .filter((j) => j.checkpoint && j.pauseMs !== undefined && j.atMs !== undefined)
-    .map((j) => j.pauseMs);
+  const ckpts = json().filter((j) => j.checkpoint && j.pauseMs !== undefined && j.atMs !== undefined);
+  const jsonPauses = ckpts.map((j) => j.pauseMs);
+  // the guest's own share of each pause: suspend requested -> suspended (xenmig's is the rest)
+  const jsonSuspends = ckpts.filter((j) => j.suspendMs !== undefined).map((j) => j.suspendMs);
   // the primary host fails: freeze the replicating process, take its guest away, kill the process;
   // the measurement above stands whether or not the backup then takes over (reported apart)
   p.kill('SIGSTOP');
@@ -439,6 +447,7 @@ async function remusRun(arr, tool, round) {
     pauseMedianMs: pauses.length ? Math.round(median(pauses)) : null,
     pauseMaxMs: pauses.length ? Math.round(Math.max(...pauses)) : null,
     ownPauseMedianMs: jsonPauses.length ? Number(median(jsonPauses).toFixed(1)) : null,
+    suspendMedianMs: jsonSuspends.length ? Number(median(jsonSuspends).toFixed(1)) : null,
     failover,
   };
 }

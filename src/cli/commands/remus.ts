@@ -255,7 +255,7 @@ export function addReplicaReceiveOptions(cmd: Command, withColo = true): Command
 }
 
 function fmtStat(s: CheckpointStat): string {
-  return `checkpoint ${s.checkpoint}: ${s.dirtyPages} pages, ${(s.bytes / 1024).toFixed(0)} KiB, pause ${s.pauseMs.toFixed(2)} ms, ack ${s.ackMs < 0 ? 'lost' : s.ackMs.toFixed(2) + ' ms'}`;
+  return `checkpoint ${s.checkpoint}: ${s.dirtyPages} pages, ${(s.bytes / 1024).toFixed(0)} KiB, pause ${s.pauseMs.toFixed(2)} ms (guest suspending ${s.suspendMs.toFixed(2)} ms), ack ${s.ackMs < 0 ? 'lost' : s.ackMs.toFixed(2) + ' ms'}`;
 }
 
 async function runRemus(domain: number | string, dest: string | undefined, o: RemusCli): Promise<number> {
