@@ -671,7 +671,16 @@ class Primary {
     const dirtyPages = round.dirtyPages + this.secondaryDirty;
     const atMs = performance.now() - this.t0;
     const disk = this.opts.disks ? { diskBlocks: this.opts.disks.last.blocks } : {};
-    this.ctl.push({ checkpoint: n, dirtyPages, bytes, pauseMs: this.pauseMs, suspendMs: this.suspendMs, ackMs, atMs, ...disk });
+    this.ctl.push({
+      checkpoint: n,
+      dirtyPages,
+      bytes,
+      pauseMs: this.pauseMs,
+      suspendMs: this.suspendMs,
+      ackMs,
+      atMs,
+      ...disk,
+    });
     this.secondaryDirty = 0;
   }
 
