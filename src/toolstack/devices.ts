@@ -65,6 +65,11 @@ const OTHER_DEVICE_LISTS: Record<string, string> = {
 
 /** Capabilities a receiver announces (xenmig READY) for the device kinds its builder attaches. */
 export const DEVICE_CAPABILITY = { vbd: 'device-vbd', vif: 'device-vif' } as const;
+/**
+ * What a receiver must offer to receive a full HVM guest: it starts the guest's device model with the
+ * saved state. No xenmig receiver offers it yet (HVM guests are received with xl migrate-receive).
+ */
+export const DEVICE_MODEL_CAPABILITY = 'device-model-qemu';
 
 function obj(v: unknown): Record<string, unknown> {
   return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
@@ -197,6 +202,7 @@ export function requiredDeviceCapabilities(config: DomainConfig): string[] {
   const caps: string[] = [];
   if (list(config.json['disks']).length) caps.push(DEVICE_CAPABILITY.vbd);
   if (list(config.json['nics']).length) caps.push(DEVICE_CAPABILITY.vif);
+  if (config.kind === 'hvm') caps.push(DEVICE_MODEL_CAPABILITY);
   return caps;
 }
 
@@ -204,7 +210,10 @@ export function requiredDeviceCapabilities(config: DomainConfig): string[] {
  * Sender side, before the source is touched: what no destination can receive from this sender.
  * `emulator`: whether a device-model state provider is configured.
  */
-export function checkSourceDevices(config: DomainConfig, opts: { emulator: boolean; domid?: number }): void {
+export function checkSourceDevices(
+  config: DomainConfig,
+  opts: { emulator: boolean; domid?: number; why?: string },
+): void {
   const why: string[] = [];
   const pci = list(config.json['pcidevs']).length;
   if (pci)
@@ -213,7 +222,7 @@ export function checkSourceDevices(config: DomainConfig, opts: { emulator: boole
     );
   if (config.kind === 'hvm' && !opts.emulator)
     why.push(
-      "an HVM guest's device model (QEMU) state cannot be captured by xenmig yet; use xl save / xl migrate for HVM guests",
+      `an HVM guest's device model (QEMU) state cannot be captured${opts.why ? ` (${opts.why})` : ''}; use xl save / xl migrate / xl remus for this guest`,
     );
   if (why.length)
     throw new MigrationError(

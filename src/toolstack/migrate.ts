@@ -19,6 +19,7 @@ import { noEmulator, type EmulatorStateProvider } from './emulator.js';
 import { MIGRATED_AWAY_SUFFIX, type DomainNames } from './names.js';
 import {
   defaultEmulator,
+  emulatorRefusal,
   resumeDomain,
   saveDomain,
   sourceConfig,
@@ -61,7 +62,11 @@ export async function sendDomain(opts: SendDomainOptions): Promise<SendDomainRes
   // untouched; a xenmig receiver must announce the device kinds it can recreate (READY)
   const config = await sourceConfig(xen, domid, opts.config);
   const emulator = opts.emulator ?? defaultEmulator(xen, domid, config);
-  checkSourceDevices(config, { emulator: emulator !== noEmulator, domid });
+  checkSourceDevices(config, {
+    emulator: emulator !== noEmulator,
+    domid,
+    ...(opts.emulator ? {} : { why: emulatorRefusal(xen, domid) }),
+  });
   const requiredCapabilities = opts.protocol === 'xl' ? [] : requiredDeviceCapabilities(config);
   return new MigrationSender(opts, config, emulator).run(requiredCapabilities);
 }

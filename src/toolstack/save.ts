@@ -59,16 +59,30 @@ export interface DomainSaveOptions {
 }
 
 /**
- * The device model provider a save uses when the caller gives none: with XENMIG_HVM_QMP=1, an HVM
- * guest on a real host whose QEMU answers on libxl's QMP socket gets the QMP provider; everything
- * else has no device model (PV, PVH, the mock), and an HVM guest without one is refused.
+ * The device model provider a save uses when the caller gives none: an HVM guest on a real host whose
+ * QEMU answers on libxl's QMP socket gets the QMP provider (save and live migration to xl are proven
+ * on the rig: steps 10.2 and 10.3); everything else has no device model (PV, PVH, the mock), and an
+ * HVM guest without one is refused (emulatorRefusal says why). Checkpointed streams (Remus, COLO) of
+ * HVM guests are not proven on real Xen yet: they use QMP only with XENMIG_HVM_QMP=1.
  */
-export function defaultEmulator(xen: Hypervisor, domid: number, config: DomainConfig): EmulatorStateProvider {
-  // not yet proven against xl restore on real Xen: opt-in until the rig's HVM steps pass
-  if (xen.flavour !== 'system' || config.kind !== 'hvm' || process.env.XENMIG_HVM_QMP !== '1')
-    return noEmulator;
+export function defaultEmulator(
+  xen: Hypervisor,
+  domid: number,
+  config: DomainConfig,
+  streamType: StreamType = 'plain',
+): EmulatorStateProvider {
+  if (xen.flavour !== 'system' || config.kind !== 'hvm') return noEmulator;
+  if (streamType !== 'plain' && process.env.XENMIG_HVM_QMP !== '1') return noEmulator;
   const dm = qemuDeviceModel();
   return dm.present(domid) ? dm : noEmulator;
+}
+
+/** Why an HVM guest has no device model provider (for the refusal), given defaultEmulator's inputs. */
+export function emulatorRefusal(xen: Hypervisor, domid: number, streamType: StreamType = 'plain'): string {
+  if (xen.flavour !== 'system') return 'this host (the mock) runs no device model';
+  if (streamType !== 'plain' && process.env.XENMIG_HVM_QMP !== '1')
+    return 'Remus/COLO of an HVM guest with a device model is not yet proven on real Xen (XENMIG_HVM_QMP=1 tries it; xl remus works)';
+  return `no device model answers on libxl's QMP socket ${qemuDeviceModel().socketPath(domid)}`;
 }
 
 /** Sinks that are done with a chunk once its write completed (the kernel has copied it). */
@@ -179,9 +193,14 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
   const { xen, domid } = opts;
   const format = opts.format ?? 'xl';
   const config = await sourceConfig(xen, domid, opts.config);
-  const emulator = opts.emulator ?? defaultEmulator(xen, domid, config);
+  const streamType = opts.streamType ?? 'plain';
+  const emulator = opts.emulator ?? defaultEmulator(xen, domid, config, streamType);
   // before the first byte: what no destination could restore from this stream
-  checkSourceDevices(config, { emulator: emulator !== noEmulator, domid });
+  checkSourceDevices(config, {
+    emulator: emulator !== noEmulator,
+    domid,
+    ...(opts.emulator ? {} : { why: emulatorRefusal(xen, domid, streamType) }),
+  });
   const w = toWriter(opts.out);
   let suspended = false;
   let emulatorState: EmulatorState | null = null;

@@ -25,8 +25,8 @@ mkdir -p /var/lib/xenmig-rig
 for ty in pv pvh bench; do dd if=/dev/zero of=/var/lib/xenmig-rig/g-$ty.img bs=1M count=4 2>/dev/null; done
 echo "RIG toolstack-up t=$(cut -d' ' -f1 /proc/uptime)"
 cd /opt/xenmig
-# RIG_HVM=1 on the host (run.sh): the HVM steps, with xenmig's QMP device-model provider
-if grep -q "rig_hvm=1" /proc/cmdline; then export RIG_HVM=1 XENMIG_HVM_QMP=1; fi
+# RIG_HVM=1 on the host (run.sh): the HVM steps (xenmig's QMP device-model provider is the default)
+if grep -q "rig_hvm=1" /proc/cmdline; then export RIG_HVM=1; fi
 RIG_ONLY=$(sed -n 's/.*rig_only=\([^ ]*\).*/\1/p' /proc/cmdline); [ -n "$RIG_ONLY" ] && export RIG_ONLY
 # RIG_MODE=bench on the host (npm run bench:realxen): the xl-vs-xenmig benchmark instead of the scenario
 if grep -q "rig_mode=bench" /proc/cmdline; then

@@ -15,6 +15,9 @@ import {
   type DeviceHost,
 } from '../../src/toolstack/devices.js';
 import { xenstoreResume } from '../../src/toolstack/xenstore.js';
+import { defaultEmulator, emulatorRefusal } from '../../src/toolstack/save.js';
+import { noEmulator } from '../../src/toolstack/emulator.js';
+import type { Hypervisor } from '../../src/xen/types.js';
 import { startFakeXenstored } from './fake-xenstored.js';
 
 /** A PVH guest's config with a disk and a NIC, as libxl stores it (xl list -l). */
@@ -61,6 +64,12 @@ describe('guestDevices', () => {
       },
     ]);
     expect(requiredDeviceCapabilities(guest())).toEqual(['device-vbd', 'device-vif']);
+    // a full HVM guest needs a receiver that starts its device model (no xenmig receiver offers it)
+    expect(requiredDeviceCapabilities(guest({}, 'hvm'))).toEqual([
+      'device-vbd',
+      'device-vif',
+      'device-model-qemu',
+    ]);
   });
 
   it('keeps read-only disks read-only, a target with commas whole, and NIC settings', () => {
@@ -141,9 +150,38 @@ describe('refusals', () => {
     expect(() => checkSourceDevices(guest({}, 'hvm'), { emulator: false })).toThrow(
       /device model \(QEMU\) state cannot be captured/,
     );
+    expect(() => checkSourceDevices(guest({}, 'hvm'), { emulator: false, why: 'no QMP socket' })).toThrow(
+      /cannot be captured \(no QMP socket\); use xl save/,
+    );
     expect(() => checkSourceDevices(guest({}, 'hvm'), { emulator: true })).not.toThrow();
     // disks and NICs themselves are no reason for the sender to refuse: the destination decides
     expect(() => checkSourceDevices(guest(), { emulator: false })).not.toThrow();
+  });
+
+  it('sender: the default device model provider and why there is none', () => {
+    const real = { flavour: 'system' } as unknown as Hypervisor;
+    const mock = { flavour: 'mock' } as unknown as Hypervisor;
+    const hvm = guest({}, 'hvm');
+    // PV/PVH and the mock host: no device model, and no refusal for PVH
+    expect(defaultEmulator(real, 7, guest())).toBe(noEmulator);
+    expect(defaultEmulator(mock, 7, hvm)).toBe(noEmulator);
+    expect(emulatorRefusal(mock, 7)).toMatch(/mock\) runs no device model/);
+    // no QEMU answering on libxl's socket for this domain: named in the refusal
+    const none = 2 ** 31 - 7;
+    expect(defaultEmulator(real, none, hvm)).toBe(noEmulator);
+    expect(emulatorRefusal(real, none)).toContain(`/var/run/xen/qmp-libxl-${none}`);
+    // Remus/COLO of HVM: opt-in only
+    const before = process.env.XENMIG_HVM_QMP;
+    delete process.env.XENMIG_HVM_QMP;
+    try {
+      expect(defaultEmulator(real, none, hvm, 'remus')).toBe(noEmulator);
+      expect(emulatorRefusal(real, none, 'remus')).toMatch(/Remus\/COLO of an HVM guest .* not yet proven/);
+      process.env.XENMIG_HVM_QMP = '1';
+      expect(emulatorRefusal(real, none, 'remus')).toContain('qmp-libxl-');
+    } finally {
+      if (before === undefined) delete process.env.XENMIG_HVM_QMP;
+      else process.env.XENMIG_HVM_QMP = before;
+    }
   });
 
   it('destination: a host without device support, a missing image or bridge, an unsupported device', () => {
