@@ -333,19 +333,26 @@ export async function receive(opts: ReceiveOptions = {}): Promise<ReceiveResult>
       {
         receiveStream: async (ch) => {
           opts.onStage?.('stream', null);
-          const r = await restoreDomain({
-            xen,
-            input: new ReadableByteSource(ch.readable),
-            ...(builder ? { builder } : {}),
-            paused: true,
-            stopAtEnd: true,
-            onDomain: (d) => {
-              domid = d;
-              opts.onStage?.('domain', d);
-            },
-            ...(opts.signal ? { signal: opts.signal } : {}),
-            ...(opts.emulator ? { emulator: opts.emulator } : {}),
-          });
+          const input = new ReadableByteSource(ch.readable);
+          let r: Awaited<ReturnType<typeof restoreDomain>>;
+          try {
+            r = await restoreDomain({
+              xen,
+              input,
+              ...(builder ? { builder } : {}),
+              paused: true,
+              stopAtEnd: true,
+              onDomain: (d) => {
+                domid = d;
+                opts.onStage?.('domain', d);
+              },
+              ...(opts.signal ? { signal: opts.signal } : {}),
+              ...(opts.emulator ? { emulator: opts.emulator } : {}),
+            });
+          } finally {
+            // what was read past the stream's end belongs to the handshake that follows
+            input.release();
+          }
           domid = r.domid;
           stats = r.stats;
           opts.onStage?.('received', domid);

@@ -357,6 +357,16 @@ export function pageDataCount(
 }
 
 /** Decode pfn words (8*count bytes at w[0..]) and check page types and the exact length rule. */
+const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** count little-endian 64-bit words as 2*count 32-bit halves (low first), whatever the host. */
+function wordsLE(w: Uint8Array, count: number): Uint32Array {
+  const out = new Uint32Array(count * 2);
+  const dv = new DataView(w.buffer, w.byteOffset, count * 8);
+  for (let i = 0; i < count * 2; i++) out[i] = dv.getUint32(4 * i, true);
+  return out;
+}
+
 export function decodePfnWords(
   w: Uint8Array,
   count: number,
@@ -368,10 +378,15 @@ export function decodePfnWords(
   const types = new Uint8Array(count);
   let pfnReserved: Uint8Array | undefined;
   let dataPages = 0;
-  for (let i = 0, o = 0; i < count; i++, o += 8) {
-    const lo = w[o]! | (w[o + 1]! << 8) | (w[o + 2]! << 16) | (w[o + 3]! << 24);
-    const hi = w[o + 4]! | (w[o + 5]! << 8) | (w[o + 6]! << 16) | (w[o + 7]! << 24);
-    const t = (hi >>> 28) & 0xf;
+  // the words as 32-bit halves: a view when aligned on a little-endian host, else one copy
+  const u32 =
+    HOST_LITTLE_ENDIAN && (w.byteOffset & 3) === 0
+      ? new Uint32Array(w.buffer, w.byteOffset, count * 2)
+      : wordsLE(w, count);
+  for (let i = 0; i < count; i++) {
+    const lo = u32[2 * i]!;
+    const hi = u32[2 * i + 1]!;
+    const t = hi >>> 28;
     const has = PAGE_TYPE_DATA[t]!;
     if (has < 0)
       throw bad(
@@ -379,15 +394,14 @@ export function decodePfnWords(
         `PAGE_DATA entry ${i} has reserved page type 0x${t.toString(16)}`,
         loc,
         'PAGE_DATA',
-        loc.offset + 16 + o,
+        loc.offset + 16 + 8 * i,
       );
     dataPages += has;
     types[i] = t;
-    pfns[i] = (lo >>> 0) + (hi & 0xfffff) * 0x100000000;
-    const r = (hi >>> 20) & 0xff;
-    if (r !== 0) {
+    pfns[i] = lo + (hi & 0xfffff) * 0x100000000;
+    if ((hi & 0x0ff00000) !== 0) {
       pfnReserved ??= new Uint8Array(count);
-      pfnReserved[i] = r;
+      pfnReserved[i] = (hi >>> 20) & 0xff;
     }
   }
   const expect = 8 + 8 * count + PAGE_SIZE * dataPages;
@@ -446,14 +460,23 @@ export function encodePageDataHeader(input: PageDataHeaderInput): { bytes: Uint8
   putU32le(b, 8, count);
   putU32le(b, 12, input.reserved ?? 0);
   const pr = input.pfnReserved;
+  // the words through a 32-bit view (b is fresh, so aligned) on little-endian hosts
+  const u32 = HOST_LITTLE_ENDIAN ? new Uint32Array(b.buffer, 16, count * 2) : null;
   for (let i = 0, o = 16; i < count; i++, o += 8) {
     const pfn = pfns[i]!;
     if (!(pfn >= 0 && pfn < 2 ** 52 && Number.isInteger(pfn)))
       throw new StreamError(StreamErrorCode.ERR_USAGE, `pfn ${pfn} (entry ${i}) is not a 52-bit integer`);
-    const lo = pfn % 0x100000000;
-    const hi = (pfn - lo) / 0x100000000;
-    putU32le(b, o, lo);
-    putU32le(b, o + 4, (hi | ((pr ? pr[i]! & 0xff : 0) << 20) | (types[i]! << 28)) >>> 0);
+    const small = pfn < 0x100000000;
+    const lo = small ? pfn : pfn % 0x100000000;
+    const hi = small ? 0 : (pfn - lo) / 0x100000000;
+    const top = (hi | ((pr ? pr[i]! & 0xff : 0) << 20) | (types[i]! << 28)) >>> 0;
+    if (u32) {
+      u32[2 * i] = lo;
+      u32[2 * i + 1] = top;
+    } else {
+      putU32le(b, o, lo);
+      putU32le(b, o + 4, top);
+    }
   }
   return { bytes: b, dataPages };
 }

@@ -1,17 +1,24 @@
-// A ByteSource over a Node Readable that never consumes more than it is asked for: what a read does
-// not need is unshifted back into the Readable. A migration connection carries more than the stream
-// (the handshake continues on the same direction after END), so the reader must not swallow those
-// bytes in a read-ahead. Payloads are copied once, chunk by chunk, straight into the caller's target
-// (for a restore: the mapped guest pages).
+// A ByteSource over a Node Readable (a migration connection). A connection carries more than the
+// stream (the handshake continues on the same direction after END), so bytes read past what the
+// reader asked for are not lost: the source keeps the chunk it is consuming (an offset into it, no
+// copies, no unshift per read) and release() hands the unconsumed rest back to the Readable
+// (one unshift) for whoever reads the connection next. Payloads are copied once, chunk by chunk,
+// straight into the caller's target (for a restore: the mapped guest pages).
 import type { Readable } from 'node:stream';
 import type { ByteSource } from './source.js';
 import { MIN_CHUNK_SIZE } from './source.js';
+
+const EMPTY = new Uint8Array(0);
 
 export class ReadableByteSource implements ByteSource {
   private pos = 0;
   private ended = false;
   private failed: Error | null = null;
   private scratch = new Uint8Array(64 << 10);
+  /** the chunk being consumed, from `off` */
+  private cur: Uint8Array = EMPTY;
+  private off = 0;
+  private released = false;
 
   constructor(
     private readonly rs: Readable,
@@ -30,6 +37,27 @@ export class ReadableByteSource implements ByteSource {
     return this.base + this.pos;
   }
 
+  /** Make `cur` non-empty; false at the end of the input. */
+  private async fill(): Promise<boolean> {
+    while (this.off >= this.cur.length) {
+      if (this.failed) throw this.failed;
+      const c = this.rs.read() as Buffer | null;
+      if (c !== null) {
+        this.cur = c;
+        this.off = 0;
+        continue;
+      }
+      if (this.ended || this.rs.readableEnded || this.rs.destroyed) {
+        if (this.failed) throw this.failed;
+        return false;
+      }
+      await this.wait();
+    }
+    return true;
+  }
+
+  /** Until the Readable has data, ends, fails or closes ('readable' is listened to only meanwhile:
+   * whoever reads the connection after release() may use 'data'). */
   private wait(): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
@@ -46,27 +74,13 @@ export class ReadableByteSource implements ByteSource {
     });
   }
 
-  private async chunk(): Promise<Buffer | null> {
-    for (;;) {
-      if (this.failed) throw this.failed;
-      const c = this.rs.read() as Buffer | null;
-      if (c !== null) return c;
-      if (this.ended || this.rs.readableEnded || this.rs.destroyed) {
-        if (this.failed) throw this.failed;
-        return null;
-      }
-      await this.wait();
-    }
-  }
-
   async readInto(target: Uint8Array): Promise<number> {
     let filled = 0;
     while (filled < target.length) {
-      const c = await this.chunk();
-      if (c === null) break;
-      const take = Math.min(c.length, target.length - filled);
-      target.set(take === c.length ? c : c.subarray(0, take), filled);
-      if (take < c.length) this.rs.unshift(c.subarray(take));
+      if (this.off >= this.cur.length && !(await this.fill())) break;
+      const take = Math.min(this.cur.length - this.off, target.length - filled);
+      target.set(this.cur.subarray(this.off, this.off + take), filled);
+      this.off += take;
       filled += take;
     }
     this.pos += filled;
@@ -74,6 +88,13 @@ export class ReadableByteSource implements ByteSource {
   }
 
   async readExact(n: number): Promise<Uint8Array> {
+    // within the current chunk: a view, no copy (valid until the next call, as ByteSource says)
+    if (this.cur.length - this.off >= n) {
+      const v = this.cur.subarray(this.off, this.off + n);
+      this.off += n;
+      this.pos += n;
+      return v;
+    }
     if (this.scratch.length < n) this.scratch = new Uint8Array(Math.max(n, this.scratch.length * 2));
     const got = await this.readInto(this.scratch.subarray(0, n));
     return this.scratch.subarray(0, got);
@@ -81,27 +102,52 @@ export class ReadableByteSource implements ByteSource {
 
   async peek(n: number): Promise<Uint8Array> {
     const want = Math.min(n, MIN_CHUNK_SIZE);
-    const b = new Uint8Array(want);
-    const got = await this.readInto(b);
-    this.pos -= got;
-    if (got > 0) this.rs.unshift(Buffer.from(b.subarray(0, got)));
-    return b.subarray(0, got);
+    while (this.cur.length - this.off < want) {
+      // join what is left of this chunk with the next one
+      const rest = this.cur.subarray(this.off);
+      this.cur = EMPTY;
+      this.off = 0;
+      if (!(await this.fill())) {
+        this.cur = rest;
+        break;
+      }
+      const joined = new Uint8Array(rest.length + this.cur.length - this.off);
+      joined.set(rest, 0);
+      joined.set(this.cur.subarray(this.off), rest.length);
+      this.cur = joined;
+      this.off = 0;
+    }
+    return this.cur.subarray(this.off, this.off + Math.min(want, this.cur.length - this.off));
   }
 
   async skip(n: number): Promise<number> {
     let left = n;
     while (left > 0) {
-      const c = await this.chunk();
-      if (c === null) break;
-      const take = Math.min(c.length, left);
-      if (take < c.length) this.rs.unshift(c.subarray(take));
+      if (this.off >= this.cur.length && !(await this.fill())) break;
+      const take = Math.min(this.cur.length - this.off, left);
+      this.off += take;
       left -= take;
     }
     this.pos += n - left;
     return n - left;
   }
 
+  /**
+   * Hand the bytes read ahead but not consumed back to the Readable (once): the next reader of
+   * the connection (the handshake after END) gets them. Reads after this see the Readable afresh.
+   */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    const rest = this.cur.subarray(this.off);
+    this.cur = EMPTY;
+    this.off = 0;
+    if (rest.length && !this.rs.destroyed)
+      this.rs.unshift(Buffer.from(rest.buffer, rest.byteOffset, rest.length));
+  }
+
   async close(): Promise<void> {
-    // the Readable belongs to the caller (a migration channel): leave it open
+    // the Readable belongs to the caller (a migration channel): leave it open, give back the rest
+    this.release();
   }
 }

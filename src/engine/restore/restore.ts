@@ -405,11 +405,20 @@ class RestoreEngine implements RestoreContext {
   ): Promise<void> {
     const n = r.count;
     const { pfns, types } = r;
-    // validate every entry before touching the domain
+    // validate every entry before touching the domain; a record of holes only (the first round of
+    // an HVM stream is mostly such records) needs nothing else
+    const maxPfn = this.maxPfn;
+    let backed = 0;
     for (let i = 0; i < n; i++) {
       const pfn = pfns[i]!;
-      if (pfn > this.maxPfn)
-        throw this.mismatch(`pfn ${hex(pfn)} beyond the domain's max pfn ${hex(this.maxPfn)}`, item, pfn);
+      if (pfn > maxPfn)
+        throw this.mismatch(`pfn ${hex(pfn)} beyond the domain's max pfn ${hex(maxPfn)}`, item, pfn);
+      const t = types[i]!;
+      if (t !== PageType.XTAB && t !== PageType.BROKEN) backed++;
+    }
+    if (backed === 0) {
+      this.stats.holes += n;
+      return;
     }
     this.populatePfns(item, r);
 
@@ -422,7 +431,15 @@ class RestoreEngine implements RestoreContext {
     }
     if (dataIdx.length === 0) return;
     const frames = new BigUint64Array(dataIdx.length);
-    for (let j = 0; j < dataIdx.length; j++) frames[j] = BigInt(this.ops.pfnToFrame(pfns[dataIdx[j]!]!));
+    const fw = new Uint32Array(frames.buffer);
+    for (let j = 0; j < dataIdx.length; j++) {
+      const f = this.ops.pfnToFrame(pfns[dataIdx[j]!]!);
+      // 32-bit halves on little-endian hosts: no BigInt per page
+      if (HOST_LITTLE_ENDIAN && f <= 0xffffffff) {
+        fw[2 * j] = f;
+        fw[2 * j + 1] = 0;
+      } else frames[j] = BigInt(f);
+    }
     let m: Mapping | null = null;
     let pending: Promise<unknown> | null = null;
     try {
@@ -526,6 +543,8 @@ async function readPayload(r: PageDataRecord): Promise<Uint8Array> {
   await r.readPayloadInto!(b);
   return b;
 }
+
+const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Records other than PAGE_DATA own their bytes (the decoders copy blobs), so they can be kept. */
 function cloneRecord(r: LibxcRecord): LibxcRecord {

@@ -547,10 +547,13 @@ class SaveEngine implements SaveContext {
   private prepareBatch(pfns: Float64Array, live: boolean): PreparedBatch {
     const n = pfns.length;
     const ops = this.ops;
+    // frames of the entries that have one, compacted (validIdx: their batch index); a copy keeps
+    // them, since pfnTypes overwrites its argument with the types
     const frames = new BigUint64Array(n);
     const fw = new Uint32Array(frames.buffer);
     const types = new Uint8Array(n);
-    const valid: number[] = [];
+    const validIdx = new Int32Array(n);
+    let nValid = 0;
     for (let i = 0; i < n; i++) {
       const f = ops.pfnToFrame(pfns[i]!);
       if (f < 0) {
@@ -558,30 +561,41 @@ class SaveEngine implements SaveContext {
         types[i] = PageType.XTAB;
         if (live) this.deferred.set(pfns[i]!);
       } else {
-        setFrame(frames, fw, i, f);
-        valid.push(i);
+        setFrame(frames, fw, nValid, f);
+        validIdx[nValid++] = i;
       }
     }
-    if (valid.length > 0) {
-      const q = new BigUint64Array(valid.length);
-      const qw = new Uint32Array(q.buffer);
-      copyFrames(q, qw, frames, fw, valid);
+    // the data-bearing entries: their batch indices and frames (mapped in one call below)
+    const dataIdx: number[] = [];
+    const mf = new BigUint64Array(nValid);
+    const mw = new Uint32Array(mf.buffer);
+    if (nValid > 0) {
+      const q = frames.subarray(0, nValid);
+      mf.set(q);
       this.xen.pfnTypes(this.domid, q);
-      for (let j = 0; j < valid.length; j++) {
+      const qw = fw;
+      for (let j = 0; j < nValid; j++) {
         // XEN_DOMCTL_PFINFO_* type: bits 31-28 of the (64-bit) word
         const t = LITTLE_ENDIAN ? qw[2 * j]! >>> 28 : Number((q[j]! >> 28n) & 0xfn);
+        const i = validIdx[j]!;
         if (!pageTypeValid(t))
           throw new MigrationError(
             MigrationErrorCode.ERR_PAGE_TYPE,
-            `unknown page type ${t} for pfn ${hex(pfns[valid[j]!]!)}`,
-            { domid: this.domid, pfn: pfns[valid[j]!] },
+            `unknown page type ${t} for pfn ${hex(pfns[i]!)}`,
+            { domid: this.domid, pfn: pfns[i] },
           );
-        types[valid[j]!] = t;
+        types[i] = t;
+        if (pageTypeHasData(t)) {
+          // compact the frame in place: entry dataIdx.length <= j
+          const d = dataIdx.length;
+          if (d !== j) {
+            mw[2 * d] = mw[2 * j]!;
+            mw[2 * d + 1] = mw[2 * j + 1]!;
+          }
+          dataIdx.push(i);
+        }
       }
     }
-    // map every data-bearing entry in one call
-    const dataIdx: number[] = [];
-    for (let i = 0; i < n; i++) if (pageTypeHasData(types[i]!)) dataIdx.push(i);
     this.stats.dataPages += dataIdx.length;
     let mapping: Mapping | null = null;
     const chunks: Uint8Array[] = [];
@@ -590,9 +604,7 @@ class SaveEngine implements SaveContext {
         // checkpoint, suspended: copy out of mappings kept from earlier checkpoints (stage() copies)
         this.pagesFromChunks(pfns, dataIdx, chunks);
       } else if (dataIdx.length > 0) {
-        const mf = new BigUint64Array(dataIdx.length);
-        copyFrames(mf, new Uint32Array(mf.buffer), frames, fw, dataIdx);
-        mapping = this.xen.map(this.domid, mf, 'r');
+        mapping = this.xen.map(this.domid, mf.subarray(0, dataIdx.length), 'r');
         const errs = mapping.errors;
         for (let j = 0; j < errs.length; j++) {
           if (errs[j] !== 0)
@@ -793,25 +805,6 @@ function setFrame(big: BigUint64Array, w: Uint32Array, i: number, f: number): vo
     w[2 * i + 1] = 0;
   } else {
     big[i] = BigInt(f);
-  }
-}
-
-/** dst[j] = src[idx[j]] for every j (idx covering all of src in order: one block copy). */
-function copyFrames(
-  dst: BigUint64Array,
-  dw: Uint32Array,
-  src: BigUint64Array,
-  sw: Uint32Array,
-  idx: readonly number[],
-): void {
-  if (idx.length === src.length) {
-    dst.set(src);
-    return;
-  }
-  for (let j = 0; j < idx.length; j++) {
-    const i = idx[j]!;
-    dw[2 * j] = sw[2 * i]!;
-    dw[2 * j + 1] = sw[2 * i + 1]!;
   }
 }
 
