@@ -535,6 +535,7 @@ class SaveEngine implements SaveContext {
 
   /** Write (or stage) a prepared batch; resolves once its bytes were handed over (never throws synchronously). */
   private async emitBatch(b: PreparedBatch): Promise<void> {
+    if (b.header.length === 0) return; // every entry was a hole of an HVM guest: nothing to send
     if (this.staging) this.stage(b.header, b.chunks);
     else await this.out.writeRaw(b.header, ...b.chunks);
   }
@@ -657,7 +658,7 @@ class SaveEngine implements SaveContext {
             if (chunks[c]!.buffer === bytes.buffer) chunks[c] = chunks[c]!.slice();
         }
       }
-      const { bytes: header } = encodePageDataHeader({ pfns, types });
+      const header = this.pageDataHeader(pfns, types);
       let total = header.length;
       for (const c of chunks) total += c.length;
       const m = mapping;
@@ -674,6 +675,30 @@ class SaveEngine implements SaveContext {
       while (this.retiredMaps.length) this.retiredMaps.pop()!.unmap();
       throw e;
     }
+  }
+
+  /**
+   * The PAGE_DATA header of a batch. An HVM (or PVH) guest's holes (XTAB: gfns without memory) are
+   * left out: a restore does nothing for them (libxc's neither populates nor maps them, nor needs
+   * every gfn to be listed), and most of such a guest's gfn space is holes (a 128 MiB PVH guest:
+   * 1,011,696 of 1,044,480 gfns), which every receiver would otherwise decode one by one. libxc lists
+   * them; PV streams keep them (the p2m is rebuilt from them). Empty when nothing is left to send.
+   */
+  private pageDataHeader(pfns: Float64Array, types: Uint8Array): Uint8Array {
+    if (this.info.type !== 'hvm') return encodePageDataHeader({ pfns, types }).bytes;
+    const n = pfns.length;
+    let kept = 0;
+    for (let i = 0; i < n; i++) if (types[i] !== PageType.XTAB) kept++;
+    if (kept === n) return encodePageDataHeader({ pfns, types }).bytes;
+    if (kept === 0) return EMPTY_HEADER;
+    const kp = new Float64Array(kept);
+    const kt = new Uint8Array(kept);
+    for (let i = 0, k = 0; i < n; i++) {
+      if (types[i] === PageType.XTAB) continue;
+      kp[k] = pfns[i]!;
+      kt[k++] = types[i]!;
+    }
+    return encodePageDataHeader({ pfns: kp, types: kt }).bytes;
   }
 
   /** persistentMappings: views of the data-bearing pages, consecutive pages merged into one view. */
@@ -797,6 +822,7 @@ class SaveEngine implements SaveContext {
 
 // Frame numbers are moved into and between BigUint64Arrays through 32-bit word views on
 // little-endian hosts: no BigInt allocation per page in the batch loop.
+const EMPTY_HEADER = new Uint8Array(0);
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 function setFrame(big: BigUint64Array, w: Uint32Array, i: number, f: number): void {

@@ -70,7 +70,7 @@ export interface SaveStats {
   streamType: StreamType;
   live: boolean;
   rounds: RoundStats[];
-  /** page entries sent, all rounds (holes and pfns without a frame included) */
+  /** page entries walked, all rounds (holes and pfns without a frame included; an HVM guest's holes are walked, not sent) */
   pages: number;
   /** of those, pages sent with their contents */
   dataPages: number;
