@@ -46,13 +46,18 @@ export class ReadableByteSource implements ByteSource {
     });
   }
 
+  private throwIfFailed(): void {
+    if (this.failed) throw this.failed;
+  }
+
   private async chunk(): Promise<Buffer | null> {
     for (;;) {
-      if (this.failed) throw this.failed;
+      this.throwIfFailed();
       const c = this.rs.read() as Buffer | null;
       if (c !== null) return c;
       if (this.ended || this.rs.readableEnded || this.rs.destroyed) {
-        if (this.failed) throw this.failed;
+        // read() may have emitted 'error' meanwhile
+        this.throwIfFailed();
         return null;
       }
       await this.wait();

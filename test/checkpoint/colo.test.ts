@@ -133,7 +133,7 @@ describe('colo: separate processes, failover', () => {
     const primary = new Proc(CLI, [
       'remus',
       String(dA),
-      `tcp://127.0.0.1:${l.listening}`,
+      `tcp://127.0.0.1:${l.listening as number}`,
       '--colo',
       '--host',
       dirs.a,

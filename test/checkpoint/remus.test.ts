@@ -99,7 +99,7 @@ describe('remus: checkpoints under a workload', () => {
     const back = checksumLog(logB).filter((e) => e.checkpoint !== undefined);
     expect(back.map((e) => e.checkpoint)).toEqual([...Array(N).keys()].map((i) => i + 1));
     for (const e of back)
-      expect(e.checksum, `checkpoint ${e.checkpoint}`).toBe(prim.get(e.checkpoint as number));
+      expect(e.checksum, `checkpoint ${String(e.checkpoint)}`).toBe(prim.get(e.checkpoint as number));
     // the workload really changed the guest between checkpoints
     expect(new Set(prim.values()).size).toBeGreaterThan(N / 2);
     // the primary's guest still runs; the replica is gone
@@ -296,7 +296,7 @@ describe('remus: a silent primary (no FIN, no data)', () => {
     const captured = new Map(checksumLog(logA).map((e) => [e.checkpoint as number, e.checksum as string]));
     const fo = checksumLog(logB).find((e) => e.failover !== undefined)!;
     expect(fo.checksum).toBe(captured.get(res.checkpoint as number));
-    expect(backup.stderr).toMatch(new RegExp(`failover to checkpoint ${res.checkpoint}`));
+    expect(backup.stderr).toMatch(new RegExp(`failover to checkpoint ${String(res.checkpoint)}`));
     for (const x of B().listDomainIds()) if (!before.has(x)) B().destroyDomain(x);
     A().destroyDomain(d);
   });
