@@ -1,49 +1,16 @@
 // Remus between real processes on two mock hosts: primary (xenmig remus), backup (xenmig
 // remus-receive) and the guest workload each run in a process of their own.
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
-import { checksumLog, CLI, hostDirs, Proc, prng, requireFreshBuild, WORKLOAD } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { useMockHostPair } from '../support/hosts.js';
+import { startBackupProcess } from '../support/processes.js';
+import { checksumLog, CLI, Proc, prng, requireFreshBuild, WORKLOAD } from './helpers.js';
 
-let dirs: ReturnType<typeof hostDirs>;
-// The mock keeps one current host per process: switch before each use.
-let host: MockHypervisor | null = null;
-const on = (dir: string): MockHypervisor => {
-  host = openMockHost(dir);
-  return host;
-};
-const A = () => on(dirs.a);
-const B = () => on(dirs.b);
+const dirs = useMockHostPair('xenmig-remus-', { before: requireFreshBuild, open: true });
+const { A, B } = dirs;
 
-beforeAll(() => {
-  requireFreshBuild();
-  dirs = hostDirs('xenmig-remus-');
-  B();
-  A();
-});
-
-afterAll(() => {
-  host?.close();
-  rmSync(dirs.root, { recursive: true, force: true });
-});
-
-async function startBackup(log: string, extra: string[] = []): Promise<{ proc: Proc; port: number }> {
-  const proc = new Proc(CLI, [
-    'remus-receive',
-    '--host',
-    dirs.b,
-    '--listen',
-    '127.0.0.1:0',
-    '--insecure',
-    '--json',
-    '--checksum-log',
-    log,
-    ...extra,
-  ]);
-  const l = await proc.waitFor((j) => typeof j.listening === 'number', 'the listening port');
-  return { proc, port: l.listening as number };
-}
+const startBackup = (log: string, extra: string[] = []) =>
+  startBackupProcess(CLI, dirs.b, ['--checksum-log', log, ...extra]);
 
 describe('remus: checkpoints under a workload', () => {
   it('after each acknowledged checkpoint the backup holds exactly the state the primary had while suspended for it', async () => {
