@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { useMockHostPair } from '../support/hosts.js';
-import { startBackupProcess } from '../support/processes.js';
+import { startBackupProcess, startPrimaryProcess } from '../support/processes.js';
 import { checksumLog, CLI, Proc, prng, requireFreshBuild, WORKLOAD } from './helpers.js';
 
 const dirs = useMockHostPair('xenmig-remus-', { before: requireFreshBuild, open: true });
@@ -21,13 +21,7 @@ describe('remus: checkpoints under a workload', () => {
     const logB = join(dirs.root, 'w-backup.log');
     const { proc: backup, port } = await startBackup(logB, ['--failover-timeout-ms', '3000']);
     const N = 40;
-    const primary = new Proc(CLI, [
-      'remus',
-      String(d),
-      `tcp://127.0.0.1:${port}`,
-      '--host',
-      dirs.a,
-      '--insecure',
+    const primary = startPrimaryProcess(CLI, d, port, dirs.a, [
       '-i',
       '20',
       '--max-checkpoints',
@@ -107,13 +101,7 @@ describe('remus: the primary is killed (SIGKILL) at random moments', () => {
           '--heartbeat-ms',
           '50',
         ]);
-        const primary = new Proc(CLI, [
-          'remus',
-          String(d),
-          `tcp://127.0.0.1:${port}`,
-          '--host',
-          dirs.a,
-          '--insecure',
+        const primary = startPrimaryProcess(CLI, d, port, dirs.a, [
           '-i',
           '5',
           '--ack-timeout-ms',
@@ -190,13 +178,7 @@ describe('remus: the backup is lost', () => {
         '--failover-timeout-ms',
         '60000',
       ]);
-      const primary = new Proc(CLI, [
-        'remus',
-        String(d),
-        `tcp://127.0.0.1:${port}`,
-        '--host',
-        dirs.a,
-        '--insecure',
+      const primary = startPrimaryProcess(CLI, d, port, dirs.a, [
         '-i',
         '10',
         '--ack-timeout-ms',
@@ -234,13 +216,7 @@ describe('remus: a silent primary (no FIN, no data)', () => {
     const logB = join(dirs.root, 'silent-backup.log');
     const before = new Set(B().listDomainIds());
     const { proc: backup, port } = await startBackup(logB, ['--failover-timeout-ms', '500']);
-    const primary = new Proc(CLI, [
-      'remus',
-      String(d),
-      `tcp://127.0.0.1:${port}`,
-      '--host',
-      dirs.a,
-      '--insecure',
+    const primary = startPrimaryProcess(CLI, d, port, dirs.a, [
       '-i',
       '10',
       '--ack-timeout-ms',
@@ -278,13 +254,7 @@ describe('remus: checkpoints are the forward heartbeat', () => {
       '--heartbeat-ms',
       '50',
     ]);
-    const primary = new Proc(CLI, [
-      'remus',
-      String(d),
-      `tcp://127.0.0.1:${port}`,
-      '--host',
-      dirs.a,
-      '--insecure',
+    const primary = startPrimaryProcess(CLI, d, port, dirs.a, [
       '-i',
       '60000',
       '--max-checkpoints',

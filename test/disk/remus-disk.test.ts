@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { useMockHostPair } from '../support/hosts.js';
-import { startBackupProcess } from '../support/processes.js';
+import { startBackupProcess, startPrimaryProcess } from '../support/processes.js';
 import { Proc, prng, requireFreshBuild } from '../checkpoint/helpers.js';
 
 const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -99,13 +99,7 @@ describe('remus --disk: the primary is killed (SIGKILL) at random moments', () =
         '--disk-map',
         `xvda=${bimg}`,
       ]);
-      const primary = new Proc(MAIN, [
-        'remus',
-        String(d),
-        `tcp://127.0.0.1:${port}`,
-        '--host',
-        dirs.a,
-        '--insecure',
+      const primary = startPrimaryProcess(MAIN, d, port, dirs.a, [
         '-i',
         '10',
         '--ack-timeout-ms',
@@ -260,17 +254,7 @@ describe('remus --disk: refused before the guest is touched', () => {
     const daemon = await startDaemon('nomap', img);
     const { proc: backup, port } = await startBackup([]);
     try {
-      const primary = new Proc(MAIN, [
-        'remus',
-        String(d),
-        `tcp://127.0.0.1:${port}`,
-        '--host',
-        dirs.a,
-        '--insecure',
-        '--json',
-        '--disk',
-        `xvda=${daemon.ctl}`,
-      ]);
+      const primary = startPrimaryProcess(MAIN, d, port, dirs.a, ['--json', '--disk', `xvda=${daemon.ctl}`]);
       const pe = await primary.exited;
       expect(pe.code, primary.stderr).toBe(1);
       expect(primary.stderr).toMatch(
@@ -295,13 +279,7 @@ describe('remus --disk: the disk daemon dies during replication', () => {
     const daemon = await startDaemon('dies', img);
     writeFileSync(join(dirs.root, 'dies-b.img'), Buffer.alloc(16 * BS));
     const { proc: backup, port } = await startBackup(['--disk-map', `xvda=${join(dirs.root, 'dies-b.img')}`]);
-    const primary = new Proc(MAIN, [
-      'remus',
-      String(d),
-      `tcp://127.0.0.1:${port}`,
-      '--host',
-      dirs.a,
-      '--insecure',
+    const primary = startPrimaryProcess(MAIN, d, port, dirs.a, [
       '-i',
       '20',
       '--json',

@@ -84,3 +84,25 @@ export async function startBackupProcess(
   const l = await proc.waitFor((j) => typeof j.listening === 'number', 'the listening port');
   return { proc, port: l.listening as number };
 }
+
+/**
+ * `remus DOMID tcp://127.0.0.1:PORT` on the mock host directory `host` (plain TCP): the primary of a
+ * replication test. `cli` is the CLI script to run; `extra` its options.
+ */
+export function startPrimaryProcess(
+  cli: string,
+  domid: number,
+  port: number,
+  host: string,
+  extra: string[],
+): Proc {
+  return new Proc(cli, [
+    'remus',
+    String(domid),
+    `tcp://127.0.0.1:${port}`,
+    '--host',
+    host,
+    '--insecure',
+    ...extra,
+  ]);
+}
