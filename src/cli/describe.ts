@@ -201,96 +201,87 @@ function headerSummary(item: Exclude<StreamItem, { kind: 'record' }>, info: Reco
 
 /** Every record but the checkpoint ones. */
 function recordSummary(r: StreamRecord, info: Record<string, unknown>): string {
-  let summary: string;
   switch (r.name) {
     case 'PAGE_DATA':
-      summary = pageDataSummary(r, info);
-      break;
+      return pageDataSummary(r, info);
     case 'X86_PV_INFO':
       Object.assign(info, { guestWidth: r.guestWidth, ptLevels: r.ptLevels });
-      summary = `guest width ${r.guestWidth} (${r.guestWidth * 8}-bit), ${r.ptLevels} page-table levels`;
-      break;
+      return `guest width ${r.guestWidth} (${r.guestWidth * 8}-bit), ${r.ptLevels} page-table levels`;
     case 'X86_PV_P2M_FRAMES':
       Object.assign(info, { startPfn: r.startPfn, endPfn: r.endPfn, frames: r.frames.length });
-      summary = `pfns ${hex(r.startPfn)}-${hex(r.endPfn)}, ${r.frames.length} frames`;
-      break;
+      return `pfns ${hex(r.startPfn)}-${hex(r.endPfn)}, ${r.frames.length} frames`;
     case 'X86_PV_VCPU_BASIC':
     case 'X86_PV_VCPU_EXTENDED':
     case 'X86_PV_VCPU_XSAVE':
       Object.assign(info, { vcpu: r.vcpuId, contextBytes: r.context.length });
-      summary = `vCPU ${r.vcpuId}, ${r.context.length} bytes`;
-      break;
+      return `vCPU ${r.vcpuId}, ${r.context.length} bytes`;
     case 'X86_PV_VCPU_MSRS':
       Object.assign(info, { vcpu: r.vcpuId, msrs: r.msrs.length });
-      summary = `vCPU ${r.vcpuId}, ${r.msrs.length} MSRs`;
-      break;
+      return `vCPU ${r.vcpuId}, ${r.msrs.length} MSRs`;
     case 'SHARED_INFO':
     case 'TOOLSTACK':
-      summary = `${r.data.length} bytes`;
-      break;
-    case 'HVM_CONTEXT': {
-      const c = hvmContextSummary(r.data);
-      Object.assign(info, {
-        bytes: r.data.length,
-        vcpus: c.vcpus,
-        saveRecords: c.records,
-        saveTypes: c.types,
-      });
-      summary = `${r.data.length} bytes, ${c.records} save records, vCPUs ${c.vcpus.join(',') || 'none'}${c.ok ? '' : ' (no END: malformed)'}`;
-      break;
-    }
-    case 'HVM_PARAMS': {
-      const ps = r.params.map((p) => ({
-        index: Number(p.index),
-        name: HVM_PARAM_NAMES[Number(p.index)] ?? `param${p.index}`,
-        value: p.value,
-      }));
-      info.params = ps;
-      summary = `${ps.length} params: ` + ps.map((p) => `${p.name}=${hex(p.value)}`).join(' ');
-      break;
-    }
+      return `${r.data.length} bytes`;
+    case 'HVM_CONTEXT':
+      return hvmContextRecordSummary(r.data, info);
+    case 'HVM_PARAMS':
+      return hvmParamsSummary(r.params, info);
     case 'X86_TSC_INFO':
       Object.assign(info, { mode: r.mode, khz: r.khz, nsec: r.nsec, incarnation: r.incarnation });
-      summary = `mode ${r.mode} (${TSC_MODES[r.mode] ?? '?'}), ${r.khz} kHz, elapsed ${r.nsec} ns, incarnation ${r.incarnation}`;
-      break;
+      return `mode ${r.mode} (${TSC_MODES[r.mode] ?? '?'}), ${r.khz} kHz, elapsed ${r.nsec} ns, incarnation ${r.incarnation}`;
     case 'X86_CPUID_POLICY':
       info.leaves = r.leaves.length;
-      summary = `${r.leaves.length} CPUID leaves`;
-      break;
+      return `${r.leaves.length} CPUID leaves`;
     case 'X86_MSR_POLICY':
       info.msrs = r.msrs.length;
-      summary = `${r.msrs.length} MSRs`;
-      break;
+      return `${r.msrs.length} MSRs`;
     case 'CHECKPOINT_DIRTY_PFN_LIST':
       info.pfns = r.pfns.length;
-      summary = `${r.pfns.length} pfns`;
-      break;
+      return `${r.pfns.length} pfns`;
     case 'EMULATOR_XENSTORE_DATA':
-      Object.assign(info, {
-        emulator: EMULATORS[r.emulatorId] ?? r.emulatorId,
-        emulatorId: r.emulatorId,
-        instance: r.index,
-        entries: r.entries.length,
-      });
-      summary = `emulator ${r.emulatorId} (${EMULATORS[r.emulatorId] ?? '?'}) #${r.index}, ${r.entries.length} xenstore entries`;
-      break;
+      return emulatorSummary(r, info, { entries: r.entries.length }, `${r.entries.length} xenstore entries`);
     case 'EMULATOR_CONTEXT':
-      Object.assign(info, {
-        emulator: EMULATORS[r.emulatorId] ?? r.emulatorId,
-        emulatorId: r.emulatorId,
-        instance: r.index,
-        bytes: r.data.length,
-      });
-      summary = `emulator ${r.emulatorId} (${EMULATORS[r.emulatorId] ?? '?'}) #${r.index}, ${r.data.length} bytes`;
-      break;
+      return emulatorSummary(r, info, { bytes: r.data.length }, `${r.data.length} bytes`);
     case 'UNKNOWN':
       info.optional = (r.type & 0x80000000) !== 0;
-      summary = `unknown ${info.optional ? 'optional ' : ''}record ${hex(r.type)}`;
-      break;
+      return `unknown ${info.optional ? 'optional ' : ''}record ${hex(r.type)}`;
     default:
-      summary = '';
+      return '';
   }
-  return summary;
+}
+
+function hvmContextRecordSummary(data: Uint8Array, info: Record<string, unknown>): string {
+  const c = hvmContextSummary(data);
+  Object.assign(info, { bytes: data.length, vcpus: c.vcpus, saveRecords: c.records, saveTypes: c.types });
+  return `${data.length} bytes, ${c.records} save records, vCPUs ${c.vcpus.join(',') || 'none'}${c.ok ? '' : ' (no END: malformed)'}`;
+}
+
+function hvmParamsSummary(
+  params: readonly { index: bigint; value: bigint }[],
+  info: Record<string, unknown>,
+): string {
+  const ps = params.map((p) => ({
+    index: Number(p.index),
+    name: HVM_PARAM_NAMES[Number(p.index)] ?? `param${p.index}`,
+    value: p.value,
+  }));
+  info.params = ps;
+  return `${ps.length} params: ` + ps.map((p) => `${p.name}=${hex(p.value)}`).join(' ');
+}
+
+/** The two emulator records: which emulator and instance, then what the record holds. */
+function emulatorSummary(
+  r: { emulatorId: number; index: number },
+  info: Record<string, unknown>,
+  held: Record<string, number>,
+  heldText: string,
+): string {
+  Object.assign(info, {
+    emulator: EMULATORS[r.emulatorId] ?? r.emulatorId,
+    emulatorId: r.emulatorId,
+    instance: r.index,
+  });
+  Object.assign(info, held);
+  return `emulator ${r.emulatorId} (${EMULATORS[r.emulatorId] ?? '?'}) #${r.index}, ${heldText}`;
 }
 
 function pageDataSummary(r: PageDataRecord, info: Record<string, unknown>): string {

@@ -86,7 +86,8 @@ export function queryMigrate(a: {
   }
   if (a.error !== undefined) {
     const e = a.error as { message?: string; code?: string };
-    q['error-desc'] = `${e.code ? e.code + ': ' : ''}${e.message ?? String(a.error)}`;
+    q['error-desc'] =
+      `${e.code ? e.code + ': ' : ''}${e.message ?? (typeof a.error === 'string' ? a.error : JSON.stringify(a.error))}`;
   }
   // xenmig's own part last, after QEMU's fields
   const { xenmig, ...rest } = q;

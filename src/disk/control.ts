@@ -38,6 +38,126 @@ export interface HelloInfo {
   epoch: number;
 }
 
+/** One primary's control connection, as the daemon sees it. */
+interface ControlSession {
+  readonly sock: Socket;
+  readonly img: ReplicatedImage;
+  readonly log: (l: string) => void;
+  /** this connection started tracking (and stops it when it ends) */
+  started: boolean;
+}
+
+/** A request's handler and the payload length its op takes. `m` is the frame: op byte, then payload. */
+interface ControlHandler {
+  readonly payload: number;
+  run(s: ControlSession, m: Buffer): Promise<void>;
+}
+
+function refuse(message: string, offset?: number): DiskError {
+  return new DiskError(DiskErrorCode.ERR_DISK_CONTROL, message, { offset });
+}
+
+function ok(s: ControlSession, p?: Uint8Array): Promise<void> {
+  return writeOut(s.sock, frame(CtlStatus.OK, p));
+}
+
+function okCount(s: ControlSession, n: number): Promise<void> {
+  const p = Buffer.allocUnsafe(4);
+  p.writeUInt32BE(n, 0);
+  return ok(s, p);
+}
+
+const controlHandlers: Partial<Record<number, ControlHandler>> = {
+  [CtlOp.HELLO]: {
+    payload: 0,
+    run: (s) => {
+      const { img } = s;
+      const hello: HelloInfo = {
+        name: img.name,
+        size: img.size,
+        blockSize: img.blockSize,
+        epoch: img.trackingEpoch,
+      };
+      return ok(s, Buffer.from(JSON.stringify(hello)));
+    },
+  },
+  [CtlOp.START]: {
+    payload: 0,
+    run: (s) => {
+      if (s.started || s.img.trackingEpoch !== 0)
+        throw refuse('another primary replicates this disk already');
+      s.img.start();
+      s.started = true;
+      s.log(`disk: replication started (epoch 1 open)`);
+      return ok(s);
+    },
+  },
+  [CtlOp.ROTATE]: {
+    payload: 4,
+    run: (s, m) => {
+      if (!s.started) throw refuse('ROTATE before START');
+      return okCount(s, s.img.rotate(m.readUInt32BE(1)));
+    },
+  },
+  [CtlOp.FETCH]: { payload: 8, run: fetchEpoch },
+  [CtlOp.READ]: {
+    payload: 12,
+    run: (s, m) => {
+      const off = Number(m.readBigUInt64BE(1));
+      const len = m.readUInt32BE(9);
+      if (len > MAX_READ || off + len > s.img.size)
+        throw refuse(`READ ${off} +${len} outside the image (${s.img.size} bytes) or over ${MAX_READ}`);
+      return ok(s, s.img.read(off, len));
+    },
+  },
+  [CtlOp.STOP]: {
+    payload: 0,
+    run: (s) => {
+      if (s.started) s.img.stop();
+      s.started = false;
+      return ok(s);
+    },
+  },
+};
+
+/** FETCH: the closed epoch's blocks in CHUNK frames, then OK with their count. */
+async function fetchEpoch(s: ControlSession, m: Buffer): Promise<void> {
+  const { img } = s;
+  if (!s.started) throw refuse('FETCH before START');
+  const n = m.readUInt32BE(1);
+  // a chunk stays under 16 MiB of data
+  const max = Math.max(1, Math.min(MAX_FETCH_BLOCKS, (16 << 20) / img.blockSize, m.readUInt32BE(5)));
+  let total = 0;
+  for await (const c of img.fetch(n, max)) {
+    const head = Buffer.allocUnsafe(4 + 8 * c.blocks.length);
+    head.writeUInt32BE(c.blocks.length, 0);
+    c.blocks.forEach((b, i) => head.writeBigUInt64BE(BigInt(b), 4 + 8 * i));
+    await writeOut(s.sock, frame(CtlStatus.CHUNK, Buffer.concat([head, c.data])));
+    total += c.blocks.length;
+  }
+  await okCount(s, total);
+}
+
+/** Reads one request frame and answers it; a refused request (a DiskError) is answered ERROR. */
+async function serveControlRequest(s: ControlSession, rd: ByteReader): Promise<void> {
+  const at = rd.position;
+  const len = (await rd.read(4)).readUInt32BE(0);
+  if (len < 1 || len > MAX_REQUEST_FRAME) throw refuse(`control request of ${len} bytes`, at);
+  const m = await rd.read(len);
+  const op = m[0]!;
+  try {
+    const handler = controlHandlers[op];
+    if (!handler) throw refuse(`unknown control op ${op}`, at + 4);
+    if (m.length !== 1 + handler.payload)
+      throw refuse(`control op ${op} with ${m.length - 1} payload bytes (${handler.payload})`, at);
+    await handler.run(s, m);
+  } catch (e) {
+    if (!(e instanceof DiskError)) throw e;
+    // a refused request: the connection stays usable
+    await writeOut(s.sock, frame(CtlStatus.ERROR, Buffer.from(e.message)));
+  }
+}
+
 /** Daemon side: serve one primary's control connection. Never throws; tracking stops when it ends. */
 export async function serveControlConnection(
   sock: Socket,
@@ -45,117 +165,13 @@ export async function serveControlConnection(
   log: (l: string) => void = () => {},
 ): Promise<void> {
   const rd = new ByteReader(sock, 1 << 16);
-  let started = false;
-  const ok = (p?: Uint8Array) => writeOut(sock, frame(CtlStatus.OK, p));
+  const s: ControlSession = { sock, img, log, started: false };
   try {
-    for (;;) {
-      const at = rd.position;
-      const len = (await rd.read(4)).readUInt32BE(0);
-      if (len < 1 || len > MAX_REQUEST_FRAME)
-        throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `control request of ${len} bytes`, {
-          offset: at,
-        });
-      const m = await rd.read(len);
-      const op = m[0]!;
-      const need = (n: number) => {
-        if (m.length !== 1 + n)
-          throw new DiskError(
-            DiskErrorCode.ERR_DISK_CONTROL,
-            `control op ${op} with ${m.length - 1} payload bytes (${n})`,
-            { offset: at },
-          );
-      };
-      try {
-        switch (op) {
-          case CtlOp.HELLO:
-            need(0);
-            await ok(
-              Buffer.from(
-                JSON.stringify({
-                  name: img.name,
-                  size: img.size,
-                  blockSize: img.blockSize,
-                  epoch: img.trackingEpoch,
-                } satisfies HelloInfo),
-              ),
-            );
-            break;
-          case CtlOp.START:
-            need(0);
-            if (started || img.trackingEpoch !== 0)
-              throw new DiskError(
-                DiskErrorCode.ERR_DISK_CONTROL,
-                'another primary replicates this disk already',
-              );
-            img.start();
-            started = true;
-            log(`disk: replication started (epoch 1 open)`);
-            await ok();
-            break;
-          case CtlOp.ROTATE: {
-            need(4);
-            if (!started) throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, 'ROTATE before START');
-            const count = img.rotate(m.readUInt32BE(1));
-            const p = Buffer.allocUnsafe(4);
-            p.writeUInt32BE(count, 0);
-            await ok(p);
-            break;
-          }
-          case CtlOp.FETCH: {
-            need(8);
-            if (!started) throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, 'FETCH before START');
-            const n = m.readUInt32BE(1);
-            // a chunk stays under 16 MiB of data
-            const max = Math.max(
-              1,
-              Math.min(MAX_FETCH_BLOCKS, (16 << 20) / img.blockSize, m.readUInt32BE(5)),
-            );
-            let total = 0;
-            for await (const c of img.fetch(n, max)) {
-              const head = Buffer.allocUnsafe(4 + 8 * c.blocks.length);
-              head.writeUInt32BE(c.blocks.length, 0);
-              c.blocks.forEach((b, i) => head.writeBigUInt64BE(BigInt(b), 4 + 8 * i));
-              await writeOut(sock, frame(CtlStatus.CHUNK, Buffer.concat([head, c.data])));
-              total += c.blocks.length;
-            }
-            const p = Buffer.allocUnsafe(4);
-            p.writeUInt32BE(total, 0);
-            await ok(p);
-            break;
-          }
-          case CtlOp.READ: {
-            need(12);
-            const off = Number(m.readBigUInt64BE(1));
-            const len = m.readUInt32BE(9);
-            if (len > MAX_READ || off + len > img.size)
-              throw new DiskError(
-                DiskErrorCode.ERR_DISK_CONTROL,
-                `READ ${off} +${len} outside the image (${img.size} bytes) or over ${MAX_READ}`,
-              );
-            await ok(img.read(off, len));
-            break;
-          }
-          case CtlOp.STOP:
-            need(0);
-            if (started) img.stop();
-            started = false;
-            await ok();
-            break;
-          default:
-            throw new DiskError(DiskErrorCode.ERR_DISK_CONTROL, `unknown control op ${op}`, {
-              offset: at + 4,
-            });
-        }
-      } catch (e) {
-        if (!(e instanceof DiskError)) throw e;
-        // a refused request: the connection stays usable
-        await writeOut(sock, frame(CtlStatus.ERROR, Buffer.from(e.message)));
-      }
-    }
+    for (;;) await serveControlRequest(s, rd);
   } catch (e) {
     if (!(e instanceof EndOfInput)) log(`disk: control connection dropped: ${(e as Error).message}`);
   } finally {
-    if (started) {
+    if (s.started) {
       img.stop();
       log('disk: the primary went away: replication stopped, nothing tracked');
     }

@@ -116,6 +116,35 @@ export function greeting(): Buffer {
   return b;
 }
 
+/** One connection's state: what both phases (options, then transmission) read and count. */
+interface NbdConnection {
+  readonly sock: Duplex;
+  readonly exp: NbdExport;
+  readonly rd: ByteReader;
+  readonly maxRequest: number;
+  readonly log: ((l: string) => void) | undefined;
+  requests: number;
+}
+
+/** One transmission request, decoded; `offset` is -1 when the range is not inside the export. */
+interface NbdRequest {
+  readonly at: number;
+  readonly type: number;
+  readonly handle: Buffer;
+  readonly off64: bigint;
+  readonly length: number;
+  readonly inside: boolean;
+  readonly offset: number;
+  readonly fua: boolean;
+}
+
+/** What an option handler tells the negotiation loop: read the next option, start transmission, or end. */
+type OptionOutcome = 'next' | 'transmit' | NbdConnectionResult;
+
+function violation(msg: string, at: number): DiskError {
+  return new DiskError(DiskErrorCode.ERR_NBD_PROTOCOL, `NBD: ${msg}`, { offset: at });
+}
+
 /**
  * Serve one client on `sock` until it disconnects or breaks the protocol. Never throws: the result
  * says how it ended. The socket is destroyed at the end.
@@ -126,191 +155,254 @@ export async function serveNbdConnection(
   opts: { maxRequest?: number; log?: (l: string) => void } = {},
 ): Promise<NbdConnectionResult> {
   const maxRequest = opts.maxRequest ?? DEFAULT_MAX_REQUEST;
-  const rd = new ByteReader(sock, 2 * maxRequest + 64);
-  let requests = 0;
-  const violation = (msg: string, at: number) =>
-    new DiskError(DiskErrorCode.ERR_NBD_PROTOCOL, `NBD: ${msg}`, { offset: at });
+  const c: NbdConnection = {
+    sock,
+    exp,
+    rd: new ByteReader(sock, 2 * maxRequest + 64),
+    maxRequest,
+    log: opts.log,
+    requests: 0,
+  };
   try {
-    await writeOut(sock, greeting());
-    const cflags = (await rd.read(4)).readUInt32BE(0);
-    if (cflags & ~(NbdHandshakeFlag.FIXED_NEWSTYLE | NbdHandshakeFlag.NO_ZEROES))
-      throw violation(`unknown client flags 0x${cflags.toString(16)}`, rd.position - 4);
-    const noZeroes = (cflags & NbdHandshakeFlag.NO_ZEROES) !== 0;
-    // options until EXPORT_NAME or a successful GO
-    for (;;) {
-      const at = rd.position;
-      const h = await rd.read(16);
-      if (u64(h, 0) !== NBD_OPT_MAGIC) throw violation(`bad option magic 0x${u64(h, 0).toString(16)}`, at);
-      const option = h.readUInt32BE(8);
-      const len = h.readUInt32BE(12);
-      if (len > MAX_OPTION_LENGTH)
-        throw violation(`option ${option} with ${len} bytes of data (at most ${MAX_OPTION_LENGTH})`, at + 12);
-      const data = await rd.read(len);
-      if (option === NbdOpt.EXPORT_NAME) {
-        const name = data.toString('utf8');
-        // no way to say "unknown" here: the protocol says close
-        if (name !== '' && name !== exp.name)
-          return {
-            reason: 'protocol-error',
-            requests,
-            error: violation(`unknown export "${name}"`, at + 16),
-          };
-        const b = Buffer.alloc(noZeroes ? 10 : 134);
-        b.writeBigUInt64BE(BigInt(exp.size), 0);
-        b.writeUInt16BE(transmissionFlags(exp), 8);
-        await writeOut(sock, b);
-        break;
-      }
-      if (option === NbdOpt.ABORT) {
-        await writeOut(sock, optReply(option, NbdRep.ACK)).catch(() => undefined);
-        return { reason: 'disconnect', requests };
-      }
-      if (option === NbdOpt.LIST) {
-        if (len !== 0) {
-          await writeOut(sock, optReply(option, NbdRep.ERR_INVALID));
-          continue;
-        }
-        const name = Buffer.from(exp.name, 'utf8');
-        const d = Buffer.alloc(4 + name.length);
-        d.writeUInt32BE(name.length, 0);
-        name.copy(d, 4);
-        await writeOut(
-          sock,
-          Buffer.concat([optReply(option, NbdRep.SERVER, d), optReply(option, NbdRep.ACK)]),
-        );
-        continue;
-      }
-      if (option === NbdOpt.INFO || option === NbdOpt.GO) {
-        const nameLen = len >= 4 ? data.readUInt32BE(0) : -1;
-        const nreq = nameLen >= 0 && len >= 6 + nameLen ? data.readUInt16BE(4 + nameLen) : -1;
-        if (nameLen < 0 || nreq < 0 || len !== 6 + nameLen + 2 * nreq) {
-          await writeOut(sock, optReply(option, NbdRep.ERR_INVALID));
-          continue;
-        }
-        const name = data.subarray(4, 4 + nameLen).toString('utf8');
-        if (name !== '' && name !== exp.name) {
-          await writeOut(sock, optReply(option, NbdRep.ERR_UNKNOWN, Buffer.from(`no export "${name}"`)));
-          continue;
-        }
-        const wanted = new Set<number>();
-        for (let i = 0; i < nreq; i++) wanted.add(data.readUInt16BE(6 + nameLen + 2 * i));
-        const replies: Buffer[] = [];
-        const info = Buffer.alloc(12);
-        info.writeUInt16BE(NbdInfo.EXPORT, 0);
-        info.writeBigUInt64BE(BigInt(exp.size), 2);
-        info.writeUInt16BE(transmissionFlags(exp), 10);
-        replies.push(optReply(option, NbdRep.INFO, info));
-        if (wanted.has(NbdInfo.NAME)) {
-          const n = Buffer.from(exp.name, 'utf8');
-          replies.push(optReply(option, NbdRep.INFO, Buffer.concat([Buffer.from([0, NbdInfo.NAME]), n])));
-        }
-        if (wanted.has(NbdInfo.BLOCK_SIZE)) {
-          const bs = Buffer.alloc(14);
-          bs.writeUInt16BE(NbdInfo.BLOCK_SIZE, 0);
-          bs.writeUInt32BE(1, 2);
-          bs.writeUInt32BE(exp.blockSize ?? 4096, 6);
-          bs.writeUInt32BE(maxRequest, 10);
-          replies.push(optReply(option, NbdRep.INFO, bs));
-        }
-        replies.push(optReply(option, NbdRep.ACK));
-        await writeOut(sock, Buffer.concat(replies));
-        if (option === NbdOpt.GO) break;
-        continue;
-      }
-      // STARTTLS, STRUCTURED_REPLY, META_CONTEXT, anything newer: not offered
-      await writeOut(sock, optReply(option, NbdRep.ERR_UNSUP));
-    }
-
-    // transmission
-    for (;;) {
-      const at = rd.position;
-      const q = await rd.read(28);
-      if (q.readUInt32BE(0) !== NBD_REQUEST_MAGIC)
-        throw violation(`bad request magic 0x${q.readUInt32BE(0).toString(16)}`, at);
-      const flags = q.readUInt16BE(4);
-      const type = q.readUInt16BE(6);
-      const handle = Buffer.from(q.subarray(8, 16));
-      const off64 = u64(q, 16);
-      const length = q.readUInt32BE(24);
-      requests++;
-      // inside the export: [offset, offset + length) within [0, size]
-      const inside = off64 + BigInt(length) <= BigInt(exp.size);
-      const offset = inside ? Number(off64) : -1;
-      const fua = (flags & NbdCmdFlag.FUA) !== 0;
-      const reply = async (error: number) => writeOut(sock, simpleReply(handle, error));
-      const run = async (f: () => void | Promise<void>) => {
-        try {
-          await f();
-          await reply(0);
-        } catch (e) {
-          opts.log?.(`nbd: request ${type} at ${off64} (+${length}) failed: ${(e as Error).message}`);
-          await reply(NbdErrno.EIO);
-        }
-      };
-      switch (type) {
-        case NbdCmd.READ: {
-          if (length > maxRequest || !inside) {
-            await reply(NbdErrno.EINVAL);
-            break;
-          }
-          let data: Buffer;
-          try {
-            data = await exp.read(offset, length);
-          } catch (e) {
-            opts.log?.(`nbd: read at ${offset} (+${length}) failed: ${(e as Error).message}`);
-            await reply(NbdErrno.EIO);
-            break;
-          }
-          const b = simpleReply(handle, 0, length);
-          data.copy(b, 16, 0, length);
-          await writeOut(sock, b);
-          break;
-        }
-        case NbdCmd.WRITE: {
-          if (length > maxRequest) {
-            // the payload cannot be skipped safely at any size: answer, then end the connection
-            await reply(NbdErrno.EINVAL).catch(() => undefined);
-            throw violation(`write of ${length} bytes (at most ${maxRequest})`, at + 24);
-          }
-          const data = await rd.read(length);
-          if (exp.readOnly) await reply(NbdErrno.EPERM);
-          else if (!inside) await reply(NbdErrno.ENOSPC);
-          else await run(() => exp.write(offset, data, fua));
-          break;
-        }
-        case NbdCmd.WRITE_ZEROES:
-          if (exp.readOnly) await reply(NbdErrno.EPERM);
-          else if (!inside) await reply(NbdErrno.ENOSPC);
-          else if (length > maxRequest) await reply(NbdErrno.EINVAL);
-          else await run(() => exp.writeZeroes(offset, length, fua));
-          break;
-        case NbdCmd.TRIM:
-          if (exp.readOnly) await reply(NbdErrno.EPERM);
-          else if (!inside) await reply(NbdErrno.EINVAL);
-          else await run(() => exp.trim(offset, length));
-          break;
-        case NbdCmd.FLUSH:
-          await run(() => exp.flush());
-          break;
-        case NbdCmd.CACHE:
-          await reply(inside ? 0 : NbdErrno.EINVAL);
-          break;
-        case NbdCmd.DISC:
-          return { reason: 'disconnect', requests };
-        default:
-          await reply(NbdErrno.EINVAL);
-      }
-    }
+    const ended = await negotiate(c);
+    if (ended) return ended;
+    while (await serveRequest(c));
+    return { reason: 'disconnect', requests: c.requests };
   } catch (e) {
-    if (e instanceof EndOfInput) return { reason: 'closed', requests };
+    if (e instanceof EndOfInput) return { reason: 'closed', requests: c.requests };
     if (e instanceof DiskError) {
-      opts.log?.(`nbd: ${e.message} (byte ${e.offset}); connection closed`);
-      return { reason: 'protocol-error', requests, error: e };
+      c.log?.(`nbd: ${e.message} (byte ${e.offset}); connection closed`);
+      return { reason: 'protocol-error', requests: c.requests, error: e };
     }
     // the socket failed under a write: the client is gone
-    opts.log?.(`nbd: connection ended: ${(e as Error).message}`);
-    return { reason: 'closed', requests };
+    c.log?.(`nbd: connection ended: ${(e as Error).message}`);
+    return { reason: 'closed', requests: c.requests };
   } finally {
     sock.destroy();
   }
 }
+
+/** The handshake: greeting, client flags, then options until EXPORT_NAME or a successful GO. */
+async function negotiate(c: NbdConnection): Promise<NbdConnectionResult | undefined> {
+  const { rd } = c;
+  await writeOut(c.sock, greeting());
+  const cflags = (await rd.read(4)).readUInt32BE(0);
+  if (cflags & ~(NbdHandshakeFlag.FIXED_NEWSTYLE | NbdHandshakeFlag.NO_ZEROES))
+    throw violation(`unknown client flags 0x${cflags.toString(16)}`, rd.position - 4);
+  const noZeroes = (cflags & NbdHandshakeFlag.NO_ZEROES) !== 0;
+  for (;;) {
+    const at = rd.position;
+    const h = await rd.read(16);
+    if (u64(h, 0) !== NBD_OPT_MAGIC) throw violation(`bad option magic 0x${u64(h, 0).toString(16)}`, at);
+    const option = h.readUInt32BE(8);
+    const len = h.readUInt32BE(12);
+    if (len > MAX_OPTION_LENGTH)
+      throw violation(`option ${option} with ${len} bytes of data (at most ${MAX_OPTION_LENGTH})`, at + 12);
+    const data = await rd.read(len);
+    const outcome = await handleOption(c, option, data, at, noZeroes);
+    if (outcome === 'transmit') return undefined;
+    if (outcome !== 'next') return outcome;
+  }
+}
+
+async function handleOption(
+  c: NbdConnection,
+  option: number,
+  data: Buffer,
+  at: number,
+  noZeroes: boolean,
+): Promise<OptionOutcome> {
+  switch (option) {
+    case NbdOpt.EXPORT_NAME:
+      return optExportName(c, data, at, noZeroes);
+    case NbdOpt.ABORT:
+      await writeOut(c.sock, optReply(option, NbdRep.ACK)).catch(() => undefined);
+      return { reason: 'disconnect', requests: c.requests };
+    case NbdOpt.LIST:
+      await optList(c, data);
+      return 'next';
+    case NbdOpt.INFO:
+    case NbdOpt.GO:
+      return optInfoOrGo(c, option, data);
+    default:
+      // STARTTLS, STRUCTURED_REPLY, META_CONTEXT, anything newer: not offered
+      await writeOut(c.sock, optReply(option, NbdRep.ERR_UNSUP));
+      return 'next';
+  }
+}
+
+/** EXPORT_NAME: the old way in; an unknown name cannot be answered, the protocol says close. */
+async function optExportName(
+  c: NbdConnection,
+  data: Buffer,
+  at: number,
+  noZeroes: boolean,
+): Promise<OptionOutcome> {
+  const name = data.toString('utf8');
+  if (name !== '' && name !== c.exp.name)
+    return {
+      reason: 'protocol-error',
+      requests: c.requests,
+      error: violation(`unknown export "${name}"`, at + 16),
+    };
+  const b = Buffer.alloc(noZeroes ? 10 : 134);
+  b.writeBigUInt64BE(BigInt(c.exp.size), 0);
+  b.writeUInt16BE(transmissionFlags(c.exp), 8);
+  await writeOut(c.sock, b);
+  return 'transmit';
+}
+
+/** LIST: the one export's name, then ACK. */
+async function optList(c: NbdConnection, data: Buffer): Promise<void> {
+  if (data.length !== 0) return writeOut(c.sock, optReply(NbdOpt.LIST, NbdRep.ERR_INVALID));
+  const name = Buffer.from(c.exp.name, 'utf8');
+  const d = Buffer.alloc(4 + name.length);
+  d.writeUInt32BE(name.length, 0);
+  name.copy(d, 4);
+  await writeOut(
+    c.sock,
+    Buffer.concat([optReply(NbdOpt.LIST, NbdRep.SERVER, d), optReply(NbdOpt.LIST, NbdRep.ACK)]),
+  );
+}
+
+/** INFO / GO: the export's size and flags, the name and block sizes when asked; GO then transmits. */
+async function optInfoOrGo(c: NbdConnection, option: number, data: Buffer): Promise<OptionOutcome> {
+  const len = data.length;
+  const nameLen = len >= 4 ? data.readUInt32BE(0) : -1;
+  const nreq = nameLen >= 0 && len >= 6 + nameLen ? data.readUInt16BE(4 + nameLen) : -1;
+  if (nameLen < 0 || nreq < 0 || len !== 6 + nameLen + 2 * nreq) {
+    await writeOut(c.sock, optReply(option, NbdRep.ERR_INVALID));
+    return 'next';
+  }
+  const name = data.subarray(4, 4 + nameLen).toString('utf8');
+  if (name !== '' && name !== c.exp.name) {
+    await writeOut(c.sock, optReply(option, NbdRep.ERR_UNKNOWN, Buffer.from(`no export "${name}"`)));
+    return 'next';
+  }
+  const wanted = new Set<number>();
+  for (let i = 0; i < nreq; i++) wanted.add(data.readUInt16BE(6 + nameLen + 2 * i));
+  const replies = infoReplies(c, option, wanted);
+  replies.push(optReply(option, NbdRep.ACK));
+  await writeOut(c.sock, Buffer.concat(replies));
+  return option === NbdOpt.GO ? 'transmit' : 'next';
+}
+
+function infoReplies(c: NbdConnection, option: number, wanted: Set<number>): Buffer[] {
+  const { exp } = c;
+  const replies: Buffer[] = [];
+  const info = Buffer.alloc(12);
+  info.writeUInt16BE(NbdInfo.EXPORT, 0);
+  info.writeBigUInt64BE(BigInt(exp.size), 2);
+  info.writeUInt16BE(transmissionFlags(exp), 10);
+  replies.push(optReply(option, NbdRep.INFO, info));
+  if (wanted.has(NbdInfo.NAME)) {
+    const n = Buffer.from(exp.name, 'utf8');
+    replies.push(optReply(option, NbdRep.INFO, Buffer.concat([Buffer.from([0, NbdInfo.NAME]), n])));
+  }
+  if (wanted.has(NbdInfo.BLOCK_SIZE)) {
+    const bs = Buffer.alloc(14);
+    bs.writeUInt16BE(NbdInfo.BLOCK_SIZE, 0);
+    bs.writeUInt32BE(1, 2);
+    bs.writeUInt32BE(exp.blockSize ?? 4096, 6);
+    bs.writeUInt32BE(c.maxRequest, 10);
+    replies.push(optReply(option, NbdRep.INFO, bs));
+  }
+  return replies;
+}
+
+/** Reads and answers one transmission request; false after DISC. */
+async function serveRequest(c: NbdConnection): Promise<boolean> {
+  const at = c.rd.position;
+  const q = await c.rd.read(28);
+  if (q.readUInt32BE(0) !== NBD_REQUEST_MAGIC)
+    throw violation(`bad request magic 0x${q.readUInt32BE(0).toString(16)}`, at);
+  const off64 = u64(q, 16);
+  const length = q.readUInt32BE(24);
+  c.requests++;
+  // inside the export: [offset, offset + length) within [0, size]
+  const inside = off64 + BigInt(length) <= BigInt(c.exp.size);
+  const req: NbdRequest = {
+    at,
+    type: q.readUInt16BE(6),
+    handle: Buffer.from(q.subarray(8, 16)),
+    off64,
+    length,
+    inside,
+    offset: inside ? Number(off64) : -1,
+    fua: (q.readUInt16BE(4) & NbdCmdFlag.FUA) !== 0,
+  };
+  if (req.type === NbdCmd.DISC) return false;
+  await (commandHandlers[req.type] ?? cmdUnknown)(c, req);
+  return true;
+}
+
+function reply(c: NbdConnection, req: NbdRequest, error: number): Promise<void> {
+  return writeOut(c.sock, simpleReply(req.handle, error));
+}
+
+/** Runs an export call and answers 0, or EIO (logged) when it throws. */
+async function runAndReply(c: NbdConnection, req: NbdRequest, f: () => void | Promise<void>): Promise<void> {
+  try {
+    await f();
+    await reply(c, req, 0);
+  } catch (e) {
+    c.log?.(`nbd: request ${req.type} at ${req.off64} (+${req.length}) failed: ${(e as Error).message}`);
+    await reply(c, req, NbdErrno.EIO);
+  }
+}
+
+type CommandHandler = (c: NbdConnection, req: NbdRequest) => Promise<void>;
+
+async function cmdRead(c: NbdConnection, req: NbdRequest): Promise<void> {
+  const { offset, length } = req;
+  if (length > c.maxRequest || !req.inside) return reply(c, req, NbdErrno.EINVAL);
+  let data: Buffer;
+  try {
+    data = await c.exp.read(offset, length);
+  } catch (e) {
+    c.log?.(`nbd: read at ${offset} (+${length}) failed: ${(e as Error).message}`);
+    return reply(c, req, NbdErrno.EIO);
+  }
+  const b = simpleReply(req.handle, 0, length);
+  data.copy(b, 16, 0, length);
+  await writeOut(c.sock, b);
+}
+
+async function cmdWrite(c: NbdConnection, req: NbdRequest): Promise<void> {
+  if (req.length > c.maxRequest) {
+    // the payload cannot be skipped safely at any size: answer, then end the connection
+    await reply(c, req, NbdErrno.EINVAL).catch(() => undefined);
+    throw violation(`write of ${req.length} bytes (at most ${c.maxRequest})`, req.at + 24);
+  }
+  const data = await c.rd.read(req.length);
+  if (c.exp.readOnly) await reply(c, req, NbdErrno.EPERM);
+  else if (!req.inside) await reply(c, req, NbdErrno.ENOSPC);
+  else await runAndReply(c, req, () => c.exp.write(req.offset, data, req.fua));
+}
+
+async function cmdWriteZeroes(c: NbdConnection, req: NbdRequest): Promise<void> {
+  if (c.exp.readOnly) await reply(c, req, NbdErrno.EPERM);
+  else if (!req.inside) await reply(c, req, NbdErrno.ENOSPC);
+  else if (req.length > c.maxRequest) await reply(c, req, NbdErrno.EINVAL);
+  else await runAndReply(c, req, () => c.exp.writeZeroes(req.offset, req.length, req.fua));
+}
+
+async function cmdTrim(c: NbdConnection, req: NbdRequest): Promise<void> {
+  if (c.exp.readOnly) await reply(c, req, NbdErrno.EPERM);
+  else if (!req.inside) await reply(c, req, NbdErrno.EINVAL);
+  else await runAndReply(c, req, () => c.exp.trim(req.offset, req.length));
+}
+
+const cmdFlush: CommandHandler = (c, req) => runAndReply(c, req, () => c.exp.flush());
+const cmdCache: CommandHandler = (c, req) => reply(c, req, req.inside ? 0 : NbdErrno.EINVAL);
+const cmdUnknown: CommandHandler = (c, req) => reply(c, req, NbdErrno.EINVAL);
+
+/** The per-command handlers of the transmission phase (DISC ends the loop before them). */
+const commandHandlers: Partial<Record<number, CommandHandler>> = {
+  [NbdCmd.READ]: cmdRead,
+  [NbdCmd.WRITE]: cmdWrite,
+  [NbdCmd.WRITE_ZEROES]: cmdWriteZeroes,
+  [NbdCmd.TRIM]: cmdTrim,
+  [NbdCmd.FLUSH]: cmdFlush,
+  [NbdCmd.CACHE]: cmdCache,
+};

@@ -1,5 +1,6 @@
 // Errors of the save/restore engines. Stream defects stay StreamError (src/stream); hypervisor
 // failures stay XenError (src/xen); what the engines themselves decide is a MigrationError.
+import { raceAbort } from '../transport/io.js';
 
 export const MigrationErrorCode = {
   /** the domain did not reach the suspended state after the suspend callback */
@@ -61,34 +62,9 @@ export function abortError(signal: AbortSignal | undefined): MigrationError {
   return new MigrationError(MigrationErrorCode.ERR_ABORTED, `aborted${r?.message ? `: ${r.message}` : ''}`);
 }
 
-/**
- * `p`, or an abort error as soon as `signal` aborts (a read waiting on a stalled input must not
- * keep an interrupted operation alive). An abandoned `p` may still settle later: its rejection is
- * swallowed here.
- */
+/** `p`, or the engine's abort error (ERR_ABORTED) as soon as `signal` aborts: raceAbort of transport/io. */
 export function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p;
-  if (signal.aborted) {
-    p.catch(() => undefined);
-    return Promise.reject(abortError(signal));
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => {
-      p.catch(() => undefined);
-      reject(abortError(signal));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
+  return raceAbort(p, signal, abortError);
 }
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {

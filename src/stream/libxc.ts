@@ -494,116 +494,151 @@ function readU64Array(b: Uint8Array, from: number, n: number): BigUint64Array {
   return out;
 }
 
+/** A per-type body decoder: `name` is the type's name, `len` the body length. */
+type BodyDecoder = (body: Uint8Array, len: number, loc: Loc, name: string) => LibxcRecord;
+
+const decodeEmpty: BodyDecoder = (body, len, loc, name) => {
+  needLen(len === 0, name, 'must be 0', len, loc);
+  return { name: name as EmptyLibxcRecord['name'] };
+};
+
+const decodePageData: BodyDecoder = (body, len, loc) => {
+  const { count, reserved } = pageDataCount(body, len, loc);
+  const h = decodePfnWords(body.subarray(8), count, reserved, len, loc);
+  const start = 8 + 8 * count;
+  return { name: 'PAGE_DATA', ...h, data: body.subarray(start, start + h.dataPages * PAGE_SIZE) };
+};
+
+const decodePvInfo: BodyDecoder = (body, len, loc) => {
+  needLen(len === 8, 'X86_PV_INFO', 'must be 8', len, loc);
+  return {
+    name: 'X86_PV_INFO',
+    guestWidth: body[0]!,
+    ptLevels: body[1]!,
+    reserved: u16le(body, 2) + u32le(body, 4) * 0x10000,
+  };
+};
+
+const decodeP2mFrames: BodyDecoder = (body, len, loc) => {
+  needLen(len >= 8 && len % 8 === 0, 'X86_PV_P2M_FRAMES', 'must be 8 + 8*n', len, loc);
+  return {
+    name: 'X86_PV_P2M_FRAMES',
+    startPfn: u32le(body, 0),
+    endPfn: u32le(body, 4),
+    frames: readU64Array(body, 8, (len - 8) / 8),
+  };
+};
+
+const decodeVcpuBlob: BodyDecoder = (body, len, loc, name) => {
+  needLen(len >= 8, name, 'shorter than the 8-byte vcpu header', len, loc);
+  return {
+    name: name as VcpuBlobRecord['name'],
+    vcpuId: u32le(body, 0),
+    reserved: u32le(body, 4),
+    context: copyBytes(body.subarray(8)),
+  };
+};
+
+const decodeVcpuMsrs: BodyDecoder = (body, len, loc) => {
+  needLen(len >= 8 && (len - 8) % MSR_ENTRY_SIZE === 0, 'X86_PV_VCPU_MSRS', 'must be 8 + 16*n', len, loc);
+  const msrs: VcpuMsr[] = [];
+  for (let o = 8; o < len; o += 16)
+    msrs.push({ index: u32le(body, o), reserved: u32le(body, o + 4), value: u64leBig(body, o + 8) });
+  return { name: 'X86_PV_VCPU_MSRS', vcpuId: u32le(body, 0), reserved: u32le(body, 4), msrs };
+};
+
+const decodeBlob: BodyDecoder = (body, len, loc, name) => ({
+  name: name as BlobRecord['name'],
+  data: copyBytes(body),
+});
+
+const decodeTscInfo: BodyDecoder = (body, len, loc) => {
+  needLen(len === TSC_INFO_SIZE, 'X86_TSC_INFO', 'must be 24', len, loc);
+  return {
+    name: 'X86_TSC_INFO',
+    mode: u32le(body, 0),
+    khz: u32le(body, 4),
+    nsec: u64leBig(body, 8),
+    incarnation: u32le(body, 16),
+    reserved: u32le(body, 20),
+  };
+};
+
+const decodeHvmParams: BodyDecoder = (body, len, loc) => {
+  needLen(len >= 8, 'HVM_PARAMS', 'shorter than 8', len, loc);
+  const count = u32le(body, 0);
+  needLen(len === 8 + 16 * count, 'HVM_PARAMS', `count ${count} needs ${8 + 16 * count}`, len, loc);
+  const params: HvmParam[] = [];
+  for (let o = 8; o < len; o += 16) params.push({ index: u64leBig(body, o), value: u64leBig(body, o + 8) });
+  return { name: 'HVM_PARAMS', reserved: u32le(body, 4), params };
+};
+
+const decodeDirtyPfnList: BodyDecoder = (body, len, loc) => {
+  needLen(len % 8 === 0, 'CHECKPOINT_DIRTY_PFN_LIST', 'must be a multiple of 8', len, loc);
+  return { name: 'CHECKPOINT_DIRTY_PFN_LIST', pfns: readU64Array(body, 0, len / 8) };
+};
+
+const decodeCpuidPolicy: BodyDecoder = (body, len, loc) => {
+  needLen(len % CPUID_LEAF_SIZE === 0, 'X86_CPUID_POLICY', 'must be a multiple of 24', len, loc);
+  const leaves: CpuidLeaf[] = [];
+  for (let o = 0; o < len; o += 24)
+    leaves.push({
+      leaf: u32le(body, o),
+      subleaf: u32le(body, o + 4),
+      a: u32le(body, o + 8),
+      b: u32le(body, o + 12),
+      c: u32le(body, o + 16),
+      d: u32le(body, o + 20),
+    });
+  return { name: 'X86_CPUID_POLICY', leaves };
+};
+
+const decodeMsrPolicy: BodyDecoder = (body, len, loc) => {
+  needLen(len % MSR_ENTRY_SIZE === 0, 'X86_MSR_POLICY', 'must be a multiple of 16', len, loc);
+  const msrs: MsrPolicyEntry[] = [];
+  for (let o = 0; o < len; o += 16)
+    msrs.push({ idx: u32le(body, o), flags: u32le(body, o + 4), val: u64leBig(body, o + 8) });
+  return { name: 'X86_MSR_POLICY', msrs };
+};
+
+/** The body decoder of every known libxc record type. */
+const bodyDecoders: Partial<Record<number, BodyDecoder>> = {
+  [LibxcType.END]: decodeEmpty,
+  [LibxcType.VERIFY]: decodeEmpty,
+  [LibxcType.CHECKPOINT]: decodeEmpty,
+  [LibxcType.STATIC_DATA_END]: decodeEmpty,
+  [LibxcType.PAGE_DATA]: decodePageData,
+  [LibxcType.X86_PV_INFO]: decodePvInfo,
+  [LibxcType.X86_PV_P2M_FRAMES]: decodeP2mFrames,
+  [LibxcType.X86_PV_VCPU_BASIC]: decodeVcpuBlob,
+  [LibxcType.X86_PV_VCPU_EXTENDED]: decodeVcpuBlob,
+  [LibxcType.X86_PV_VCPU_XSAVE]: decodeVcpuBlob,
+  [LibxcType.X86_PV_VCPU_MSRS]: decodeVcpuMsrs,
+  [LibxcType.SHARED_INFO]: decodeBlob,
+  [LibxcType.HVM_CONTEXT]: decodeBlob,
+  [LibxcType.TOOLSTACK]: decodeBlob,
+  [LibxcType.X86_TSC_INFO]: decodeTscInfo,
+  [LibxcType.HVM_PARAMS]: decodeHvmParams,
+  [LibxcType.CHECKPOINT_DIRTY_PFN_LIST]: decodeDirtyPfnList,
+  [LibxcType.X86_CPUID_POLICY]: decodeCpuidPolicy,
+  [LibxcType.X86_MSR_POLICY]: decodeMsrPolicy,
+};
+
 /**
  * Decode a non-PAGE_DATA libxc record body (body = exactly body_length bytes; may be a view:
  * blobs are copied). Unknown types yield an UnknownRecord if optional, an error if mandatory.
  */
 export function decodeLibxcBody(type: number, body: Uint8Array, loc: Loc): LibxcRecord {
-  const len = body.length;
-  const name = libxcTypeName(type);
-  switch (type) {
-    case LibxcType.END:
-    case LibxcType.VERIFY:
-    case LibxcType.CHECKPOINT:
-    case LibxcType.STATIC_DATA_END:
-      needLen(len === 0, name!, 'must be 0', len, loc);
-      return { name: name as EmptyLibxcRecord['name'] };
-    case LibxcType.PAGE_DATA: {
-      const { count, reserved } = pageDataCount(body, len, loc);
-      const h = decodePfnWords(body.subarray(8), count, reserved, len, loc);
-      const start = 8 + 8 * count;
-      return { name: 'PAGE_DATA', ...h, data: body.subarray(start, start + h.dataPages * PAGE_SIZE) };
-    }
-    case LibxcType.X86_PV_INFO:
-      needLen(len === 8, 'X86_PV_INFO', 'must be 8', len, loc);
-      return {
-        name: 'X86_PV_INFO',
-        guestWidth: body[0]!,
-        ptLevels: body[1]!,
-        reserved: u16le(body, 2) + u32le(body, 4) * 0x10000,
-      };
-    case LibxcType.X86_PV_P2M_FRAMES:
-      needLen(len >= 8 && len % 8 === 0, 'X86_PV_P2M_FRAMES', 'must be 8 + 8*n', len, loc);
-      return {
-        name: 'X86_PV_P2M_FRAMES',
-        startPfn: u32le(body, 0),
-        endPfn: u32le(body, 4),
-        frames: readU64Array(body, 8, (len - 8) / 8),
-      };
-    case LibxcType.X86_PV_VCPU_BASIC:
-    case LibxcType.X86_PV_VCPU_EXTENDED:
-    case LibxcType.X86_PV_VCPU_XSAVE:
-      needLen(len >= 8, name!, 'shorter than the 8-byte vcpu header', len, loc);
-      return {
-        name: name as VcpuBlobRecord['name'],
-        vcpuId: u32le(body, 0),
-        reserved: u32le(body, 4),
-        context: copyBytes(body.subarray(8)),
-      };
-    case LibxcType.X86_PV_VCPU_MSRS: {
-      needLen(len >= 8 && (len - 8) % MSR_ENTRY_SIZE === 0, 'X86_PV_VCPU_MSRS', 'must be 8 + 16*n', len, loc);
-      const msrs: VcpuMsr[] = [];
-      for (let o = 8; o < len; o += 16)
-        msrs.push({ index: u32le(body, o), reserved: u32le(body, o + 4), value: u64leBig(body, o + 8) });
-      return { name: 'X86_PV_VCPU_MSRS', vcpuId: u32le(body, 0), reserved: u32le(body, 4), msrs };
-    }
-    case LibxcType.SHARED_INFO:
-    case LibxcType.HVM_CONTEXT:
-    case LibxcType.TOOLSTACK:
-      return { name: name as BlobRecord['name'], data: copyBytes(body) };
-    case LibxcType.X86_TSC_INFO:
-      needLen(len === TSC_INFO_SIZE, 'X86_TSC_INFO', 'must be 24', len, loc);
-      return {
-        name: 'X86_TSC_INFO',
-        mode: u32le(body, 0),
-        khz: u32le(body, 4),
-        nsec: u64leBig(body, 8),
-        incarnation: u32le(body, 16),
-        reserved: u32le(body, 20),
-      };
-    case LibxcType.HVM_PARAMS: {
-      needLen(len >= 8, 'HVM_PARAMS', 'shorter than 8', len, loc);
-      const count = u32le(body, 0);
-      needLen(len === 8 + 16 * count, 'HVM_PARAMS', `count ${count} needs ${8 + 16 * count}`, len, loc);
-      const params: HvmParam[] = [];
-      for (let o = 8; o < len; o += 16)
-        params.push({ index: u64leBig(body, o), value: u64leBig(body, o + 8) });
-      return { name: 'HVM_PARAMS', reserved: u32le(body, 4), params };
-    }
-    case LibxcType.CHECKPOINT_DIRTY_PFN_LIST:
-      needLen(len % 8 === 0, 'CHECKPOINT_DIRTY_PFN_LIST', 'must be a multiple of 8', len, loc);
-      return { name: 'CHECKPOINT_DIRTY_PFN_LIST', pfns: readU64Array(body, 0, len / 8) };
-    case LibxcType.X86_CPUID_POLICY: {
-      needLen(len % CPUID_LEAF_SIZE === 0, 'X86_CPUID_POLICY', 'must be a multiple of 24', len, loc);
-      const leaves: CpuidLeaf[] = [];
-      for (let o = 0; o < len; o += 24)
-        leaves.push({
-          leaf: u32le(body, o),
-          subleaf: u32le(body, o + 4),
-          a: u32le(body, o + 8),
-          b: u32le(body, o + 12),
-          c: u32le(body, o + 16),
-          d: u32le(body, o + 20),
-        });
-      return { name: 'X86_CPUID_POLICY', leaves };
-    }
-    case LibxcType.X86_MSR_POLICY: {
-      needLen(len % MSR_ENTRY_SIZE === 0, 'X86_MSR_POLICY', 'must be a multiple of 16', len, loc);
-      const msrs: MsrPolicyEntry[] = [];
-      for (let o = 0; o < len; o += 16)
-        msrs.push({ idx: u32le(body, o), flags: u32le(body, o + 4), val: u64leBig(body, o + 8) });
-      return { name: 'X86_MSR_POLICY', msrs };
-    }
-    default:
-      if (!isOptionalType(type))
-        throw bad(
-          StreamErrorCode.ERR_UNKNOWN_MANDATORY_RECORD,
-          `unknown mandatory libxc record type 0x${type.toString(16)}`,
-          loc,
-          libxcTypeLabel(type),
-        );
-      return { name: 'UNKNOWN', type, body: copyBytes(body) };
-  }
+  const decode = bodyDecoders[type];
+  if (decode) return decode(body, body.length, loc, libxcTypeName(type)!);
+  if (!isOptionalType(type))
+    throw bad(
+      StreamErrorCode.ERR_UNKNOWN_MANDATORY_RECORD,
+      `unknown mandatory libxc record type 0x${type.toString(16)}`,
+      loc,
+      libxcTypeLabel(type),
+    );
+  return { name: 'UNKNOWN', type, body: copyBytes(body) };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,10 +37,14 @@ export class ReadableByteSource implements ByteSource {
     return this.base + this.pos;
   }
 
+  private throwIfFailed(): void {
+    if (this.failed) throw this.failed;
+  }
+
   /** Make `cur` non-empty; false at the end of the input. */
   private async fill(): Promise<boolean> {
     while (this.off >= this.cur.length) {
-      if (this.failed) throw this.failed;
+      this.throwIfFailed();
       const c = this.rs.read() as Buffer | null;
       if (c !== null) {
         this.cur = c;
@@ -48,7 +52,8 @@ export class ReadableByteSource implements ByteSource {
         continue;
       }
       if (this.ended || this.rs.readableEnded || this.rs.destroyed) {
-        if (this.failed) throw this.failed;
+        // read() may have emitted 'error' meanwhile
+        this.throwIfFailed();
         return false;
       }
       await this.wait();

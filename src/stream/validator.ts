@@ -367,7 +367,6 @@ export class StreamValidator {
 
   private checkLibxc(item: RecordItem, r: LibxcRecord): void {
     this.checkLibxcPlace(item, r);
-    const pv = this.facts.domainType === DOMAIN_TYPE_X86_PV;
     switch (r.name) {
       case 'X86_PV_INFO':
         return this.checkPvInfo(item, r);
@@ -375,12 +374,7 @@ export class StreamValidator {
       case 'X86_MSR_POLICY':
         return this.checkPolicy(item, r.name);
       case 'STATIC_DATA_END':
-        if (this.sdeExplicit || this.sde)
-          throw this.err(StreamErrorCode.ERR_DUPLICATE, 'second STATIC_DATA_END', item);
-        if (pv && !this.pvInfo)
-          throw this.err(StreamErrorCode.ERR_ORDER, 'STATIC_DATA_END before X86_PV_INFO', item);
-        this.sde = this.sdeExplicit = true;
-        return;
+        return this.checkStaticDataEnd(item);
       case 'X86_PV_P2M_FRAMES':
         return this.checkP2mFrames(item, r);
       case 'PAGE_DATA':
@@ -391,30 +385,13 @@ export class StreamValidator {
       case 'X86_PV_VCPU_MSRS':
         return this.checkPvVcpu(item, r);
       case 'SHARED_INFO':
-        this.needDomain(item, DOMAIN_TYPE_X86_PV);
-        this.needPvInfo(item);
-        this.needSde(item);
-        if (item.bodyLength !== SHARED_INFO_SIZE)
-          throw this.err(
-            StreamErrorCode.ERR_BAD_LENGTH,
-            `SHARED_INFO body_length ${item.bodyLength} (expected 4096)`,
-            item,
-          );
-        return;
+        return this.checkSharedInfo(item);
       case 'X86_TSC_INFO':
         this.needSde(item);
-        this.reserved(r.reserved, item, item.offset + 28, 'X86_TSC_INFO reserved word');
-        return;
+        return this.reserved(r.reserved, item, item.offset + 28, 'X86_TSC_INFO reserved word');
       case 'HVM_CONTEXT':
-        this.needDomain(item, DOMAIN_TYPE_X86_HVM);
-        this.needSde(item);
-        if (item.bodyLength === 0) throw this.err(StreamErrorCode.ERR_BAD_LENGTH, 'empty HVM_CONTEXT', item);
-        return;
       case 'HVM_PARAMS':
-        this.needDomain(item, DOMAIN_TYPE_X86_HVM);
-        this.needSde(item);
-        this.reserved(r.reserved, item, item.offset + 12, 'HVM_PARAMS reserved word');
-        return;
+        return this.checkHvmRecord(item, r);
       case 'TOOLSTACK':
         throw this.err(
           StreamErrorCode.ERR_OBSOLETE_RECORD,
@@ -422,12 +399,7 @@ export class StreamValidator {
           item,
         );
       case 'VERIFY':
-        this.once(this.verify, item);
-        if (this.checkpointed || this.type !== 'plain')
-          throw this.err(StreamErrorCode.ERR_ORDER, 'VERIFY in a checkpointed stream', item);
-        this.needSde(item);
-        this.verify = true;
-        return;
+        return this.checkVerify(item);
       case 'CHECKPOINT':
         return this.checkCheckpoint(item);
       case 'CHECKPOINT_DIRTY_PFN_LIST':
@@ -437,14 +409,7 @@ export class StreamValidator {
           item,
         );
       case 'END':
-        this.libxcEnd = true;
-        if (this.wrapped) this.seg = 'post';
-        else {
-          this.finalEnd = true;
-          this.facts.ended = true;
-          this.seg = 'done';
-        }
-        return;
+        return this.checkLibxcEnd();
       case 'UNKNOWN':
         this.warn(
           StreamErrorCode.WARN_UNKNOWN_OPTIONAL_RECORD,
@@ -452,6 +417,53 @@ export class StreamValidator {
           item,
         );
         return;
+    }
+  }
+
+  private checkStaticDataEnd(item: RecordItem): void {
+    if (this.sdeExplicit || this.sde)
+      throw this.err(StreamErrorCode.ERR_DUPLICATE, 'second STATIC_DATA_END', item);
+    if (this.facts.domainType === DOMAIN_TYPE_X86_PV && !this.pvInfo)
+      throw this.err(StreamErrorCode.ERR_ORDER, 'STATIC_DATA_END before X86_PV_INFO', item);
+    this.sde = this.sdeExplicit = true;
+  }
+
+  private checkSharedInfo(item: RecordItem): void {
+    this.needDomain(item, DOMAIN_TYPE_X86_PV);
+    this.needPvInfo(item);
+    this.needSde(item);
+    if (item.bodyLength !== SHARED_INFO_SIZE)
+      throw this.err(
+        StreamErrorCode.ERR_BAD_LENGTH,
+        `SHARED_INFO body_length ${item.bodyLength} (expected 4096)`,
+        item,
+      );
+  }
+
+  private checkHvmRecord(item: RecordItem, r: LibxcRecord): void {
+    this.needDomain(item, DOMAIN_TYPE_X86_HVM);
+    this.needSde(item);
+    if (r.name === 'HVM_PARAMS')
+      this.reserved(r.reserved, item, item.offset + 12, 'HVM_PARAMS reserved word');
+    else if (item.bodyLength === 0) throw this.err(StreamErrorCode.ERR_BAD_LENGTH, 'empty HVM_CONTEXT', item);
+  }
+
+  private checkVerify(item: RecordItem): void {
+    this.once(this.verify, item);
+    if (this.checkpointed || this.type !== 'plain')
+      throw this.err(StreamErrorCode.ERR_ORDER, 'VERIFY in a checkpointed stream', item);
+    this.needSde(item);
+    this.verify = true;
+  }
+
+  /** libxc's END: the stream's end, or in an xl stream the start of what follows the libxc part. */
+  private checkLibxcEnd(): void {
+    this.libxcEnd = true;
+    if (this.wrapped) this.seg = 'post';
+    else {
+      this.finalEnd = true;
+      this.facts.ended = true;
+      this.seg = 'done';
     }
   }
 

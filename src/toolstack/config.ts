@@ -32,7 +32,8 @@ export function parseDomainConfig(text: string): DomainConfig {
   }
   const cInfo = obj(json['c_info']);
   const bInfo = obj(json['b_info']);
-  const kind = String(cInfo['type'] ?? 'pv');
+  const type = cInfo['type'] ?? 'pv';
+  const kind = typeof type === 'string' ? type : JSON.stringify(type);
   if (kind !== 'pv' && kind !== 'hvm' && kind !== 'pvh')
     throw new ConfigError(`unknown guest type "${kind}" in the domain config`);
   const maxMemKb = Number(bInfo['max_memkb'] ?? bInfo['target_memkb'] ?? 0);

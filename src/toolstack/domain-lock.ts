@@ -181,37 +181,7 @@ export function lockDomain(
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const path = join(dir, `domain-${domid}-${uuid}.lock`);
   const lock = lockFn(xen.flavour);
-  let fd = -1;
-  for (let attempt = 0; ; attempt++) {
-    fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
-    let got: boolean;
-    try {
-      got = lock(fd, 1);
-    } catch (e) {
-      closeSync(fd);
-      throw e;
-    }
-    if (!got) {
-      const holder = readHolder(fd);
-      closeSync(fd);
-      throw new DomainBusyError(domid, holder, path, busyMessage(domid, holder, path));
-    }
-    // the holder before us may have removed the file after we opened it: then ours is an orphan
-    let same = false;
-    try {
-      const a = fstatSync(fd);
-      const b = statSync(path);
-      same = a.ino === b.ino && a.dev === b.dev;
-    } catch {
-      same = false;
-    }
-    if (same) break;
-    closeSync(fd);
-    if (attempt >= 100)
-      throw Object.assign(new Error(`cannot take the lock ${path}: it keeps being replaced`), {
-        code: 'ERR_DOMAIN_BUSY',
-      });
-  }
+  const fd = takeLockFile(path, domid, lock);
   const holder: LockHolder = {
     pid: process.pid,
     operation,
@@ -250,6 +220,45 @@ export function lockDomain(
     },
   };
   return out;
+}
+
+/**
+ * Opens and locks the lock file at `path`; the locked descriptor. Throws DomainBusyError when another
+ * process holds it; retries when the file it locked was removed (by the holder before it) meanwhile.
+ */
+function takeLockFile(path: string, domid: number, lock: LockFn): number {
+  for (let attempt = 0; ; attempt++) {
+    const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+    let got: boolean;
+    try {
+      got = lock(fd, 1);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    if (!got) {
+      const holder = readHolder(fd);
+      closeSync(fd);
+      throw new DomainBusyError(domid, holder, path, busyMessage(domid, holder, path));
+    }
+    if (sameFile(fd, path)) return fd;
+    closeSync(fd);
+    if (attempt >= 100)
+      throw Object.assign(new Error(`cannot take the lock ${path}: it keeps being replaced`), {
+        code: 'ERR_DOMAIN_BUSY',
+      });
+  }
+}
+
+/** Whether `fd` is still the file at `path` (the holder before us may have removed it after we opened it). */
+function sameFile(fd: number, path: string): boolean {
+  try {
+    const a = fstatSync(fd);
+    const b = statSync(path);
+    return a.ino === b.ino && a.dev === b.dev;
+  } catch {
+    return false;
+  }
 }
 
 function release(path: string, fd: number): void {

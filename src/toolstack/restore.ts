@@ -40,15 +40,15 @@ export interface DomainBuilder {
   /**
    * After the stream, while the domain is still paused: whatever the toolstack must add before the
    * guest may run (real hosts: grant table seed, xenstore entries, introduction to xenstored).
-   * Called once per restored domain, before any unpause.
+   * Called once per restored domain, before any unpause; may return a promise (awaited).
    */
-  finish?(domid: number): Promise<unknown> | unknown;
+  finish?(domid: number): unknown;
   /**
    * The domain is cleared to run (a migration's receiver was cleared by the sender, or a restore is
    * about to unpause): it takes its name, which finish() may have left as "<name>--incoming" while
-   * another domain (the migration's source on the same host) held it. Throws if it cannot.
+   * another domain (the migration's source on the same host) held it. Throws (or rejects) if it cannot.
    */
-  start?(domid: number): Promise<unknown> | unknown;
+  start?(domid: number): unknown;
 }
 
 export interface DomainRestoreOptions {

@@ -184,6 +184,12 @@ export function toWriter(out: Writable | number | StreamWriter): StreamWriter {
   return out instanceof StreamWriter ? out : new StreamWriter(out);
 }
 
+/** What a save learns as it goes: whether the guest is suspended now, and the device model's state. */
+interface SaveProgress {
+  suspended: boolean;
+  emulatorState: EmulatorState | null;
+}
+
 /**
  * Save a domain: xl header, libxl header, LIBXC_CONTEXT, the libxc stream, emulator records, END.
  * On any failure after the guest was suspended, the guest is resumed and the error rethrown (with
@@ -202,51 +208,15 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
     ...(opts.emulator ? {} : { why: emulatorRefusal(xen, domid, streamType) }),
   });
   const w = toWriter(opts.out);
-  let suspended = false;
-  let emulatorState: EmulatorState | null = null;
+  const state: SaveProgress = { suspended: false, emulatorState: null };
   /** the device model was stopped by save(): it must run again wherever the guest resumes here */
   const resumeEmulator = async () => {
-    if (!emulatorState || !emulator.resume) return;
+    if (!state.emulatorState || !emulator.resume) return;
     await emulator.resume(domid);
   };
-
-  const user = opts.callbacks ?? {};
-  const callbacks: SaveCallbacks = {
-    ...user,
-    suspend: async () => {
-      if (user.suspend) await user.suspend();
-      else await suspendDomain(xen, domid, opts.suspendTimeoutMs, opts.signal);
-      suspended = true;
-      // libxl saves the device model while the guest is suspended
-      emulatorState = await emulator.save(domid, { live: opts.live ?? false });
-    },
-    postcopy: async () => {
-      if (user.postcopy) await user.postcopy();
-      else await resumeDomain(xen, domid);
-      suspended = false;
-      await resumeEmulator();
-    },
-    checkpoint: async (round) => {
-      if (emulatorState) await writeEmulatorRecords(w, emulatorState);
-      await opts.checkpointRecords?.(w);
-      await w.writeRaw(encodeLibxlRecord({ name: 'CHECKPOINT_END' }));
-      return user.checkpoint ? user.checkpoint(round) : 'stop';
-    },
-  };
-  if (opts.precopyPolicy) callbacks.precopyPolicy = opts.precopyPolicy;
-  if (opts.onProgress) callbacks.progress = opts.onProgress;
-  if (emulator.switchLogdirty && !user.switchQemuLogdirty)
-    callbacks.switchQemuLogdirty = (enable) => emulator.switchLogdirty!(domid, enable);
-
+  const callbacks = saveCallbacks(opts, emulator, w, state, resumeEmulator);
   try {
-    if (format === 'xl') await w.writeRaw(encodeXlHeader({ configText: config.text }));
-    if (format !== 'libxc') {
-      if (opts.beforeLibxc) {
-        await w.writeRaw(encodeLibxlHeader());
-        await opts.beforeLibxc(w);
-        await w.writeRaw(encodeLibxlRecord({ name: 'LIBXC_CONTEXT' }));
-      } else await w.writeRaw(encodeLibxlHeader(), encodeLibxlRecord({ name: 'LIBXC_CONTEXT' }));
-    }
+    await writeLibxlPrefix(w, format, config, opts);
     const stats = await libxcSave({
       xen,
       domid,
@@ -261,12 +231,13 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
       zeroCopy: opts.zeroCopy ?? zeroCopySafe(opts.out),
     });
     if (format !== 'libxc' && (opts.streamType ?? 'plain') === 'plain') {
-      if (emulatorState) await writeEmulatorRecords(w, emulatorState);
+      if (state.emulatorState) await writeEmulatorRecords(w, state.emulatorState);
       await w.writeRaw(encodeLibxlRecord({ name: 'END' }));
     }
-    return { stats, config, suspended, resumeSource: () => resumeDomain(xen, domid).then(resumeEmulator) };
+    const resumeSource = () => resumeDomain(xen, domid).then(resumeEmulator);
+    return { stats, config, suspended: state.suspended, resumeSource };
   } catch (e) {
-    if (suspended) {
+    if (state.suspended) {
       try {
         await resumeDomain(xen, domid);
         await resumeEmulator();
@@ -277,6 +248,64 @@ export async function saveDomain(opts: DomainSaveOptions): Promise<DomainSaveRes
     }
     throw e;
   }
+}
+
+/** What comes before the libxc stream: the xl header (format xl), the libxl header and LIBXC_CONTEXT. */
+async function writeLibxlPrefix(
+  w: StreamWriter,
+  format: NonNullable<DomainSaveOptions['format']>,
+  config: DomainConfig,
+  opts: DomainSaveOptions,
+): Promise<void> {
+  if (format === 'xl') await w.writeRaw(encodeXlHeader({ configText: config.text }));
+  if (format === 'libxc') return;
+  if (opts.beforeLibxc) {
+    await w.writeRaw(encodeLibxlHeader());
+    await opts.beforeLibxc(w);
+    await w.writeRaw(encodeLibxlRecord({ name: 'LIBXC_CONTEXT' }));
+  } else await w.writeRaw(encodeLibxlHeader(), encodeLibxlRecord({ name: 'LIBXC_CONTEXT' }));
+}
+
+/**
+ * The libxc save's callbacks: the caller's, wrapped so that suspend saves the device model, postcopy
+ * resumes it, and each checkpoint writes the libxl records that follow the libxc part.
+ */
+function saveCallbacks(
+  opts: DomainSaveOptions,
+  emulator: EmulatorStateProvider,
+  w: StreamWriter,
+  state: SaveProgress,
+  resumeEmulator: () => Promise<void>,
+): SaveCallbacks {
+  const { xen, domid } = opts;
+  const user = opts.callbacks ?? {};
+  const callbacks: SaveCallbacks = {
+    ...user,
+    suspend: async () => {
+      if (user.suspend) await user.suspend();
+      else await suspendDomain(xen, domid, opts.suspendTimeoutMs, opts.signal);
+      state.suspended = true;
+      // libxl saves the device model while the guest is suspended
+      state.emulatorState = await emulator.save(domid, { live: opts.live ?? false });
+    },
+    postcopy: async () => {
+      if (user.postcopy) await user.postcopy();
+      else await resumeDomain(xen, domid);
+      state.suspended = false;
+      await resumeEmulator();
+    },
+    checkpoint: async (round) => {
+      if (state.emulatorState) await writeEmulatorRecords(w, state.emulatorState);
+      await opts.checkpointRecords?.(w);
+      await w.writeRaw(encodeLibxlRecord({ name: 'CHECKPOINT_END' }));
+      return user.checkpoint ? user.checkpoint(round) : 'stop';
+    },
+  };
+  if (opts.precopyPolicy) callbacks.precopyPolicy = opts.precopyPolicy;
+  if (opts.onProgress) callbacks.progress = opts.onProgress;
+  if (emulator.switchLogdirty && !user.switchQemuLogdirty)
+    callbacks.switchQemuLogdirty = (enable) => emulator.switchLogdirty!(domid, enable);
+  return callbacks;
 }
 
 async function writeEmulatorRecords(w: StreamWriter, s: EmulatorState): Promise<void> {

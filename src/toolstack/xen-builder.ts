@@ -120,95 +120,129 @@ export interface XenBuilderOptions {
   xl?: string | null;
 }
 
+/** What the builder's steps share: the host's handles and the domains built so far. */
+interface BuilderContext {
+  readonly xen: Hypervisor;
+  readonly nb: NativeBuilder;
+  readonly opts: XenBuilderOptions;
+  /** the xl binary that attaches devices, or null */
+  readonly xl: string | null;
+  readonly deviceHost: ReturnType<typeof localDeviceHost>;
+  readonly built: Map<number, Built>;
+  xs(): Promise<Xenstore>;
+  /** stale xenstore entries of dead domains do not hold a name */
+  alive(d: number): boolean;
+}
+
 export function xenBuilder(xen: Hypervisor, opts: XenBuilderOptions = {}): XenBuilder {
   if (xen.flavour !== 'system')
     throw new TypeError('xenBuilder needs the system flavour (the mock host has mockBuilder)');
-  const nb = nativeBuilder(xen);
   const xl = opts.xl === undefined ? findProgram('xl') : opts.xl;
-  const deviceHost = localDeviceHost(xl);
-  const built = new Map<number, Built>();
-  const xs = () => Xenstore.open(opts.xenstorePath);
-  /** stale xenstore entries of dead domains do not hold a name */
-  const alive = (d: number) => domainExists(xen, d);
-
+  const ctx: BuilderContext = {
+    xen,
+    nb: nativeBuilder(xen),
+    opts,
+    xl,
+    deviceHost: localDeviceHost(xl),
+    built: new Map<number, Built>(),
+    xs: () => Xenstore.open(opts.xenstorePath),
+    alive: (d: number) => domainExists(xen, d),
+  };
   const api: XenBuilder = {
-    domains: built,
-    capabilities: deviceHost.kinds.map((k) => DEVICE_CAPABILITY[k]),
-    async create(config: DomainConfig): Promise<number> {
-      if (config.kind === 'hvm')
-        throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED_DEVICE, HVM_REFUSED);
-      // everything the domain needs beyond memory is checked before anything is created
-      const devices = checkDestinationDevices(config, deviceHost);
-      const { domid, b } = createDomain(xen, nb, config, devices);
-      try {
-        const s = await xs();
-        try {
-          await writeSkeleton(s, domid, b, alive);
-        } finally {
-          s.close();
-        }
-        storeLibxlConfig(domid, b, opts.libDir);
-        built.set(domid, b);
-        return domid;
-      } catch (e) {
-        try {
-          xen.destroy(domid);
-        } catch {
-          /* keep the first error */
-        }
-        throw e;
-      }
-    },
-
-    async finish(domid: number) {
-      const b = built.get(domid);
-      if (!b)
-        throw new MigrationError(
-          MigrationErrorCode.ERR_UNSUPPORTED,
-          `domain ${domid} was not created by this builder`,
-          { domid },
-        );
-      const { storeGfn, consoleGfn } = ringFrames(xen, domid, b);
-      nb.gnttabSeed(domid, b.hvm, consoleGfn, storeGfn, 0, 0);
-      const s = await xs();
-      try {
-        await writeDomainEntries(s, domid, b, storeGfn);
-        await writeConsoleEntries(s, domid, b, consoleGfn);
-        await s.introduce(domid, storeGfn, b.storePort);
-      } finally {
-        s.close();
-      }
-      // disks and NICs through libxl, as its own restore adds them: after the stream, while paused
-      if (b.devices.disks.length || b.devices.nics.length)
-        await attachDevices(domid, b.devices, xl ? { xl } : {});
-      return { storeGfn, consoleGfn };
-    },
-
-    async start(domid: number) {
-      const b = built.get(domid);
-      if (!b || b.pendingName === null) return;
-      await xenstoreNames({
-        ...(opts.xenstorePath !== undefined ? { path: opts.xenstorePath } : {}),
-        exists: alive,
-      }).rename(domid, b.pendingName);
-      b.pendingName = null;
-    },
-
-    async destroy(domid: number) {
-      // through xl when installed: libxl removes attached devices (backends, hotplug: loop devices,
-      // bridge ports) with the domain; else the hypervisor call plus xenstore/userdata cleanup
-      try {
-        await destroyDomain(xen, domid, {
-          xl: xl ?? false,
-          ...(opts.xenstorePath !== undefined ? { xenstorePath: opts.xenstorePath } : {}),
-          ...(opts.libDir !== undefined ? { userdataDir: opts.libDir } : {}),
-        });
-      } finally {
-        built.delete(domid);
-      }
-    },
+    domains: ctx.built,
+    capabilities: ctx.deviceHost.kinds.map((k) => DEVICE_CAPABILITY[k]),
+    create: (config: DomainConfig) => buildDomain(ctx, config),
+    finish: (domid: number) => finishDomain(ctx, domid),
+    start: (domid: number) => startDomain(ctx, domid),
+    destroy: (domid: number) => destroyBuilt(ctx, domid),
   };
   return finishingOnce(api);
+}
+
+/** create(): the domain, its xenstore skeleton and libxl's stored config; destroyed again on failure. */
+async function buildDomain(ctx: BuilderContext, config: DomainConfig): Promise<number> {
+  const { xen } = ctx;
+  if (config.kind === 'hvm') throw new MigrationError(MigrationErrorCode.ERR_UNSUPPORTED_DEVICE, HVM_REFUSED);
+  // everything the domain needs beyond memory is checked before anything is created
+  const devices = checkDestinationDevices(config, ctx.deviceHost);
+  const { domid, b } = createDomain(xen, ctx.nb, config, devices);
+  try {
+    const s = await ctx.xs();
+    try {
+      await writeSkeleton(s, domid, b, ctx.alive);
+    } finally {
+      s.close();
+    }
+    storeLibxlConfig(domid, b, ctx.opts.libDir);
+    ctx.built.set(domid, b);
+    return domid;
+  } catch (e) {
+    try {
+      xen.destroy(domid);
+    } catch {
+      /* keep the first error */
+    }
+    throw e;
+  }
+}
+
+/** finish(): after the stream, grant table seeded, xenstore entries written, domain introduced, devices attached. */
+async function finishDomain(
+  ctx: BuilderContext,
+  domid: number,
+): Promise<{ storeGfn: number; consoleGfn: number }> {
+  const b = ctx.built.get(domid);
+  if (!b)
+    throw new MigrationError(
+      MigrationErrorCode.ERR_UNSUPPORTED,
+      `domain ${domid} was not created by this builder`,
+      {
+        domid,
+      },
+    );
+  const { storeGfn, consoleGfn } = ringFrames(ctx.xen, domid, b);
+  ctx.nb.gnttabSeed(domid, b.hvm, consoleGfn, storeGfn, 0, 0);
+  const s = await ctx.xs();
+  try {
+    await writeDomainEntries(s, domid, b, storeGfn);
+    await writeConsoleEntries(s, domid, b, consoleGfn);
+    await s.introduce(domid, storeGfn, b.storePort);
+  } finally {
+    s.close();
+  }
+  // disks and NICs through libxl, as its own restore adds them: after the stream, while paused
+  if (b.devices.disks.length || b.devices.nics.length)
+    await attachDevices(domid, b.devices, ctx.xl ? { xl: ctx.xl } : {});
+  return { storeGfn, consoleGfn };
+}
+
+/** start(): the domain takes its own name once the source that held it is gone. */
+async function startDomain(ctx: BuilderContext, domid: number): Promise<void> {
+  const b = ctx.built.get(domid);
+  if (!b || b.pendingName === null) return;
+  const { xenstorePath } = ctx.opts;
+  await xenstoreNames({
+    ...(xenstorePath !== undefined ? { path: xenstorePath } : {}),
+    exists: ctx.alive,
+  }).rename(domid, b.pendingName);
+  b.pendingName = null;
+}
+
+/**
+ * destroy(): through xl when installed: libxl removes attached devices (backends, hotplug: loop devices,
+ * bridge ports) with the domain; else the hypervisor call plus xenstore/userdata cleanup.
+ */
+async function destroyBuilt(ctx: BuilderContext, domid: number): Promise<void> {
+  const { opts } = ctx;
+  try {
+    await destroyDomain(ctx.xen, domid, {
+      xl: ctx.xl ?? false,
+      ...(opts.xenstorePath !== undefined ? { xenstorePath: opts.xenstorePath } : {}),
+      ...(opts.libDir !== undefined ? { userdataDir: opts.libDir } : {}),
+    });
+  } finally {
+    ctx.built.delete(domid);
+  }
 }
 
 /**

@@ -55,7 +55,7 @@ import {
   TransportTimeoutError,
   asError,
 } from './errors.js';
-import type { WaitOptions } from './io.js';
+import { raceAbort, type WaitOptions } from './io.js';
 import type { HandshakeWire, PeerInfo } from './wire.js';
 import { xlWire } from './xl.js';
 
@@ -602,24 +602,6 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
       },
       (e: unknown) => {
         clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
-}
-
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(asError(signal.reason));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(asError(signal.reason));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
         reject(e);
       },
     );

@@ -157,3 +157,37 @@ export function endWritable(w: Writable, opts: WaitOptions = {}): Promise<void> 
     if (!w.writableEnded) w.end();
   });
 }
+
+/**
+ * `p`, or a rejection with `reason(signal)` as soon as `signal` aborts (a wait on a stalled peer or
+ * input must not keep an interrupted operation alive). The default reason is the signal's own, as an
+ * Error. An abandoned `p` may still settle later: its rejection is swallowed here.
+ */
+export function raceAbort<T>(
+  p: Promise<T>,
+  signal: AbortSignal | undefined,
+  reason: (signal: AbortSignal) => unknown = (s) => asError(s.reason),
+): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) {
+    p.catch(() => undefined);
+    return Promise.reject(reason(signal));
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      p.catch(() => undefined);
+      reject(reason(signal));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}

@@ -15,6 +15,7 @@ import { connectTcp } from '../../src/transport/index.js';
 import { mockBuilder } from '../../src/api.js';
 import { MigrationError, MigrationErrorCode } from '../../src/engine/errors.js';
 import { listeningPort, scratchMockHost } from './helpers.js';
+import { inProcessBackup } from '../support/replication.js';
 
 describe('COLO back channel framing', () => {
   it('CHECKPOINT_DIRTY_PFN_LIST has the 8-byte record header (not the 16 bytes Xen >= 4.18 writes)', () => {
@@ -64,17 +65,12 @@ describe('remus API in one process', () => {
   async function pair(opts: { abort?: boolean }) {
     const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
     const events: string[] = [];
-    const listening = listeningPort();
-    const backup = receiveReplica({
+    const { backup, url } = await inProcessBackup({
       xen,
-      listen: { host: '127.0.0.1', port: 0 },
-      insecure: true,
       failoverTimeoutMs: 5000,
-      onListening: listening.onListening,
-      log: () => {},
     });
     const ac = new AbortController();
-    const h = remus(d, `tcp://127.0.0.1:${await listening.port}`, {
+    const h = remus(d, url, {
       xen,
       insecure: true,
       intervalMs: 5,
@@ -171,19 +167,14 @@ describe('the xl wire (as xl remus / xl migrate-receive -r)', () => {
       const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
       const prim = new Map<number, string>();
       const back = new Map<number, string>();
-      const listening = listeningPort();
-      const backup = receiveReplica({
+      const { backup, url } = await inProcessBackup({
         xen,
         protocol: 'xl',
         colo,
-        listen: { host: '127.0.0.1', port: 0 },
-        insecure: true,
         failoverTimeoutMs: 5000,
-        onListening: listening.onListening,
-        log: () => {},
         onCheckpoint: (n, x, dd) => void back.set(n, (x as MockHypervisor).checksum(dd)),
       });
-      const h = remus(d, `tcp://127.0.0.1:${await listening.port}`, {
+      const h = remus(d, url, {
         xen,
         protocol: 'xl',
         colo,
@@ -214,18 +205,13 @@ describe('COLO checkpoints on demand', () => {
     const xen = host.xen;
     try {
       const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
-      const listening = listeningPort();
-      const backup = receiveReplica({
+      const { backup, url } = await inProcessBackup({
         xen,
         colo: true,
-        listen: { host: '127.0.0.1', port: 0 },
-        insecure: true,
         failoverTimeoutMs: 3_600_000,
-        onListening: listening.onListening,
-        log: () => {},
       });
       let divergences = 0;
-      const h = remus(d, `tcp://127.0.0.1:${await listening.port}`, {
+      const h = remus(d, url, {
         xen,
         colo: true,
         insecure: true,
@@ -263,16 +249,11 @@ describe('persistent mappings (HVM, no ballooning)', () => {
       xen.destroyDomain(donor);
       const prim = new Map<number, string>();
       const back = new Map<number, string>();
-      const listening = listeningPort();
-      const backup = receiveReplica({
+      const { backup, url } = await inProcessBackup({
         xen,
-        listen: { host: '127.0.0.1', port: 0 },
-        insecure: true,
-        onListening: listening.onListening,
-        log: () => {},
         onCheckpoint: (n, x, dd) => void back.set(n, (x as MockHypervisor).checksum(dd)),
       });
-      const h = remus(d, `tcp://127.0.0.1:${await listening.port}`, {
+      const h = remus(d, url, {
         xen,
         insecure: true,
         intervalMs: 2,

@@ -1,24 +1,15 @@
 // COLO: the CHECKPOINT_STATE exchange in the order of libxl_colo_{save,restore}.c, the secondary's
 // dirty pfns merged into the next checkpoint, and failover to either side.
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
+import { describe, expect, it } from 'vitest';
 import { receiveReplica, remus, type CheckpointStat } from '../../src/checkpoint/index.js';
-import { CLI, hostDirs, listeningPort, Proc, requireFreshBuild, WORKLOAD } from './helpers.js';
+import type { MockHypervisor } from '../../src/xen/hypervisor.js';
+import { useMockHostPair } from '../support/hosts.js';
+import { startBackupProcess } from '../support/processes.js';
+import { CLI, listeningPort, Proc, requireFreshBuild, WORKLOAD } from './helpers.js';
 
-let dirs: ReturnType<typeof hostDirs>;
-let host: MockHypervisor | null = null;
-const on = (dir: string): MockHypervisor => (host = openMockHost(dir));
-
-beforeAll(() => {
-  requireFreshBuild();
-  dirs = hostDirs('xenmig-colo-');
-});
-afterAll(() => {
-  host?.close();
-  rmSync(dirs.root, { recursive: true, force: true });
-});
+const dirs = useMockHostPair('xenmig-colo-', { before: requireFreshBuild });
+const { on } = dirs;
 
 describe('colo: one process, two domains (state exchange and dirty-pfn merge)', () => {
   it('exchanges SVM_SUSPENDED, DIRTY_PFN_LIST, SVM_READY, SVM_RESUMED, NEW in order and resends what the secondary dirtied', async () => {
@@ -115,25 +106,17 @@ describe('colo: separate processes, failover', () => {
     const dA = on(dirs.a).createDomain({ type: 'hvm', pages: 64, populate: true });
     const wl = new Proc(WORKLOAD, [dirs.a, '2000', '64', '5', String(dA)]);
     await new Promise<void>((r) => wl.child.stdout!.once('data', () => r()));
-    const secondary = new Proc(CLI, [
-      'remus-receive',
+    const { proc: secondary, port } = await startBackupProcess(CLI, dirs.b, [
       '--colo',
-      '--host',
-      dirs.b,
-      '--listen',
-      '127.0.0.1:0',
-      '--insecure',
-      '--json',
       '--failover-timeout-ms',
       '500',
       '--heartbeat-ms',
       '50',
     ]);
-    const l = await secondary.waitFor((j) => typeof j.listening === 'number', `${tag}: listening`);
     const primary = new Proc(CLI, [
       'remus',
       String(dA),
-      `tcp://127.0.0.1:${l.listening}`,
+      `tcp://127.0.0.1:${port}`,
       '--colo',
       '--host',
       dirs.a,

@@ -133,7 +133,7 @@ describe('Remus restore: failover at every byte offset', () => {
               { maxBuffer: 1 << 20 },
               (err, stdout, stderr) => {
                 if (err) reject(new Error(`cut worker ${r} failed: ${err.message}\n${stderr}`));
-                else resolve(JSON.parse(stdout));
+                else resolve(JSON.parse(stdout) as { checked: number; failures: number; first: unknown[] });
               },
             );
           }),

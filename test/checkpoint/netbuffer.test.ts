@@ -2,11 +2,12 @@
 // setup before the guest is touched, plug inside each suspend, release of epoch n on ACK(n) (or,
 // without ACKs, once checkpoint n is written), release-all when the guest runs on, teardown always.
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { receiveReplica, remus } from '../../src/checkpoint/index.js';
+import { describe, expect, it } from 'vitest';
+import { remus } from '../../src/checkpoint/index.js';
 import type { NetBuffer } from '../../src/netbuf/index.js';
 import type { MockHypervisor } from '../../src/xen/hypervisor.js';
-import { listeningPort, scratchMockHost } from './helpers.js';
+import { useScratchMockHost } from '../support/hosts.js';
+import { inProcessBackup } from '../support/replication.js';
 
 /** A NetBuffer that records each call, with the guest's state at that moment. */
 class Recording implements NetBuffer {
@@ -42,27 +43,14 @@ class Recording implements NetBuffer {
 }
 
 describe('remus: network output buffering in the checkpoint cycle', () => {
-  let host: ReturnType<typeof scratchMockHost>;
-  let xen: MockHypervisor;
-  beforeAll(() => {
-    host = scratchMockHost('xenmig-netbuf-');
-    xen = host.xen;
-  });
-  afterAll(() => host?.close());
+  const host = useScratchMockHost('xenmig-netbuf-');
 
   it('xenmig backup: plug while suspended, release n after ACK(n) (commit order), stop → release all, teardown', async () => {
+    const { xen } = host;
     const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
     const nb = new Recording(xen, () => d);
-    const listening = listeningPort();
-    const backup = receiveReplica({
-      xen,
-      listen: { host: '127.0.0.1', port: 0 },
-      insecure: true,
-      failoverTimeoutMs: 5000,
-      onListening: listening.onListening,
-      log: () => {},
-    });
-    const h = remus(d, `tcp://127.0.0.1:${await listening.port}`, {
+    const { backup, url } = await inProcessBackup({ xen, failoverTimeoutMs: 5000 });
+    const h = remus(d, url, {
       xen,
       insecure: true,
       intervalMs: 5,
@@ -82,9 +70,10 @@ describe('remus: network output buffering in the checkpoint cycle', () => {
   });
 
   it('no ACKs (a file, as towards xl migrate-receive -r): epoch n released once checkpoint n is written', async () => {
+    const { xen } = host;
     const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
     const nb = new Recording(xen, () => d);
-    const r = await remus(d, join(host.xen.dir, 'remus.stream'), {
+    const r = await remus(d, join(xen.dir, 'remus.stream'), {
       xen,
       intervalMs: 1,
       maxCheckpoints: 3,
@@ -107,20 +96,13 @@ describe('remus: network output buffering in the checkpoint cycle', () => {
   });
 
   it('backup lost with onBackupLoss pause: held output is dropped (teardown without release)', async () => {
+    const { xen } = host;
     const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
     const nb = new Recording(xen, () => d);
-    const listening = listeningPort();
     const ac = new AbortController();
-    const backup = receiveReplica({
-      xen,
-      listen: { host: '127.0.0.1', port: 0 },
-      insecure: true,
-      failoverTimeoutMs: 3_600_000,
-      onListening: listening.onListening,
-      signal: ac.signal,
-      log: () => {},
-    }).catch(() => null);
-    const h = remus(d, `tcp://127.0.0.1:${await listening.port}`, {
+    const started = await inProcessBackup({ xen, failoverTimeoutMs: 3_600_000, signal: ac.signal });
+    const backup = started.backup.catch(() => null);
+    const h = remus(d, started.url, {
       xen,
       insecure: true,
       intervalMs: 5,
@@ -146,6 +128,7 @@ describe('remus: network output buffering in the checkpoint cycle', () => {
   });
 
   it('setup fails: replication refused before the guest is touched, nothing else called', async () => {
+    const { xen } = host;
     const d = xen.createDomain({ type: 'hvm', pages: 32, populate: true });
     const before = xen.checksum(d);
     const nb = new Recording(xen, () => d, true);

@@ -1,49 +1,16 @@
 // Remus between real processes on two mock hosts: primary (xenmig remus), backup (xenmig
 // remus-receive) and the guest workload each run in a process of their own.
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
-import { checksumLog, CLI, hostDirs, Proc, prng, requireFreshBuild, WORKLOAD } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { useMockHostPair } from '../support/hosts.js';
+import { startBackupProcess, startPrimaryProcess } from '../support/processes.js';
+import { checksumLog, CLI, Proc, prng, requireFreshBuild, WORKLOAD } from './helpers.js';
 
-let dirs: ReturnType<typeof hostDirs>;
-// The mock keeps one current host per process: switch before each use.
-let host: MockHypervisor | null = null;
-const on = (dir: string): MockHypervisor => {
-  host = openMockHost(dir);
-  return host;
-};
-const A = () => on(dirs.a);
-const B = () => on(dirs.b);
+const dirs = useMockHostPair('xenmig-remus-', { before: requireFreshBuild, open: true });
+const { A, B } = dirs;
 
-beforeAll(() => {
-  requireFreshBuild();
-  dirs = hostDirs('xenmig-remus-');
-  B();
-  A();
-});
-
-afterAll(() => {
-  host?.close();
-  rmSync(dirs.root, { recursive: true, force: true });
-});
-
-async function startBackup(log: string, extra: string[] = []): Promise<{ proc: Proc; port: number }> {
-  const proc = new Proc(CLI, [
-    'remus-receive',
-    '--host',
-    dirs.b,
-    '--listen',
-    '127.0.0.1:0',
-    '--insecure',
-    '--json',
-    '--checksum-log',
-    log,
-    ...extra,
-  ]);
-  const l = await proc.waitFor((j) => typeof j.listening === 'number', 'the listening port');
-  return { proc, port: l.listening as number };
-}
+const startBackup = (log: string, extra: string[] = []) =>
+  startBackupProcess(CLI, dirs.b, ['--checksum-log', log, ...extra]);
 
 describe('remus: checkpoints under a workload', () => {
   it('after each acknowledged checkpoint the backup holds exactly the state the primary had while suspended for it', async () => {
@@ -54,13 +21,7 @@ describe('remus: checkpoints under a workload', () => {
     const logB = join(dirs.root, 'w-backup.log');
     const { proc: backup, port } = await startBackup(logB, ['--failover-timeout-ms', '3000']);
     const N = 40;
-    const primary = new Proc(CLI, [
-      'remus',
-      String(d),
-      `tcp://127.0.0.1:${port}`,
-      '--host',
-      dirs.a,
-      '--insecure',
+    const primary = startPrimaryProcess(CLI, d, port, dirs.a, [
       '-i',
       '20',
       '--max-checkpoints',
@@ -102,7 +63,7 @@ describe('remus: checkpoints under a workload', () => {
     const back = checksumLog(logB).filter((e) => e.checkpoint !== undefined);
     expect(back.map((e) => e.checkpoint)).toEqual([...Array(N).keys()].map((i) => i + 1));
     for (const e of back)
-      expect(e.checksum, `checkpoint ${e.checkpoint}`).toBe(prim.get(e.checkpoint as number));
+      expect(e.checksum, `checkpoint ${String(e.checkpoint)}`).toBe(prim.get(e.checkpoint as number));
     // the workload really changed the guest between checkpoints
     expect(new Set(prim.values()).size).toBeGreaterThan(N / 2);
     // the primary's guest still runs; the replica is gone
@@ -143,13 +104,7 @@ describe('remus: the primary is killed (SIGKILL) at random moments', () => {
           '--heartbeat-ms',
           '50',
         ]);
-        const primary = new Proc(CLI, [
-          'remus',
-          String(d),
-          `tcp://127.0.0.1:${port}`,
-          '--host',
-          dirs.a,
-          '--insecure',
+        const primary = startPrimaryProcess(CLI, d, port, dirs.a, [
           '-i',
           '5',
           '--ack-timeout-ms',
@@ -226,13 +181,7 @@ describe('remus: the backup is lost', () => {
         '--failover-timeout-ms',
         '60000',
       ]);
-      const primary = new Proc(CLI, [
-        'remus',
-        String(d),
-        `tcp://127.0.0.1:${port}`,
-        '--host',
-        dirs.a,
-        '--insecure',
+      const primary = startPrimaryProcess(CLI, d, port, dirs.a, [
         '-i',
         '10',
         '--ack-timeout-ms',
@@ -270,13 +219,7 @@ describe('remus: a silent primary (no FIN, no data)', () => {
     const logB = join(dirs.root, 'silent-backup.log');
     const before = new Set(B().listDomainIds());
     const { proc: backup, port } = await startBackup(logB, ['--failover-timeout-ms', '500']);
-    const primary = new Proc(CLI, [
-      'remus',
-      String(d),
-      `tcp://127.0.0.1:${port}`,
-      '--host',
-      dirs.a,
-      '--insecure',
+    const primary = startPrimaryProcess(CLI, d, port, dirs.a, [
       '-i',
       '10',
       '--ack-timeout-ms',
@@ -299,7 +242,7 @@ describe('remus: a silent primary (no FIN, no data)', () => {
     const captured = new Map(checksumLog(logA).map((e) => [e.checkpoint as number, e.checksum as string]));
     const fo = checksumLog(logB).find((e) => e.failover !== undefined)!;
     expect(fo.checksum).toBe(captured.get(res.checkpoint as number));
-    expect(backup.stderr).toMatch(new RegExp(`failover to checkpoint ${res.checkpoint}`));
+    expect(backup.stderr).toMatch(new RegExp(`failover to checkpoint ${String(res.checkpoint)}`));
     for (const x of B().listDomainIds()) if (!before.has(x)) B().destroyDomain(x);
     A().destroyDomain(d);
   });
@@ -314,13 +257,7 @@ describe('remus: checkpoints are the forward heartbeat', () => {
       '--heartbeat-ms',
       '50',
     ]);
-    const primary = new Proc(CLI, [
-      'remus',
-      String(d),
-      `tcp://127.0.0.1:${port}`,
-      '--host',
-      dirs.a,
-      '--insecure',
+    const primary = startPrimaryProcess(CLI, d, port, dirs.a, [
       '-i',
       '60000',
       '--max-checkpoints',

@@ -63,7 +63,7 @@ describe('xenmig mock', () => {
     expect(s.vcpusOnline).toEqual([0, 1]);
     expect(s.hvmContext.vcpus).toEqual([0, 1]);
     expect(s.hvmContext.sha256).toMatch(/^[0-9a-f]{64}$/);
-    expect(Object.keys(s.hvmParams)).toContain('1'); // STORE_PFN
+    expect(Object.keys(s.hvmParams as object)).toContain('1'); // STORE_PFN
   });
 
   it('destroy removes the domain; commands on a missing domain fail with xenmig: CODE', async () => {

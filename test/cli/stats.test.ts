@@ -36,3 +36,11 @@ describe('query-migrate statistics', () => {
     expect(q.xenmig['holes']).toBe(stats.pages - populated);
   });
 });
+
+describe('the error in the statistics', () => {
+  it('a thrown object without a message is described by its JSON, not "[object Object]"', () => {
+    const error = { code: 'ERR_X', detail: 7 };
+    const q = queryMigrate({ clock: new Clock(), stats: null, guestBytes: 0, downtimeMs: null, error });
+    expect(q['error-desc']).toBe('ERR_X: {"code":"ERR_X","detail":7}');
+  });
+});

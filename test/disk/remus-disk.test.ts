@@ -11,9 +11,10 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openMockHost, type MockHypervisor } from '../../src/xen/hypervisor.js';
-import { hostDirs, Proc, prng, requireFreshBuild } from '../checkpoint/helpers.js';
+import { describe, expect, it } from 'vitest';
+import { useMockHostPair } from '../support/hosts.js';
+import { startBackupProcess, startPrimaryProcess } from '../support/processes.js';
+import { Proc, prng, requireFreshBuild } from '../checkpoint/helpers.js';
 
 const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const WRITER = fileURLToPath(new URL('./fixtures/writer.mjs', import.meta.url));
@@ -22,23 +23,8 @@ const NBLOCKS = 64;
 /** the writer's blocks: the rest of the image is only ever on the backup through the initial copy */
 const WRITTEN = 48;
 
-let dirs: ReturnType<typeof hostDirs>;
-let host: MockHypervisor | null = null;
-const on = (dir: string): MockHypervisor => (host = openMockHost(dir));
-const A = () => on(dirs.a);
-const B = () => on(dirs.b);
-
-beforeAll(() => {
-  requireFreshBuild();
-  dirs = hostDirs('xenmig-diskrepl-');
-  B();
-  A();
-});
-
-afterAll(() => {
-  host?.close();
-  rmSync(dirs.root, { recursive: true, force: true });
-});
+const dirs = useMockHostPair('xenmig-diskrepl-', { before: requireFreshBuild, open: true });
+const { A, B } = dirs;
 
 async function startDaemon(
   t: string,
@@ -66,20 +52,7 @@ async function startDaemon(
   return { proc, ctl, nbd, snaps };
 }
 
-async function startBackup(extra: string[]): Promise<{ proc: Proc; port: number }> {
-  const proc = new Proc(MAIN, [
-    'remus-receive',
-    '--host',
-    dirs.b,
-    '--listen',
-    '127.0.0.1:0',
-    '--insecure',
-    '--json',
-    ...extra,
-  ]);
-  const l = await proc.waitFor((j) => typeof j.listening === 'number', 'the listening port');
-  return { proc, port: l.listening as number };
-}
+const startBackup = (extra: string[]) => startBackupProcess(MAIN, dirs.b, extra);
 
 /** Highest counter written to any block of an image (0: none). */
 function maxCounter(img: Buffer): number {
@@ -126,13 +99,7 @@ describe('remus --disk: the primary is killed (SIGKILL) at random moments', () =
         '--disk-map',
         `xvda=${bimg}`,
       ]);
-      const primary = new Proc(MAIN, [
-        'remus',
-        String(d),
-        `tcp://127.0.0.1:${port}`,
-        '--host',
-        dirs.a,
-        '--insecure',
+      const primary = startPrimaryProcess(MAIN, d, port, dirs.a, [
         '-i',
         '10',
         '--ack-timeout-ms',
@@ -287,17 +254,7 @@ describe('remus --disk: refused before the guest is touched', () => {
     const daemon = await startDaemon('nomap', img);
     const { proc: backup, port } = await startBackup([]);
     try {
-      const primary = new Proc(MAIN, [
-        'remus',
-        String(d),
-        `tcp://127.0.0.1:${port}`,
-        '--host',
-        dirs.a,
-        '--insecure',
-        '--json',
-        '--disk',
-        `xvda=${daemon.ctl}`,
-      ]);
+      const primary = startPrimaryProcess(MAIN, d, port, dirs.a, ['--json', '--disk', `xvda=${daemon.ctl}`]);
       const pe = await primary.exited;
       expect(pe.code, primary.stderr).toBe(1);
       expect(primary.stderr).toMatch(
@@ -322,13 +279,7 @@ describe('remus --disk: the disk daemon dies during replication', () => {
     const daemon = await startDaemon('dies', img);
     writeFileSync(join(dirs.root, 'dies-b.img'), Buffer.alloc(16 * BS));
     const { proc: backup, port } = await startBackup(['--disk-map', `xvda=${join(dirs.root, 'dies-b.img')}`]);
-    const primary = new Proc(MAIN, [
-      'remus',
-      String(d),
-      `tcp://127.0.0.1:${port}`,
-      '--host',
-      dirs.a,
-      '--insecure',
+    const primary = startPrimaryProcess(MAIN, d, port, dirs.a, [
       '-i',
       '20',
       '--json',

@@ -3,7 +3,7 @@
 // mock simulates a hypervisor, not device backends: its builder refuses disks and NICs, as a real
 // host's builder does when it cannot attach them. Attaching them is proven on real Xen:
 // test/realxen, steps 0.2 to 8.xl.)
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {

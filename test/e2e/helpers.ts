@@ -1,9 +1,9 @@
 // End-to-end helpers: throwaway PKI (openssl, at test time, in a temp dir), a fake ssh, workloads
 // and the checks that a source guest was resumed after a failed migration.
-import { execFileSync } from 'node:child_process';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
+import { makeCa, makeLeaf } from '../support/pki.js';
 import { checksum, listDomains, startCli, until, type Running } from '../cli/helpers.js';
 
 export * from '../cli/helpers.js';
@@ -16,58 +16,15 @@ export interface Pki {
   rogue: { cert: string; key: string };
 }
 
-function openssl(dir: string, args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
 /** CA + server (127.0.0.1/localhost) + client certificates, and a client of an unrelated CA (paths). */
 export function makePki(dir: string): Pki {
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  for (const ca of ['ca', 'rogue-ca'])
-    openssl(dir, [
-      'req',
-      '-x509',
-      ...ec,
-      '-keyout',
-      `${ca}.key`,
-      '-out',
-      `${ca}.crt`,
-      '-subj',
-      `/CN=${ca}`,
-      '-days',
-      '2',
-    ]);
-  const leaf = (name: string, ca: string, usage: string) => {
-    openssl(dir, ['req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
-    writeFileSync(
-      join(dir, `${name}.ext`),
-      `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=${usage}\n` +
-        (usage === 'serverAuth' ? 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' : ''),
-    );
-    openssl(dir, [
-      'x509',
-      '-req',
-      '-in',
-      `${name}.csr`,
-      '-CA',
-      `${ca}.crt`,
-      '-CAkey',
-      `${ca}.key`,
-      '-CAcreateserial',
-      '-out',
-      `${name}.crt`,
-      '-days',
-      '2',
-      '-extfile',
-      `${name}.ext`,
-    ]);
-    return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
-  };
+  const ca = makeCa(dir, 'ca');
+  makeCa(dir, 'rogue-ca');
   return {
-    ca: join(dir, 'ca.crt'),
-    server: leaf('server', 'ca', 'serverAuth'),
-    client: leaf('client', 'ca', 'clientAuth'),
-    rogue: leaf('rogue', 'rogue-ca', 'clientAuth'),
+    ca,
+    server: makeLeaf(dir, 'server', 'ca', 'serverAuth'),
+    client: makeLeaf(dir, 'client', 'ca', 'clientAuth'),
+    rogue: makeLeaf(dir, 'rogue', 'rogue-ca', 'clientAuth'),
   };
 }
 

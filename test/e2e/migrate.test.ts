@@ -136,9 +136,10 @@ async function expectMigrated(s: Setup, sender: Done, receiver: Done): Promise<v
   const q = JSON.parse(readFileSync(s.stats, 'utf8'));
   expect(q.status).toBe('completed');
   expect(q.ram.transferred).toBeGreaterThan(0);
-  expect(q.ram['dirty-sync-count']).toBe(q.xenmig.rounds.length);
-  expect(q.xenmig.rounds.at(-1).kind).toBe('final');
-  expect(q.xenmig.rounds.filter((r: { kind: string }) => r.kind === 'live').length).toBeGreaterThanOrEqual(1);
+  const rounds = q.xenmig.rounds as { kind: string }[];
+  expect(q.ram['dirty-sync-count']).toBe(rounds.length);
+  expect(rounds.at(-1)!.kind).toBe('final');
+  expect(rounds.filter((r) => r.kind === 'live').length).toBeGreaterThanOrEqual(1);
   expect(typeof q.downtime).toBe('number');
   expect(q.xenmig.outcome).toBe('handed-over');
 }

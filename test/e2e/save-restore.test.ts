@@ -87,7 +87,7 @@ describe('save and restore', () => {
     const q = JSON.parse(s.stdout);
     expect(q.status).toBe('completed');
     expect(q.xenmig.source).toBe('running');
-    expect(q.xenmig.rounds.map((x: { kind: string }) => x.kind)).toEqual(['live', 'final']);
+    expect((q.xenmig.rounds as { kind: string }[]).map((x) => x.kind)).toEqual(['live', 'final']);
     expect(q.ram.transferred).toBeLessThanOrEqual(statSync(file).size);
     const [src] = await listDomains(A!);
     expect(src!.state).toBe('running');
@@ -204,14 +204,16 @@ describe('the real PVH vector', () => {
     const again = join(tmp.dir, 'pvh-again.xl');
     await ok(['save', String(d), again, '--keep-running', '--host', B!]);
     const [v0, v1] = await Promise.all([ok(['verify', vec, '--json']), ok(['verify', again, '--json'])]).then(
-      (x) => x.map((s) => JSON.parse(s)),
+      (x) => x.map((s) => JSON.parse(s) as { valid: boolean; facts: Record<string, unknown> }),
     );
     expect(v1.valid).toBe(true);
     expect(v1.facts.domainType).toBe(2);
     expect(v1.facts.dataPages).toBe(v0.facts.dataPages);
     // the register records are byte-identical (TSC: the incarnation goes up by one, as on Xen)
+    /** one line of `inspect --json` (X86_TSC_INFO lines have the incarnation) */
+    type InspectItem = { type: string; offset: number; size: number; incarnation: number };
     const items = async (f: string) =>
-      (await ok(['inspect', f, '--json'])).split('\n').map((l) => JSON.parse(l));
+      (await ok(['inspect', f, '--json'])).split('\n').map((l) => JSON.parse(l) as InspectItem);
     const [i0, i1] = await Promise.all([items(vec), items(again)]);
     const b0 = readFileSync(vec);
     const b1 = readFileSync(again);
@@ -230,7 +232,7 @@ describe('the real PVH vector', () => {
       incarnation: 0,
       summary: '',
     });
-    expect(tsc1.incarnation).toBe(tsc0.incarnation + 1);
+    expect(tsc1!.incarnation).toBe(tsc0!.incarnation + 1);
     // and its memory: the re-saved file restores to the same guest
     const d2 = Number(await ok(['restore', again, '--host', C!]));
     expect(await checksum(C!, d2)).toBe(await checksum(B!, d));

@@ -16,7 +16,7 @@ const gunzipped = () =>
 const u64 = (b: Uint8Array, off: number) =>
   Number(new DataView(b.buffer, b.byteOffset, b.byteLength).getBigUint64(off, true));
 const rec = <N extends LibxcRecord['name']>(d: Digest, name: N) =>
-  d.records.filter((r) => r.name === name) as Extract<LibxcRecord, { name: N }>[];
+  d.records.filter((r) => r.name === name) as (LibxcRecord & { name: N })[];
 const leafKeeper = (pfn: number, records: LibxcRecord[]) => {
   const p2m = records.find((r) => r.name === 'X86_PV_P2M_FRAMES') as
     Extract<LibxcRecord, { name: 'X86_PV_P2M_FRAMES' }> | undefined;

@@ -19,7 +19,6 @@ const CLI_EVERY = Number(process.env.XENMIG_CAMPAIGN_CLI_EVERY ?? (CASES >= 10_0
 
 describe('hostile-input campaign', () => {
   it(`${CASES} cases from seed ${SEED}: typed errors only, no hang, bounded memory, nothing left behind`, async () => {
-    // eslint-disable-next-line no-console
     const log = (s: string) => console.log(s);
     log(
       `campaign: seed ${SEED}, cases ${FROM}..${FROM + CASES - 1}, ${WORKERS} workers, CLI every ${CLI_EVERY}`,

@@ -317,7 +317,6 @@ describe('mutation fuzzer', () => {
     let reencoded = 0;
     let worst = 0;
     const codes = new Map<string, number>();
-    // eslint-disable-next-line no-console
     console.log(`fuzz: seed ${SEED} (XENMIG_FUZZ_SEED), ${ITERATIONS} inputs`);
     for (let i = 0; i < ITERATIONS; i++) {
       const s = seeds[i % seeds.length]!;
@@ -384,7 +383,6 @@ describe('mutation fuzzer', () => {
         throw new Error(`seed ${SEED} iteration ${i} (${s.name}) took ${dt.toFixed(0)} ms`);
     }
     const rssGrowth = process.memoryUsage().rss - rssStart;
-    // eslint-disable-next-line no-console
     console.log(
       `fuzz: ${ITERATIONS} inputs, ${ok} accepted, ${rejected} rejected, worst ${worst.toFixed(1)} ms, rss +${(rssGrowth / 2 ** 20).toFixed(0)} MiB`,
       Object.fromEntries(codes),

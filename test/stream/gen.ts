@@ -183,7 +183,11 @@ export const streamShapeArb: fc.Arbitrary<StreamShape> = fc
   .map((s) => ({ ...s, checkpoints: s.mode === 'plain' ? 1 : s.checkpoints }));
 
 /** Build a valid stream of the given shape; returns its parts and the expected record sequence. */
-export function buildStream(s: StreamShape): { bytes: Uint8Array; parts: Part[]; streamType: StreamType } {
+export function buildStream(s: StreamShape): {
+  bytes: Uint8Array;
+  parts: Part[];
+  streamType: Exclude<StreamType, 'auto'>;
+} {
   const p: Part[] = [];
   const wrapped = s.wrap !== 'bare';
   if (s.wrap === 'xl') p.push(XL_HDR);

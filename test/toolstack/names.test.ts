@@ -132,8 +132,8 @@ function namingBuilder(seen: string[], opts: { failStart?: boolean } = {}): Doma
       seen.push(`create ${name}`);
       return d;
     },
-    destroy(d) {
-      base.destroy(d);
+    async destroy(d) {
+      await base.destroy(d);
       for (const k of [...xs.tree.keys()])
         if (k === `/local/domain/${d}` || k.startsWith(`/local/domain/${d}/`)) xs.tree.delete(k);
     },

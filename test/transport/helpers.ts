@@ -2,7 +2,6 @@
 // dir — never committed), a JS build of src/transport for child processes, a fault-injecting TCP
 // proxy, and a fake guest "domain" to check who runs the guest after a handshake.
 
-import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -12,6 +11,7 @@ import ts from 'typescript';
 import type { Channel } from '../../src/transport/index.js';
 import { readExactly, writeAll } from '../../src/transport/index.js';
 import { scratchDir, type Scratch } from '../support/hosts.js';
+import { makeCa, makeLeaf, type PemFiles } from '../support/pki.js';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -36,72 +36,9 @@ export interface TestPki {
   cleanup(): void;
 }
 
-function openssl(dir: string, args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-function makeCa(dir: string, name: string): void {
-  openssl(dir, [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    `${name}.key`,
-    '-out',
-    `${name}.crt`,
-    '-subj',
-    `/CN=${name}`,
-    '-days',
-    '2',
-  ]);
-}
-
-function makeLeaf(dir: string, name: string, ca: string, usage: 'serverAuth' | 'clientAuth'): Pem {
-  openssl(dir, [
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    `${name}.key`,
-    '-out',
-    `${name}.csr`,
-    '-subj',
-    `/CN=${name}`,
-  ]);
-  const ext = `${name}.ext`;
-  writeFileSync(
-    join(dir, ext),
-    `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=${usage}\n` +
-      (usage === 'serverAuth' ? 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n' : ''),
-  );
-  openssl(dir, [
-    'x509',
-    '-req',
-    '-in',
-    `${name}.csr`,
-    '-CA',
-    `${ca}.crt`,
-    '-CAkey',
-    `${ca}.key`,
-    '-CAcreateserial',
-    '-out',
-    `${name}.crt`,
-    '-days',
-    '2',
-    '-extfile',
-    ext,
-  ]);
-  return {
-    cert: readFileSync(join(dir, `${name}.crt`), 'utf8'),
-    key: readFileSync(join(dir, `${name}.key`), 'utf8'),
-  };
+/** The PEM text of a certificate and key that support/pki wrote. */
+function readPem(f: PemFiles): Pem {
+  return { cert: readFileSync(f.cert, 'utf8'), key: readFileSync(f.key, 'utf8') };
 }
 
 /** CA, server (localhost/127.0.0.1/::1), client; a second CA with its own client and server. */
@@ -109,10 +46,10 @@ export function makePki(): TestPki {
   const { dir, cleanup } = tempDir('xenmig-pki-');
   makeCa(dir, 'ca');
   makeCa(dir, 'otherca');
-  const server = makeLeaf(dir, 'server', 'ca', 'serverAuth');
-  const client = makeLeaf(dir, 'client', 'ca', 'clientAuth');
-  const otherClient = makeLeaf(dir, 'otherclient', 'otherca', 'clientAuth');
-  const otherServer = makeLeaf(dir, 'otherserver', 'otherca', 'serverAuth');
+  const server = readPem(makeLeaf(dir, 'server', 'ca', 'serverAuth'));
+  const client = readPem(makeLeaf(dir, 'client', 'ca', 'clientAuth'));
+  const otherClient = readPem(makeLeaf(dir, 'otherclient', 'otherca', 'clientAuth'));
+  const otherServer = readPem(makeLeaf(dir, 'otherserver', 'otherca', 'serverAuth'));
   return {
     dir,
     ca: readFileSync(join(dir, 'ca.crt'), 'utf8'),

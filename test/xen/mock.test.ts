@@ -67,7 +67,7 @@ function range(n: number, start = 0): bigint[] {
 function fifo(dir: string, name: string): { r: number; w: number; close(): void } {
   const path = join(dir, name);
   const mk = spawnSync('mkfifo', [path]);
-  if (mk.status !== 0) throw new Error(`mkfifo failed: ${mk.stderr}`);
+  if (mk.status !== 0) throw new Error(`mkfifo failed: ${mk.stderr.toString()}`);
   const r = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   const w = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
   let closed = false;

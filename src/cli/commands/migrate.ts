@@ -118,96 +118,132 @@ export function abortedBy(signal: NodeJS.Signals, e: unknown): Error & { code: s
   );
 }
 
+/** One migration's state, as its steps and its failure report see it. */
+interface MigrateRun {
+  readonly o: MigrateCliOptions;
+  readonly log: Log;
+  readonly progress: Progress;
+  readonly clock: Clock;
+  readonly sig: ReturnType<typeof signalAbort>;
+  xen: Hypervisor | null;
+  /** null until the domain argument named a domain */
+  domid: number | null;
+  guestBytes: number;
+  /** the final JSON statistics: to --stats-file, and with --json to stdout (stderr when stdout is the link) */
+  emit(q: object): Promise<void>;
+}
+
+/** Refuses, before the domain is touched, a destination it cannot migrate to; the TLS options. */
+function checkMigrateTarget(dest: string, o: MigrateCliOptions): ReturnType<typeof tlsFrom> {
+  const d = parseDestination(dest);
+  if (d.kind === 'file')
+    throw new UsageError(`migrate needs -, ssh://… or tcp://… (use xenmig save for files): ${dest}`);
+  const tls = tlsFrom(o);
+  if (d.kind === 'tcp' && !tls && !o.insecure)
+    throw new UsageError('tcp:// needs --cert, --key and --ca (mutual TLS), or --insecure');
+  return tls;
+}
+
+async function migrateDomain(run: MigrateRun, domain: number | string, dest: string): Promise<number> {
+  const { o, log, progress, clock, sig } = run;
+  const tls = checkMigrateTarget(dest, o);
+  const xen = (run.xen = openXen(xenOptions(o)).xen);
+  const domid = (run.domid = await resolveDomain(xen, domain));
+  run.guestBytes = xen.domainInfo(domid).totPages * PAGE_SIZE;
+  const policy = policyFrom(o);
+  log.info(`migrating domain ${domid} to ${dest}`);
+  const config = configFrom(o);
+  const hook = o.checksumAtSuspend ? checksumAtSuspend(xen, domid, o.checksumAtSuspend, sig.signal) : null;
+  const r = await migrate(domid, dest, {
+    xen,
+    ...(config ? { config } : {}),
+    live: o.live,
+    signal: sig.signal,
+    onProgress: progressHandler(progress, clock),
+    protocol: o.protocol,
+    ...(tls ? { tls } : {}),
+    ...(o.insecure ? { insecure: true } : {}),
+    ...(o.sshCommand ? { sshCommand: splitWords(o.sshCommand) } : {}),
+    ...(o.remoteCommand ? { remoteCommand: splitWords(o.remoteCommand) } : {}),
+    ...(hook ? { callbacks: hook.callbacks } : {}),
+    ...(policy ? { policy } : {}),
+    ...(o.bandwidth ? { bandwidth: o.bandwidth } : {}),
+  });
+  progress.clear();
+  const q = queryMigrate({
+    clock,
+    stats: r.stats,
+    guestBytes: run.guestBytes,
+    downtimeMs: r.downtimeMs,
+    extra: {
+      outcome: r.handshake.outcome,
+      peer: r.handshake.peer ?? null,
+      timings: r.timings,
+      ...hookStats(hook),
+    },
+  });
+  log.info(`migrated domain ${domid}: ${summaryLine(q)}`);
+  if (r.handshake.error) log.warn(`destroying the source failed: ${r.handshake.error.message}`);
+  await run.emit(q);
+  return EXIT.OK;
+}
+
+/** Says what failed and where the source is now (checked with the hypervisor); the exit code. */
+async function migrateFailed(run: MigrateRun, e: unknown): Promise<number> {
+  const { log, domid } = run;
+  run.progress.clear();
+  const signal = run.sig.received();
+  const h = (e as { handshake?: SenderResult }).handshake;
+  const usage = (e as { code?: string }).code === 'ERR_USAGE';
+  printError(signal ? abortedBy(signal, e) : e, log);
+  // without a handshake the failure came before it (options, connect, TLS): the domain was not touched
+  // a domain that could not even be named was not touched: nothing to say about it
+  const text =
+    usage || domid === null
+      ? ''
+      : outcomeText(h ?? ({ outcome: 'not-started' } as SenderResult), sourceState(run.xen, domid));
+  if (text) log.info(text, h ? { step: h.step } : {});
+  await run.emit(
+    queryMigrate({
+      clock: run.clock,
+      stats: null,
+      guestBytes: run.guestBytes,
+      downtimeMs: null,
+      error: e,
+      cancelled: signal !== null,
+      extra: { outcome: h?.outcome ?? 'not-started', step: h?.step },
+    }),
+  );
+  if (h && !h.sourceRuns) return EXIT.IN_DOUBT;
+  return signalExit(signal) ?? (usage ? EXIT.USAGE : EXIT.FAILED);
+}
+
 async function runMigrate(domain: number | string, dest: string, o: MigrateCliOptions): Promise<number> {
   const log = new Log(o.logFormat);
   const progress = new Progress();
   log.setProgressClear(progress.clear);
-  const clock = new Clock();
-  const sig = signalAbort();
-  let xen: ReturnType<typeof openXen>['xen'] | null = null;
-  let guestBytes = 0;
-  let domid: number | null = null;
-  const stdio = dest === '-';
-  const jsonOut = stdio ? process.stderr : process.stdout;
-  const emit = async (q: object) => {
-    const s = JSON.stringify(q) + '\n';
-    if (o.statsFile) writeFileSync(o.statsFile, s);
-    if (o.json) await writeOut(s, jsonOut);
+  const jsonOut = dest === '-' ? process.stderr : process.stdout;
+  const run: MigrateRun = {
+    o,
+    log,
+    progress,
+    clock: new Clock(),
+    sig: signalAbort(),
+    xen: null,
+    domid: null,
+    guestBytes: 0,
+    emit: async (q: object) => {
+      const s = JSON.stringify(q) + '\n';
+      if (o.statsFile) writeFileSync(o.statsFile, s);
+      if (o.json) await writeOut(s, jsonOut);
+    },
   };
   try {
-    const d = parseDestination(dest);
-    if (d.kind === 'file')
-      throw new UsageError(`migrate needs -, ssh://… or tcp://… (use xenmig save for files): ${dest}`);
-    const tls = tlsFrom(o);
-    if (d.kind === 'tcp' && !tls && !o.insecure)
-      throw new UsageError('tcp:// needs --cert, --key and --ca (mutual TLS), or --insecure');
-    xen = openXen(xenOptions(o)).xen;
-    domid = await resolveDomain(xen, domain);
-    guestBytes = xen.domainInfo(domid).totPages * PAGE_SIZE;
-    const policy = policyFrom(o);
-    log.info(`migrating domain ${domid} to ${dest}`);
-    const config = configFrom(o);
-    const hook = o.checksumAtSuspend ? checksumAtSuspend(xen, domid, o.checksumAtSuspend, sig.signal) : null;
-    const r = await migrate(domid, dest, {
-      xen,
-      ...(config ? { config } : {}),
-      live: o.live,
-      signal: sig.signal,
-      onProgress: progressHandler(progress, clock),
-      protocol: o.protocol,
-      ...(tls ? { tls } : {}),
-      ...(o.insecure ? { insecure: true } : {}),
-      ...(o.sshCommand ? { sshCommand: splitWords(o.sshCommand) } : {}),
-      ...(o.remoteCommand ? { remoteCommand: splitWords(o.remoteCommand) } : {}),
-      ...(hook ? { callbacks: hook.callbacks } : {}),
-      ...(policy ? { policy } : {}),
-      ...(o.bandwidth ? { bandwidth: o.bandwidth } : {}),
-    });
-    progress.clear();
-    const q = queryMigrate({
-      clock,
-      stats: r.stats,
-      guestBytes,
-      downtimeMs: r.downtimeMs,
-      extra: {
-        outcome: r.handshake.outcome,
-        peer: r.handshake.peer ?? null,
-        timings: r.timings,
-        ...hookStats(hook),
-      },
-    });
-    log.info(`migrated domain ${domid}: ${summaryLine(q)}`);
-    if (r.handshake.error) log.warn(`destroying the source failed: ${r.handshake.error.message}`);
-    await emit(q);
-    return EXIT.OK;
+    return await migrateDomain(run, domain, dest);
   } catch (e) {
-    progress.clear();
-    const signal = sig.received();
-    const h = (e as { handshake?: SenderResult }).handshake;
-    const usage = (e as { code?: string }).code === 'ERR_USAGE';
-    printError(signal ? abortedBy(signal, e) : e, log);
-    // without a handshake the failure came before it (options, connect, TLS): the domain was not touched
-    // a domain that could not even be named was not touched: nothing to say about it
-    const text =
-      usage || domid === null
-        ? ''
-        : outcomeText(h ?? ({ outcome: 'not-started' } as SenderResult), sourceState(xen, domid));
-    if (text) log.info(text, h ? { step: h.step } : {});
-    await emit(
-      queryMigrate({
-        clock,
-        stats: null,
-        guestBytes,
-        downtimeMs: null,
-        error: e,
-        cancelled: signal !== null,
-        extra: { outcome: h?.outcome ?? 'not-started', step: h?.step },
-      }),
-    );
-    if (h && !h.sourceRuns) return EXIT.IN_DOUBT;
-    return signalExit(signal) ?? ((e as { code?: string }).code === 'ERR_USAGE' ? EXIT.USAGE : EXIT.FAILED);
+    return await migrateFailed(run, e);
   } finally {
-    sig.dispose();
-    xen?.close();
+    run.sig.dispose();
+    run.xen?.close();
   }
 }

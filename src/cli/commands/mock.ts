@@ -81,7 +81,15 @@ export function register(program: Command): void {
   const mock = program
     .command('mock')
     .description('the simulated Xen host (a directory shared between processes)');
+  registerCreate(mock);
+  registerList(mock);
+  registerDestroy(mock);
+  registerWorkload(mock);
+  registerChecksum(mock);
+  registerState(mock);
+}
 
+function registerCreate(mock: Command): void {
   addHostOptions(
     mock
       .command('create')
@@ -95,62 +103,70 @@ export function register(program: Command): void {
       )
       .option('--name <name>', 'its name (unique on the host; commands then take it in place of the domid)'),
   ).action(async (o: CreateOpts) => {
-    process.exitCode = await withHost(o, async (h) => {
-      if (o.memory % PAGE_SIZE) throw new UsageError('--memory must be a multiple of 4 KiB');
-      if (o.name !== undefined) {
-        try {
-          checkDomainName(o.name);
-        } catch (e) {
-          throw new UsageError(`--name: ${(e as Error).message}`);
-        }
-        // refused before the domain exists when another domain has the name
-        const other = await namesOf(h).holder(o.name);
-        if (other !== null) throw new UsageError(`--name ${o.name}: domain ${other} has that name`);
-      }
-      const domid = h.createDomain({
-        type: o.type,
-        pages: o.memory / PAGE_SIZE,
-        vcpus: o.vcpus,
-        populate: !o.empty,
-      });
-      if (o.name !== undefined) {
-        try {
-          await namesOf(h).rename(domid, o.name);
-        } catch (e) {
-          h.destroyDomain(domid);
-          throw e;
-        }
-      }
-      await writeOut(`${domid}\n`);
-      return EXIT.OK;
-    });
+    process.exitCode = await withHost(o, (h) => createDomain(h, o));
   });
+}
 
+async function createDomain(h: MockHypervisor, o: CreateOpts): Promise<number> {
+  if (o.memory % PAGE_SIZE) throw new UsageError('--memory must be a multiple of 4 KiB');
+  if (o.name !== undefined) {
+    try {
+      checkDomainName(o.name);
+    } catch (e) {
+      throw new UsageError(`--name: ${(e as Error).message}`);
+    }
+    // refused before the domain exists when another domain has the name
+    const other = await namesOf(h).holder(o.name);
+    if (other !== null) throw new UsageError(`--name ${o.name}: domain ${other} has that name`);
+  }
+  const domid = h.createDomain({
+    type: o.type,
+    pages: o.memory / PAGE_SIZE,
+    vcpus: o.vcpus,
+    populate: !o.empty,
+  });
+  if (o.name !== undefined) {
+    try {
+      await namesOf(h).rename(domid, o.name);
+    } catch (e) {
+      h.destroyDomain(domid);
+      throw e;
+    }
+  }
+  await writeOut(`${domid}\n`);
+  return EXIT.OK;
+}
+
+function registerList(mock: Command): void {
   addHostOptions(
     mock.command('list').description('list the host’s domains').option('--json', 'JSON array'),
   ).action(async (o: HostOpts & { json?: boolean }) => {
-    process.exitCode = await withHost(o, async (h) => {
-      const infos: DomainInfo[] = [];
-      for (const d of h.listDomainIds()) {
-        try {
-          infos.push(h.domainInfo(d));
-        } catch {
-          /* destroyed meanwhile */
-        }
-      }
-      const names = await namesOf(h).all();
-      const named = (i: DomainInfo) => ({ ...infoJson(i), name: names.get(i.domid) ?? null });
-      if (o.json) await writeOut(JSON.stringify(infos.map(named)) + '\n');
-      else {
-        const line = (i: DomainInfo) =>
-          `${i.domid}\t${i.type}\t${stateWord(i)}\t${(i.totPages * 4) / 1024} MiB\t${i.maxVcpuId + 1} vCPUs` +
-          (names.has(i.domid) ? `\t${names.get(i.domid)}` : '');
-        await writeOut(infos.map(line).join('\n') + (infos.length ? '\n' : ''));
-      }
-      return EXIT.OK;
-    });
+    process.exitCode = await withHost(o, (h) => listDomains(h, o.json === true));
   });
+}
 
+async function listDomains(h: MockHypervisor, json: boolean): Promise<number> {
+  const infos: DomainInfo[] = [];
+  for (const d of h.listDomainIds()) {
+    try {
+      infos.push(h.domainInfo(d));
+    } catch {
+      /* destroyed meanwhile */
+    }
+  }
+  const names = await namesOf(h).all();
+  const named = (i: DomainInfo) => ({ ...infoJson(i), name: names.get(i.domid) ?? null });
+  if (json) await writeOut(JSON.stringify(infos.map(named)) + '\n');
+  else {
+    const line = (i: DomainInfo) =>
+      `${i.domid}\t${i.type}\t${stateWord(i)}\t${(i.totPages * 4) / 1024} MiB\t${i.maxVcpuId + 1} vCPUs` +
+      (names.has(i.domid) ? `\t${names.get(i.domid)}` : '');
+    await writeOut(infos.map(line).join('\n') + (infos.length ? '\n' : ''));
+  }
+  return EXIT.OK;
+}
+
+function registerDestroy(mock: Command): void {
   addHostOptions(
     mock.command('destroy').description('destroy a domain').argument('<domain>', DOMAIN_ARG, parseDomain),
   ).action(async (domain: number | string, o: HostOpts) => {
@@ -161,7 +177,11 @@ export function register(program: Command): void {
       return EXIT.OK;
     });
   });
+}
 
+type WorkloadOpts = HostOpts & { rate: number; hot: number; duration: number; seed: number };
+
+function registerWorkload(mock: Command): void {
   addHostOptions(
     mock
       .command('workload')
@@ -181,45 +201,49 @@ export function register(program: Command): void {
         0,
       )
       .option('--seed <n>', 'seed of the deterministic write pattern', parseIntArg('seed', 0), 0),
-  ).action(
-    async (
-      domain: number | string,
-      o: HostOpts & { rate: number; hot: number; duration: number; seed: number },
-    ) => {
-      const sig = signalAbort();
-      const log = new Log();
-      process.exitCode = await withHost(o, async (h) => {
-        const domid = await resolveDomain(h, domain);
-        h.domainInfo(domid); // fails clearly for a missing domain
-        log.info(`workload running on domain ${domid}`, {
-          rate: o.rate,
-          hot: o.hot || undefined,
-          seed: o.seed,
-        });
-        const writes = await h.workload(domid, {
-          rate: o.rate,
-          hot: o.hot,
-          seed: o.seed,
-          durationMs: o.duration * 1000,
-          signal: sig.signal,
-        });
-        let gone = false;
-        try {
-          h.domainInfo(domid);
-        } catch {
-          gone = true;
-        }
-        log.info(`workload stopped`, {
-          writes,
-          reason: sig.received() ?? (gone ? 'domain gone' : 'duration'),
-        });
-        await writeOut(`${writes}\n`);
-        return EXIT.OK;
-      });
-      sig.dispose();
-    },
-  );
+  ).action(async (domain: number | string, o: WorkloadOpts) => {
+    const sig = signalAbort();
+    process.exitCode = await withHost(o, (h) => runWorkload(h, domain, o, sig));
+    sig.dispose();
+  });
+}
 
+async function runWorkload(
+  h: MockHypervisor,
+  domain: number | string,
+  o: WorkloadOpts,
+  sig: ReturnType<typeof signalAbort>,
+): Promise<number> {
+  const log = new Log();
+  const domid = await resolveDomain(h, domain);
+  h.domainInfo(domid); // fails clearly for a missing domain
+  log.info(`workload running on domain ${domid}`, {
+    rate: o.rate,
+    hot: o.hot || undefined,
+    seed: o.seed,
+  });
+  const writes = await h.workload(domid, {
+    rate: o.rate,
+    hot: o.hot,
+    seed: o.seed,
+    durationMs: o.duration * 1000,
+    signal: sig.signal,
+  });
+  let gone = false;
+  try {
+    h.domainInfo(domid);
+  } catch {
+    gone = true;
+  }
+  log.info(`workload stopped`, {
+    writes,
+    reason: sig.received() ?? (gone ? 'domain gone' : 'duration'),
+  });
+  await writeOut(`${writes}\n`);
+  return EXIT.OK;
+}
+
+function registerChecksum(mock: Command): void {
   addHostOptions(
     mock
       .command('checksum')
@@ -231,7 +255,9 @@ export function register(program: Command): void {
       return EXIT.OK;
     });
   });
+}
 
+function registerState(mock: Command): void {
   addHostOptions(
     mock
       .command('state')

@@ -119,7 +119,34 @@ export function register(program: Command): void {
     .argument(
       '[dest]',
       'tcp://host:port, ssh://host, - (stdio), or a file (no acknowledgements); none with --blackhole',
-    )
+    );
+  addCheckpointOptions(cmd);
+  addLinkOptions(cmd);
+  addOutputOptions(cmd);
+  addDeviceOptions(cmd);
+  addConfigOption(addHostOptions(cmd)).action(
+    async (domain: number | string, dest: string | undefined, o: RemusCli) => {
+      process.exitCode = await runRemus(domain, dest, o);
+    },
+  );
+
+  const rcv = program
+    .command('remus-receive')
+    .description('receive a Remus / COLO replica (backup side; same as receive --remus / --colo)')
+    .option(
+      '--protocol <p>',
+      'xenmig (ACKs, heartbeats) or xl (as xl migrate-receive -r)',
+      choice('protocol', ['xenmig', 'xl'] as const),
+      'xenmig',
+    );
+  addReplicaReceiveOptions(rcv).action(async (o: ReplicaReceiveCli) => {
+    process.exitCode = await runReplicaReceive(o);
+  });
+}
+
+/** remus: how often and how long it replicates, and what a lost backup does. */
+function addCheckpointOptions(cmd: Command): void {
+  cmd
     .option('-i, --interval-ms <ms>', 'checkpoint interval', parseIntArg('interval-ms', 1, 3_600_000), 200)
     .option('-b, --blackhole', 'discard the stream (measure the overhead; no backup)')
     .option('--colo', 'COLO: the secondary runs too; checkpoint on divergence or the interval')
@@ -134,7 +161,12 @@ export function register(program: Command): void {
       choice('on-backup-loss', ['pause', 'continue'] as const),
       'pause',
     )
-    .option('--max-checkpoints <n>', 'stop after N checkpoints', parseIntArg('max-checkpoints', 1))
+    .option('--max-checkpoints <n>', 'stop after N checkpoints', parseIntArg('max-checkpoints', 1));
+}
+
+/** remus: the link to the backup (TLS or plain TCP, protocol) and how guest memory is mapped. */
+function addLinkOptions(cmd: Command): void {
+  cmd
     .option('--insecure', 'plain TCP (both ends must say so)')
     .option('--cert <file>', 'TLS certificate')
     .option('--key <file>', 'TLS key')
@@ -148,7 +180,12 @@ export function register(program: Command): void {
     .option(
       '--persistent-mappings',
       'HVM guests that never balloon: keep guest mappings across checkpoints (shorter pauses)',
-    )
+    );
+}
+
+/** remus: what it prints and logs. */
+function addOutputOptions(cmd: Command): void {
+  cmd
     .option('--json', 'one JSON line per checkpoint on stdout')
     .option(
       '--log-format <fmt>',
@@ -159,7 +196,12 @@ export function register(program: Command): void {
     .option(
       '--checksum-log <file>',
       'debug (mock): append the guest checksum taken while suspended for each checkpoint',
-    )
+    );
+}
+
+/** remus: the guest's network output buffering and disk replication. */
+function addDeviceOptions(cmd: Command): void {
+  cmd
     .option(
       '--no-net-buffer',
       'replicate a guest with vifs without holding its network output (unsafe: clients may see output the replica never produced)',
@@ -187,24 +229,6 @@ export function register(program: Command): void {
       choice('net-buffer-backend', ['auto', 'plug', 'nfqueue'] as const),
       'auto',
     );
-  addConfigOption(addHostOptions(cmd)).action(
-    async (domain: number | string, dest: string | undefined, o: RemusCli) => {
-      process.exitCode = await runRemus(domain, dest, o);
-    },
-  );
-
-  const rcv = program
-    .command('remus-receive')
-    .description('receive a Remus / COLO replica (backup side; same as receive --remus / --colo)')
-    .option(
-      '--protocol <p>',
-      'xenmig (ACKs, heartbeats) or xl (as xl migrate-receive -r)',
-      choice('protocol', ['xenmig', 'xl'] as const),
-      'xenmig',
-    );
-  addReplicaReceiveOptions(rcv).action(async (o: ReplicaReceiveCli) => {
-    process.exitCode = await runReplicaReceive(o);
-  });
 }
 
 /** The backup-side options, for `remus-receive` and for `receive --remus/--colo`. */
@@ -258,6 +282,82 @@ function fmtStat(s: CheckpointStat): string {
   return `checkpoint ${s.checkpoint}: ${s.dirtyPages} pages, ${(s.bytes / 1024).toFixed(0)} KiB, pause ${s.pauseMs.toFixed(2)} ms (guest suspending ${s.suspendMs.toFixed(2)} ms), ack ${s.ackMs < 0 ? 'lost' : s.ackMs.toFixed(2) + ' ms'}`;
 }
 
+/** Refuses, before the domain is touched, a replication that cannot connect. */
+function checkRemusTarget(dest: string | undefined, o: RemusCli, tls: ReturnType<typeof tlsFrom>): void {
+  if (dest === undefined && !o.blackhole)
+    throw new UsageError('remus needs a destination (or --blackhole, as xl remus -b)');
+  if (dest !== undefined && o.blackhole)
+    throw new UsageError('--blackhole discards the stream: give no destination');
+  if (dest !== undefined && parseDestination(dest).kind === 'tcp' && !tls && !o.insecure)
+    throw new UsageError('tcp:// needs --cert, --key and --ca (mutual TLS), or --insecure (on both ends)');
+}
+
+/** Starts the replication: its devices (disks before the network) and the options remus() takes. */
+function startRemus(
+  xen: Hypervisor,
+  domid: number,
+  dest: string | undefined,
+  o: RemusCli,
+  tls: ReturnType<typeof tlsFrom>,
+  log: Log,
+) {
+  const ck = checksumLogger(o.checksumLog, xen);
+  // the stream carries --config when given; else remus() takes the domain's stored config under
+  // its live name (an xl Remus replica's stored config can still say "<name>--incoming")
+  const given = configFrom(o);
+  const config = given ?? remusConfig(xen, domid);
+  // disks before the network: a refusal here must not leave an IFB behind
+  const disks = remusDisks(domid, config ?? null, o, log);
+  const netBuffer = remusNetBuffer(domid, config, o, log);
+  return remus(domid, dest ?? '/dev/null', {
+    ...(netBuffer ? { netBuffer } : {}),
+    ...(disks ? { disks } : {}),
+    xen,
+    ...(given ? { config: given } : {}),
+    intervalMs: o.intervalMs,
+    ...(o.blackhole ? { blackhole: true } : {}),
+    ...(o.colo ? { colo: true } : {}),
+    ...(o.ackTimeoutMs ? { ackTimeoutMs: o.ackTimeoutMs } : {}),
+    onBackupLoss: o.onBackupLoss,
+    ...(o.maxCheckpoints ? { maxCheckpoints: o.maxCheckpoints } : {}),
+    ...(o.protocol ? { protocol: o.protocol } : {}),
+    ...(o.persistentMappings ? { persistentMappings: true } : {}),
+    ...(o.insecure ? { insecure: true } : {}),
+    ...(tls ? { tls } : {}),
+    log: (l) => log.info(l),
+    ...(ck
+      ? { onSuspended: (n: number, _x: Hypervisor, d: number) => ck({ side: 'primary', checkpoint: n }, d) }
+      : {}),
+  });
+}
+
+type RemusResult = Awaited<ReturnType<typeof remus>['done']>;
+
+/** The exit code of an ended replication; a refusal says which option would let it through. */
+function remusExit(r: RemusResult, log: Log, received: NodeJS.Signals | null): number {
+  if (r.reason === 'refused' && (r.error as { code?: string } | undefined)?.code?.startsWith('ERR_DISK')) {
+    log.warn(
+      `replication refused, guest untouched: ${r.error?.message}; to replicate without its disks give --no-disk-replication (or --unsafe)`,
+    );
+    return EXIT.FAILED;
+  }
+  if (r.reason === 'refused') {
+    log.warn(
+      `replication refused, guest untouched: ${r.error?.message}; to replicate without holding its network output give --no-net-buffer (or --unsafe)`,
+    );
+    return EXIT.FAILED;
+  }
+  if (r.error) {
+    log.warn(`replication ended: ${r.error.message}`, {
+      checkpoint: r.checkpoints,
+      lastAcked: r.lastAcked,
+      guest: r.guest,
+    });
+    return EXIT.FAILED;
+  }
+  return signalExit(received) ?? EXIT.OK;
+}
+
 async function runRemus(domain: number | string, dest: string | undefined, o: RemusCli): Promise<number> {
   const log = new Log(o.logFormat);
   const progress = new Progress();
@@ -265,44 +365,12 @@ async function runRemus(domain: number | string, dest: string | undefined, o: Re
   const sig = signalAbort();
   let xen: Hypervisor | null = null;
   try {
-    const tls = tlsFrom(o);
     // options first: a replication that cannot connect is refused before the domain is touched
-    if (dest === undefined && !o.blackhole)
-      throw new UsageError('remus needs a destination (or --blackhole, as xl remus -b)');
-    if (dest !== undefined && o.blackhole)
-      throw new UsageError('--blackhole discards the stream: give no destination');
-    if (dest !== undefined && parseDestination(dest).kind === 'tcp' && !tls && !o.insecure)
-      throw new UsageError('tcp:// needs --cert, --key and --ca (mutual TLS), or --insecure (on both ends)');
+    const tls = tlsFrom(o);
+    checkRemusTarget(dest, o, tls);
     xen = openXen(xenOptions(o)).xen;
     const domid = await resolveDomain(xen, domain);
-    const ck = checksumLogger(o.checksumLog, xen);
-    // the stream carries --config when given; else remus() takes the domain's stored config under
-    // its live name (an xl Remus replica's stored config can still say "<name>--incoming")
-    const given = configFrom(o);
-    const config = given ?? remusConfig(xen, domid);
-    // disks before the network: a refusal here must not leave an IFB behind
-    const disks = remusDisks(domid, config ?? null, o, log);
-    const netBuffer = remusNetBuffer(domid, config, o, log);
-    const h = remus(domid, dest ?? '/dev/null', {
-      ...(netBuffer ? { netBuffer } : {}),
-      ...(disks ? { disks } : {}),
-      xen,
-      ...(given ? { config: given } : {}),
-      intervalMs: o.intervalMs,
-      ...(o.blackhole ? { blackhole: true } : {}),
-      ...(o.colo ? { colo: true } : {}),
-      ...(o.ackTimeoutMs ? { ackTimeoutMs: o.ackTimeoutMs } : {}),
-      onBackupLoss: o.onBackupLoss,
-      ...(o.maxCheckpoints ? { maxCheckpoints: o.maxCheckpoints } : {}),
-      ...(o.protocol ? { protocol: o.protocol } : {}),
-      ...(o.persistentMappings ? { persistentMappings: true } : {}),
-      ...(o.insecure ? { insecure: true } : {}),
-      ...(tls ? { tls } : {}),
-      log: (l) => log.info(l),
-      ...(ck
-        ? { onSuspended: (n: number, _x: Hypervisor, d: number) => ck({ side: 'primary', checkpoint: n }, d) }
-        : {}),
-    });
+    const h = startRemus(xen, domid, dest, o, tls, log);
     sig.signal.addEventListener('abort', () => void h.stop(), { once: true });
     for await (const s of h) {
       if (o.json) await writeOut(JSON.stringify(s) + '\n');
@@ -310,37 +378,13 @@ async function runRemus(domain: number | string, dest: string | undefined, o: Re
     }
     const r = await h.done;
     progress.clear();
-    if (o.json)
+    if (o.json) {
+      const { reason: result, checkpoints, lastAcked, guest } = r;
       await writeOut(
-        JSON.stringify({
-          result: r.reason,
-          checkpoints: r.checkpoints,
-          lastAcked: r.lastAcked,
-          guest: r.guest,
-          error: r.error?.message,
-        }) + '\n',
+        JSON.stringify({ result, checkpoints, lastAcked, guest, error: r.error?.message }) + '\n',
       );
-    if (r.reason === 'refused' && (r.error as { code?: string } | undefined)?.code?.startsWith('ERR_DISK')) {
-      log.warn(
-        `replication refused, guest untouched: ${r.error?.message}; to replicate without its disks give --no-disk-replication (or --unsafe)`,
-      );
-      return EXIT.FAILED;
     }
-    if (r.reason === 'refused') {
-      log.warn(
-        `replication refused, guest untouched: ${r.error?.message}; to replicate without holding its network output give --no-net-buffer (or --unsafe)`,
-      );
-      return EXIT.FAILED;
-    }
-    if (r.error) {
-      log.warn(`replication ended: ${r.error.message}`, {
-        checkpoint: r.checkpoints,
-        lastAcked: r.lastAcked,
-        guest: r.guest,
-      });
-      return EXIT.FAILED;
-    }
-    return signalExit(sig.received()) ?? EXIT.OK;
+    return remusExit(r, log, sig.received());
   } catch (e) {
     progress.clear();
     printError(e, log);
@@ -351,7 +395,6 @@ async function runRemus(domain: number | string, dest: string | undefined, o: Re
   }
 }
 
-/** The domain config: --config, else libxl's stored one on a real host, else none (a minimal one is made). */
 /** libxl's stored config of the replicated guest on a real host (its vifs are buffered). */
 function remusConfig(xen: Hypervisor, domid: number): DomainConfig | null {
   return xen.flavour === 'system' ? libxlStoredConfig(domid, xen.domainInfo(domid)) : null;

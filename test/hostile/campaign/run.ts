@@ -117,7 +117,8 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
       });
       let current = next;
       let startedAt = performance.now();
-      let killed: string | null = null;
+      // set by the watchdog's callback: declared wide so that TypeScript does not narrow it to null
+      let killed = null as string | null;
       let finished = false;
       let buf = '';
       let stderr = '';
@@ -132,7 +133,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
             current = Number(line.slice(2));
             startedAt = performance.now();
           } else if (line.startsWith('F ')) {
-            const f = JSON.parse(line.slice(2)) as Failure;
+            const f = JSON.parse(line.slice(2)) as Omit<Failure, 'seed' | 'index'> & { index?: number };
             res.failures.push({ seed: o.seed, index: current, ...f });
             o.log?.(
               `campaign: FAILED seed ${o.seed} index ${f.index ?? current}: ${f.check}: ${f.detail.split('\n')[0]}`,

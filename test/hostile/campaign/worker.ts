@@ -171,7 +171,7 @@ async function channelPair(): Promise<[Channel, Channel]> {
 }
 
 async function writeInput(w: Writable, input: Input, signal: AbortSignal): Promise<void> {
-  const chunks: AsyncIterable<Uint8Array> = Buffer.isBuffer(input) ? [input] : input();
+  const chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array> = Buffer.isBuffer(input) ? [input] : input();
   for await (const c of chunks) {
     if (signal.aborted) throw signal.reason;
     if (!w.write(c))
@@ -180,7 +180,9 @@ async function writeInput(w: Writable, input: Input, signal: AbortSignal): Promi
           w.off('drain', done);
           w.off('close', done);
           signal.removeEventListener('abort', done);
-          signal.aborted ? rej(signal.reason) : res();
+          // the reason is the AbortError of the case's own controller
+          if (signal.aborted) rej(signal.reason as Error);
+          else res();
         };
         w.on('drain', done);
         w.on('close', done);
@@ -226,8 +228,8 @@ async function runTarget(xen: MockHypervisor, c: Case, base: Base): Promise<{ do
         { timeouts: { ready: 3_000, received: 5_000, result: 3_000, clearedBack: 3_000, bestEffort: 300 } },
       );
       const got = receive({ xen, channel: rx, paused: true }).then(
-        (r) => ({ domid: r.domid, err: null as unknown }),
-        (e: unknown) => ({ domid: null, err: e }),
+        (r) => ({ domid: r.domid, err: null as Error | null }),
+        (e: unknown) => ({ domid: null, err: e instanceof Error ? e : new Error(String(e)) }),
       );
       const [, r] = await Promise.all([sender, got]);
       if (r.err) throw r.err;
