@@ -53,24 +53,7 @@ export function hvmRestoreOps(): RestoreOps {
           context = rec.data; // applied at stream completion; the last one wins
           return true;
         case 'HVM_PARAMS':
-          for (const [i, p] of rec.params.entries()) {
-            // checked as a 64-bit value: Number() would round 2^64-1 to 18446744073709552000
-            if (p.index >= BigInt(HVM_NR_PARAMS))
-              throw new MigrationError(
-                MigrationErrorCode.ERR_DOMAIN_MISMATCH,
-                `HVM_PARAMS entry ${i}: index 0x${p.index.toString(16)} is not an HVM parameter (0..${HVM_NR_PARAMS - 1})`,
-                { domid: ctx.domid },
-              );
-            const index = Number(p.index);
-            if (index === HvmParam.PAE_ENABLED) continue; // dropped, as libxc does
-            if (
-              index === HvmParam.STORE_PFN ||
-              index === HvmParam.IOREQ_PFN ||
-              index === HvmParam.BUFIOREQ_PFN
-            )
-              clearPage(ctx, p.value);
-            ctx.xen.hvmParamSet(ctx.domid, index, p.value);
-          }
+          applyHvmParams(ctx, rec.params, (gfn) => clearPage(ctx, gfn));
           return true;
         case 'X86_CPUID_POLICY':
         case 'X86_MSR_POLICY':
@@ -89,4 +72,27 @@ export function hvmRestoreOps(): RestoreOps {
     },
     cleanup() {},
   };
+}
+
+/** HVM_PARAMS: each parameter set in the domain (PAE_ENABLED dropped, as libxc does); the pages
+ * behind the xenstore and ioreq parameters are cleared first. */
+function applyHvmParams(
+  ctx: RestoreContext,
+  params: readonly { index: bigint; value: bigint }[],
+  clearPage: (gfn: bigint) => void,
+): void {
+  for (const [i, p] of params.entries()) {
+    // checked as a 64-bit value: Number() would round 2^64-1 to 18446744073709552000
+    if (p.index >= BigInt(HVM_NR_PARAMS))
+      throw new MigrationError(
+        MigrationErrorCode.ERR_DOMAIN_MISMATCH,
+        `HVM_PARAMS entry ${i}: index 0x${p.index.toString(16)} is not an HVM parameter (0..${HVM_NR_PARAMS - 1})`,
+        { domid: ctx.domid },
+      );
+    const index = Number(p.index);
+    if (index === HvmParam.PAE_ENABLED) continue;
+    if (index === HvmParam.STORE_PFN || index === HvmParam.IOREQ_PFN || index === HvmParam.BUFIOREQ_PFN)
+      clearPage(p.value);
+    ctx.xen.hvmParamSet(ctx.domid, index, p.value);
+  }
 }

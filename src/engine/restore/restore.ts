@@ -405,18 +405,9 @@ class RestoreEngine implements RestoreContext {
   ): Promise<void> {
     const n = r.count;
     const { pfns, types } = r;
-    // validate every entry before touching the domain; a record of holes only (the first round of
-    // an HVM stream is mostly such records) needs nothing else
-    const maxPfn = this.maxPfn;
-    let backed = 0;
-    for (let i = 0; i < n; i++) {
-      const pfn = pfns[i]!;
-      if (pfn > maxPfn)
-        throw this.mismatch(`pfn ${hex(pfn)} beyond the domain's max pfn ${hex(maxPfn)}`, item, pfn);
-      const t = types[i]!;
-      if (t !== PageType.XTAB && t !== PageType.BROKEN) backed++;
-    }
-    if (backed === 0) {
+    // a record of holes only (the first round of an xl HVM stream is mostly such records) needs
+    // nothing else
+    if (this.checkEntries(item, r) === 0) {
       this.stats.holes += n;
       return;
     }
@@ -482,6 +473,21 @@ class RestoreEngine implements RestoreContext {
       if (pending) void pending.catch(() => undefined).finally(() => mapping?.unmap());
       else mapping?.unmap();
     }
+  }
+
+  /** Every entry checked before the domain is touched; returns how many need memory behind them. */
+  private checkEntries(item: LibxcRecordItem, r: PageDataRecord): number {
+    const { count: n, pfns, types } = r;
+    const maxPfn = this.maxPfn;
+    let backed = 0;
+    for (let i = 0; i < n; i++) {
+      const pfn = pfns[i]!;
+      if (pfn > maxPfn)
+        throw this.mismatch(`pfn ${hex(pfn)} beyond the domain's max pfn ${hex(maxPfn)}`, item, pfn);
+      const t = types[i]!;
+      if (t !== PageType.XTAB && t !== PageType.BROKEN) backed++;
+    }
+    return backed;
   }
 
   /** Back with RAM what needs it and is not backed yet, within the domain's configured size. */

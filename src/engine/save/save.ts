@@ -547,56 +547,7 @@ class SaveEngine implements SaveContext {
    */
   private prepareBatch(pfns: Float64Array, live: boolean): PreparedBatch {
     const n = pfns.length;
-    const ops = this.ops;
-    // frames of the entries that have one, compacted (validIdx: their batch index); a copy keeps
-    // them, since pfnTypes overwrites its argument with the types
-    const frames = new BigUint64Array(n);
-    const fw = new Uint32Array(frames.buffer);
-    const types = new Uint8Array(n);
-    const validIdx = new Int32Array(n);
-    let nValid = 0;
-    for (let i = 0; i < n; i++) {
-      const f = ops.pfnToFrame(pfns[i]!);
-      if (f < 0) {
-        // no frame (ballooned PV page): send as XTAB now, again after the suspend
-        types[i] = PageType.XTAB;
-        if (live) this.deferred.set(pfns[i]!);
-      } else {
-        setFrame(frames, fw, nValid, f);
-        validIdx[nValid++] = i;
-      }
-    }
-    // the data-bearing entries: their batch indices and frames (mapped in one call below)
-    const dataIdx: number[] = [];
-    const mf = new BigUint64Array(nValid);
-    const mw = new Uint32Array(mf.buffer);
-    if (nValid > 0) {
-      const q = frames.subarray(0, nValid);
-      mf.set(q);
-      this.xen.pfnTypes(this.domid, q);
-      const qw = fw;
-      for (let j = 0; j < nValid; j++) {
-        // XEN_DOMCTL_PFINFO_* type: bits 31-28 of the (64-bit) word
-        const t = LITTLE_ENDIAN ? qw[2 * j]! >>> 28 : Number((q[j]! >> 28n) & 0xfn);
-        const i = validIdx[j]!;
-        if (!pageTypeValid(t))
-          throw new MigrationError(
-            MigrationErrorCode.ERR_PAGE_TYPE,
-            `unknown page type ${t} for pfn ${hex(pfns[i]!)}`,
-            { domid: this.domid, pfn: pfns[i] },
-          );
-        types[i] = t;
-        if (pageTypeHasData(t)) {
-          // compact the frame in place: entry dataIdx.length <= j
-          const d = dataIdx.length;
-          if (d !== j) {
-            mw[2 * d] = mw[2 * j]!;
-            mw[2 * d + 1] = mw[2 * j + 1]!;
-          }
-          dataIdx.push(i);
-        }
-      }
-    }
+    const { types, dataIdx, dataFrames } = this.classifyBatch(pfns, live);
     this.stats.dataPages += dataIdx.length;
     let mapping: Mapping | null = null;
     const chunks: Uint8Array[] = [];
@@ -605,53 +556,10 @@ class SaveEngine implements SaveContext {
         // checkpoint, suspended: copy out of mappings kept from earlier checkpoints (stage() copies)
         this.pagesFromChunks(pfns, dataIdx, chunks);
       } else if (dataIdx.length > 0) {
-        mapping = this.xen.map(this.domid, mf.subarray(0, dataIdx.length), 'r');
-        const errs = mapping.errors;
-        for (let j = 0; j < errs.length; j++) {
-          if (errs[j] !== 0)
-            throw new MigrationError(
-              MigrationErrorCode.ERR_MAP_FAILED,
-              `mapping of pfn ${hex(pfns[dataIdx[j]!]!)} failed (errno ${errs[j]})`,
-              {
-                domid: this.domid,
-                pfn: pfns[dataIdx[j]!],
-              },
-            );
-        }
+        mapping = this.mapDataPages(pfns, dataIdx, dataFrames);
         const bytes = mapping.bytes;
-        if (this.info.type === 'pv') {
-          // page tables are rewritten into private copies; everything else goes from the mapping
-          let runStart = 0;
-          for (let j = 0; j < dataIdx.length; j++) {
-            const t = types[dataIdx[j]!]!;
-            if (!isPageTable(t)) continue;
-            const src = bytes.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE);
-            const dst = new Uint8Array(PAGE_SIZE);
-            const r = ops.normalisePage(this, t, src, dst);
-            if (j > runStart) chunks.push(bytes.subarray(runStart * PAGE_SIZE, j * PAGE_SIZE));
-            if (r === 'ok') {
-              chunks.push(dst);
-            } else {
-              if (!live)
-                throw new MigrationError(
-                  MigrationErrorCode.ERR_PV_STATE,
-                  `page table at pfn ${hex(pfns[dataIdx[j]!]!)} cannot be normalised`,
-                  {
-                    domid: this.domid,
-                    pfn: pfns[dataIdx[j]!],
-                  },
-                );
-              // inconsistent while the guest runs: XTAB now, again after the suspend
-              types[dataIdx[j]!] = PageType.XTAB;
-              this.stats.dataPages--;
-              this.deferred.set(pfns[dataIdx[j]!]!);
-            }
-            runStart = j + 1;
-          }
-          if (runStart < dataIdx.length) chunks.push(bytes.subarray(runStart * PAGE_SIZE));
-        } else {
-          chunks.push(bytes);
-        }
+        if (this.info.type === 'pv') this.pvChunks(pfns, types, dataIdx, bytes, live, chunks);
+        else chunks.push(bytes);
         if (!this.opts.zeroCopy && !this.staging) {
           // the sink may keep what it is given after the mapping is gone: give it a copy
           for (let c = 0; c < chunks.length; c++)
@@ -675,6 +583,120 @@ class SaveEngine implements SaveContext {
       while (this.retiredMaps.length) this.retiredMaps.pop()!.unmap();
       throw e;
     }
+  }
+
+  /**
+   * A batch's page types (pfnTypes on the entries that have a frame), the batch indices of the
+   * data-bearing entries and their frames, compacted in place (no index arrays, no BigInt per page).
+   */
+  private classifyBatch(
+    pfns: Float64Array,
+    live: boolean,
+  ): { types: Uint8Array; dataIdx: number[]; dataFrames: BigUint64Array } {
+    const n = pfns.length;
+    const ops = this.ops;
+    // frames of the entries that have one, compacted (validIdx: their batch index); a copy keeps
+    // them, since pfnTypes overwrites its argument with the types
+    const frames = new BigUint64Array(n);
+    const fw = new Uint32Array(frames.buffer);
+    const types = new Uint8Array(n);
+    const validIdx = new Int32Array(n);
+    let nValid = 0;
+    for (let i = 0; i < n; i++) {
+      const f = ops.pfnToFrame(pfns[i]!);
+      if (f < 0) {
+        // no frame (ballooned PV page): send as XTAB now, again after the suspend
+        types[i] = PageType.XTAB;
+        if (live) this.deferred.set(pfns[i]!);
+      } else {
+        setFrame(frames, fw, nValid, f);
+        validIdx[nValid++] = i;
+      }
+    }
+    const dataIdx: number[] = [];
+    const mf = new BigUint64Array(nValid);
+    const mw = new Uint32Array(mf.buffer);
+    if (nValid === 0) return { types, dataIdx, dataFrames: mf };
+    const q = frames.subarray(0, nValid);
+    mf.set(q);
+    this.xen.pfnTypes(this.domid, q);
+    for (let j = 0; j < nValid; j++) {
+      // XEN_DOMCTL_PFINFO_* type: bits 31-28 of the (64-bit) word
+      const t = LITTLE_ENDIAN ? fw[2 * j]! >>> 28 : Number((q[j]! >> 28n) & 0xfn);
+      const i = validIdx[j]!;
+      if (!pageTypeValid(t))
+        throw new MigrationError(
+          MigrationErrorCode.ERR_PAGE_TYPE,
+          `unknown page type ${t} for pfn ${hex(pfns[i]!)}`,
+          {
+            domid: this.domid,
+            pfn: pfns[i],
+          },
+        );
+      types[i] = t;
+      if (pageTypeHasData(t)) {
+        // compact the frame in place: entry dataIdx.length <= j
+        const d = dataIdx.length;
+        if (d !== j) {
+          mw[2 * d] = mw[2 * j]!;
+          mw[2 * d + 1] = mw[2 * j + 1]!;
+        }
+        dataIdx.push(i);
+      }
+    }
+    return { types, dataIdx, dataFrames: mf.subarray(0, dataIdx.length) };
+  }
+
+  /** One mapping of the batch's data-bearing pages; a page that failed to map fails the save. */
+  private mapDataPages(pfns: Float64Array, dataIdx: number[], frames: BigUint64Array): Mapping {
+    const mapping = this.xen.map(this.domid, frames, 'r');
+    const errs = mapping.errors;
+    for (let j = 0; j < errs.length; j++) {
+      if (errs[j] === 0) continue;
+      mapping.unmap();
+      throw new MigrationError(
+        MigrationErrorCode.ERR_MAP_FAILED,
+        `mapping of pfn ${hex(pfns[dataIdx[j]!]!)} failed (errno ${errs[j]})`,
+        { domid: this.domid, pfn: pfns[dataIdx[j]!] },
+      );
+    }
+    return mapping;
+  }
+
+  /** PV: page tables are rewritten into private copies; everything else goes from the mapping. */
+  private pvChunks(
+    pfns: Float64Array,
+    types: Uint8Array,
+    dataIdx: number[],
+    bytes: Uint8Array,
+    live: boolean,
+    chunks: Uint8Array[],
+  ): void {
+    let runStart = 0;
+    for (let j = 0; j < dataIdx.length; j++) {
+      const t = types[dataIdx[j]!]!;
+      if (!isPageTable(t)) continue;
+      const src = bytes.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE);
+      const dst = new Uint8Array(PAGE_SIZE);
+      const r = this.ops.normalisePage(this, t, src, dst);
+      if (j > runStart) chunks.push(bytes.subarray(runStart * PAGE_SIZE, j * PAGE_SIZE));
+      if (r === 'ok') {
+        chunks.push(dst);
+      } else {
+        if (!live)
+          throw new MigrationError(
+            MigrationErrorCode.ERR_PV_STATE,
+            `page table at pfn ${hex(pfns[dataIdx[j]!]!)} cannot be normalised`,
+            { domid: this.domid, pfn: pfns[dataIdx[j]!] },
+          );
+        // inconsistent while the guest runs: XTAB now, again after the suspend
+        types[dataIdx[j]!] = PageType.XTAB;
+        this.stats.dataPages--;
+        this.deferred.set(pfns[dataIdx[j]!]!);
+      }
+      runStart = j + 1;
+    }
+    if (runStart < dataIdx.length) chunks.push(bytes.subarray(runStart * PAGE_SIZE));
   }
 
   /**
