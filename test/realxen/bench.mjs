@@ -566,7 +566,8 @@ const facts = { rounds: ROUNDS, remusRounds: REMUS_ROUNDS, tickMs: TICK_MS };
 }
 log(`create ${NAME}`);
 {
-  const r = await xl(['create', `/etc/xen/${NAME}.cfg`], { timeoutMs: 120_000 });
+  // libxl runs the vbd and vif hotplug scripts under TCG: 2-10 s each unloaded, minutes on a loaded host
+  const r = await xl(['create', `/etc/xen/${NAME}.cfg`], { timeoutMs: 400_000 });
   if (r.rc !== 0) throw new Error(`xl create ${NAME}: ${r.err}`);
   await waitArrival(arr, 'console', 20, 300_000);
   await waitArrival(arr, 'udp', 20, 120_000);
