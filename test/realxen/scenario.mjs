@@ -118,7 +118,7 @@ async function ensureGuest(ty) {
     }
     await xl(['destroy', String(d)]); // shut down or crashed by an earlier step
   }
-  const r = await xl(['create', `/etc/xen/g-${ty}.cfg`], { timeoutMs: 120_000 });
+  const r = await xl(['create', `/etc/xen/g-${ty}.cfg`], { timeoutMs: 300_000 });
   assert(r.rc === 0, `re-creating g-${ty} (lost by an earlier step): ${r.err.slice(-300)}`);
   await guestUp(ty, 200_000);
   ids[ty] = await domidOf(`g-${ty}`);
@@ -145,7 +145,7 @@ await step(
   'rig: PV and PVH guests created and ticking',
   async () => {
     for (const ty of GUESTS) {
-      const r = await xl(['create', `/etc/xen/g-${ty}.cfg`], { timeoutMs: 120_000 });
+      const r = await xl(['create', `/etc/xen/g-${ty}.cfg`], { timeoutMs: 300_000 });
       writeFileSync(`${OUT}/g-${ty}-create.log`, r.out + r.err);
       assert(r.rc === 0, `xl create g-${ty}: rc ${r.rc}: ${r.err.slice(-400)}`);
     }
@@ -160,7 +160,7 @@ await step(
         const dm = await xl(['dmesg']);
         const tf = (dm.out.match(/d\d+v\d+ Triple fault[^\n]*/g) ?? []).join('; ');
         await xl(['destroy', `g-${ty}`]);
-        const r = await xl(['create', `/etc/xen/g-${ty}.cfg`], { timeoutMs: 120_000 });
+        const r = await xl(['create', `/etc/xen/g-${ty}.cfg`], { timeoutMs: 300_000 });
         assert(r.rc === 0, `xl create g-${ty} (second try): ${r.err.slice(-300)}`);
         up = await guestUp(ty, 200_000);
         s.push(`g-${ty} needed a second boot (${errInfo(e)}${tf ? '; xl dmesg: ' + tf : ''})`);
