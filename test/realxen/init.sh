@@ -35,7 +35,7 @@ if grep -q "rig_mode=bench" /proc/cmdline; then
   export BENCH_REMUS_ROUNDS=$(sed -n 's/.*bench_remus_rounds=\([0-9]*\).*/\1/p' /proc/cmdline)
   [ -n "$BENCH_REMUS_ROUNDS" ] || unset BENCH_REMUS_ROUNDS
   grep -q "bench_profile=1" /proc/cmdline && export BENCH_PROFILE=1
-  for v in trials trials_unbuffered; do
+  for v in trials trials_unbuffered trials_disk; do
     n=$(sed -n "s/.*bench_$v=\([0-9]*\).*/\1/p" /proc/cmdline)
     [ -n "$n" ] && export "BENCH_$(echo $v | tr a-z A-Z)=$n"
   done
