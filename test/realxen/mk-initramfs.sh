@@ -29,7 +29,7 @@ ELF=("$T/$XB"/* "$T/usr/bin/xenstore")
 mkdir -p "$T/etc/xen/scripts"; cp -a "$R/etc/xen/scripts/." "$T/etc/xen/scripts/"
 cp -L /bin/bash "$T/bin/bash"; cp -L "$(command -v flock)" "$T/usr/bin/flock"; ELF+=("$T/bin/bash" "$T/usr/bin/flock")
 # Remus disk replication: the NBD client (from Debian's package, fetch.sh; its libnl-genl from there too)
-mkdir -p "$T/sbin"; cp -a "$R/sbin/nbd-client" "$T/sbin/"; ELF+=("$T/sbin/nbd-client")
+cp -a "$R/sbin/nbd-client" "$T/usr/bin/"; ELF+=("$T/usr/bin/nbd-client")
 # an HVM guest: Debian's qemu-xen device model (where libxl looks for it), hvmloader, SeaBIOS, and
 # the QEMU option ROMs a direct kernel boot uses
 mkdir -p "$T/usr/libexec" "$T/usr/lib/xen-4.17/boot" "$T/usr/share/seabios" "$T/usr/share/qemu/keymaps"
