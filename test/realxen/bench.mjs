@@ -22,6 +22,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { spawn } from 'node:child_process';
+import { openHypervisor } from '../../dist/xen/index.js';
 import { createSocket } from 'node:dgram';
 import {
   xl,
@@ -551,8 +552,14 @@ async function killTrial(arr, buffered, trial, withDisk = false) {
   let diskAtFailover;
   if (disk) {
     diskAtFailover = diskCounter('bench', disk.backup);
-    const u = await xl(['unpause', String(b.domid)]);
-    if (u.rc !== 0) throw new Error(`xl unpause ${b.domid}: ${u.err.trim()}`);
+    // as the backup itself would unpause it (a replica left in its suspended state is resumed first)
+    const xen = openHypervisor({ flavour: 'system' });
+    try {
+      if (xen.domainInfo(b.domid).shutdown) xen.resume(b.domid, false);
+      xen.unpause(b.domid);
+    } finally {
+      xen.close();
+    }
   }
   const first = () => arr.console[mark]?.[1];
   const tw = Date.now();

@@ -953,8 +953,9 @@ async function remusDiskStep() {
     for (const f of readdirSync(CONSOLE_DIR).filter((f) => f.startsWith(`guest-${name}`)))
       sizes.set(f, statSync(`${CONSOLE_DIR}/${f}`).size);
     const failedIo = io(ty);
-    const u = await xl(['unpause', String(b.domid)]);
-    assert(u.rc === 0, `xl unpause ${b.domid}: ${u.err.trim()}`);
+    // as the backup itself would unpause it (a replica left in its suspended state is resumed first)
+    if (xen.domainInfo(b.domid).shutdown) xen.resume(b.domid, false);
+    xen.unpause(b.domid);
     let first;
     const tw = Date.now();
     while (first === undefined) {
@@ -985,9 +986,17 @@ async function remusDiskStep() {
         );
       await sleep(500);
     }
-    const io1 = await ioRuns(ty, failedIo, { floor: mem + 1, timeoutMs: 90_000 }).catch((e) => {
-      throw new Error(`${errInfo(e)} (${facts5})`);
-    });
+    // and its network: new datagrams from the counters it continues (its disk is the backup image, so
+    // ioRuns, which reads the primary's, does not apply)
+    const t3 = Date.now();
+    while ((obs.count[ty] ?? 0) < failedIo.n + 2 || (obs.last?.[ty] ?? 0) <= mem) {
+      if (Date.now() - t3 > 90_000)
+        throw new Error(
+          `the replica's datagrams: ${(obs.count[ty] ?? 0) - failedIo.n} new, last ${obs.last?.[ty]} (${facts5})`,
+        );
+      await sleep(500);
+    }
+    const io1 = `udp -> ${obs.last[ty]} (+${obs.count[ty] - failedIo.n} datagrams); ${await devicesConnected(b.domid)}`;
     const same =
       diskAtFailover === mem ? '= memory counter' : '= memory counter - 1 (its write ran after the resume)';
     return `${io0}; ${acked} checkpoints acked in ${replicateMs} ms (disk blocks per checkpoint ${blocks.join(',')}); failover at checkpoint ${b.checkpoint} -> domid ${b.domid} (paused); ${facts5}: disk ${same}, memory >= dom0's highest; the replica's disk then ${diskCounter(ty, backupImg)}; ${io1}`;
