@@ -1013,7 +1013,7 @@ await step(
   '5.disk',
   'xenmig remus --disk (PVH, vbd on NBD from xenmig disk serve) to remus-receive --disk-map; primary killed -> the replica resumes with disk and memory from the same checkpoint',
   remusDiskStep,
-  600_000,
+  900_000,
 );
 
 // ---- 7, 8: xl sends, xenmig receives ------------------------------------------------------------
