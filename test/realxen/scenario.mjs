@@ -852,6 +852,17 @@ await step(
 // read while still paused: its disk (the backup image) must hold the counter its memory resumes from
 // (the first tick it prints, less one), and that counter must be at or above the highest one dom0 ever
 // received (output commit, the vif buffered). Then it runs on: its disk counter moves on the backup image.
+/** What a replication that does not get on looks like: the guest's state in xl list (r b p s), its
+ * last console tick, the logs; the primary and the daemon write node reports (their JS stacks and
+ * open handles) into OUT. */
+async function stuck(p, daemon) {
+  p.kill('SIGUSR2');
+  daemon.kill('SIGUSR2');
+  await sleep(3000);
+  const l = (await xlList()).map((r) => `${r.name}:${r.domid}:${r.state}`).join(' ');
+  return `xl list: ${l}; g-nbd's last tick ${lastTick('g-nbd')}; node reports in OUT`;
+}
+
 async function remusDiskStep() {
   const ty = 'nbd';
   const name = `g-${ty}`;
@@ -862,7 +873,14 @@ async function remusDiskStep() {
   let disk = null;
   try {
     if (!existsSync('/dev/nbd0')) throw new Unsupported('no /dev/nbd0 in dom0 (the nbd module did not load)');
-    disk = await serveNbdDisk({ image: `${DISK_DIR}/g-${ty}.img`, dev: '/dev/nbd0', log });
+    // the daemon and the primary write a node diagnostic report into OUT on SIGUSR2 (see stuck() below)
+    const report = `node --report-on-signal --report-signal=SIGUSR2 --report-directory=${OUT}`;
+    disk = await serveNbdDisk({
+      image: `${DISK_DIR}/g-${ty}.img`,
+      dev: '/dev/nbd0',
+      log,
+      xenmig: `${report} /opt/xenmig/dist/cli/main.js`,
+    });
     writeFileSync(backupImg, Buffer.alloc(4 << 20));
     const c = await xl(['create', `/etc/xen/${name}.cfg`], { timeoutMs: 120_000 });
     assert(c.rc === 0, `xl create ${name} (vbd on /dev/nbd0): rc ${c.rc}: ${c.err.slice(-400)}`);
@@ -899,7 +917,7 @@ async function remusDiskStep() {
       'sh',
       [
         '-c',
-        `exec node dist/cli/main.js remus --json -i 1000 --insecure --disk xvda=${disk.ctl} ${src} tcp://127.0.0.1:${port} 2>>${log}`,
+        `exec ${report} dist/cli/main.js remus --json -i 1000 --insecure --disk xvda=${disk.ctl} ${src} tcp://127.0.0.1:${port} 2>>${log}`,
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
@@ -921,7 +939,10 @@ async function remusDiskStep() {
     while (stats().length < 3) {
       if (p.exitCode !== null)
         throw new Error(`remus --disk exited (${p.exitCode}): ${readFileSync(log, 'utf8').slice(-500)}`);
-      if (Date.now() - t0 > 300_000) throw new Error(`${stats().length} checkpoints acknowledged in 300 s`);
+      if (Date.now() - t0 > 300_000)
+        throw new Error(
+          `${stats().length} checkpoints acknowledged in 300 s; ${await stuck(p, disk.daemon)}`,
+        );
       await sleep(500);
     }
     const replicateMs = Date.now() - t0;
