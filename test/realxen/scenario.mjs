@@ -939,9 +939,10 @@ async function remusDiskStep() {
     while (stats().length < 3) {
       if (p.exitCode !== null)
         throw new Error(`remus --disk exited (${p.exitCode}): ${readFileSync(log, 'utf8').slice(-500)}`);
-      if (Date.now() - t0 > 300_000)
+      // a loaded host: the bench's Remus without disks needed ~400 s to its first ACK (run 20261203-174734)
+      if (Date.now() - t0 > 900_000)
         throw new Error(
-          `${stats().length} checkpoints acknowledged in 300 s; ${await stuck(p, disk.daemon)}`,
+          `${stats().length} checkpoints acknowledged in 900 s; ${await stuck(p, disk.daemon)}`,
         );
       await sleep(500);
     }
@@ -1034,7 +1035,7 @@ await step(
   '5.disk',
   'xenmig remus --disk (PVH, vbd on NBD from xenmig disk serve) to remus-receive --disk-map; primary killed -> the replica resumes with disk and memory from the same checkpoint',
   remusDiskStep,
-  900_000,
+  1_500_000,
 );
 
 // ---- 7, 8: xl sends, xenmig receives ------------------------------------------------------------
