@@ -148,17 +148,38 @@ if (trials.length) {
   );
   lines.push('');
   lines.push(
-    '| network output | trials | replica ≥ outside (output commit held) | outside saw the future | largest lead |',
+    "| network output | trials | replica ≥ outside (output commit held) | outside saw the future | largest lead | disk = memory's checkpoint |",
   );
-  lines.push('|---|---|---|---|---|');
-  for (const buffered of [true, false]) {
-    const t = trials.filter((x) => x.buffered === buffered);
+  lines.push('|---|---|---|---|---|---|');
+  const kinds = [
+    [true, true, 'buffered, vbd replicated (`--disk`)'],
+    [true, false, 'buffered (default)'],
+    [false, false, '`--no-net-buffer`'],
+  ];
+  for (const [buffered, disk, label] of kinds) {
+    const t = trials.filter((x) => x.buffered === buffered && !!x.disk === disk);
     if (!t.length) continue;
     const fut = t.filter((x) => x.future > 0);
+    const dk = disk ? `${t.filter((x) => x.diskOk).length} of ${t.length}` : '–';
     lines.push(
-      `| ${buffered ? 'buffered (default)' : '`--no-net-buffer`'} | ${t.length} | ${t.filter((x) => x.ok).length} | ${fut.length} | ${fut.length ? Math.max(...fut.map((x) => x.future)) + ' ticks' : '–'} |`,
+      `| ${label} | ${t.length} | ${t.filter((x) => x.replicaCounter >= x.seenOutside).length} | ${fut.length} | ${fut.length ? Math.max(...fut.map((x) => x.future)) + ' ticks' : '–'} | ${dk} |`,
     );
   }
+  // xenmig's own pause per checkpoint (suspend to resume, as the primary reports it), buffered trials
+  const own = (disk) =>
+    trials.filter((x) => x.buffered && !!x.disk === disk).flatMap((x) => x.ownPausesMs ?? []);
+  const withDisk = own(true);
+  const without = own(false);
+  if (withDisk.length && without.length) {
+    lines.push('');
+    lines.push(
+      `Pause added by disk replication (reported, not asserted): xenmig's own pause per checkpoint, median over the buffered trials' checkpoints: ` +
+        `${f1(median(withDisk), 1)} ms with \`--disk\` (${withDisk.length} checkpoints) against ${f1(median(without), 1)} ms without (${without.length} checkpoints).`,
+    );
+  }
+  const failedTrials = rows.filter((r) => r.kind === 'trial' && r.error);
+  if (failedTrials.length)
+    lines.push('', `Trials that did not complete: ${failedTrials.length} (listed under "Failed runs").`);
 }
 const noFailover = rows.filter((r) => r.kind === 'remus' && r.failover && r.failover !== 'ok');
 if (noFailover.length) {
@@ -173,7 +194,7 @@ if (errors.length) {
   lines.push('Failed runs:');
   for (const e of errors)
     lines.push(
-      `- ${e.kind} ${e.sender ?? e.tool}${e.receiver ? ` → ${e.receiver}` : ''} round ${e.round}: ${String(e.error).replace(/\n/g, ' ').slice(0, 300)}`,
+      `- ${e.kind === 'trial' ? `kill trial ${e.trial}${e.disk ? ' (disk)' : ''}` : `${e.kind} ${e.sender ?? e.tool}${e.receiver ? ` → ${e.receiver}` : ''} round ${e.round}`}: ${String(e.error).replace(/\n/g, ' ').slice(0, 300)}`,
     );
 }
 const text = lines.join('\n') + '\n';

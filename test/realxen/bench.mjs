@@ -22,8 +22,23 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { spawn } from 'node:child_process';
+import { openHypervisor } from '../../dist/xen/index.js';
 import { createSocket } from 'node:dgram';
-import { xl, domidOf, xlList, sleep, uptime, errInfo, CONSOLE_DIR, UDP_PORT, run } from './helpers.mjs';
+import {
+  xl,
+  domidOf,
+  xlList,
+  sleep,
+  uptime,
+  errInfo,
+  CONSOLE_DIR,
+  UDP_PORT,
+  run,
+  DISK_DIR,
+  diskCounter,
+  diskMatchesMemory,
+  serveNbdDisk,
+} from './helpers.mjs';
 
 const OUT = process.argv[2] ?? '/out';
 const NAME = 'g-bench';
@@ -307,15 +322,17 @@ async function migration(arr, sender, receiver, round) {
 // ---- Remus ----------------------------------------------------------------------------------------
 /** A xenmig Remus pair on this host: `remus-receive` on a TCP port of 127.0.0.1 (waits until it
  * listens), then `remus --json` towards it, network output buffered or not (--no-net-buffer); both
- * --no-disk-replication (one host, one image). Their stdout so far: backupOut(), primaryOut(). */
-async function startXenmigRemus(src, buffered) {
+ * --no-disk-replication (one host, one image), or with `disk` ({ctl, backup}) the vbd replicated
+ * (`--disk xvda=CTL` → `--disk-map xvda=BACKUP`, the replica left paused at failover). Their stdout
+ * so far: backupOut(), primaryOut(). */
+async function startXenmigRemus(src, buffered, disk = null) {
   let backupOut = '';
   const bk = track(
     spawn(
       'sh',
       [
         '-c',
-        `exec ${XENMIG} remus-receive --listen 127.0.0.1:0 --insecure --json --failover-timeout-ms 30000 2>>/tmp/b-bk.log`,
+        `exec ${XENMIG} remus-receive --listen 127.0.0.1:0 --insecure --json --failover-timeout-ms 30000${disk ? ` --paused --disk-map xvda=${disk.backup}` : ''} 2>>/tmp/b-bk.log`,
       ],
       { stdio: ['ignore', 'pipe', 'ignore'] },
     ),
@@ -338,7 +355,7 @@ async function startXenmigRemus(src, buffered) {
       'sh',
       [
         '-c',
-        `exec ${XENMIG} remus --json${nb} --no-disk-replication -i ${REMUS_INTERVAL_MS} --insecure ${src} tcp://127.0.0.1:${port} 2>/tmp/b-pr.log`,
+        `exec ${XENMIG} remus --json${nb} ${disk ? `--disk xvda=${disk.ctl}` : '--no-disk-replication'} -i ${REMUS_INTERVAL_MS} --insecure ${src} tcp://127.0.0.1:${port} 2>/tmp/b-pr.log`,
       ],
       { stdio: ['ignore', 'pipe', 'ignore'] },
     ),
@@ -453,16 +470,49 @@ async function remusRun(arr, tool, round) {
 }
 
 // ---- Remus output commit: the primary killed at random moments ---------------------------------------
-/** One trial: replicate g-bench with xenmig (network output buffered, or not), kill the primary host at a
- * random moment 2-12 s after the first acknowledged checkpoint, let the backup fail over, then compare
- * the highest counter that ever reached dom0 over UDP (what the outside world saw) with the counter the
- * replica resumed from: the first tick the replica prints on its console, less one (the console is a
- * ring, nothing is lost there; the replica's own log starts with it). Output commit holds when the
- * replica's counter is >= the highest counter the outside saw. */
-async function killTrial(arr, buffered, trial) {
+/** The disk of the disk-replicated trials: g-bench booted afresh from g-bench-nbd.cfg, its vbd on
+ * /dev/nbd0 served by `xenmig disk serve` (a replica runs on its backup image, a plain file, so each
+ * such trial needs a new guest). */
+let nbd = null;
+async function benchOnNbd(arr) {
+  for (const r of await xlList()) if (r.name.startsWith(NAME)) await xl(['destroy', String(r.domid)]);
+  await nbd?.close();
+  nbd = null;
+  nbd = await serveNbdDisk({
+    image: `${DISK_DIR}/${NAME}-nbd.img`,
+    dev: '/dev/nbd0',
+    log: '/tmp/b-disk.log',
+  });
+  const backup = `${DISK_DIR}/${NAME}-backup.img`;
+  writeFileSync(backup, Buffer.alloc(4 << 20));
+  const mark = arr.console.length;
+  const c = await xl(['create', `/etc/xen/${NAME}-nbd.cfg`], { timeoutMs: 120_000 });
+  if (c.rc !== 0) throw new Error(`xl create ${NAME}-nbd.cfg: ${c.err.slice(-300)}`);
+  const t0 = Date.now();
+  while (arr.console.length < mark + 20 || diskCounter('bench', nbd.image) === 0) {
+    if (Date.now() - t0 > 300_000)
+      throw new Error(
+        `${NAME} on /dev/nbd0: ${arr.console.length - mark} ticks, disk ${diskCounter('bench', nbd.image)}`,
+      );
+    await sleep(200);
+  }
+  return { ctl: nbd.ctl, backup, image: nbd.image };
+}
+
+/** One trial: replicate g-bench with xenmig (network output buffered, or not; with `withDisk` its vbd
+ * replicated too, on a fresh guest), kill the primary host at a random moment 2-12 s after the first
+ * acknowledged checkpoint, let the backup fail over, then compare the highest counter that reached dom0
+ * over UDP during the trial (what the outside world saw) with the counter the replica resumed from: the
+ * first tick the replica prints on its console, less one (the console is a ring, nothing is lost
+ * there; the replica's own log starts with it). Output commit holds when the replica's counter is >=
+ * the highest counter the outside saw. With the disk, the replica stays paused at failover and its disk
+ * (the backup image) is read first: it must hold the record of the same checkpoint as the memory. */
+async function killTrial(arr, buffered, trial, withDisk = false) {
+  const disk = withDisk ? await benchOnNbd(arr) : null;
   const src = await domidOf(NAME);
+  const udp0 = arr.udp.length;
   for (const f of ['/tmp/b-bk.log', '/tmp/b-pr.log']) if (existsSync(f)) unlinkSync(f);
-  const { bk, p, backupOut, primaryOut } = await startXenmigRemus(src, buffered);
+  const { bk, p, backupOut, primaryOut } = await startXenmigRemus(src, buffered, disk);
   const t0 = Date.now();
   while (!/"checkpoint":\d+/.test(primaryOut())) {
     if (p.exitCode !== null)
@@ -472,14 +522,25 @@ async function killTrial(arr, buffered, trial) {
   }
   const waitMs = 2000 + Math.floor(Math.random() * 10_000);
   await sleep(waitMs);
-  const acked = Math.max(...[...primaryOut().matchAll(/"checkpoint":(\d+)/g)].map((m) => Number(m[1])));
+  // the primary's own per-checkpoint figures (--json: one line per acknowledged checkpoint)
+  const stats = primaryOut()
+    .split('\n')
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l)];
+      } catch {
+        return [];
+      }
+    })
+    .filter((j) => j.checkpoint);
+  const acked = Math.max(...stats.map((j) => j.checkpoint));
   // the primary host fails: the replicating process freezes, its guest goes, the process dies
   p.kill('SIGSTOP');
   await xl(['destroy', String(src)]);
   // what the dead guest had printed drains from its console ring into its log: wait, then count
   // arrivals from here on only (the replica's log may have the name the primary's had)
   await sleep(1500);
-  const seen = arr.udp.reduce((m, [, n]) => Math.max(m, n), 0);
+  const seen = arr.udp.slice(udp0).reduce((m, [, n]) => Math.max(m, n), 0);
   const mark = arr.console.length;
   p.kill('SIGKILL');
   const tf = Date.now();
@@ -495,7 +556,20 @@ async function killTrial(arr, buffered, trial) {
       );
     else await sleep(200);
   }
-  if (b.result !== 'failover' || b.guest !== 'running') throw new Error(`backup: ${JSON.stringify(b)}`);
+  if (b.result !== 'failover' || b.guest !== (disk ? 'paused' : 'running'))
+    throw new Error(`backup: ${JSON.stringify(b)}`);
+  let diskAtFailover;
+  if (disk) {
+    diskAtFailover = diskCounter('bench', disk.backup);
+    // as the backup itself would unpause it (a replica left in its suspended state is resumed first)
+    const xen = openHypervisor({ flavour: 'system' });
+    try {
+      if (xen.domainInfo(b.domid).shutdown) xen.resume(b.domid, false);
+      xen.unpause(b.domid);
+    } finally {
+      xen.close();
+    }
+  }
   const first = () => arr.console[mark]?.[1];
   const tw = Date.now();
   while (first() === undefined) {
@@ -505,12 +579,16 @@ async function killTrial(arr, buffered, trial) {
   const replica = first() - 1;
   bk.kill('SIGKILL');
   writeFileSync(
-    `${OUT}/trial-${buffered ? 'buffered' : 'unbuffered'}-${trial}.log`,
+    `${OUT}/trial-${buffered ? 'buffered' : 'unbuffered'}${disk ? '-disk' : ''}-${trial}.log`,
     `== primary\n${readFileSync('/tmp/b-pr.log', 'utf8')}\n== backup\n${readFileSync('/tmp/b-bk.log', 'utf8')}\n`,
   );
+  const pauses = stats.map((j) => j.pauseMs).filter((x) => typeof x === 'number');
+  // g-bench-nbd.cfg: the guest writes every 5th counter to its disk
+  const diskOk = disk ? diskMatchesMemory(diskAtFailover, replica, 5) : undefined;
   return {
     kind: 'trial',
     buffered,
+    disk: !!disk,
     trial,
     killedAfterMs: waitMs,
     ackedBeforeKill: acked,
@@ -518,7 +596,11 @@ async function killTrial(arr, buffered, trial) {
     seenOutside: seen,
     replicaCounter: replica,
     future: seen > replica ? seen - replica : 0,
-    ok: replica >= seen,
+    ...(disk ? { diskAtFailover, diskOk } : {}),
+    ownPauseMedianMs: pauses.length ? Number(median(pauses).toFixed(2)) : null,
+    ownPausesMs: pauses.map((x) => Number(x.toFixed(2))),
+    diskBlocks: disk ? stats.map((j) => j.diskBlocks ?? 0) : undefined,
+    ok: replica >= seen && diskOk !== false,
   };
 }
 
@@ -621,19 +703,31 @@ for (let round = 1; round <= REMUS_ROUNDS; round++) {
 }
 const TRIALS = Number(process.env.BENCH_TRIALS ?? 0);
 const TRIALS_UNBUFFERED = Number(process.env.BENCH_TRIALS_UNBUFFERED ?? 0);
+// BENCH_TRIALS_DISK: the first N buffered trials also replicate the vbd (a fresh guest on NBD each)
+const TRIALS_DISK = Math.min(TRIALS, Number(process.env.BENCH_TRIALS_DISK ?? 0));
 for (let i = 1; i <= TRIALS + TRIALS_UNBUFFERED; i++) {
   const buffered = i <= TRIALS;
-  log(`kill trial ${i} (${buffered ? 'buffered' : 'unbuffered'})`);
+  const disk = i <= TRIALS_DISK;
+  log(`kill trial ${i} (${buffered ? 'buffered' : 'unbuffered'}${disk ? ', disk replicated' : ''})`);
   try {
     const stop = watchdog(`trial ${i}`);
     try {
-      record(await killTrial(arr, buffered, i));
+      record(await killTrial(arr, buffered, i, disk));
     } finally {
       stop();
     }
   } catch (e) {
     keepLogs(`trial-${i}-failed.log`);
-    record({ kind: 'trial', buffered, trial: i, error: errInfo(e).slice(0, 600), guest: await recover() });
+    record({
+      kind: 'trial',
+      buffered,
+      disk,
+      trial: i,
+      error: errInfo(e).slice(0, 600),
+      // a loaded host can time out re-creating the guest (run 20261203-174734): recorded, and the next
+      // trial tries again, instead of ending the run
+      guest: await recover().catch((r) => `not recovered: ${errInfo(r).slice(0, 300)}`),
+    });
   }
 }
 console.log(`RIG SCENARIO_END t=${uptime()}`);

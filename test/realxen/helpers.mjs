@@ -242,10 +242,11 @@ export class UdpObserver {
   }
 }
 
-/** The counter on the guest's disk (read from the image file in dom0), or 0. */
-export function diskCounter(ty) {
+/** The counter on the guest's disk (read from the image file in dom0; `file`: another image, e.g. a
+ * Remus backup's), or 0. */
+export function diskCounter(ty, file = `${DISK_DIR}/g-${ty}.img`) {
   try {
-    const fd = openSync(`${DISK_DIR}/g-${ty}.img`, 'r');
+    const fd = openSync(file, 'r');
     const buf = Buffer.alloc(64);
     try {
       readSync(fd, buf, 0, 64, 0);
@@ -258,4 +259,70 @@ export function diskCounter(ty) {
   } catch {
     return 0;
   }
+}
+
+/**
+ * Disk and memory from the same checkpoint: the guest writes its counter n to the disk when
+ * n % every == 0, right after printing and sending it. A replica resumed with memory counter `mem`
+ * must find on its disk the last such n <= mem; or the one before it when mem itself is due, if the
+ * checkpoint caught the guest between printing mem and writing it (that write then runs on resume).
+ */
+export function diskMatchesMemory(disk, mem, every) {
+  const last = mem - (mem % every);
+  return disk === last || (mem % every === 0 && disk === last - every);
+}
+
+/**
+ * A disk for Remus disk replication on this host: `xenmig disk serve IMAGE` (a fresh zeroed image of
+ * `mib` MiB) on two unix sockets, and `dev` (/dev/nbdN) attached to it with nbd-client, for a guest
+ * config whose vbd targets `dev`. close(): disconnect the device, stop the daemon (the guest must be
+ * gone). The daemon's log goes to `log`.
+ */
+export async function serveNbdDisk({
+  image,
+  dev,
+  mib = 4,
+  log,
+  xenmig = 'node /opt/xenmig/dist/cli/main.js',
+}) {
+  const { spawn } = await import('node:child_process');
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(image, Buffer.alloc(mib << 20));
+  const base = image.replace(/\.img$/, '');
+  const sock = `${base}.nbd`;
+  const ctl = `${base}.ctl`;
+  const d = spawn(
+    'sh',
+    ['-c', `exec ${xenmig} disk serve ${image} --socket ${sock} --control ${ctl} --json 2>>${log}`],
+    {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    },
+  );
+  let out = '';
+  d.stdout.setEncoding('utf8');
+  d.stdout.on('data', (x) => (out += x));
+  const t0 = Date.now();
+  while (!out.includes('"serving"')) {
+    if (d.exitCode !== null || Date.now() - t0 > 60_000) {
+      d.kill('SIGKILL');
+      throw new Error(`xenmig disk serve ${image}: not serving (exit ${d.exitCode}): ${readLog(log)}`);
+    }
+    await sleep(100);
+  }
+  const c = await run(['nbd-client', '-u', sock, dev, '-b', '4096'], { timeoutMs: 60_000 });
+  if (c.rc !== 0) {
+    d.kill('SIGKILL');
+    throw new Error(`nbd-client -u ${sock} ${dev}: rc ${c.rc}: ${(c.out + c.err).trim().slice(-300)}`);
+  }
+  const close = async () => {
+    await run(['nbd-client', '-d', dev], { timeoutMs: 30_000 });
+    d.kill('SIGTERM');
+    await sleep(500);
+    if (d.exitCode === null) d.kill('SIGKILL');
+  };
+  return { image, dev, sock, ctl, daemon: d, close, nbdClient: (c.out + c.err).trim() };
+}
+
+function readLog(f) {
+  return existsSync(f) ? readFileSync(f, 'utf8').trim().slice(-300) : '';
 }

@@ -27,6 +27,8 @@ echo "RIG toolstack-up t=$(cut -d' ' -f1 /proc/uptime)"
 cd /opt/xenmig
 # RIG_HVM=1 on the host (run.sh): the HVM steps (xenmig's QMP device-model provider is the default)
 if grep -q "rig_hvm=1" /proc/cmdline; then export RIG_HVM=1; fi
+# RIG_DISK=1: step 5.disk (Remus with disk replication over NBD), ~11 min under TCG
+if grep -q "rig_disk=1" /proc/cmdline; then export RIG_DISK=1; fi
 RIG_ONLY=$(sed -n 's/.*rig_only=\([^ ]*\).*/\1/p' /proc/cmdline); [ -n "$RIG_ONLY" ] && export RIG_ONLY
 # RIG_MODE=bench on the host (npm run bench:realxen): the xl-vs-xenmig benchmark instead of the scenario
 if grep -q "rig_mode=bench" /proc/cmdline; then
@@ -35,7 +37,7 @@ if grep -q "rig_mode=bench" /proc/cmdline; then
   export BENCH_REMUS_ROUNDS=$(sed -n 's/.*bench_remus_rounds=\([0-9]*\).*/\1/p' /proc/cmdline)
   [ -n "$BENCH_REMUS_ROUNDS" ] || unset BENCH_REMUS_ROUNDS
   grep -q "bench_profile=1" /proc/cmdline && export BENCH_PROFILE=1
-  for v in trials trials_unbuffered; do
+  for v in trials trials_unbuffered trials_disk; do
     n=$(sed -n "s/.*bench_$v=\([0-9]*\).*/\1/p" /proc/cmdline)
     [ -n "$n" ] && export "BENCH_$(echo $v | tr a-z A-Z)=$n"
   done

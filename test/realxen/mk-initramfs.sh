@@ -28,6 +28,8 @@ ELF=("$T/$XB"/* "$T/usr/bin/xenstore")
 # flock, which busybox lacks); busybox provides ip, brctl, losetup, logger
 mkdir -p "$T/etc/xen/scripts"; cp -a "$R/etc/xen/scripts/." "$T/etc/xen/scripts/"
 cp -L /bin/bash "$T/bin/bash"; cp -L "$(command -v flock)" "$T/usr/bin/flock"; ELF+=("$T/bin/bash" "$T/usr/bin/flock")
+# Remus disk replication: the NBD client (from Debian's package, fetch.sh; its libnl-genl from there too)
+cp -a "$R/sbin/nbd-client" "$T/usr/bin/"; ELF+=("$T/usr/bin/nbd-client")
 # an HVM guest: Debian's qemu-xen device model (where libxl looks for it), hvmloader, SeaBIOS, and
 # the QEMU option ROMs a direct kernel boot uses
 mkdir -p "$T/usr/libexec" "$T/usr/lib/xen-4.17/boot" "$T/usr/share/seabios" "$T/usr/share/qemu/keymaps"
@@ -45,14 +47,15 @@ cp -a "$REPO/node_modules/commander" "$P/node_modules/"
 cp -L "$REPO/build/Release/xenmig_system.node" "$P/build/Release/"; ELF+=("$P/build/Release/xenmig_system.node")
 cp "$HERE"/*.mjs "$P/test/realxen/"
 # libraries (host copies: same Debian release as the packages)
+# (libraries the host lacks are looked up in the unpacked packages and go to the same path in dom0)
 for f in "${ELF[@]}"; do
-  ldd "$f" 2>/dev/null | awk '/=>/ && $3 ~ /^\// {print $3}'
-done | sort -u | while read -r lib; do mkdir -p "$T$(dirname "$lib")"; cp -L "$lib" "$T$lib"; done
+  LD_LIBRARY_PATH="$R/lib/x86_64-linux-gnu" ldd "$f" 2>/dev/null | awk '/=>/ && $3 ~ /^\// {print $3}'
+done | sort -u | while read -r lib; do d=${lib#"$R"}; mkdir -p "$T$(dirname "$d")"; cp -L "$lib" "$T$d"; done
 mkdir -p "$T/lib64"; cp -L /lib64/ld-linux-x86-64.so.2 "$T/lib64/"
 # glibc dlopens libgcc_s for pthread_cancel (xl aborts at exit without it)
 cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$T/lib/x86_64-linux-gnu/"
 # kernel modules, in dependency order
-for m in xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs virtio_pci virtio_blk xen-blkback xen-netback loop bridge ifb sch_plug sch_ingress act_mirred cls_u32; do
+for m in xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs virtio_pci virtio_blk xen-blkback xen-netback loop nbd bridge ifb sch_plug sch_ingress act_mirred cls_u32; do
   modprobe -d "$R" -S "$KVER" --show-depends "$m" | awk '$1=="insmod"{print $2}'
 done | awk '!s[$0]++' | while read -r ko; do cp "$ko" "$T/lib/modules/"; basename "$ko" >> "$T/lib/modules/order"; done
 # guest: same kernel; an initrd whose init ticks every second on hvc0, on its disk and over UDP
@@ -79,6 +82,14 @@ done
 # the benchmark's guest (test/realxen/bench.mjs): PVH like g-pvh, ticking every 20 ms (its disk every 50 ticks)
 sed -e "s/g-pvh/g-bench/g" -e "s/xenmig_guest=pvh/xenmig_guest=bench xenmig_tick=0.02 xenmig_diskevery=50/" \
   -e "s/169.254.0.12/169.254.0.13/" -e "s/00:12'/00:13'/" "$T/etc/xen/g-pvh.cfg" > "$T/etc/xen/g-bench.cfg"
+# Remus disk replication (scenario step 5.disk, bench kill trials with BENCH_TRIALS_DISK): the same PVH
+# guests with their vbd on /dev/nbd0, which `xenmig disk serve` serves (test/realxen/helpers.mjs
+# serveNbdDisk); g-nbd ticks every 100 ms and writes every tick to its disk, g-bench every 5th
+sed -e "s/g-pvh/g-nbd/g" -e "s/xenmig_guest=pvh/xenmig_guest=nbd xenmig_tick=0.1 xenmig_diskevery=1/" \
+  -e "s/169.254.0.12/169.254.0.14/" -e "s/00:12'/00:14'/" -e "s#target=[^']*#target=/dev/nbd0#" \
+  "$T/etc/xen/g-pvh.cfg" > "$T/etc/xen/g-nbd.cfg"
+sed -e "s/xenmig_diskevery=50/xenmig_diskevery=5/" -e "s#target=[^']*#target=/dev/nbd0#" \
+  "$T/etc/xen/g-bench.cfg" > "$T/etc/xen/g-bench-nbd.cfg"
 cp "$HERE/guest-hvm.cfg" "$T/etc/xen/g-hvm.cfg"
 cp "$HERE/init.sh" "$T/init"; chmod +x "$T/init"
 (cd "$T" && find . | cpio -o -H newc --quiet | gzip -1) > "$OUT"

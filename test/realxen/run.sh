@@ -25,7 +25,7 @@ rm -f "$W/out.img"; truncate -s 512M "$W/out.img"
 esc() { printf '%s' "$1" | sed 's/,/,,/g'; }   # QEMU multiboot module list: a literal comma is ",,"
 DOM0_MEM=${DOM0_MEM:-1024M}
 XEN_CMD="dom0_mem=$DOM0_MEM,max:$DOM0_MEM dom0_max_vcpus=1 console=com1 com1=115200,8n1 noreboot loglvl=all guest_loglvl=all"
-DOM0_CMD="console=hvc0 earlyprintk=xen panic=-1 rig_hvm=${RIG_HVM:-0} rig_only=${RIG_ONLY:-} rig_mode=${RIG_MODE:-test} bench_rounds=${BENCH_ROUNDS:-} bench_remus_rounds=${BENCH_REMUS_ROUNDS:-} bench_profile=${BENCH_PROFILE:-0} bench_only=${BENCH_ONLY:-} bench_trials=${BENCH_TRIALS:-} bench_trials_unbuffered=${BENCH_TRIALS_UNBUFFERED:-}"
+DOM0_CMD="console=hvc0 earlyprintk=xen panic=-1 rig_hvm=${RIG_HVM:-0} rig_disk=${RIG_DISK:-0} rig_only=${RIG_ONLY:-} rig_mode=${RIG_MODE:-test} bench_rounds=${BENCH_ROUNDS:-} bench_remus_rounds=${BENCH_REMUS_ROUNDS:-} bench_profile=${BENCH_PROFILE:-0} bench_only=${BENCH_ONLY:-} bench_trials=${BENCH_TRIALS:-} bench_trials_unbuffered=${BENCH_TRIALS_UNBUFFERED:-} bench_trials_disk=${BENCH_TRIALS_DISK:-}"
 echo "-cpu ${CPU:-qemu64,+svm,+npt} -smp ${SMP:-1} -m ${MEM:-3072}" > "$RES/qemu-args.txt"
 set +e
 timeout "${TIMEOUT:-2700}" nice -n "${NICE:-10}" qemu-system-x86_64 -accel tcg,thread=multi \

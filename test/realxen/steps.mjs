@@ -27,6 +27,7 @@ export const EXPECTED = [
   '6.pvh',
   '5.xl',
   '5.pvh',
+  '5.disk',
   '7.xl',
   '8.xl',
   '9.1',
@@ -58,6 +59,13 @@ export const TABLE = [
   ['PVH', 'save (live) / restore', ['2.1.pvh', '2.2.pvh', '2.3.pvh'], ['3.pvh'], null],
   ['PVH', 'live migration (same host)', ['4.pvh'], ['7.xl'], ['6.pvh']],
   ['PVH', 'Remus (replication, then failover to the backup)', ['5.xl'], ['8.xl'], ['5.pvh']],
+  [
+    'PVH',
+    'Remus with disk replication (vbd on NBD from xenmig disk serve), failover: disk and memory from one checkpoint',
+    null,
+    null,
+    ['5.disk'],
+  ],
   [
     'PVH',
     'refused up front, source runs on (receiver without device support; PCI passthrough)',
