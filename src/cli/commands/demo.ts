@@ -6,13 +6,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { openMockHost, type MockHypervisor } from '../../xen/hypervisor.js';
+import { packageRoot } from '../../xen/loader.js';
 import { EXIT, fmtBytes, parseIntArg, parseSize, writeOut } from '../util.js';
 import type { QueryMigrate } from '../stats.js';
 import { PAGE_SIZE } from '../../xen/constants.js';
 
-const CLI = fileURLToPath(new URL('../main.js', import.meta.url));
+// the CLI's entry, dist/cli/main.js (a bundle of this module too: resolved from the package root)
+const CLI = join(packageRoot, 'dist', 'cli', 'main.js');
 
 export function register(program: Command): void {
   program
