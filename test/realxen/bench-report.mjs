@@ -94,6 +94,63 @@ if (dirs.some(([s, r]) => stat[`${s}>${r}`].ru !== null)) {
     lines.push(`| ${s} → ${r} | ${f1(x.su)} / ${f1(x.ss)} s | ${f1(x.ru)} / ${f1(x.rs)} s |`);
   }
 }
+const withRounds = mig.filter((x) => x.xenmigRounds?.length);
+if (withRounds.length) {
+  lines.push('');
+  lines.push(
+    "A xenmig sender's own figures (its statistics): rounds as kind:pages:ms, setup and total time.",
+  );
+  lines.push('');
+  lines.push('| migration | round | setup | total | rounds |');
+  lines.push('|---|---|---|---|---|');
+  for (const x of withRounds)
+    lines.push(
+      `| ${x.sender} → ${x.receiver} | ${x.round} | ${f1((x.xenmigSetupMs ?? NaN) / 1000)} s | ${f1((x.xenmigTotalMs ?? NaN) / 1000)} s | ${x.xenmigRounds.map((r) => r.join(':')).join(' ')} |`,
+    );
+}
+const probes = rows.filter((r) => r.kind === 'startup' && r.rc === 0);
+if (probes.length) {
+  lines.push('');
+  lines.push('Start-up in this dom0 (3 runs each, medians):');
+  lines.push('');
+  lines.push('| command | wall | user | system |');
+  lines.push('|---|---|---|---|');
+  for (const name of [...new Set(probes.map((r) => r.name))]) {
+    const p = probes.filter((r) => r.name === name);
+    lines.push(
+      `| \`${name}\` | ${f1(median(p.map((r) => r.wallS)), 2)} s | ${f1(median(p.map((r) => r.userS)), 2)} s | ${f1(median(p.map((r) => r.sysS)), 2)} s |`,
+    );
+  }
+}
+const saves = rows.filter((r) => r.kind === 'save' && !r.error);
+if (saves.length) {
+  lines.push('');
+  lines.push(
+    'The sender alone: a non-live save of g-bench to /dev/null that leaves it running (`xl save -c` against `xenmig save --keep-running`), medians:',
+  );
+  lines.push('');
+  lines.push('| save | runs | wall | vs xl | user / system | pause (console) | xenmig total-time |');
+  lines.push('|---|---|---|---|---|---|---|');
+  const sm = {};
+  const tools = [...new Set(saves.map((r) => r.tool))];
+  for (const tool of tools) {
+    const t = saves.filter((r) => r.tool === tool);
+    sm[tool] = {
+      n: t.length,
+      wall: median(t.map((r) => r.wallMs / 1000)),
+      u: median(t.map((r) => r.userS)),
+      sy: median(t.map((r) => r.sysS)),
+      p: median(t.map((r) => r.pauseConsoleMs / 1000)),
+      tot: median(t.map((r) => r.xenmigTotalMs / 1000)),
+    };
+  }
+  for (const tool of tools) {
+    const x = sm[tool];
+    lines.push(
+      `| ${tool} | ${x.n} | ${f1(x.wall)} s | ${ratio(sm.xl?.wall, x.wall)} | ${f1(x.u)} / ${f1(x.sy)} s | ${f1(x.p, 2)} s | ${x.tot === null ? '–' : `${f1(x.tot)} s`} |`,
+    );
+  }
+}
 const rem = rows.filter((r) => r.kind === 'remus');
 if (rem.length) {
   lines.push('');

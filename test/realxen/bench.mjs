@@ -7,7 +7,8 @@
 // when each of its UDP datagrams reaches dom0; the pause is the largest gap less one tick interval.
 // One JSON line per run in OUT/bench.jsonl; bench-report.mjs turns them into the table.
 // Usage: node bench.mjs OUTDIR   Env: BENCH_ROUNDS (3), BENCH_REMUS_ROUNDS (2), BENCH_REMUS_SECONDS (30),
-// BENCH_REMUS_INTERVAL_MS (1000), BENCH_PROFILE (0), BENCH_ONLY (directions/tools to run, e.g. xenmig>xenmig,remus:xenmig)
+// BENCH_REMUS_INTERVAL_MS (1000), BENCH_PROFILE (0), BENCH_ONLY (what to run, e.g. xenmig>xenmig,remus:xenmig;
+// startup: the start-up probes; save:xl,save:xenmig[:NODEFLAG]: the sender alone, a save to /dev/null, opt-in)
 import {
   appendFileSync,
   mkdirSync,
@@ -316,6 +317,64 @@ async function migration(arr, sender, receiver, round) {
     pauseUdpMs: Math.round(arr.maxPause('udp', t0, performance.now())),
     xenmigDowntimeMs: xenmigStats?.downtime,
     xenmigTotalMs: xenmigStats?.['total-time'],
+    xenmigSetupMs: xenmigStats?.['setup-time'],
+    // per round: kind, pages sent, ms (where the sender's time went)
+    xenmigRounds: xenmigStats?.xenmig?.rounds?.map((x) => [x.kind, x.pages, Math.round(x.ms)]),
+  };
+}
+
+// ---- start-up and the sender alone ----------------------------------------------------------------
+/** How long a process takes to start in this dom0 (TCG): node itself, and the xenmig CLI. */
+async function startupProbes() {
+  const probes = [
+    ['node -e 0', 'node -e 0'],
+    ['xenmig --version', `${XENMIG} --version`],
+    ['xenmig save --help', `${XENMIG} save --help`],
+    ['xl info', 'xl info'],
+  ];
+  for (const [name, cmd] of probes)
+    for (let i = 1; i <= 3; i++) {
+      if (existsSync('/tmp/b-p.time')) unlinkSync('/tmp/b-p.time');
+      const rc = await sh(`${T('/tmp/b-p.time')} ${cmd} >/dev/null 2>&1`).exited;
+      record({ kind: 'startup', name, i, rc, ...readTime('/tmp/b-p.time') });
+    }
+}
+
+/**
+ * The sender alone, with no receiver to wait for: a non-live save of g-bench to /dev/null that leaves
+ * the guest running, `xl save -c` against `xenmig save --keep-running`, each several times interleaved.
+ */
+async function saveRun(arr, tool, round) {
+  const dom = await domidOf(NAME);
+  if (dom === null) throw new Error(`${NAME} does not exist`);
+  for (const f of ['/tmp/b-s.time', '/tmp/b-s.log', '/tmp/b-s.json']) if (existsSync(f)) unlinkSync(f);
+  const tick0 = arr.last('console');
+  const t0 = performance.now();
+  // 'xenmig:FLAG' runs the CLI under `node FLAG` (an A/B of node's own options in this dom0)
+  const flag = tool.startsWith('xenmig:') ? tool.slice('xenmig:'.length) : '';
+  const cli = flag ? XENMIG.replace(/^node /, `node ${flag} `) : XENMIG;
+  const cmd =
+    tool === 'xl'
+      ? `xl save -c ${NAME} /dev/null`
+      : `${cli} save --keep-running --json ${dom} /dev/null >/tmp/b-s.json`;
+  const rc = await sh(`${T('/tmp/b-s.time')} ${cmd} 2>>/tmp/b-s.log`).exited;
+  const t1 = performance.now();
+  const errLog = existsSync('/tmp/b-s.log') ? readFileSync('/tmp/b-s.log', 'utf8') : '';
+  if (rc !== 0) throw new Error(`${tool} save rc ${rc}: ${errLog.trim().slice(-400)}`);
+  await waitArrival(arr, 'console', tick0, 120_000);
+  let q;
+  try {
+    q = JSON.parse(readFileSync('/tmp/b-s.json', 'utf8'));
+  } catch {}
+  return {
+    kind: 'save',
+    tool,
+    round,
+    wallMs: Math.round(t1 - t0),
+    ...readTime('/tmp/b-s.time'),
+    pauseConsoleMs: Math.round(arr.maxPause('console', t0, performance.now())),
+    xenmigTotalMs: q?.['total-time'],
+    xenmigRounds: q?.xenmig?.rounds?.map((x) => [x.kind, x.pages, Math.round(x.ms)]),
   };
 }
 
@@ -655,6 +714,20 @@ log(`create ${NAME}`);
   await waitArrival(arr, 'udp', 20, 120_000);
 }
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : null;
+if (!ONLY || ONLY.has('startup')) {
+  log('start-up probes');
+  await startupProbes();
+}
+const SAVE_TOOLS = [...(ONLY ?? [])].filter((t) => t.startsWith('save:')).map((t) => t.slice(5));
+for (let round = 1; round <= (SAVE_TOOLS.length ? ROUNDS : 0); round++)
+  for (const tool of SAVE_TOOLS) {
+    log(`save ${tool} round ${round}`);
+    try {
+      record(await saveRun(arr, tool, round));
+    } catch (e) {
+      record({ kind: 'save', tool, round, error: errInfo(e).slice(0, 600), guest: await recover() });
+    }
+  }
 const PAIRS = [
   ['xl', 'xl'],
   ['xenmig', 'xenmig'],
