@@ -1,6 +1,6 @@
 // A minimal xenstore client (the xs_wire protocol over xenstored's unix socket, or /dev/xen/xenbus),
 // enough for a toolstack on a real host: read, write, mkdir, rm, set permissions, introduce and
-// release a domain. One request at a time; no watches, no transactions (tx id 0).
+// release a domain, watch a path. One request at a time; no transactions (tx id 0).
 import { connect, type Socket } from 'node:net';
 import { existsSync } from 'node:fs';
 import { HvmParam } from '../xen/constants.js';
@@ -16,6 +16,9 @@ export const XS = {
   RELEASE: 9,
   GET_DOMAIN_PATH: 10,
   RESUME: 18,
+  WATCH: 4,
+  UNWATCH: 5,
+  WATCH_EVENT: 15,
   ERROR: 16,
 } as const;
 
@@ -45,6 +48,8 @@ export class Xenstore {
   private failed: Error | null = null;
   private chain: Promise<unknown> = Promise.resolve();
   private reqId = 1;
+  /** called at the next watch event (of any watch on this connection) */
+  private eventWaiters: (() => void)[] = [];
 
   private constructor(private readonly sock: Socket) {
     sock.on('data', (d: Buffer) => {
@@ -77,7 +82,11 @@ export class Xenstore {
       const type = this.buf.readUInt32LE(0);
       const body = this.buf.subarray(16, 16 + len);
       this.buf = this.buf.subarray(16 + len);
-      if (type === 15) continue; // watch events: not used
+      if (type === XS.WATCH_EVENT) {
+        // unsolicited (req id 0): wake whoever waits for one; the reply order is untouched
+        for (const w of this.eventWaiters.splice(0)) w();
+        continue;
+      }
       const w = this.waiting;
       this.waiting = null;
       w?.({ type, body: Buffer.from(body) });
@@ -103,6 +112,26 @@ export class Xenstore {
     const p = this.chain.then(run, run);
     this.chain = p.catch(() => undefined);
     return p;
+  }
+
+  /** XS_WATCH: events for `path` (xenstored also sends one at once) wake nextEvent(). */
+  async watch(path: string, token: string): Promise<void> {
+    await this.request(XS.WATCH, Buffer.concat([z(path), z(token)]), path);
+  }
+
+  /** Resolves at the next watch event on this connection, or after `ms` (true: an event came). */
+  nextEvent(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const done = (event: boolean) => {
+        clearTimeout(timer);
+        const i = this.eventWaiters.indexOf(onEvent);
+        if (i >= 0) this.eventWaiters.splice(i, 1);
+        resolve(event);
+      };
+      const onEvent = () => done(true);
+      const timer = setTimeout(() => done(false), ms);
+      this.eventWaiters.push(onEvent);
+    });
   }
 
   async read(path: string): Promise<string | null> {
@@ -213,12 +242,20 @@ export function suspendsThroughXenstore(
   }
 }
 
-/** Writes control/shutdown = "suspend" for the guest (the caller waits for SHUTDOWN_suspend). */
-export async function requestSuspend(domid: number): Promise<void> {
+/**
+ * Writes control/shutdown = "suspend" for the guest and returns the open connection, watching
+ * @releaseDomain (xenstored fires it when a domain shuts down, suspend included: libxl waits on the
+ * same watch), so that the caller waits for SHUTDOWN_suspend on events instead of polling. The
+ * caller closes it.
+ */
+export async function requestSuspend(domid: number): Promise<Xenstore> {
   const s = await Xenstore.open();
   try {
+    await s.watch('@releaseDomain', `xenmig-suspend-${domid}`);
     await s.write(`/local/domain/${domid}/control/shutdown`, 'suspend');
-  } finally {
+    return s;
+  } catch (e) {
     s.close();
+    throw e;
   }
 }

@@ -1,6 +1,7 @@
 // A small xenstored for tests: the xs_wire protocol (16-byte header: type, req id, tx id, length)
 // on a unix socket, over a flat map of paths. Enough for src/toolstack/xenstore.ts: READ, WRITE,
-// MKDIR, RM, DIRECTORY, SET_PERMS, INTRODUCE, RELEASE, RESUME; errors as XS_ERROR with an errno name.
+// MKDIR, RM, DIRECTORY, SET_PERMS, INTRODUCE, RELEASE, RESUME, WATCH (an event at once, as xenstored
+// sends, and on fire()); errors as XS_ERROR with an errno name.
 import net from 'node:net';
 import { join } from 'node:path';
 
@@ -15,6 +16,8 @@ const T = {
   SET_PERMS: 14,
   ERROR: 16,
   RESUME: 18,
+  WATCH: 4,
+  WATCH_EVENT: 15,
 } as const;
 
 export interface FakeXenstored {
@@ -23,7 +26,18 @@ export interface FakeXenstored {
   tree: Map<string, string>;
   /** every request, in order: "WRITE /local/domain/1/name" */
   log: string[];
+  /** send a watch event for `path` to every connection watching exactly it (e.g. @releaseDomain) */
+  fire(path: string): void;
   close(): Promise<void>;
+}
+
+function frame(type: number, id: number, body: Buffer): Buffer {
+  const h = Buffer.alloc(16);
+  h.writeUInt32LE(type, 0);
+  h.writeUInt32LE(id, 4);
+  h.writeUInt32LE(0, 8);
+  h.writeUInt32LE(body.length, 12);
+  return Buffer.concat([h, body]);
 }
 
 function parents(p: string): string[] {
@@ -44,7 +58,13 @@ export async function startFakeXenstored(
   };
   for (const [k, v] of Object.entries(initial)) put(k, v);
   const path = join(dir, `xenstored-${process.pid}-${Date.now()}.sock`);
+  const watches: { sock: net.Socket; path: string; token: string }[] = [];
+  const event = (w: { sock: net.Socket; path: string; token: string }) =>
+    w.sock.write(frame(T.WATCH_EVENT, 0, Buffer.from(`${w.path}\0${w.token}\0`)));
   const server = net.createServer((sock) => {
+    sock.on('close', () => {
+      for (let i = watches.length - 1; i >= 0; i--) if (watches[i]!.sock === sock) watches.splice(i, 1);
+    });
     let buf = Buffer.alloc(0);
     sock.on('data', (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
@@ -96,6 +116,14 @@ export async function startFakeXenstored(
           case T.SET_PERMS:
             reply = tree.has(p) ? ok : err('ENOENT');
             break;
+          case T.WATCH: {
+            const w = { sock, path: p, token: parts[1] ?? '' };
+            watches.push(w);
+            // the reply first, then the initial event (xenstored's order)
+            setImmediate(() => event(w));
+            reply = ok;
+            break;
+          }
           case T.INTRODUCE:
           case T.RELEASE:
           case T.RESUME:
@@ -105,12 +133,7 @@ export async function startFakeXenstored(
             reply = err('EINVAL');
         }
         log.push(`${Object.entries(T).find(([, v]) => v === type)?.[0] ?? type} ${p}`);
-        const h = Buffer.alloc(16);
-        h.writeUInt32LE(rtype, 0);
-        h.writeUInt32LE(id, 4);
-        h.writeUInt32LE(0, 8);
-        h.writeUInt32LE(reply.length, 12);
-        sock.write(Buffer.concat([h, reply]));
+        sock.write(frame(rtype, id, reply));
       }
     });
     sock.on('error', () => undefined);
@@ -120,6 +143,9 @@ export async function startFakeXenstored(
     path,
     tree,
     log,
+    fire: (p: string) => {
+      for (const w of watches) if (w.path === p) event(w);
+    },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
