@@ -82,6 +82,7 @@ export function queryMigrate(a: {
         bytes: r.bytes,
         ms: Math.round(r.ms * 10) / 10,
       })),
+      ...(s.phases ? { phases: s.phases } : {}),
     };
   }
   if (a.error !== undefined) {

@@ -8,7 +8,8 @@
 // One JSON line per run in OUT/bench.jsonl; bench-report.mjs turns them into the table.
 // Usage: node bench.mjs OUTDIR   Env: BENCH_ROUNDS (3), BENCH_REMUS_ROUNDS (2), BENCH_REMUS_SECONDS (30),
 // BENCH_REMUS_INTERVAL_MS (1000), BENCH_PROFILE (0), BENCH_ONLY (what to run, e.g. xenmig>xenmig,remus:xenmig;
-// startup: the start-up probes; save:xl,save:xenmig[:NODEFLAG]: the sender alone, a save to /dev/null, opt-in)
+// startup: the start-up probes; save:xl,save:xenmig[:NODEFLAG]: the sender alone, a save to /dev/null,
+// opt-in; walk: the page walk's hypercalls alone, opt-in)
 import {
   appendFileSync,
   mkdirSync,
@@ -341,8 +342,58 @@ async function startupProbes() {
 }
 
 /**
+ * The hypervisor calls of a save's page walk alone, from this node process through the addon: the
+ * page types of every gfn in batches of 1024 (as libxc and xenmig ask), then one mapping and unmapping
+ * of each batch's data pages. Tells the hypercalls' cost apart from the engine's around them.
+ */
+async function walkProbe() {
+  const dom = await domidOf(NAME);
+  const xen = openHypervisor({ flavour: 'system' });
+  try {
+    const size = xen.maxGpfn(dom) + 1;
+    const ru0 = process.resourceUsage();
+    const t0 = performance.now();
+    let data = 0;
+    let typesMs = 0;
+    let mapMs = 0;
+    const frames = new BigUint64Array(1024);
+    for (let p = 0; p < size; p += 1024) {
+      const n = Math.min(1024, size - p);
+      const q = frames.subarray(0, n);
+      for (let i = 0; i < n; i++) q[i] = BigInt(p + i);
+      const a = performance.now();
+      xen.pfnTypes(dom, q);
+      const b = performance.now();
+      typesMs += b - a;
+      const want = [];
+      for (let i = 0; i < n; i++) if (Number(q[i] >> 28n) % 16 !== 0xf) want.push(BigInt(p + i));
+      if (want.length) {
+        const m = xen.map(dom, BigUint64Array.from(want), 'r');
+        m.unmap();
+        data += want.length;
+      }
+      mapMs += performance.now() - b;
+    }
+    const ru1 = process.resourceUsage();
+    record({
+      kind: 'walk',
+      gfns: size,
+      dataPages: data,
+      ms: Math.round(performance.now() - t0),
+      typesMs: Math.round(typesMs),
+      mapMs: Math.round(mapMs),
+      userS: (ru1.userCPUTime - ru0.userCPUTime) / 1e6,
+      sysS: (ru1.systemCPUTime - ru0.systemCPUTime) / 1e6,
+    });
+  } finally {
+    xen.close?.();
+  }
+}
+
+/**
  * The sender alone, with no receiver to wait for: a non-live save of g-bench to /dev/null that leaves
- * the guest running, `xl save -c` against `xenmig save --keep-running`, each several times interleaved.
+ * the guest running, `xl save -c` against `xenmig save --keep-running`, each several times interleaved;
+ * xenmig with XENMIG_TRACE_PHASES=1 (its page walk's time per phase, in the JSON line).
  */
 async function saveRun(arr, tool, round) {
   const dom = await domidOf(NAME);
@@ -356,7 +407,7 @@ async function saveRun(arr, tool, round) {
   const cmd =
     tool === 'xl'
       ? `xl save -c ${NAME} /dev/null`
-      : `${cli} save --keep-running --json ${dom} /dev/null >/tmp/b-s.json`;
+      : `XENMIG_TRACE_PHASES=1 ${cli} save --keep-running --json ${dom} /dev/null >/tmp/b-s.json`;
   const rc = await sh(`${T('/tmp/b-s.time')} ${cmd} 2>>/tmp/b-s.log`).exited;
   const t1 = performance.now();
   const errLog = existsSync('/tmp/b-s.log') ? readFileSync('/tmp/b-s.log', 'utf8') : '';
@@ -375,6 +426,7 @@ async function saveRun(arr, tool, round) {
     pauseConsoleMs: Math.round(arr.maxPause('console', t0, performance.now())),
     xenmigTotalMs: q?.['total-time'],
     xenmigRounds: q?.xenmig?.rounds?.map((x) => [x.kind, x.pages, Math.round(x.ms)]),
+    phases: q?.xenmig?.phases,
   };
 }
 
@@ -717,6 +769,15 @@ const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(','))
 if (!ONLY || ONLY.has('startup')) {
   log('start-up probes');
   await startupProbes();
+}
+if (ONLY?.has('walk')) {
+  log('walk probe');
+  try {
+    await walkProbe();
+    await walkProbe();
+  } catch (e) {
+    record({ kind: 'walk', error: errInfo(e).slice(0, 600) });
+  }
 }
 const SAVE_TOOLS = [...(ONLY ?? [])].filter((t) => t.startsWith('save:')).map((t) => t.slice(5));
 for (let round = 1; round <= (SAVE_TOOLS.length ? ROUNDS : 0); round++)

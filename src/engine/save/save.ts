@@ -116,6 +116,9 @@ class SaveEngine implements SaveContext {
   /** the device model tracks its writes (switchQemuLogdirty(true) was answered) */
   private qemuLogdirty = false;
   private readonly stats: SaveStats;
+  /** XENMIG_TRACE_PHASES=1: the time since the previous lap() goes to a phase (stats.phases) */
+  private readonly trace = process.env.XENMIG_TRACE_PHASES === '1';
+  private lapAt = 0;
   private readonly t0 = performance.now();
   private suspendedAt = 0;
   private liveBytes = 0;
@@ -390,6 +393,14 @@ class SaveEngine implements SaveContext {
     }
   }
 
+  private lap(phase: string): void {
+    if (!this.trace) return;
+    const t = performance.now();
+    const ph = (this.stats.phases ??= {});
+    if (this.lapAt > 0) ph[phase] = Math.round(((ph[phase] ?? 0) + t - this.lapAt) * 10) / 10;
+    this.lapAt = t;
+  }
+
   private rate(): number {
     return this.liveMs > 0 ? (this.liveBytes / this.liveMs) * 1000 : 0;
   }
@@ -500,20 +511,25 @@ class SaveEngine implements SaveContext {
       this.emitProgress(false);
     };
     try {
+      this.lapAt = 0;
+      this.lap('');
       while (from < size) {
         throwIfAborted(this.signal);
         const [n, next] = bitmap.collect(from, pfns);
         from = next;
+        this.lap('collect');
         if (n === 0) break;
         cur = this.prepareBatch(pfns.subarray(0, n), live);
         if (prev) {
           const p = prev;
           prev = null;
           await retire(p);
+          this.lap('retire');
         }
         const b = cur;
         cur = null;
         prev = { batch: b, written: this.emitBatch(b) };
+        this.lap('emit');
       }
       if (prev) {
         const p = prev;
@@ -566,7 +582,9 @@ class SaveEngine implements SaveContext {
             if (chunks[c]!.buffer === bytes.buffer) chunks[c] = chunks[c]!.slice();
         }
       }
+      this.lap('map');
       const header = this.pageDataHeader(pfns, types);
+      this.lap('header');
       let total = header.length;
       for (const c of chunks) total += c.length;
       const m = mapping;
@@ -619,7 +637,9 @@ class SaveEngine implements SaveContext {
     if (nValid === 0) return { types, dataIdx, dataFrames: mf };
     const q = frames.subarray(0, nValid);
     mf.set(q);
+    this.lap('classify');
     this.xen.pfnTypes(this.domid, q);
+    this.lap('pfnTypes');
     for (let j = 0; j < nValid; j++) {
       // XEN_DOMCTL_PFINFO_* type: bits 31-28 of the (64-bit) word
       const t = LITTLE_ENDIAN ? fw[2 * j]! >>> 28 : Number((q[j]! >> 28n) & 0xfn);
@@ -644,6 +664,7 @@ class SaveEngine implements SaveContext {
         dataIdx.push(i);
       }
     }
+    this.lap('types');
     return { types, dataIdx, dataFrames: mf.subarray(0, dataIdx.length) };
   }
 

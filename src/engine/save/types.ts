@@ -80,6 +80,12 @@ export interface SaveStats {
   /** from the suspend callback to the end of the libxc stream (the toolstack adds its part) */
   suspendedMs: number;
   checkpoints: number;
+  /**
+   * With XENMIG_TRACE_PHASES=1 in the environment: milliseconds spent per phase of the page walk,
+   * all rounds (where a sender's time goes on a given host; off by default, it costs a clock read
+   * per phase and batch)
+   */
+  phases?: Record<string, number>;
 }
 
 /** What the ops may use: the engine's view of the domain being saved. */
