@@ -356,21 +356,32 @@ async function walkProbe() {
     let data = 0;
     let typesMs = 0;
     let mapMs = 0;
+    // filled and read through 32-bit halves (little-endian dom0): no BigInt per gfn
     const frames = new BigUint64Array(1024);
+    const w = new Uint32Array(frames.buffer);
+    const want = new BigUint64Array(1024);
+    const ww = new Uint32Array(want.buffer);
     for (let p = 0; p < size; p += 1024) {
       const n = Math.min(1024, size - p);
       const q = frames.subarray(0, n);
-      for (let i = 0; i < n; i++) q[i] = BigInt(p + i);
+      for (let i = 0; i < n; i++) {
+        w[2 * i] = p + i;
+        w[2 * i + 1] = 0;
+      }
       const a = performance.now();
       xen.pfnTypes(dom, q);
       const b = performance.now();
       typesMs += b - a;
-      const want = [];
-      for (let i = 0; i < n; i++) if (Number(q[i] >> 28n) % 16 !== 0xf) want.push(BigInt(p + i));
-      if (want.length) {
-        const m = xen.map(dom, BigUint64Array.from(want), 'r');
+      let k = 0;
+      for (let i = 0; i < n; i++)
+        if (w[2 * i + 1] >>> 28 !== 0xf) {
+          ww[2 * k] = p + i;
+          ww[2 * k++ + 1] = 0;
+        }
+      if (k) {
+        const m = xen.map(dom, want.slice(0, k), 'r');
         m.unmap();
-        data += want.length;
+        data += k;
       }
       mapMs += performance.now() - b;
     }
@@ -407,7 +418,7 @@ async function saveRun(arr, tool, round) {
   const cmd =
     tool === 'xl'
       ? `xl save -c ${NAME} /dev/null`
-      : `XENMIG_TRACE_PHASES=1 ${cli} save --keep-running --json ${dom} /dev/null >/tmp/b-s.json`;
+      : `env XENMIG_TRACE_PHASES=1 ${cli} save --keep-running --json ${dom} /dev/null >/tmp/b-s.json`;
   const rc = await sh(`${T('/tmp/b-s.time')} ${cmd} 2>>/tmp/b-s.log`).exited;
   const t1 = performance.now();
   const errLog = existsSync('/tmp/b-s.log') ? readFileSync('/tmp/b-s.log', 'utf8') : '';

@@ -190,6 +190,10 @@ describe.runIf(hasMockSources)('addon against the mock', () => {
       expect(() => hv.cpuPolicySet(hvm, new Uint8Array(25), new Uint8Array(0))).toThrow(/multiple of 24/);
       expect(() => hv.map(hvm, new BigUint64Array(0), 'r')).toThrow(/frames must not be empty/);
       expect(() => hv.map(hvm, new BigUint64Array([1n << 40n]), 'r')).toThrow(/beyond the largest frame/);
+      // the check reads 32-bit halves: the entry's index and value are named, also in a subarray
+      const big = new BigUint64Array([0n, (1n << 40n) - 1n, 1n << 32n, (1n << 40n) + 7n]);
+      expect(() => hv.pfnTypes(hvm, big.subarray(1))).toThrow(/frames\[2\] = 1099511627783 is beyond/);
+      expect(() => hv.populatePhysmap(hvm, new BigUint64Array([1n << 63n]))).toThrow(/gfns\[0\]/);
       expect(() => hv.map(hvm, [0n] as never, 'r')).toThrow(/BigUint64Array/);
       expect(() => hv.map(hvm, new BigUint64Array([0n]), 'w' as never)).toThrow(/prot must be/);
       expect(() => hv.pfnTypes(hvm, new BigUint64Array([~0n & 0xffffffffffffffffn]))).toThrow(RangeError);

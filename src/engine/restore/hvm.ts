@@ -3,6 +3,7 @@ import { HVM_NR_PARAMS, HvmParam } from '../../xen/constants.js';
 import { MigrationError, MigrationErrorCode } from '../errors.js';
 import type { RestoreContext, RestoreOps } from './types.js';
 import { applyTsc, PolicyStash } from '../x86.js';
+import { framesOf } from '../frames.js';
 
 /** Largest gfn a restore may populate in an HVM domain: 2^40 bytes of guest-physical space. */
 export const HVM_MAX_RESTORE_PFN = 2 ** 28 - 1;
@@ -33,9 +34,7 @@ export function hvmRestoreOps(): RestoreOps {
     },
     maxPfn: () => maxPfn,
     populate(ctx, pfns) {
-      const a = new BigUint64Array(pfns.length);
-      for (let i = 0; i < pfns.length; i++) a[i] = BigInt(pfns[i]!);
-      ctx.xen.populatePhysmap(ctx.domid, a);
+      ctx.xen.populatePhysmap(ctx.domid, framesOf(pfns));
     },
     pfnToFrame: (pfn) => pfn,
     // an HVM guest's page tables are its own business: types are not kept, pages not rewritten

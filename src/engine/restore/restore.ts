@@ -26,6 +26,7 @@ import type {
   RestoreStreamType,
 } from './types.js';
 import { PAGE_SIZE } from '../../xen/constants.js';
+import { setFrame } from '../frames.js';
 
 /** Bytes of bookkeeping counted per buffered checkpoint record on top of its stream size. */
 const BUFFERED_RECORD_OVERHEAD = 256;
@@ -423,14 +424,7 @@ class RestoreEngine implements RestoreContext {
     if (dataIdx.length === 0) return;
     const frames = new BigUint64Array(dataIdx.length);
     const fw = new Uint32Array(frames.buffer);
-    for (let j = 0; j < dataIdx.length; j++) {
-      const f = this.ops.pfnToFrame(pfns[dataIdx[j]!]!);
-      // 32-bit halves on little-endian hosts: no BigInt per page
-      if (HOST_LITTLE_ENDIAN && f <= 0xffffffff) {
-        fw[2 * j] = f;
-        fw[2 * j + 1] = 0;
-      } else frames[j] = BigInt(f);
-    }
+    for (let j = 0; j < dataIdx.length; j++) setFrame(frames, fw, j, this.ops.pfnToFrame(pfns[dataIdx[j]!]!));
     let m: Mapping | null = null;
     let pending: Promise<unknown> | null = null;
     try {
@@ -549,8 +543,6 @@ async function readPayload(r: PageDataRecord): Promise<Uint8Array> {
   await r.readPayloadInto!(b);
   return b;
 }
-
-const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Records other than PAGE_DATA own their bytes (the decoders copy blobs), so they can be kept. */
 function cloneRecord(r: LibxcRecord): LibxcRecord {

@@ -35,6 +35,7 @@ import type {
   StreamType,
 } from './types.js';
 import { SHUTDOWN_SUSPEND } from '../../xen/constants.js';
+import { frameRange, HOST_LITTLE_ENDIAN, setFrame } from '../frames.js';
 
 export { SHUTDOWN_SUSPEND };
 
@@ -642,7 +643,7 @@ class SaveEngine implements SaveContext {
     this.lap('pfnTypes');
     for (let j = 0; j < nValid; j++) {
       // XEN_DOMCTL_PFINFO_* type: bits 31-28 of the (64-bit) word
-      const t = LITTLE_ENDIAN ? fw[2 * j]! >>> 28 : Number((q[j]! >> 28n) & 0xfn);
+      const t = HOST_LITTLE_ENDIAN ? fw[2 * j]! >>> 28 : Number((q[j]! >> 28n) & 0xfn);
       const i = validIdx[j]!;
       if (!pageTypeValid(t))
         throw new MigrationError(
@@ -758,9 +759,7 @@ class SaveEngine implements SaveContext {
         if (m) this.retiredMaps.push(m);
         const first = key * CHUNK;
         const n = Math.min(CHUNK, this.ops.p2mSize - first);
-        const fr = new BigUint64Array(n);
-        for (let k = 0; k < n; k++) fr[k] = BigInt(first + k);
-        m = this.xen.map(this.domid, fr, 'r');
+        m = this.xen.map(this.domid, frameRange(first, n), 'r');
         this.chunkMaps.set(key, m);
         if (m.errors[off] !== 0)
           throw new MigrationError(
@@ -866,16 +865,6 @@ class SaveEngine implements SaveContext {
 // Frame numbers are moved into and between BigUint64Arrays through 32-bit word views on
 // little-endian hosts: no BigInt allocation per page in the batch loop.
 const EMPTY_HEADER = new Uint8Array(0);
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-function setFrame(big: BigUint64Array, w: Uint32Array, i: number, f: number): void {
-  if (LITTLE_ENDIAN && f <= 0xffffffff) {
-    w[2 * i] = f;
-    w[2 * i + 1] = 0;
-  } else {
-    big[i] = BigInt(f);
-  }
-}
 
 function isPageTable(t: number): boolean {
   return (t >= PageType.L1TAB && t <= PageType.L4TAB) || (t >= PageType.L1TAB_PIN && t <= PageType.L4TAB_PIN);
