@@ -159,6 +159,15 @@ export function xenBuilder(xen: Hypervisor, opts: XenBuilderOptions = {}): XenBu
   return finishingOnce(api);
 }
 
+/** A step after the domain exists failed: destroy it; the step's error is the one that counts. */
+function destroyKeepingError(xen: Hypervisor, domid: number): void {
+  try {
+    xen.destroy(domid);
+  } catch {
+    /* keep the first error */
+  }
+}
+
 /** create(): the domain, its xenstore skeleton and libxl's stored config; destroyed again on failure. */
 async function buildDomain(ctx: BuilderContext, config: DomainConfig): Promise<number> {
   const { xen } = ctx;
@@ -177,11 +186,7 @@ async function buildDomain(ctx: BuilderContext, config: DomainConfig): Promise<n
     ctx.built.set(domid, b);
     return domid;
   } catch (e) {
-    try {
-      xen.destroy(domid);
-    } catch {
-      /* keep the first error */
-    }
+    destroyKeepingError(xen, domid);
     throw e;
   }
 }
@@ -307,11 +312,7 @@ function createDomain(
     }
     return { domid, b: { config, hvm, uuid, storePort, consolePort, pendingName: null, devices } };
   } catch (e) {
-    try {
-      xen.destroy(domid);
-    } catch {
-      /* keep the first error */
-    }
+    destroyKeepingError(xen, domid);
     throw e;
   }
 }
