@@ -9,13 +9,12 @@ import type { Hypervisor } from '../../xen/types.js';
 import { PAGE_SIZE, ShutdownReason } from '../../xen/constants.js';
 import { resolveDomain } from '../../toolstack/names.js';
 import { checksumAtSuspend } from '../hooks.js';
-import { Clock, progressHandler, queryMigrate, summaryLine } from '../stats.js';
+import { Clock, queryMigrate, summaryLine } from '../stats.js';
 import {
   addHostOptions,
   addOutputOptions,
   addTransferOptions,
   choice,
-  configFrom,
   EXIT,
   DOMAIN_ARG,
   Log,
@@ -30,7 +29,7 @@ import {
   writeOut,
   xenOptions,
 } from '../util.js';
-import { hookStats, policyFrom, type TransferCliOptions } from './save.js';
+import { hookStats, transferOptions, type TransferCliOptions } from './save.js';
 
 interface MigrateCliOptions extends TransferCliOptions {
   cert?: string;
@@ -150,24 +149,17 @@ async function migrateDomain(run: MigrateRun, domain: number | string, dest: str
   const xen = (run.xen = openXen(xenOptions(o)).xen);
   const domid = (run.domid = await resolveDomain(xen, domain));
   run.guestBytes = xen.domainInfo(domid).totPages * PAGE_SIZE;
-  const policy = policyFrom(o);
   log.info(`migrating domain ${domid} to ${dest}`);
-  const config = configFrom(o);
   const hook = o.checksumAtSuspend ? checksumAtSuspend(xen, domid, o.checksumAtSuspend, sig.signal) : null;
   const r = await migrate(domid, dest, {
     xen,
-    ...(config ? { config } : {}),
     live: o.live,
-    signal: sig.signal,
-    onProgress: progressHandler(progress, clock),
     protocol: o.protocol,
     ...(tls ? { tls } : {}),
     ...(o.insecure ? { insecure: true } : {}),
     ...(o.sshCommand ? { sshCommand: splitWords(o.sshCommand) } : {}),
     ...(o.remoteCommand ? { remoteCommand: splitWords(o.remoteCommand) } : {}),
-    ...(hook ? { callbacks: hook.callbacks } : {}),
-    ...(policy ? { policy } : {}),
-    ...(o.bandwidth ? { bandwidth: o.bandwidth } : {}),
+    ...transferOptions(o, { signal: sig.signal, progress, clock, hook }),
   });
   progress.clear();
   const q = queryMigrate({

@@ -51,6 +51,23 @@ export function policyFrom(o: TransferCliOptions): PolicyOptions | undefined {
   return Object.keys(p).length ? p : undefined;
 }
 
+/** The options save and migrate pass alike: config, abort, progress, debug hook, precopy policy, bandwidth. */
+export function transferOptions(
+  o: TransferCliOptions,
+  a: { signal: AbortSignal; progress: Progress; clock: Clock; hook: ChecksumHook | null },
+) {
+  const policy = policyFrom(o);
+  const config = configFrom(o);
+  return {
+    ...(config ? { config } : {}),
+    signal: a.signal,
+    onProgress: progressHandler(a.progress, a.clock),
+    ...(a.hook ? { callbacks: a.hook.callbacks } : {}),
+    ...(policy ? { policy } : {}),
+    ...(o.bandwidth ? { bandwidth: o.bandwidth } : {}),
+  };
+}
+
 export function register(program: Command): void {
   const cmd = program
     .command('save')
@@ -97,20 +114,13 @@ async function runSave(
     domid = await resolveDomain(xen, domain);
     const info = xen.domainInfo(domid);
     guestBytes = info.totPages * PAGE_SIZE;
-    const policy = policyFrom(o);
-    const config = configFrom(o);
     const hook = o.checksumAtSuspend ? checksumAtSuspend(xen, domid, o.checksumAtSuspend, sig.signal) : null;
     const r = await save(domid, toStdout ? 1 : file, {
       xen,
-      ...(config ? { config } : {}),
       live: o.live ?? false,
       keepRunning: o.keepRunning ?? false,
       format: o.format,
-      signal: sig.signal,
-      onProgress: progressHandler(progress, clock),
-      ...(hook ? { callbacks: hook.callbacks } : {}),
-      ...(policy ? { policy } : {}),
-      ...(o.bandwidth ? { bandwidth: o.bandwidth } : {}),
+      ...transferOptions(o, { signal: sig.signal, progress, clock, hook }),
     });
     progress.clear();
     const q = queryMigrate({
