@@ -145,6 +145,17 @@ class Arrivals {
   }
 }
 
+/** The lines of `text` that parse as JSON (a CLI's --json output among its log lines). */
+function jsonLines(text) {
+  return text.split('\n').flatMap((l) => {
+    try {
+      return [JSON.parse(l)];
+    } catch {
+      return [];
+    }
+  });
+}
+
 const median = (a) => {
   if (!a.length) return null;
   const s = [...a].sort((x, y) => x - y);
@@ -497,16 +508,7 @@ async function remusRun(arr, tool, round) {
   let bk;
   let primaryOut = () => '';
   // the xenmig primary's --json lines (one per acknowledged checkpoint)
-  const json = () =>
-    primaryOut()
-      .split('\n')
-      .flatMap((l) => {
-        try {
-          return [JSON.parse(l)];
-        } catch {
-          return [];
-        }
-      });
+  const json = () => jsonLines(primaryOut());
   if (tool === 'xl') {
     p = track(
       spawn(
@@ -645,16 +647,7 @@ async function killTrial(arr, buffered, trial, withDisk = false) {
   const waitMs = 2000 + Math.floor(Math.random() * 10_000);
   await sleep(waitMs);
   // the primary's own per-checkpoint figures (--json: one line per acknowledged checkpoint)
-  const stats = primaryOut()
-    .split('\n')
-    .flatMap((l) => {
-      try {
-        return [JSON.parse(l)];
-      } catch {
-        return [];
-      }
-    })
-    .filter((j) => j.checkpoint);
+  const stats = jsonLines(primaryOut()).filter((j) => j.checkpoint);
   const acked = Math.max(...stats.map((j) => j.checkpoint));
   // the primary host fails: the replicating process freezes, its guest goes, the process dies
   p.kill('SIGSTOP');
