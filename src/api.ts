@@ -17,6 +17,8 @@ import { destroyDomain } from './toolstack/destroy.js';
 import { sendDomain } from './toolstack/migrate.js';
 import { defaultBuilder, openXen, type XenOptions } from './toolstack/host.js';
 import { lockDomain } from './toolstack/domain-lock.js';
+import { setPipeSizer } from './transport/pipe.js';
+import { addonPipeSizer } from './xen/loader.js';
 import {
   openDestination,
   receiverHandshake,
@@ -39,6 +41,15 @@ export {
 
 // ---------------------------------------------------------------------------------------------
 // common options
+
+// Stream pipes (stdio towards ssh or xl, FIFOs) get 1 MiB buffers through the addon's fcntl; the
+// addon is looked up at the first pipe, not at import
+let pipeSizer: ((fd: number, bytes: number) => number) | null | undefined;
+setPipeSizer((fd, bytes) => {
+  pipeSizer ??= addonPipeSizer();
+  if (!pipeSizer) throw new Error('no addon with setPipeSize');
+  return pipeSizer(fd, bytes);
+});
 
 export interface TransferOptions extends XenOptions {
   signal?: AbortSignal;

@@ -31,6 +31,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #endif
   exports.Set("build", hdr);
   exports.Set("lockFile", Napi::Function::New(env, LockFile, "lockFile"));
+  exports.Set("setPipeSize", Napi::Function::New(env, SetPipeSize, "setPipeSize"));
   InitInterface(env, exports, data);
   InitMapping(env, exports, data);
   InitBuilder(env, exports);

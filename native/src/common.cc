@@ -189,4 +189,17 @@ Napi::Value LockFile(const Napi::CallbackInfo &info) {
   ThrowXen(env, "fcntl", err, "F_OFD_SETLK fd " + std::to_string(fd));
 }
 
+// setPipeSize(fd, bytes) -> the pipe's capacity afterwards (fcntl F_SETPIPE_SZ; the kernel rounds
+// up to a power-of-two number of pages; beyond /proc/sys/fs/pipe-max-size only a privileged caller
+// may go: EPERM). Not a pipe: EBADF.
+Napi::Value SetPipeSize(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = ArgI32(info, 0, "fd");
+  uint32_t bytes = ArgU32(info, 1, "bytes");
+  if (bytes == 0 || bytes > (1u << 30)) throw Napi::RangeError::New(env, "bytes must be in 1..2^30");
+  int r = fcntl(fd, F_SETPIPE_SZ, static_cast<int>(bytes));
+  if (r < 0) ThrowXen(env, "fcntl", errno, "F_SETPIPE_SZ fd " + std::to_string(fd));
+  return Napi::Number::New(env, r);
+}
+
 }  // namespace xenmig

@@ -56,6 +56,7 @@ Napi::Error MakeXenErrorMessage(Napi::Env env, const std::string &message, const
 const char *ErrnoName(int err);
 // lockFile(fd, op): fcntl F_OFD_SETLK on the whole file, without waiting (common.cc)
 Napi::Value LockFile(const Napi::CallbackInfo &info);
+Napi::Value SetPipeSize(const Napi::CallbackInfo &info);
 
 // Argument helpers: TypeScript validates; these only stop a misuse from crashing the process.
 uint32_t ArgU32(const Napi::CallbackInfo &info, size_t i, const char *name);

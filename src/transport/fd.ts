@@ -10,6 +10,7 @@ import type { Readable, Writable } from 'node:stream';
 import { isatty } from 'node:tty';
 import { Channel, emptyReadable, refusingWritable, type ChannelKind, type ChannelRole } from './channel.js';
 import { TransportConfigError } from './errors.js';
+import { growPipe } from './pipe.js';
 
 type FdKind = 'stream' | 'file';
 
@@ -34,6 +35,7 @@ export interface FdStreamOptions {
 export function readableFromFd(fd: number, opts: FdStreamOptions = {}): Readable {
   const autoClose = opts.autoClose ?? true;
   if (classify(fd) === 'stream') {
+    growPipe(fd);
     const s = new Socket({ fd, readable: true, writable: false, allowHalfOpen: true });
     if (!autoClose) preventClose(s);
     return s;
@@ -45,6 +47,7 @@ export function readableFromFd(fd: number, opts: FdStreamOptions = {}): Readable
 export function writableFromFd(fd: number, opts: FdStreamOptions = {}): Writable {
   const autoClose = opts.autoClose ?? true;
   if (classify(fd) === 'stream') {
+    growPipe(fd);
     const s = new Socket({ fd, readable: false, writable: true, allowHalfOpen: true });
     if (!autoClose) preventClose(s);
     return s;

@@ -218,6 +218,8 @@ export interface NativeAddon {
   readonly build: { domctlInterfaceVersion: number; getinfoSingle: boolean };
   /** fcntl(fd, F_OFD_SETLK) on the whole file, never waiting: op 0 unlock, 1 exclusive, 2 shared; false = held elsewhere */
   lockFile?(fd: number, op: 0 | 1 | 2): boolean;
+  /** fcntl(fd, F_SETPIPE_SZ, bytes): the pipe's capacity afterwards (absent from older builds) */
+  setPipeSize?(fd: number, bytes: number): number;
   Interface: new () => NativeInterface;
   Mapping: abstract new () => NativeMapping;
   writePages(fd: number, header: Uint8Array, m: NativeMapping, indices: Uint32Array): Promise<number>;
@@ -334,3 +336,19 @@ export function loadAddon(opts: LoadOptions = {}): LoadedAddon {
 }
 
 export const DOMAIN_TYPE_CODE: Record<DomainType, number> = { pv: 1, hvm: 2 };
+
+/**
+ * The addon's setPipeSize (either flavour has it: it is no Xen call), found on first use; null when
+ * no addon with it loads. For src/transport/pipe.ts, through setPipeSizer (src/api.ts).
+ */
+export function addonPipeSizer(): ((fd: number, bytes: number) => number) | null {
+  for (const flavour of ['system', 'mock'] as const) {
+    try {
+      const { addon } = loadAddon({ flavour });
+      if (typeof addon.setPipeSize === 'function') return addon.setPipeSize.bind(addon);
+    } catch {
+      /* the other flavour may load */
+    }
+  }
+  return null;
+}

@@ -385,7 +385,8 @@ async function walkProbe() {
       typesMs += b - a;
       let k = 0;
       for (let i = 0; i < n; i++)
-        if (w[2 * i + 1] >>> 28 !== 0xf) {
+        // XEN_DOMCTL_PFINFO_* type: bits 31-28 of the word's low half; 0xf: XTAB (a hole)
+        if (w[2 * i] >>> 28 !== 0xf) {
           ww[2 * k] = p + i;
           ww[2 * k++ + 1] = 0;
         }
@@ -397,8 +398,29 @@ async function walkProbe() {
       mapMs += performance.now() - b;
     }
     const ru1 = process.resourceUsage();
+    // one call's cost by its size: xencall keeps 1-page hypercall buffers for reuse, anything larger
+    // is mapped and unmapped per call (512 entries are one page, 1024 two)
+    const perCall = {};
+    for (const n of [1, 512, 1024]) {
+      const q = frames.subarray(0, n);
+      const a = performance.now();
+      for (let k = 0; k < 200; k++) {
+        for (let i = 0; i < n; i++) {
+          w[2 * i] = i;
+          w[2 * i + 1] = 0;
+        }
+        xen.pfnTypes(dom, q);
+      }
+      perCall[`pfnTypes${n}Ms`] = Number(((performance.now() - a) / 200).toFixed(3));
+    }
+    {
+      const a = performance.now();
+      for (let k = 0; k < 200; k++) xen.domainInfo(dom);
+      perCall.domainInfoMs = Number(((performance.now() - a) / 200).toFixed(3));
+    }
     record({
       kind: 'walk',
+      ...perCall,
       gfns: size,
       dataPages: data,
       ms: Math.round(performance.now() - t0),
