@@ -117,6 +117,19 @@ class SaveEngine implements SaveContext {
   /** the device model tracks its writes (switchQemuLogdirty(true) was answered) */
   private qemuLogdirty = false;
   private readonly stats: SaveStats;
+  /** classifyBatch's buffers, one batch's worth, reused (see there) */
+  private readonly scratch = (() => {
+    const frames = new BigUint64Array(MAX_BATCH_SIZE);
+    const dataFrames = new BigUint64Array(MAX_BATCH_SIZE);
+    return {
+      frames,
+      fw: new Uint32Array(frames.buffer),
+      dataFrames,
+      dw: new Uint32Array(dataFrames.buffer),
+      types: new Uint8Array(MAX_BATCH_SIZE),
+      validIdx: new Int32Array(MAX_BATCH_SIZE),
+    };
+  })();
   /** XENMIG_TRACE_PHASES=1: the time since the previous lap() goes to a phase (stats.phases) */
   private readonly trace = process.env.XENMIG_TRACE_PHASES === '1';
   private lapAt = 0;
@@ -615,11 +628,10 @@ class SaveEngine implements SaveContext {
     const n = pfns.length;
     const ops = this.ops;
     // frames of the entries that have one, compacted (validIdx: their batch index); a copy keeps
-    // them, since pfnTypes overwrites its argument with the types
-    const frames = new BigUint64Array(n);
-    const fw = new Uint32Array(frames.buffer);
-    const types = new Uint8Array(n);
-    const validIdx = new Int32Array(n);
+    // them, since pfnTypes overwrites its argument with the types. Scratch buffers reused from batch
+    // to batch (everything here is consumed before prepareBatch returns): no allocation per batch.
+    const { frames, fw, validIdx } = this.scratch;
+    const types = this.scratch.types.subarray(0, n);
     let nValid = 0;
     for (let i = 0; i < n; i++) {
       const f = ops.pfnToFrame(pfns[i]!);
@@ -633,8 +645,8 @@ class SaveEngine implements SaveContext {
       }
     }
     const dataIdx: number[] = [];
-    const mf = new BigUint64Array(nValid);
-    const mw = new Uint32Array(mf.buffer);
+    const mf = this.scratch.dataFrames.subarray(0, nValid);
+    const mw = this.scratch.dw;
     if (nValid === 0) return { types, dataIdx, dataFrames: mf };
     const q = frames.subarray(0, nValid);
     mf.set(q);
