@@ -380,6 +380,8 @@ class Primary {
   private reason: RemusResult['reason'] = 'stopped';
   private stats: SaveStats | null = null;
   private lastAcked = 0;
+  /** checkpoint n's disk rotate, in flight from the suspend to the resume */
+  private rotating: Promise<void> | null = null;
   // the checkpoint being taken, and what is measured of it
   private current = 0;
   private suspendAt = 0;
@@ -560,7 +562,13 @@ class Primary {
     this.suspendMs = performance.now() - this.suspendAt;
     // what the guest sent up to this suspend is epoch n: held until checkpoint n is safe
     this.netBuffer?.plug(n);
-    await this.disks?.rotate(n);
+    // the disks' epoch boundary: asked now, awaited before the guest resumes (postcopy), so that the
+    // daemon's round trip overlaps the copy of the checkpoint's pages instead of adding to the pause
+    if (this.disks) {
+      const r = this.disks.rotate(n);
+      r.catch(() => {}); // awaited in postcopy; a save that fails before it has its own error
+      this.rotating = r;
+    }
     await this.hooks.postsuspend?.(n);
     await this.opts.onSuspended?.(n, this.xen, this.domid);
     // COLO, after the first checkpoint: the SVM suspends too
@@ -576,6 +584,9 @@ class Primary {
   }
 
   private async postcopy(): Promise<void> {
+    const rotating = this.rotating;
+    this.rotating = null;
+    await rotating; // no write of the resumed guest may fall into epoch n
     await this.hooks.preresume?.(this.current);
     if (this.colo) await this.recvState(CheckpointState.SVM_READY);
     const told = resumeDomain(this.xen, this.domid); // the guest runs from here; xenstored is told below
